@@ -1,0 +1,118 @@
+//! The product embedding matrix: N × d contiguous row-major `f32`.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::ItemIdx;
+
+/// Unit-normalized product embeddings, one row per catalog row.
+///
+/// Rows are stored contiguously (row `i` is `data[i*d .. (i+1)*d]`), so a
+/// gather of candidate rows is a sequence of slice reads. Each row has
+/// L2 norm 1, so the inner product of two rows is their cosine similarity;
+/// the raw norm of every row as given is kept in [`Embeddings::raw_norm`].
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    dim: usize,
+    data: Vec<f32>,
+    raw_norms: Vec<f32>,
+}
+
+impl Embeddings {
+    /// Builds a matrix from `rows × dim` row-major values, normalizing each
+    /// row. `what` names the matrix in errors.
+    ///
+    /// Errors: a zero `dim` or a length not a multiple of it
+    /// ([`ErrorKind::DimensionMismatch`]), a NaN or infinite value
+    /// ([`ErrorKind::NonFinite`], naming the row) or a zero row
+    /// ([`ErrorKind::ZeroVector`]).
+    pub fn from_rows(what: &'static str, dim: usize, mut data: Vec<f32>) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::invalid_config("embedding.dim", "must be at least 1, got 0"));
+        }
+        if data.len() % dim != 0 {
+            return Err(Error::dimension(what, dim, data.len() % dim));
+        }
+        let mut raw_norms = Vec::with_capacity(data.len() / dim);
+        for (row, chunk) in data.chunks_exact_mut(dim).enumerate() {
+            raw_norms.push(normalize_in_place(what, row, chunk)?);
+        }
+        Ok(Embeddings { dim, data, raw_norms })
+    }
+
+    /// The dimension `d`.
+    #[inline]
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The number of rows.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.raw_norms.len()
+    }
+
+    /// True if there are no rows.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.raw_norms.is_empty()
+    }
+
+    /// Row `row`, unit length. Panics if `row` is out of range (rows come
+    /// from the same catalog).
+    #[inline]
+    pub fn row(&self, row: ItemIdx) -> &[f32] {
+        let start = row.index() * self.dim;
+        &self.data[start..start + self.dim]
+    }
+
+    /// The whole matrix, row-major.
+    #[inline]
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The norm row `row` had before normalization.
+    #[inline]
+    pub fn raw_norm(&self, row: ItemIdx) -> f32 {
+        self.raw_norms[row.index()]
+    }
+}
+
+/// Checks that `v` is finite and non-zero, scales it to unit length and
+/// returns its original norm. `row` names the vector in errors.
+pub(crate) fn normalize_in_place(what: &'static str, row: usize, v: &mut [f32]) -> Result<f32> {
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(Error::new(ErrorKind::NonFinite { what, index: row }));
+    }
+    // Accumulate in f64: a row of large finite values must not overflow.
+    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return Err(Error::new(ErrorKind::ZeroVector { what, index: row }));
+    }
+    let inv = (1.0 / norm) as f32;
+    v.iter_mut().for_each(|x| *x *= inv);
+    Ok(norm as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_normalized_and_raw_norm_kept() {
+        let e = Embeddings::from_rows("t", 2, vec![3.0, 4.0, 0.0, 2.0]).unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e.row(ItemIdx(0)), &[0.6, 0.8]);
+        assert_eq!(e.row(ItemIdx(1)), &[0.0, 1.0]);
+        assert_eq!(e.raw_norm(ItemIdx(0)), 5.0);
+    }
+
+    #[test]
+    fn bad_rows_are_named() {
+        let err = Embeddings::from_rows("t", 2, vec![1.0, 1.0, f32::NAN, 0.0]).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::NonFinite { index: 1, .. }));
+        let err = Embeddings::from_rows("t", 2, vec![0.0, 0.0]).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::ZeroVector { index: 0, .. }));
+        let err = Embeddings::from_rows("t", 2, vec![1.0, 2.0, 3.0]).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::DimensionMismatch { .. }));
+    }
+}

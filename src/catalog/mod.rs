@@ -1,0 +1,591 @@
+//! The product catalog: products, merchants, content and embeddings,
+//! validated once by [`CatalogBuilder::build`].
+//!
+//! Storage is by column (struct of arrays): every per-product field is a
+//! `Vec` indexed by [`ItemIdx`], and content→product links are held in both
+//! directions as compressed sparse rows, so the ranking stage reads only the
+//! columns it needs.
+
+mod content;
+mod embeddings;
+mod merchant;
+mod product;
+
+pub use content::{Content, ContentKind};
+pub use embeddings::Embeddings;
+pub(crate) use embeddings::normalize_in_place;
+pub use merchant::{Merchant, MerchantStatus};
+pub use product::Product;
+
+use crate::error::{Error, ErrorKind, IdKind, Result};
+use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Timestamp, UserId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// An immutable, validated catalog.
+///
+/// ```
+/// use omnifeed::{CatalogBuilder, CategoryId, Merchant, MerchantId, MerchantStatus, Product, ProductId};
+/// let mut b = CatalogBuilder::new();
+/// b.add_merchant(Merchant { id: MerchantId(1), experience: 0.9, status: MerchantStatus::Active });
+/// b.add_product(Product {
+///     id: ProductId(10), category: CategoryId(3), price: 19.9, merchant: MerchantId(1),
+///     stock: 5, listed_at: 0, title: Some("ceramic mug".into()),
+/// });
+/// b.add_embedding(ProductId(10), &[0.0, 2.0]);
+/// let catalog = b.build()?;
+/// let row = catalog.row(ProductId(10)).unwrap();
+/// assert_eq!(catalog.embeddings().row(row), &[0.0, 1.0]);
+/// # Ok::<(), omnifeed::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    product_ids: Vec<ProductId>,
+    product_rows: HashMap<ProductId, ItemIdx>,
+    category: Vec<CategoryId>,
+    price: Vec<f32>,
+    merchant_row: Vec<u32>,
+    stock: Vec<u32>,
+    listed_at: Vec<Timestamp>,
+    titles: Vec<Option<Box<str>>>,
+    merchants: Vec<Merchant>,
+    merchant_rows: HashMap<MerchantId, u32>,
+    contents: Vec<ContentMeta>,
+    content_rows: HashMap<ContentId, u32>,
+    /// content row → product rows (CSR).
+    content_products: Csr,
+    /// product row → content rows (CSR).
+    product_contents: Csr,
+    embeddings: Arc<Embeddings>,
+}
+
+#[derive(Debug, Clone)]
+struct ContentMeta {
+    id: ContentId,
+    kind: ContentKind,
+    creator: UserId,
+    starts_at: Timestamp,
+    ends_at: Option<Timestamp>,
+}
+
+/// Compressed sparse rows: the targets of row `i` are
+/// `targets[offsets[i]..offsets[i+1]]`.
+#[derive(Debug, Clone, Default)]
+struct Csr {
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl Csr {
+    fn from_lists(n: usize, pairs: &[(u32, u32)]) -> Csr {
+        let mut offsets = vec![0u32; n + 1];
+        for &(from, _) in pairs {
+            offsets[from as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut next = offsets.clone();
+        let mut targets = vec![0u32; pairs.len()];
+        for &(from, to) in pairs {
+            let slot = &mut next[from as usize];
+            targets[*slot as usize] = to;
+            *slot += 1;
+        }
+        Csr { offsets, targets }
+    }
+
+    fn row(&self, i: usize) -> &[u32] {
+        &self.targets[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+impl Catalog {
+    /// Starts a builder.
+    pub fn builder() -> CatalogBuilder {
+        CatalogBuilder::new()
+    }
+
+    /// Number of products.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.product_ids.len()
+    }
+
+    /// Always false: a built catalog has at least one product.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.product_ids.is_empty()
+    }
+
+    /// The embedding dimension.
+    #[inline]
+    pub fn dim(&self) -> usize {
+        self.embeddings.dim()
+    }
+
+    /// The row of a product, if it is in the catalog.
+    #[inline]
+    pub fn row(&self, id: ProductId) -> Option<ItemIdx> {
+        self.product_rows.get(&id).copied()
+    }
+
+    /// The row of a product, or [`ErrorKind::UnknownId`] naming `context`.
+    pub fn require_row(&self, id: ProductId, context: &'static str) -> Result<ItemIdx> {
+        self.row(id).ok_or_else(|| Error::unknown(IdKind::Product, id.0, context))
+    }
+
+    /// The external id of row `row`.
+    #[inline]
+    pub fn product_id(&self, row: ItemIdx) -> ProductId {
+        self.product_ids[row.index()]
+    }
+
+    /// All product ids, in row order.
+    pub fn product_ids(&self) -> &[ProductId] {
+        &self.product_ids
+    }
+
+    /// The category column, by row.
+    pub fn categories(&self) -> &[CategoryId] {
+        &self.category
+    }
+
+    /// The price column, by row.
+    pub fn prices(&self) -> &[f32] {
+        &self.price
+    }
+
+    /// The stock column, by row.
+    pub fn stocks(&self) -> &[u32] {
+        &self.stock
+    }
+
+    /// The listing-time column, by row.
+    pub fn listed_at(&self) -> &[Timestamp] {
+        &self.listed_at
+    }
+
+    /// A product's title, if it has one.
+    pub fn title(&self, row: ItemIdx) -> Option<&str> {
+        self.titles[row.index()].as_deref()
+    }
+
+    /// The merchant selling row `row`.
+    pub fn merchant_of(&self, row: ItemIdx) -> &Merchant {
+        &self.merchants[self.merchant_row[row.index()] as usize]
+    }
+
+    /// The record of one product, rebuilt from the columns.
+    pub fn product(&self, row: ItemIdx) -> Product {
+        let i = row.index();
+        Product {
+            id: self.product_ids[i],
+            category: self.category[i],
+            price: self.price[i],
+            merchant: self.merchant_of(row).id,
+            stock: self.stock[i],
+            listed_at: self.listed_at[i],
+            title: self.titles[i].as_deref().map(str::to_owned),
+        }
+    }
+
+    /// All merchants.
+    pub fn merchants(&self) -> &[Merchant] {
+        &self.merchants
+    }
+
+    /// A merchant by id.
+    pub fn merchant(&self, id: MerchantId) -> Option<&Merchant> {
+        self.merchant_rows.get(&id).map(|&r| &self.merchants[r as usize])
+    }
+
+    /// Number of content items.
+    pub fn content_len(&self) -> usize {
+        self.contents.len()
+    }
+
+    /// A content item by id, with its linked products.
+    pub fn content(&self, id: ContentId) -> Option<Content> {
+        let row = *self.content_rows.get(&id)? as usize;
+        Some(self.content_record(row))
+    }
+
+    /// The rows of the products a content item carries, if it is known.
+    pub fn content_products(&self, id: ContentId) -> Option<impl ExactSizeIterator<Item = ItemIdx> + '_> {
+        let row = *self.content_rows.get(&id)? as usize;
+        Some(self.content_products.row(row).iter().map(|&p| ItemIdx(p)))
+    }
+
+    /// Every content item, in the order it was added.
+    pub fn contents(&self) -> impl Iterator<Item = Content> + '_ {
+        (0..self.contents.len()).map(|row| self.content_record(row))
+    }
+
+    fn content_record(&self, row: usize) -> Content {
+        let m = &self.contents[row];
+        Content {
+            id: m.id,
+            kind: m.kind,
+            creator: m.creator,
+            starts_at: m.starts_at,
+            ends_at: m.ends_at,
+            products: self
+                .content_products
+                .row(row)
+                .iter()
+                .map(|&p| self.product_ids[p as usize])
+                .collect(),
+        }
+    }
+
+    /// The content items that carry product row `row`, as ids.
+    pub fn contents_of(&self, row: ItemIdx) -> impl Iterator<Item = ContentId> + '_ {
+        self.product_contents.row(row.index()).iter().map(|&c| self.contents[c as usize].id)
+    }
+
+    /// The normalized embedding matrix.
+    #[inline]
+    pub fn embeddings(&self) -> &Embeddings {
+        &self.embeddings
+    }
+
+    /// The embedding matrix as a shared handle, for indexes built over it.
+    pub fn shared_embeddings(&self) -> Arc<Embeddings> {
+        Arc::clone(&self.embeddings)
+    }
+}
+
+/// Collects catalog records and validates them all at once in
+/// [`build`](CatalogBuilder::build).
+///
+/// The `add_*` methods only collect; every check happens in `build`, which
+/// reports the first problem found with the id or row it concerns.
+#[derive(Debug, Default)]
+pub struct CatalogBuilder {
+    deferred: Option<Error>,
+    products: Vec<Product>,
+    merchants: Vec<Merchant>,
+    contents: Vec<Content>,
+    emb_ids: Vec<ProductId>,
+    emb_lens: Vec<usize>,
+    emb_data: Vec<f32>,
+}
+
+impl CatalogBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a product.
+    pub fn add_product(&mut self, product: Product) -> &mut Self {
+        self.products.push(product);
+        self
+    }
+
+    /// Adds a merchant.
+    pub fn add_merchant(&mut self, merchant: Merchant) -> &mut Self {
+        self.merchants.push(merchant);
+        self
+    }
+
+    /// Adds a content item.
+    pub fn add_content(&mut self, content: Content) -> &mut Self {
+        self.contents.push(content);
+        self
+    }
+
+    /// Adds one product's embedding (any order; normalized at build).
+    pub fn add_embedding(&mut self, product: ProductId, vector: &[f32]) -> &mut Self {
+        self.emb_ids.push(product);
+        self.emb_lens.push(vector.len());
+        self.emb_data.extend_from_slice(vector);
+        self
+    }
+
+    /// Adds a block of embeddings: `ids.len()` rows of `dim` values, row-major,
+    /// as a `.npy` file holds them (see [`load::read_npy_embeddings`](crate::load::read_npy_embeddings)).
+    pub fn add_embeddings(&mut self, ids: &[ProductId], dim: usize, data: &[f32]) -> &mut Self {
+        if dim == 0 || Some(data.len()) != ids.len().checked_mul(dim) {
+            // Reported by build, which is where every check happens.
+            self.deferred.get_or_insert_with(|| {
+                Error::invalid_value(
+                    "embeddings block",
+                    format_args!("block of {} ids", ids.len()),
+                    format!("{} values do not form rows of dimension {dim}", data.len()),
+                )
+            });
+            return self;
+        }
+        self.emb_ids.extend_from_slice(ids);
+        self.emb_lens.extend(std::iter::repeat_n(dim, ids.len()));
+        self.emb_data.extend_from_slice(data);
+        self
+    }
+
+    /// Number of products added so far.
+    pub fn product_count(&self) -> usize {
+        self.products.len()
+    }
+
+    /// Validates everything and builds the catalog.
+    ///
+    /// Errors: no products ([`ErrorKind::EmptyCatalog`]); a duplicate product,
+    /// merchant or content id ([`ErrorKind::DuplicateId`]); a negative or
+    /// non-finite price, an experience score outside `[0, 1]`, a live stream
+    /// that ends before it starts, or a product without an embedding
+    /// ([`ErrorKind::InvalidValue`]); a product's unknown merchant or a content
+    /// item's unknown product ([`ErrorKind::UnknownId`]); embeddings of mixed
+    /// dimension ([`ErrorKind::DimensionMismatch`]), with NaN/inf
+    /// ([`ErrorKind::NonFinite`]) or all zero ([`ErrorKind::ZeroVector`]).
+    pub fn build(self) -> Result<Catalog> {
+        if let Some(err) = self.deferred {
+            return Err(err);
+        }
+        if self.products.is_empty() {
+            return Err(Error::new(ErrorKind::EmptyCatalog { what: "catalog products" }));
+        }
+        let mut merchant_rows = HashMap::with_capacity(self.merchants.len());
+        for (i, m) in self.merchants.iter().enumerate() {
+            if !(m.experience.is_finite() && (0.0..=1.0).contains(&m.experience)) {
+                return Err(Error::invalid_value(
+                    "merchant.experience",
+                    format_args!("merchant {}", m.id),
+                    format!("expected a value in [0, 1], got {}", m.experience),
+                ));
+            }
+            if merchant_rows.insert(m.id, i as u32).is_some() {
+                return Err(Error::duplicate(IdKind::Merchant, m.id.0));
+            }
+        }
+
+        let n = self.products.len();
+        if n > u32::MAX as usize {
+            return Err(Error::invalid_value(
+                "catalog.products",
+                "catalog",
+                format!("at most {} products, got {n}", u32::MAX),
+            ));
+        }
+        let mut product_rows = HashMap::with_capacity(n);
+        let mut product_ids = Vec::with_capacity(n);
+        let mut category = Vec::with_capacity(n);
+        let mut price = Vec::with_capacity(n);
+        let mut merchant_row = Vec::with_capacity(n);
+        let mut stock = Vec::with_capacity(n);
+        let mut listed_at = Vec::with_capacity(n);
+        let mut titles = Vec::with_capacity(n);
+        for (i, p) in self.products.into_iter().enumerate() {
+            if product_rows.insert(p.id, ItemIdx(i as u32)).is_some() {
+                return Err(Error::duplicate(IdKind::Product, p.id.0));
+            }
+            if !p.price.is_finite() || p.price < 0.0 {
+                return Err(Error::invalid_value(
+                    "product.price",
+                    format_args!("product {}", p.id),
+                    format!("expected a finite price >= 0, got {}", p.price),
+                ));
+            }
+            let Some(&m) = merchant_rows.get(&p.merchant) else {
+                return Err(Error::unknown(IdKind::Merchant, p.merchant.0, "product.merchant"));
+            };
+            product_ids.push(p.id);
+            category.push(p.category);
+            price.push(p.price);
+            merchant_row.push(m);
+            stock.push(p.stock);
+            listed_at.push(p.listed_at);
+            titles.push(p.title.map(String::into_boxed_str));
+        }
+
+        let mut content_rows = HashMap::with_capacity(self.contents.len());
+        let mut contents = Vec::with_capacity(self.contents.len());
+        let mut links = Vec::new();
+        for (ci, c) in self.contents.into_iter().enumerate() {
+            if content_rows.insert(c.id, ci as u32).is_some() {
+                return Err(Error::duplicate(IdKind::Content, c.id.0));
+            }
+            if let Some(end) = c.ends_at {
+                if end < c.starts_at {
+                    return Err(Error::invalid_value(
+                        "content.ends_at",
+                        format_args!("content {}", c.id),
+                        format!("ends at {end}, before it starts at {}", c.starts_at),
+                    ));
+                }
+            }
+            let first = links.len();
+            for pid in &c.products {
+                let Some(row) = product_rows.get(pid) else {
+                    return Err(Error::unknown(IdKind::Product, pid.0, "content.products"));
+                };
+                if links[first..].iter().any(|&(_, r)| r == row.0) {
+                    return Err(Error::invalid_value(
+                        "content.products",
+                        format_args!("content {}", c.id),
+                        format!("product {pid} is linked twice"),
+                    ));
+                }
+                links.push((ci as u32, row.0));
+            }
+            contents.push(ContentMeta {
+                id: c.id,
+                kind: c.kind,
+                creator: c.creator,
+                starts_at: c.starts_at,
+                ends_at: c.ends_at,
+            });
+        }
+        let content_products = Csr::from_lists(contents.len(), &links);
+        let reversed: Vec<(u32, u32)> = links.iter().map(|&(c, p)| (p, c)).collect();
+        let product_contents = Csr::from_lists(n, &reversed);
+
+        let embeddings = assemble_embeddings(
+            &product_rows,
+            &product_ids,
+            &self.emb_ids,
+            &self.emb_lens,
+            self.emb_data,
+        )?;
+
+        Ok(Catalog {
+            product_ids,
+            product_rows,
+            category,
+            price,
+            merchant_row,
+            stock,
+            listed_at,
+            titles,
+            merchants: self.merchants,
+            merchant_rows,
+            contents,
+            content_rows,
+            content_products,
+            product_contents,
+            embeddings: Arc::new(embeddings),
+        })
+    }
+}
+
+/// Reorders the given embedding rows into catalog row order and checks that
+/// every product has exactly one.
+fn assemble_embeddings(
+    product_rows: &HashMap<ProductId, ItemIdx>,
+    product_ids: &[ProductId],
+    ids: &[ProductId],
+    lens: &[usize],
+    data: Vec<f32>,
+) -> Result<Embeddings> {
+    let Some(&dim) = lens.first() else {
+        return Err(Error::invalid_value(
+            "product.embedding",
+            format_args!("product {}", product_ids[0]),
+            "no embedding was given",
+        ));
+    };
+    if dim == 0 {
+        return Err(Error::invalid_config("embedding.dim", "must be at least 1, got 0"));
+    }
+    if let Some(&bad) = lens.iter().find(|&&l| l != dim) {
+        return Err(Error::dimension("product embedding", dim, bad));
+    }
+    let n = product_ids.len();
+    let mut source_of = vec![u32::MAX; n];
+    for (k, id) in ids.iter().enumerate() {
+        let Some(row) = product_rows.get(id) else {
+            return Err(Error::unknown(IdKind::Product, id.0, "embedding ids"));
+        };
+        if source_of[row.index()] != u32::MAX {
+            return Err(Error::invalid_value(
+                "product.embedding",
+                format_args!("product {id}"),
+                "two embeddings were given",
+            ));
+        }
+        source_of[row.index()] = k as u32;
+    }
+    if let Some(missing) = source_of.iter().position(|&s| s == u32::MAX) {
+        return Err(Error::invalid_value(
+            "product.embedding",
+            format_args!("product {}", product_ids[missing]),
+            "no embedding was given",
+        ));
+    }
+    let in_order = source_of.iter().enumerate().all(|(i, &s)| s as usize == i);
+    let ordered = if in_order {
+        data
+    } else {
+        let mut out = Vec::with_capacity(n * dim);
+        for &s in &source_of {
+            let s = s as usize;
+            out.extend_from_slice(&data[s * dim..(s + 1) * dim]);
+        }
+        out
+    };
+    Embeddings::from_rows("product embedding", dim, ordered).map_err(|e| match e.into_kind() {
+        // Report the product id, not just the row.
+        ErrorKind::NonFinite { what, index } => Error::invalid_value(
+            "product.embedding",
+            format_args!("product {}", product_ids[index]),
+            format!("{what} has a NaN or infinite value"),
+        ),
+        ErrorKind::ZeroVector { what, index } => Error::invalid_value(
+            "product.embedding",
+            format_args!("product {}", product_ids[index]),
+            format!("{what} is the zero vector"),
+        ),
+        other => Error::new(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny() -> CatalogBuilder {
+        let mut b = CatalogBuilder::new();
+        b.add_merchant(Merchant { id: MerchantId(1), experience: 0.8, status: MerchantStatus::Active });
+        for i in 0..3u64 {
+            b.add_product(Product {
+                id: ProductId(100 + i),
+                category: CategoryId(i as u32 % 2),
+                price: 10.0 + i as f32,
+                merchant: MerchantId(1),
+                stock: 1,
+                listed_at: 0,
+                title: None,
+            });
+        }
+        b.add_embedding(ProductId(102), &[0.0, 1.0]);
+        b.add_embedding(ProductId(100), &[1.0, 0.0]);
+        b.add_embedding(ProductId(101), &[1.0, 1.0]);
+        b.add_content(Content {
+            id: ContentId(7),
+            kind: ContentKind::LiveStream,
+            creator: UserId(9),
+            starts_at: 10,
+            ends_at: Some(20),
+            products: vec![ProductId(100), ProductId(102)],
+        });
+        b
+    }
+
+    #[test]
+    fn builds_and_reorders_embeddings() {
+        let c = tiny().build().unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.embeddings().row(ItemIdx(0)), &[1.0, 0.0]);
+        assert_eq!(c.embeddings().row(ItemIdx(2)), &[0.0, 1.0]);
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((c.embeddings().row(ItemIdx(1))[0] - s).abs() < 1e-6);
+        let content = c.content(ContentId(7)).unwrap();
+        assert_eq!(content.products, vec![ProductId(100), ProductId(102)]);
+        assert!(content.is_live_at(15) && !content.is_live_at(20));
+        let of_first: Vec<_> = c.contents_of(ItemIdx(0)).collect();
+        assert_eq!(of_first, vec![ContentId(7)]);
+        assert_eq!(c.contents_of(ItemIdx(1)).count(), 0);
+        assert_eq!(c.product(ItemIdx(1)).price, 11.0);
+    }
+}

@@ -1,0 +1,83 @@
+//! Typed ids.
+//!
+//! External ids are `u64` newtypes, one per id space, so a product id can
+//! never be passed where a merchant id is expected. Inside the engine a
+//! product is a dense row, [`ItemIdx`], a `u32` index into the contiguous
+//! columns and the embedding matrix of a [`Catalog`](crate::Catalog).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Seconds since the Unix epoch (UTC). Event logs and the catalog use it.
+pub type Timestamp = i64;
+
+/// A score: higher is better.
+pub type Score = f32;
+
+macro_rules! external_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<u64> for $name {
+            fn from(id: u64) -> Self {
+                $name(id)
+            }
+        }
+    };
+}
+
+external_id!(
+    /// A user's external id.
+    UserId
+);
+external_id!(
+    /// A product's external id (an item for sale).
+    ProductId
+);
+external_id!(
+    /// A content item's external id: a short video or a live stream.
+    ContentId
+);
+external_id!(
+    /// A merchant's (shop's) external id.
+    MerchantId
+);
+
+/// A product category. Categories are small dense numbers in practice, but
+/// any `u32` is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CategoryId(pub u32);
+
+impl fmt::Display for CategoryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A product's dense row in a [`Catalog`](crate::Catalog): `0..catalog.len()`.
+///
+/// Rows index every per-product column and the embedding matrix. They are
+/// stable for the life of one catalog, not across rebuilds: store
+/// [`ProductId`]s, not rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemIdx(pub u32);
+
+impl ItemIdx {
+    /// The row as a `usize`, for indexing.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}

@@ -1,0 +1,104 @@
+//! Brute-force search: exact, and the oracle HNSW is measured against.
+
+use super::{Neighbor, RowFilter, VectorIndex, check_query};
+use crate::catalog::Embeddings;
+use crate::error::Result;
+use crate::ids::ItemIdx;
+use crate::rank::kernels::{TopK, dot};
+use std::sync::Arc;
+
+/// Exact inner-product search: one pass over the contiguous matrix with a
+/// streaming top-k. O(N·d) per query, no allocation once `out` has grown.
+#[derive(Debug, Clone)]
+pub struct ExactIndex {
+    embeddings: Arc<Embeddings>,
+}
+
+impl ExactIndex {
+    /// An index over `embeddings` (shared, not copied).
+    pub fn new(embeddings: Arc<Embeddings>) -> Self {
+        ExactIndex { embeddings }
+    }
+}
+
+impl VectorIndex for ExactIndex {
+    fn id(&self) -> &'static str {
+        "exact"
+    }
+
+    fn dim(&self) -> usize {
+        self.embeddings.dim()
+    }
+
+    fn len(&self) -> usize {
+        self.embeddings.len()
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<RowFilter<'_>>,
+        out: &mut Vec<Neighbor>,
+    ) -> Result<()> {
+        let norm = check_query(query, self.dim(), k)?;
+        let mut top = TopK::new(out, k);
+        let rows = self.embeddings.as_slice().chunks_exact(self.dim());
+        match filter {
+            None => {
+                for (i, row) in rows.enumerate() {
+                    top.push(ItemIdx(i as u32), dot(row, query));
+                }
+            }
+            Some(keep) => {
+                for (i, row) in rows.enumerate() {
+                    let idx = ItemIdx(i as u32);
+                    if keep(idx) {
+                        top.push(idx, dot(row, query));
+                    }
+                }
+            }
+        }
+        top.finish();
+        let inv = 1.0 / norm;
+        out.iter_mut().for_each(|n| n.score *= inv);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn index() -> ExactIndex {
+        let e = Embeddings::from_rows("t", 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.0]).unwrap();
+        ExactIndex::new(Arc::new(e))
+    }
+
+    #[test]
+    fn finds_in_order_and_filters() {
+        let idx = index();
+        let mut out = Vec::new();
+        idx.search(&[2.0, 0.1], 3, None, &mut out).unwrap();
+        assert_eq!(out.iter().map(|n| n.row.0).collect::<Vec<_>>(), vec![0, 2, 1]);
+        assert!(out[0].score <= 1.0 && out[0].score > 0.99);
+        let odd = |r: ItemIdx| r.0 % 2 == 1;
+        idx.search(&[2.0, 0.1], 3, Some(&odd), &mut out).unwrap();
+        assert_eq!(out.iter().map(|n| n.row.0).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn bad_queries_are_errors() {
+        let idx = index();
+        let mut out = Vec::new();
+        let e = idx.search(&[1.0], 3, None, &mut out).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::DimensionMismatch { expected: 2, got: 1, .. }));
+        let e = idx.search(&[f32::NAN, 1.0], 3, None, &mut out).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::NonFinite { index: 0, .. }));
+        let e = idx.search(&[0.0, 0.0], 3, None, &mut out).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::ZeroVector { .. }));
+        let e = idx.search(&[1.0, 0.0], 0, None, &mut out).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::InvalidK { k: 0 }));
+    }
+}

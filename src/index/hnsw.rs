@@ -1,0 +1,244 @@
+//! HNSW through `hnsw_rs`: the only file that imports it.
+//!
+//! The wrapper absorbs the crate's hazards: every parameter is checked before
+//! `Hnsw::new` sees it (it calls `process::exit` on some), queries are checked
+//! for dimension and finiteness (it checks neither and panics on NaN), and the
+//! distance is our own `1 - dot` clamped at zero, since `hnsw_rs` asserts on
+//! the slightly negative distances that rounding gives for near-identical
+//! unit vectors. Scores handed back are recomputed exactly from the stored
+//! embeddings, so they match [`ExactIndex`](super::ExactIndex) bit for bit.
+
+use super::{Neighbor, RowFilter, VectorIndex, check_query};
+use crate::catalog::Embeddings;
+use crate::error::{Error, Result};
+use crate::ids::ItemIdx;
+use crate::rank::kernels::{best_first, dot};
+use hnsw_rs::prelude::{Distance, Hnsw};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// Build and search parameters of an [`HnswIndex`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HnswParams {
+    /// Links per node and layer (`M` in the paper), 2..=256. More links give
+    /// higher recall for more memory and build time.
+    pub max_connections: usize,
+    /// Width of the candidate list during build (`efConstruction`), 1..=4096.
+    pub ef_construction: usize,
+    /// Width of the candidate list during search (`ef`); raised to `k` when
+    /// smaller. 1..=65536.
+    pub ef_search: usize,
+    /// Upper bound on the number of layers, 1..=16.
+    pub max_layers: usize,
+    /// Insert with rayon across all threads (fast) or one by one
+    /// (deterministic graph: the same catalog always gives the same index).
+    pub parallel_build: bool,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            max_connections: 16,
+            ef_construction: 200,
+            ef_search: 128,
+            max_layers: 16,
+            parallel_build: true,
+        }
+    }
+}
+
+impl HnswParams {
+    /// Checks every field against the ranges above.
+    pub fn validate(&self) -> Result<()> {
+        fn range(field: &'static str, v: usize, lo: usize, hi: usize) -> Result<()> {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid_config(field, format!("expected {lo}..={hi}, got {v}")))
+            }
+        }
+        range("hnsw.max_connections", self.max_connections, 2, 256)?;
+        range("hnsw.ef_construction", self.ef_construction, 1, 4096)?;
+        range("hnsw.ef_search", self.ef_search, 1, 65536)?;
+        range("hnsw.max_layers", self.max_layers, 1, 16)
+    }
+}
+
+/// `1 - a·b` for unit vectors, never negative.
+#[derive(Debug, Clone, Copy, Default)]
+struct DotDistance;
+
+impl Distance<f32> for DotDistance {
+    #[inline]
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// An HNSW graph over a catalog's normalized embeddings.
+///
+/// ```
+/// use std::sync::Arc;
+/// use omnifeed::index::{HnswIndex, HnswParams, VectorIndex};
+/// use omnifeed::Embeddings;
+/// let emb = Embeddings::from_rows("demo", 2, vec![1.0, 0.0, 0.0, 1.0, 0.7, 0.7])?;
+/// let index = HnswIndex::build(Arc::new(emb), HnswParams::default())?;
+/// let mut out = Vec::new();
+/// index.search(&[1.0, 0.1], 2, None, &mut out)?;
+/// assert_eq!(out[0].row.0, 0);
+/// # Ok::<(), omnifeed::Error>(())
+/// ```
+pub struct HnswIndex {
+    graph: Hnsw<'static, f32, DotDistance>,
+    embeddings: Arc<Embeddings>,
+    params: HnswParams,
+}
+
+impl fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("len", &self.embeddings.len())
+            .field("dim", &self.embeddings.dim())
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl HnswIndex {
+    /// Builds the graph over every row of `embeddings`.
+    ///
+    /// Errors: invalid `params` ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)),
+    /// no rows ([`ErrorKind::EmptyCatalog`](crate::ErrorKind::EmptyCatalog)).
+    pub fn build(embeddings: Arc<Embeddings>, params: HnswParams) -> Result<Self> {
+        params.validate()?;
+        if embeddings.is_empty() {
+            return Err(Error::new(crate::ErrorKind::EmptyCatalog { what: "index rows" }));
+        }
+        let n = embeddings.len();
+        let mut graph = Hnsw::<f32, DotDistance>::new(
+            params.max_connections,
+            n,
+            params.max_layers,
+            params.ef_construction,
+            DotDistance,
+        );
+        let dim = embeddings.dim();
+        let rows: Vec<(&[f32], usize)> =
+            embeddings.as_slice().chunks_exact(dim).enumerate().map(|(i, r)| (r, i)).collect();
+        if params.parallel_build {
+            graph.parallel_insert_slice(&rows);
+        } else {
+            for &row in &rows {
+                graph.insert_slice(row);
+            }
+        }
+        graph.set_searching_mode(true);
+        Ok(HnswIndex { graph, embeddings, params })
+    }
+
+    /// The parameters it was built with.
+    pub fn params(&self) -> &HnswParams {
+        &self.params
+    }
+
+    /// [`VectorIndex::search`] with an explicit `ef` instead of
+    /// [`HnswParams::ef_search`]; `ef` is raised to `k` when smaller.
+    pub fn search_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<RowFilter<'_>>,
+        out: &mut Vec<Neighbor>,
+    ) -> Result<()> {
+        let norm = check_query(query, self.dim(), k)?;
+        out.clear();
+        let inv = 1.0 / norm;
+        let unit: Vec<f32> = query.iter().map(|x| x * inv).collect();
+        let ef = ef.clamp(1, 65536).max(k);
+        let found = match filter {
+            None => self.graph.search_filter(&unit, k, ef, None),
+            Some(keep) => {
+                let f = |id: &usize| keep(ItemIdx(*id as u32));
+                self.graph.search_filter(&unit, k, ef, Some(&f))
+            }
+        };
+        out.extend(found.iter().map(|nb| {
+            let row = ItemIdx(nb.d_id as u32);
+            Neighbor { row, score: dot(self.embeddings.row(row), &unit) }
+        }));
+        out.sort_unstable_by(best_first);
+        Ok(())
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn id(&self) -> &'static str {
+        "hnsw"
+    }
+
+    fn dim(&self) -> usize {
+        self.embeddings.dim()
+    }
+
+    fn len(&self) -> usize {
+        self.embeddings.len()
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<RowFilter<'_>>,
+        out: &mut Vec<Neighbor>,
+    ) -> Result<()> {
+        self.search_ef(query, k, self.params.ef_search, filter, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn out_of_range_params_are_errors_not_exits() {
+        let emb = Arc::new(Embeddings::from_rows("t", 2, vec![1.0, 0.0]).unwrap());
+        for (p, field) in [
+            (HnswParams { max_connections: 300, ..Default::default() }, "hnsw.max_connections"),
+            (HnswParams { max_layers: 0, ..Default::default() }, "hnsw.max_layers"),
+            (HnswParams { ef_construction: 0, ..Default::default() }, "hnsw.ef_construction"),
+        ] {
+            let err = HnswIndex::build(emb.clone(), p).unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::InvalidConfig { field: f, .. } if *f == field));
+        }
+    }
+
+    #[test]
+    fn identical_vectors_do_not_trip_asserts() {
+        // Near-identical unit vectors give 1 - dot slightly below zero.
+        let mut data = Vec::new();
+        for i in 0..200 {
+            data.extend_from_slice(&[1.0 + i as f32 * 1e-7, 1e-7, 0.3]);
+        }
+        let emb = Arc::new(Embeddings::from_rows("t", 3, data).unwrap());
+        let idx = HnswIndex::build(emb, HnswParams::default()).unwrap();
+        let mut out = Vec::new();
+        idx.search(&[1.0, 0.0, 0.3], 10, None, &mut out).unwrap();
+        assert_eq!(out.len(), 10);
+    }
+
+    #[test]
+    fn filter_is_respected() {
+        let data: Vec<f32> = (0..400).flat_map(|i| [(i as f32).cos(), (i as f32).sin()]).collect();
+        let emb = Arc::new(Embeddings::from_rows("t", 2, data).unwrap());
+        let idx = HnswIndex::build(emb, HnswParams::default()).unwrap();
+        let mut out = Vec::new();
+        let even = |r: ItemIdx| r.0 % 2 == 0;
+        idx.search(&[1.0, 0.0], 20, Some(&even), &mut out).unwrap();
+        assert!(!out.is_empty());
+        assert!(out.iter().all(|n| n.row.0 % 2 == 0));
+    }
+}

@@ -1,0 +1,125 @@
+//! Catalog files: products, merchants and content.
+
+use super::{find_file, for_each_record, format_of, RecordFormat};
+use crate::catalog::{Catalog, CatalogBuilder, Content, ContentKind, Merchant, Product};
+use crate::error::{Error, Result};
+use crate::ids::{ContentId, ItemIdx, ProductId, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A content row as CSV holds it: the linked products as one
+/// `|`-separated field (JSON Lines may use a [`Content`] record with an array
+/// instead).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentRow {
+    /// External id.
+    pub id: ContentId,
+    /// `short_video` or `live_stream`.
+    pub kind: ContentKind,
+    /// The creator's user id.
+    pub creator: UserId,
+    /// Start (Unix seconds).
+    pub starts_at: Timestamp,
+    /// End, empty for none.
+    pub ends_at: Option<Timestamp>,
+    /// Product ids separated by `|`.
+    pub products: String,
+}
+
+impl ContentRow {
+    fn into_content(self, path: &Path, line: u64) -> Result<Content> {
+        let products = self
+            .products
+            .split('|')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.trim().parse::<u64>().map(ProductId).map_err(|e| {
+                    Error::parse(path, Some(line), format!("content products: {s:?}: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Content {
+            id: self.id,
+            kind: self.kind,
+            creator: self.creator,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            products,
+        })
+    }
+
+    fn from_content(c: &Content) -> ContentRow {
+        let products = c.products.iter().map(|p| p.0.to_string()).collect::<Vec<_>>().join("|");
+        ContentRow {
+            id: c.id,
+            kind: c.kind,
+            creator: c.creator,
+            starts_at: c.starts_at,
+            ends_at: c.ends_at,
+            products,
+        }
+    }
+}
+
+/// Reads `products`, `merchants` and (if present) `content` from `dir`, each
+/// as `.csv` or `.jsonl`, into a builder. Embeddings are added by the
+/// caller; [`CatalogBuilder::build`] validates.
+pub fn read_catalog_dir(dir: impl AsRef<Path>) -> Result<CatalogBuilder> {
+    let dir = dir.as_ref();
+    let mut b = CatalogBuilder::new();
+    let merchants = find_file(dir, "merchants").ok_or_else(|| missing(dir, "merchants"))?;
+    for_each_record(&merchants, |m: Merchant, _| {
+        b.add_merchant(m);
+        Ok(())
+    })?;
+    let products = find_file(dir, "products").ok_or_else(|| missing(dir, "products"))?;
+    for_each_record(&products, |p: Product, _| {
+        b.add_product(p);
+        Ok(())
+    })?;
+    if let Some(content) = find_file(dir, "content") {
+        match format_of(&content) {
+            RecordFormat::Csv => for_each_record(&content, |row: ContentRow, line| {
+                b.add_content(row.into_content(&content, line)?);
+                Ok(())
+            })?,
+            RecordFormat::JsonLines => for_each_record(&content, |c: Content, _| {
+                b.add_content(c);
+                Ok(())
+            })?,
+        }
+    }
+    Ok(b)
+}
+
+fn missing(dir: &Path, stem: &str) -> Error {
+    Error::io(
+        dir.join(format!("{stem}.csv")),
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {stem}.csv or {stem}.jsonl")),
+    )
+}
+
+/// Writes a catalog's products, merchants and content as CSV into `dir`
+/// (created if missing), in the format [`read_catalog_dir`] reads.
+pub fn write_catalog_dir(catalog: &Catalog, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let write = |name: &str| {
+        let path = dir.join(name);
+        csv::Writer::from_path(&path).map_err(|e| super::csv_error(&path, e)).map(|w| (w, path))
+    };
+    let (mut w, path) = write(super::files::MERCHANTS)?;
+    for m in catalog.merchants() {
+        w.serialize(m).map_err(|e| super::csv_error(&path, e))?;
+    }
+    w.flush().map_err(|e| Error::io(&path, e))?;
+    let (mut w, path) = write(super::files::PRODUCTS)?;
+    for row in 0..catalog.len() {
+        w.serialize(catalog.product(ItemIdx(row as u32))).map_err(|e| super::csv_error(&path, e))?;
+    }
+    w.flush().map_err(|e| Error::io(&path, e))?;
+    let (mut w, path) = write(super::files::CONTENT)?;
+    for c in catalog.contents() {
+        w.serialize(ContentRow::from_content(&c)).map_err(|e| super::csv_error(&path, e))?;
+    }
+    w.flush().map_err(|e| Error::io(&path, e))
+}

@@ -1,0 +1,160 @@
+//! Readers for catalog files, embeddings and interaction logs.
+//!
+//! Every reader streams: records are parsed one at a time from a buffered
+//! reader, never from a whole-file string. Every bad row is an error naming
+//! the file and line; rows a stated policy leaves out (a log's out-of-period
+//! timestamps) are counted in a [`LogReport`], never dropped silently.
+//!
+//! | data | function | format |
+//! |---|---|---|
+//! | products, merchants, content | [`read_catalog_dir`] | CSV with header, or JSON Lines |
+//! | embeddings | [`read_npy_matrix`], [`read_npy_ids`] | `.npy` (NumPy `np.save`, also of a PyTorch tensor's `.numpy()`) |
+//! | omnifeed events | [`read_events`] | CSV `at,user,target,target_id,kind,value` |
+//! | Taobao UserBehavior | [`read_taobao`] | CSV without header |
+//! | MovieLens ratings | [`read_movielens`] | `ratings.csv` with header |
+//! | a whole world | [`read_dataset`] | a folder of the above, as [`synth`](crate::synth) writes it |
+
+mod catalog;
+mod logs;
+mod npy;
+
+pub use catalog::{ContentRow, read_catalog_dir, write_catalog_dir};
+pub use logs::{
+    LogOptions, LogReport, OutOfPeriod, TaobaoLog, read_events, read_movielens, read_taobao,
+    write_events,
+};
+pub use npy::{read_npy_ids, read_npy_matrix, write_npy_ids, write_npy_matrix};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::ids::ProductId;
+use crate::signals::Event;
+use serde::de::DeserializeOwned;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// A catalog with its event log, as read from one folder.
+#[derive(Debug)]
+pub struct Dataset {
+    /// The validated catalog.
+    pub catalog: Catalog,
+    /// The event log, in file order.
+    pub events: Vec<Event>,
+    /// What reading the log counted.
+    pub report: LogReport,
+}
+
+/// The file names of a dataset folder.
+pub mod files {
+    /// Products: `id,category,price,merchant,stock,listed_at,title`.
+    pub const PRODUCTS: &str = "products.csv";
+    /// Merchants: `id,experience,status`.
+    pub const MERCHANTS: &str = "merchants.csv";
+    /// Content: `id,kind,creator,starts_at,ends_at,products` (products `|`-separated).
+    pub const CONTENT: &str = "content.csv";
+    /// Embeddings: `float32` (or `float64`) matrix, one row per id.
+    pub const EMBEDDINGS: &str = "embeddings.npy";
+    /// The product id of each embedding row: `int64` or `uint64` vector.
+    pub const EMBEDDING_IDS: &str = "embedding_ids.npy";
+    /// Events: `at,user,target,target_id,kind,value`.
+    pub const EVENTS: &str = "events.csv";
+}
+
+/// Reads a dataset folder: the catalog files, `embeddings.npy` with
+/// `embedding_ids.npy`, and `events.csv`.
+pub fn read_dataset(dir: impl AsRef<Path>) -> Result<Dataset> {
+    let dir = dir.as_ref();
+    let mut builder = read_catalog_dir(dir)?;
+    let (rows, dim, data) = read_npy_matrix(dir.join(files::EMBEDDINGS))?;
+    let ids: Vec<ProductId> = read_npy_ids(dir.join(files::EMBEDDING_IDS))?;
+    if ids.len() != rows {
+        return Err(Error::parse(
+            dir.join(files::EMBEDDING_IDS),
+            None,
+            format!("{} ids for {rows} embedding rows", ids.len()),
+        ));
+    }
+    builder.add_embeddings(&ids, dim, &data);
+    let catalog = builder.build()?;
+    let (events, report) = read_events(dir.join(files::EVENTS), &LogOptions::default())?;
+    Ok(Dataset { catalog, events, report })
+}
+
+/// The file's format, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordFormat {
+    Csv,
+    JsonLines,
+}
+
+fn format_of(path: &Path) -> RecordFormat {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl" | "ndjson") => RecordFormat::JsonLines,
+        _ => RecordFormat::Csv,
+    }
+}
+
+fn open(path: &Path) -> Result<BufReader<File>> {
+    File::open(path).map(|f| BufReader::with_capacity(1 << 16, f)).map_err(|e| Error::io(path, e))
+}
+
+/// Streams the records of a CSV (with header) or JSON Lines file into `f`.
+fn for_each_record<T, F>(path: &Path, mut f: F) -> Result<()>
+where
+    T: DeserializeOwned,
+    F: FnMut(T, u64) -> Result<()>,
+{
+    match format_of(path) {
+        RecordFormat::Csv => {
+            let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(open(path)?);
+            let headers = rdr.byte_headers().map_err(|e| csv_error(path, e))?.clone();
+            let mut record = csv::ByteRecord::new();
+            loop {
+                match rdr.read_byte_record(&mut record) {
+                    Ok(false) => return Ok(()),
+                    Ok(true) => {
+                        let line = record.position().map_or(0, |p| p.line());
+                        let row: T = record
+                            .deserialize(Some(&headers))
+                            .map_err(|e| Error::parse(path, Some(line), e.to_string()))?;
+                        f(row, line)?;
+                    }
+                    Err(e) => return Err(csv_error(path, e)),
+                }
+            }
+        }
+        RecordFormat::JsonLines => {
+            let mut rdr = open(path)?;
+            let mut buf = String::new();
+            let mut line = 0u64;
+            loop {
+                buf.clear();
+                line += 1;
+                let n = rdr.read_line(&mut buf).map_err(|e| Error::io(path, e))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if buf.trim().is_empty() {
+                    continue;
+                }
+                let row: T = serde_json::from_str(&buf)
+                    .map_err(|e| Error::parse(path, Some(line), e.to_string()))?;
+                f(row, line)?;
+            }
+        }
+    }
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> Error {
+    let line = e.position().map(|p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => Error::io(path, io),
+        other => Error::parse(path, line, format!("{other:?}")),
+    }
+}
+
+/// The first of `dir/name.csv` and `dir/name.jsonl` that exists.
+fn find_file(dir: &Path, stem: &str) -> Option<PathBuf> {
+    ["csv", "jsonl"].iter().map(|ext| dir.join(format!("{stem}.{ext}"))).find(|p| p.exists())
+}

@@ -1,0 +1,193 @@
+//! The hot loops: dot products, gathers and top-k selection.
+//!
+//! Every loop here works on equal-length slices with no branch in the body,
+//! written so that the compiler vectorizes it (eight independent
+//! accumulators break the add dependency chain). Nothing here allocates.
+
+use crate::ids::ItemIdx;
+use std::cmp::Ordering;
+
+/// Lanes of independent accumulators in [`dot`].
+const LANES: usize = 8;
+
+/// The inner product of two equal-length slices.
+///
+/// ```
+/// assert_eq!(omnifeed::rank::kernels::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
+/// ```
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    let s0 = (acc[0] + acc[4]) + (acc[1] + acc[5]);
+    let s1 = (acc[2] + acc[6]) + (acc[3] + acc[7]);
+    s0 + s1 + tail
+}
+
+/// The plain scalar inner product: the oracle [`dot`] is tested against.
+#[inline]
+pub fn dot_naive(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Writes `out[i] = dot(query, matrix row rows[i])` for a row-major matrix
+/// of dimension `query.len()`: the gather at the heart of scoring.
+#[inline]
+pub fn gather_dot(matrix: &[f32], query: &[f32], rows: &[ItemIdx], out: &mut [f32]) {
+    let d = query.len();
+    debug_assert_eq!(rows.len(), out.len());
+    for (o, r) in out.iter_mut().zip(rows) {
+        let start = r.index() * d;
+        *o = dot(&matrix[start..start + d], query);
+    }
+}
+
+/// A row and its score; the unit of every top-k buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    /// The catalog row.
+    pub row: ItemIdx,
+    /// Its score; higher is better.
+    pub score: f32,
+}
+
+/// Best first: higher score, then lower row (a total, deterministic order).
+#[inline]
+pub fn best_first(a: &Scored, b: &Scored) -> Ordering {
+    b.score.total_cmp(&a.score).then(a.row.cmp(&b.row))
+}
+
+/// Keeps the `k` best of `buf` (by [`best_first`]) and sorts them best first.
+///
+/// Selection is `select_nth_unstable_by`, O(n), then only the `k` winners
+/// are sorted.
+pub fn top_k_in_place(buf: &mut Vec<Scored>, k: usize) {
+    if buf.len() > k {
+        if k == 0 {
+            buf.clear();
+            return;
+        }
+        buf.select_nth_unstable_by(k - 1, best_first);
+        buf.truncate(k);
+    }
+    buf.sort_unstable_by(best_first);
+}
+
+/// A streaming top-k collector over a caller-owned buffer, after tantivy's
+/// `TopNComputer`: candidates are appended while they beat the current
+/// threshold; when the buffer holds `2k` it is cut back to the best `k`,
+/// raising the threshold. Amortized O(1) per candidate, no allocation once
+/// the buffer has grown to `2k`.
+#[derive(Debug)]
+pub struct TopK<'a> {
+    buf: &'a mut Vec<Scored>,
+    k: usize,
+    threshold: f32,
+}
+
+impl<'a> TopK<'a> {
+    /// Starts collecting the best `k` into `buf` (cleared first).
+    pub fn new(buf: &'a mut Vec<Scored>, k: usize) -> Self {
+        buf.clear();
+        buf.reserve(2 * k);
+        TopK { buf, k, threshold: f32::NEG_INFINITY }
+    }
+
+    /// Offers one candidate.
+    #[inline]
+    pub fn push(&mut self, row: ItemIdx, score: f32) {
+        if score < self.threshold {
+            return;
+        }
+        self.buf.push(Scored { row, score });
+        if self.buf.len() >= 2 * self.k {
+            self.truncate();
+        }
+    }
+
+    #[inline(never)]
+    fn truncate(&mut self) {
+        let k = self.k.max(1);
+        self.buf.select_nth_unstable_by(k - 1, best_first);
+        self.buf.truncate(k);
+        self.threshold = self.buf[k - 1].score;
+    }
+
+    /// Finishes: the buffer holds the best `k`, best first.
+    pub fn finish(self) {
+        top_k_in_place(self.buf, self.k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn dot_matches_naive(v in proptest::collection::vec((-10.0f32..10.0, -10.0f32..10.0), 0..70)) {
+            let (a, b): (Vec<f32>, Vec<f32>) = v.into_iter().unzip();
+            let fast = dot(&a, &b);
+            let slow = dot_naive(&a, &b);
+            let scale: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum::<f32>() + 1.0;
+            prop_assert!((fast - slow).abs() <= 1e-5 * scale, "{fast} vs {slow}");
+        }
+
+        #[test]
+        fn streaming_top_k_equals_full_sort(
+            scores in proptest::collection::vec(-1000i32..1000, 0..300),
+            k in 1usize..40,
+        ) {
+            let mut buf = Vec::new();
+            let mut top = TopK::new(&mut buf, k);
+            for (i, &s) in scores.iter().enumerate() {
+                top.push(ItemIdx(i as u32), s as f32);
+            }
+            top.finish();
+            let mut all: Vec<Scored> = scores
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| Scored { row: ItemIdx(i as u32), score: s as f32 })
+                .collect();
+            all.sort_by(best_first);
+            all.truncate(k);
+            prop_assert_eq!(buf, all);
+        }
+    }
+
+    #[test]
+    fn gather_reads_the_right_rows() {
+        let m = [1.0, 0.0, 0.0, 1.0, 2.0, 2.0];
+        let mut out = [0.0; 2];
+        gather_dot(&m, &[1.0, 3.0], &[ItemIdx(2), ItemIdx(1)], &mut out);
+        assert_eq!(out, [8.0, 3.0]);
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_row() {
+        let mut v = vec![
+            Scored { row: ItemIdx(5), score: 1.0 },
+            Scored { row: ItemIdx(2), score: 1.0 },
+            Scored { row: ItemIdx(9), score: 2.0 },
+        ];
+        top_k_in_place(&mut v, 2);
+        assert_eq!(v.iter().map(|s| s.row.0).collect::<Vec<_>>(), vec![9, 2]);
+    }
+}
