@@ -1,1 +1,3 @@
+//! All integration tests, built as one binary (see Cargo.toml).
 
+mod it;

@@ -6,7 +6,7 @@
 //! distance is our own `1 - dot` clamped at zero, since `hnsw_rs` asserts on
 //! the slightly negative distances that rounding gives for near-identical
 //! unit vectors. Scores handed back are recomputed exactly from the stored
-//! embeddings, so they match [`ExactIndex`](super::ExactIndex) bit for bit.
+//! embeddings, so they match [`ExactIndex`](super::ExactIndex) to float rounding.
 
 use super::{Neighbor, RowFilter, VectorIndex, check_query};
 use crate::catalog::Embeddings;

@@ -1,0 +1,126 @@
+//! Recall and speed of `HnswIndex` against `ExactIndex` on a synthetic
+//! catalog.
+//!
+//! ```text
+//! cargo run --release --example ann_recall -- [--n 20000] [--dim 64] [--queries 500]
+//!     [--ef 16,32,64,128,256] [--m 16] [--ef-construction 200] [--seed 42]
+//! ```
+//!
+//! Queries are the synthetic users' interest vectors (what the feed really
+//! searches with). Both indexes answer the same queries one at a time on one
+//! thread. The table gives recall@10, recall@100 and queries/s per `ef`; the
+//! last line is one JSON object for the best setting: the fastest with
+//! recall@100 >= 0.95, or else the most accurate.
+
+use omnifeed::index::{ExactIndex, HnswIndex, HnswParams, Neighbor, VectorIndex, recall};
+use omnifeed::synth::{SynthConfig, generate};
+use std::time::Instant;
+
+struct Args {
+    n: usize,
+    dim: usize,
+    queries: usize,
+    efs: Vec<usize>,
+    m: usize,
+    ef_construction: usize,
+    seed: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        n: 20_000,
+        dim: 64,
+        queries: 500,
+        efs: vec![16, 32, 64, 128, 256],
+        m: 16,
+        ef_construction: 200,
+        seed: 42,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let num = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
+        match flag.as_str() {
+            "--n" => a.n = num(&value)?,
+            "--dim" => a.dim = num(&value)?,
+            "--queries" => a.queries = num(&value)?,
+            "--m" => a.m = num(&value)?,
+            "--ef-construction" => a.ef_construction = num(&value)?,
+            "--seed" => a.seed = num(&value)? as u64,
+            "--ef" => a.efs = value.split(',').map(num).collect::<Result<_, _>>()?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args().map_err(|e| format!("ann_recall: {e}"))?;
+    let cfg = SynthConfig { seed: args.seed, ..SynthConfig::catalog_only(args.n, args.dim) };
+    let world = generate(&cfg)?;
+    let queries: Vec<&[f32]> = world
+        .users
+        .iter()
+        .flat_map(|u| u.interests.iter().map(|(_, v)| v.as_slice()))
+        .take(args.queries)
+        .collect();
+    let emb = world.catalog.shared_embeddings();
+    println!("catalog: n = {}, dim = {}, {} queries, k = 100", args.n, args.dim, queries.len());
+
+    let exact = ExactIndex::new(emb.clone());
+    let mut truth: Vec<Vec<Neighbor>> = Vec::with_capacity(queries.len());
+    let t = Instant::now();
+    for q in &queries {
+        let mut out = Vec::new();
+        exact.search(q, 100, None, &mut out)?;
+        truth.push(out);
+    }
+    let qps_exact = queries.len() as f64 / t.elapsed().as_secs_f64();
+
+    let params =
+        HnswParams { max_connections: args.m, ef_construction: args.ef_construction, ..Default::default() };
+    let t = Instant::now();
+    let hnsw = HnswIndex::build(emb, params)?;
+    let build_s = t.elapsed().as_secs_f64();
+    println!("hnsw: M = {}, efConstruction = {}, built in {build_s:.2} s", args.m, args.ef_construction);
+    println!("exact: {qps_exact:.0} queries/s");
+    println!("{:>6} {:>10} {:>11} {:>12} {:>8}", "ef", "recall@10", "recall@100", "queries/s", "speedup");
+
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for &ef in &args.efs {
+        let (mut r10, mut r100) = (0.0, 0.0);
+        let t = Instant::now();
+        for (q, tr) in queries.iter().zip(&truth) {
+            hnsw.search_ef(q, 100, ef, None, &mut out)?;
+            r10 += recall(&out[..out.len().min(10)], &tr[..10.min(tr.len())]);
+            r100 += recall(&out, tr);
+        }
+        let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+        let nq = queries.len() as f64;
+        let (r10, r100) = (r10 / nq, r100 / nq);
+        println!("{ef:>6} {r10:>10.4} {r100:>11.4} {qps:>12.0} {:>7.1}x", qps / qps_exact);
+        rows.push((ef, r10, r100, qps));
+    }
+    let best = rows
+        .iter()
+        .filter(|r| r.2 >= 0.95)
+        .max_by(|a, b| a.3.total_cmp(&b.3))
+        .or_else(|| rows.iter().max_by(|a, b| a.2.total_cmp(&b.2)))
+        .ok_or("no ef given")?;
+    let json = serde_json::json!({
+        "n": args.n,
+        "dim": args.dim,
+        "ef": best.0,
+        "m": args.m,
+        "ef_construction": args.ef_construction,
+        "queries": queries.len(),
+        "recall_at_10": best.1,
+        "recall_at_100": best.2,
+        "qps_hnsw": best.3,
+        "qps_exact": qps_exact,
+        "build_s": build_s,
+    });
+    println!("{json}");
+    Ok(())
+}

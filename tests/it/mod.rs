@@ -1,0 +1,18 @@
+mod ann;
+mod bad_input;
+mod data;
+mod feed;
+
+use std::path::PathBuf;
+
+/// `../shared/data/<rel>` from the crate root, or `None` (with a message)
+/// where that folder is absent, as on a user's fresh clone.
+pub fn shared_data(rel: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipping: {} not found (the shared data sets are not on this machine)", p.display());
+        None
+    }
+}
