@@ -77,14 +77,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let qps_exact = queries.len() as f64 / t.elapsed().as_secs_f64();
 
-    let params =
-        HnswParams { max_connections: args.m, ef_construction: args.ef_construction, ..Default::default() };
+    let params = HnswParams {
+        max_connections: args.m,
+        ef_construction: args.ef_construction,
+        ..Default::default()
+    };
     let t = Instant::now();
     let hnsw = HnswIndex::build(emb, params)?;
     let build_s = t.elapsed().as_secs_f64();
-    println!("hnsw: M = {}, efConstruction = {}, built in {build_s:.2} s", args.m, args.ef_construction);
+    println!(
+        "hnsw: M = {}, efConstruction = {}, built in {build_s:.2} s",
+        args.m, args.ef_construction
+    );
     println!("exact: {qps_exact:.0} queries/s");
-    println!("{:>6} {:>10} {:>11} {:>12} {:>8}", "ef", "recall@10", "recall@100", "queries/s", "speedup");
+    println!(
+        "{:>6} {:>10} {:>11} {:>12} {:>8}",
+        "ef", "recall@10", "recall@100", "queries/s", "speedup"
+    );
 
     let mut rows = Vec::new();
     let mut out = Vec::new();

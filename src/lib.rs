@@ -1,5 +1,74 @@
-//! omnifeed
+//! omnifeed: the recommendation engine of an interest e-commerce platform.
+//!
+//! # Overview
+//!
+//! omnifeed turns user interest, content signals and product embeddings into
+//! ranked product feeds. Two ways meet in it: *goods find people* (a feed
+//! pushes products by predicted interest) and *people find goods* (search,
+//! shelf browsing, repurchase). A request runs the stages of
+//! `ARCHITECTURE.md` in a fixed order:
+//!
+//! ```text
+//! request ─► retrieve ─► merge ─► filter ─► score ─► top-k ─► Feed (items with sources and score parts)
+//! ```
+//!
+//! | type | role |
+//! |---|---|
+//! | [`Catalog`], [`CatalogBuilder`] | products, merchants, content, embeddings; validated once |
+//! | [`index::VectorIndex`] | [`index::HnswIndex`] (approximate) and [`index::ExactIndex`] (oracle) |
+//! | [`Signals`] | user profiles and popularity learned from an [`Event`] log |
+//! | [`retrieve::CandidateSource`] | the candidate sources; implement it to add one |
+//! | [`Recommender`] | orchestration: `Send + Sync`, `&self` queries, atomic state swap |
+//! | [`load`] | streaming readers: catalog CSV/JSONL, `.npy`, Taobao, MovieLens |
+//! | [`synth`] | a seeded synthetic world for tests, examples and benches |
+//!
+//! # Usage
+//!
+//! ```
+//! use std::sync::Arc;
+//! use omnifeed::index::{HnswIndex, HnswParams};
+//! use omnifeed::synth::{generate, SynthConfig};
+//! use omnifeed::{EngagementWeights, FeedRequest, Recommender, ServingState, Signals};
+//!
+//! // A small synthetic world; `load::read_dataset("data")` reads the shipped one.
+//! let world = generate(&SynthConfig::tiny())?;
+//! let catalog = Arc::new(world.catalog);
+//! let (signals, _report) = Signals::from_events(&catalog, &world.events, &EngagementWeights::default())?;
+//! let index = HnswIndex::build(catalog.shared_embeddings(), HnswParams::default())?;
+//! let state = ServingState::new(catalog, Arc::new(index), Arc::new(signals))?;
+//! let rec = Recommender::builder().state(state).build()?;
+//!
+//! let feed = rec.recommend(&FeedRequest::new(world.users[0].id).k(10))?;
+//! for item in &feed.items {
+//!     println!("{} {:.3} {:?}", item.product, item.score, item.explanation.sources);
+//! }
+//! # assert_eq!(feed.items.len(), 10);
+//! # Ok::<(), omnifeed::Error>(())
+//! ```
+//!
+//! Bad input never panics: NaN, wrong dimensions, unknown or duplicate ids,
+//! an empty catalog or `k = 0` return an [`Error`] whose [`ErrorKind`] names
+//! the field, id or row.
+//!
+//! # Examples
+//!
+//! - `cargo run --release --example quickstart`: the feed on the shipped `data/`.
+//! - `cargo run --release --example ann_recall -- --n 20000`: HNSW recall and speed against exact search.
+//! - `cargo run --release --example gen_data`: regenerates `data/`.
+//!
+//! # Performance
+//!
+//! Rows are `u32` indices into contiguous `f32` storage; kernels
+//! ([`rank::kernels`]) are allocation-free; each thread reuses a
+//! [`Scratch`]; batches run on rayon ([`Recommender::recommend_batch`]).
+//! Figures, machine and commands are in `BENCHMARKS.md`.
+//!
+//! # Features
+//!
+//! No cargo features yet: everything is built by default.
 #![doc(test(attr(deny(warnings))))]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 pub mod catalog;
 pub mod error;

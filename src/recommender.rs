@@ -46,7 +46,11 @@ impl ServingState {
             return Err(Error::dimension("index rows", catalog.len(), index.len()));
         }
         if signals.popularity().len() != catalog.len() {
-            return Err(Error::dimension("signals rows", catalog.len(), signals.popularity().len()));
+            return Err(Error::dimension(
+                "signals rows",
+                catalog.len(),
+                signals.popularity().len(),
+            ));
         }
         Ok(ServingState { catalog, index, signals })
     }
@@ -169,7 +173,10 @@ impl RecommenderBuilder {
         ];
         sources.extend(self.sources);
         if sources.len() > 32 {
-            return Err(Error::invalid_config("sources", format!("at most 32, got {}", sources.len())));
+            return Err(Error::invalid_config(
+                "sources",
+                format!("at most 32, got {}", sources.len()),
+            ));
         }
         Ok(Recommender {
             state: ArcSwap::from_pointee(state),

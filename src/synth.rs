@@ -23,7 +23,9 @@
 //! # Ok::<(), omnifeed::Error>(())
 //! ```
 
-use crate::catalog::{Catalog, CatalogBuilder, Content, ContentKind, Merchant, MerchantStatus, Product};
+use crate::catalog::{
+    Catalog, CatalogBuilder, Content, ContentKind, Merchant, MerchantStatus, Product,
+};
 use crate::error::{Error, Result};
 use crate::ids::{CategoryId, ContentId, MerchantId, ProductId, Timestamp, UserId};
 use crate::load::{self, files};
@@ -226,9 +228,30 @@ const ADJECTIVES: [&str; 12] = [
     "eco", "silk",
 ];
 const NOUNS: [&str; 24] = [
-    "tea", "mug", "lipstick", "sneaker", "hoodie", "lamp", "charger", "backpack", "serum", "snack",
-    "blender", "yoga mat", "headphones", "dress", "watch", "shampoo", "coffee", "toy", "jacket",
-    "skillet", "sunscreen", "notebook", "pillow", "phone case",
+    "tea",
+    "mug",
+    "lipstick",
+    "sneaker",
+    "hoodie",
+    "lamp",
+    "charger",
+    "backpack",
+    "serum",
+    "snack",
+    "blender",
+    "yoga mat",
+    "headphones",
+    "dress",
+    "watch",
+    "shampoo",
+    "coffee",
+    "toy",
+    "jacket",
+    "skillet",
+    "sunscreen",
+    "notebook",
+    "pillow",
+    "phone case",
 ];
 
 /// The noun of a category, shared by its product titles.
@@ -277,7 +300,8 @@ pub fn generate(cfg: &SynthConfig) -> Result<World> {
             rng.below(cfg.merchants)
         };
         let q = rng.normal();
-        let price = ((base_price[c] * (0.4 * rng.normal() + 0.1 * q).exp()) * 100.0).round() / 100.0;
+        let price =
+            ((base_price[c] * (0.4 * rng.normal() + 0.1 * q).exp()) * 100.0).round() / 100.0;
         let stock = if rng.chance(0.03) { 0 } else { 1 + rng.below(500) as u32 };
         let listed_at = if rng.chance(0.1) {
             cfg.start + rng.below(period as usize) as i64
@@ -390,7 +414,11 @@ pub fn generate(cfg: &SynthConfig) -> Result<World> {
                     products_of_cat[c][rng.below(products_of_cat[c].len())]
                 } else if r < 0.95 {
                     let pool = &products_of_cat[rng.pick(&cat_cdf)];
-                    if pool.is_empty() { rng.below(cfg.products) } else { pool[rng.below(pool.len())] }
+                    if pool.is_empty() {
+                        rng.below(cfg.products)
+                    } else {
+                        pool[rng.below(pool.len())]
+                    }
                 } else {
                     rng.below(cfg.products)
                 };
@@ -419,7 +447,12 @@ pub fn generate(cfg: &SynthConfig) -> Result<World> {
                     continue;
                 }
                 t += 10 + rng.below(120) as i64;
-                events.push(Event { at: t, user, target, kind: EventKind::Order { price: Some(prices[p]) } });
+                events.push(Event {
+                    at: t,
+                    user,
+                    target,
+                    kind: EventKind::Order { price: Some(prices[p]) },
+                });
                 let bad = (1.0 - m_exp) * (1.0 - m_exp);
                 let later = t + 86_400 * (1 + rng.below(5) as i64);
                 if rng.chance(0.3 * bad + 0.02) {
@@ -496,6 +529,9 @@ mod tests {
     #[test]
     fn zero_sizes_are_errors() {
         let e = generate(&SynthConfig { products: 0, ..SynthConfig::tiny() }).unwrap_err();
-        assert!(matches!(e.kind(), crate::ErrorKind::InvalidConfig { field: "synth.products", .. }));
+        assert!(matches!(
+            e.kind(),
+            crate::ErrorKind::InvalidConfig { field: "synth.products", .. }
+        ));
     }
 }

@@ -212,7 +212,10 @@ impl Catalog {
     }
 
     /// The rows of the products a content item carries, if it is known.
-    pub fn content_products(&self, id: ContentId) -> Option<impl ExactSizeIterator<Item = ItemIdx> + '_> {
+    pub fn content_products(
+        &self,
+        id: ContentId,
+    ) -> Option<impl ExactSizeIterator<Item = ItemIdx> + '_> {
         let row = *self.content_rows.get(&id)? as usize;
         Some(self.content_products.row(row).iter().map(|&p| ItemIdx(p)))
     }
@@ -546,7 +549,11 @@ mod tests {
 
     pub(crate) fn tiny() -> CatalogBuilder {
         let mut b = CatalogBuilder::new();
-        b.add_merchant(Merchant { id: MerchantId(1), experience: 0.8, status: MerchantStatus::Active });
+        b.add_merchant(Merchant {
+            id: MerchantId(1),
+            experience: 0.8,
+            status: MerchantStatus::Active,
+        });
         for i in 0..3u64 {
             b.add_product(Product {
                 id: ProductId(100 + i),

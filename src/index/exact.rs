@@ -72,7 +72,8 @@ mod tests {
     use crate::error::ErrorKind;
 
     fn index() -> ExactIndex {
-        let e = Embeddings::from_rows("t", 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.0]).unwrap();
+        let e =
+            Embeddings::from_rows("t", 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.0]).unwrap();
         ExactIndex::new(Arc::new(e))
     }
 

@@ -1,6 +1,6 @@
 //! Catalog files: products, merchants and content.
 
-use super::{find_file, for_each_record, format_of, RecordFormat};
+use super::{RecordFormat, find_file, for_each_record, format_of};
 use crate::catalog::{Catalog, CatalogBuilder, Content, ContentKind, Merchant, Product};
 use crate::error::{Error, Result};
 use crate::ids::{ContentId, ItemIdx, ProductId, Timestamp, UserId};
@@ -114,7 +114,8 @@ pub fn write_catalog_dir(catalog: &Catalog, dir: &Path) -> Result<()> {
     w.flush().map_err(|e| Error::io(&path, e))?;
     let (mut w, path) = write(super::files::PRODUCTS)?;
     for row in 0..catalog.len() {
-        w.serialize(catalog.product(ItemIdx(row as u32))).map_err(|e| super::csv_error(&path, e))?;
+        w.serialize(catalog.product(ItemIdx(row as u32)))
+            .map_err(|e| super::csv_error(&path, e))?;
     }
     w.flush().map_err(|e| Error::io(&path, e))?;
     let (mut w, path) = write(super::files::CONTENT)?;

@@ -42,7 +42,10 @@ impl LogOptions {
     /// The Taobao UserBehavior period, 2017-11-25 00:00 to 2017-12-04 00:00
     /// China time (UTC+8), dropping events outside it.
     pub fn taobao() -> Self {
-        LogOptions { period: Some((1_511_539_200, 1_512_316_800)), out_of_period: OutOfPeriod::Drop }
+        LogOptions {
+            period: Some((1_511_539_200, 1_512_316_800)),
+            out_of_period: OutOfPeriod::Drop,
+        }
     }
 
     /// Applies the period policy; `None` means the event is dropped.
@@ -272,7 +275,10 @@ mod tests {
         assert_eq!(log.report.out_of_period, 1);
         assert_eq!(log.events.len(), 3);
         assert_eq!(log.report.category_conflicts, 1);
-        assert_eq!(log.item_categories, vec![(ProductId(10), CategoryId(5)), (ProductId(11), CategoryId(6))]);
+        assert_eq!(
+            log.item_categories,
+            vec![(ProductId(10), CategoryId(5)), (ProductId(11), CategoryId(6))]
+        );
         let clamp = LogOptions { out_of_period: OutOfPeriod::Clamp, ..LogOptions::taobao() };
         let log = read_taobao(&p, &clamp).unwrap();
         assert_eq!(log.events[1].at, 1_511_539_200);
@@ -294,7 +300,12 @@ mod tests {
     #[test]
     fn events_round_trip() {
         let events = vec![
-            Event { at: 5, user: UserId(1), target: Target::Product(ProductId(3)), kind: EventKind::Click },
+            Event {
+                at: 5,
+                user: UserId(1),
+                target: Target::Product(ProductId(3)),
+                kind: EventKind::Click,
+            },
             Event {
                 at: 6,
                 user: UserId(2),
@@ -317,7 +328,10 @@ mod tests {
 
     #[test]
     fn movielens_ratings() {
-        let p = tmp("ml.csv", "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,4.0,1260759179\n");
+        let p = tmp(
+            "ml.csv",
+            "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,4.0,1260759179\n",
+        );
         let (ev, report) = read_movielens(&p, &LogOptions::default()).unwrap();
         assert_eq!(report.rows, 2);
         assert_eq!(ev[1].kind, EventKind::Rating { value: 4.0 });

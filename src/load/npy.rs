@@ -20,7 +20,8 @@ pub fn read_npy_matrix(path: impl AsRef<Path>) -> Result<(usize, usize, Vec<f32>
     let arr: Array2<f32> = match read::<Array2<f32>>(path) {
         Ok(a) => a,
         Err(NpyRead::WrongType) => {
-            let a: Array2<f64> = read(path).map_err(|e| e.into_error(path, "float32 or float64"))?;
+            let a: Array2<f64> =
+                read(path).map_err(|e| e.into_error(path, "float32 or float64"))?;
             a.mapv(|x| x as f32)
         }
         Err(e) => return Err(e.into_error(path, "float32 or float64")),
@@ -136,7 +137,8 @@ fn precheck(path: &Path, min_item: u64) -> Result<()> {
         .ok_or_else(|| bad("no shape in .npy header".into()))?;
     let mut elems: u64 = 1;
     for d in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let d: u64 = d.trim_end_matches('L').parse().map_err(|_| bad(format!("bad shape {shape:?}")))?;
+        let d: u64 =
+            d.trim_end_matches('L').parse().map_err(|_| bad(format!("bad shape {shape:?}")))?;
         elems = elems.checked_mul(d).ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
     }
     let need = elems.checked_mul(min_item).and_then(|b| b.checked_add(start + header_len));

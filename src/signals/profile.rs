@@ -87,7 +87,10 @@ impl EngagementWeights {
         ];
         for (field, v) in fields {
             if !v.is_finite() || v < 0.0 {
-                return Err(Error::invalid_config(field, format!("expected a finite value >= 0, got {v}")));
+                return Err(Error::invalid_config(
+                    field,
+                    format!("expected a finite value >= 0, got {v}"),
+                ));
             }
         }
         Ok(())

@@ -93,10 +93,7 @@ fn product_without_embedding() {
     let mut b = valid();
     b.add_product(product(12));
     let e = b.build().unwrap_err();
-    assert!(
-        matches!(e.kind(), ErrorKind::InvalidValue { at, .. } if at == "product 12"),
-        "{e}"
-    );
+    assert!(matches!(e.kind(), ErrorKind::InvalidValue { at, .. } if at == "product 12"), "{e}");
 }
 
 #[test]
@@ -202,7 +199,10 @@ fn experience_out_of_range() {
     let mut b = valid();
     b.add_merchant(Merchant { experience: 1.5, ..merchant(2) });
     let e = b.build().unwrap_err();
-    assert!(matches!(e.kind(), ErrorKind::InvalidValue { field: "merchant.experience", .. }), "{e}");
+    assert!(
+        matches!(e.kind(), ErrorKind::InvalidValue { field: "merchant.experience", .. }),
+        "{e}"
+    );
 }
 
 #[test]

@@ -12,7 +12,10 @@ fn shipped_data_is_the_sample_world() {
     let world = generate(&SynthConfig::sample()).unwrap();
     assert_eq!(data.catalog.len(), world.catalog.len());
     assert_eq!(data.catalog.content_len(), world.catalog.content_len());
-    assert_eq!(data.events, world.events, "data/ is stale: run `cargo run --release --example gen_data`");
+    assert_eq!(
+        data.events, world.events,
+        "data/ is stale: run `cargo run --release --example gen_data`"
+    );
     for row in (0..world.catalog.len()).step_by(97).map(|r| ItemIdx(r as u32)) {
         assert_eq!(data.catalog.product(row), world.catalog.product(row));
         let (a, b) = (data.catalog.embeddings().row(row), world.catalog.embeddings().row(row));

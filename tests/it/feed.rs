@@ -19,13 +19,13 @@ fn state(world: &World, events: &[Event]) -> ServingState {
 }
 
 /// Hit rate@k of `recommend` on each user's clicks (and better) after the split.
-fn hit_rate(test: &HashMap<UserId, HashSet<ProductId>>, mut recommend: impl FnMut(UserId) -> Vec<ProductId>) -> f64 {
+fn hit_rate(
+    test: &HashMap<UserId, HashSet<ProductId>>,
+    mut recommend: impl FnMut(UserId) -> Vec<ProductId>,
+) -> f64 {
     let mut users: Vec<_> = test.keys().copied().collect();
     users.sort();
-    let hits = users
-        .iter()
-        .filter(|u| recommend(**u).iter().any(|p| test[u].contains(p)))
-        .count();
+    let hits = users.iter().filter(|u| recommend(**u).iter().any(|p| test[u].contains(p))).count();
     hits as f64 / users.len() as f64
 }
 
@@ -51,14 +51,14 @@ fn learned_feed_beats_random_and_popularity_on_future_engagement() {
     let learned = hit_rate(&test, |u| {
         rec.recommend(&FeedRequest::new(u).k(k)).unwrap().items.iter().map(|i| i.product).collect()
     });
-    let popular: Vec<ProductId> = rec.state().signals().popular()[..k]
-        .iter()
-        .map(|&r| world.catalog.product_id(r))
-        .collect();
+    let popular: Vec<ProductId> =
+        rec.state().signals().popular()[..k].iter().map(|&r| world.catalog.product_id(r)).collect();
     let by_popularity = hit_rate(&test, |_| popular.clone());
     let ids = world.catalog.product_ids();
     let random = hit_rate(&test, |u| {
-        (0..k).map(|i| ids[((u.0 * 7919 + i as u64 * 104_729) % ids.len() as u64) as usize]).collect()
+        (0..k)
+            .map(|i| ids[((u.0 * 7919 + i as u64 * 104_729) % ids.len() as u64) as usize])
+            .collect()
     });
     println!("hit@{k}: learned {learned:.3}, popularity {by_popularity:.3}, random {random:.3}");
     assert!(learned > 2.0 * random, "learned {learned} vs random {random}");

@@ -12,7 +12,10 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("skipping: {} not found (the shared data sets are not on this machine)", p.display());
+        eprintln!(
+            "skipping: {} not found (the shared data sets are not on this machine)",
+            p.display()
+        );
         None
     }
 }
