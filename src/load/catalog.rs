@@ -124,3 +124,50 @@ pub fn write_catalog_dir(catalog: &Catalog, dir: &Path) -> Result<()> {
     }
     w.flush().map_err(|e| Error::io(&path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_catalog_reads_like_csv() {
+        let dir = std::env::temp_dir().join(format!("omnifeed-jsonl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("merchants.jsonl"),
+            "{\"id\": 1, \"experience\": 0.9, \"status\": \"suspended\"}\n\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("products.jsonl"),
+            concat!(
+                "{\"id\": 10, \"category\": 2, \"price\": 5.5, \"merchant\": 1, \"stock\": 0, \"listed_at\": 7, \"title\": \"tea\"}\n",
+                "{\"id\": 11, \"category\": 2, \"price\": 6, \"merchant\": 1, \"stock\": 4, \"listed_at\": 8}\n",
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("content.jsonl"),
+            "{\"id\": 3, \"kind\": \"live_stream\", \"creator\": 9, \"starts_at\": 1, \"products\": [11, 10]}\n",
+        )
+        .unwrap();
+        let mut b = read_catalog_dir(&dir).unwrap();
+        b.add_embedding(ProductId(10), &[1.0]).add_embedding(ProductId(11), &[2.0]);
+        let c = b.build().unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.title(ItemIdx(0)), Some("tea"));
+        assert_eq!(c.title(ItemIdx(1)), None);
+        assert_eq!(c.merchants()[0].status, crate::MerchantStatus::Suspended);
+        assert_eq!(c.content(ContentId(3)).unwrap().products, vec![ProductId(11), ProductId(10)]);
+
+        // And the CSV writer round-trips what it wrote.
+        let out = dir.join("csv");
+        write_catalog_dir(&c, &out).unwrap();
+        let mut b = read_catalog_dir(&out).unwrap();
+        b.add_embedding(ProductId(10), &[1.0]).add_embedding(ProductId(11), &[2.0]);
+        let back = b.build().unwrap();
+        assert_eq!(back.product(ItemIdx(1)), c.product(ItemIdx(1)));
+        assert_eq!(back.content(ContentId(3)), c.content(ContentId(3)));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
