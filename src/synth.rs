@@ -493,8 +493,6 @@ impl World {
         let dir = dir.as_ref();
         load::write_catalog_dir(&self.catalog, dir)?;
         let emb = self.catalog.embeddings();
-        // Store the raw (pre-normalization) scale so the file looks like
-        // what a model exports; rows are unit already, so this is the same.
         load::write_npy_matrix(dir.join(files::EMBEDDINGS), emb.dim(), emb.as_slice())?;
         load::write_npy_ids(dir.join(files::EMBEDDING_IDS), self.catalog.product_ids())?;
         load::write_events(dir.join(files::EVENTS), &self.events)

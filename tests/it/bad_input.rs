@@ -5,7 +5,6 @@ use omnifeed::{
     CatalogBuilder, CategoryId, Content, ContentId, ContentKind, ErrorKind, IdKind, Merchant,
     MerchantId, MerchantStatus, Product, ProductId, UserId,
 };
-use std::sync::Arc;
 
 fn merchant(id: u64) -> Merchant {
     Merchant { id: MerchantId(id), experience: 0.7, status: MerchantStatus::Active }
@@ -235,7 +234,6 @@ fn hnsw_parameters_that_would_exit_the_process() {
     let p = HnswParams { max_connections: 257, ..Default::default() };
     let e = HnswIndex::build(catalog.shared_embeddings(), p).unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "hnsw.max_connections", .. }));
-    let _ = Arc::new(catalog);
 }
 
 #[test]
