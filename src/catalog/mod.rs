@@ -308,7 +308,7 @@ impl CatalogBuilder {
     }
 
     /// Adds a block of embeddings: `ids.len()` rows of `dim` values, row-major,
-    /// as a `.npy` file holds them (see [`load::read_npy_embeddings`](crate::load::read_npy_embeddings)).
+    /// as a `.npy` file holds them (see [`load::read_npy_matrix`](crate::load::read_npy_matrix)).
     pub fn add_embeddings(&mut self, ids: &[ProductId], dim: usize, data: &[f32]) -> &mut Self {
         if dim == 0 || Some(data.len()) != ids.len().checked_mul(dim) {
             // Reported by build, which is where every check happens.
