@@ -295,7 +295,18 @@ impl Recommender {
         s.tagged.clear();
         for (i, (source, buf)) in self.sources.iter().zip(&mut s.bufs).enumerate() {
             buf.clear();
-            let outcome = source.retrieve(&ctx, buf);
+            let mut outcome = source.retrieve(&ctx, buf);
+            // A custom source is user code: a row outside the catalog would
+            // index out of bounds later, so it fails that source instead.
+            if outcome.is_ok() {
+                if let Some(bad) = buf.as_slice().iter().find(|n| n.row.index() >= catalog.len()) {
+                    outcome = Err(Error::invalid_value(
+                        "candidate row",
+                        format_args!("source {}", source.id()),
+                        format!("row {} is outside the catalog of {}", bad.row.0, catalog.len()),
+                    ));
+                }
+            }
             if outcome.is_err() {
                 buf.clear();
             }
@@ -452,6 +463,31 @@ mod tests {
         let bad = RecommenderConfig { popularity_weight: f32::NAN, ..Default::default() };
         let e = Recommender::builder().config(bad).build().unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "popularity_weight", .. }));
+    }
+
+    #[derive(Debug)]
+    struct Broken;
+
+    impl CandidateSource for Broken {
+        fn id(&self) -> &'static str {
+            "broken"
+        }
+        fn retrieve(&self, _: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+            out.push(ItemIdx(u32::MAX), 1.0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_source_returning_foreign_rows_fails_open() {
+        let (plain, world) = rec();
+        let state = (*plain.state()).clone();
+        let rec = Recommender::builder().state(state).source(Box::new(Broken)).build().unwrap();
+        let req = FeedRequest::new(world.users[0].id).k(10);
+        let feed = rec.recommend(&req).unwrap();
+        let broken = feed.trace.sources.iter().find(|t| t.source == "broken").unwrap();
+        assert!(broken.error.as_deref().unwrap().contains("outside the catalog"));
+        assert_eq!(feed.items, plain.recommend(&req).unwrap().items);
     }
 
     #[test]

@@ -136,6 +136,8 @@ impl Catalog {
     }
 
     /// The external id of row `row`.
+    ///
+    /// Panics if `row` is not a row of this catalog (rows come from it).
     #[inline]
     pub fn product_id(&self, row: ItemIdx) -> ProductId {
         self.product_ids[row.index()]
@@ -167,16 +169,22 @@ impl Catalog {
     }
 
     /// A product's title, if it has one.
+    ///
+    /// Panics if `row` is not a row of this catalog (rows come from it).
     pub fn title(&self, row: ItemIdx) -> Option<&str> {
         self.titles[row.index()].as_deref()
     }
 
     /// The merchant selling row `row`.
+    ///
+    /// Panics if `row` is not a row of this catalog (rows come from it).
     pub fn merchant_of(&self, row: ItemIdx) -> &Merchant {
         &self.merchants[self.merchant_row[row.index()] as usize]
     }
 
     /// The record of one product, rebuilt from the columns.
+    ///
+    /// Panics if `row` is not a row of this catalog (rows come from it).
     pub fn product(&self, row: ItemIdx) -> Product {
         let i = row.index();
         Product {
