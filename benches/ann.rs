@@ -15,12 +15,7 @@ const N: usize = 100_000;
 
 fn ann(c: &mut Criterion) {
     let world = generate(&SynthConfig::catalog_only(N, 64)).expect("synthetic world");
-    let queries: Vec<Vec<f32>> = world
-        .users
-        .iter()
-        .flat_map(|u| u.interests.iter().map(|(_, v)| v.clone()))
-        .take(256)
-        .collect();
+    let queries: Vec<Vec<f32>> = world.interest_vectors().map(<[f32]>::to_vec).take(256).collect();
     let emb = world.catalog.shared_embeddings();
     let exact = ExactIndex::new(emb.clone());
     let hnsw = HnswIndex::build(emb, HnswParams::default()).expect("hnsw build");

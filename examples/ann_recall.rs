@@ -58,12 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args().map_err(|e| format!("ann_recall: {e}"))?;
     let cfg = SynthConfig { seed: args.seed, ..SynthConfig::catalog_only(args.n, args.dim) };
     let world = generate(&cfg)?;
-    let queries: Vec<&[f32]> = world
-        .users
-        .iter()
-        .flat_map(|u| u.interests.iter().map(|(_, v)| v.as_slice()))
-        .take(args.queries)
-        .collect();
+    let queries: Vec<&[f32]> = world.interest_vectors().take(args.queries).collect();
     let emb = world.catalog.shared_embeddings();
     println!("catalog: n = {}, dim = {}, {} queries, k = 100", args.n, args.dim, queries.len());
 

@@ -487,6 +487,12 @@ fn content_id(k: usize) -> ContentId {
 }
 
 impl World {
+    /// Every user's latent interest vectors, user by user: realistic ANN
+    /// queries (what the feed searches with).
+    pub fn interest_vectors(&self) -> impl Iterator<Item = &[f32]> + '_ {
+        self.users.iter().flat_map(|u| u.interests.iter().map(|(_, v)| v.as_slice()))
+    }
+
     /// Writes the world as a dataset folder (see [`load::files`]) that
     /// [`load::read_dataset`] reads back.
     pub fn write_dir(&self, dir: impl AsRef<Path>) -> Result<()> {

@@ -11,12 +11,7 @@ fn hnsw_recall_at_100_on_20k_products() {
     let emb = world.catalog.shared_embeddings();
     let exact = ExactIndex::new(emb.clone());
     let hnsw = HnswIndex::build(emb, HnswParams::default()).unwrap();
-    let queries: Vec<&[f32]> = world
-        .users
-        .iter()
-        .flat_map(|u| u.interests.iter().map(|(_, v)| v.as_slice()))
-        .take(200)
-        .collect();
+    let queries: Vec<&[f32]> = world.interest_vectors().take(200).collect();
     let (mut truth, mut found) = (Vec::new(), Vec::new());
     let mut total = 0.0;
     for q in &queries {
