@@ -9,7 +9,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use omnifeed::index::{ExactIndex, HnswIndex, HnswParams, VectorIndex};
 use omnifeed::synth::{SynthConfig, generate};
-use omnifeed::{EngagementWeights, FeedRequest, Recommender, ServingState, Signals};
+use omnifeed::{FeedRequest, Recommender, ServingState, SignalConfig, Signals};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +19,9 @@ const N: usize = 100_000;
 fn feed(c: &mut Criterion) {
     let world = generate(&SynthConfig::catalog_only(N, 64)).expect("synthetic world");
     let catalog = Arc::new(world.catalog.clone());
-    let (signals, _) = Signals::from_events(&catalog, &world.events, &EngagementWeights::default())
-        .expect("signals");
+    let (signals, _) =
+        Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())
+            .expect("signals");
     let signals = Arc::new(signals);
     let hnsw: Arc<dyn VectorIndex> = Arc::new(
         HnswIndex::build(catalog.shared_embeddings(), HnswParams::default()).expect("hnsw"),

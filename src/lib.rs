@@ -16,7 +16,7 @@
 //! |---|---|
 //! | [`Catalog`], [`CatalogBuilder`] | products, merchants, content, embeddings; validated once |
 //! | [`index::VectorIndex`] | [`index::HnswIndex`] (approximate) and [`index::ExactIndex`] (oracle) |
-//! | [`Signals`] | user profiles and popularity learned from an [`Event`] log |
+//! | [`signals::SignalStore`], [`Signals`] | events → decayed counters, smoothed rates, profiles, governance; published as snapshots |
 //! | [`retrieve::CandidateSource`] | the candidate sources; implement it to add one |
 //! | [`Recommender`] | orchestration: `Send + Sync`, `&self` queries, atomic state swap |
 //! | [`load`] | streaming readers: catalog CSV/JSONL, `.npy`, Taobao, MovieLens |
@@ -28,12 +28,12 @@
 //! use std::sync::Arc;
 //! use omnifeed::index::{HnswIndex, HnswParams};
 //! use omnifeed::synth::{generate, SynthConfig};
-//! use omnifeed::{EngagementWeights, FeedRequest, Recommender, ServingState, Signals};
+//! use omnifeed::{FeedRequest, Recommender, ServingState, SignalConfig, Signals};
 //!
 //! // A small synthetic world; `load::read_dataset("data")` reads the shipped one.
 //! let world = generate(&SynthConfig::tiny())?;
 //! let catalog = Arc::new(world.catalog);
-//! let (signals, _report) = Signals::from_events(&catalog, &world.events, &EngagementWeights::default())?;
+//! let (signals, _report) = Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())?;
 //! let index = HnswIndex::build(catalog.shared_embeddings(), HnswParams::default())?;
 //! let state = ServingState::new(catalog, Arc::new(index), Arc::new(signals))?;
 //! let rec = Recommender::builder().state(state).build()?;
@@ -92,4 +92,7 @@ pub use request::{
     Explanation, Feed, FeedItem, FeedRequest, RemovalReason, ScorePart, SourceHit, SourceTrace,
     Surface, Trace,
 };
-pub use signals::{EngagementWeights, Event, EventKind, Signals, Target, UserProfile};
+pub use signals::{
+    EngagementWeights, Event, EventKind, SearchQuery, SignalConfig, SignalStore, Signals, Target,
+    UserProfile,
+};

@@ -14,7 +14,7 @@ use crate::request::{
     Trace,
 };
 use crate::retrieve::{CandidateBuf, CandidateSource, InterestAnn, Popular, RequestContext};
-use crate::signals::Signals;
+use crate::signals::{PurchaseState, Signals};
 use arc_swap::ArcSwap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -45,12 +45,11 @@ impl ServingState {
         if index.len() != catalog.len() {
             return Err(Error::dimension("index rows", catalog.len(), index.len()));
         }
-        if signals.popularity().len() != catalog.len() {
-            return Err(Error::dimension(
-                "signals rows",
-                catalog.len(),
-                signals.popularity().len(),
-            ));
+        if signals.catalog().len() != catalog.len() {
+            return Err(Error::dimension("signals rows", catalog.len(), signals.catalog().len()));
+        }
+        if signals.catalog().dim() != catalog.dim() {
+            return Err(Error::dimension("signals", catalog.dim(), signals.catalog().dim()));
         }
         Ok(ServingState { catalog, index, signals })
     }
@@ -81,8 +80,19 @@ pub struct RecommenderConfig {
     pub interest_candidates: usize,
     /// Candidates the popularity source adds (0..=10,000). Default 100.
     pub popular_candidates: usize,
-    /// Weight of the popularity prior beside similarity, `>= 0`. Default 0.15.
-    pub popularity_weight: f32,
+    /// Weight of the smoothed-rate prior ([`Signals::rate_scores`]:
+    /// expected conversion per impression) beside similarity, `>= 0`.
+    /// Default 0.1.
+    pub rate_weight: f32,
+    /// Weight of decayed engagement volume ([`Signals::trending_scores`]),
+    /// `>= 0`. Default 0.1.
+    pub trending_weight: f32,
+    /// Score lost per unit of merchant governance shortfall
+    /// (`1 - Signals::quality`), `>= 0`. Default 0.3.
+    pub quality_weight: f32,
+    /// Products shown to the user within this many seconds before the
+    /// request are not shown again; 0 keeps them. Default 1,800.
+    pub seen_window: i64,
 }
 
 impl Default for RecommenderConfig {
@@ -90,7 +100,10 @@ impl Default for RecommenderConfig {
         RecommenderConfig {
             interest_candidates: 300,
             popular_candidates: 100,
-            popularity_weight: 0.15,
+            rate_weight: 0.1,
+            trending_weight: 0.1,
+            quality_weight: 0.3,
+            seen_window: 1_800,
         }
     }
 }
@@ -110,10 +123,22 @@ impl RecommenderConfig {
                 format!("expected 0..=10000, got {}", self.popular_candidates),
             ));
         }
-        if !self.popularity_weight.is_finite() || self.popularity_weight < 0.0 {
+        for (field, w) in [
+            ("rate_weight", self.rate_weight),
+            ("trending_weight", self.trending_weight),
+            ("quality_weight", self.quality_weight),
+        ] {
+            if !w.is_finite() || w < 0.0 {
+                return Err(Error::invalid_config(
+                    field,
+                    format!("expected a finite value >= 0, got {w}"),
+                ));
+            }
+        }
+        if self.seen_window < 0 {
             return Err(Error::invalid_config(
-                "popularity_weight",
-                format!("expected a finite value >= 0, got {}", self.popularity_weight),
+                "seen_window",
+                format!("expected seconds >= 0, got {}", self.seen_window),
             ));
         }
         Ok(())
@@ -131,6 +156,8 @@ pub struct Scratch {
     sims: Vec<f32>,
     scored: Vec<Scored>,
     excluded: Vec<ItemIdx>,
+    blocked: Vec<(ItemIdx, RemovalReason)>,
+    removed: Vec<(RemovalReason, usize)>,
 }
 
 /// Builds a [`Recommender`].
@@ -192,12 +219,13 @@ impl RecommenderBuilder {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use omnifeed::{synth, FeedRequest, Recommender, ServingState, Signals, EngagementWeights};
+/// use omnifeed::{synth, FeedRequest, Recommender, ServingState, Signals, SignalConfig};
 /// use omnifeed::index::ExactIndex;
 /// let world = synth::generate(&synth::SynthConfig::tiny())?;
-/// let (signals, _) = Signals::from_events(&world.catalog, &world.events, &EngagementWeights::default())?;
-/// let index = Arc::new(ExactIndex::new(world.catalog.shared_embeddings()));
-/// let state = ServingState::new(Arc::new(world.catalog), index, Arc::new(signals))?;
+/// let catalog = Arc::new(world.catalog);
+/// let (signals, _) = Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())?;
+/// let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
+/// let state = ServingState::new(catalog, index, Arc::new(signals))?;
 /// let rec = Recommender::builder().state(state).build()?;
 /// let feed = rec.recommend(&FeedRequest::new(world.users[0].id).k(10))?;
 /// assert_eq!(feed.items.len(), 10);
@@ -279,13 +307,30 @@ impl Recommender {
         }
         s.excluded.sort_unstable();
         s.excluded.dedup();
+        let profile = state.signals.profile(req.user);
+        let at = req.at.unwrap_or(state.signals.as_of());
+        s.blocked.clear();
+        if let Some(p) = profile {
+            for pur in p.purchases() {
+                if let PurchaseState::Bought { .. } = state.signals.purchase_state(p, pur.row, at) {
+                    s.blocked.push((pur.row, RemovalReason::Bought));
+                }
+            }
+            if self.config.seen_window > 0 {
+                let since = at.saturating_sub(self.config.seen_window);
+                s.blocked.extend(p.seen_since(since).map(|r| (r, RemovalReason::Seen)));
+            }
+        }
+        // Stable: a product both bought and seen is removed as bought.
+        s.blocked.sort_by_key(|b| b.0);
+        s.blocked.dedup_by_key(|b| b.0);
 
         let ctx = RequestContext {
             request: req,
             catalog,
             index: &*state.index,
             signals: &state.signals,
-            profile: state.signals.profile(req.user),
+            profile,
             excluded: &s.excluded,
         };
         let mut trace = Trace::default();
@@ -322,42 +367,60 @@ impl Recommender {
         s.tagged.sort_unstable_by_key(|&(row, _)| row);
         s.rows.clear();
         s.masks.clear();
-        let mut removed_excluded = 0;
+        let mut distinct = 0;
+        s.removed.clear();
+        let signals = &*state.signals;
+        let mut prev = None;
         for &(row, mask) in &s.tagged {
-            if s.rows.last() == Some(&row) {
-                if let Some(m) = s.masks.last_mut() {
-                    *m |= mask;
+            if prev == Some(row) {
+                if s.rows.last() == Some(&row) {
+                    if let Some(m) = s.masks.last_mut() {
+                        *m |= mask;
+                    }
                 }
                 continue;
             }
-            // Sources are asked to skip excluded rows; a custom one may not.
-            if ctx.is_excluded(row) {
-                removed_excluded += 1;
+            prev = Some(row);
+            distinct += 1;
+            // Filters, first reason wins: the caller's exclusions (sources
+            // are asked to skip them; a custom one may not), governance
+            // gates, then the user's seen and bought sets.
+            let reason = if ctx.is_excluded(row) {
+                Some(RemovalReason::Excluded)
+            } else if let Some(gate) = signals.gate(row) {
+                Some(RemovalReason::Gated(gate))
+            } else {
+                s.blocked.binary_search_by_key(&row, |b| b.0).ok().map(|i| s.blocked[i].1)
+            };
+            if let Some(reason) = reason {
+                match s.removed.iter_mut().find(|r| r.0 == reason) {
+                    Some(r) => r.1 += 1,
+                    None => s.removed.push((reason, 1)),
+                }
                 continue;
             }
             s.rows.push(row);
             s.masks.push(mask);
         }
-        trace.candidates = s.rows.len() + removed_excluded;
-        if removed_excluded > 0 {
-            trace.removed.push((RemovalReason::Excluded, removed_excluded));
-        }
+        trace.candidates = distinct;
+        trace.removed.extend_from_slice(&s.removed);
 
-        // Score: similarity to the interest vector plus the popularity prior.
+        // Score: similarity to the long-term interest, the smoothed-rate
+        // prior, trending volume, less the merchant governance shortfall.
         s.sims.clear();
         s.sims.resize(s.rows.len(), 0.0);
-        if let Some(interest) = ctx.profile.and_then(|p| p.interest.as_deref()) {
+        if let Some(interest) = ctx.profile.and_then(|p| p.interest()) {
             gather_dot(catalog.embeddings().as_slice(), interest, &s.rows, &mut s.sims);
         }
-        let pop = state.signals.popularity();
-        let w = self.config.popularity_weight;
+        let c = &self.config;
+        let (rate, trend) = (signals.rate_scores(), signals.trending_scores());
         s.scored.clear();
-        s.scored.extend(
-            s.rows
-                .iter()
-                .zip(&s.sims)
-                .map(|(&row, &sim)| Scored { row, score: sim + w * pop[row.index()] }),
-        );
+        s.scored.extend(s.rows.iter().zip(&s.sims).map(|(&row, &sim)| {
+            let i = row.index();
+            let score = sim + c.rate_weight * rate[i] + c.trending_weight * trend[i]
+                - c.quality_weight * (1.0 - signals.quality(row));
+            Scored { row, score }
+        }));
         top_k_in_place(&mut s.scored, req.k);
 
         // Output: explanations only for the winners.
@@ -389,7 +452,21 @@ impl Recommender {
                         sources,
                         parts: vec![
                             ScorePart { name: "similarity", value: sim, weight: 1.0 },
-                            ScorePart { name: "popularity", value: pop[sc.row.index()], weight: w },
+                            ScorePart {
+                                name: "rate_prior",
+                                value: rate[sc.row.index()],
+                                weight: c.rate_weight,
+                            },
+                            ScorePart {
+                                name: "trending",
+                                value: trend[sc.row.index()],
+                                weight: c.trending_weight,
+                            },
+                            ScorePart {
+                                name: "merchant_shortfall",
+                                value: 1.0 - signals.quality(sc.row),
+                                weight: -c.quality_weight,
+                            },
                         ],
                     },
                 }
@@ -403,16 +480,16 @@ impl Recommender {
 mod tests {
     use super::*;
     use crate::index::ExactIndex;
-    use crate::signals::EngagementWeights;
+    use crate::signals::SignalConfig;
     use crate::synth::{SynthConfig, generate};
     use crate::{ErrorKind, ProductId, UserId};
 
     fn rec() -> (Recommender, crate::synth::World) {
         let world = generate(&SynthConfig::tiny()).unwrap();
-        let (signals, _) =
-            Signals::from_events(&world.catalog, &world.events, &EngagementWeights::default())
-                .unwrap();
         let catalog = Arc::new(world.catalog.clone());
+        let (signals, _) =
+            Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())
+                .unwrap();
         let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
         let state = ServingState::new(catalog, index, Arc::new(signals)).unwrap();
         (Recommender::builder().state(state).build().unwrap(), world)
@@ -460,9 +537,9 @@ mod tests {
             .recommend(&FeedRequest::new(world.users[0].id).exclude([ProductId(1)]))
             .unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::UnknownId { id: 1, .. }));
-        let bad = RecommenderConfig { popularity_weight: f32::NAN, ..Default::default() };
+        let bad = RecommenderConfig { quality_weight: f32::NAN, ..Default::default() };
         let e = Recommender::builder().config(bad).build().unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "popularity_weight", .. }));
+        assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "quality_weight", .. }));
     }
 
     #[derive(Debug)]

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ProductId, Score, Timestamp, UserId};
+use crate::signals::Gate;
 use serde::{Deserialize, Serialize};
 
 /// Where the feed is shown, which decides its candidate sources and blend.
@@ -144,6 +145,12 @@ pub struct ScorePart {
 pub enum RemovalReason {
     /// The caller excluded it.
     Excluded,
+    /// A governance gate: suspended merchant or problem product.
+    Gated(Gate),
+    /// Shown to the user within the seen window.
+    Seen,
+    /// Already bought and not due again.
+    Bought,
 }
 
 /// What each stage of one request did.

@@ -397,16 +397,18 @@ pub fn generate(cfg: &SynthConfig) -> Result<World> {
                 t += 5 + rng.below(40) as i64;
                 let r = rng.unit();
                 let mut bonus = 0.0;
+                let mut via = None;
                 let p = if r < 0.25 && !contents_of_cat[c].is_empty() {
                     let (k, ref linked) = contents_of_cat[c][rng.below(contents_of_cat[c].len())];
                     let cq = content_quality[k];
                     let watch = 60.0 * sigmoid(1.5 * cq - 0.5) * rng.unit();
-                    events.push(Event {
-                        at: t,
+                    events.push(Event::new(
+                        t,
                         user,
-                        target: Target::Content(content_id(k)),
-                        kind: EventKind::View { watch_secs: (watch * 10.0).round() / 10.0 },
-                    });
+                        Target::Content(content_id(k)),
+                        EventKind::View { watch_secs: (watch * 10.0).round() / 10.0 },
+                    ));
+                    via = Some(content_id(k));
                     t += watch as i64;
                     bonus = 0.5 * cq;
                     linked[rng.below(linked.len())]
@@ -429,37 +431,35 @@ pub fn generate(cfg: &SynthConfig) -> Result<World> {
                     - price_sensitivity * (prices[p] / base_price[product_cat[p]]).max(1e-3).ln()
                     + bonus;
                 let target = Target::Product(product_id(p));
-                events.push(Event { at: t, user, target, kind: EventKind::Impression });
+                events.push(Event::new(t, user, target, EventKind::Impression));
                 if !rng.chance(sigmoid(utility - 3.5)) {
                     continue;
                 }
                 t += 1 + rng.below(5) as i64;
-                events.push(Event { at: t, user, target, kind: EventKind::Click });
+                events.push(Event { via, ..Event::new(t, user, target, EventKind::Click) });
                 if rng.chance(0.1) {
-                    events.push(Event { at: t + 2, user, target, kind: EventKind::Favorite });
+                    events.push(Event::new(t + 2, user, target, EventKind::Favorite));
                 }
                 if !rng.chance(sigmoid(utility - 3.5)) {
                     continue;
                 }
                 t += 10 + rng.below(60) as i64;
-                events.push(Event { at: t, user, target, kind: EventKind::Cart });
+                events.push(Event::new(t, user, target, EventKind::Cart));
                 if !rng.chance(sigmoid(utility - 3.0 + 2.0 * (m_exp - 0.5))) {
                     continue;
                 }
                 t += 10 + rng.below(120) as i64;
                 events.push(Event {
-                    at: t,
-                    user,
-                    target,
-                    kind: EventKind::Order { price: Some(prices[p]) },
+                    via,
+                    ..Event::new(t, user, target, EventKind::Order { price: Some(prices[p]) })
                 });
                 let bad = (1.0 - m_exp) * (1.0 - m_exp);
                 let later = t + 86_400 * (1 + rng.below(5) as i64);
                 if rng.chance(0.3 * bad + 0.02) {
-                    events.push(Event { at: later, user, target, kind: EventKind::Refund });
+                    events.push(Event::new(later, user, target, EventKind::Refund));
                 }
                 if rng.chance(0.2 * bad) {
-                    events.push(Event { at: later + 60, user, target, kind: EventKind::Complaint });
+                    events.push(Event::new(later + 60, user, target, EventKind::Complaint));
                 }
             }
         }

@@ -13,7 +13,6 @@ mod product;
 
 pub use content::{Content, ContentKind};
 pub use embeddings::Embeddings;
-pub(crate) use embeddings::normalize_in_place;
 pub use merchant::{Merchant, MerchantStatus};
 pub use product::Product;
 
@@ -253,6 +252,43 @@ impl Catalog {
     /// The content items that carry product row `row`, as ids.
     pub fn contents_of(&self, row: ItemIdx) -> impl Iterator<Item = ContentId> + '_ {
         self.product_contents.row(row.index()).iter().map(|&c| self.contents[c as usize].id)
+    }
+
+    /// The dense row of a content item (0..[`content_len`](Self::content_len)).
+    pub(crate) fn content_row(&self, id: ContentId) -> Option<u32> {
+        self.content_rows.get(&id).copied()
+    }
+
+    /// The id of content row `crow`.
+    pub(crate) fn content_id_at(&self, crow: u32) -> ContentId {
+        self.contents[crow as usize].id
+    }
+
+    /// Kind, start and end of content row `crow`.
+    pub(crate) fn content_times(&self, crow: u32) -> (ContentKind, Timestamp, Option<Timestamp>) {
+        let m = &self.contents[crow as usize];
+        (m.kind, m.starts_at, m.ends_at)
+    }
+
+    /// The product rows content row `crow` carries.
+    pub(crate) fn content_product_rows(&self, crow: u32) -> &[u32] {
+        self.content_products.row(crow as usize)
+    }
+
+    /// The content rows that carry product row `row`.
+    pub(crate) fn product_content_rows(&self, row: ItemIdx) -> &[u32] {
+        self.product_contents.row(row.index())
+    }
+
+    /// The dense merchant row (index into [`merchants`](Self::merchants)) of
+    /// product row `row`.
+    pub(crate) fn merchant_row_of(&self, row: ItemIdx) -> u32 {
+        self.merchant_row[row.index()]
+    }
+
+    /// The dense row of a merchant.
+    pub(crate) fn merchant_row(&self, id: MerchantId) -> Option<u32> {
+        self.merchant_rows.get(&id).copied()
     }
 
     /// The normalized embedding matrix.

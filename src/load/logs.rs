@@ -9,7 +9,7 @@
 
 use super::{csv_error, for_each_record, open};
 use crate::error::{Error, Result};
-use crate::ids::{CategoryId, ContentId, ProductId, Timestamp, UserId};
+use crate::ids::{CategoryId, ContentId, MerchantId, ProductId, Timestamp, UserId};
 use crate::signals::{Event, EventKind, Target};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -140,7 +140,7 @@ pub fn read_taobao(path: impl AsRef<Path>, opts: &LogOptions) -> Result<TaobaoLo
             }
         }
         let Some(at) = opts.place(t, &mut out.report) else { continue };
-        out.events.push(Event { at, user, target: Target::Product(item), kind });
+        out.events.push(Event::new(at, user, Target::Product(item), kind));
     }
     out.report.events = out.events.len() as u64;
     Ok(out)
@@ -175,12 +175,12 @@ pub fn read_movielens(
         }
         report.rows += 1;
         if let Some(at) = opts.place(r.timestamp, &mut report) {
-            events.push(Event {
+            events.push(Event::new(
                 at,
-                user: UserId(r.user),
-                target: Target::Product(ProductId(r.movie)),
-                kind: EventKind::Rating { value: r.rating },
-            });
+                UserId(r.user),
+                Target::Product(ProductId(r.movie)),
+                EventKind::Rating { value: r.rating },
+            ));
         }
         Ok(())
     })?;
@@ -197,11 +197,17 @@ struct EventRow {
     target_id: u64,
     kind: String,
     value: Option<f32>,
+    #[serde(default)]
+    via: Option<u64>,
+    #[serde(default)]
+    query: Option<String>,
 }
 
-/// Reads omnifeed's event CSV (`at,user,target,target_id,kind,value`, with
-/// `target` = `product` or `content` and `kind` an
-/// [`EventKind::name`]; `value` is watch seconds, price or rating).
+/// Reads omnifeed's event CSV (`at,user,target,target_id,kind,value,via,query`,
+/// with `target` = `product`, `content`, `merchant` or `none`, `kind` an
+/// [`EventKind::name`], `value` the watch seconds, price or rating, `via` the
+/// content a product event is attributed to, and `query` a search's text).
+/// The last two columns may be absent.
 pub fn read_events(path: impl AsRef<Path>, opts: &LogOptions) -> Result<(Vec<Event>, LogReport)> {
     let path = path.as_ref();
     let mut events = Vec::new();
@@ -211,6 +217,8 @@ pub fn read_events(path: impl AsRef<Path>, opts: &LogOptions) -> Result<(Vec<Eve
         let target = match r.target.as_str() {
             "product" => Target::Product(ProductId(r.target_id)),
             "content" => Target::Content(ContentId(r.target_id)),
+            "merchant" => Target::Merchant(MerchantId(r.target_id)),
+            "none" => Target::None,
             other => return Err(bad(format!("unknown target {other:?}"))),
         };
         if let Some(v) = r.value {
@@ -218,11 +226,15 @@ pub fn read_events(path: impl AsRef<Path>, opts: &LogOptions) -> Result<(Vec<Eve
                 return Err(bad(format!("value {v} is not a finite number >= 0")));
             }
         }
-        let kind = EventKind::from_name(&r.kind, r.value)
+        let mut kind = EventKind::from_name(&r.kind, r.value)
             .ok_or_else(|| bad(format!("unknown kind {:?} or missing value", r.kind)))?;
+        if let EventKind::Search(q) = &mut kind {
+            q.text = r.query.filter(|t| !t.is_empty());
+        }
         report.rows += 1;
         if let Some(at) = opts.place(r.at, &mut report) {
-            events.push(Event { at, user: UserId(r.user), target, kind });
+            let via = r.via.map(ContentId);
+            events.push(Event { via, ..Event::new(at, UserId(r.user), target, kind) });
         }
         Ok(())
     })?;
@@ -238,6 +250,12 @@ pub fn write_events(path: impl AsRef<Path>, events: &[Event]) -> Result<()> {
         let (target, target_id) = match e.target {
             Target::Product(p) => ("product", p.0),
             Target::Content(c) => ("content", c.0),
+            Target::Merchant(m) => ("merchant", m.0),
+            Target::None => ("none", 0),
+        };
+        let query = match &e.kind {
+            EventKind::Search(q) => q.text.clone(),
+            _ => None,
         };
         w.serialize(EventRow {
             at: e.at,
@@ -246,6 +264,8 @@ pub fn write_events(path: impl AsRef<Path>, events: &[Event]) -> Result<()> {
             target_id,
             kind: e.kind.name().to_string(),
             value: e.kind.value(),
+            via: e.via.map(|c| c.0),
+            query,
         })
         .map_err(|e| csv_error(path, e))?;
     }
@@ -255,6 +275,7 @@ pub fn write_events(path: impl AsRef<Path>, events: &[Event]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signals::SearchQuery;
 
     fn tmp(name: &str, body: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("omnifeed-logs-{}", std::process::id()));
@@ -300,30 +321,32 @@ mod tests {
     #[test]
     fn events_round_trip() {
         let events = vec![
-            Event {
-                at: 5,
-                user: UserId(1),
-                target: Target::Product(ProductId(3)),
-                kind: EventKind::Click,
-            },
-            Event {
-                at: 6,
-                user: UserId(2),
-                target: Target::Content(ContentId(4)),
-                kind: EventKind::View { watch_secs: 12.5 },
-            },
-            Event {
-                at: 7,
-                user: UserId(2),
-                target: Target::Product(ProductId(3)),
-                kind: EventKind::Order { price: Some(19.9) },
-            },
+            Event::new(5, UserId(1), Target::Product(ProductId(3)), EventKind::Click),
+            Event::new(
+                6,
+                UserId(2),
+                Target::Content(ContentId(4)),
+                EventKind::View { watch_secs: 12.5 },
+            ),
+            Event::new(
+                7,
+                UserId(2),
+                Target::Product(ProductId(3)),
+                EventKind::Order { price: Some(19.9) },
+            )
+            .via(ContentId(4)),
+            Event::new(8, UserId(2), Target::Merchant(MerchantId(9)), EventKind::Complaint),
+            Event::search(
+                9,
+                UserId(2),
+                SearchQuery { text: Some("red, warm scarf".into()), embedding: None },
+            ),
         ];
         let p = tmp("ev.csv", "");
         write_events(&p, &events).unwrap();
         let (back, report) = read_events(&p, &LogOptions::default()).unwrap();
         assert_eq!(back, events);
-        assert_eq!(report.events, 3);
+        assert_eq!(report.events, 5);
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl CandidateSource for InterestAnn {
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
-        let Some(interest) = ctx.profile.and_then(|p| p.interest.as_deref()) else {
+        let Some(interest) = ctx.profile.and_then(|p| p.interest()) else {
             return Ok(());
         };
         let keep = |row: ItemIdx| !ctx.is_excluded(row);
@@ -115,8 +115,8 @@ impl CandidateSource for InterestAnn {
     }
 }
 
-/// The most engaged products of the log: the cold-start fallback, and a
-/// popularity prior for everyone.
+/// The trending products (most decayed engagement, [`Signals::trending`]):
+/// the cold-start fallback, and a popularity prior for everyone.
 #[derive(Debug, Clone)]
 pub struct Popular {
     /// Candidates to return.
@@ -129,8 +129,8 @@ impl CandidateSource for Popular {
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
-        let pop = ctx.signals.popularity();
-        for &row in ctx.signals.popular().iter().filter(|&&r| !ctx.is_excluded(r)).take(self.k) {
+        let pop = ctx.signals.trending_scores();
+        for &row in ctx.signals.trending().iter().filter(|&&r| !ctx.is_excluded(r)).take(self.k) {
             out.push(row, pop[row.index()]);
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! The event model: what users did, to what, and when.
 
-use crate::ids::{ContentId, ProductId, Timestamp, UserId};
+use crate::ids::{ContentId, MerchantId, ProductId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
 /// What an event happened to.
@@ -11,10 +11,26 @@ pub enum Target {
     Product(ProductId),
     /// A content item (a short video or live stream).
     Content(ContentId),
+    /// A merchant (shop): a follow, or a complaint about the shop itself.
+    Merchant(MerchantId),
+    /// No item: a search typed into the search box.
+    None,
+}
+
+/// What a user searched for: query text, a query embedding, or both.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchQuery {
+    /// The query text as typed.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The query embedded in the product embedding space (any norm; it is
+    /// normalized when it becomes an intent vector).
+    #[serde(default)]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// The kind of an event, with its value where it has one.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
@@ -49,6 +65,8 @@ pub enum EventKind {
         /// The rating value.
         value: f32,
     },
+    /// The user searched (target [`Target::None`]).
+    Search(Box<SearchQuery>),
 }
 
 impl EventKind {
@@ -66,6 +84,7 @@ impl EventKind {
             EventKind::Refund => "refund",
             EventKind::Complaint => "complaint",
             EventKind::Rating { .. } => "rating",
+            EventKind::Search(_) => "search",
         }
     }
 
@@ -81,7 +100,8 @@ impl EventKind {
     }
 
     /// Parses a kind from its [`name`](Self::name) and optional value.
-    /// Returns `None` for an unknown name or a missing required value.
+    /// Returns `None` for an unknown name or a missing required value. A
+    /// `search` parses with an empty query; fill it in afterwards.
     pub fn from_name(name: &str, value: Option<f32>) -> Option<EventKind> {
         Some(match name {
             "impression" => EventKind::Impression,
@@ -95,12 +115,17 @@ impl EventKind {
             "refund" => EventKind::Refund,
             "complaint" => EventKind::Complaint,
             "rating" => EventKind::Rating { value: value? },
+            "search" => EventKind::Search(Box::default()),
             _ => return None,
         })
     }
 }
 
 /// One logged event.
+///
+/// The merchant an event concerns is the catalog's merchant of its product
+/// (or of a content item's products); [`Target::Merchant`] names a shop
+/// directly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// When it happened (Unix seconds).
@@ -111,6 +136,29 @@ pub struct Event {
     pub target: Target,
     /// What happened.
     pub kind: EventKind,
+    /// The content the product was reached through (a click or order from a
+    /// video or live stream's product card): the product's event is also
+    /// attributed to that content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<ContentId>,
+}
+
+impl Event {
+    /// An event with no content attribution.
+    pub fn new(at: Timestamp, user: UserId, target: Target, kind: EventKind) -> Event {
+        Event { at, user, target, kind, via: None }
+    }
+
+    /// Attributes the event to content `c` (see [`Event::via`]).
+    pub fn via(mut self, c: ContentId) -> Event {
+        self.via = Some(c);
+        self
+    }
+
+    /// A search event with query text and/or a query embedding.
+    pub fn search(at: Timestamp, user: UserId, query: SearchQuery) -> Event {
+        Event::new(at, user, Target::None, EventKind::Search(Box::new(query)))
+    }
 }
 
 #[cfg(test)]
@@ -132,8 +180,9 @@ mod tests {
             EventKind::Refund,
             EventKind::Complaint,
             EventKind::Rating { value: 4.5 },
+            EventKind::Search(Box::default()),
         ] {
-            assert_eq!(EventKind::from_name(k.name(), k.value()), Some(k));
+            assert_eq!(EventKind::from_name(k.name(), k.value()), Some(k.clone()));
         }
         assert_eq!(EventKind::from_name("view", None), None);
         assert_eq!(EventKind::from_name("teleport", None), None);

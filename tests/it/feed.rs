@@ -3,8 +3,8 @@
 use omnifeed::index::{HnswIndex, HnswParams};
 use omnifeed::synth::{SynthConfig, World, generate};
 use omnifeed::{
-    EngagementWeights, Event, EventKind, FeedRequest, ProductId, Recommender, ServingState,
-    Signals, Target, UserId,
+    Event, EventKind, FeedRequest, ProductId, Recommender, ServingState, SignalConfig, Signals,
+    Target, UserId,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 fn state(world: &World, events: &[Event]) -> ServingState {
     let catalog = Arc::new(world.catalog.clone());
     let (signals, _) =
-        Signals::from_events(&catalog, events, &EngagementWeights::default()).unwrap();
+        Signals::from_events(Arc::clone(&catalog), events, &SignalConfig::default()).unwrap();
     let params = HnswParams { parallel_build: false, ..Default::default() };
     let index = HnswIndex::build(catalog.shared_embeddings(), params).unwrap();
     ServingState::new(catalog, Arc::new(index), Arc::new(signals)).unwrap()
@@ -40,7 +40,7 @@ fn learned_feed_beats_random_and_popularity_on_future_engagement() {
     let mut test: HashMap<UserId, HashSet<ProductId>> = HashMap::new();
     for e in &future {
         if let (Target::Product(p), EventKind::Click | EventKind::Cart | EventKind::Order { .. }) =
-            (e.target, e.kind)
+            (e.target, &e.kind)
         {
             test.entry(e.user).or_default().insert(p);
         }
@@ -51,8 +51,10 @@ fn learned_feed_beats_random_and_popularity_on_future_engagement() {
     let learned = hit_rate(&test, |u| {
         rec.recommend(&FeedRequest::new(u).k(k)).unwrap().items.iter().map(|i| i.product).collect()
     });
-    let popular: Vec<ProductId> =
-        rec.state().signals().popular()[..k].iter().map(|&r| world.catalog.product_id(r)).collect();
+    let popular: Vec<ProductId> = rec.state().signals().trending()[..k]
+        .iter()
+        .map(|&r| world.catalog.product_id(r))
+        .collect();
     let by_popularity = hit_rate(&test, |_| popular.clone());
     let ids = world.catalog.product_ids();
     let random = hit_rate(&test, |u| {

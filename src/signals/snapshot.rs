@@ -1,0 +1,687 @@
+//! The read side: an immutable [`Signals`] snapshot.
+
+use crate::catalog::{Catalog, ContentKind, MerchantStatus};
+use crate::error::Result;
+use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, Timestamp, UserId};
+use crate::signals::counters::decay_factor;
+use crate::signals::profile::UserProfile;
+use crate::signals::rates::{BetaPrior, MomentSums};
+use crate::signals::store::{IngestReport, Shard, Shared, SignalStore, Tables, shard_of};
+use crate::signals::{Counter, Event, RATES, Rate, SignalConfig};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// How many of the most engaged rows [`Signals::trending`] keeps.
+const TRENDING: usize = 2000;
+/// Log-spaced interval histogram: bin `b` covers `2^(b/4)` to `2^((b+1)/4)`
+/// hours.
+const CYCLE_BINS: usize = 64;
+
+/// Repurchase statistics of one category, as ingest collects them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CycleStats {
+    pub(crate) buyers: u32,
+    pub(crate) repeats: u32,
+    hist: [u32; CYCLE_BINS],
+}
+
+impl Default for CycleStats {
+    fn default() -> Self {
+        CycleStats { buyers: 0, repeats: 0, hist: [0; CYCLE_BINS] }
+    }
+}
+
+impl CycleStats {
+    pub(crate) fn record_interval(&mut self, secs: i64) {
+        let hours = (secs as f64 / 3600.0).max(1.0);
+        let bin = ((4.0 * hours.log2()) as usize).min(CYCLE_BINS - 1);
+        self.hist[bin] += 1;
+        self.repeats += 1;
+    }
+
+    /// The median interval (geometric centre of the median bin), seconds.
+    fn median(&self) -> Option<i64> {
+        let half = self.repeats.div_ceil(2);
+        let mut seen = 0;
+        for (b, &c) in self.hist.iter().enumerate() {
+            seen += c;
+            if c > 0 && seen >= half {
+                return Some((3600.0 * 2f64.powf((b as f64 + 0.5) / 4.0)) as i64);
+            }
+        }
+        None
+    }
+}
+
+/// A category's repurchase cycle, estimated from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepurchaseCycle {
+    /// Users who bought in the category.
+    pub buyers: u32,
+    /// Repeat purchases (a later purchase in the category by the same
+    /// user, at least `min_interval` after the previous one).
+    pub repeats: u32,
+    /// The median interval between repeat purchases, seconds (quarter-octave
+    /// resolution), if there were any.
+    pub cycle: Option<i64>,
+    /// True if enough buyers come back to treat it as a consumable; false
+    /// for a durable (suppressed after purchase).
+    pub consumable: bool,
+}
+
+/// A user's purchase relation to a product.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PurchaseState {
+    /// Not among the user's kept purchases.
+    NotBought,
+    /// Bought at `at` and not due again (a durable, or a consumable early in
+    /// its cycle).
+    Bought {
+        /// When.
+        at: Timestamp,
+    },
+    /// A consumable whose cycle has come round: `score` in `(0, 1]` peaks at
+    /// one cycle after the purchase.
+    Due {
+        /// When it was bought.
+        at: Timestamp,
+        /// How due, 1 exactly one cycle after purchase.
+        score: f32,
+    },
+}
+
+/// A hard governance gate: the product gets no exposure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Its merchant is suspended (catalog, by hand, or automatically).
+    MerchantSuspended,
+    /// Flagged by hand as a problem product.
+    Flagged,
+    /// Its refund rate passed the problem threshold.
+    Refunds,
+    /// Its complaint rate passed the problem threshold.
+    Complaints,
+}
+
+impl Gate {
+    /// The lowercase name used in traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Gate::MerchantSuspended => "merchant_suspended",
+            Gate::Flagged => "flagged",
+            Gate::Refunds => "refunds",
+            Gate::Complaints => "complaints",
+        }
+    }
+}
+
+/// Bytes of signal state, per entity and in all (see `BENCHMARKS.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Counter bytes per product.
+    pub per_product: usize,
+    /// Derived bytes per product (rates, scores, gates, best content).
+    pub per_product_derived: usize,
+    /// Counter bytes per content item (counters and live momentum).
+    pub per_content: usize,
+    /// Users with a profile.
+    pub users: usize,
+    /// Bytes of all profiles, with their map entries.
+    pub user_bytes: usize,
+    /// Bytes of everything.
+    pub total: usize,
+}
+
+/// An immutable snapshot of every signal, what a query reads. Made by
+/// [`SignalStore::publish`] or [`Signals::from_events`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Signals {
+    shared: Arc<Shared>,
+    tables: Tables,
+    users: Vec<Arc<Shard>>,
+    as_of: Timestamp,
+    report: IngestReport,
+    derived: Arc<Derived>,
+}
+
+#[derive(Debug)]
+struct Derived {
+    /// Category × rate priors.
+    priors: Vec<BetaPrior>,
+    content_priors: [BetaPrior; RATES],
+    merchant_priors: [BetaPrior; RATES],
+    /// Product row × rate, smoothed.
+    rates: Vec<f32>,
+    /// Content row × rate, smoothed.
+    content_rates: Vec<f32>,
+    /// `ctr · cvr`, scaled to [0, 1] by its maximum.
+    rate_score: Vec<f32>,
+    /// `ln(1 + engagement) / ln(1 + max)`, decayed.
+    trending_score: Vec<f32>,
+    trending: Vec<ItemIdx>,
+    merchant_score: Vec<f32>,
+    merchant_suspended: Vec<bool>,
+    gates: Vec<Option<Gate>>,
+    best_content: Vec<u32>,
+    cycles: Vec<RepurchaseCycle>,
+}
+
+impl Signals {
+    /// Builds signals from a whole log: the events are applied in time order
+    /// (a stable sort, so the log may come in any order), then published.
+    ///
+    /// Errors: an invalid config field. Bad events are counted in the
+    /// report, never fatal.
+    pub fn from_events(
+        catalog: Arc<Catalog>,
+        events: &[Event],
+        config: &SignalConfig,
+    ) -> Result<(Signals, IngestReport)> {
+        let mut store = SignalStore::new(catalog, config.clone())?;
+        let mut order: Vec<u32> = (0..events.len() as u32).collect();
+        if !events.windows(2).all(|w| w[0].at <= w[1].at) {
+            order.sort_by_key(|&i| events[i as usize].at);
+        }
+        for i in order {
+            let _ = store.ingest(&events[i as usize]);
+        }
+        let signals = store.publish();
+        let report = *store.report();
+        Ok((signals, report))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn derive(
+        shared: Arc<Shared>,
+        tables: Tables,
+        users: Vec<Arc<Shard>>,
+        repurchase: &[CycleStats],
+        flagged: &HashSet<u32>,
+        suspended: &HashSet<u32>,
+        watermark: Option<Timestamp>,
+        report: IngestReport,
+    ) -> Signals {
+        let cfg = &shared.config;
+        let catalog = &*shared.catalog;
+        let as_of = watermark.unwrap_or(0);
+        let h = cfg.rate_half_life;
+        let n = catalog.len();
+        let n_cats = shared.categories.len();
+        let sc = |table: &crate::signals::counters::CounterTable, e: usize, r: Rate| {
+            let (s, t) = r.counters();
+            (table.get(e, s as usize, h, as_of), table.get(e, t as usize, h, as_of))
+        };
+
+        // Priors: per category for products, global for content and shops.
+        let mut sums = vec![MomentSums::default(); n_cats * RATES];
+        for row in 0..n {
+            let cat = shared.product_cat[row] as usize;
+            for (ri, &r) in Rate::ALL.iter().enumerate() {
+                let (s, t) = sc(&tables.products, row, r);
+                sums[cat * RATES + ri].add(s, t, &cfg.priors);
+            }
+        }
+        let mut global = [MomentSums::default(); RATES];
+        for cat in 0..n_cats {
+            for ri in 0..RATES {
+                global[ri].merge(&sums[cat * RATES + ri]);
+            }
+        }
+        let global_prior: Vec<BetaPrior> = global
+            .iter()
+            .map(|g| g.fit(&cfg.priors).unwrap_or_else(|| g.fallback(&cfg.priors)))
+            .collect();
+        let priors: Vec<BetaPrior> = (0..n_cats * RATES)
+            .map(|i| sums[i].fit(&cfg.priors).unwrap_or(global_prior[i % RATES]))
+            .collect();
+        let fit_all = |table: &crate::signals::counters::CounterTable| {
+            let mut s = [MomentSums::default(); RATES];
+            for e in 0..table.len() {
+                for (ri, &r) in Rate::ALL.iter().enumerate() {
+                    let (a, b) = sc(table, e, r);
+                    s[ri].add(a, b, &cfg.priors);
+                }
+            }
+            std::array::from_fn::<BetaPrior, RATES, _>(|ri| {
+                s[ri].fit(&cfg.priors).unwrap_or_else(|| s[ri].fallback(&cfg.priors))
+            })
+        };
+        let content_priors = fit_all(&tables.contents);
+        let merchant_priors = fit_all(&tables.merchants);
+
+        // Smoothed rates.
+        let mut rates = vec![0.0f32; n * RATES];
+        for row in 0..n {
+            let cat = shared.product_cat[row] as usize;
+            for (ri, &r) in Rate::ALL.iter().enumerate() {
+                let (s, t) = sc(&tables.products, row, r);
+                rates[row * RATES + ri] = priors[cat * RATES + ri].smooth(s, t);
+            }
+        }
+        let mut content_rates = vec![0.0f32; catalog.content_len() * RATES];
+        for crow in 0..catalog.content_len() {
+            for (ri, &r) in Rate::ALL.iter().enumerate() {
+                let (s, t) = sc(&tables.contents, crow, r);
+                content_rates[crow * RATES + ri] = content_priors[ri].smooth(s, t);
+            }
+        }
+
+        // Ranking priors: conversion per impression, and trending volume.
+        let mut rate_score: Vec<f32> = (0..n)
+            .map(|row| {
+                rates[row * RATES + Rate::Ctr as usize] * rates[row * RATES + Rate::Cvr as usize]
+            })
+            .collect();
+        let max = rate_score.iter().copied().fold(0.0f32, f32::max);
+        if max > 0.0 {
+            rate_score.iter_mut().for_each(|x| *x /= max);
+        }
+        let engagement: Vec<f32> = (0..n)
+            .map(|row| tables.products.get(row, Counter::Engagement as usize, h, as_of))
+            .collect();
+        let max = engagement.iter().copied().fold(0.0f32, f32::max);
+        let trending_score: Vec<f32> = if max > 0.0 {
+            engagement.iter().map(|&x| (x.ln_1p() / max.ln_1p()).clamp(0.0, 1.0)).collect()
+        } else {
+            vec![0.0; n]
+        };
+        let mut trending: Vec<ItemIdx> =
+            (0..n as u32).map(ItemIdx).filter(|r| engagement[r.index()] > 0.0).collect();
+        trending
+            .sort_by(|a, b| engagement[b.index()].total_cmp(&engagement[a.index()]).then(a.cmp(b)));
+        trending.truncate(TRENDING);
+
+        // Governance.
+        let g = &cfg.governance;
+        let (refund_mean, complaint_mean) = (
+            merchant_priors[Rate::RefundRate as usize].mean(),
+            merchant_priors[Rate::ComplaintRate as usize].mean(),
+        );
+        let mut merchant_score = Vec::with_capacity(catalog.merchants().len());
+        let mut merchant_suspended = Vec::with_capacity(catalog.merchants().len());
+        for (m, merchant) in catalog.merchants().iter().enumerate() {
+            let (rs, rt) = sc(&tables.merchants, m, Rate::RefundRate);
+            let (cs, ct) = sc(&tables.merchants, m, Rate::ComplaintRate);
+            let refund = merchant_priors[Rate::RefundRate as usize].smooth(rs, rt);
+            let complaint = merchant_priors[Rate::ComplaintRate as usize].smooth(cs, ct);
+            let score = (merchant.experience
+                - g.refund_weight * (refund - refund_mean).max(0.0)
+                - g.complaint_weight * (complaint - complaint_mean).max(0.0))
+            .clamp(0.0, 1.0);
+            merchant_score.push(score);
+            merchant_suspended.push(
+                merchant.status == MerchantStatus::Suspended
+                    || suspended.contains(&(m as u32))
+                    || score < g.suspend_below,
+            );
+        }
+        let gates: Vec<Option<Gate>> = (0..n)
+            .map(|row| {
+                let r = ItemIdx(row as u32);
+                if merchant_suspended[catalog.merchant_row_of(r) as usize] {
+                    return Some(Gate::MerchantSuspended);
+                }
+                if flagged.contains(&(row as u32)) {
+                    return Some(Gate::Flagged);
+                }
+                let orders = tables.products.get(row, Counter::Order as usize, h, as_of);
+                if orders >= g.problem_min_orders {
+                    if rates[row * RATES + Rate::RefundRate as usize] >= g.problem_refund_rate {
+                        return Some(Gate::Refunds);
+                    }
+                    if rates[row * RATES + Rate::ComplaintRate as usize] >= g.problem_complaint_rate
+                    {
+                        return Some(Gate::Complaints);
+                    }
+                }
+                None
+            })
+            .collect();
+
+        // Presentation: each product's best content by smoothed completion.
+        let best_content: Vec<u32> = (0..n)
+            .map(|row| {
+                let wc = Rate::WatchCompletion as usize;
+                catalog
+                    .product_content_rows(ItemIdx(row as u32))
+                    .iter()
+                    .copied()
+                    .max_by(|&a, &b| {
+                        content_rates[a as usize * RATES + wc]
+                            .total_cmp(&content_rates[b as usize * RATES + wc])
+                            .then(b.cmp(&a))
+                    })
+                    .unwrap_or(u32::MAX)
+            })
+            .collect();
+
+        let rp = &cfg.repurchase;
+        let cycles = repurchase
+            .iter()
+            .map(|st| {
+                let cycle = st.median();
+                let share = if st.buyers > 0 { st.repeats as f32 / st.buyers as f32 } else { 0.0 };
+                RepurchaseCycle {
+                    buyers: st.buyers,
+                    repeats: st.repeats,
+                    cycle,
+                    consumable: cycle.is_some()
+                        && st.repeats >= rp.min_repeats
+                        && share >= rp.consumable_share,
+                }
+            })
+            .collect();
+
+        Signals {
+            shared,
+            tables,
+            users,
+            as_of,
+            report,
+            derived: Arc::new(Derived {
+                priors,
+                content_priors,
+                merchant_priors,
+                rates,
+                content_rates,
+                rate_score,
+                trending_score,
+                trending,
+                merchant_score,
+                merchant_suspended,
+                gates,
+                best_content,
+                cycles,
+            }),
+        }
+    }
+
+    /// The catalog these signals count against.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.shared.catalog
+    }
+
+    /// The config they were built with.
+    pub fn config(&self) -> &SignalConfig {
+        &self.shared.config
+    }
+
+    /// The newest event time included (0 if none): rates and governance are
+    /// as of this time.
+    pub fn as_of(&self) -> Timestamp {
+        self.as_of
+    }
+
+    /// What ingest counted up to this snapshot.
+    pub fn report(&self) -> &IngestReport {
+        &self.report
+    }
+
+    /// A user's profile, if they have applied events.
+    pub fn profile(&self, user: UserId) -> Option<&UserProfile> {
+        self.users[shard_of(user)].get(&user).map(|p| &**p)
+    }
+
+    /// Number of users with a profile.
+    pub fn user_count(&self) -> usize {
+        self.users.iter().map(|s| s.len()).sum()
+    }
+
+    /// Counter `c` of product `row` with half-life number `half` (an index
+    /// into the config's `half_lives`), decayed to `at`. Reads before the
+    /// product's newest update return the value at that update.
+    ///
+    /// Panics if `row` or `half` is out of range (rows come from the catalog,
+    /// `half` from the config).
+    pub fn counter(&self, row: ItemIdx, c: Counter, half: usize, at: Timestamp) -> f32 {
+        self.tables.products.get(row.index(), c as usize, half, at)
+    }
+
+    /// Counter `c` of a content item, `None` if the catalog does not have it.
+    pub fn content_counter(
+        &self,
+        id: ContentId,
+        c: Counter,
+        half: usize,
+        at: Timestamp,
+    ) -> Option<f32> {
+        let crow = self.shared.catalog.content_row(id)?;
+        Some(self.tables.contents.get(crow as usize, c as usize, half, at))
+    }
+
+    /// Counter `c` of a merchant, `None` if unknown.
+    pub fn merchant_counter(
+        &self,
+        id: MerchantId,
+        c: Counter,
+        half: usize,
+        at: Timestamp,
+    ) -> Option<f32> {
+        let m = self.shared.catalog.merchant_row(id)?;
+        Some(self.tables.merchants.get(m as usize, c as usize, half, at))
+    }
+
+    /// Counter `c` of a category, `None` if no product has it.
+    pub fn category_counter(
+        &self,
+        id: CategoryId,
+        c: Counter,
+        half: usize,
+        at: Timestamp,
+    ) -> Option<f32> {
+        let k = *self.shared.category_index.get(&id)?;
+        Some(self.tables.categories.get(k as usize, c as usize, half, at))
+    }
+
+    /// Product `row`'s smoothed rate `r` (as of [`as_of`](Self::as_of), on
+    /// the config's `rate_half_life`), in `(0, 1)`.
+    #[inline]
+    pub fn rate(&self, row: ItemIdx, r: Rate) -> f32 {
+        self.derived.rates[row.index() * RATES + r as usize]
+    }
+
+    /// The fitted prior of rate `r` in `category` (the global prior where
+    /// the category had too little data), `None` for an unknown category.
+    pub fn prior(&self, category: CategoryId, r: Rate) -> Option<BetaPrior> {
+        let k = *self.shared.category_index.get(&category)? as usize;
+        Some(self.derived.priors[k * RATES + r as usize])
+    }
+
+    /// The global priors of content and merchant rates.
+    pub fn content_prior(&self, r: Rate) -> BetaPrior {
+        self.derived.content_priors[r as usize]
+    }
+
+    /// The global prior of merchant rate `r`.
+    pub fn merchant_prior(&self, r: Rate) -> BetaPrior {
+        self.derived.merchant_priors[r as usize]
+    }
+
+    /// A content item's smoothed rate `r`, `None` if unknown.
+    pub fn content_rate(&self, id: ContentId, r: Rate) -> Option<f32> {
+        let crow = self.shared.catalog.content_row(id)? as usize;
+        Some(self.derived.content_rates[crow * RATES + r as usize])
+    }
+
+    /// Product signals seen from content: the mean smoothed rate `r` of the
+    /// products a content item carries. `None` if unknown or it carries none.
+    pub fn content_products_rate(&self, id: ContentId, r: Rate) -> Option<f32> {
+        let crow = self.shared.catalog.content_row(id)?;
+        let rows = self.shared.catalog.content_product_rows(crow);
+        if rows.is_empty() {
+            return None;
+        }
+        let sum: f32 = rows.iter().map(|&p| self.rate(ItemIdx(p), r)).sum();
+        Some(sum / rows.len() as f32)
+    }
+
+    /// The content to show product `row` with: the best of its content by
+    /// smoothed watch completion, `None` if no content carries it.
+    pub fn best_content(&self, row: ItemIdx) -> Option<ContentId> {
+        let c = self.derived.best_content[row.index()];
+        (c != u32::MAX).then(|| self.shared.catalog.content_id_at(c))
+    }
+
+    /// True if a live stream is on air at `at`; `None` for unknown content.
+    pub fn is_on_air(&self, id: ContentId, at: Timestamp) -> Option<bool> {
+        let crow = self.shared.catalog.content_row(id)?;
+        let (kind, starts, ends) = self.shared.catalog.content_times(crow);
+        Some(kind == ContentKind::LiveStream && starts <= at && ends.is_none_or(|e| at < e))
+    }
+
+    /// Viewer momentum of a live stream at `at`: its views decayed with the
+    /// momentum half-life while on air; after the stream ends it decays
+    /// with the (short) end half-life and is exactly 0 once below 10⁻⁶. 0
+    /// for a video or before the start; `None` for unknown content.
+    pub fn live_momentum(&self, id: ContentId, at: Timestamp) -> Option<f32> {
+        let crow = self.shared.catalog.content_row(id)?;
+        let (kind, starts, ends) = self.shared.catalog.content_times(crow);
+        if kind != ContentKind::LiveStream || at < starts {
+            return Some(0.0);
+        }
+        let live = &self.tables.live;
+        Some(match ends {
+            Some(end) if at >= end => {
+                let cfg = &self.shared.config.live;
+                let v = live.get(crow as usize, 0, 0, end)
+                    * decay_factor(cfg.end_half_life as f64, at - end) as f32;
+                if v < 1e-6 { 0.0 } else { v }
+            }
+            _ => live.get(crow as usize, 0, 0, at),
+        })
+    }
+
+    /// `ctr · cvr` of every row scaled to `[0, 1]`: expected conversion
+    /// per impression, the rate prior the feed ranks with.
+    pub fn rate_scores(&self) -> &[f32] {
+        &self.derived.rate_score
+    }
+
+    /// Decayed engagement volume of every row, `ln(1 + w) / ln(1 + max)`.
+    pub fn trending_scores(&self) -> &[f32] {
+        &self.derived.trending_score
+    }
+
+    /// The most engaged rows on the rate half-life, most first (at most
+    /// 2,000).
+    pub fn trending(&self) -> &[ItemIdx] {
+        &self.derived.trending
+    }
+
+    /// A merchant's governance score in `[0, 1]`: its experience score less
+    /// its refund and complaint rates above the platform mean. `None` if
+    /// unknown.
+    pub fn merchant_score(&self, id: MerchantId) -> Option<f32> {
+        let m = self.shared.catalog.merchant_row(id)?;
+        Some(self.derived.merchant_score[m as usize])
+    }
+
+    /// The governance score of product `row`'s merchant: the soft penalty
+    /// ranking reads (1 is a perfect shop).
+    #[inline]
+    pub fn quality(&self, row: ItemIdx) -> f32 {
+        self.derived.merchant_score[self.shared.catalog.merchant_row_of(row) as usize]
+    }
+
+    /// True if the merchant is suspended (catalog, by hand, or by score).
+    pub fn is_suspended(&self, id: MerchantId) -> Option<bool> {
+        let m = self.shared.catalog.merchant_row(id)?;
+        Some(self.derived.merchant_suspended[m as usize])
+    }
+
+    /// The hard gate on product `row`, if any: filters drop gated products.
+    #[inline]
+    pub fn gate(&self, row: ItemIdx) -> Option<Gate> {
+        self.derived.gates[row.index()]
+    }
+
+    /// The repurchase cycle of a category, `None` if no product has it.
+    pub fn repurchase_cycle(&self, category: CategoryId) -> Option<RepurchaseCycle> {
+        let k = *self.shared.category_index.get(&category)?;
+        Some(self.derived.cycles[k as usize])
+    }
+
+    /// Whether `profile`'s user bought product `row`, and if so whether it
+    /// is due again at `at` (a consumable whose cycle has come round).
+    pub fn purchase_state(
+        &self,
+        profile: &UserProfile,
+        row: ItemIdx,
+        at: Timestamp,
+    ) -> PurchaseState {
+        let Some(bought) = profile.bought_at(row) else {
+            return PurchaseState::NotBought;
+        };
+        let category = self.shared.catalog.categories()[row.index()];
+        match self.due_score(category, bought, at) {
+            Some(score) => PurchaseState::Due { at: bought, score },
+            None => PurchaseState::Bought { at: bought },
+        }
+    }
+
+    /// The user's purchases that are due again at `at`, most due first:
+    /// what a repurchase source proposes.
+    pub fn due_purchases(&self, profile: &UserProfile, at: Timestamp) -> Vec<(ItemIdx, f32)> {
+        let mut due: Vec<(ItemIdx, f32)> = Vec::new();
+        for p in profile.purchases() {
+            if due.iter().any(|d| d.0 == p.row) || profile.bought_at(p.row) != Some(p.at) {
+                continue;
+            }
+            if let Some(score) = self.due_score(p.category, p.at, at) {
+                due.push((p.row, score));
+            }
+        }
+        due.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        due
+    }
+
+    fn due_score(&self, category: CategoryId, bought: Timestamp, at: Timestamp) -> Option<f32> {
+        let cycle = self.repurchase_cycle(category)?;
+        let c = cycle.cycle? as f64;
+        if !cycle.consumable {
+            return None;
+        }
+        let elapsed = (at - bought) as f64;
+        if elapsed < f64::from(self.shared.config.repurchase.due_from) * c {
+            return None;
+        }
+        // A log-normal bump: 1 at one cycle, 0.79 at half or double.
+        let z = (elapsed.max(1.0) / c).ln();
+        Some((-0.5 * z * z).exp() as f32)
+    }
+
+    /// Bytes of state, per entity and in all.
+    pub fn memory(&self) -> MemoryReport {
+        let t = &self.tables;
+        let n = self.shared.catalog.len().max(1);
+        let d = &self.derived;
+        let derived_products = d.rates.len() * 4
+            + d.rate_score.len() * 4
+            + d.trending_score.len() * 4
+            + d.gates.len() * std::mem::size_of::<Option<Gate>>()
+            + d.best_content.len() * 4
+            + self.shared.product_cat.len() * 4;
+        let mut users = 0;
+        let mut user_bytes = 0;
+        for shard in &self.users {
+            users += shard.len();
+            user_bytes += shard.capacity()
+                * (std::mem::size_of::<(UserId, Arc<UserProfile>)>() + 1)
+                + shard.values().map(|p| p.bytes() + 16).sum::<usize>();
+        }
+        let counters = t.products.bytes()
+            + t.contents.bytes()
+            + t.merchants.bytes()
+            + t.categories.bytes()
+            + t.live.bytes();
+        MemoryReport {
+            per_product: t.products.bytes_per_entity(),
+            per_product_derived: derived_products / n,
+            per_content: t.contents.bytes_per_entity() + t.live.bytes_per_entity(),
+            users,
+            user_bytes,
+            total: counters + derived_products + user_bytes + d.content_rates.len() * 4,
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! The writer: [`SignalStore`] checks and applies events, and publishes
+//! [`Signals`] snapshots.
+
+use crate::catalog::{Catalog, ContentKind};
+use crate::error::{Error, IdKind, Result};
+use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Timestamp, UserId};
+use crate::signals::config::SignalConfig;
+use crate::signals::counters::CounterTable;
+use crate::signals::profile::{Purchase, SearchIntent, UserProfile};
+use crate::signals::snapshot::{CycleStats, Signals};
+use crate::signals::{COUNTERS, Counter, Event, EventKind, SearchQuery, Target};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Profile shards: the unit of copy-on-write for users.
+pub(crate) const SHARDS: usize = 256;
+pub(crate) type Shard = HashMap<UserId, Arc<UserProfile>>;
+
+#[inline]
+pub(crate) fn shard_of(user: UserId) -> usize {
+    (user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+}
+
+/// Why an event was rejected. A rejected event changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Older than the newest event seen minus the allowed lateness.
+    TooLate {
+        /// The event's time.
+        at: Timestamp,
+        /// The newest event time seen so far.
+        watermark: Timestamp,
+    },
+    /// A product the catalog does not have.
+    UnknownProduct(ProductId),
+    /// A content item the catalog does not have (as target or `via`).
+    UnknownContent(ContentId),
+    /// A merchant the catalog does not have.
+    UnknownMerchant(MerchantId),
+    /// A NaN, infinite or negative watch time, price or rating.
+    BadValue {
+        /// The event kind's name.
+        kind: &'static str,
+        /// The value.
+        value: f32,
+    },
+    /// A search without text or embedding, or with an embedding of the
+    /// wrong dimension, non-finite or zero.
+    BadQuery(&'static str),
+    /// A kind that does not fit its target (an order on a shop, a search on
+    /// a product, `via` on a content event, ...).
+    WrongTarget {
+        /// The event kind's name.
+        kind: &'static str,
+        /// The target's name.
+        target: &'static str,
+    },
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::TooLate { at, watermark } => {
+                write!(f, "event at {at} is too late: newest seen is {watermark}")
+            }
+            Rejection::UnknownProduct(p) => write!(f, "unknown product {p}"),
+            Rejection::UnknownContent(c) => write!(f, "unknown content {c}"),
+            Rejection::UnknownMerchant(m) => write!(f, "unknown merchant {m}"),
+            Rejection::BadValue { kind, value } => {
+                write!(f, "{kind} event has value {value}, expected a finite value >= 0")
+            }
+            Rejection::BadQuery(why) => write!(f, "search query: {why}"),
+            Rejection::WrongTarget { kind, target } => {
+                write!(f, "a {kind} event cannot target a {target}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// What ingest did, counted per cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestReport {
+    /// Events offered.
+    pub events: u64,
+    /// Events applied.
+    pub applied: u64,
+    /// Rejected: later than the allowed lateness.
+    pub too_late: u64,
+    /// Rejected: unknown product.
+    pub unknown_product: u64,
+    /// Rejected: unknown content item.
+    pub unknown_content: u64,
+    /// Rejected: unknown merchant.
+    pub unknown_merchant: u64,
+    /// Rejected: NaN, infinite or negative value.
+    pub bad_value: u64,
+    /// Rejected: unusable search query.
+    pub bad_query: u64,
+    /// Rejected: kind does not fit target.
+    pub wrong_target: u64,
+    /// Counter cells updated (one entity × one counter kind, every
+    /// half-life at once).
+    pub counter_updates: u64,
+}
+
+impl IngestReport {
+    /// Events rejected, all causes.
+    pub fn rejected(&self) -> u64 {
+        self.events - self.applied
+    }
+
+    fn count(&mut self, r: &Rejection) {
+        let slot = match r {
+            Rejection::TooLate { .. } => &mut self.too_late,
+            Rejection::UnknownProduct(_) => &mut self.unknown_product,
+            Rejection::UnknownContent(_) => &mut self.unknown_content,
+            Rejection::UnknownMerchant(_) => &mut self.unknown_merchant,
+            Rejection::BadValue { .. } => &mut self.bad_value,
+            Rejection::BadQuery(_) => &mut self.bad_query,
+            Rejection::WrongTarget { .. } => &mut self.wrong_target,
+        };
+        *slot += 1;
+    }
+}
+
+/// Catalog-derived lookups shared by the store and its snapshots.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) config: SignalConfig,
+    /// Dense category index → id.
+    pub(crate) categories: Vec<CategoryId>,
+    pub(crate) category_index: HashMap<CategoryId, u32>,
+    /// Product row → dense category index.
+    pub(crate) product_cat: Vec<u32>,
+}
+
+/// The counter tables, cloned (cheaply) into every snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct Tables {
+    pub(crate) products: CounterTable,
+    pub(crate) contents: CounterTable,
+    pub(crate) merchants: CounterTable,
+    pub(crate) categories: CounterTable,
+    /// One counter per content row: live viewer momentum.
+    pub(crate) live: CounterTable,
+}
+
+/// An event resolved to rows, after every check passed.
+enum Resolved {
+    Product { row: ItemIdx, via: Option<u32> },
+    Content { crow: u32 },
+    Merchant { mrow: u32 },
+    Search(SearchIntent),
+}
+
+/// The single writer of signals: ingests events and publishes snapshots.
+///
+/// ```
+/// use std::sync::Arc;
+/// use omnifeed::signals::{SignalConfig, SignalStore, Rejection};
+/// use omnifeed::{synth, Event, EventKind, ProductId, Target, UserId};
+/// let world = synth::generate(&synth::SynthConfig::tiny())?;
+/// let catalog = Arc::new(world.catalog.clone());
+/// let mut store = SignalStore::new(catalog, SignalConfig::default())?;
+/// let report = store.ingest_batch(&world.events);
+/// assert_eq!(report.applied, report.events);
+/// let bad = Event::new(0, UserId(1), Target::Product(ProductId(7)), EventKind::Click);
+/// assert!(matches!(store.ingest(&bad), Err(Rejection::TooLate { .. })));
+/// let signals = store.publish();
+/// assert!(signals.profile(world.users[0].id).is_some());
+/// # Ok::<(), omnifeed::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SignalStore {
+    shared: Arc<Shared>,
+    tables: Tables,
+    users: Vec<Arc<Shard>>,
+    dirty: Vec<Vec<UserId>>,
+    repurchase: Vec<CycleStats>,
+    flagged: HashSet<u32>,
+    suspended: HashSet<u32>,
+    watermark: Timestamp,
+    report: IngestReport,
+    credit: Vec<(ItemIdx, f32)>,
+}
+
+impl SignalStore {
+    /// An empty store over `catalog`.
+    ///
+    /// Errors: an invalid config field ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)).
+    pub fn new(catalog: Arc<Catalog>, config: SignalConfig) -> Result<SignalStore> {
+        config.validate()?;
+        let mut category_index = HashMap::new();
+        let mut categories = Vec::new();
+        let product_cat = catalog
+            .categories()
+            .iter()
+            .map(|&c| {
+                *category_index.entry(c).or_insert_with(|| {
+                    categories.push(c);
+                    (categories.len() - 1) as u32
+                })
+            })
+            .collect();
+        let h = &config.half_lives;
+        let tables = Tables {
+            products: CounterTable::new(catalog.len(), COUNTERS, h),
+            contents: CounterTable::new(catalog.content_len(), COUNTERS, h),
+            merchants: CounterTable::new(catalog.merchants().len(), COUNTERS, h),
+            categories: CounterTable::new(categories.len(), COUNTERS, h),
+            live: CounterTable::new(catalog.content_len(), 1, &[config.live.momentum_half_life]),
+        };
+        let repurchase = vec![CycleStats::default(); categories.len()];
+        Ok(SignalStore {
+            shared: Arc::new(Shared { catalog, config, categories, category_index, product_cat }),
+            tables,
+            users: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(),
+            dirty: vec![Vec::new(); SHARDS],
+            repurchase,
+            flagged: HashSet::new(),
+            suspended: HashSet::new(),
+            watermark: Timestamp::MIN,
+            report: IngestReport::default(),
+            credit: Vec::new(),
+        })
+    }
+
+    /// The catalog the store counts against.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.shared.catalog
+    }
+
+    /// The config.
+    pub fn config(&self) -> &SignalConfig {
+        &self.shared.config
+    }
+
+    /// Everything counted so far.
+    pub fn report(&self) -> &IngestReport {
+        &self.report
+    }
+
+    /// The newest event time applied, if any.
+    pub fn watermark(&self) -> Option<Timestamp> {
+        (self.watermark != Timestamp::MIN).then_some(self.watermark)
+    }
+
+    /// Checks one event and applies it, or rejects it without changing
+    /// anything; either way it is counted in [`report`](Self::report).
+    pub fn ingest(&mut self, e: &Event) -> std::result::Result<(), Rejection> {
+        self.report.events += 1;
+        match self.check(e) {
+            Ok(resolved) => {
+                self.apply(e, resolved);
+                self.report.applied += 1;
+                Ok(())
+            }
+            Err(r) => {
+                self.report.count(&r);
+                Err(r)
+            }
+        }
+    }
+
+    /// Ingests events in order; returns what this batch did.
+    pub fn ingest_batch(&mut self, events: &[Event]) -> IngestReport {
+        let before = self.report;
+        for e in events {
+            let _ = self.ingest(e);
+        }
+        let after = self.report;
+        IngestReport {
+            events: after.events - before.events,
+            applied: after.applied - before.applied,
+            too_late: after.too_late - before.too_late,
+            unknown_product: after.unknown_product - before.unknown_product,
+            unknown_content: after.unknown_content - before.unknown_content,
+            unknown_merchant: after.unknown_merchant - before.unknown_merchant,
+            bad_value: after.bad_value - before.bad_value,
+            bad_query: after.bad_query - before.bad_query,
+            wrong_target: after.wrong_target - before.wrong_target,
+            counter_updates: after.counter_updates - before.counter_updates,
+        }
+    }
+
+    /// Flags (or unflags) a problem product by hand: a hard gate until
+    /// unflagged. Errors: an unknown product.
+    pub fn flag_product(&mut self, product: ProductId, flagged: bool) -> Result<()> {
+        let row = self.shared.catalog.require_row(product, "flag_product")?;
+        if flagged {
+            self.flagged.insert(row.0);
+        } else {
+            self.flagged.remove(&row.0);
+        }
+        Ok(())
+    }
+
+    /// Suspends (or lifts a manual suspension of) a merchant. A suspension
+    /// in the catalog stays in force. Errors: an unknown merchant.
+    pub fn suspend_merchant(&mut self, merchant: MerchantId, suspended: bool) -> Result<()> {
+        let row = self
+            .shared
+            .catalog
+            .merchant_row(merchant)
+            .ok_or_else(|| Error::unknown(IdKind::Merchant, merchant.0, "suspend_merchant"))?;
+        if suspended {
+            self.suspended.insert(row);
+        } else {
+            self.suspended.remove(&row);
+        }
+        Ok(())
+    }
+
+    fn check(&self, e: &Event) -> std::result::Result<Resolved, Rejection> {
+        let kind = e.kind.name();
+        if let Some(v) = e.kind.value() {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Rejection::BadValue { kind, value: v });
+            }
+        }
+        let lateness = self.shared.config.lateness;
+        if self.watermark != Timestamp::MIN && e.at < self.watermark.saturating_sub(lateness) {
+            return Err(Rejection::TooLate { at: e.at, watermark: self.watermark });
+        }
+        let catalog = &*self.shared.catalog;
+        let wrong = |target| Err(Rejection::WrongTarget { kind, target });
+        if e.via.is_some() && !matches!(e.target, Target::Product(_)) {
+            return wrong("non-product target with via");
+        }
+        match (&e.target, &e.kind) {
+            (Target::None, EventKind::Search(q)) => Ok(Resolved::Search(self.intent(e.at, q)?)),
+            (Target::None, _) => wrong("none"),
+            (t, EventKind::Search(_)) => wrong(target_name(t)),
+            (Target::Merchant(m), EventKind::Like | EventKind::Follow | EventKind::Complaint) => {
+                let mrow = catalog.merchant_row(*m).ok_or(Rejection::UnknownMerchant(*m))?;
+                Ok(Resolved::Merchant { mrow })
+            }
+            (Target::Merchant(_), _) => wrong("merchant"),
+            (Target::Product(p), _) => {
+                let row = catalog.row(*p).ok_or(Rejection::UnknownProduct(*p))?;
+                let via = match e.via {
+                    Some(c) => Some(catalog.content_row(c).ok_or(Rejection::UnknownContent(c))?),
+                    None => None,
+                };
+                Ok(Resolved::Product { row, via })
+            }
+            (Target::Content(c), _) => {
+                let crow = catalog.content_row(*c).ok_or(Rejection::UnknownContent(*c))?;
+                Ok(Resolved::Content { crow })
+            }
+        }
+    }
+
+    fn intent(
+        &self,
+        at: Timestamp,
+        q: &SearchQuery,
+    ) -> std::result::Result<SearchIntent, Rejection> {
+        let text = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(|t| {
+            let mut end = t.len().min(256);
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            Box::<str>::from(&t[..end])
+        });
+        let vector = match &q.embedding {
+            None => None,
+            Some(v) => {
+                if v.len() != self.shared.catalog.dim() {
+                    return Err(Rejection::BadQuery("embedding has the wrong dimension"));
+                }
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(Rejection::BadQuery("embedding is not finite"));
+                }
+                let n = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+                if n < 1e-12 {
+                    return Err(Rejection::BadQuery("embedding is zero"));
+                }
+                Some(v.iter().map(|&x| (f64::from(x) / n) as f32).collect())
+            }
+        };
+        if text.is_none() && vector.is_none() {
+            return Err(Rejection::BadQuery("neither text nor embedding"));
+        }
+        Ok(SearchIntent { at, text, vector })
+    }
+
+    fn apply(&mut self, e: &Event, resolved: Resolved) {
+        let SignalStore {
+            shared, tables, users, dirty, repurchase, report, credit, watermark, ..
+        } = self;
+        let catalog = &*shared.catalog;
+        let cfg = &shared.config;
+        let at = e.at;
+        *watermark = (*watermark).max(at);
+        let weight = cfg.weights.weight(&e.kind);
+        let mut cells = [(0usize, 0.0f32); 3];
+        let n_cells = counter_cells(&e.kind, weight, cfg.weights.full_watch_secs, &mut cells);
+        let cells = &cells[..n_cells];
+        let add_all =
+            |table: &mut CounterTable, ent: usize, share: f32, report: &mut IngestReport| {
+                for &(k, v) in cells {
+                    table.add(ent, k, v * share, at);
+                }
+                report.counter_updates += cells.len() as u64;
+            };
+        credit.clear();
+        let mut search = None;
+        match resolved {
+            Resolved::Product { row, via } => {
+                credit.push((row, 1.0));
+                if let Some(crow) = via {
+                    add_all(&mut tables.contents, crow as usize, 1.0, report);
+                }
+            }
+            Resolved::Content { crow } => {
+                add_all(&mut tables.contents, crow as usize, 1.0, report);
+                let rows = catalog.content_product_rows(crow);
+                let share = 1.0 / rows.len().max(1) as f32;
+                credit.extend(rows.iter().map(|&r| (ItemIdx(r), share)));
+                if let EventKind::View { .. } = e.kind {
+                    let (kind, starts, ends) = catalog.content_times(crow);
+                    if kind == ContentKind::LiveStream
+                        && starts <= at
+                        && ends.is_none_or(|end| at < end)
+                    {
+                        tables.live.add(crow as usize, 0, 1.0, at);
+                        report.counter_updates += 1;
+                    }
+                }
+            }
+            Resolved::Merchant { mrow } => {
+                add_all(&mut tables.merchants, mrow as usize, 1.0, report)
+            }
+            Resolved::Search(intent) => search = Some(intent),
+        }
+        for &(row, share) in credit.iter() {
+            add_all(&mut tables.products, row.index(), share, report);
+            add_all(&mut tables.merchants, catalog.merchant_row_of(row) as usize, share, report);
+            add_all(
+                &mut tables.categories,
+                shared.product_cat[row.index()] as usize,
+                share,
+                report,
+            );
+        }
+
+        // The user's profile.
+        let s = shard_of(e.user);
+        let profile = Arc::make_mut(Arc::make_mut(&mut users[s]).entry(e.user).or_default());
+        profile.touch(at);
+        let pcfg = &cfg.profiles;
+        if let EventKind::Impression = e.kind {
+            for &(row, _) in credit.iter() {
+                profile.saw(row, at, pcfg);
+            }
+        }
+        if let Some(intent) = search {
+            profile.searched(intent, pcfg);
+        }
+        if weight > 0.0 {
+            let was_dirty = profile.dirty;
+            for &(row, share) in credit.iter() {
+                let category = catalog.categories()[row.index()];
+                let emb = catalog.embeddings().row(row);
+                profile.engage(row, category, emb, weight * share, at, pcfg);
+            }
+            if !was_dirty && profile.dirty {
+                dirty[s].push(e.user);
+            }
+        }
+        if let (EventKind::Order { .. }, Target::Product(_)) = (&e.kind, &e.target) {
+            let row = credit[0].0;
+            let cat = shared.product_cat[row.index()];
+            let category = shared.categories[cat as usize];
+            let stats = &mut repurchase[cat as usize];
+            match profile.last_purchase_in(category) {
+                None => stats.buyers += 1,
+                Some(prev) => {
+                    let gap = (at - prev.at).abs();
+                    if gap >= cfg.repurchase.min_interval {
+                        stats.record_interval(gap);
+                    }
+                }
+            }
+            profile.bought(Purchase { row, category, at }, pcfg);
+        }
+    }
+
+    /// Finalizes changed profiles and derives rates, priors, governance and
+    /// trending: the snapshot queries read. See the module's consistency
+    /// model.
+    pub fn publish(&mut self) -> Signals {
+        let catalog = Arc::clone(&self.shared.catalog);
+        let pcfg = self.shared.config.profiles;
+        self.users.par_iter_mut().zip(self.dirty.par_iter_mut()).for_each(|(shard, dirty)| {
+            if dirty.is_empty() {
+                return;
+            }
+            let shard = Arc::make_mut(shard);
+            for user in dirty.drain(..) {
+                if let Some(p) = shard.get_mut(&user) {
+                    Arc::make_mut(p).finalize(catalog.embeddings(), &pcfg);
+                }
+            }
+        });
+        Signals::derive(
+            Arc::clone(&self.shared),
+            self.tables.clone(),
+            self.users.clone(),
+            &self.repurchase,
+            &self.flagged,
+            &self.suspended,
+            self.watermark(),
+            self.report,
+        )
+    }
+
+    /// Bytes one user's profile holds, for users seen so far: (users, total
+    /// bytes).
+    pub fn profile_bytes(&self) -> (usize, usize) {
+        let mut n = 0;
+        let mut bytes = 0;
+        for shard in &self.users {
+            n += shard.len();
+            bytes += shard.capacity() * (std::mem::size_of::<(UserId, Arc<UserProfile>)>() + 1)
+                + shard.values().map(|p| p.bytes() + 16).sum::<usize>();
+        }
+        (n, bytes)
+    }
+}
+
+fn target_name(t: &Target) -> &'static str {
+    match t {
+        Target::Product(_) => "product",
+        Target::Content(_) => "content",
+        Target::Merchant(_) => "merchant",
+        Target::None => "none",
+    }
+}
+
+/// The counter cells one event adds to: `(counter, value)`; returns how
+/// many of `out` it filled.
+fn counter_cells(
+    kind: &EventKind,
+    weight: f32,
+    full_watch: f32,
+    out: &mut [(usize, f32); 3],
+) -> usize {
+    let mut n = 0;
+    let mut push = |c: Counter, v: f32| {
+        out[n] = (c as usize, v);
+        n += 1;
+    };
+    match kind {
+        EventKind::Impression => push(Counter::Impression, 1.0),
+        EventKind::Click => push(Counter::Click, 1.0),
+        EventKind::View { watch_secs } => {
+            push(Counter::View, 1.0);
+            push(Counter::Watch, (watch_secs / full_watch.max(1e-6)).min(1.0));
+        }
+        EventKind::Like | EventKind::Follow => push(Counter::Like, 1.0),
+        EventKind::Favorite => push(Counter::Favorite, 1.0),
+        EventKind::Cart => push(Counter::Cart, 1.0),
+        EventKind::Order { price } => {
+            push(Counter::Order, 1.0);
+            if let Some(p) = price {
+                push(Counter::Revenue, *p);
+            }
+        }
+        EventKind::Refund => push(Counter::Refund, 1.0),
+        EventKind::Complaint => push(Counter::Complaint, 1.0),
+        EventKind::Rating { .. } | EventKind::Search(_) => {}
+    }
+    if weight > 0.0 {
+        push(Counter::Engagement, weight);
+    }
+    n
+}
