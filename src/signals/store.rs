@@ -176,7 +176,10 @@ enum Resolved {
 /// assert!(signals.profile(world.users[0].id).is_some());
 /// # Ok::<(), omnifeed::Error>(())
 /// ```
-#[derive(Debug)]
+///
+/// Cloning a store is cheap (its tables are shared copy-on-write); the
+/// clone and the original then diverge independently.
+#[derive(Debug, Clone)]
 pub struct SignalStore {
     shared: Arc<Shared>,
     tables: Tables,
@@ -497,19 +500,7 @@ impl SignalStore {
     /// trending: the snapshot queries read. See the module's consistency
     /// model.
     pub fn publish(&mut self) -> Signals {
-        let catalog = Arc::clone(&self.shared.catalog);
-        let pcfg = self.shared.config.profiles;
-        self.users.par_iter_mut().zip(self.dirty.par_iter_mut()).for_each(|(shard, dirty)| {
-            if dirty.is_empty() {
-                return;
-            }
-            let shard = Arc::make_mut(shard);
-            for user in dirty.drain(..) {
-                if let Some(p) = shard.get_mut(&user) {
-                    Arc::make_mut(p).finalize(catalog.embeddings(), &pcfg);
-                }
-            }
-        });
+        self.finalize_profiles();
         Signals::derive(
             Arc::clone(&self.shared),
             self.tables.clone(),
@@ -520,6 +511,32 @@ impl SignalStore {
             self.watermark(),
             self.report,
         )
+    }
+
+    /// Recomputes the session vector and interest clusters of every profile
+    /// changed since the last call (in parallel over shards, with rayon);
+    /// returns how many. [`publish`](Self::publish) calls it; call it
+    /// between publishes to spread the work.
+    pub fn finalize_profiles(&mut self) -> usize {
+        let catalog = Arc::clone(&self.shared.catalog);
+        let pcfg = self.shared.config.profiles;
+        self.users
+            .par_iter_mut()
+            .zip(self.dirty.par_iter_mut())
+            .map(|(shard, dirty)| {
+                if dirty.is_empty() {
+                    return 0;
+                }
+                let shard = Arc::make_mut(shard);
+                let n = dirty.len();
+                for user in dirty.drain(..) {
+                    if let Some(p) = shard.get_mut(&user) {
+                        Arc::make_mut(p).finalize(catalog.embeddings(), &pcfg);
+                    }
+                }
+                n
+            })
+            .sum()
     }
 
     /// Bytes one user's profile holds, for users seen so far: (users, total

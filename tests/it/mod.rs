@@ -2,6 +2,7 @@ mod ann;
 mod bad_input;
 mod data;
 mod feed;
+mod signals;
 
 use std::path::PathBuf;
 
