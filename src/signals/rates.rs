@@ -112,6 +112,9 @@ impl PriorConfig {
 /// Running sums of one group's `(s, n)` pairs for a method-of-moments fit.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct MomentSums {
+    /// Pooled successes and trials of every product, qualifying or not.
+    all_s: f64,
+    all_n: f64,
     count: f64,
     s: f64,
     n: f64,
@@ -124,6 +127,10 @@ impl MomentSums {
     /// Adds one product's successes and trials, if it has enough trials.
     #[inline]
     pub(crate) fn add(&mut self, s: f32, n: f32, cfg: &PriorConfig) {
+        if n > 0.0 {
+            self.all_s += f64::from(s.clamp(0.0, n));
+            self.all_n += f64::from(n);
+        }
         if n.is_nan() || n < cfg.min_trials {
             return;
         }
@@ -139,6 +146,8 @@ impl MomentSums {
 
     /// Merges another group's sums.
     pub(crate) fn merge(&mut self, o: &MomentSums) {
+        self.all_s += o.all_s;
+        self.all_n += o.all_n;
         self.count += o.count;
         self.s += o.s;
         self.n += o.n;
@@ -165,10 +174,11 @@ impl MomentSums {
         Some(BetaPrior { alpha: (mean * strength) as f32, beta: ((1.0 - mean) * strength) as f32 })
     }
 
-    /// The pooled mean with the fallback strength, or `Beta(1, 1)` scaled to
-    /// that strength when there is no traffic at all.
+    /// The pooled mean of every product (too little traffic to fit is still
+    /// traffic) with the fallback strength; mean 0.5 with no traffic at all.
     pub(crate) fn fallback(&self, cfg: &PriorConfig) -> BetaPrior {
-        let mean = if self.n > 0.0 { (self.s / self.n).clamp(1e-3, 1.0 - 1e-3) } else { 0.5 };
+        let mean =
+            if self.all_n > 0.0 { (self.all_s / self.all_n).clamp(1e-4, 1.0 - 1e-4) } else { 0.5 };
         let st = f64::from(cfg.fallback_strength);
         BetaPrior { alpha: (mean * st) as f32, beta: ((1.0 - mean) * st) as f32 }
     }
@@ -216,7 +226,9 @@ mod tests {
         few.add(1.0, 10.0, &cfg);
         few.add(5.0, 100.0, &cfg);
         assert!(few.fit(&cfg).is_none());
-        assert!((few.fallback(&cfg).mean() - 0.05).abs() < 1e-6);
+        // The fallback pools every product, the one below min_trials too.
+        assert!((few.fallback(&cfg).mean() - 6.0 / 110.0).abs() < 1e-6);
+        assert_eq!(few.fallback(&cfg).strength(), cfg.fallback_strength);
     }
 
     proptest! {
