@@ -74,6 +74,18 @@ impl CounterTable {
         self.len
     }
 
+    /// [`get`](Self::get), or `None` if `e` or `half` is out of range.
+    pub(crate) fn try_get(
+        &self,
+        e: usize,
+        kind: usize,
+        half: usize,
+        now: Timestamp,
+    ) -> Option<f32> {
+        (e < self.len && kind < self.kinds && half < self.halves)
+            .then(|| self.get(e, kind, half, now))
+    }
+
     /// Adds `w` at time `at` to counter `kind` of entity `e`, in every
     /// half-life. `e < len`, `kind < kinds`, `w` finite (callers check).
     #[inline]

@@ -6,7 +6,9 @@ use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, Timestamp, UserId};
 use crate::signals::counters::decay_factor;
 use crate::signals::profile::UserProfile;
 use crate::signals::rates::{BetaPrior, MomentSums};
-use crate::signals::store::{IngestReport, Shard, Shared, SignalStore, Tables, shard_of};
+use crate::signals::store::{
+    IngestReport, Shard, Shared, SignalStore, Tables, profile_bytes, shard_of,
+};
 use crate::signals::{Counter, Event, RATES, Rate, SignalConfig};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -430,15 +432,14 @@ impl Signals {
 
     /// Counter `c` of product `row` with half-life number `half` (an index
     /// into the config's `half_lives`), decayed to `at`. Reads before the
-    /// product's newest update return the value at that update.
-    ///
-    /// Panics if `row` or `half` is out of range (rows come from the catalog,
-    /// `half` from the config).
-    pub fn counter(&self, row: ItemIdx, c: Counter, half: usize, at: Timestamp) -> f32 {
-        self.tables.products.get(row.index(), c as usize, half, at)
+    /// product's newest update return the value at that update. `None` if
+    /// `row` or `half` is out of range.
+    pub fn counter(&self, row: ItemIdx, c: Counter, half: usize, at: Timestamp) -> Option<f32> {
+        self.tables.products.try_get(row.index(), c as usize, half, at)
     }
 
-    /// Counter `c` of a content item, `None` if the catalog does not have it.
+    /// Counter `c` of a content item, `None` if the catalog does not have it
+    /// or `half` is out of range.
     pub fn content_counter(
         &self,
         id: ContentId,
@@ -447,10 +448,10 @@ impl Signals {
         at: Timestamp,
     ) -> Option<f32> {
         let crow = self.shared.catalog.content_row(id)?;
-        Some(self.tables.contents.get(crow as usize, c as usize, half, at))
+        self.tables.contents.try_get(crow as usize, c as usize, half, at)
     }
 
-    /// Counter `c` of a merchant, `None` if unknown.
+    /// Counter `c` of a merchant, `None` if unknown or `half` is out of range.
     pub fn merchant_counter(
         &self,
         id: MerchantId,
@@ -459,10 +460,11 @@ impl Signals {
         at: Timestamp,
     ) -> Option<f32> {
         let m = self.shared.catalog.merchant_row(id)?;
-        Some(self.tables.merchants.get(m as usize, c as usize, half, at))
+        self.tables.merchants.try_get(m as usize, c as usize, half, at)
     }
 
-    /// Counter `c` of a category, `None` if no product has it.
+    /// Counter `c` of a category, `None` if no product has it or `half` is
+    /// out of range.
     pub fn category_counter(
         &self,
         id: CategoryId,
@@ -471,11 +473,13 @@ impl Signals {
         at: Timestamp,
     ) -> Option<f32> {
         let k = *self.shared.category_index.get(&id)?;
-        Some(self.tables.categories.get(k as usize, c as usize, half, at))
+        self.tables.categories.try_get(k as usize, c as usize, half, at)
     }
 
     /// Product `row`'s smoothed rate `r` (as of [`as_of`](Self::as_of), on
     /// the config's `rate_half_life`), in `(0, 1)`.
+    ///
+    /// Panics if `row` is not a row of the catalog (rows come from it).
     #[inline]
     pub fn rate(&self, row: ItemIdx, r: Rate) -> f32 {
         self.derived.rates[row.index() * RATES + r as usize]
@@ -518,6 +522,8 @@ impl Signals {
 
     /// The content to show product `row` with: the best of its content by
     /// smoothed watch completion, `None` if no content carries it.
+    ///
+    /// Panics if `row` is not a row of the catalog (rows come from it).
     pub fn best_content(&self, row: ItemIdx) -> Option<ContentId> {
         let c = self.derived.best_content[row.index()];
         (c != u32::MAX).then(|| self.shared.catalog.content_id_at(c))
@@ -579,6 +585,8 @@ impl Signals {
 
     /// The governance score of product `row`'s merchant: the soft penalty
     /// ranking reads (1 is a perfect shop).
+    ///
+    /// Panics if `row` is not a row of the catalog (rows come from it).
     #[inline]
     pub fn quality(&self, row: ItemIdx) -> f32 {
         self.derived.merchant_score[self.shared.catalog.merchant_row_of(row) as usize]
@@ -591,6 +599,8 @@ impl Signals {
     }
 
     /// The hard gate on product `row`, if any: filters drop gated products.
+    ///
+    /// Panics if `row` is not a row of the catalog (rows come from it).
     #[inline]
     pub fn gate(&self, row: ItemIdx) -> Option<Gate> {
         self.derived.gates[row.index()]
@@ -662,14 +672,7 @@ impl Signals {
             + d.gates.len() * std::mem::size_of::<Option<Gate>>()
             + d.best_content.len() * 4
             + self.shared.product_cat.len() * 4;
-        let mut users = 0;
-        let mut user_bytes = 0;
-        for shard in &self.users {
-            users += shard.len();
-            user_bytes += shard.capacity()
-                * (std::mem::size_of::<(UserId, Arc<UserProfile>)>() + 1)
-                + shard.values().map(|p| p.bytes() + 16).sum::<usize>();
-        }
+        let (users, user_bytes) = profile_bytes(&self.users);
         let counters = t.products.bytes()
             + t.contents.bytes()
             + t.merchants.bytes()

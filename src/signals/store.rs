@@ -18,6 +18,16 @@ use std::sync::Arc;
 pub(crate) const SHARDS: usize = 256;
 pub(crate) type Shard = HashMap<UserId, Arc<UserProfile>>;
 
+/// Users and the bytes their profiles and map entries hold.
+pub(crate) fn profile_bytes(shards: &[Arc<Shard>]) -> (usize, usize) {
+    let entry = std::mem::size_of::<(UserId, Arc<UserProfile>)>() + 1;
+    shards.iter().fold((0, 0), |(n, bytes), shard| {
+        // + 16: the Arc's reference counts.
+        let profiles: usize = shard.values().map(|p| p.bytes() + 16).sum();
+        (n + shard.len(), bytes + shard.capacity() * entry + profiles)
+    })
+}
+
 #[inline]
 pub(crate) fn shard_of(user: UserId) -> usize {
     (user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
@@ -537,19 +547,6 @@ impl SignalStore {
                 n
             })
             .sum()
-    }
-
-    /// Bytes one user's profile holds, for users seen so far: (users, total
-    /// bytes).
-    pub fn profile_bytes(&self) -> (usize, usize) {
-        let mut n = 0;
-        let mut bytes = 0;
-        for shard in &self.users {
-            n += shard.len();
-            bytes += shard.capacity() * (std::mem::size_of::<(UserId, Arc<UserProfile>)>() + 1)
-                + shard.values().map(|p| p.bytes() + 16).sum::<usize>();
-        }
-        (n, bytes)
     }
 }
 

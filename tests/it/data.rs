@@ -102,10 +102,10 @@ fn signals_on_the_taobao_log() {
     // CVR (orders per detail-page view) has a fitted global prior near the
     // log's pooled rate, and a bought item ranks above the prior.
     let orders: f32 = (0..catalog.len() as u32)
-        .map(|r| s.counter(ItemIdx(r), Counter::Order, 2, s.as_of()))
+        .filter_map(|r| s.counter(ItemIdx(r), Counter::Order, 2, s.as_of()))
         .sum();
     let clicks: f32 = (0..catalog.len() as u32)
-        .map(|r| s.counter(ItemIdx(r), Counter::Click, 2, s.as_of()))
+        .filter_map(|r| s.counter(ItemIdx(r), Counter::Click, 2, s.as_of()))
         .sum();
     let best = s.trending()[0];
     let prior = s.prior(catalog.categories()[best.index()], Rate::Cvr).unwrap();
@@ -116,7 +116,7 @@ fn signals_on_the_taobao_log() {
     assert!(orders > 1_000.0 && clicks > 50_000.0);
     // Among items bought at least twice with views enough to explain it
     // (the log has buys without a detail-page view), the best-selling one.
-    let count = |r: ItemIdx, c| s.counter(r, c, 2, s.as_of());
+    let count = |r: ItemIdx, c| s.counter(r, c, 2, s.as_of()).unwrap();
     let bought = (0..catalog.len() as u32)
         .map(ItemIdx)
         .filter(|&r| {

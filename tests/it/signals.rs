@@ -90,12 +90,12 @@ fn content_performance_is_credited_to_linked_products_and_back() {
     assert_eq!((c(Counter::Click), c(Counter::Order), c(Counter::Revenue)), (1.0, 1.0, 9.0));
     // The view is shared between the two products; the click and order
     // belong to product 11 alone.
-    assert_eq!(s.counter(r10, Counter::View, 0, 100), 0.5);
-    assert_eq!(s.counter(r10, Counter::Watch, 0, 100), 0.25);
-    assert_eq!(s.counter(r10, Counter::Click, 0, 100), 0.0);
-    assert_eq!(s.counter(r11, Counter::View, 0, 100), 0.5);
-    assert_eq!(s.counter(r11, Counter::Click, 0, 100), 1.0);
-    assert_eq!(s.counter(r11, Counter::Order, 0, 100), 1.0);
+    assert_eq!(s.counter(r10, Counter::View, 0, 100).unwrap(), 0.5);
+    assert_eq!(s.counter(r10, Counter::Watch, 0, 100).unwrap(), 0.25);
+    assert_eq!(s.counter(r10, Counter::Click, 0, 100).unwrap(), 0.0);
+    assert_eq!(s.counter(r11, Counter::View, 0, 100).unwrap(), 0.5);
+    assert_eq!(s.counter(r11, Counter::Click, 0, 100).unwrap(), 1.0);
+    assert_eq!(s.counter(r11, Counter::Order, 0, 100).unwrap(), 1.0);
     // Merchant 1 and category 1 see everything of products 10 and 11.
     assert_eq!(s.merchant_counter(MerchantId(1), Counter::View, 0, 100), Some(1.0));
     assert_eq!(s.category_counter(CategoryId(1), Counter::Order, 0, 100), Some(1.0));
@@ -106,7 +106,11 @@ fn content_performance_is_credited_to_linked_products_and_back() {
     assert_eq!(s.best_content(r10), Some(ContentId(900)));
     assert_eq!(s.best_content(catalog.row(ProductId(13)).unwrap()), None);
     // Decay: one half-life (1 hour) later, half.
-    assert_eq!(s.counter(r11, Counter::Order, 0, 100 + 3_600), 0.5);
+    assert_eq!(s.counter(r11, Counter::Order, 0, 100 + 3_600).unwrap(), 0.5);
+    // Out-of-range reads are None, not panics.
+    assert_eq!(s.counter(r11, Counter::Order, 3, 100), None);
+    assert_eq!(s.counter(ItemIdx(99), Counter::Order, 0, 100), None);
+    assert_eq!(s.content_counter(ContentId(900), Counter::View, 9, 100), None);
 }
 
 #[test]
@@ -199,7 +203,7 @@ fn late_events_within_the_lateness_are_applied_exactly() {
     let s = store.publish();
     let row = catalog.row(ProductId(10)).unwrap();
     // Half-life 1 hour: 1 + 1/2.
-    assert!((s.counter(row, Counter::Click, 0, 10_000) - 1.5).abs() < 1e-6);
+    assert!((s.counter(row, Counter::Click, 0, 10_000).unwrap() - 1.5).abs() < 1e-6);
     assert_eq!(s.as_of(), 10_000);
 }
 
@@ -216,10 +220,10 @@ fn snapshots_do_not_move_when_the_store_does() {
     }
     let second = store.publish();
     let row = catalog.row(ProductId(10)).unwrap();
-    assert_eq!(first.counter(row, Counter::Cart, 2, 100), 1.0);
+    assert_eq!(first.counter(row, Counter::Cart, 2, 100).unwrap(), 1.0);
     assert_eq!(first.profile(UserId(1)), Some(&profile));
     assert!(first.profile(UserId(2)).is_none());
-    assert!(second.counter(row, Counter::Cart, 2, 249) > 50.0);
+    assert!(second.counter(row, Counter::Cart, 2, 249).unwrap() > 50.0);
     assert_eq!(second.profile(UserId(1)).unwrap().purchases().len(), 16);
 }
 
