@@ -71,6 +71,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod catalog;
+mod config;
 pub mod error;
 pub mod ids;
 pub mod index;
@@ -78,6 +79,7 @@ pub mod load;
 pub mod rank;
 mod recommender;
 mod request;
+pub mod rerank;
 pub mod retrieve;
 pub mod signals;
 pub mod synth;
@@ -85,12 +87,13 @@ pub mod synth;
 pub use catalog::{
     Catalog, CatalogBuilder, Content, ContentKind, Embeddings, Merchant, MerchantStatus, Product,
 };
+pub use config::{PerSurface, RecommenderConfig, SourceConfig};
 pub use error::{Error, ErrorKind, IdKind, Result};
 pub use ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Score, Timestamp, UserId};
-pub use recommender::{Recommender, RecommenderBuilder, RecommenderConfig, Scratch, ServingState};
+pub use recommender::{Recommender, RecommenderBuilder, Scratch, ServingState};
 pub use request::{
-    Explanation, Feed, FeedItem, FeedRequest, RemovalReason, ScorePart, SourceHit, SourceTrace,
-    Surface, Trace,
+    Explanation, Feed, FeedItem, FeedRequest, NamedValue, RemovalReason, RequestFilters, ScorePart,
+    SourceHit, SourceTrace, Surface, Trace,
 };
 pub use signals::{
     EngagementWeights, Event, EventKind, SearchQuery, SignalConfig, SignalStore, Signals, Target,

@@ -1,23 +1,33 @@
 //! The [`Recommender`]: orchestration of the stages, nothing else.
 //!
-//! A request loads one `Arc<ServingState>` (catalog, index, signals) and
-//! uses it throughout, so a state swapped in while it runs never mixes
-//! with the old one (tantivy's searcher discipline, through `arc-swap`).
+//! A request loads one `Arc<ServingState>` (catalog, index, title index,
+//! signals) and uses it throughout, so a state swapped in while it runs
+//! never mixes with the old one (tantivy's searcher discipline, through
+//! `arc-swap`).
 
 use crate::catalog::Catalog;
-use crate::error::{Error, Result};
-use crate::ids::ItemIdx;
+use crate::config::RecommenderConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{ContentId, ItemIdx};
 use crate::index::VectorIndex;
-use crate::rank::kernels::{Scored, gather_dot, top_k_in_place};
-use crate::request::{
-    Explanation, Feed, FeedItem, FeedRequest, RemovalReason, ScorePart, SourceHit, SourceTrace,
-    Trace,
+use crate::rank::features::{
+    F, FEATURE_NAMES, FeatureContext, FeatureMatrix, SOURCE_SLOTS, compute_features,
+    features_naive, source_slot,
 };
-use crate::retrieve::{CandidateBuf, CandidateSource, InterestAnn, Popular, RequestContext};
-use crate::signals::{PurchaseState, Signals};
+use crate::rank::kernels::{Scored, top_k_in_place};
+use crate::rank::scorer::{FUSION_TERMS, Fusion, HEAD_NAMES, HEADS, LogisticScorer, Scorer};
+use crate::request::{
+    Explanation, Feed, FeedItem, FeedRequest, NamedValue, RemovalReason, ScorePart, SourceHit,
+    SourceTrace, Surface, Trace,
+};
+use crate::rerank::{Candidate, Placed, QuotaMask, RerankScratch, rerank, rules};
+use crate::retrieve::{
+    CandidateBuf, CandidateSource, CartPull, ContentDriven, Fresh, InterestAnn, LexicalIndex,
+    Popular, Repurchase, RequestContext, SearchSource, SimilarItems, tokenize,
+};
+use crate::signals::{PurchaseState, Rate, Signals};
 use arc_swap::ArcSwap;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
 /// Everything a request reads, swapped as one unit.
@@ -26,14 +36,17 @@ pub struct ServingState {
     catalog: Arc<Catalog>,
     index: Arc<dyn VectorIndex>,
     signals: Arc<Signals>,
+    lexical: Arc<LexicalIndex>,
+    /// `ln(price / category median price)` per row, clamped to ±3.
+    price_band: Arc<Vec<f32>>,
 }
 
 impl ServingState {
     /// Puts a catalog, an index over its embeddings and signals learned
-    /// against it together.
+    /// against it together, and builds the title index and price bands.
     ///
-    /// Errors: the index's size or dimension, or the signals' size, differ
-    /// from the catalog's ([`ErrorKind::DimensionMismatch`](crate::ErrorKind::DimensionMismatch)).
+    /// Errors: the index's size or dimension, or the signals' catalog size,
+    /// differ from the catalog's ([`ErrorKind::DimensionMismatch`]).
     pub fn new(
         catalog: Arc<Catalog>,
         index: Arc<dyn VectorIndex>,
@@ -51,7 +64,9 @@ impl ServingState {
         if signals.catalog().dim() != catalog.dim() {
             return Err(Error::dimension("signals", catalog.dim(), signals.catalog().dim()));
         }
-        Ok(ServingState { catalog, index, signals })
+        let lexical = Arc::new(LexicalIndex::build(&catalog));
+        let price_band = Arc::new(price_bands(&catalog));
+        Ok(ServingState { catalog, index, signals, lexical, price_band })
     }
 
     /// The catalog.
@@ -68,81 +83,35 @@ impl ServingState {
     pub fn signals(&self) -> &Signals {
         &self.signals
     }
-}
 
-/// Recommender settings; every field has a documented default and is
-/// checked by [`RecommenderBuilder::build`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RecommenderConfig {
-    /// Candidates the interest source fetches from the index (1..=10,000).
-    /// Default 300.
-    pub interest_candidates: usize,
-    /// Candidates the popularity source adds (0..=10,000). Default 100.
-    pub popular_candidates: usize,
-    /// Weight of the smoothed-rate prior ([`Signals::rate_scores`]:
-    /// expected conversion per impression) beside similarity, `>= 0`.
-    /// Default 0.1.
-    pub rate_weight: f32,
-    /// Weight of decayed engagement volume ([`Signals::trending_scores`]),
-    /// `>= 0`. Default 0.1.
-    pub trending_weight: f32,
-    /// Score lost per unit of merchant governance shortfall
-    /// (`1 - Signals::quality`), `>= 0`. Default 0.3.
-    pub quality_weight: f32,
-    /// Products shown to the user within this many seconds before the
-    /// request are not shown again; 0 keeps them. Default 1,800.
-    pub seen_window: i64,
-}
-
-impl Default for RecommenderConfig {
-    fn default() -> Self {
-        RecommenderConfig {
-            interest_candidates: 300,
-            popular_candidates: 100,
-            rate_weight: 0.1,
-            trending_weight: 0.1,
-            quality_weight: 0.3,
-            seen_window: 1_800,
-        }
+    /// The title index.
+    pub fn lexical(&self) -> &LexicalIndex {
+        &self.lexical
     }
 }
 
-impl RecommenderConfig {
-    /// Checks every field.
-    pub fn validate(&self) -> Result<()> {
-        if !(1..=10_000).contains(&self.interest_candidates) {
-            return Err(Error::invalid_config(
-                "interest_candidates",
-                format!("expected 1..=10000, got {}", self.interest_candidates),
-            ));
-        }
-        if self.popular_candidates > 10_000 {
-            return Err(Error::invalid_config(
-                "popular_candidates",
-                format!("expected 0..=10000, got {}", self.popular_candidates),
-            ));
-        }
-        for (field, w) in [
-            ("rate_weight", self.rate_weight),
-            ("trending_weight", self.trending_weight),
-            ("quality_weight", self.quality_weight),
-        ] {
-            if !w.is_finite() || w < 0.0 {
-                return Err(Error::invalid_config(
-                    field,
-                    format!("expected a finite value >= 0, got {w}"),
-                ));
-            }
-        }
-        if self.seen_window < 0 {
-            return Err(Error::invalid_config(
-                "seen_window",
-                format!("expected seconds >= 0, got {}", self.seen_window),
-            ));
-        }
-        Ok(())
+/// `ln(price / median price of its category)` per row, clamped to ±3.
+fn price_bands(catalog: &Catalog) -> Vec<f32> {
+    let mut by_cat: std::collections::HashMap<u32, Vec<f32>> = std::collections::HashMap::new();
+    for (c, &p) in catalog.categories().iter().zip(catalog.prices()) {
+        by_cat.entry(c.0).or_default().push(p);
     }
+    let medians: std::collections::HashMap<u32, f32> = by_cat
+        .into_iter()
+        .map(|(c, mut v)| {
+            v.sort_by(f32::total_cmp);
+            (c, v[v.len() / 2])
+        })
+        .collect();
+    catalog
+        .categories()
+        .iter()
+        .zip(catalog.prices())
+        .map(|(c, &p)| {
+            let m = medians[&c.0];
+            if p > 0.0 && m > 0.0 { (p / m).ln().clamp(-3.0, 3.0) } else { 0.0 }
+        })
+        .collect()
 }
 
 /// Per-thread working memory of a request: cleared between requests, never
@@ -150,14 +119,24 @@ impl RecommenderConfig {
 #[derive(Debug, Default)]
 pub struct Scratch {
     bufs: Vec<CandidateBuf>,
-    tagged: Vec<(ItemIdx, u32)>,
+    tagged: Vec<(ItemIdx, u8, f32)>,
     rows: Vec<ItemIdx>,
     masks: Vec<u32>,
-    sims: Vec<f32>,
-    scored: Vec<Scored>,
+    src_scores: Vec<f32>,
+    counts: Vec<u8>,
     excluded: Vec<ItemIdx>,
     blocked: Vec<(ItemIdx, RemovalReason)>,
     removed: Vec<(RemovalReason, usize)>,
+    features: FeatureMatrix,
+    heads: Vec<f32>,
+    values: Vec<f32>,
+    scored: Vec<Scored>,
+    pool: Vec<Candidate>,
+    placed: Vec<Placed>,
+    rerank: RerankScratch,
+    query: Vec<f32>,
+    terms: Vec<String>,
+    buf_max: Vec<f32>,
 }
 
 /// Builds a [`Recommender`].
@@ -166,6 +145,7 @@ pub struct RecommenderBuilder {
     config: RecommenderConfig,
     state: Option<ServingState>,
     sources: Vec<Box<dyn CandidateSource>>,
+    scorer: Option<Box<dyn Scorer>>,
 }
 
 impl RecommenderBuilder {
@@ -187,16 +167,31 @@ impl RecommenderBuilder {
         self
     }
 
+    /// Replaces the default scorer (the logistic heads of the config's
+    /// `scorer` weights), e.g. with a [`MlpScorer`](crate::rank::MlpScorer)
+    /// or a [`LogisticScorer`] loaded from a file.
+    pub fn scorer(mut self, scorer: Box<dyn Scorer>) -> Self {
+        self.scorer = Some(scorer);
+        self
+    }
+
     /// Validates the config and builds.
     ///
     /// Errors: an invalid config field, no state, or more than 32 sources
-    /// ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)).
+    /// ([`ErrorKind::InvalidConfig`]).
     pub fn build(self) -> Result<Recommender> {
         self.config.validate()?;
         let state = self.state.ok_or_else(|| Error::invalid_config("state", "no serving state"))?;
+        let s = &self.config.sources;
         let mut sources: Vec<Box<dyn CandidateSource>> = vec![
-            Box::new(InterestAnn { k: self.config.interest_candidates }),
-            Box::new(Popular { k: self.config.popular_candidates }),
+            Box::new(InterestAnn { k: s.interest }),
+            Box::new(SimilarItems { k: s.similar, seeds: s.similar_seeds }),
+            Box::new(ContentDriven { k: s.content }),
+            Box::new(SearchSource { k: s.search, fusion: s.search_fusion, intents: s.intents }),
+            Box::new(Repurchase { k: s.repurchase }),
+            Box::new(CartPull { k: s.cart }),
+            Box::new(Popular { k: s.popular }),
+            Box::new(Fresh { k: s.fresh }),
         ];
         sources.extend(self.sources);
         if sources.len() > 32 {
@@ -205,10 +200,38 @@ impl RecommenderBuilder {
                 format!("at most 32, got {}", sources.len()),
             ));
         }
+        let slots = sources.iter().map(|s| source_slot(s.id())).collect();
+        let scorer = match self.scorer {
+            Some(s) => s,
+            None => Box::new(LogisticScorer::from_weights(&self.config.scorer)?),
+        };
+        let quotas = Surface::ALL
+            .iter()
+            .map(|&surface| {
+                self.config
+                    .rerank
+                    .get(surface)
+                    .quotas
+                    .iter()
+                    .map(|q| {
+                        let mask = sources
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.id() == q.source)
+                            .fold(0u32, |m, (i, _)| m | 1 << i);
+                        QuotaMask { mask, min_share: q.min_share, max_share: q.max_share }
+                    })
+                    .filter(|q| q.mask != 0)
+                    .collect()
+            })
+            .collect();
         Ok(Recommender {
             state: ArcSwap::from_pointee(state),
             config: self.config,
             sources,
+            slots,
+            scorer,
+            quotas,
             pool: Mutex::new(Vec::new()),
         })
     }
@@ -219,7 +242,7 @@ impl RecommenderBuilder {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use omnifeed::{synth, FeedRequest, Recommender, ServingState, Signals, SignalConfig};
+/// use omnifeed::{synth, FeedRequest, Recommender, ServingState, Signals, SignalConfig, Surface};
 /// use omnifeed::index::ExactIndex;
 /// let world = synth::generate(&synth::SynthConfig::tiny())?;
 /// let catalog = Arc::new(world.catalog);
@@ -229,22 +252,35 @@ impl RecommenderBuilder {
 /// let rec = Recommender::builder().state(state).build()?;
 /// let feed = rec.recommend(&FeedRequest::new(world.users[0].id).k(10))?;
 /// assert_eq!(feed.items.len(), 10);
+/// let search = FeedRequest::new(world.users[0].id).surface(Surface::Search).search_text("headphones");
+/// assert!(!rec.recommend(&search)?.items.is_empty());
 /// # Ok::<(), omnifeed::Error>(())
 /// ```
 pub struct Recommender {
     state: ArcSwap<ServingState>,
     config: RecommenderConfig,
     sources: Vec<Box<dyn CandidateSource>>,
+    /// Feature slot of each source's score.
+    slots: Vec<Option<usize>>,
+    scorer: Box<dyn Scorer>,
+    /// Quotas per surface (in `Surface::ALL` order), resolved to masks.
+    quotas: Vec<Vec<QuotaMask>>,
     pool: Mutex<Vec<Scratch>>,
 }
 
 impl std::fmt::Debug for Recommender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recommender")
-            .field("config", &self.config)
             .field("sources", &self.sources.iter().map(|s| s.id()).collect::<Vec<_>>())
+            .field("scorer", &self.scorer.name())
             .finish()
     }
+}
+
+/// Per-request inputs resolved before the stages run.
+struct Resolved {
+    at: i64,
+    has_query: bool,
 }
 
 impl Recommender {
@@ -276,9 +312,11 @@ impl Recommender {
 
     /// Ranks a feed for one request.
     ///
-    /// Errors (the request fails closed): `k == 0`, or an excluded product
-    /// the catalog does not know. A failing candidate source does not fail
-    /// the request; it is recorded in [`Trace::sources`].
+    /// Errors (the request fails closed): `k == 0`, an excluded product
+    /// the catalog does not know, a search request without a query, a query
+    /// embedding of the wrong dimension or not finite, bad price bounds. A
+    /// failing candidate source does not fail the request; it is recorded in
+    /// [`Trace::sources`].
     pub fn recommend(&self, req: &FeedRequest) -> Result<Feed> {
         let mut scratch = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
         let feed = self.recommend_with(&mut scratch, req);
@@ -289,17 +327,21 @@ impl Recommender {
     }
 
     /// Ranks many requests in parallel (rayon), one result per request, in
-    /// order.
+    /// order. Each result equals [`recommend`](Self::recommend)'s.
     pub fn recommend_batch(&self, reqs: &[FeedRequest]) -> Vec<Result<Feed>> {
         reqs.par_iter()
             .map_init(Scratch::default, |scratch, req| self.recommend_with(scratch, req))
             .collect()
     }
 
-    /// [`recommend`](Self::recommend) with caller-owned working memory.
-    pub fn recommend_with(&self, s: &mut Scratch, req: &FeedRequest) -> Result<Feed> {
+    /// Resolves exclusions, the query and the user's blocked rows.
+    fn resolve(
+        &self,
+        s: &mut Scratch,
+        state: &ServingState,
+        req: &FeedRequest,
+    ) -> Result<Resolved> {
         req.validate()?;
-        let state = self.state.load_full();
         let catalog = &*state.catalog;
         s.excluded.clear();
         for &p in &req.exclude {
@@ -307,12 +349,36 @@ impl Recommender {
         }
         s.excluded.sort_unstable();
         s.excluded.dedup();
-        let profile = state.signals.profile(req.user);
-        let at = req.at.unwrap_or(state.signals.as_of());
+        s.query.clear();
+        s.terms.clear();
+        if let Some(q) = &req.query {
+            if let Some(e) = &q.embedding {
+                if e.len() != catalog.dim() {
+                    return Err(Error::dimension(
+                        "request.query.embedding",
+                        catalog.dim(),
+                        e.len(),
+                    ));
+                }
+                let n = e.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+                if n < 1e-12 {
+                    return Err(Error::new(ErrorKind::ZeroVector {
+                        what: "request.query.embedding",
+                        index: 0,
+                    }));
+                }
+                s.query.extend(e.iter().map(|&x| (f64::from(x) / n) as f32));
+            }
+            if let Some(t) = &q.text {
+                s.terms = tokenize(t);
+            }
+        }
+        let signals = &*state.signals;
+        let at = req.at.unwrap_or(signals.as_of());
         s.blocked.clear();
-        if let Some(p) = profile {
+        if let Some(p) = signals.profile(req.user) {
             for pur in p.purchases() {
-                if let PurchaseState::Bought { .. } = state.signals.purchase_state(p, pur.row, at) {
+                if let PurchaseState::Bought { .. } = signals.purchase_state(p, pur.row, at) {
                     s.blocked.push((pur.row, RemovalReason::Bought));
                 }
             }
@@ -324,257 +390,436 @@ impl Recommender {
         // Stable: a product both bought and seen is removed as bought.
         s.blocked.sort_by_key(|b| b.0);
         s.blocked.dedup_by_key(|b| b.0);
+        Ok(Resolved { at, has_query: !s.query.is_empty() || !s.terms.is_empty() })
+    }
 
-        let ctx = RequestContext {
-            request: req,
-            catalog,
-            index: &*state.index,
-            signals: &state.signals,
-            profile,
-            excluded: &s.excluded,
-        };
-        let mut trace = Trace::default();
+    /// [`recommend`](Self::recommend) with caller-owned working memory.
+    pub fn recommend_with(&self, s: &mut Scratch, req: &FeedRequest) -> Result<Feed> {
+        let state = self.state.load_full();
+        let r = self.resolve(s, &state, req)?;
+        let catalog = &*state.catalog;
+        let signals = &*state.signals;
+        let profile = signals.profile(req.user);
+        let mut trace = Trace { surface: req.surface, ..Trace::default() };
 
-        // Retrieve: every source into its own buffer; a failure is traced.
+        // Retrieve: every source serving the surface into its own buffer.
         s.bufs.resize_with(self.sources.len(), CandidateBuf::new);
         s.tagged.clear();
-        for (i, (source, buf)) in self.sources.iter().zip(&mut s.bufs).enumerate() {
-            buf.clear();
-            let mut outcome = source.retrieve(&ctx, buf);
-            // A custom source is user code: a row outside the catalog would
-            // index out of bounds later, so it fails that source instead.
-            if outcome.is_ok() {
-                if let Some(bad) = buf.as_slice().iter().find(|n| n.row.index() >= catalog.len()) {
-                    outcome = Err(Error::invalid_value(
-                        "candidate row",
-                        format_args!("source {}", source.id()),
-                        format!("row {} is outside the catalog of {}", bad.row.0, catalog.len()),
-                    ));
-                }
-            }
-            if outcome.is_err() {
+        s.buf_max.clear();
+        {
+            let ctx = RequestContext {
+                request: req,
+                catalog,
+                index: &*state.index,
+                lexical: &state.lexical,
+                signals,
+                profile,
+                excluded: &s.excluded,
+                at: r.at,
+                query: (!s.query.is_empty()).then_some(&s.query[..]),
+                terms: &s.terms,
+            };
+            for (i, (source, buf)) in self.sources.iter().zip(&mut s.bufs).enumerate() {
                 buf.clear();
-            }
-            trace.sources.push(SourceTrace {
-                source: source.id(),
-                candidates: buf.len(),
-                error: outcome.err().map(|e| e.to_string()),
-            });
-            s.tagged.extend(buf.as_slice().iter().map(|n| (n.row, 1u32 << i)));
-        }
-
-        // Merge: dedupe by row, keeping which sources found each.
-        s.tagged.sort_unstable_by_key(|&(row, _)| row);
-        s.rows.clear();
-        s.masks.clear();
-        let mut distinct = 0;
-        s.removed.clear();
-        let signals = &*state.signals;
-        let mut prev = None;
-        for &(row, mask) in &s.tagged {
-            if prev == Some(row) {
-                if s.rows.last() == Some(&row) {
-                    if let Some(m) = s.masks.last_mut() {
-                        *m |= mask;
+                if !source.serves(req.surface) {
+                    s.buf_max.push(0.0);
+                    continue;
+                }
+                let mut outcome = source.retrieve(&ctx, buf);
+                // A custom source is user code: a row outside the catalog
+                // fails that source instead of indexing out of bounds.
+                if outcome.is_ok() {
+                    if let Some(bad) =
+                        buf.as_slice().iter().find(|n| n.row.index() >= catalog.len())
+                    {
+                        outcome = Err(Error::invalid_value(
+                            "candidate row",
+                            format_args!("source {}", source.id()),
+                            format!(
+                                "row {} is outside the catalog of {}",
+                                bad.row.0,
+                                catalog.len()
+                            ),
+                        ));
                     }
                 }
-                continue;
-            }
-            prev = Some(row);
-            distinct += 1;
-            // Filters, first reason wins: the caller's exclusions (sources
-            // are asked to skip them; a custom one may not), governance
-            // gates, then the user's seen and bought sets.
-            let reason = if ctx.is_excluded(row) {
-                Some(RemovalReason::Excluded)
-            } else if let Some(gate) = signals.gate(row) {
-                Some(RemovalReason::Gated(gate))
-            } else {
-                s.blocked.binary_search_by_key(&row, |b| b.0).ok().map(|i| s.blocked[i].1)
-            };
-            if let Some(reason) = reason {
-                match s.removed.iter_mut().find(|r| r.0 == reason) {
-                    Some(r) => r.1 += 1,
-                    None => s.removed.push((reason, 1)),
+                if outcome.is_err() {
+                    buf.clear();
                 }
+                trace.sources.push(SourceTrace {
+                    source: source.id(),
+                    candidates: buf.len(),
+                    error: outcome.err().map(|e| e.to_string()),
+                });
+                let max = buf.as_slice().iter().map(|n| n.score).fold(0.0f32, f32::max);
+                s.buf_max.push(max);
+                s.tagged.extend(buf.as_slice().iter().map(|n| (n.row, i as u8, n.score)));
+            }
+        }
+
+        // Merge: dedupe by row, keep which sources found each and their
+        // (normalized) scores; filter with reasons.
+        s.tagged.sort_unstable_by_key(|t| (t.0, t.1));
+        s.rows.clear();
+        s.masks.clear();
+        s.src_scores.clear();
+        s.counts.clear();
+        s.removed.clear();
+        let mut distinct = 0;
+        let mut prev = None;
+        let mut kept = false;
+        let filters = &req.filters;
+        let (cats, prices, stocks) = (catalog.categories(), catalog.prices(), catalog.stocks());
+        for &(row, src, score) in &s.tagged {
+            if prev != Some(row) {
+                prev = Some(row);
+                distinct += 1;
+                let i = row.index();
+                let reason = if s.excluded.binary_search(&row).is_ok() {
+                    Some(RemovalReason::Excluded)
+                } else if let Some(gate) = signals.gate(row) {
+                    Some(RemovalReason::Gated(gate))
+                } else if filters.in_stock && stocks[i] == 0 {
+                    Some(RemovalReason::OutOfStock)
+                } else if !filters.admits(cats[i], prices[i]) {
+                    Some(RemovalReason::RequestFilter)
+                } else {
+                    s.blocked.binary_search_by_key(&row, |b| b.0).ok().map(|j| s.blocked[j].1)
+                };
+                if let Some(reason) = reason {
+                    match s.removed.iter_mut().find(|r| r.0 == reason) {
+                        Some(r) => r.1 += 1,
+                        None => s.removed.push((reason, 1)),
+                    }
+                    kept = false;
+                    continue;
+                }
+                kept = true;
+                s.rows.push(row);
+                s.masks.push(0);
+                s.counts.push(0);
+                s.src_scores.extend_from_slice(&[0.0; SOURCE_SLOTS]);
+            }
+            if !kept {
                 continue;
             }
-            s.rows.push(row);
-            s.masks.push(mask);
+            let last = s.rows.len() - 1;
+            let bit = 1u32 << src;
+            if s.masks[last] & bit == 0 {
+                s.masks[last] |= bit;
+                s.counts[last] += 1;
+            }
+            if let Some(slot) = self.slots[src as usize] {
+                let max = s.buf_max[src as usize];
+                let v = if max > 0.0 { score / max } else { 0.0 };
+                let cell = &mut s.src_scores[last * SOURCE_SLOTS + slot];
+                *cell = cell.max(v);
+            }
         }
         trace.candidates = distinct;
         trace.removed.extend_from_slice(&s.removed);
+        trace.scored = s.rows.len();
 
-        // Score: similarity to the long-term interest, the smoothed-rate
-        // prior, trending volume, less the merchant governance shortfall.
-        s.sims.clear();
-        s.sims.resize(s.rows.len(), 0.0);
-        if let Some(interest) = ctx.profile.and_then(|p| p.interest()) {
-            gather_dot(catalog.embeddings().as_slice(), interest, &s.rows, &mut s.sims);
-        }
-        let c = &self.config;
-        let (rate, trend) = (signals.rate_scores(), signals.trending_scores());
+        // Features, heads, fusion.
+        let intents: Vec<&[f32]> = self.query_vectors(&s.query, req.surface, profile, r.has_query);
+        let fctx = FeatureContext {
+            catalog,
+            signals,
+            profile,
+            at: r.at,
+            price_band: &state.price_band,
+            fresh_scale: self.config.fresh_scale as f32,
+            queries: &intents,
+        };
+        compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
+        let fusion = self.config.fusion.get(req.surface);
+        self.score_and_fuse(s, signals, &state.price_band, fusion);
+
+        // Rerank pool: the best by value, at least k.
+        let pool_size = self.config.rerank_pool.max(req.k);
         s.scored.clear();
-        s.scored.extend(s.rows.iter().zip(&s.sims).map(|(&row, &sim)| {
-            let i = row.index();
-            let score = sim + c.rate_weight * rate[i] + c.trending_weight * trend[i]
-                - c.quality_weight * (1.0 - signals.quality(row));
-            Scored { row, score }
-        }));
-        top_k_in_place(&mut s.scored, req.k);
+        s.scored.extend(
+            s.values.iter().enumerate().map(|(i, &v)| Scored { row: ItemIdx(i as u32), score: v }),
+        );
+        top_k_in_place(&mut s.scored, pool_size);
+        trace.rerank_pool = s.scored.len();
+        let listed = catalog.listed_at();
+        let rate = signals.rate_scores();
+        s.pool.clear();
+        for sc in &s.scored {
+            let i = sc.row.index();
+            let row = s.rows[i];
+            let fresh = r.at - listed[row.index()] <= self.config.explore_max_age;
+            s.pool.push(Candidate {
+                row,
+                value: sc.score,
+                sources: s.masks[i],
+                category: cats[row.index()],
+                merchant: catalog.merchant_row_of(row),
+                live: s.features.row(i)[F - 1] > 0.0,
+                explore: fresh && rate[row.index()] >= self.config.explore_min_rate,
+            });
+        }
+        let surface_index = Surface::ALL.iter().position(|&x| x == req.surface).unwrap_or(0);
+        let seed = req.seed ^ req.user.0.rotate_left(17);
+        rerank(
+            &s.pool,
+            catalog.embeddings(),
+            self.config.rerank.get(req.surface),
+            &self.quotas[surface_index],
+            req.k,
+            seed,
+            &mut s.rerank,
+            &mut s.placed,
+        );
 
-        // Output: explanations only for the winners.
+        // Output: presentation and explanations for the placed items only.
         let items = s
-            .scored
+            .placed
             .iter()
-            .map(|sc| {
-                let at = s.rows.binary_search(&sc.row).unwrap_or(0);
-                let (mask, sim) = (s.masks[at], s.sims[at]);
-                let sources = self
-                    .sources
-                    .iter()
-                    .zip(&s.bufs)
-                    .enumerate()
-                    .filter(|(i, _)| mask & (1 << i) != 0)
-                    .filter_map(|(_, (src, buf))| {
-                        let rank = buf.as_slice().iter().position(|n| n.row == sc.row)?;
-                        Some(SourceHit {
-                            source: src.id(),
-                            rank: rank as u32,
-                            score: buf.as_slice()[rank].score,
-                        })
-                    })
-                    .collect();
+            .map(|pl| {
+                let cand = s.pool[pl.index];
+                let i = s.scored[pl.index].row.index();
+                let (content, live) = present(catalog, signals, cand.row, r.at);
+                let heads = &s.heads[i * HEADS..(i + 1) * HEADS];
+                let frow = s.features.row(i);
+                let terms = fusion_terms(heads, frow, signals, &state.price_band, cand.row);
                 FeedItem {
-                    product: catalog.product_id(sc.row),
-                    score: sc.score,
+                    product: catalog.product_id(cand.row),
+                    score: cand.value,
+                    content,
+                    live,
                     explanation: Explanation {
-                        sources,
-                        parts: vec![
-                            ScorePart { name: "similarity", value: sim, weight: 1.0 },
-                            ScorePart {
-                                name: "rate_prior",
-                                value: rate[sc.row.index()],
-                                weight: c.rate_weight,
-                            },
-                            ScorePart {
-                                name: "trending",
-                                value: trend[sc.row.index()],
-                                weight: c.trending_weight,
-                            },
-                            ScorePart {
-                                name: "merchant_shortfall",
-                                value: 1.0 - signals.quality(sc.row),
-                                weight: -c.quality_weight,
-                            },
-                        ],
+                        sources: self.provenance(s, s.masks[i], cand.row),
+                        features: FEATURE_NAMES
+                            .iter()
+                            .zip(frow)
+                            .map(|(&name, &value)| NamedValue { name, value })
+                            .collect(),
+                        heads: HEAD_NAMES
+                            .iter()
+                            .zip(heads)
+                            .map(|(&name, &value)| NamedValue { name, value })
+                            .collect(),
+                        parts: FUSION_TERMS
+                            .iter()
+                            .zip(terms)
+                            .zip(fusion.exponents())
+                            .map(|((&name, value), weight)| ScorePart { name, value, weight })
+                            .collect(),
+                        pre_rank: pl.index as u32,
+                        rules: rules::NAMES
+                            .iter()
+                            .filter(|(bit, _)| pl.rules & bit != 0)
+                            .map(|&(_, name)| name)
+                            .collect(),
                     },
                 }
             })
             .collect();
         Ok(Feed { items, trace })
     }
+
+    /// The unit vectors query relevance is measured against: the request's
+    /// query, else on omni the user's recent search intents.
+    fn query_vectors<'a>(
+        &self,
+        query: &'a [f32],
+        surface: Surface,
+        profile: Option<&'a crate::signals::UserProfile>,
+        has_query: bool,
+    ) -> Vec<&'a [f32]> {
+        if !query.is_empty() {
+            return vec![query];
+        }
+        if has_query || surface != Surface::Omni {
+            return Vec::new();
+        }
+        let Some(p) = profile else { return Vec::new() };
+        let n = p.searches().len();
+        p.searches()
+            .skip(n.saturating_sub(self.config.sources.intents))
+            .filter_map(|x| x.vector.as_deref())
+            .collect()
+    }
+
+    /// Runs the scorer over `s.features` into `s.heads` and fuses into
+    /// `s.values`.
+    fn score_and_fuse(&self, s: &mut Scratch, signals: &Signals, bands: &[f32], fusion: &Fusion) {
+        let n = s.features.rows();
+        s.heads.clear();
+        s.heads.resize(n * HEADS, 0.0);
+        self.scorer.score(&s.features, &mut s.heads);
+        for h in &mut s.heads {
+            *h = if h.is_finite() { h.clamp(0.0, 1.0) } else { 0.0 };
+        }
+        s.values.clear();
+        s.values.extend((0..n).map(|i| {
+            let terms = fusion_terms(
+                &s.heads[i * HEADS..(i + 1) * HEADS],
+                s.features.row(i),
+                signals,
+                bands,
+                s.rows[i],
+            );
+            fusion.value(&terms)
+        }));
+    }
+
+    /// Features, scorer, fusion and top-k over given rows (no retrieval, no
+    /// filters, no rerank): the ranking core, for callers with their own
+    /// candidates and for benchmarks. Rows are `(row, value)` best first in
+    /// the returned slice of `scratch`.
+    ///
+    /// Errors: as [`recommend`](Self::recommend), and a row outside the
+    /// catalog.
+    pub fn score_rows<'s>(
+        &self,
+        s: &'s mut Scratch,
+        req: &FeedRequest,
+        rows: &[ItemIdx],
+    ) -> Result<&'s [Scored]> {
+        let state = self.state.load_full();
+        let r = self.resolve(s, &state, req)?;
+        let catalog = &*state.catalog;
+        if let Some(bad) = rows.iter().find(|r| r.index() >= catalog.len()) {
+            return Err(Error::invalid_value(
+                "rows",
+                "score_rows",
+                format!("row {} is outside the catalog of {}", bad.0, catalog.len()),
+            ));
+        }
+        let signals = &*state.signals;
+        let profile = signals.profile(req.user);
+        s.rows.clear();
+        s.rows.extend_from_slice(rows);
+        s.src_scores.clear();
+        s.src_scores.resize(rows.len() * SOURCE_SLOTS, 0.0);
+        s.counts.clear();
+        s.counts.resize(rows.len(), 0);
+        let intents = self.query_vectors(&s.query, req.surface, profile, r.has_query);
+        let fctx = FeatureContext {
+            catalog,
+            signals,
+            profile,
+            at: r.at,
+            price_band: &state.price_band,
+            fresh_scale: self.config.fresh_scale as f32,
+            queries: &intents,
+        };
+        compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
+        self.score_and_fuse(s, signals, &state.price_band, self.config.fusion.get(req.surface));
+        s.scored.clear();
+        s.scored.extend(s.rows.iter().zip(&s.values).map(|(&row, &v)| Scored { row, score: v }));
+        top_k_in_place(&mut s.scored, req.k);
+        Ok(&s.scored)
+    }
+
+    /// [`score_rows`](Self::score_rows) the plain way: a feature vector
+    /// allocated per row, the scorer called row by row, a full sort. The
+    /// oracle the fast path is tested against and the benchmarks' baseline.
+    pub fn score_rows_naive(&self, req: &FeedRequest, rows: &[ItemIdx]) -> Result<Vec<Scored>> {
+        let mut s = Scratch::default();
+        let state = self.state.load_full();
+        let r = self.resolve(&mut s, &state, req)?;
+        let catalog = &*state.catalog;
+        if rows.iter().any(|r| r.index() >= catalog.len()) {
+            return Err(Error::invalid_value(
+                "rows",
+                "score_rows_naive",
+                "row outside the catalog",
+            ));
+        }
+        let signals = &*state.signals;
+        let profile = signals.profile(req.user);
+        let intents = self.query_vectors(&s.query, req.surface, profile, r.has_query);
+        let fctx = FeatureContext {
+            catalog,
+            signals,
+            profile,
+            at: r.at,
+            price_band: &state.price_band,
+            fresh_scale: self.config.fresh_scale as f32,
+            queries: &intents,
+        };
+        let fusion = self.config.fusion.get(req.surface);
+        let mut out: Vec<Scored> = rows
+            .iter()
+            .map(|&row| {
+                let f = features_naive(&fctx, row, &[0.0; SOURCE_SLOTS], 0);
+                let mut one = FeatureMatrix::new();
+                compute_from_vec(&mut one, &f);
+                let mut heads = [0.0f32; HEADS];
+                self.scorer.score(&one, &mut heads);
+                for h in &mut heads {
+                    *h = if h.is_finite() { h.clamp(0.0, 1.0) } else { 0.0 };
+                }
+                let terms = fusion_terms(&heads, &f, signals, &state.price_band, row);
+                Scored { row, score: fusion.value(&terms) }
+            })
+            .collect();
+        out.sort_by(crate::rank::kernels::best_first);
+        out.truncate(req.k);
+        Ok(out)
+    }
+
+    /// Where each source that found `row` ranked it.
+    fn provenance(&self, s: &Scratch, mask: u32, row: ItemIdx) -> Vec<SourceHit> {
+        self.sources
+            .iter()
+            .zip(&s.bufs)
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .filter_map(|(_, (src, buf))| {
+                let rank = buf.as_slice().iter().position(|n| n.row == row)?;
+                Some(SourceHit {
+                    source: src.id(),
+                    rank: rank as u32,
+                    score: buf.as_slice()[rank].score,
+                })
+            })
+            .collect()
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::index::ExactIndex;
-    use crate::signals::SignalConfig;
-    use crate::synth::{SynthConfig, generate};
-    use crate::{ErrorKind, ProductId, UserId};
+/// One feature row as a one-row matrix (the naive path's scorer input).
+fn compute_from_vec(m: &mut FeatureMatrix, f: &[f32]) {
+    m.set_single(f);
+}
 
-    fn rec() -> (Recommender, crate::synth::World) {
-        let world = generate(&SynthConfig::tiny()).unwrap();
-        let catalog = Arc::new(world.catalog.clone());
-        let (signals, _) =
-            Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())
-                .unwrap();
-        let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
-        let state = ServingState::new(catalog, index, Arc::new(signals)).unwrap();
-        (Recommender::builder().state(state).build().unwrap(), world)
+/// The fusion terms of one candidate.
+#[inline]
+fn fusion_terms(
+    heads: &[f32],
+    features: &[f32],
+    signals: &Signals,
+    bands: &[f32],
+    row: ItemIdx,
+) -> [f32; 7] {
+    const RELEVANCE: usize = 20;
+    const SRC_SEARCH: usize = 7;
+    let relevance = features[RELEVANCE].max(features[SRC_SEARCH]);
+    Fusion::terms(
+        heads,
+        bands[row.index()],
+        signals.quality(row),
+        relevance,
+        signals.rate(row, Rate::RefundRate),
+    )
+}
+
+/// The content to show `row` with: a live stream on air that carries it,
+/// else its best video.
+fn present(
+    catalog: &Catalog,
+    signals: &Signals,
+    row: ItemIdx,
+    at: i64,
+) -> (Option<ContentId>, bool) {
+    if let Some(&c) =
+        catalog.product_content_rows(row).iter().find(|&&c| catalog.content_on_air(c, at))
+    {
+        return (Some(catalog.content_id_at(c)), true);
     }
-
-    #[test]
-    fn recommender_is_send_and_sync() {
-        fn check<T: Send + Sync>() {}
-        check::<Recommender>();
-        check::<ServingState>();
-    }
-
-    #[test]
-    fn feed_is_sorted_explained_and_respects_exclusions() {
-        let (rec, world) = rec();
-        let user = world.users[3].id;
-        let feed = rec.recommend(&FeedRequest::new(user).k(15)).unwrap();
-        assert_eq!(feed.items.len(), 15);
-        assert!(feed.items.windows(2).all(|w| w[0].score >= w[1].score));
-        for item in &feed.items {
-            assert!(!item.explanation.sources.is_empty());
-            let total: f32 = item.explanation.parts.iter().map(|p| p.value * p.weight).sum();
-            assert!((total - item.score).abs() < 1e-5);
-        }
-        let banned: Vec<ProductId> = feed.items[..5].iter().map(|i| i.product).collect();
-        let again = rec.recommend(&FeedRequest::new(user).k(15).exclude(banned.clone())).unwrap();
-        assert!(again.items.iter().all(|i| !banned.contains(&i.product)));
-        assert_eq!(again.items[0].product, feed.items[5].product);
-    }
-
-    #[test]
-    fn cold_user_gets_popular_items() {
-        let (rec, _) = rec();
-        let feed = rec.recommend(&FeedRequest::new(UserId(987_654_321)).k(5)).unwrap();
-        assert_eq!(feed.items.len(), 5);
-        assert!(feed.items.iter().all(|i| i.explanation.sources[0].source == "popular"));
-    }
-
-    #[test]
-    fn bad_requests_fail_closed() {
-        let (rec, world) = rec();
-        let e = rec.recommend(&FeedRequest::new(world.users[0].id).k(0)).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::InvalidK { k: 0 }));
-        let e = rec
-            .recommend(&FeedRequest::new(world.users[0].id).exclude([ProductId(1)]))
-            .unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::UnknownId { id: 1, .. }));
-        let bad = RecommenderConfig { quality_weight: f32::NAN, ..Default::default() };
-        let e = Recommender::builder().config(bad).build().unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "quality_weight", .. }));
-    }
-
-    #[derive(Debug)]
-    struct Broken;
-
-    impl CandidateSource for Broken {
-        fn id(&self) -> &'static str {
-            "broken"
-        }
-        fn retrieve(&self, _: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
-            out.push(ItemIdx(u32::MAX), 1.0);
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_source_returning_foreign_rows_fails_open() {
-        let (plain, world) = rec();
-        let state = (*plain.state()).clone();
-        let rec = Recommender::builder().state(state).source(Box::new(Broken)).build().unwrap();
-        let req = FeedRequest::new(world.users[0].id).k(10);
-        let feed = rec.recommend(&req).unwrap();
-        let broken = feed.trace.sources.iter().find(|t| t.source == "broken").unwrap();
-        assert!(broken.error.as_deref().unwrap().contains("outside the catalog"));
-        assert_eq!(feed.items, plain.recommend(&req).unwrap().items);
-    }
-
-    #[test]
-    fn batch_equals_one_by_one() {
-        let (rec, world) = rec();
-        let reqs: Vec<FeedRequest> =
-            world.users.iter().take(20).map(|u| FeedRequest::new(u.id).k(8)).collect();
-        let batch = rec.recommend_batch(&reqs);
-        for (req, got) in reqs.iter().zip(batch) {
-            assert_eq!(got.unwrap(), rec.recommend(req).unwrap());
-        }
-    }
+    (signals.best_content(row), false)
 }

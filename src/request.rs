@@ -2,26 +2,83 @@
 //! [`Explanation`] and [`Trace`].
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::ids::{ProductId, Score, Timestamp, UserId};
-use crate::signals::Gate;
+use crate::ids::{CategoryId, ContentId, ProductId, Score, Timestamp, UserId};
+use crate::signals::{Gate, SearchQuery};
 use serde::{Deserialize, Serialize};
 
-/// Where the feed is shown, which decides its candidate sources and blend.
+/// Where the feed is shown, which decides its candidate sources, fusion
+/// and blend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum Surface {
     /// The interest feed: goods find people, no query.
     #[default]
     Feed,
+    /// Search results: people find goods; needs a query.
+    Search,
+    /// The home/mall feed that blends both: interest candidates beside
+    /// search-like ones pulled in by recent searches and carts.
+    Omni,
+}
+
+impl Surface {
+    /// Every surface.
+    pub const ALL: [Surface; 3] = [Surface::Feed, Surface::Search, Surface::Omni];
+
+    /// The lowercase name used in config and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::Feed => "feed",
+            Surface::Search => "search",
+            Surface::Omni => "omni",
+        }
+    }
+}
+
+/// Attribute filters a request puts on its results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestFilters {
+    /// Only these categories (empty: any).
+    pub categories: Vec<CategoryId>,
+    /// Lowest price, inclusive.
+    pub min_price: Option<f32>,
+    /// Highest price, inclusive.
+    pub max_price: Option<f32>,
+    /// Leave out products with no stock. Default true.
+    pub in_stock: bool,
+}
+
+impl Default for RequestFilters {
+    fn default() -> Self {
+        RequestFilters { categories: Vec::new(), min_price: None, max_price: None, in_stock: true }
+    }
+}
+
+impl RequestFilters {
+    /// True if a product with this category and price passes the attribute
+    /// filters (stock is checked separately).
+    #[inline]
+    pub fn admits(&self, category: CategoryId, price: f32) -> bool {
+        (self.categories.is_empty() || self.categories.contains(&category))
+            && self.min_price.is_none_or(|lo| price >= lo)
+            && self.max_price.is_none_or(|hi| price <= hi)
+    }
+
+    /// True if no attribute filter is set.
+    pub fn is_open(&self) -> bool {
+        self.categories.is_empty() && self.min_price.is_none() && self.max_price.is_none()
+    }
 }
 
 /// One request for a ranked feed.
 ///
 /// ```
-/// use omnifeed::{FeedRequest, ProductId, UserId};
+/// use omnifeed::{FeedRequest, ProductId, Surface, UserId};
 /// let req = FeedRequest::new(UserId(7)).k(20).at(1_790_812_800).exclude([ProductId(3)]);
 /// req.validate()?;
+/// let search = FeedRequest::new(UserId(7)).surface(Surface::Search).search_text("red scarf");
+/// search.validate()?;
 /// # Ok::<(), omnifeed::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,19 +89,33 @@ pub struct FeedRequest {
     pub surface: Surface,
     /// How many items to return (at least 1). Default 20.
     pub k: usize,
-    /// The request time (Unix seconds), if the caller has one.
+    /// The request time (Unix seconds); default the signals' snapshot time.
     pub at: Option<Timestamp>,
     /// Products the caller wants left out; each must be in the catalog.
     pub exclude: Vec<ProductId>,
-    /// Seed for every random choice the request makes; the same request on
-    /// the same state gives the same feed.
+    /// Seed for every random choice the request makes (exploration); the
+    /// same request on the same state gives the same feed.
     pub seed: u64,
+    /// The search query (required on [`Surface::Search`]; on other surfaces
+    /// it adds search candidates).
+    pub query: Option<SearchQuery>,
+    /// Attribute filters.
+    pub filters: RequestFilters,
 }
 
 impl FeedRequest {
     /// A feed request for `user` with the defaults.
     pub fn new(user: UserId) -> Self {
-        FeedRequest { user, surface: Surface::Feed, k: 20, at: None, exclude: Vec::new(), seed: 0 }
+        FeedRequest {
+            user,
+            surface: Surface::Feed,
+            k: 20,
+            at: None,
+            exclude: Vec::new(),
+            seed: 0,
+            query: None,
+            filters: RequestFilters::default(),
+        }
     }
 
     /// Sets the number of items.
@@ -77,10 +148,71 @@ impl FeedRequest {
         self
     }
 
-    /// Checks what can be checked without the state: `k >= 1`.
+    /// Sets the query.
+    pub fn query(mut self, query: SearchQuery) -> Self {
+        self.query = Some(query);
+        self
+    }
+
+    /// Sets the query text (keeping a query embedding already set).
+    pub fn search_text(mut self, text: impl Into<String>) -> Self {
+        self.query.get_or_insert_with(SearchQuery::default).text = Some(text.into());
+        self
+    }
+
+    /// Sets the attribute filters.
+    pub fn filters(mut self, filters: RequestFilters) -> Self {
+        self.filters = filters;
+        self
+    }
+
+    /// Checks what can be checked without the state: `k >= 1`, a query on
+    /// the search surface, finite non-negative price bounds in order, a
+    /// finite query embedding.
     pub fn validate(&self) -> Result<()> {
         if self.k == 0 {
             return Err(Error::new(ErrorKind::InvalidK { k: self.k }));
+        }
+        let usable = self.query.as_ref().is_some_and(|q| {
+            q.text.as_deref().is_some_and(|t| !t.trim().is_empty()) || q.embedding.is_some()
+        });
+        if self.surface == Surface::Search && !usable {
+            return Err(Error::invalid_value(
+                "request.query",
+                "search surface",
+                "a search request needs query text or a query embedding",
+            ));
+        }
+        for (field, v) in [
+            ("request.filters.min_price", self.filters.min_price),
+            ("request.filters.max_price", self.filters.max_price),
+        ] {
+            if let Some(v) = v {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(Error::invalid_value(
+                        field,
+                        "request",
+                        format!("expected a finite price >= 0, got {v}"),
+                    ));
+                }
+            }
+        }
+        if let (Some(lo), Some(hi)) = (self.filters.min_price, self.filters.max_price) {
+            if lo > hi {
+                return Err(Error::invalid_value(
+                    "request.filters",
+                    "request",
+                    format!("min_price {lo} is above max_price {hi}"),
+                ));
+            }
+        }
+        if let Some(e) = self.query.as_ref().and_then(|q| q.embedding.as_ref()) {
+            if let Some(i) = e.iter().position(|x| !x.is_finite()) {
+                return Err(Error::new(ErrorKind::NonFinite {
+                    what: "request.query.embedding",
+                    index: i,
+                }));
+            }
         }
         Ok(())
     }
@@ -95,25 +227,49 @@ pub struct Feed {
     pub trace: Trace,
 }
 
-/// One ranked product with its explanation.
+/// One ranked product with its presentation and explanation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeedItem {
     /// The product.
     pub product: ProductId,
-    /// Its final score; the feed is in descending order of it.
+    /// Its fused value ([`Explanation::parts`]). Reranking may place a lower
+    /// value above a higher one (diversity, caps, slots); `rules` says why.
     pub score: Score,
+    /// The content to show it with: a live stream on air that carries it,
+    /// else its best video; `None` shows the product card.
+    pub content: Option<ContentId>,
+    /// True if `content` is a live stream on air.
+    pub live: bool,
     /// Why it is here.
     pub explanation: Explanation,
 }
 
-/// Why an item is in the feed: which sources found it, and what its score
-/// is made of.
+/// Why an item is in the feed: which sources found it, its features, the
+/// scorer's heads, the fusion and the rules that moved it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Explanation {
     /// The sources that retrieved it, with its rank (0-based) and score in each.
     pub sources: Vec<SourceHit>,
-    /// The parts of the score: `score = Σ weight · value`.
+    /// Its feature row, by name.
+    pub features: Vec<NamedValue>,
+    /// The scorer's head outputs (pCTR, pCVR, engagement), by name.
+    pub heads: Vec<NamedValue>,
+    /// The fusion terms: `score = Π value ^ weight`.
     pub parts: Vec<ScorePart>,
+    /// Its rank by fused value before reranking (0-based).
+    pub pre_rank: u32,
+    /// The rerank rules that placed it (empty: it kept its place in value
+    /// order among what was left).
+    pub rules: Vec<&'static str>,
+}
+
+/// A named number in an explanation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct NamedValue {
+    /// The name.
+    pub name: &'static str,
+    /// The value.
+    pub value: f32,
 }
 
 /// A candidate source's finding.
@@ -127,14 +283,14 @@ pub struct SourceHit {
     pub score: Score,
 }
 
-/// One term of a score.
+/// One term of a fused score.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ScorePart {
-    /// The feature's name.
+    /// The term's name.
     pub name: &'static str,
     /// Its value for this item.
     pub value: f32,
-    /// Its weight in the score.
+    /// Its weight (the exponent in the fusion product).
     pub weight: f32,
 }
 
@@ -151,17 +307,27 @@ pub enum RemovalReason {
     Seen,
     /// Already bought and not due again.
     Bought,
+    /// No stock.
+    OutOfStock,
+    /// Outside the request's category or price filters.
+    RequestFilter,
 }
 
 /// What each stage of one request did.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Trace {
+    /// The surface served.
+    pub surface: Surface,
     /// Each candidate source, in order.
     pub sources: Vec<SourceTrace>,
     /// Distinct candidates after merging.
     pub candidates: usize,
-    /// Candidates removed, by reason.
+    /// Candidates removed, by reason (first reason that applied).
     pub removed: Vec<(RemovalReason, usize)>,
+    /// Candidates scored (after filters).
+    pub scored: usize,
+    /// Candidates the rerank stage chose from.
+    pub rerank_pool: usize,
 }
 
 /// One source's part in a request.

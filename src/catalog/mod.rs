@@ -270,6 +270,13 @@ impl Catalog {
         (m.kind, m.starts_at, m.ends_at)
     }
 
+    /// True if content row `crow` is a live stream on air at `at`.
+    #[inline]
+    pub(crate) fn content_on_air(&self, crow: u32, at: Timestamp) -> bool {
+        let m = &self.contents[crow as usize];
+        m.kind == ContentKind::LiveStream && m.starts_at <= at && m.ends_at.is_none_or(|e| at < e)
+    }
+
     /// The product rows content row `crow` carries.
     pub(crate) fn content_product_rows(&self, crow: u32) -> &[u32] {
         self.content_products.row(crow as usize)

@@ -2,15 +2,35 @@
 //! request.
 //!
 //! Each source is a [`CandidateSource`]: object-safe, `Send + Sync`, called
-//! through `&self`, writing into a buffer the caller owns. A source that
-//! fails is skipped and recorded in the [`Trace`](crate::Trace); the feed
-//! goes on with the others (fail open).
+//! through `&self`, writing into a buffer the caller owns, with a stable id.
+//! A source that fails is skipped and recorded in the
+//! [`Trace`](crate::Trace); the feed goes on with the others (fail open).
+//!
+//! | id | surfaces | what it proposes |
+//! |---|---|---|
+//! | `interest_ann` | feed, omni | ANN neighbours of each interest vector (share of `k` by weight), or of the long-term vector |
+//! | `similar` | feed, omni | ANN neighbours of the most recent engaged products |
+//! | `content` | feed, omni | products of live streams on air (by momentum) and of rising videos |
+//! | `search` | search, omni | query embedding against the index with the request filters, plus BM25 over titles, fused by RRF or weight; on omni without a query, the recent searches |
+//! | `repurchase` | feed, omni | the user's consumables due again |
+//! | `cart` | omni | carted, not bought products and neighbours of the latest |
+//! | `popular` | all | trending in the user's (or the filter's) top categories; global trending when cold |
+//! | `fresh` | all | newly listed products of those categories |
+
+mod lexical;
+mod sources;
+
+pub use lexical::{LexicalIndex, tokenize};
+pub use sources::{
+    CartPull, ContentDriven, Fresh, InterestAnn, Popular, Repurchase, SearchFusion, SearchSource,
+    SimilarItems,
+};
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::ids::{ItemIdx, Score};
+use crate::ids::{ItemIdx, Score, Timestamp};
 use crate::index::{Neighbor, VectorIndex};
-use crate::request::FeedRequest;
+use crate::request::{FeedRequest, Surface};
 use crate::signals::{Signals, UserProfile};
 
 /// Everything a stage may read about one request.
@@ -22,19 +42,44 @@ pub struct RequestContext<'a> {
     pub catalog: &'a Catalog,
     /// The product index.
     pub index: &'a dyn VectorIndex,
+    /// The title index.
+    pub lexical: &'a LexicalIndex,
     /// Learned signals.
     pub signals: &'a Signals,
     /// The user's profile, if they have history.
     pub profile: Option<&'a UserProfile>,
     /// Rows excluded for this request, sorted.
     pub excluded: &'a [ItemIdx],
+    /// The request time.
+    pub at: Timestamp,
+    /// The request's query embedding, normalized, if it has one.
+    pub query: Option<&'a [f32]>,
+    /// The request's query terms (tokenized), empty without text.
+    pub terms: &'a [String],
 }
 
 impl RequestContext<'_> {
+    /// The surface served.
+    pub fn surface(&self) -> Surface {
+        self.request.surface
+    }
+
     /// True if `row` must not be returned.
     #[inline]
     pub fn is_excluded(&self, row: ItemIdx) -> bool {
         !self.excluded.is_empty() && self.excluded.binary_search(&row).is_ok()
+    }
+
+    /// True if `row` passes the caller's exclusions, the request's category
+    /// and price filters and, if asked, the stock filter: what a source
+    /// pushes down into an index search.
+    #[inline]
+    pub fn admits(&self, row: ItemIdx) -> bool {
+        let f = &self.request.filters;
+        let i = row.index();
+        !self.is_excluded(row)
+            && (!f.in_stock || self.catalog.stocks()[i] > 0)
+            && f.admits(self.catalog.categories()[i], self.catalog.prices()[i])
     }
 }
 
@@ -80,59 +125,29 @@ impl CandidateBuf {
     pub fn as_mut_vec(&mut self) -> &mut Vec<Neighbor> {
         &mut self.hits
     }
+
+    /// Keeps each row once (its best score), best first, at most `k`: for
+    /// sources that gather from several lists.
+    pub fn sort_dedup(&mut self, k: usize) {
+        self.hits.sort_by(|a, b| a.row.cmp(&b.row).then(b.score.total_cmp(&a.score)));
+        self.hits.dedup_by_key(|n| n.row);
+        self.hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+        self.hits.truncate(k);
+    }
 }
 
 /// A source of candidates.
 pub trait CandidateSource: Send + Sync + std::fmt::Debug {
-    /// A stable id for traces, explanations and config.
+    /// A stable id for traces, explanations, quotas and config.
     fn id(&self) -> &'static str;
+
+    /// True if the source runs on `surface` (default: every surface).
+    fn serves(&self, surface: Surface) -> bool {
+        let _ = surface;
+        true
+    }
 
     /// Writes candidates for `ctx` into `out` (empty on entry), best first.
     /// Must not return rows for which `ctx.is_excluded` is true.
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()>;
-}
-
-/// The user's interest vector against the product index.
-#[derive(Debug, Clone)]
-pub struct InterestAnn {
-    /// Neighbours to fetch.
-    pub k: usize,
-}
-
-impl CandidateSource for InterestAnn {
-    fn id(&self) -> &'static str {
-        "interest_ann"
-    }
-
-    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
-        let Some(interest) = ctx.profile.and_then(|p| p.interest()) else {
-            return Ok(());
-        };
-        let keep = |row: ItemIdx| !ctx.is_excluded(row);
-        let filter: Option<crate::index::RowFilter<'_>> =
-            if ctx.excluded.is_empty() { None } else { Some(&keep) };
-        ctx.index.search(interest, self.k, filter, out.as_mut_vec())
-    }
-}
-
-/// The trending products (most decayed engagement, [`Signals::trending`]):
-/// the cold-start fallback, and a popularity prior for everyone.
-#[derive(Debug, Clone)]
-pub struct Popular {
-    /// Candidates to return.
-    pub k: usize,
-}
-
-impl CandidateSource for Popular {
-    fn id(&self) -> &'static str {
-        "popular"
-    }
-
-    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
-        let pop = ctx.signals.trending_scores();
-        for &row in ctx.signals.trending().iter().filter(|&&r| !ctx.is_excluded(r)).take(self.k) {
-            out.push(row, pop[row.index()]);
-        }
-        Ok(())
-    }
 }

@@ -111,6 +111,10 @@ pub struct SignalConfig {
     /// How late an event may arrive, in seconds behind the newest event
     /// seen, and still be applied. Default 3,600.
     pub lateness: i64,
+    /// A product listed within this many seconds of the snapshot time is
+    /// fresh ([`Signals::category_fresh`](crate::Signals::category_fresh)).
+    /// Default 7 days.
+    pub fresh_age: i64,
     /// Weight of each event kind in profiles and trending.
     pub weights: EngagementWeights,
     /// Empirical-Bayes prior fitting.
@@ -131,6 +135,7 @@ impl Default for SignalConfig {
             half_lives: vec![3_600, 86_400, 7 * 86_400],
             rate_half_life: 2,
             lateness: 3_600,
+            fresh_age: 7 * 86_400,
             weights: EngagementWeights::default(),
             priors: PriorConfig::default(),
             profiles: ProfileConfig::default(),
@@ -172,6 +177,7 @@ impl SignalConfig {
                 format!("expected seconds >= 0, got {}", self.lateness),
             ));
         }
+        positive_secs("signals.fresh_age", self.fresh_age)?;
         self.weights.validate()?;
         self.priors.validate()?;
         self.profiles.validate()?;

@@ -65,6 +65,7 @@ pub struct UserProfile {
     purchases: VecDeque<Purchase>,
     searches: VecDeque<SearchIntent>,
     seen: VecDeque<(ItemIdx, Timestamp)>,
+    carts: VecDeque<(ItemIdx, Timestamp)>,
     events: u32,
     last_at: Timestamp,
     pub(crate) dirty: bool,
@@ -97,7 +98,7 @@ impl UserProfile {
     }
 
     /// The most recent engagements, oldest first.
-    pub fn recent(&self) -> impl ExactSizeIterator<Item = &Engagement> + '_ {
+    pub fn recent(&self) -> impl DoubleEndedIterator<Item = &Engagement> + ExactSizeIterator + '_ {
         self.recent.iter()
     }
 
@@ -121,7 +122,7 @@ impl UserProfile {
     }
 
     /// Purchases, oldest first.
-    pub fn purchases(&self) -> impl ExactSizeIterator<Item = &Purchase> + '_ {
+    pub fn purchases(&self) -> impl DoubleEndedIterator<Item = &Purchase> + ExactSizeIterator + '_ {
         self.purchases.iter()
     }
 
@@ -136,13 +137,22 @@ impl UserProfile {
     }
 
     /// Recent searches, oldest first.
-    pub fn searches(&self) -> impl ExactSizeIterator<Item = &SearchIntent> + '_ {
+    pub fn searches(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = &SearchIntent> + ExactSizeIterator + '_ {
         self.searches.iter()
     }
 
     /// Products shown to the user at or after `since`.
     pub fn seen_since(&self, since: Timestamp) -> impl Iterator<Item = ItemIdx> + '_ {
         self.seen.iter().filter(move |s| s.1 >= since).map(|s| s.0)
+    }
+
+    /// Products added to the cart, oldest first (at most 8 kept).
+    pub fn carts(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = &(ItemIdx, Timestamp)> + ExactSizeIterator + '_ {
+        self.carts.iter()
     }
 
     /// Events of this user that were applied.
@@ -164,7 +174,7 @@ impl UserProfile {
             + self.recent.capacity() * size_of::<Engagement>()
             + self.affinities.capacity() * size_of::<(CategoryId, f32)>()
             + self.purchases.capacity() * size_of::<Purchase>()
-            + self.seen.capacity() * size_of::<(ItemIdx, Timestamp)>()
+            + (self.seen.capacity() + self.carts.capacity()) * size_of::<(ItemIdx, Timestamp)>()
             + self
                 .searches
                 .iter()
@@ -246,6 +256,10 @@ impl UserProfile {
         }
         push_capped(&mut self.recent, Engagement { row, weight, at }, cfg.recent);
         self.dirty = true;
+    }
+
+    pub(crate) fn carted(&mut self, row: ItemIdx, at: Timestamp) {
+        push_capped(&mut self.carts, (row, at), 8);
     }
 
     pub(crate) fn bought(&mut self, p: Purchase, cfg: &ProfileConfig) {

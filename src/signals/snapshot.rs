@@ -15,6 +15,10 @@ use std::sync::Arc;
 
 /// How many of the most engaged rows [`Signals::trending`] keeps.
 const TRENDING: usize = 2000;
+/// How many rows each per-category list keeps.
+const PER_CATEGORY: usize = 100;
+/// How many content items [`Signals::rising_content`] keeps.
+const RISING: usize = 500;
 /// Log-spaced interval histogram: bin `b` covers `2^(b/4)` to `2^((b+1)/4)`
 /// hours.
 const CYCLE_BINS: usize = 64;
@@ -167,6 +171,13 @@ struct Derived {
     gates: Vec<Option<Gate>>,
     best_content: Vec<u32>,
     cycles: Vec<RepurchaseCycle>,
+    /// Per dense category: most engaged rows, and fresh rows newest first.
+    category_trending: Vec<Vec<ItemIdx>>,
+    category_fresh: Vec<Vec<ItemIdx>>,
+    /// Content rows by views on the shortest half-life, most first.
+    rising: Vec<u32>,
+    /// Live-stream rows not ended as of the snapshot.
+    live: Vec<u32>,
 }
 
 impl Signals {
@@ -358,6 +369,39 @@ impl Signals {
             })
             .collect();
 
+        // Per-category lists and content lists for the candidate sources.
+        let mut category_trending: Vec<Vec<ItemIdx>> = vec![Vec::new(); n_cats];
+        for &r in &trending {
+            let list = &mut category_trending[shared.product_cat[r.index()] as usize];
+            if list.len() < PER_CATEGORY {
+                list.push(r);
+            }
+        }
+        let mut category_fresh: Vec<Vec<ItemIdx>> = vec![Vec::new(); n_cats];
+        let listed = catalog.listed_at();
+        for row in 0..n {
+            if listed[row] <= as_of && as_of - listed[row] <= cfg.fresh_age {
+                category_fresh[shared.product_cat[row] as usize].push(ItemIdx(row as u32));
+            }
+        }
+        for list in &mut category_fresh {
+            list.sort_by(|a, b| listed[b.index()].cmp(&listed[a.index()]).then(a.cmp(b)));
+            list.truncate(PER_CATEGORY);
+        }
+        let views: Vec<f32> = (0..catalog.content_len())
+            .map(|c| tables.contents.get(c, Counter::View as usize, 0, as_of))
+            .collect();
+        let mut rising: Vec<u32> =
+            (0..catalog.content_len() as u32).filter(|&c| views[c as usize] > 0.0).collect();
+        rising.sort_by(|&a, &b| views[b as usize].total_cmp(&views[a as usize]).then(a.cmp(&b)));
+        rising.truncate(RISING);
+        let live: Vec<u32> = (0..catalog.content_len() as u32)
+            .filter(|&c| {
+                let (kind, _, ends) = catalog.content_times(c);
+                kind == ContentKind::LiveStream && ends.is_none_or(|e| e > as_of)
+            })
+            .collect();
+
         let rp = &cfg.repurchase;
         let cycles = repurchase
             .iter()
@@ -395,6 +439,10 @@ impl Signals {
                 gates,
                 best_content,
                 cycles,
+                category_trending,
+                category_fresh,
+                rising,
+                live,
             }),
         }
     }
@@ -573,6 +621,40 @@ impl Signals {
     /// 2,000).
     pub fn trending(&self) -> &[ItemIdx] {
         &self.derived.trending
+    }
+
+    /// The most engaged products of a category, most first (at most 100);
+    /// empty for an unknown category.
+    pub fn category_trending(&self, category: CategoryId) -> &[ItemIdx] {
+        self.shared
+            .category_index
+            .get(&category)
+            .map_or(&[], |&k| &self.derived.category_trending[k as usize])
+    }
+
+    /// The products of a category listed within `fresh_age` of the
+    /// snapshot time, newest first (at most 100).
+    pub fn category_fresh(&self, category: CategoryId) -> &[ItemIdx] {
+        self.shared
+            .category_index
+            .get(&category)
+            .map_or(&[], |&k| &self.derived.category_fresh[k as usize])
+    }
+
+    /// The content items with the most views on the shortest half-life, most
+    /// first (at most 500), with those views.
+    pub fn rising_content(&self) -> impl Iterator<Item = (ContentId, f32)> + '_ {
+        let h = 0;
+        self.derived.rising.iter().map(move |&c| {
+            let views = self.tables.contents.get(c as usize, Counter::View as usize, h, self.as_of);
+            (self.shared.catalog.content_id_at(c), views)
+        })
+    }
+
+    /// Live streams that had not ended at the snapshot time (check
+    /// [`is_on_air`](Self::is_on_air) at the request time).
+    pub fn live_streams(&self) -> impl Iterator<Item = ContentId> + '_ {
+        self.derived.live.iter().map(|&c| self.shared.catalog.content_id_at(c))
     }
 
     /// A merchant's governance score in `[0, 1]`: its experience score less

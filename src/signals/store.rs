@@ -469,10 +469,14 @@ impl SignalStore {
         let profile = Arc::make_mut(Arc::make_mut(&mut users[s]).entry(e.user).or_default());
         profile.touch(at);
         let pcfg = &cfg.profiles;
-        if let EventKind::Impression = e.kind {
-            for &(row, _) in credit.iter() {
-                profile.saw(row, at, pcfg);
+        match (&e.kind, &e.target) {
+            (EventKind::Impression, _) => {
+                for &(row, _) in credit.iter() {
+                    profile.saw(row, at, pcfg);
+                }
             }
+            (EventKind::Cart, Target::Product(_)) => profile.carted(credit[0].0, at),
+            _ => {}
         }
         if let Some(intent) = search {
             profile.searched(intent, pcfg);

@@ -1,0 +1,546 @@
+//! Reranking (重排): the only stage that drops or reorders. From a pool of
+//! scored candidates (best value first) it fills `k` positions one at a
+//! time:
+//!
+//! 1. **fixed positions**: every `live_every`-th position goes to the best
+//!    remaining candidate shown with a live stream on air;
+//! 2. **exploration**: at most `exploration_slots` positions (every
+//!    `exploration_every`-th) go to a new product with a good prior, drawn
+//!    with the request's seed from the best few eligible;
+//! 3. **quotas**: a source whose minimum share can only still be met by
+//!    filling every remaining position with it takes the position; a
+//!    candidate whose sources are all at their maximum share waits;
+//! 4. otherwise the best by the diversity objective (MMR or greedy DPP on
+//!    the embeddings, or plain value) among the candidates that keep the
+//!    sliding-window caps per category and per merchant. If none keeps the
+//!    caps they are relaxed for that position (rule `cap_relaxed`).
+//!
+//! Products are unique in the pool (the merge deduplicates by product, and
+//! each product gets one content card at presentation), so no card can
+//! repeat a product.
+
+use crate::catalog::Embeddings;
+use crate::error::{Error, Result};
+use crate::ids::{CategoryId, ItemIdx};
+use crate::rank::kernels::dot;
+use serde::{Deserialize, Serialize};
+
+/// The diversity objective.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Diversity {
+    /// Value order.
+    None,
+    /// Maximal marginal relevance: `λ · value/max − (1 − λ) · max cosine to
+    /// the items already placed`.
+    Mmr {
+        /// Weight of value against novelty, in `[0, 1]`.
+        lambda: f32,
+    },
+    /// Greedy MAP of a determinantal point process with kernel
+    /// `L_ij = q_i q_j cos(i, j)`, `q_i = exp(θ · value_i/max)`.
+    Dpp {
+        /// Weight of value (quality) against diversity, `>= 0`.
+        theta: f32,
+    },
+}
+
+/// A minimum and maximum share of the feed for one candidate source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quota {
+    /// The source id (e.g. `search`, `interest_ann`).
+    pub source: String,
+    /// At least this share of the `k` positions, if it has candidates.
+    #[serde(default)]
+    pub min_share: f32,
+    /// At most this share.
+    #[serde(default = "one")]
+    pub max_share: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// Rerank settings of one surface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RerankConfig {
+    /// The diversity objective. Default MMR with λ = 0.8.
+    pub diversity: Diversity,
+    /// Sliding window for the caps, in positions. Default 8.
+    pub window: usize,
+    /// At most this many of one category in any window. Default 3.
+    pub category_cap: usize,
+    /// At most this many of one merchant in any window. Default 2.
+    pub merchant_cap: usize,
+    /// Exploration positions per feed at most. Default 1.
+    pub exploration_slots: usize,
+    /// Exploration goes to positions `n·every − 1`. Default 10.
+    pub exploration_every: usize,
+    /// A live-stream card every this many positions; 0: none. Default 0.
+    pub live_every: usize,
+    /// Per-source quotas. Default none.
+    pub quotas: Vec<Quota>,
+}
+
+impl Default for RerankConfig {
+    fn default() -> Self {
+        RerankConfig {
+            diversity: Diversity::Mmr { lambda: 0.8 },
+            window: 8,
+            category_cap: 3,
+            merchant_cap: 2,
+            exploration_slots: 1,
+            exploration_every: 10,
+            live_every: 0,
+            quotas: Vec::new(),
+        }
+    }
+}
+
+impl RerankConfig {
+    /// Checks every field; `field` prefixes the names in errors.
+    pub fn validate(&self, field: &'static str) -> Result<()> {
+        let bad = |why: String| Err(Error::invalid_config(field, why));
+        match self.diversity {
+            Diversity::Mmr { lambda } if !(0.0..=1.0).contains(&lambda) => {
+                return bad(format!("diversity.lambda = {lambda}, expected [0, 1]"));
+            }
+            Diversity::Dpp { theta } if !(theta.is_finite() && (0.0..=20.0).contains(&theta)) => {
+                return bad(format!("diversity.theta = {theta}, expected [0, 20]"));
+            }
+            _ => {}
+        }
+        if self.window == 0 || self.category_cap == 0 || self.merchant_cap == 0 {
+            return bad("window, category_cap and merchant_cap must be >= 1".into());
+        }
+        if self.exploration_every == 0 {
+            return bad("exploration_every must be >= 1".into());
+        }
+        let mut min_total = 0.0;
+        for q in &self.quotas {
+            if !(0.0..=1.0).contains(&q.min_share)
+                || !(0.0..=1.0).contains(&q.max_share)
+                || q.min_share > q.max_share
+            {
+                return bad(format!(
+                    "quota {}: need 0 <= min_share <= max_share <= 1, got {} and {}",
+                    q.source, q.min_share, q.max_share
+                ));
+            }
+            min_total += q.min_share;
+        }
+        if min_total > 1.0 + 1e-6 {
+            return bad(format!("quota minimum shares sum to {min_total} > 1"));
+        }
+        Ok(())
+    }
+}
+
+/// One scored candidate offered to the reranker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// The product row.
+    pub row: ItemIdx,
+    /// Its fused value.
+    pub value: f32,
+    /// Bit `i` set: source `i` found it.
+    pub sources: u32,
+    /// Its category.
+    pub category: CategoryId,
+    /// Its merchant's row.
+    pub merchant: u32,
+    /// True if it can be shown with a live stream on air.
+    pub live: bool,
+    /// True if it may take an exploration slot.
+    pub explore: bool,
+}
+
+/// A quota resolved to a source bit mask.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaMask {
+    /// The sources it counts.
+    pub mask: u32,
+    /// Minimum share.
+    pub min_share: f32,
+    /// Maximum share.
+    pub max_share: f32,
+}
+
+/// Rule bits recorded on placed items.
+pub mod rules {
+    /// Placed by the diversity objective above a higher-valued candidate.
+    pub const DIVERSITY: u16 = 1;
+    /// A higher-valued candidate was skipped for the category cap.
+    pub const CATEGORY_CAP: u16 = 2;
+    /// A higher-valued candidate was skipped for the merchant cap.
+    pub const MERCHANT_CAP: u16 = 4;
+    /// No candidate kept the caps; they were relaxed.
+    pub const CAP_RELAXED: u16 = 8;
+    /// An exploration slot.
+    pub const EXPLORATION: u16 = 16;
+    /// A fixed live-stream position.
+    pub const FIXED_POSITION: u16 = 32;
+    /// Placed to meet a source's minimum share.
+    pub const QUOTA_MIN: u16 = 64;
+    /// A higher-valued candidate waited: its sources were at their maximum.
+    pub const QUOTA_MAX: u16 = 128;
+    /// Names, by bit.
+    pub const NAMES: [(u16, &str); 8] = [
+        (DIVERSITY, "diversity"),
+        (CATEGORY_CAP, "category_cap"),
+        (MERCHANT_CAP, "merchant_cap"),
+        (CAP_RELAXED, "cap_relaxed"),
+        (EXPLORATION, "exploration"),
+        (FIXED_POSITION, "fixed_position"),
+        (QUOTA_MIN, "quota_min"),
+        (QUOTA_MAX, "quota_max"),
+    ];
+}
+
+/// One placed item: its index in the candidate slice and the rules that
+/// placed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    /// Index into the candidates.
+    pub index: usize,
+    /// [`rules`] bits.
+    pub rules: u16,
+}
+
+/// Reusable working memory of [`rerank`].
+#[derive(Debug, Default, Clone)]
+pub struct RerankScratch {
+    taken: Vec<bool>,
+    gain: Vec<f32>,
+    /// MMR: best cosine to the placed items. DPP: `d_i²`.
+    state: Vec<f32>,
+    /// DPP: `c_i`, `pool × k`.
+    c: Vec<f32>,
+    ci: Vec<f32>,
+    quota_counts: Vec<usize>,
+}
+
+/// A 64-bit mix of the seed and position, for exploration draws.
+fn mix(seed: u64, p: u64) -> u64 {
+    let mut z = seed ^ p.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Places up to `k` of `cands` (sorted by value, best first) into `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn rerank(
+    cands: &[Candidate],
+    emb: &Embeddings,
+    cfg: &RerankConfig,
+    quotas: &[QuotaMask],
+    k: usize,
+    seed: u64,
+    s: &mut RerankScratch,
+    out: &mut Vec<Placed>,
+) {
+    out.clear();
+    let n = cands.len();
+    let k = k.min(n);
+    s.taken.clear();
+    s.taken.resize(n, false);
+    s.gain.clear();
+    s.gain.resize(n, 0.0);
+    s.quota_counts.clear();
+    s.quota_counts.resize(quotas.len(), 0);
+    let vmax = cands.iter().map(|c| c.value).fold(f32::MIN_POSITIVE, f32::max);
+    s.state.clear();
+    match cfg.diversity {
+        Diversity::Mmr { .. } => s.state.resize(n, f32::NEG_INFINITY),
+        Diversity::Dpp { theta } => {
+            s.state.extend(cands.iter().map(|c| (2.0 * theta * c.value / vmax).exp()));
+            s.c.clear();
+            s.c.resize(n * k.max(1), 0.0);
+        }
+        Diversity::None => {}
+    }
+    let mut explored = 0;
+    for p in 0..k {
+        let mut rule = 0u16;
+        let mut pick = None;
+        if cfg.live_every > 0 && (p + 1) % cfg.live_every == 0 {
+            pick = (0..n).find(|&i| !s.taken[i] && cands[i].live);
+            rule = rules::FIXED_POSITION;
+        }
+        if pick.is_none()
+            && explored < cfg.exploration_slots
+            && (p + 1) % cfg.exploration_every == 0
+        {
+            // Draw among the best few eligible not already placed.
+            let mut eligible = [usize::MAX; 4];
+            let open = (0..n).filter(|&i| !s.taken[i] && cands[i].explore);
+            for (slot, i) in eligible.iter_mut().zip(open) {
+                *slot = i;
+            }
+            let m = eligible.iter().filter(|&&i| i != usize::MAX).count();
+            if m > 0 {
+                pick = Some(eligible[(mix(seed, p as u64) % m as u64) as usize]);
+                rule = rules::EXPLORATION;
+                explored += 1;
+            }
+        }
+        if pick.is_none() {
+            // A minimum share that must be met from here on takes the slot.
+            let left = k - p;
+            let forced = quotas.iter().enumerate().find_map(|(q, quota)| {
+                let want = (quota.min_share * k as f32).ceil() as usize;
+                let need = want.saturating_sub(s.quota_counts[q]);
+                let available = (0..n).any(|i| !s.taken[i] && cands[i].sources & quota.mask != 0);
+                (need > 0 && need >= left && available).then_some(quota.mask)
+            });
+            let (chosen, r) = choose(cands, cfg, quotas, forced, vmax, k, out, s);
+            pick = chosen;
+            rule = r | if forced.is_some() { rules::QUOTA_MIN } else { 0 };
+        }
+        let Some(i) = pick else { break };
+        place(cands, emb, cfg, quotas, i, p, k, s);
+        out.push(Placed { index: i, rules: rule });
+    }
+}
+
+/// Chooses the next item by the diversity objective among those allowed.
+#[allow(clippy::too_many_arguments)]
+fn choose(
+    cands: &[Candidate],
+    cfg: &RerankConfig,
+    quotas: &[QuotaMask],
+    forced: Option<u32>,
+    vmax: f32,
+    k: usize,
+    placed: &[Placed],
+    s: &mut RerankScratch,
+) -> (Option<usize>, u16) {
+    let n = cands.len();
+    let window = &placed[placed.len().saturating_sub(cfg.window - 1)..];
+    // A candidate counts toward every quota whose source found it, so it
+    // waits while any of those is at its maximum.
+    let over_max = |c: &Candidate, s: &RerankScratch| {
+        quotas.iter().enumerate().any(|(q, quota)| {
+            c.sources & quota.mask != 0
+                && s.quota_counts[q] >= (quota.max_share * k as f32).floor() as usize
+        })
+    };
+    let mut rule = 0u16;
+    for relax in [false, true] {
+        let mut best: Option<(usize, f32)> = None;
+        let mut first_allowed_by_value = None;
+        for i in 0..n {
+            if s.taken[i] {
+                continue;
+            }
+            let c = &cands[i];
+            if forced.is_some_and(|m| c.sources & m == 0) {
+                continue;
+            }
+            if !quotas.is_empty() && over_max(c, s) {
+                if first_allowed_by_value.is_none() {
+                    rule |= rules::QUOTA_MAX;
+                }
+                continue;
+            }
+            if !relax {
+                let cat = window.iter().filter(|pl| cands[pl.index].category == c.category).count();
+                let mer = window.iter().filter(|pl| cands[pl.index].merchant == c.merchant).count();
+                if cat >= cfg.category_cap || mer >= cfg.merchant_cap {
+                    if first_allowed_by_value.is_none() {
+                        rule |= if cat >= cfg.category_cap {
+                            rules::CATEGORY_CAP
+                        } else {
+                            rules::MERCHANT_CAP
+                        };
+                    }
+                    continue;
+                }
+            }
+            if first_allowed_by_value.is_none() {
+                first_allowed_by_value = Some(i);
+            }
+            let g = match cfg.diversity {
+                Diversity::None => c.value,
+                Diversity::Mmr { lambda } => {
+                    let sim = if s.state[i].is_finite() { s.state[i] } else { 0.0 };
+                    lambda * c.value / vmax - (1.0 - lambda) * sim
+                }
+                Diversity::Dpp { .. } => s.state[i],
+            };
+            s.gain[i] = g;
+            if best.is_none_or(|(_, bg)| g > bg) {
+                best = Some((i, g));
+            }
+        }
+        if let Some((i, _)) = best {
+            if first_allowed_by_value != Some(i) {
+                rule |= rules::DIVERSITY;
+            }
+            if relax {
+                rule |= rules::CAP_RELAXED;
+            }
+            return (Some(i), rule);
+        }
+        rule = 0;
+    }
+    (None, 0)
+}
+
+/// Marks `i` placed at position `p` and updates the diversity state.
+#[allow(clippy::too_many_arguments)]
+fn place(
+    cands: &[Candidate],
+    emb: &Embeddings,
+    cfg: &RerankConfig,
+    quotas: &[QuotaMask],
+    i: usize,
+    p: usize,
+    k: usize,
+    s: &mut RerankScratch,
+) {
+    s.taken[i] = true;
+    for (q, quota) in quotas.iter().enumerate() {
+        if cands[i].sources & quota.mask != 0 {
+            s.quota_counts[q] += 1;
+        }
+    }
+    let ei = emb.row(cands[i].row);
+    match cfg.diversity {
+        Diversity::None => {}
+        Diversity::Mmr { .. } => {
+            for (j, c) in cands.iter().enumerate() {
+                if !s.taken[j] {
+                    s.state[j] = s.state[j].max(dot(emb.row(c.row), ei));
+                }
+            }
+        }
+        Diversity::Dpp { theta } => {
+            // Fast greedy MAP (Chen et al. 2018): c_j gains one entry, d_j²
+            // drops by its square.
+            let vmax = cands.iter().map(|c| c.value).fold(f32::MIN_POSITIVE, f32::max);
+            let qi = (theta * cands[i].value / vmax).exp();
+            let di = s.state[i].max(1e-12).sqrt();
+            s.ci.clear();
+            s.ci.extend_from_slice(&s.c[i * k..i * k + p]);
+            for (j, c) in cands.iter().enumerate() {
+                if s.taken[j] {
+                    continue;
+                }
+                let qj = (theta * c.value / vmax).exp();
+                let lij = qi * qj * dot(emb.row(c.row), ei);
+                let e = (lij - dot(&s.ci, &s.c[j * k..j * k + p])) / di;
+                s.c[j * k + p] = e;
+                s.state[j] -= e * e;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emb(rows: &[[f32; 2]]) -> Embeddings {
+        Embeddings::from_rows("t", 2, rows.concat()).unwrap()
+    }
+
+    fn cand(row: u32, value: f32, category: u32, merchant: u32) -> Candidate {
+        Candidate {
+            row: ItemIdx(row),
+            value,
+            sources: 1,
+            category: CategoryId(category),
+            merchant,
+            live: false,
+            explore: false,
+        }
+    }
+
+    fn run(cands: &[Candidate], e: &Embeddings, cfg: &RerankConfig, k: usize) -> Vec<Placed> {
+        let mut out = Vec::new();
+        rerank(cands, e, cfg, &[], k, 7, &mut RerankScratch::default(), &mut out);
+        out
+    }
+
+    fn plain() -> RerankConfig {
+        RerankConfig {
+            diversity: Diversity::None,
+            category_cap: 99,
+            merchant_cap: 99,
+            exploration_slots: 0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mmr_picks_the_novel_item_over_a_near_duplicate() {
+        // 0 and 1 are near-identical; 2 is orthogonal with a lower value.
+        let e = emb(&[[1.0, 0.0], [0.99, 0.14], [0.0, 1.0]]);
+        let c = [cand(0, 1.0, 1, 1), cand(1, 0.9, 2, 2), cand(2, 0.6, 3, 3)];
+        let cfg = RerankConfig { diversity: Diversity::Mmr { lambda: 0.5 }, ..plain() };
+        // Second pick: 1 scores 0.5·0.9 − 0.5·0.99 = −0.045; 2 scores 0.3 − 0 = 0.3.
+        let got: Vec<usize> = run(&c, &e, &cfg, 3).iter().map(|p| p.index).collect();
+        assert_eq!(got, vec![0, 2, 1]);
+        assert_eq!(run(&c, &e, &cfg, 3)[1].rules, rules::DIVERSITY);
+        // With λ = 1 it is value order.
+        let cfg = RerankConfig { diversity: Diversity::Mmr { lambda: 1.0 }, ..plain() };
+        let got: Vec<usize> = run(&c, &e, &cfg, 3).iter().map(|p| p.index).collect();
+        assert_eq!(got, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn dpp_prefers_spread_and_matches_the_determinant() {
+        let e = emb(&[[1.0, 0.0], [0.99, 0.14], [0.0, 1.0]]);
+        let c = [cand(0, 1.0, 1, 1), cand(1, 1.0, 2, 2), cand(2, 1.0, 3, 3)];
+        let cfg = RerankConfig { diversity: Diversity::Dpp { theta: 0.0 }, ..plain() };
+        // Equal quality: det{0,2} = 1 beats det{0,1} = 1 − 0.99² .
+        let got: Vec<usize> = run(&c, &e, &cfg, 2).iter().map(|p| p.index).collect();
+        assert_eq!(got, vec![0, 2]);
+    }
+
+    #[test]
+    fn category_caps_hold_in_every_window_and_relax_when_they_must() {
+        let e = emb(&[[1.0, 0.0]; 6]);
+        let c: Vec<Candidate> =
+            (0..6).map(|i| cand(i, 1.0 - 0.1 * i as f32, 1 + u32::from(i >= 4), i)).collect();
+        let cfg = RerankConfig { category_cap: 2, window: 3, ..plain() };
+        let got = run(&c, &e, &cfg, 6);
+        let cats: Vec<u32> = got.iter().map(|p| c[p.index].category.0).collect();
+        // 1,1 then category 2 (4), then 1 can come back after the window.
+        assert_eq!(cats[..3], [1, 1, 2]);
+        assert_eq!(got[2].rules & rules::CATEGORY_CAP, rules::CATEGORY_CAP);
+        assert_eq!(got.len(), 6);
+        // Every window of 3 has at most 2 of a category.
+        assert!(cats.windows(3).all(|w| w.iter().filter(|&&c| c == w[0]).count() <= 2));
+        // One category only: the caps cannot hold, so they relax.
+        let same: Vec<Candidate> = (0..4).map(|i| cand(i, 1.0 - 0.1 * i as f32, 1, i)).collect();
+        let got = run(&same, &e, &cfg, 4);
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[2].rules & rules::CAP_RELAXED, rules::CAP_RELAXED);
+    }
+
+    #[test]
+    fn live_positions_exploration_and_quotas() {
+        let e = emb(&[[1.0, 0.0]; 8]);
+        let mut c: Vec<Candidate> = (0..8).map(|i| cand(i, 1.0 - 0.1 * i as f32, i, i)).collect();
+        c[6].live = true;
+        c[7].explore = true;
+        c[5].sources = 2;
+        let cfg =
+            RerankConfig { live_every: 3, exploration_slots: 1, exploration_every: 4, ..plain() };
+        let mut out = Vec::new();
+        let quotas = [QuotaMask { mask: 2, min_share: 0.2, max_share: 1.0 }];
+        rerank(&c, &e, &cfg, &quotas, 5, 1, &mut RerankScratch::default(), &mut out);
+        let got: Vec<usize> = out.iter().map(|p| p.index).collect();
+        // 0, 1, live 6 at position 2, exploration 7 at position 3, and the
+        // last position forced to source 2's candidate (5) for its 20%.
+        assert_eq!(got, vec![0, 1, 6, 7, 5]);
+        assert_eq!(out[2].rules, rules::FIXED_POSITION);
+        assert_eq!(out[3].rules, rules::EXPLORATION);
+        assert_eq!(out[4].rules & rules::QUOTA_MIN, rules::QUOTA_MIN);
+    }
+}

@@ -1,0 +1,457 @@
+//! The built-in candidate sources (see the table in the module above).
+
+use super::{CandidateBuf, CandidateSource, RequestContext};
+use crate::error::Result;
+use crate::ids::{CategoryId, ItemIdx};
+use crate::index::{Neighbor, RowFilter};
+use crate::request::Surface;
+use serde::{Deserialize, Serialize};
+
+fn feed_or_omni(surface: Surface) -> bool {
+    matches!(surface, Surface::Feed | Surface::Omni)
+}
+
+/// The user's interest vectors against the product index: each of the
+/// k-means interests gets a share of `k` by its weight (at least 20); a
+/// user without clusters uses the long-term vector.
+#[derive(Debug, Clone)]
+pub struct InterestAnn {
+    /// Candidates in all.
+    pub k: usize,
+}
+
+impl CandidateSource for InterestAnn {
+    fn id(&self) -> &'static str {
+        "interest_ann"
+    }
+
+    fn serves(&self, surface: Surface) -> bool {
+        feed_or_omni(surface)
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        let Some(profile) = ctx.profile else { return Ok(()) };
+        let keep = |row: ItemIdx| !ctx.is_excluded(row);
+        let filter: Option<RowFilter<'_>> =
+            if ctx.excluded.is_empty() { None } else { Some(&keep) };
+        if profile.interests().len() == 0 {
+            if let Some(v) = profile.interest() {
+                ctx.index.search(v, self.k, filter, out.as_mut_vec())?;
+            }
+            return Ok(());
+        }
+        let mut part: Vec<Neighbor> = Vec::new();
+        for (share, v) in profile.interests() {
+            let k = ((self.k as f32 * share).ceil() as usize).max(20).min(self.k);
+            ctx.index.search(v, k, filter, &mut part)?;
+            out.as_mut_vec().extend_from_slice(&part);
+        }
+        out.sort_dedup(self.k);
+        Ok(())
+    }
+}
+
+/// Items similar to the user's most recent engagements (item-to-item ANN).
+#[derive(Debug, Clone)]
+pub struct SimilarItems {
+    /// Candidates in all.
+    pub k: usize,
+    /// How many recent engaged products seed the search.
+    pub seeds: usize,
+}
+
+impl CandidateSource for SimilarItems {
+    fn id(&self) -> &'static str {
+        "similar"
+    }
+
+    fn serves(&self, surface: Surface) -> bool {
+        feed_or_omni(surface)
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        let Some(profile) = ctx.profile else { return Ok(()) };
+        let mut seeds: Vec<ItemIdx> = Vec::with_capacity(self.seeds);
+        for e in profile.recent().rev() {
+            if seeds.len() == self.seeds {
+                break;
+            }
+            if !seeds.contains(&e.row) {
+                seeds.push(e.row);
+            }
+        }
+        neighbours_of(ctx, &seeds, self.k, out)
+    }
+}
+
+/// ANN neighbours of `seeds` (not the seeds themselves), `k` in all.
+fn neighbours_of(
+    ctx: &RequestContext<'_>,
+    seeds: &[ItemIdx],
+    k: usize,
+    out: &mut CandidateBuf,
+) -> Result<()> {
+    if seeds.is_empty() || k == 0 {
+        return Ok(());
+    }
+    let per = k.div_ceil(seeds.len()) + 1;
+    let keep = |row: ItemIdx| !ctx.is_excluded(row) && !seeds.contains(&row);
+    let mut part: Vec<Neighbor> = Vec::new();
+    for &s in seeds {
+        ctx.index.search(ctx.catalog.embeddings().row(s), per, Some(&keep), &mut part)?;
+        out.as_mut_vec().extend_from_slice(&part);
+    }
+    out.sort_dedup(k);
+    Ok(())
+}
+
+/// Content-driven: the products of live streams on air now (scored by
+/// viewer momentum, above every video) and of rising videos (by recent
+/// views).
+#[derive(Debug, Clone)]
+pub struct ContentDriven {
+    /// Candidates in all.
+    pub k: usize,
+}
+
+impl CandidateSource for ContentDriven {
+    fn id(&self) -> &'static str {
+        "content"
+    }
+
+    fn serves(&self, surface: Surface) -> bool {
+        feed_or_omni(surface)
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        let s = ctx.signals;
+        for c in s.live_streams() {
+            if s.is_on_air(c, ctx.at) != Some(true) {
+                continue;
+            }
+            let m = s.live_momentum(c, ctx.at).unwrap_or(0.0);
+            if let Some(rows) = ctx.catalog.content_products(c) {
+                for r in rows.filter(|&r| ctx.admits(r)) {
+                    out.push(r, 1.0 + m / (1.0 + m));
+                }
+            }
+        }
+        for (c, views) in s.rising_content() {
+            if out.len() >= 4 * self.k {
+                break;
+            }
+            if let Some(rows) = ctx.catalog.content_products(c) {
+                for r in rows.filter(|&r| ctx.admits(r)) {
+                    out.push(r, views / (1.0 + views));
+                }
+            }
+        }
+        out.sort_dedup(self.k);
+        Ok(())
+    }
+}
+
+/// How the search source fuses its semantic and lexical lists.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SearchFusion {
+    /// Reciprocal rank fusion: `Σ 1 / (k + rank)` over the lists (rank
+    /// 1-based).
+    Rrf {
+        /// The RRF constant (60 in the original paper).
+        k: f32,
+    },
+    /// `semantic · cosine + lexical · bm25 / max bm25`.
+    Weighted {
+        /// Weight of the cosine.
+        semantic: f32,
+        /// Weight of the normalized BM25.
+        lexical: f32,
+    },
+}
+
+impl Default for SearchFusion {
+    fn default() -> Self {
+        SearchFusion::Rrf { k: 60.0 }
+    }
+}
+
+impl SearchFusion {
+    /// Fuses a semantic list (best first, cosine scores) and a lexical list
+    /// (best first, BM25 scores) into `out`, best first, at most `k`.
+    pub fn fuse(
+        &self,
+        semantic: &[Neighbor],
+        lexical: &[(ItemIdx, f32)],
+        k: usize,
+        out: &mut CandidateBuf,
+    ) {
+        match *self {
+            SearchFusion::Rrf { k: c } => {
+                for (rank, n) in semantic.iter().enumerate() {
+                    out.push(n.row, 1.0 / (c + rank as f32 + 1.0));
+                }
+                for (rank, &(row, _)) in lexical.iter().enumerate() {
+                    out.push(row, 1.0 / (c + rank as f32 + 1.0));
+                }
+            }
+            SearchFusion::Weighted { semantic: ws, lexical: wl } => {
+                let max = lexical.iter().map(|l| l.1).fold(f32::MIN_POSITIVE, f32::max);
+                for n in semantic {
+                    out.push(n.row, ws * n.score);
+                }
+                for &(row, s) in lexical {
+                    out.push(row, wl * s / max);
+                }
+            }
+        }
+        // A row in both lists: its two contributions add up.
+        let hits = out.as_mut_vec();
+        hits.sort_by_key(|n| n.row);
+        let mut w = 0;
+        for i in 0..hits.len() {
+            if w > 0 && hits[w - 1].row == hits[i].row {
+                hits[w - 1].score += hits[i].score;
+            } else {
+                hits[w] = hits[i];
+                w += 1;
+            }
+        }
+        hits.truncate(w);
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+        hits.truncate(k);
+    }
+}
+
+/// Search: the query embedding against the index with the request's
+/// filters pushed down, and BM25 over titles for the query terms, fused. On
+/// the omni surface without a query it searches the user's recent
+/// searches (people find goods inside the feed).
+#[derive(Debug, Clone)]
+pub struct SearchSource {
+    /// Candidates in all.
+    pub k: usize,
+    /// How the two lists are fused.
+    pub fusion: SearchFusion,
+    /// Recent searches used on omni.
+    pub intents: usize,
+}
+
+impl CandidateSource for SearchSource {
+    fn id(&self) -> &'static str {
+        "search"
+    }
+
+    fn serves(&self, surface: Surface) -> bool {
+        matches!(surface, Surface::Search | Surface::Omni)
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        let keep = |row: ItemIdx| ctx.admits(row);
+        let mut semantic: Vec<Neighbor> = Vec::new();
+        let mut part: Vec<Neighbor> = Vec::new();
+        let mut lexical: Vec<(ItemIdx, f32)> = Vec::new();
+        let mut acc = Vec::new();
+        if ctx.query.is_some() || !ctx.terms.is_empty() {
+            if let Some(q) = ctx.query {
+                ctx.index.search(q, self.k, Some(&keep), &mut semantic)?;
+            }
+            ctx.lexical.search(ctx.terms, self.k, &keep, &mut acc, &mut lexical);
+        } else if ctx.surface() == Surface::Omni {
+            let Some(p) = ctx.profile else { return Ok(()) };
+            let n = p.searches().len();
+            let mut terms: Vec<String> = Vec::new();
+            for s in p.searches().skip(n.saturating_sub(self.intents)) {
+                if let Some(v) = &s.vector {
+                    ctx.index.search(v, self.k, Some(&keep), &mut part)?;
+                    semantic.extend_from_slice(&part);
+                }
+                if let Some(t) = &s.text {
+                    terms.extend(super::tokenize(t));
+                }
+            }
+            semantic.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+            semantic.dedup_by_key(|n| n.row);
+            ctx.lexical.search(&terms, self.k, &keep, &mut acc, &mut lexical);
+        }
+        self.fusion.fuse(&semantic, &lexical, self.k, out);
+        Ok(())
+    }
+}
+
+/// Repurchase: the user's consumables whose cycle has come round.
+#[derive(Debug, Clone)]
+pub struct Repurchase {
+    /// Candidates at most.
+    pub k: usize,
+}
+
+impl CandidateSource for Repurchase {
+    fn id(&self) -> &'static str {
+        "repurchase"
+    }
+
+    fn serves(&self, surface: Surface) -> bool {
+        feed_or_omni(surface)
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        let Some(p) = ctx.profile else { return Ok(()) };
+        for (row, score) in ctx.signals.due_purchases(p, ctx.at) {
+            if out.len() == self.k {
+                break;
+            }
+            if ctx.admits(row) {
+                out.push(row, score);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Cart pull (omni): products in the cart and not bought since, and the
+/// neighbours of the latest of them.
+#[derive(Debug, Clone)]
+pub struct CartPull {
+    /// Candidates in all.
+    pub k: usize,
+}
+
+impl CandidateSource for CartPull {
+    fn id(&self) -> &'static str {
+        "cart"
+    }
+
+    fn serves(&self, surface: Surface) -> bool {
+        surface == Surface::Omni
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        let Some(p) = ctx.profile else { return Ok(()) };
+        let mut carted: Vec<ItemIdx> = Vec::new();
+        for &(row, at) in p.carts().rev() {
+            let bought_since = p.bought_at(row).is_some_and(|b| b >= at);
+            if !bought_since && !carted.contains(&row) {
+                carted.push(row);
+            }
+        }
+        if carted.is_empty() {
+            return Ok(());
+        }
+        neighbours_of(ctx, &carted[..1], self.k, out)?;
+        // The carted products themselves lead.
+        let own: Vec<Neighbor> = carted
+            .iter()
+            .filter(|&&r| ctx.admits(r))
+            .map(|&row| Neighbor { row, score: 2.0 })
+            .collect();
+        out.as_mut_vec().splice(0..0, own);
+        out.sort_dedup(self.k);
+        Ok(())
+    }
+}
+
+/// The categories a list source draws from: the request's category filter,
+/// else the user's top categories, else the categories of the global
+/// trending list (cold start).
+fn source_categories(ctx: &RequestContext<'_>, n: usize) -> Vec<CategoryId> {
+    if !ctx.request.filters.categories.is_empty() {
+        return ctx.request.filters.categories.clone();
+    }
+    if let Some(p) = ctx.profile {
+        let top: Vec<CategoryId> = p.top_categories().iter().take(n).map(|c| c.0).collect();
+        if !top.is_empty() {
+            return top;
+        }
+    }
+    let cats = ctx.catalog.categories();
+    let mut out: Vec<CategoryId> = Vec::with_capacity(n);
+    for r in ctx.signals.trending() {
+        let c = cats[r.index()];
+        if !out.contains(&c) {
+            out.push(c);
+            if out.len() == n {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Takes from several ranked lists in turn (round robin), `k` in all.
+fn interleave(
+    ctx: &RequestContext<'_>,
+    lists: &[&[ItemIdx]],
+    score: impl Fn(ItemIdx) -> f32,
+    k: usize,
+    out: &mut CandidateBuf,
+) {
+    let mut depth = 0;
+    while out.len() < k && lists.iter().any(|l| depth < l.len()) {
+        for l in lists {
+            if let Some(&r) = l.get(depth) {
+                if out.len() < k && ctx.admits(r) {
+                    out.push(r, score(r));
+                }
+            }
+        }
+        depth += 1;
+    }
+}
+
+/// Popular: trending products of the user's top categories (or the
+/// request's category filter); global trending for a cold user.
+#[derive(Debug, Clone)]
+pub struct Popular {
+    /// Candidates in all.
+    pub k: usize,
+}
+
+impl CandidateSource for Popular {
+    fn id(&self) -> &'static str {
+        "popular"
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        let trend = ctx.signals.trending_scores();
+        let personal = ctx.profile.is_some_and(|p| !p.top_categories().is_empty());
+        if !personal && ctx.request.filters.categories.is_empty() {
+            interleave(ctx, &[ctx.signals.trending()], |r| trend[r.index()], self.k, out);
+            return Ok(());
+        }
+        let cats = source_categories(ctx, 4);
+        let lists: Vec<&[ItemIdx]> =
+            cats.iter().map(|&c| ctx.signals.category_trending(c)).collect();
+        interleave(ctx, &lists, |r| trend[r.index()], self.k, out);
+        Ok(())
+    }
+}
+
+/// Fresh: newly listed products of the same categories, best prior first
+/// within each (cold items get exposure by their smoothed rates).
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    /// Candidates in all.
+    pub k: usize,
+}
+
+impl CandidateSource for Fresh {
+    fn id(&self) -> &'static str {
+        "fresh"
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        let cats = source_categories(ctx, 4);
+        let rate = ctx.signals.rate_scores();
+        let listed = ctx.catalog.listed_at();
+        for &c in &cats {
+            for &r in ctx.signals.category_fresh(c) {
+                if listed[r.index()] <= ctx.at && ctx.admits(r) {
+                    out.push(r, rate[r.index()]);
+                }
+            }
+        }
+        out.sort_dedup(self.k);
+        Ok(())
+    }
+}
