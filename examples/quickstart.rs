@@ -8,14 +8,17 @@
 //! Steps: read the catalog, embeddings and event log; ingest the log into a
 //! signal store (decayed counters, smoothed rates, profiles, governance) and
 //! publish a snapshot; build an HNSW index over the embeddings; build a
-//! recommender; print the top 10 for three users, each item with the
-//! sources that found it, the parts of its score and the signals behind
-//! them.
+//! recommender; print a Feed (two users, one of them cold), two Searches
+//! (one with a price filter) and an Omni feed, each item with the sources
+//! that found it, its heads and features, the content it is shown with and
+//! the rerank rules that placed it.
 
 use omnifeed::index::{HnswIndex, HnswParams};
 use omnifeed::load::read_dataset;
-use omnifeed::signals::Rate;
-use omnifeed::{FeedRequest, Recommender, ServingState, SignalConfig, SignalStore, UserId};
+use omnifeed::{
+    FeedRequest, Recommender, RequestFilters, ServingState, SignalConfig, SignalStore, Surface,
+    UserId,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -60,11 +63,28 @@ fn main() -> Result<(), omnifeed::Error> {
     let state = rec.state();
     let signals = state.signals();
 
-    // Two users with history and one the log has never seen (cold start).
-    for user in [UserId(1), UserId(2), UserId(999_999)] {
+    // Feed (goods find people) for two users with history and one the log
+    // has never seen (cold start); Search (people find goods) for a query;
+    // Omni (both blended) for a user with history.
+    let cheap = RequestFilters { max_price: Some(60.0), ..RequestFilters::default() };
+    let requests = [
+        FeedRequest::new(UserId(1)).k(10),
+        FeedRequest::new(UserId(999_999)).k(10),
+        FeedRequest::new(UserId(2)).surface(Surface::Search).search_text("organic tea").k(10),
+        FeedRequest::new(UserId(2))
+            .surface(Surface::Search)
+            .search_text("headphones")
+            .filters(cheap)
+            .k(5),
+        FeedRequest::new(UserId(2)).surface(Surface::Omni).k(10),
+    ];
+    for req in &requests {
+        let user = req.user;
         let t = Instant::now();
-        let feed = rec.recommend(&FeedRequest::new(user).k(10))?;
+        let feed = rec.recommend(req)?;
         let elapsed = t.elapsed();
+        let query = req.query.as_ref().and_then(|q| q.text.as_deref()).unwrap_or("");
+        println!("\n== {:?} for user {user} {query:?} ({elapsed:.0?})", req.surface);
         match signals.profile(user) {
             Some(p) => {
                 let cats: Vec<String> = p
@@ -74,51 +94,63 @@ fn main() -> Result<(), omnifeed::Error> {
                     .map(|(c, share)| format!("{c} {:.0}%", 100.0 * share))
                     .collect();
                 println!(
-                    "\nuser {user}: {} events, {} interest vectors, {} purchases, top categories {}",
+                    "  profile: {} events, {} interest vectors, {} purchases, {} searches, top categories {}",
                     p.events(),
                     p.interests().len(),
                     p.purchases().len(),
+                    p.searches().len(),
                     cats.join(", ")
                 );
             }
-            None => println!("\nuser {user}: no history (cold start)"),
+            None => println!("  profile: none (cold start)"),
         }
+        let sources: Vec<String> = feed
+            .trace
+            .sources
+            .iter()
+            .filter(|t| t.candidates > 0)
+            .map(|t| format!("{} {}", t.source, t.candidates))
+            .collect();
         let removed: Vec<String> =
             feed.trace.removed.iter().map(|(why, n)| format!("{n} {why:?}")).collect();
         println!(
-            "  {} candidates, removed: [{}]; {:.0?}",
+            "  sources [{}]; {} candidates, removed [{}], {} scored, rerank pool {}",
+            sources.join(", "),
             feed.trace.candidates,
             removed.join(", "),
-            elapsed
+            feed.trace.scored,
+            feed.trace.rerank_pool
         );
         println!(
-            "  #  product  score   sim    rate  trend  shop   ctr    cvr    sources          shown with  title"
+            "  #  product  value   pctr  pcvr  sim   rel   shop  was  sources                 shown with      rules  title"
         );
         for (i, item) in feed.items.iter().enumerate() {
             let row = catalog.require_row(item.product, "feed")?;
-            let part = |name| {
-                item.explanation.parts.iter().find(|p| p.name == name).map_or(0.0, |p| p.value)
+            let e = &item.explanation;
+            let get = |list: &[omnifeed::NamedValue], name| {
+                list.iter().find(|p| p.name == name).map_or(0.0, |p| p.value)
             };
-            let sources: Vec<String> = item
-                .explanation
-                .sources
-                .iter()
-                .map(|h| format!("{}#{}", h.source, h.rank + 1))
-                .collect();
-            let content = signals.best_content(row).map_or("-".to_string(), |c| c.to_string());
+            let sources: Vec<String> =
+                e.sources.iter().map(|h| format!("{}#{}", h.source, h.rank + 1)).collect();
+            let shown = match (item.content, item.live) {
+                (Some(c), true) => format!("LIVE {c}"),
+                (Some(c), false) => format!("video {c}"),
+                (None, _) => "card".to_string(),
+            };
             println!(
-                "  {:<2} {:<8} {:.3}  {:+.3}  {:.3}  {:.3}  {:.2}  {:.3}  {:.3}  {:<16} {:<11} {}",
+                "  {:<2} {:<8} {:.4} {:.3} {:.3} {:+.2} {:.2}  {:.2}  {:<4} {:<23} {:<15} {:<6} {}",
                 i + 1,
                 item.product,
                 item.score,
-                part("similarity"),
-                part("rate_prior"),
-                part("trending"),
+                get(&e.heads, "pctr"),
+                get(&e.heads, "pcvr"),
+                get(&e.features, "sim_long"),
+                get(&e.features, "query_relevance"),
                 signals.quality(row),
-                signals.rate(row, Rate::Ctr),
-                signals.rate(row, Rate::Cvr),
+                e.pre_rank + 1,
                 sources.join(","),
-                content,
+                shown,
+                e.rules.join(","),
                 catalog.title(row).unwrap_or("-")
             );
         }

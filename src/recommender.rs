@@ -225,7 +225,13 @@ impl RecommenderBuilder {
                     .collect()
             })
             .collect();
+        let search_mask = sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.id() == "search")
+            .fold(0u32, |m, (i, _)| m | 1 << i);
         Ok(Recommender {
+            search_mask,
             state: ArcSwap::from_pointee(state),
             config: self.config,
             sources,
@@ -265,6 +271,8 @@ pub struct Recommender {
     scorer: Box<dyn Scorer>,
     /// Quotas per surface (in `Surface::ALL` order), resolved to masks.
     quotas: Vec<Vec<QuotaMask>>,
+    /// Bits of the sources with id `search`.
+    search_mask: u32,
     pool: Mutex<Vec<Scratch>>,
 }
 
@@ -533,7 +541,10 @@ impl Recommender {
         };
         compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
         let fusion = self.config.fusion.get(req.surface);
-        self.score_and_fuse(s, signals, &state.price_band, fusion);
+        let has_relevance = r.has_query
+            || !intents.is_empty()
+            || s.masks.iter().any(|&m| m & self.search_mask != 0);
+        self.score_and_fuse(s, signals, &state.price_band, fusion, has_relevance);
 
         // Rerank pool: the best by value, at least k.
         let pool_size = self.config.rerank_pool.max(req.k);
@@ -583,7 +594,8 @@ impl Recommender {
                 let (content, live) = present(catalog, signals, cand.row, r.at);
                 let heads = &s.heads[i * HEADS..(i + 1) * HEADS];
                 let frow = s.features.row(i);
-                let terms = fusion_terms(heads, frow, signals, &state.price_band, cand.row);
+                let terms =
+                    fusion_terms(heads, frow, signals, &state.price_band, cand.row, has_relevance);
                 FeedItem {
                     product: catalog.product_id(cand.row),
                     score: cand.value,
@@ -645,7 +657,14 @@ impl Recommender {
 
     /// Runs the scorer over `s.features` into `s.heads` and fuses into
     /// `s.values`.
-    fn score_and_fuse(&self, s: &mut Scratch, signals: &Signals, bands: &[f32], fusion: &Fusion) {
+    fn score_and_fuse(
+        &self,
+        s: &mut Scratch,
+        signals: &Signals,
+        bands: &[f32],
+        fusion: &Fusion,
+        has_relevance: bool,
+    ) {
         let n = s.features.rows();
         s.heads.clear();
         s.heads.resize(n * HEADS, 0.0);
@@ -661,6 +680,7 @@ impl Recommender {
                 signals,
                 bands,
                 s.rows[i],
+                has_relevance,
             );
             fusion.value(&terms)
         }));
@@ -708,7 +728,14 @@ impl Recommender {
             queries: &intents,
         };
         compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
-        self.score_and_fuse(s, signals, &state.price_band, self.config.fusion.get(req.surface));
+        let has_relevance = r.has_query || !intents.is_empty();
+        self.score_and_fuse(
+            s,
+            signals,
+            &state.price_band,
+            self.config.fusion.get(req.surface),
+            has_relevance,
+        );
         s.scored.clear();
         s.scored.extend(s.rows.iter().zip(&s.values).map(|(&row, &v)| Scored { row, score: v }));
         top_k_in_place(&mut s.scored, req.k);
@@ -743,6 +770,7 @@ impl Recommender {
             queries: &intents,
         };
         let fusion = self.config.fusion.get(req.surface);
+        let has_relevance = r.has_query || !intents.is_empty();
         let mut out: Vec<Scored> = rows
             .iter()
             .map(|&row| {
@@ -754,7 +782,8 @@ impl Recommender {
                 for h in &mut heads {
                     *h = if h.is_finite() { h.clamp(0.0, 1.0) } else { 0.0 };
                 }
-                let terms = fusion_terms(&heads, &f, signals, &state.price_band, row);
+                let terms =
+                    fusion_terms(&heads, &f, signals, &state.price_band, row, has_relevance);
                 Scored { row, score: fusion.value(&terms) }
             })
             .collect();
@@ -795,10 +824,11 @@ fn fusion_terms(
     signals: &Signals,
     bands: &[f32],
     row: ItemIdx,
+    has_relevance: bool,
 ) -> [f32; 7] {
     const RELEVANCE: usize = 20;
     const SRC_SEARCH: usize = 7;
-    let relevance = features[RELEVANCE].max(features[SRC_SEARCH]);
+    let relevance = has_relevance.then(|| features[RELEVANCE].max(features[SRC_SEARCH]));
     Fusion::terms(
         heads,
         bands[row.index()],

@@ -372,8 +372,11 @@ pub struct Fusion {
     pub price: f32,
     /// Exponent of the merchant governance score. Default 1.
     pub quality: f32,
-    /// Exponent of query relevance (best cosine with the query or intents,
-    /// or the search source's score). Default 0.
+    /// Exponent of query relevance: the term is `(1 + r) / 2` for the best
+    /// of the cosine with the query (or recent search intents) and the
+    /// search source's normalized score, so an irrelevant item loses at most
+    /// a factor `2^relevance`; a request with no query and no intents has
+    /// the neutral term 1. Default 0.
     pub relevance: f32,
     /// Exponent of `1 − refund rate`: the negative signal. Default 1.
     pub refund: f32,
@@ -417,13 +420,15 @@ impl Fusion {
     }
 
     /// The term values: heads, `exp(price_band)` clamped to `[0.05, 20]`,
-    /// quality, relevance and `1 − refund`, each floored at 10⁻⁴.
+    /// quality, the relevance term (`(1 + r) / 2`, or 1 when `relevance` is
+    /// `None`: no query to be relevant to) and `1 − refund`, each floored at
+    /// 10⁻⁴.
     #[inline]
     pub fn terms(
         heads: &[f32],
         price_band: f32,
         quality: f32,
-        relevance: f32,
+        relevance: Option<f32>,
         refund_rate: f32,
     ) -> [f32; 7] {
         let floor = |x: f32| if x.is_finite() { x.max(1e-4) } else { 1e-4 };
@@ -433,7 +438,7 @@ impl Fusion {
             floor(heads[2]),
             price_band.exp().clamp(0.05, 20.0),
             floor(quality),
-            floor(relevance.min(1.0)),
+            relevance.map_or(1.0, |r| floor((1.0 + r.clamp(0.0, 1.0)) / 2.0)),
             floor(1.0 - refund_rate),
         ]
     }
@@ -467,11 +472,18 @@ mod tests {
             relevance: 0.0,
             refund: 1.0,
         };
-        let t = Fusion::terms(&[0.2, 0.09, 0.5], 2f32.ln(), 0.5, 0.0, 0.1);
+        let t = Fusion::terms(&[0.2, 0.09, 0.5], 2f32.ln(), 0.5, Some(0.0), 0.1);
         // 0.2 · 0.09^0.5 · 2 · 0.5² · 0.9 = 0.2 · 0.3 · 2 · 0.25 · 0.9 = 0.027
         assert!((f.value(&t) - 0.027).abs() < 1e-6, "{}", f.value(&t));
-        // A zero exponent ignores its term, even a floored one.
-        assert_eq!(t[5], 1e-4);
+        // A zero exponent ignores its term.
+        assert_eq!(t[5], 0.5);
+        // Relevance: (1 + r) / 2, neutral without a query.
+        let g = Fusion { relevance: 2.0, ..f };
+        let rel = Fusion::terms(&[0.2, 0.09, 0.5], 2f32.ln(), 0.5, Some(1.0), 0.1);
+        assert!((g.value(&rel) - 0.027).abs() < 1e-6);
+        let none = Fusion::terms(&[0.2, 0.09, 0.5], 2f32.ln(), 0.5, None, 0.1);
+        assert_eq!(none[5], 1.0);
+        assert!((g.value(&t) - 0.027 / 4.0).abs() < 1e-6);
         let bad = Fusion { quality: f32::NAN, ..Fusion::default() };
         assert!(bad.validate("fusion.feed").is_err());
     }

@@ -13,7 +13,8 @@
 //! 4. otherwise the best by the diversity objective (MMR or greedy DPP on
 //!    the embeddings, or plain value) among the candidates that keep the
 //!    sliding-window caps per category and per merchant. If none keeps the
-//!    caps they are relaxed for that position (rule `cap_relaxed`).
+//!    caps and maximum shares they are relaxed for that position (rule
+//!    `cap_relaxed`), so the feed is as long as the candidates allow.
 //!
 //! Products are unique in the pool (the merge deduplicates by product, and
 //! each product gets one content card at presentation), so no card can
@@ -170,11 +171,12 @@ pub struct QuotaMask {
 
 /// Rule bits recorded on placed items.
 pub mod rules {
-    /// Placed by the diversity objective above a higher-valued candidate.
+    /// The diversity objective moved it: placed above a higher-valued
+    /// candidate, or held back below a lower-valued one.
     pub const DIVERSITY: u16 = 1;
-    /// A higher-valued candidate was skipped for the category cap.
+    /// It waited: its category was at the cap in the window.
     pub const CATEGORY_CAP: u16 = 2;
-    /// A higher-valued candidate was skipped for the merchant cap.
+    /// It waited: its merchant was at the cap in the window.
     pub const MERCHANT_CAP: u16 = 4;
     /// No candidate kept the caps; they were relaxed.
     pub const CAP_RELAXED: u16 = 8;
@@ -184,7 +186,7 @@ pub mod rules {
     pub const FIXED_POSITION: u16 = 32;
     /// Placed to meet a source's minimum share.
     pub const QUOTA_MIN: u16 = 64;
-    /// A higher-valued candidate waited: its sources were at their maximum.
+    /// It waited: a source that found it was at its maximum share.
     pub const QUOTA_MAX: u16 = 128;
     /// Names, by bit.
     pub const NAMES: [(u16, &str); 8] = [
@@ -213,6 +215,9 @@ pub struct Placed {
 #[derive(Debug, Default, Clone)]
 pub struct RerankScratch {
     taken: Vec<bool>,
+    allowed: Vec<bool>,
+    /// Rules that held each candidate back while it waited.
+    waited: Vec<u16>,
     gain: Vec<f32>,
     /// MMR: best cosine to the placed items. DPP: `d_i²`.
     state: Vec<f32>,
@@ -247,6 +252,10 @@ pub fn rerank(
     let k = k.min(n);
     s.taken.clear();
     s.taken.resize(n, false);
+    s.allowed.clear();
+    s.allowed.resize(n, false);
+    s.waited.clear();
+    s.waited.resize(n, 0);
     s.gain.clear();
     s.gain.resize(n, 0.0);
     s.quota_counts.clear();
@@ -267,7 +276,9 @@ pub fn rerank(
         let mut rule = 0u16;
         let mut pick = None;
         if cfg.live_every > 0 && (p + 1) % cfg.live_every == 0 {
-            pick = (0..n).find(|&i| !s.taken[i] && cands[i].live);
+            pick = (0..n).find(|&i| {
+                !s.taken[i] && cands[i].live && !over_max(&cands[i], quotas, &s.quota_counts, k)
+            });
             rule = rules::FIXED_POSITION;
         }
         if pick.is_none()
@@ -276,7 +287,9 @@ pub fn rerank(
         {
             // Draw among the best few eligible not already placed.
             let mut eligible = [usize::MAX; 4];
-            let open = (0..n).filter(|&i| !s.taken[i] && cands[i].explore);
+            let open = (0..n).filter(|&i| {
+                !s.taken[i] && cands[i].explore && !over_max(&cands[i], quotas, &s.quota_counts, k)
+            });
             for (slot, i) in eligible.iter_mut().zip(open) {
                 *slot = i;
             }
@@ -302,8 +315,16 @@ pub fn rerank(
         }
         let Some(i) = pick else { break };
         place(cands, emb, cfg, quotas, i, p, k, s);
-        out.push(Placed { index: i, rules: rule });
+        out.push(Placed { index: i, rules: rule | s.waited[i] });
     }
+}
+
+/// A candidate counts toward every quota whose source found it, so it
+/// waits while any of those is at its maximum share of `k`.
+fn over_max(c: &Candidate, quotas: &[QuotaMask], counts: &[usize], k: usize) -> bool {
+    quotas.iter().zip(counts).any(|(quota, &n)| {
+        c.sources & quota.mask != 0 && n >= (quota.max_share * k as f32).floor() as usize
+    })
 }
 
 /// Chooses the next item by the diversity objective among those allowed.
@@ -320,19 +341,11 @@ fn choose(
 ) -> (Option<usize>, u16) {
     let n = cands.len();
     let window = &placed[placed.len().saturating_sub(cfg.window - 1)..];
-    // A candidate counts toward every quota whose source found it, so it
-    // waits while any of those is at its maximum.
-    let over_max = |c: &Candidate, s: &RerankScratch| {
-        quotas.iter().enumerate().any(|(q, quota)| {
-            c.sources & quota.mask != 0
-                && s.quota_counts[q] >= (quota.max_share * k as f32).floor() as usize
-        })
-    };
-    let mut rule = 0u16;
+    let over_max = |c: &Candidate, s: &RerankScratch| over_max(c, quotas, &s.quota_counts, k);
     for relax in [false, true] {
         let mut best: Option<(usize, f32)> = None;
-        let mut first_allowed_by_value = None;
         for i in 0..n {
+            s.allowed[i] = false;
             if s.taken[i] {
                 continue;
             }
@@ -340,29 +353,23 @@ fn choose(
             if forced.is_some_and(|m| c.sources & m == 0) {
                 continue;
             }
-            if !quotas.is_empty() && over_max(c, s) {
-                if first_allowed_by_value.is_none() {
-                    rule |= rules::QUOTA_MAX;
-                }
+            if !relax && !quotas.is_empty() && over_max(c, s) {
+                s.waited[i] |= rules::QUOTA_MAX;
                 continue;
             }
             if !relax {
                 let cat = window.iter().filter(|pl| cands[pl.index].category == c.category).count();
                 let mer = window.iter().filter(|pl| cands[pl.index].merchant == c.merchant).count();
-                if cat >= cfg.category_cap || mer >= cfg.merchant_cap {
-                    if first_allowed_by_value.is_none() {
-                        rule |= if cat >= cfg.category_cap {
-                            rules::CATEGORY_CAP
-                        } else {
-                            rules::MERCHANT_CAP
-                        };
-                    }
+                if cat >= cfg.category_cap {
+                    s.waited[i] |= rules::CATEGORY_CAP;
+                    continue;
+                }
+                if mer >= cfg.merchant_cap {
+                    s.waited[i] |= rules::MERCHANT_CAP;
                     continue;
                 }
             }
-            if first_allowed_by_value.is_none() {
-                first_allowed_by_value = Some(i);
-            }
+            s.allowed[i] = true;
             let g = match cfg.diversity {
                 Diversity::None => c.value,
                 Diversity::Mmr { lambda } => {
@@ -377,15 +384,16 @@ fn choose(
             }
         }
         if let Some((i, _)) = best {
-            if first_allowed_by_value != Some(i) {
-                rule |= rules::DIVERSITY;
-            }
-            if relax {
-                rule |= rules::CAP_RELAXED;
+            // Allowed candidates above it in value order wait for diversity.
+            let mut rule = if relax { rules::CAP_RELAXED } else { 0 };
+            for j in 0..i {
+                if s.allowed[j] && cands[j].value > cands[i].value {
+                    s.waited[j] |= rules::DIVERSITY;
+                    rule |= rules::DIVERSITY;
+                }
             }
             return (Some(i), rule);
         }
-        rule = 0;
     }
     (None, 0)
 }
@@ -512,7 +520,9 @@ mod tests {
         let cats: Vec<u32> = got.iter().map(|p| c[p.index].category.0).collect();
         // 1,1 then category 2 (4), then 1 can come back after the window.
         assert_eq!(cats[..3], [1, 1, 2]);
-        assert_eq!(got[2].rules & rules::CATEGORY_CAP, rules::CATEGORY_CAP);
+        // The third of category 1 waited for the cap; 4 did not.
+        assert_eq!(got[2].rules & rules::CATEGORY_CAP, 0);
+        assert_eq!(got[3].rules & rules::CATEGORY_CAP, rules::CATEGORY_CAP);
         assert_eq!(got.len(), 6);
         // Every window of 3 has at most 2 of a category.
         assert!(cats.windows(3).all(|w| w.iter().filter(|&&c| c == w[0]).count() <= 2));

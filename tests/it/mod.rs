@@ -3,6 +3,7 @@ mod bad_input;
 mod data;
 mod feed;
 mod signals;
+mod surfaces;
 
 use std::path::PathBuf;
 
