@@ -1,43 +1,73 @@
-//! The first feed end to end (retrieve, merge, score, top-k, explain) on a
-//! 100,000-product synthetic world: with the HNSW index, and with the exact
-//! index as the naive baseline in the same group.
+//! Whole requests, one id per surface, on a 1,000,000-product synthetic
+//! world (d = 64): retrieve from every source of the surface, merge,
+//! filter, features, heads, fusion, rerank to k = 50, explanations. The
+//! index is `IvfIndex` (default probes); `feed_exact` is the same Feed
+//! request with `ExactIndex`, the naive baseline, in the same group.
 //!
 //! `cargo bench --bench feed`
 
 #![allow(missing_docs)] // criterion_group! defines an undocumented pub fn.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use omnifeed::index::{ExactIndex, HnswIndex, HnswParams, VectorIndex};
-use omnifeed::synth::{SynthConfig, generate};
-use omnifeed::{FeedRequest, Recommender, ServingState, SignalConfig, Signals};
+use omnifeed::index::{ExactIndex, IvfIndex, IvfParams, VectorIndex};
+use omnifeed::synth::{SynthConfig, category_noun, generate};
+use omnifeed::{
+    CategoryId, Event, FeedRequest, Recommender, SearchQuery, ServingState, SignalConfig,
+    SignalStore, Surface,
+};
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-const N: usize = 100_000;
+const N: usize = 1_000_000;
 
 fn feed(c: &mut Criterion) {
+    let t = Instant::now();
     let world = generate(&SynthConfig::catalog_only(N, 64)).expect("synthetic world");
     let catalog = Arc::new(world.catalog.clone());
-    let (signals, _) =
-        Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())
-            .expect("signals");
-    let signals = Arc::new(signals);
-    let hnsw: Arc<dyn VectorIndex> = Arc::new(
-        HnswIndex::build(catalog.shared_embeddings(), HnswParams::default()).expect("hnsw"),
-    );
+    let mut store = SignalStore::new(Arc::clone(&catalog), SignalConfig::default()).expect("store");
+    store.ingest_batch(&world.events);
+    // Every user searched once at the end of the log: omni pulls it in.
+    let at = store.watermark().unwrap_or(0);
+    for (i, u) in world.users.iter().enumerate() {
+        let q = SearchQuery {
+            text: Some(category_noun(CategoryId(i as u32 % 40)).to_string()),
+            embedding: Some(u.interests[0].1.clone()),
+        };
+        let _ = store.ingest(&Event::search(at, u.id, q));
+    }
+    let signals = Arc::new(store.publish());
+    eprintln!("world, signals: {:.1?}", t.elapsed());
+    let t = Instant::now();
+    let ivf: Arc<dyn VectorIndex> =
+        Arc::new(IvfIndex::build(catalog.shared_embeddings(), IvfParams::default()).expect("ivf"));
+    eprintln!("ivf build: {:.1?}", t.elapsed());
     let exact: Arc<dyn VectorIndex> = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
-    let reqs: Vec<FeedRequest> = world.users.iter().map(|u| FeedRequest::new(u.id).k(50)).collect();
+    let users: Vec<_> = world.users.iter().take(200).collect();
+    let feed_reqs: Vec<FeedRequest> = users.iter().map(|u| FeedRequest::new(u.id).k(50)).collect();
+    let search_reqs: Vec<FeedRequest> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            FeedRequest::new(u.id).k(50).surface(Surface::Search).query(SearchQuery {
+                text: Some(format!("soft {}", category_noun(CategoryId(i as u32 % 40)))),
+                embedding: Some(u.interests[0].1.clone()),
+            })
+        })
+        .collect();
+    let omni_reqs: Vec<FeedRequest> =
+        users.iter().map(|u| FeedRequest::new(u.id).k(50).surface(Surface::Omni)).collect();
 
     let mut group = c.benchmark_group("feed");
-    group.sample_size(20).measurement_time(Duration::from_secs(5));
-    for (name, index) in [("hnsw", hnsw), ("exact", exact)] {
-        let state =
-            ServingState::new(Arc::clone(&catalog), index, Arc::clone(&signals)).expect("state");
-        let rec = Recommender::builder().state(state).build().expect("recommender");
+    group.sample_size(30).measurement_time(Duration::from_secs(6));
+    let t = Instant::now();
+    let state = ServingState::new(Arc::clone(&catalog), ivf, Arc::clone(&signals)).expect("state");
+    eprintln!("serving state (title index, price bands): {:.1?}", t.elapsed());
+    let rec = Recommender::builder().state(state).build().expect("recommender");
+    for (name, reqs) in [("feed", &feed_reqs), ("search", &search_reqs), ("omni", &omni_reqs)] {
         let mut scratch = rec.new_scratch();
         let mut i = 0;
-        group.bench_function(BenchmarkId::new(format!("feed_{name}"), N), |b| {
+        group.bench_function(BenchmarkId::new(name, N), |b| {
             b.iter(|| {
                 i = (i + 1) % reqs.len();
                 let feed = rec.recommend_with(&mut scratch, black_box(&reqs[i])).expect("feed");
@@ -45,6 +75,18 @@ fn feed(c: &mut Criterion) {
             })
         });
     }
+    let state = ServingState::new(Arc::clone(&catalog), exact, signals).expect("state");
+    let rec = Recommender::builder().state(state).build().expect("recommender");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    let mut scratch = rec.new_scratch();
+    let mut i = 0;
+    group.bench_function(BenchmarkId::new("feed_exact", N), |b| {
+        b.iter(|| {
+            i = (i + 1) % feed_reqs.len();
+            let feed = rec.recommend_with(&mut scratch, black_box(&feed_reqs[i])).expect("feed");
+            black_box(feed.items.len())
+        })
+    });
     group.finish();
 }
 

@@ -1,18 +1,21 @@
-//! Recall and speed of `HnswIndex` against `ExactIndex` on a synthetic
-//! catalog.
+//! Recall and speed of `HnswIndex` and `IvfIndex` against `ExactIndex` on a
+//! synthetic catalog.
 //!
 //! ```text
 //! cargo run --release --example ann_recall -- [--n 20000] [--dim 64] [--queries 500]
 //!     [--ef 16,32,64,128,256] [--m 16] [--ef-construction 200] [--seed 42]
+//!     [--probes 8,16,24,32,64]
 //! ```
 //!
 //! Queries are the synthetic users' interest vectors (what the feed really
 //! searches with). Both indexes answer the same queries one at a time on one
-//! thread. The table gives recall@10, recall@100 and queries/s per `ef`; the
-//! last line is one JSON object for the best setting: the fastest with
-//! recall@100 >= 0.95, or else the most accurate.
+//! thread. The tables give recall@10, recall@100 and queries/s per `ef` and
+//! per number of IVF probes; the last line is one JSON object for the best
+//! settings: the fastest with recall@100 >= 0.95, or else the most accurate.
 
-use omnifeed::index::{ExactIndex, HnswIndex, HnswParams, Neighbor, VectorIndex, recall};
+use omnifeed::index::{
+    ExactIndex, HnswIndex, HnswParams, IvfIndex, IvfParams, Neighbor, VectorIndex, recall,
+};
 use omnifeed::synth::{SynthConfig, generate};
 use std::time::Instant;
 
@@ -21,6 +24,7 @@ struct Args {
     dim: usize,
     queries: usize,
     efs: Vec<usize>,
+    probes: Vec<usize>,
     m: usize,
     ef_construction: usize,
     seed: u64,
@@ -32,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
         dim: 64,
         queries: 500,
         efs: vec![16, 32, 64, 128, 256],
+        probes: vec![8, 16, 24, 32, 64],
         m: 16,
         ef_construction: 200,
         seed: 42,
@@ -48,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
             "--ef-construction" => a.ef_construction = num(&value)?,
             "--seed" => a.seed = num(&value)? as u64,
             "--ef" => a.efs = value.split(',').map(num).collect::<Result<_, _>>()?,
+            "--probes" => a.probes = value.split(',').map(num).collect::<Result<_, _>>()?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -106,6 +112,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{ef:>6} {r10:>10.4} {r100:>11.4} {qps:>12.0} {:>7.1}x", qps / qps_exact);
         rows.push((ef, r10, r100, qps));
     }
+    // IVF over the same queries, per number of probed lists.
+    let t = Instant::now();
+    let ivf = IvfIndex::build(world.catalog.shared_embeddings(), IvfParams::default())?;
+    let ivf_build_s = t.elapsed().as_secs_f64();
+    println!("ivf: {} lists, built in {ivf_build_s:.2} s", ivf.lists());
+    println!(
+        "{:>6} {:>10} {:>11} {:>12} {:>8}",
+        "probes", "recall@10", "recall@100", "queries/s", "speedup"
+    );
+    let mut ivf_rows = Vec::new();
+    for &probes in &args.probes {
+        let (mut r10, mut r100) = (0.0, 0.0);
+        let t = Instant::now();
+        for (q, tr) in queries.iter().zip(&truth) {
+            ivf.search_probes(q, 100, probes, None, &mut out)?;
+            r10 += recall(&out[..out.len().min(10)], &tr[..10.min(tr.len())]);
+            r100 += recall(&out, tr);
+        }
+        let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+        let nq = queries.len() as f64;
+        let (r10, r100) = (r10 / nq, r100 / nq);
+        println!("{probes:>6} {r10:>10.4} {r100:>11.4} {qps:>12.0} {:>7.1}x", qps / qps_exact);
+        ivf_rows.push((probes, r10, r100, qps));
+    }
+    let ivf_best = ivf_rows
+        .iter()
+        .filter(|r| r.2 >= 0.95)
+        .min_by_key(|r| r.0)
+        .or_else(|| ivf_rows.iter().max_by(|a, b| a.2.total_cmp(&b.2)))
+        .ok_or("no probes given")?;
+
     let best = rows
         .iter()
         .filter(|r| r.2 >= 0.95)
@@ -124,6 +161,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "qps_hnsw": best.3,
         "qps_exact": qps_exact,
         "build_s": build_s,
+        "ivf_lists": ivf.lists(),
+        "ivf_probes": ivf_best.0,
+        "ivf_recall_at_100": ivf_best.2,
+        "qps_ivf": ivf_best.3,
+        "ivf_build_s": ivf_build_s,
     });
     println!("{json}");
     Ok(())

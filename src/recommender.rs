@@ -11,8 +11,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ContentId, ItemIdx};
 use crate::index::VectorIndex;
 use crate::rank::features::{
-    F, FEATURE_NAMES, FeatureContext, FeatureMatrix, SOURCE_SLOTS, compute_features,
-    features_naive, source_slot,
+    F, FEATURE_NAMES, FeatureContext, FeatureMatrix, RankRow, RequestLists, SOURCE_SLOTS,
+    compute_features, features_naive, rank_rows, source_slot,
 };
 use crate::rank::kernels::{Scored, top_k_in_place};
 use crate::rank::scorer::{FUSION_TERMS, Fusion, HEAD_NAMES, HEADS, LogisticScorer, Scorer};
@@ -37,8 +37,8 @@ pub struct ServingState {
     index: Arc<dyn VectorIndex>,
     signals: Arc<Signals>,
     lexical: Arc<LexicalIndex>,
-    /// `ln(price / category median price)` per row, clamped to ±3.
-    price_band: Arc<Vec<f32>>,
+    /// Each product's ranking signals packed in one cache line.
+    rank_rows: Arc<Vec<RankRow>>,
 }
 
 impl ServingState {
@@ -65,8 +65,8 @@ impl ServingState {
             return Err(Error::dimension("signals", catalog.dim(), signals.catalog().dim()));
         }
         let lexical = Arc::new(LexicalIndex::build(&catalog));
-        let price_band = Arc::new(price_bands(&catalog));
-        Ok(ServingState { catalog, index, signals, lexical, price_band })
+        let rank_rows = Arc::new(rank_rows(&catalog, &signals, &price_bands(&catalog)));
+        Ok(ServingState { catalog, index, signals, lexical, rank_rows })
     }
 
     /// The catalog.
@@ -137,6 +137,7 @@ pub struct Scratch {
     query: Vec<f32>,
     terms: Vec<String>,
     buf_max: Vec<f32>,
+    lists: RequestLists,
 }
 
 /// Builds a [`Recommender`].
@@ -529,22 +530,24 @@ impl Recommender {
         trace.scored = s.rows.len();
 
         // Features, heads, fusion.
+        s.lists.prepare(catalog, signals, profile, r.at);
         let intents: Vec<&[f32]> = self.query_vectors(&s.query, req.surface, profile, r.has_query);
         let fctx = FeatureContext {
             catalog,
             signals,
             profile,
             at: r.at,
-            price_band: &state.price_band,
+            rank_rows: &state.rank_rows,
             fresh_scale: self.config.fresh_scale as f32,
             queries: &intents,
+            lists: &s.lists,
         };
         compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
         let fusion = self.config.fusion.get(req.surface);
         let has_relevance = r.has_query
             || !intents.is_empty()
             || s.masks.iter().any(|&m| m & self.search_mask != 0);
-        self.score_and_fuse(s, signals, &state.price_band, fusion, has_relevance);
+        self.score_and_fuse(s, &state.rank_rows, fusion, has_relevance);
 
         // Rerank pool: the best by value, at least k.
         let pool_size = self.config.rerank_pool.max(req.k);
@@ -595,7 +598,7 @@ impl Recommender {
                 let heads = &s.heads[i * HEADS..(i + 1) * HEADS];
                 let frow = s.features.row(i);
                 let terms =
-                    fusion_terms(heads, frow, signals, &state.price_band, cand.row, has_relevance);
+                    fusion_terms(heads, frow, &state.rank_rows[cand.row.index()], has_relevance);
                 FeedItem {
                     product: catalog.product_id(cand.row),
                     score: cand.value,
@@ -660,8 +663,7 @@ impl Recommender {
     fn score_and_fuse(
         &self,
         s: &mut Scratch,
-        signals: &Signals,
-        bands: &[f32],
+        rank_rows: &[RankRow],
         fusion: &Fusion,
         has_relevance: bool,
     ) {
@@ -677,9 +679,7 @@ impl Recommender {
             let terms = fusion_terms(
                 &s.heads[i * HEADS..(i + 1) * HEADS],
                 s.features.row(i),
-                signals,
-                bands,
-                s.rows[i],
+                &rank_rows[s.rows[i].index()],
                 has_relevance,
             );
             fusion.value(&terms)
@@ -717,22 +717,23 @@ impl Recommender {
         s.src_scores.resize(rows.len() * SOURCE_SLOTS, 0.0);
         s.counts.clear();
         s.counts.resize(rows.len(), 0);
+        s.lists.prepare(catalog, signals, profile, r.at);
         let intents = self.query_vectors(&s.query, req.surface, profile, r.has_query);
         let fctx = FeatureContext {
             catalog,
             signals,
             profile,
             at: r.at,
-            price_band: &state.price_band,
+            rank_rows: &state.rank_rows,
             fresh_scale: self.config.fresh_scale as f32,
             queries: &intents,
+            lists: &s.lists,
         };
         compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
         let has_relevance = r.has_query || !intents.is_empty();
         self.score_and_fuse(
             s,
-            signals,
-            &state.price_band,
+            &state.rank_rows,
             self.config.fusion.get(req.surface),
             has_relevance,
         );
@@ -765,9 +766,10 @@ impl Recommender {
             signals,
             profile,
             at: r.at,
-            price_band: &state.price_band,
+            rank_rows: &state.rank_rows,
             fresh_scale: self.config.fresh_scale as f32,
             queries: &intents,
+            lists: &s.lists,
         };
         let fusion = self.config.fusion.get(req.surface);
         let has_relevance = r.has_query || !intents.is_empty();
@@ -782,8 +784,15 @@ impl Recommender {
                 for h in &mut heads {
                     *h = if h.is_finite() { h.clamp(0.0, 1.0) } else { 0.0 };
                 }
-                let terms =
-                    fusion_terms(&heads, &f, signals, &state.price_band, row, has_relevance);
+                // The oracle reads the public accessors, not the packed rows.
+                let relevance = has_relevance.then(|| f[20].max(f[7]));
+                let terms = Fusion::terms(
+                    &heads,
+                    f[16],
+                    signals.quality(row),
+                    relevance,
+                    signals.rate(row, Rate::RefundRate),
+                );
                 Scored { row, score: fusion.value(&terms) }
             })
             .collect();
@@ -818,24 +827,11 @@ fn compute_from_vec(m: &mut FeatureMatrix, f: &[f32]) {
 
 /// The fusion terms of one candidate.
 #[inline]
-fn fusion_terms(
-    heads: &[f32],
-    features: &[f32],
-    signals: &Signals,
-    bands: &[f32],
-    row: ItemIdx,
-    has_relevance: bool,
-) -> [f32; 7] {
+fn fusion_terms(heads: &[f32], features: &[f32], rr: &RankRow, has_relevance: bool) -> [f32; 7] {
     const RELEVANCE: usize = 20;
     const SRC_SEARCH: usize = 7;
     let relevance = has_relevance.then(|| features[RELEVANCE].max(features[SRC_SEARCH]));
-    Fusion::terms(
-        heads,
-        bands[row.index()],
-        signals.quality(row),
-        relevance,
-        signals.rate(row, Rate::RefundRate),
-    )
+    Fusion::terms(heads, rr.price_band, rr.quality, relevance, rr.refund)
 }
 
 /// The content to show `row` with: a live stream on air that carries it,

@@ -3,7 +3,7 @@
 
 use crate::catalog::Catalog;
 use crate::ids::{ItemIdx, Timestamp};
-use crate::rank::kernels::{dot, gather_dot};
+use crate::rank::kernels::dot;
 use crate::signals::{PurchaseState, Rate, Signals, UserProfile};
 
 /// Number of features per candidate.
@@ -81,8 +81,6 @@ const LIVE: usize = 22;
 pub struct FeatureMatrix {
     data: Vec<f32>,
     rows: usize,
-    /// Per-candidate scratch for a similarity column.
-    col: Vec<f32>,
 }
 
 impl FeatureMatrix {
@@ -118,38 +116,119 @@ impl FeatureMatrix {
         self.data.clear();
         self.data.resize(rows * F, 0.0);
     }
-
-    fn set_column(&mut self, c: usize, values: &[f32]) {
-        for (row, &v) in self.data.chunks_exact_mut(F).zip(values) {
-            row[c] = v;
-        }
-    }
 }
 
-/// What the features of one request read.
+/// Per-product signals the ranking gather reads, packed into one cache
+/// line so a candidate costs one line here plus its embedding row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+pub(crate) struct RankRow {
+    pub(crate) ctr: f32,
+    pub(crate) cvr: f32,
+    pub(crate) cart: f32,
+    pub(crate) content_watch: f32,
+    pub(crate) content_ctr: f32,
+    pub(crate) quality: f32,
+    pub(crate) trending: f32,
+    pub(crate) refund: f32,
+    pub(crate) price_band: f32,
+    pub(crate) listed_at: i64,
+    pub(crate) category: crate::ids::CategoryId,
+}
+
+/// Packs every product's ranking signals (see [`RankRow`]).
+pub(crate) fn rank_rows(catalog: &Catalog, signals: &Signals, price_band: &[f32]) -> Vec<RankRow> {
+    let trend = signals.trending_scores();
+    (0..catalog.len())
+        .map(|i| {
+            let r = ItemIdx(i as u32);
+            let (content_watch, content_ctr) = match signals.best_content(r) {
+                Some(c) => (
+                    signals.content_rate(c, Rate::WatchCompletion).unwrap_or(0.0),
+                    signals.content_rate(c, Rate::Ctr).unwrap_or(0.0),
+                ),
+                None => (0.0, 0.0),
+            };
+            RankRow {
+                ctr: signals.rate(r, Rate::Ctr),
+                cvr: signals.rate(r, Rate::Cvr),
+                cart: signals.rate(r, Rate::CartRate),
+                content_watch,
+                content_ctr,
+                quality: signals.quality(r),
+                trending: trend[i],
+                refund: signals.rate(r, Rate::RefundRate),
+                price_band: price_band[i],
+                listed_at: catalog.listed_at()[i],
+                category: catalog.categories()[i],
+            }
+        })
+        .collect()
+}
+
+/// What the features of one request read; the per-request lists are
+/// prepared once by [`RequestLists::prepare`].
 #[derive(Debug, Clone, Copy)]
-pub struct FeatureContext<'a> {
-    /// The catalog.
-    pub catalog: &'a Catalog,
-    /// The signals snapshot.
-    pub signals: &'a Signals,
-    /// The user's profile, if any.
-    pub profile: Option<&'a UserProfile>,
-    /// The request time.
-    pub at: Timestamp,
-    /// `ln(price / category median price)` of every row.
-    pub price_band: &'a [f32],
+pub(crate) struct FeatureContext<'a> {
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) signals: &'a Signals,
+    pub(crate) profile: Option<&'a UserProfile>,
+    pub(crate) at: Timestamp,
+    pub(crate) rank_rows: &'a [RankRow],
     /// Seconds over which freshness decays to `1/e`.
-    pub fresh_scale: f32,
+    pub(crate) fresh_scale: f32,
     /// Unit query vectors (the request's query, or the user's recent
     /// search intents on Omni): relevance is the best match.
-    pub queries: &'a [&'a [f32]],
+    pub(crate) queries: &'a [&'a [f32]],
+    pub(crate) lists: &'a RequestLists,
+}
+
+/// Small per-request lists the per-candidate loop scans instead of
+/// reaching into profiles and signals.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestLists {
+    /// The user's category shares.
+    affinity: Vec<(crate::ids::CategoryId, f32)>,
+    /// The user's purchases due again, with their scores.
+    due: Vec<(ItemIdx, f32)>,
+    /// Rows carried by a live stream on air, sorted.
+    live: Vec<ItemIdx>,
+}
+
+impl RequestLists {
+    /// Fills the lists for one request.
+    pub(crate) fn prepare(
+        &mut self,
+        catalog: &Catalog,
+        signals: &Signals,
+        profile: Option<&UserProfile>,
+        at: Timestamp,
+    ) {
+        self.affinity.clear();
+        self.due.clear();
+        self.live.clear();
+        if let Some(p) = profile {
+            self.affinity.extend(p.top_categories());
+            self.due.extend(signals.due_purchases(p, at));
+        }
+        for c in signals.live_streams() {
+            if signals.is_on_air(c, at) == Some(true) {
+                if let Some(rows) = catalog.content_products(c) {
+                    self.live.extend(rows);
+                }
+            }
+        }
+        self.live.sort_unstable();
+        self.live.dedup();
+    }
 }
 
 /// Fills `out` with the features of `rows`. `source_scores` is
 /// `rows.len() × SOURCE_SLOTS` (0 where a source did not find the row) and
-/// `source_counts` the number of sources that found each row.
-pub fn compute_features(
+/// `source_counts` the number of sources that found each row. One pass,
+/// row by row: each candidate's embedding is loaded once and dotted with
+/// every profile and query vector while it is in cache.
+pub(crate) fn compute_features(
     ctx: &FeatureContext<'_>,
     rows: &[ItemIdx],
     source_scores: &[f32],
@@ -158,76 +237,72 @@ pub fn compute_features(
 ) {
     let n = rows.len();
     out.reset(n);
-    let emb = ctx.catalog.embeddings().as_slice();
-    // Similarities: gathered column by column (each a vectorized pass).
-    out.col.resize(n, 0.0);
-    if let Some(p) = ctx.profile {
-        if let Some(v) = p.interest() {
-            gather_dot(emb, v, rows, &mut out.col);
-            let col = std::mem::take(&mut out.col);
-            out.set_column(SIM_LONG, &col);
-            out.col = col;
-        }
-        if let Some(v) = p.short_term(ctx.at) {
-            gather_dot(emb, v, rows, &mut out.col);
-            let col = std::mem::take(&mut out.col);
-            out.set_column(SIM_SHORT, &col);
-            out.col = col;
-        }
-        for (_, v) in p.interests() {
-            gather_dot(emb, v, rows, &mut out.col);
-            for (row, &s) in out.data.chunks_exact_mut(F).zip(&out.col) {
-                row[SIM_INTEREST] = row[SIM_INTEREST].max(s);
-            }
-        }
-    }
-    for q in ctx.queries {
-        gather_dot(emb, q, rows, &mut out.col);
-        for (row, &s) in out.data.chunks_exact_mut(F).zip(&out.col) {
-            row[RELEVANCE] = row[RELEVANCE].max(s);
-        }
-    }
-    let s = ctx.signals;
-    let (trend, listed) = (s.trending_scores(), ctx.catalog.listed_at());
-    let cats = ctx.catalog.categories();
+    let emb = ctx.catalog.embeddings();
+    let long = ctx.profile.and_then(|p| p.interest());
+    let short = ctx.profile.and_then(|p| p.short_term(ctx.at));
+    let inv_scale = 1.0 / ctx.fresh_scale;
+    let lists = ctx.lists;
+    warm(emb.as_slice(), emb.dim(), ctx.rank_rows, rows);
     for (i, (&r, row)) in rows.iter().zip(out.data.chunks_exact_mut(F)).enumerate() {
-        let ri = r.index();
+        let e = emb.row(r);
+        let rr = &ctx.rank_rows[r.index()];
+        row[SIM_LONG] = long.map_or(0.0, |v| dot(v, e));
+        row[SIM_SHORT] = short.map_or(0.0, |v| dot(v, e));
+        if let Some(p) = ctx.profile {
+            let mut best = 0.0f32;
+            for (_, v) in p.interests() {
+                best = best.max(dot(v, e));
+            }
+            row[SIM_INTEREST] = best;
+        }
+        let mut rel = 0.0f32;
+        for q in ctx.queries {
+            rel = rel.max(dot(q, e));
+        }
+        row[RELEVANCE] = rel;
         row[N_SOURCES] = f32::from(source_counts[i]);
         row[SRC0..SRC0 + SOURCE_SLOTS]
             .copy_from_slice(&source_scores[i * SOURCE_SLOTS..(i + 1) * SOURCE_SLOTS]);
-        row[CTR] = s.rate(r, Rate::Ctr);
-        row[CVR] = s.rate(r, Rate::Cvr);
-        row[CART] = s.rate(r, Rate::CartRate);
-        if let Some(c) = s.best_content(r) {
-            row[CONTENT_WATCH] = s.content_rate(c, Rate::WatchCompletion).unwrap_or(0.0);
-            row[CONTENT_CTR] = s.content_rate(c, Rate::Ctr).unwrap_or(0.0);
-        }
-        let age = (ctx.at - listed[ri]).max(0) as f32;
-        row[FRESHNESS] = (-age / ctx.fresh_scale).exp();
-        row[PRICE_BAND] = ctx.price_band[ri];
-        row[MERCHANT] = s.quality(r);
-        row[TRENDING] = trend[ri];
-        let live = ctx
-            .catalog
-            .product_content_rows(r)
-            .iter()
-            .any(|&c| ctx.catalog.content_on_air(c, ctx.at));
-        row[LIVE] = if live { 1.0 } else { 0.0 };
-        if let Some(p) = ctx.profile {
-            row[AFFINITY] = p.category_affinity(cats[ri]);
-            if let PurchaseState::Due { score, .. } = s.purchase_state(p, r, ctx.at) {
-                row[DUE] = score;
-            }
-        }
-        if row[RELEVANCE] < 0.0 {
-            row[RELEVANCE] = 0.0;
-        }
+        row[CTR] = rr.ctr;
+        row[CVR] = rr.cvr;
+        row[CART] = rr.cart;
+        row[CONTENT_WATCH] = rr.content_watch;
+        row[CONTENT_CTR] = rr.content_ctr;
+        row[FRESHNESS] = (-((ctx.at - rr.listed_at).max(0) as f32) * inv_scale).exp();
+        row[PRICE_BAND] = rr.price_band;
+        row[MERCHANT] = rr.quality;
+        row[TRENDING] = rr.trending;
+        row[LIVE] = if lists.live.binary_search(&r).is_ok() { 1.0 } else { 0.0 };
+        row[AFFINITY] = lists.affinity.iter().find(|a| a.0 == rr.category).map_or(0.0, |a| a.1);
+        row[DUE] = lists.due.iter().find(|d| d.0 == r).map_or(0.0, |d| d.1);
     }
 }
 
-/// The features of one row computed the plain way (no gathers, no reuse):
-/// the oracle [`compute_features`] is tested against.
-pub fn features_naive(
+/// Touches every cache line the feature loop will read (the embedding row
+/// and the packed signal row of each candidate) in a loop of independent
+/// loads, so the memory system fetches many lines at once instead of one
+/// miss per candidate stalling the arithmetic: a software prefetch without
+/// `unsafe`.
+#[inline(never)]
+fn warm(matrix: &[f32], dim: usize, rank_rows: &[RankRow], rows: &[ItemIdx]) {
+    const LINE: usize = 16; // f32 per 64-byte line
+    let mut acc = 0.0f32;
+    for &r in rows {
+        let start = r.index() * dim;
+        let mut off = 0;
+        while off < dim {
+            acc += matrix[start + off];
+            off += LINE;
+        }
+        acc += rank_rows[r.index()].ctr;
+    }
+    std::hint::black_box(acc);
+}
+
+/// The features of one row computed the plain way, through the public
+/// signal accessors (no packed rows, no per-request lists): the oracle
+/// [`compute_features`] is tested against.
+pub(crate) fn features_naive(
     ctx: &FeatureContext<'_>,
     row: ItemIdx,
     source_scores: &[f32],
@@ -257,7 +332,7 @@ pub fn features_naive(
     }
     let age = (ctx.at - ctx.catalog.listed_at()[row.index()]).max(0) as f32;
     f[FRESHNESS] = (-age / ctx.fresh_scale).exp();
-    f[PRICE_BAND] = ctx.price_band[row.index()];
+    f[PRICE_BAND] = ctx.rank_rows[row.index()].price_band;
     f[MERCHANT] = s.quality(row);
     f[TRENDING] = s.trending_scores()[row.index()];
     f[LIVE] = if ctx.catalog.contents_of(row).any(|c| s.is_on_air(c, ctx.at) == Some(true)) {

@@ -5,5 +5,5 @@ pub mod features;
 pub mod kernels;
 pub mod scorer;
 
-pub use features::{FEATURE_NAMES, FeatureContext, FeatureMatrix, compute_features};
+pub use features::{F, FEATURE_NAMES, FeatureMatrix, feature_index};
 pub use scorer::{Fusion, HeadWeights, LogisticScorer, MlpScorer, Scorer};

@@ -443,17 +443,25 @@ impl Fusion {
         ]
     }
 
-    /// `Π term ^ exponent`, computed as `exp(Σ exponent · ln term)`.
+    /// `Π term ^ exponent`. Exponents 0, 1, 2 and 0.5 (the common ones)
+    /// cost a multiply or a square root; others a `powf`.
     #[inline]
     pub fn value(&self, terms: &[f32; 7]) -> f32 {
-        let e = self.exponents();
-        let mut log = 0.0f32;
-        for i in 0..7 {
-            if e[i] != 0.0 {
-                log += e[i] * terms[i].ln();
-            }
+        let mut v = 1.0f32;
+        for (&t, w) in terms.iter().zip(self.exponents()) {
+            v *= if w == 0.0 {
+                1.0
+            } else if w == 1.0 {
+                t
+            } else if w == 2.0 {
+                t * t
+            } else if w == 0.5 {
+                t.sqrt()
+            } else {
+                t.powf(w)
+            };
         }
-        log.exp()
+        v
     }
 }
 

@@ -59,7 +59,12 @@ impl LexicalIndex {
     }
 
     /// The best `k` rows by BM25 over `terms` among those `keep` admits,
-    /// written into `out` as `(row, score)`, best first. `acc` is scratch.
+    /// written into `out` as `(row, score)`, best first.
+    ///
+    /// Posting lists are sorted by row, so the lists of the query's terms
+    /// are merged in one pass (no per-request map or sort of all matches)
+    /// and the matches stream through a top-k: `O(postings × terms)`.
+    /// `acc` is scratch for the cursors.
     pub fn search(
         &self,
         terms: &[String],
@@ -70,33 +75,100 @@ impl LexicalIndex {
     ) {
         out.clear();
         acc.clear();
+        if k == 0 {
+            return;
+        }
         let n = self.doc_len.len() as f32;
         let (k1, b) = (1.2f32, 0.75f32);
-        for term in terms {
-            let Some(list) = self.postings.get(term) else { continue };
-            let df = list.len() as f32;
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-            for &(r, tf) in list {
-                let tf = f32::from(tf);
-                let len = f32::from(self.doc_len[r as usize]);
-                let s = idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / self.avg_len));
-                acc.push((r, s));
+        // One cursor per distinct known term: (list, idf); `acc` holds the
+        // cursor positions as (position, idf).
+        let mut lists: Vec<&[(u32, u16)]> = Vec::with_capacity(terms.len());
+        for (i, term) in terms.iter().enumerate() {
+            if terms[..i].contains(term) {
+                continue;
+            }
+            if let Some(list) = self.postings.get(term) {
+                let df = list.len() as f32;
+                lists.push(list);
+                acc.push((0, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()));
             }
         }
-        acc.sort_unstable_by_key(|a| a.0);
-        let mut i = 0;
-        while i < acc.len() {
-            let r = acc[i].0;
-            let mut s = 0.0;
-            while i < acc.len() && acc[i].0 == r {
-                s += acc[i].1;
-                i += 1;
+        let mut heap: Vec<crate::rank::kernels::Scored> = Vec::with_capacity(2 * k);
+        let mut top = crate::rank::kernels::TopK::new(&mut heap, k);
+        loop {
+            // The smallest row under any cursor.
+            let mut row = u32::MAX;
+            for (list, &(pos, _)) in lists.iter().zip(acc.iter()) {
+                if let Some(&(r, _)) = list.get(pos as usize) {
+                    row = row.min(r);
+                }
             }
-            if keep(ItemIdx(r)) {
-                out.push((ItemIdx(r), s));
+            if row == u32::MAX {
+                break;
+            }
+            let len = f32::from(self.doc_len[row as usize]);
+            let norm = k1 * (1.0 - b + b * len / self.avg_len);
+            let mut score = 0.0;
+            for (list, cursor) in lists.iter().zip(acc.iter_mut()) {
+                if let Some(&(r, tf)) = list.get(cursor.0 as usize) {
+                    if r == row {
+                        let tf = f32::from(tf);
+                        score += cursor.1 * tf * (k1 + 1.0) / (tf + norm);
+                        cursor.0 += 1;
+                    }
+                }
+            }
+            if keep(ItemIdx(row)) {
+                top.push(ItemIdx(row), score);
             }
         }
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out.truncate(k);
+        top.finish();
+        out.extend(heap.iter().map(|s| (s.row, s.score)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{CatalogBuilder, Merchant, MerchantStatus, Product};
+    use crate::ids::{CategoryId, MerchantId, ProductId};
+
+    #[test]
+    fn bm25_ranks_rarer_and_denser_matches_first() {
+        let mut b = CatalogBuilder::new();
+        b.add_merchant(Merchant {
+            id: MerchantId(1),
+            experience: 1.0,
+            status: MerchantStatus::Active,
+        });
+        let titles = ["red wool scarf", "red red scarf", "blue scarf", "red mug", "plain mug"];
+        for (i, t) in titles.iter().enumerate() {
+            let id = ProductId(i as u64 + 1);
+            b.add_product(Product {
+                id,
+                category: CategoryId(1),
+                price: 1.0,
+                merchant: MerchantId(1),
+                stock: 1,
+                listed_at: 0,
+                title: Some((*t).into()),
+            });
+            b.add_embedding(id, &[1.0, i as f32]);
+        }
+        let idx = LexicalIndex::build(&b.build().unwrap());
+        let (mut acc, mut out) = (Vec::new(), Vec::new());
+        let q = tokenize("Red SCARF red");
+        idx.search(&q, 10, &|_| true, &mut acc, &mut out);
+        let rows: Vec<u32> = out.iter().map(|o| o.0.0).collect();
+        // Both terms: rows 0 and 1 (1 has "red" twice); then scarf-only
+        // (idf of scarf = idf of red here, the shorter title wins), then mug.
+        assert_eq!(rows[..2], [1, 0]);
+        assert_eq!(rows.len(), 4);
+        assert!(out.windows(2).all(|w| w[0].1 >= w[1].1));
+        // The filter and k apply.
+        idx.search(&q, 1, &|r| r.0 != 1, &mut acc, &mut out);
+        assert_eq!(out.iter().map(|o| o.0.0).collect::<Vec<_>>(), vec![0]);
+        idx.search(&tokenize("teapot"), 5, &|_| true, &mut acc, &mut out);
+        assert!(out.is_empty());
     }
 }
