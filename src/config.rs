@@ -105,7 +105,7 @@ pub struct SourceConfig {
     pub interest: usize,
     /// `similar`. Default 60.
     pub similar: usize,
-    /// Recent engaged products that seed `similar`. Default 4.
+    /// Recent engaged products that seed `similar`. Default 2.
     pub similar_seeds: usize,
     /// `content`. Default 60.
     pub content: usize,
@@ -130,7 +130,7 @@ impl Default for SourceConfig {
         SourceConfig {
             interest: 300,
             similar: 60,
-            similar_seeds: 4,
+            similar_seeds: 2,
             content: 60,
             search: 200,
             search_fusion: SearchFusion::default(),

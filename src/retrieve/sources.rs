@@ -247,23 +247,32 @@ impl CandidateSource for SearchSource {
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
-        let keep = |row: ItemIdx| ctx.admits(row);
+        // Category and price filters and exclusions are pushed down into the
+        // index (they can be restrictive); stock alone is left to the
+        // filter stage, which is cheaper than a check per scanned vector.
+        let pushed = |row: ItemIdx| {
+            let i = row.index();
+            !ctx.is_excluded(row)
+                && ctx.request.filters.admits(ctx.catalog.categories()[i], ctx.catalog.prices()[i])
+        };
+        let push_down = !ctx.request.filters.is_open() || !ctx.excluded.is_empty();
+        let filter: Option<RowFilter<'_>> = if push_down { Some(&pushed) } else { None };
         let mut semantic: Vec<Neighbor> = Vec::new();
         let mut part: Vec<Neighbor> = Vec::new();
         let mut lexical: Vec<(ItemIdx, f32)> = Vec::new();
         let mut acc = Vec::new();
         if ctx.query.is_some() || !ctx.terms.is_empty() {
             if let Some(q) = ctx.query {
-                ctx.index.search(q, self.k, Some(&keep), &mut semantic)?;
+                ctx.index.search(q, self.k, filter, &mut semantic)?;
             }
-            ctx.lexical.search(ctx.terms, self.k, &keep, &mut acc, &mut lexical);
+            ctx.lexical.search(ctx.terms, self.k, &pushed, &mut acc, &mut lexical);
         } else if ctx.surface() == Surface::Omni {
             let Some(p) = ctx.profile else { return Ok(()) };
             let n = p.searches().len();
             let mut terms: Vec<String> = Vec::new();
             for s in p.searches().skip(n.saturating_sub(self.intents)) {
                 if let Some(v) = &s.vector {
-                    ctx.index.search(v, self.k, Some(&keep), &mut part)?;
+                    ctx.index.search(v, self.k, filter, &mut part)?;
                     semantic.extend_from_slice(&part);
                 }
                 if let Some(t) = &s.text {
@@ -272,7 +281,7 @@ impl CandidateSource for SearchSource {
             }
             semantic.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
             semantic.dedup_by_key(|n| n.row);
-            ctx.lexical.search(&terms, self.k, &keep, &mut acc, &mut lexical);
+            ctx.lexical.search(&terms, self.k, &pushed, &mut acc, &mut lexical);
         }
         self.fusion.fuse(&semantic, &lexical, self.k, out);
         Ok(())
