@@ -530,24 +530,9 @@ impl Recommender {
         trace.scored = s.rows.len();
 
         // Features, heads, fusion.
-        s.lists.prepare(catalog, signals, profile, r.at);
-        let intents: Vec<&[f32]> = self.query_vectors(&s.query, req.surface, profile, r.has_query);
-        let fctx = FeatureContext {
-            catalog,
-            signals,
-            profile,
-            at: r.at,
-            rank_rows: &state.rank_rows,
-            fresh_scale: self.config.fresh_scale as f32,
-            queries: &intents,
-            lists: &s.lists,
-        };
-        compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
+        let searched = s.masks.iter().any(|&m| m & self.search_mask != 0);
+        let has_relevance = self.features_and_fusion(s, &state, req, &r, searched);
         let fusion = self.config.fusion.get(req.surface);
-        let has_relevance = r.has_query
-            || !intents.is_empty()
-            || s.masks.iter().any(|&m| m & self.search_mask != 0);
-        self.score_and_fuse(s, &state.rank_rows, fusion, has_relevance);
 
         // Rerank pool: the best by value, at least k.
         let pool_size = self.config.rerank_pool.max(req.k);
@@ -658,6 +643,42 @@ impl Recommender {
             .collect()
     }
 
+    /// Features of `s.rows`, then heads and fused values; returns whether
+    /// the request has anything to be relevant to (a query, search intents,
+    /// or `searched`: candidates from the search source).
+    fn features_and_fusion(
+        &self,
+        s: &mut Scratch,
+        state: &ServingState,
+        req: &FeedRequest,
+        r: &Resolved,
+        searched: bool,
+    ) -> bool {
+        let (catalog, signals) = (&*state.catalog, &*state.signals);
+        let profile = signals.profile(req.user);
+        s.lists.prepare(catalog, signals, profile, r.at);
+        let intents = self.query_vectors(&s.query, req.surface, profile, r.has_query);
+        let fctx = FeatureContext {
+            catalog,
+            signals,
+            profile,
+            at: r.at,
+            rank_rows: &state.rank_rows,
+            fresh_scale: self.config.fresh_scale as f32,
+            queries: &intents,
+            lists: &s.lists,
+        };
+        compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
+        let has_relevance = r.has_query || !intents.is_empty() || searched;
+        self.score_and_fuse(
+            s,
+            &state.rank_rows,
+            self.config.fusion.get(req.surface),
+            has_relevance,
+        );
+        has_relevance
+    }
+
     /// Runs the scorer over `s.features` into `s.heads` and fuses into
     /// `s.values`.
     fn score_and_fuse(
@@ -709,34 +730,13 @@ impl Recommender {
                 format!("row {} is outside the catalog of {}", bad.0, catalog.len()),
             ));
         }
-        let signals = &*state.signals;
-        let profile = signals.profile(req.user);
         s.rows.clear();
         s.rows.extend_from_slice(rows);
         s.src_scores.clear();
         s.src_scores.resize(rows.len() * SOURCE_SLOTS, 0.0);
         s.counts.clear();
         s.counts.resize(rows.len(), 0);
-        s.lists.prepare(catalog, signals, profile, r.at);
-        let intents = self.query_vectors(&s.query, req.surface, profile, r.has_query);
-        let fctx = FeatureContext {
-            catalog,
-            signals,
-            profile,
-            at: r.at,
-            rank_rows: &state.rank_rows,
-            fresh_scale: self.config.fresh_scale as f32,
-            queries: &intents,
-            lists: &s.lists,
-        };
-        compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
-        let has_relevance = r.has_query || !intents.is_empty();
-        self.score_and_fuse(
-            s,
-            &state.rank_rows,
-            self.config.fusion.get(req.surface),
-            has_relevance,
-        );
+        self.features_and_fusion(s, &state, req, &r, false);
         s.scored.clear();
         s.scored.extend(s.rows.iter().zip(&s.values).map(|(&row, &v)| Scored { row, score: v }));
         top_k_in_place(&mut s.scored, req.k);
