@@ -154,7 +154,7 @@ pub struct RecommenderConfig {
     /// 0 keeps them. Default 1,800.
     pub seen_window: i64,
     /// Candidates, best by fused value, the rerank stage chooses from
-    /// (at least `k` are always passed). Default 200.
+    /// (at least `k` are always passed). Default 150.
     pub rerank_pool: usize,
     /// Seconds over which the freshness feature decays to `1/e`. Default 7 days.
     pub fresh_scale: i64,
@@ -177,7 +177,7 @@ impl Default for RecommenderConfig {
         RecommenderConfig {
             sources: SourceConfig::default(),
             seen_window: 1_800,
-            rerank_pool: 200,
+            rerank_pool: 150,
             fresh_scale: 7 * 86_400,
             explore_max_age: 7 * 86_400,
             explore_min_rate: 0.3,

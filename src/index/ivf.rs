@@ -23,9 +23,9 @@ use std::sync::Arc;
 /// IVF build and search parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IvfParams {
-    /// Number of lists; 0 picks `4·√N` (at least 1). Default 0.
+    /// Number of lists; 0 picks `2·√N` (at least 1). Default 0.
     pub lists: usize,
-    /// Lists scanned per query (1..=lists). Default 32.
+    /// Lists scanned per query (1..=lists). Default 24.
     pub probes: usize,
     /// Rows sampled to train the centroids. Default 65,536.
     pub train_sample: usize,
@@ -37,7 +37,7 @@ pub struct IvfParams {
 
 impl Default for IvfParams {
     fn default() -> Self {
-        IvfParams { lists: 0, probes: 32, train_sample: 65_536, iterations: 8, seed: 42 }
+        IvfParams { lists: 0, probes: 24, train_sample: 65_536, iterations: 8, seed: 42 }
     }
 }
 
@@ -108,7 +108,7 @@ impl IvfIndex {
             return Err(Error::new(crate::ErrorKind::EmptyCatalog { what: "ivf index" }));
         }
         let lists = if params.lists == 0 {
-            ((4.0 * (n as f64).sqrt()) as usize).clamp(1, n)
+            ((2.0 * (n as f64).sqrt()) as usize).clamp(1, n)
         } else {
             params.lists.min(n)
         };
