@@ -129,11 +129,16 @@ impl CandidateBuf {
     /// Keeps each row once (its best score), best first, at most `k`: for
     /// sources that gather from several lists.
     pub fn sort_dedup(&mut self, k: usize) {
-        self.hits.sort_by(|a, b| a.row.cmp(&b.row).then(b.score.total_cmp(&a.score)));
-        self.hits.dedup_by_key(|n| n.row);
-        self.hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
-        self.hits.truncate(k);
+        best_per_row(&mut self.hits, k);
     }
+}
+
+/// Keeps each row of `hits` once (its best score), best first, at most `k`.
+pub(crate) fn best_per_row(hits: &mut Vec<Neighbor>, k: usize) {
+    hits.sort_by(|a, b| a.row.cmp(&b.row).then(b.score.total_cmp(&a.score)));
+    hits.dedup_by_key(|n| n.row);
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+    hits.truncate(k);
 }
 
 /// A source of candidates.
@@ -150,4 +155,20 @@ pub trait CandidateSource: Send + Sync + std::fmt::Debug {
     /// Writes candidates for `ctx` into `out` (empty on entry), best first.
     /// Must not return rows for which `ctx.is_excluded` is true.
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_per_row_removes_copies_a_score_sort_leaves_apart() {
+        // Row 1 found by two intents with different scores, row 2 between.
+        let n = |row, score| Neighbor { row: ItemIdx(row), score };
+        let mut hits = vec![n(1, 0.9), n(2, 0.5), n(1, 0.3)];
+        best_per_row(&mut hits, 10);
+        assert_eq!(hits, vec![n(1, 0.9), n(2, 0.5)]);
+        best_per_row(&mut hits, 1);
+        assert_eq!(hits, vec![n(1, 0.9)]);
+    }
 }

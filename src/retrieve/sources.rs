@@ -279,8 +279,9 @@ impl CandidateSource for SearchSource {
                     terms.extend(super::tokenize(t));
                 }
             }
-            semantic.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
-            semantic.dedup_by_key(|n| n.row);
+            // Several intents may find the same row: keep its best score
+            // (a score sort leaves a row's copies apart, so dedup by row).
+            super::best_per_row(&mut semantic, usize::MAX);
             ctx.lexical.search(&terms, self.k, &pushed, &mut acc, &mut lexical);
         }
         self.fusion.fuse(&semantic, &lexical, self.k, out);
