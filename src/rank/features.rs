@@ -211,12 +211,8 @@ impl RequestLists {
             self.affinity.extend(p.top_categories());
             self.due.extend(signals.due_purchases(p, at));
         }
-        for c in signals.live_streams() {
-            if signals.is_on_air(c, at) == Some(true) {
-                if let Some(rows) = catalog.content_products(c) {
-                    self.live.extend(rows);
-                }
-            }
+        for c in signals.on_air_rows(at) {
+            self.live.extend(catalog.content_product_rows(c).iter().map(|&r| ItemIdx(r)));
         }
         self.live.sort_unstable();
         self.live.dedup();

@@ -125,14 +125,11 @@ impl CandidateSource for ContentDriven {
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
         let s = ctx.signals;
-        for c in s.live_streams() {
-            if s.is_on_air(c, ctx.at) != Some(true) {
-                continue;
-            }
-            let m = s.live_momentum(c, ctx.at).unwrap_or(0.0);
-            if let Some(rows) = ctx.catalog.content_products(c) {
-                for r in rows.filter(|&r| ctx.admits(r)) {
-                    out.push(r, 1.0 + m / (1.0 + m));
+        for c in s.on_air_rows(ctx.at) {
+            let m = s.live_momentum_row(c, ctx.at);
+            for &r in ctx.catalog.content_product_rows(c) {
+                if ctx.admits(ItemIdx(r)) {
+                    out.push(ItemIdx(r), 1.0 + m / (1.0 + m));
                 }
             }
         }

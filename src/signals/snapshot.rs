@@ -590,12 +590,17 @@ impl Signals {
     /// for a video or before the start; `None` for unknown content.
     pub fn live_momentum(&self, id: ContentId, at: Timestamp) -> Option<f32> {
         let crow = self.shared.catalog.content_row(id)?;
+        Some(self.live_momentum_row(crow, at))
+    }
+
+    /// [`live_momentum`](Self::live_momentum) by content row.
+    pub(crate) fn live_momentum_row(&self, crow: u32, at: Timestamp) -> f32 {
         let (kind, starts, ends) = self.shared.catalog.content_times(crow);
         if kind != ContentKind::LiveStream || at < starts {
-            return Some(0.0);
+            return 0.0;
         }
         let live = &self.tables.live;
-        Some(match ends {
+        match ends {
             Some(end) if at >= end => {
                 let cfg = &self.shared.config.live;
                 let v = live.get(crow as usize, 0, 0, end)
@@ -603,7 +608,14 @@ impl Signals {
                 if v < 1e-6 { 0.0 } else { v }
             }
             _ => live.get(crow as usize, 0, 0, at),
-        })
+        }
+    }
+
+    /// Content rows of the live streams on air at `at` (from the streams
+    /// not ended at the snapshot time; no id lookups).
+    pub(crate) fn on_air_rows(&self, at: Timestamp) -> impl Iterator<Item = u32> + '_ {
+        let catalog = &self.shared.catalog;
+        self.derived.live.iter().copied().filter(move |&c| catalog.content_on_air(c, at))
     }
 
     /// `ctr · cvr` of every row scaled to `[0, 1]`: expected conversion
