@@ -73,6 +73,7 @@
 pub mod catalog;
 mod config;
 pub mod error;
+pub mod eval;
 pub mod ids;
 pub mod index;
 pub mod load;
@@ -83,6 +84,7 @@ pub mod rerank;
 pub mod retrieve;
 pub mod signals;
 pub mod synth;
+pub mod train;
 
 pub use catalog::{
     Catalog, CatalogBuilder, Content, ContentKind, Embeddings, Merchant, MerchantStatus, Product,

@@ -188,6 +188,67 @@ pub fn read_movielens(
     Ok((events, report))
 }
 
+#[derive(Debug, Deserialize)]
+struct MovieRow {
+    #[serde(rename = "movieId")]
+    movie: u64,
+    title: String,
+    genres: String,
+}
+
+/// The genres of MovieLens, in the order their category ids follow
+/// (`CategoryId(i + 1)`; `CategoryId(0)` is "(no genres listed)" or an
+/// unknown genre).
+pub const MOVIELENS_GENRES: [&str; 19] = [
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "IMAX",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+];
+
+/// One MovieLens film.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movie {
+    /// `movieId` as a product id.
+    pub id: ProductId,
+    /// The first listed genre as a category ([`MOVIELENS_GENRES`]).
+    pub category: CategoryId,
+    /// The title, with its year.
+    pub title: String,
+}
+
+/// Reads MovieLens `movies.csv` (`movieId,title,genres`, genres
+/// `|`-separated); a film's category is its first genre.
+pub fn read_movielens_movies(path: impl AsRef<Path>) -> Result<Vec<Movie>> {
+    let path = path.as_ref();
+    let mut out = Vec::new();
+    for_each_record(path, |r: MovieRow, _line| {
+        let first = r.genres.split('|').next().unwrap_or("");
+        let category = MOVIELENS_GENRES
+            .iter()
+            .position(|&g| g == first)
+            .map_or(CategoryId(0), |i| CategoryId(i as u32 + 1));
+        out.push(Movie { id: ProductId(r.movie), category, title: r.title });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// One row of omnifeed's event CSV.
 #[derive(Debug, Serialize, Deserialize)]
 struct EventRow {

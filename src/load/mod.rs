@@ -12,6 +12,7 @@
 //! | omnifeed events | [`read_events`] | CSV `at,user,target,target_id,kind,value` |
 //! | Taobao UserBehavior | [`read_taobao`] | CSV without header |
 //! | MovieLens ratings | [`read_movielens`] | `ratings.csv` with header |
+//! | MovieLens films | [`read_movielens_movies`] | `movies.csv` with header |
 //! | a whole world | [`read_dataset`] | a folder of the above, as [`synth`](crate::synth) writes it |
 
 mod catalog;
@@ -20,8 +21,8 @@ mod npy;
 
 pub use catalog::{ContentRow, read_catalog_dir, write_catalog_dir};
 pub use logs::{
-    LogOptions, LogReport, OutOfPeriod, TaobaoLog, read_events, read_movielens, read_taobao,
-    write_events,
+    LogOptions, LogReport, MOVIELENS_GENRES, Movie, OutOfPeriod, TaobaoLog, read_events,
+    read_movielens, read_movielens_movies, read_taobao, write_events,
 };
 pub use npy::{read_npy_ids, read_npy_matrix, write_npy_ids, write_npy_matrix};
 

@@ -170,6 +170,35 @@ impl LogisticScorer {
         Ok(LogisticScorer { w })
     }
 
+    /// From the `3 × (F + 1)` matrix (row-major, bias last) that
+    /// [`matrix`](Self::matrix) returns. Errors: another length or a
+    /// non-finite weight.
+    pub fn from_matrix(w: Vec<f32>) -> Result<Self> {
+        if w.len() != HEADS * (F + 1) {
+            return Err(Error::dimension("scorer matrix", HEADS * (F + 1), w.len()));
+        }
+        if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid_value(
+                "scorer matrix",
+                format_args!("head {} column {}", i / (F + 1), i % (F + 1)),
+                format!("weight is {}", w[i]),
+            ));
+        }
+        Ok(LogisticScorer { w })
+    }
+
+    /// The `3 × (F + 1)` weights, row-major, bias last: what
+    /// [`from_npy`](Self::from_npy) reads.
+    pub fn matrix(&self) -> &[f32] {
+        &self.w
+    }
+
+    /// Writes the weights as a `3 × (F + 1)` float32 `.npy` file, the file
+    /// [`from_npy`](Self::from_npy) loads.
+    pub fn write_npy(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::load::write_npy_matrix(path, F + 1, &self.w)
+    }
+
     /// The weights of head `h` (`F` weights then the bias).
     pub fn head(&self, h: usize) -> &[f32] {
         &self.w[h * (F + 1)..(h + 1) * (F + 1)]

@@ -1,0 +1,205 @@
+//! One call from a split log to a scored comparison: train, build the full
+//! pipeline, fit the baselines, replay. The `evaluate` example and the
+//! real-data tests both run this.
+
+use super::{
+    EvalConfig, EvalRun, ItemKnn, Method, MfMethod, Pipeline, Popularity, RecentPopularity,
+    SplitLog, catalog_from_log, evaluate,
+};
+use crate::catalog::Catalog;
+use crate::config::RecommenderConfig;
+use crate::error::Result;
+use crate::ids::{CategoryId, ProductId, Timestamp};
+use crate::index::{ExactIndex, IvfIndex, IvfParams, VectorIndex};
+use crate::rank::LogisticScorer;
+use crate::request::Surface;
+use crate::signals::{Event, SignalConfig, Signals};
+use crate::train::{AlsConfig, Factors, RankerTrainConfig, RankerTraining, fit_als, train_ranker};
+use crate::{Recommender, ServingState};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where the catalog comes from.
+#[derive(Debug, Clone)]
+pub enum CatalogSource {
+    /// A catalog with its own embeddings (omnifeed's data folder).
+    Given(Arc<Catalog>),
+    /// A log without one: these products (with categories and optional
+    /// titles) get ALS factors as embeddings ([`catalog_from_log`]).
+    FromLog {
+        /// Every product with its category.
+        items: Vec<(ProductId, CategoryId)>,
+        /// Titles where known.
+        titles: HashMap<ProductId, String>,
+    },
+}
+
+/// The vector index the pipeline retrieves with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexKind {
+    /// Exact scan.
+    Exact,
+    /// [`IvfIndex`] with default parameters.
+    Ivf,
+}
+
+/// Settings of [`run_experiment`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentConfig {
+    /// The replay and metrics.
+    pub eval: EvalConfig,
+    /// Embeddings (and the `als` method).
+    pub als: AlsConfig,
+    /// Learning the ranker's heads; `None` keeps the hand-set weights.
+    pub ranker: Option<RankerTrainConfig>,
+    /// The ranker learns on a split of the train events at this fraction:
+    /// signals and factors before it, labels after. Default 0.8.
+    pub ranker_fraction: f64,
+    /// Signal settings of the pipeline.
+    #[serde(skip)]
+    pub signals: SignalConfig,
+    /// The pipeline's config.
+    #[serde(skip)]
+    pub recommender: RecommenderConfig,
+    /// The surface asked. Default Feed.
+    pub surface: Surface,
+    /// The index. Default IVF.
+    pub index: IndexKind,
+    /// Half-life of `recent_popularity`, seconds. Default 1 day.
+    pub recent_half_life: i64,
+    /// Neighbours per product of `item_knn`. Default 100.
+    pub knn_neighbours: usize,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        ExperimentConfig {
+            eval: EvalConfig::default(),
+            als: AlsConfig::default(),
+            ranker: Some(RankerTrainConfig::default()),
+            ranker_fraction: 0.8,
+            signals: SignalConfig::default(),
+            recommender: RecommenderConfig::default(),
+            surface: Surface::Feed,
+            index: IndexKind::Ivf,
+            recent_half_life: 86_400,
+            knn_neighbours: 100,
+        }
+    }
+}
+
+/// What [`run_experiment`] produced.
+#[derive(Debug)]
+pub struct Experiment {
+    /// The scores and lists.
+    pub run: EvalRun,
+    /// The scorer the pipeline ran with.
+    pub scorer: LogisticScorer,
+    /// How the ranker was learned, if it was.
+    pub ranker: Option<RankerTraining>,
+    /// Seconds per phase.
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+fn build_catalog(source: &CatalogSource, factors: &Factors) -> Result<Arc<Catalog>> {
+    match source {
+        CatalogSource::Given(c) => Ok(Arc::clone(c)),
+        CatalogSource::FromLog { items, titles } => {
+            Ok(Arc::new(catalog_from_log(items, factors, titles)?))
+        }
+    }
+}
+
+fn build_index(catalog: &Catalog, kind: IndexKind) -> Result<Arc<dyn VectorIndex>> {
+    Ok(match kind {
+        IndexKind::Exact => Arc::new(ExactIndex::new(catalog.shared_embeddings())),
+        IndexKind::Ivf => {
+            Arc::new(IvfIndex::build(catalog.shared_embeddings(), IvfParams::default())?)
+        }
+    })
+}
+
+fn build_pipeline(
+    catalog: &Arc<Catalog>,
+    index: &Arc<dyn VectorIndex>,
+    history: &[Event],
+    cfg: &ExperimentConfig,
+    scorer: &LogisticScorer,
+) -> Result<Pipeline> {
+    let (signals, _) = Signals::from_events(Arc::clone(catalog), history, &cfg.signals)?;
+    let state = ServingState::new(Arc::clone(catalog), Arc::clone(index), Arc::new(signals))?;
+    let rec = Recommender::builder()
+        .config(cfg.recommender.clone())
+        .state(state)
+        .scorer(Box::new(scorer.clone()))
+        .build()?;
+    Ok(Pipeline::new(rec, cfg.surface))
+}
+
+/// Trains (embeddings where the catalog has none, then the ranker's heads on
+/// an inner split of the train events), builds the full pipeline, and
+/// evaluates it with `popularity`, `recent_popularity`, `item_knn` and `als`
+/// on `split` ([`evaluate`]). In each replay window the pipeline's signals
+/// and the baselines are rebuilt from the events before it; the embeddings
+/// and the ranker stay as trained.
+///
+/// Errors: from training (no events to learn from), the catalog, the index
+/// or [`evaluate`].
+pub fn run_experiment(
+    source: &CatalogSource,
+    split: &SplitLog,
+    cfg: &ExperimentConfig,
+) -> Result<Experiment> {
+    let mut timings = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
+        timings.push((name, clock.elapsed().as_secs_f64()));
+        clock = Instant::now();
+    };
+    let relevance = cfg.eval.relevance;
+
+    // The ranker: factors, signals and candidates from the first part of
+    // train, labels from the rest.
+    let mut scorer = LogisticScorer::from_weights(&cfg.recommender.scorer)?;
+    let mut ranker = None;
+    if let Some(rcfg) = &cfg.ranker {
+        let inner = super::Split::Fraction(cfg.ranker_fraction).apply(&split.train, &relevance)?;
+        let at: Timestamp = inner.at.unwrap_or(0);
+        let factors = fit_als(&inner.train, &cfg.als)?;
+        let catalog = build_catalog(source, &factors)?;
+        let index = build_index(&catalog, cfg.index)?;
+        let p = build_pipeline(&catalog, &index, &inner.train, cfg, &scorer)?;
+        let trained = train_ranker(
+            p.recommender(),
+            &inner.test,
+            at,
+            &RankerTrainConfig { relevance, surface: cfg.surface, ..rcfg.clone() },
+        )?;
+        scorer = trained.scorer.clone();
+        ranker = Some(trained);
+        lap("train ranker", &mut timings);
+    }
+
+    let factors = fit_als(&split.train, &cfg.als)?;
+    lap("als", &mut timings);
+    let catalog = build_catalog(source, &factors)?;
+    let index = build_index(&catalog, cfg.index)?;
+    lap("catalog and index", &mut timings);
+
+    let mut fit = |history: &[Event], at: Timestamp| -> Result<Vec<Box<dyn Method>>> {
+        let popular = Popularity::fit(history, &relevance);
+        Ok(vec![
+            Box::new(build_pipeline(&catalog, &index, history, cfg, &scorer)?),
+            Box::new(popular.clone()),
+            Box::new(RecentPopularity::fit(history, at, cfg.recent_half_life, &relevance)),
+            Box::new(ItemKnn::fit(history, &relevance, cfg.knn_neighbours)),
+            Box::new(MfMethod::new(factors.clone(), popular)),
+        ])
+    };
+    let run = evaluate(&catalog, split, &cfg.eval, &mut fit)?;
+    lap("replay", &mut timings);
+    Ok(Experiment { run, scorer, ranker, timings })
+}

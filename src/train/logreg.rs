@@ -1,0 +1,300 @@
+//! L2-regularized logistic regression by Newton's method, and the ranker's
+//! heads learned from a log with it.
+
+use crate::Recommender;
+use crate::error::{Error, Result};
+use crate::eval::{Level, Relevance};
+use crate::ids::{ProductId, Timestamp, UserId};
+use crate::rank::features::{F, feature_index};
+use crate::rank::scorer::{HEADS, HeadWeights, LogisticScorer};
+use crate::request::{FeedRequest, Surface};
+use crate::signals::Event;
+use nalgebra::{DMatrix, DVector};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Fits `P(y = 1 | x) = σ(w · x + b)` on `n = y.len()` rows of `x`
+/// (row-major, `dim` columns) by Newton's method (IRLS) on standardized
+/// columns, with penalty `l2 / 2 · |w|²` (the bias is not penalized), and
+/// returns `dim` weights then the bias, on the original scale. A constant
+/// column gets weight 0.
+///
+/// Errors: a shape mismatch, non-finite input, labels outside `{0, 1}`, or
+/// no rows ([`ErrorKind::InvalidValue`](crate::ErrorKind)).
+///
+/// ```
+/// use omnifeed::train::fit_logistic;
+/// // y = 1 exactly when x > 0.5, with some overlap.
+/// let x = [0.0, 0.2, 0.4, 0.6, 0.45, 0.55, 0.8, 1.0];
+/// let y = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+/// let w = fit_logistic(&x, &y, 1, 0.01, 50).unwrap();
+/// assert!(w[0] > 0.0);
+/// let boundary = -w[1] / w[0];
+/// assert!((boundary - 0.5).abs() < 0.1, "{boundary}");
+/// ```
+pub fn fit_logistic(
+    x: &[f32],
+    y: &[f32],
+    dim: usize,
+    l2: f32,
+    iterations: usize,
+) -> Result<Vec<f32>> {
+    let n = y.len();
+    let bad = |msg: String| Err(Error::invalid_value("training data", "fit_logistic", msg));
+    if n == 0 || dim == 0 || x.len() != n * dim {
+        return bad(format!("{} values for {n} rows of {dim} columns", x.len()));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return bad(format!("row {} column {} is {}", i / dim, i % dim, x[i]));
+    }
+    if let Some(i) = y.iter().position(|&v| v != 0.0 && v != 1.0) {
+        return bad(format!("label {i} is {}, not 0 or 1", y[i]));
+    }
+    if !(l2.is_finite() && l2 >= 0.0) {
+        return bad(format!("l2 is {l2}"));
+    }
+    // Standardize: mean and standard deviation per column.
+    let mut mean = vec![0.0f64; dim];
+    let mut sd = vec![0.0f64; dim];
+    for row in x.chunks_exact(dim) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += f64::from(v);
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    for row in x.chunks_exact(dim) {
+        for ((s, m), &v) in sd.iter_mut().zip(&mean).zip(row) {
+            *s += (f64::from(v) - m).powi(2);
+        }
+    }
+    sd.iter_mut().for_each(|s| *s = (*s / n as f64).sqrt());
+    let cols = dim + 1;
+    let z = |row: &[f32], out: &mut [f64]| {
+        for j in 0..dim {
+            out[j] = if sd[j] > 1e-12 { (f64::from(row[j]) - mean[j]) / sd[j] } else { 0.0 };
+        }
+        out[dim] = 1.0;
+    };
+    let mut w = DVector::<f64>::zeros(cols);
+    // Start the bias at the base rate's log-odds.
+    let rate = (y.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64).clamp(1e-6, 1.0 - 1e-6);
+    w[dim] = (rate / (1.0 - rate)).ln();
+    let mut zi = vec![0.0f64; cols];
+    for _ in 0..iterations.max(1) {
+        let mut h = DMatrix::<f64>::zeros(cols, cols);
+        let mut g = DVector::<f64>::zeros(cols);
+        for (row, &yi) in x.chunks_exact(dim).zip(y) {
+            z(row, &mut zi);
+            let s: f64 = zi.iter().zip(w.iter()).map(|(a, b)| a * b).sum();
+            let p = 1.0 / (1.0 + (-s).exp());
+            let r = p - f64::from(yi);
+            let v = (p * (1.0 - p)).max(1e-9);
+            for a in 0..cols {
+                g[a] += r * zi[a];
+                let va = v * zi[a];
+                for b in a..cols {
+                    h[(a, b)] += va * zi[b];
+                }
+            }
+        }
+        for a in 0..cols {
+            for b in 0..a {
+                h[(a, b)] = h[(b, a)];
+            }
+            if a < dim {
+                h[(a, a)] += f64::from(l2);
+                g[a] += f64::from(l2) * w[a];
+            } else {
+                h[(a, a)] += 1e-9;
+            }
+        }
+        let Some(ch) = h.cholesky() else { break };
+        let step = ch.solve(&g);
+        w -= &step;
+        if step.amax() < 1e-7 {
+            break;
+        }
+    }
+    // Back to the original scale.
+    let mut out = vec![0.0f32; cols];
+    let mut bias = w[dim];
+    for j in 0..dim {
+        if sd[j] > 1e-12 {
+            out[j] = (w[j] / sd[j]) as f32;
+            bias -= w[j] * mean[j] / sd[j];
+        }
+    }
+    out[dim] = bias as f32;
+    Ok(out)
+}
+
+/// Settings of [`train_ranker`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankerTrainConfig {
+    /// Candidates asked for per user (their features are the examples).
+    /// Default 400.
+    pub candidates: usize,
+    /// The surface the requests are made on. Default Feed.
+    pub surface: Surface,
+    /// L2 penalty on standardized weights. Default 1.
+    pub l2: f32,
+    /// Newton iterations at most. Default 30.
+    pub iterations: usize,
+    /// A head with fewer positive examples keeps its prior weights.
+    /// Default 20.
+    pub min_positives: usize,
+    /// How events map to levels (ratings in particular).
+    pub relevance: Relevance,
+}
+
+impl Default for RankerTrainConfig {
+    fn default() -> Self {
+        RankerTrainConfig {
+            candidates: 400,
+            surface: Surface::Feed,
+            l2: 1.0,
+            iterations: 30,
+            min_positives: 20,
+            relevance: Relevance::default(),
+        }
+    }
+}
+
+/// What [`train_ranker`] learned from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankerTraining {
+    /// The learned heads (a head without enough positives keeps the prior).
+    pub scorer: LogisticScorer,
+    /// Requests made.
+    pub requests: usize,
+    /// Examples (candidates with features).
+    pub examples: usize,
+    /// Positive examples per head (pCTR, pCVR, engagement).
+    pub positives: [usize; HEADS],
+    /// Whether each head was fitted (else it kept the prior).
+    pub fitted: [bool; HEADS],
+}
+
+/// Learns the ranker's three logistic heads from a log.
+///
+/// `rec` must serve signals built from events **before** `at`; `labels`
+/// are the events from `at` on. Every user with a labelled product event
+/// gets one request at `at` for `candidates` items: the retrieved and
+/// scored candidates, with their features as the ranking stage sees them,
+/// are the examples (impressions, where the log has none). A candidate's
+/// labels come from the user's strongest later event on it: pCTR learns
+/// "at least a click", engagement "at least a like/favourite/cart", pCVR
+/// "an order" (or a positive rating).
+///
+/// Errors: no request could be made (no labelled user), or a request
+/// failed.
+pub fn train_ranker(
+    rec: &Recommender,
+    labels: &[Event],
+    at: Timestamp,
+    cfg: &RankerTrainConfig,
+) -> Result<RankerTraining> {
+    let mut best: HashMap<(UserId, ProductId), Level> = HashMap::new();
+    for e in labels.iter().filter(|e| e.at >= at) {
+        if let (crate::signals::Target::Product(p), Some(level)) =
+            (e.target, cfg.relevance.level(&e.kind))
+        {
+            let l = best.entry((e.user, p)).or_insert(level);
+            *l = (*l).max(level);
+        }
+    }
+    let mut users: Vec<UserId> = best.keys().map(|k| k.0).collect();
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return Err(Error::invalid_value(
+            "labels",
+            "train_ranker",
+            format!("no product event at or after {at} to learn from"),
+        ));
+    }
+    let reqs: Vec<FeedRequest> = users
+        .iter()
+        .map(|&u| FeedRequest::new(u).k(cfg.candidates).at(at).surface(cfg.surface))
+        .collect();
+    let feeds = rec.recommend_batch(&reqs);
+    let mut x: Vec<f32> = Vec::new();
+    let mut y: [Vec<f32>; HEADS] = [Vec::new(), Vec::new(), Vec::new()];
+    for (&user, feed) in users.iter().zip(feeds) {
+        let feed = feed?;
+        for item in &feed.items {
+            let mut row = [0.0f32; F];
+            for nv in &item.explanation.features {
+                if let Some(c) = feature_index(nv.name) {
+                    row[c] = nv.value;
+                }
+            }
+            x.extend_from_slice(&row);
+            let level = best.get(&(user, item.product)).copied();
+            let at_least = |l: Level| if level.is_some_and(|v| v >= l) { 1.0 } else { 0.0 };
+            y[0].push(at_least(Level::Click));
+            y[1].push(at_least(Level::Order));
+            y[2].push(at_least(Level::Engage));
+        }
+    }
+    let examples = y[0].len();
+    let prior = LogisticScorer::from_weights(&HeadWeights::default())?;
+    let mut w = Vec::with_capacity(HEADS * (F + 1));
+    let mut positives = [0; HEADS];
+    let mut fitted = [false; HEADS];
+    for h in 0..HEADS {
+        positives[h] = y[h].iter().filter(|&&v| v > 0.0).count();
+        if examples > 0 && positives[h] >= cfg.min_positives && positives[h] < examples {
+            w.extend(fit_logistic(&x, &y[h], F, cfg.l2, cfg.iterations)?);
+            fitted[h] = true;
+        } else {
+            w.extend_from_slice(prior.head(h));
+        }
+    }
+    Ok(RankerTraining {
+        scorer: LogisticScorer::from_matrix(w)?,
+        requests: users.len(),
+        examples,
+        positives,
+        fitted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separable_direction_and_constant_columns() {
+        // Column 0 decides, column 1 is constant, column 2 is noise.
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..200 {
+            let a = (i % 20) as f32 / 20.0;
+            let noise = ((i * 7919) % 13) as f32 / 13.0;
+            x.extend_from_slice(&[a, 3.0, noise]);
+            y.push(if a + 0.1 * noise > 0.55 { 1.0 } else { 0.0 });
+        }
+        let w = fit_logistic(&x, &y, 3, 0.1, 50).unwrap();
+        assert!(w[0] > 5.0, "{w:?}");
+        assert_eq!(w[1], 0.0);
+        // Predictions agree with the labels on most rows.
+        let right = x
+            .chunks_exact(3)
+            .zip(&y)
+            .filter(|(r, &t)| {
+                let s = w[3] + w[0] * r[0] + w[1] * r[1] + w[2] * r[2];
+                (s > 0.0) == (t > 0.5)
+            })
+            .count();
+        assert!(right >= 190, "{right}");
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(fit_logistic(&[], &[], 1, 1.0, 10).is_err());
+        assert!(fit_logistic(&[1.0, 2.0], &[1.0], 1, 1.0, 10).is_err());
+        assert!(fit_logistic(&[f32::NAN], &[1.0], 1, 1.0, 10).is_err());
+        assert!(fit_logistic(&[1.0], &[0.5], 1, 1.0, 10).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! Learning from logs: product and user embeddings by implicit ALS, and the
+//! ranker's logistic heads from logged interactions.
+//!
+//! Real logs such as Taobao UserBehavior or MovieLens carry no embeddings;
+//! [`fit_als`] learns them, deterministically for a seed, so that such a
+//! log can stand up the whole pipeline ([`eval::catalog_from_log`]
+//! (crate::eval::catalog_from_log)). [`train_ranker`] then replaces the
+//! hand-set head weights with ones learned from what users did with the
+//! pipeline's own candidates, and writes them in the `.npy` layout
+//! [`LogisticScorer::from_npy`](crate::rank::LogisticScorer::from_npy)
+//! loads.
+
+mod als;
+mod logreg;
+
+pub use als::{AlsConfig, Factors, fit_als};
+pub use logreg::{RankerTrainConfig, RankerTraining, fit_logistic, train_ranker};
