@@ -7,7 +7,7 @@
 //!     [--split 0.8 | --split-at UNIX | --split last]
 //!     [--target click|engage|order] [--steps N] [--exclude-known true|false]
 //!     [--factors 32] [--index ivf|exact] [--config recommender.toml]
-//!     [--weights-out heads.npy] [--no-train-ranker]
+//!     [--weights-out heads.npy] [--no-train-ranker] [--cold skip|category-mean] [--l2 1]
 //! ```
 //!
 //! Without `--data` it runs on the shipped `data/` sample (omnifeed format).
@@ -22,8 +22,8 @@
 //! and above, a user's rated films excluded; omnifeed like Taobao.
 
 use omnifeed::eval::{
-    CatalogSource, ExperimentConfig, IndexKind, Level, Relevance, Split, SplitLog, ndcg_chart_svg,
-    run_experiment,
+    CatalogSource, ColdItems, ExperimentConfig, IndexKind, Level, Relevance, Split, SplitLog,
+    ndcg_chart_svg, run_experiment,
 };
 use omnifeed::load::{
     LogOptions, read_dataset, read_events, read_movielens, read_movielens_movies, read_taobao,
@@ -58,6 +58,8 @@ struct Args {
     config: Option<PathBuf>,
     weights_out: Option<PathBuf>,
     train_ranker: bool,
+    cold: ColdItems,
+    l2: Option<f32>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -78,6 +80,8 @@ fn parse_args() -> Result<Args, String> {
         config: None,
         weights_out: None,
         train_ranker: true,
+        cold: ColdItems::Skip,
+        l2: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -95,7 +99,9 @@ fn parse_args() -> Result<Args, String> {
                     "movielens" => Format::MovieLens,
                     "omnifeed" => Format::Omnifeed,
                     _ => {
-                        return Err(format!("--format {v}: expected taobao, movielens or omnifeed"));
+                        return Err(format!(
+                            "--format {v}: expected taobao, movielens or omnifeed"
+                        ));
                     }
                 })
             }
@@ -124,6 +130,14 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--config" => a.config = Some(v.into()),
+            "--l2" => a.l2 = Some(num(&v)? as f32),
+            "--cold" => {
+                a.cold = match v.as_str() {
+                    "skip" => ColdItems::Skip,
+                    "category-mean" => ColdItems::CategoryMean,
+                    _ => return Err(format!("--cold {v}: expected skip or category-mean")),
+                }
+            }
             "--weights-out" => a.weights_out = Some(v.into()),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -140,10 +154,10 @@ struct Loaded {
     source: CatalogSource,
 }
 
-fn movies_beside(
-    path: &Path,
-) -> Result<(Vec<(ProductId, CategoryId)>, HashMap<ProductId, String>), Box<dyn std::error::Error>>
-{
+/// Products with categories, and titles.
+type Items = (Vec<(ProductId, CategoryId)>, HashMap<ProductId, String>);
+
+fn movies_beside(path: &Path) -> Result<Items, Box<dyn std::error::Error>> {
     let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
     let movies = read_movielens_movies(dir.join("movies.csv"))?;
     let items = movies.iter().map(|m| (m.id, m.category)).collect();
@@ -270,17 +284,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         split.at.map_or(" (per user)".to_string(), |t| format!(", at {t}"))
     );
 
-    let mut cfg = ExperimentConfig::default();
+    let mut cfg = match format {
+        Format::MovieLens => ExperimentConfig::movielens(),
+        Format::Taobao | Format::Omnifeed => ExperimentConfig::taobao(),
+    };
     cfg.eval.relevance = relevance;
-    cfg.eval.exclude_known = args.exclude_known.unwrap_or(format == Format::MovieLens);
+    if let Some(x) = args.exclude_known {
+        cfg.eval.exclude_known = x;
+    }
     cfg.eval.replay_steps = args.steps.max(1);
     cfg.eval.progress = true;
     cfg.index = args.index;
+    cfg.cold_items = args.cold;
     if let Some(f) = args.factors {
         cfg.als.factors = f;
     }
-    if format == Format::MovieLens {
-        cfg.recent_half_life = 30 * 86_400;
+    if let (Some(l2), Some(r)) = (args.l2, cfg.ranker.as_mut()) {
+        r.l2 = l2;
     }
     if !args.train_ranker {
         cfg.ranker = None;
@@ -297,6 +317,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "ranker: {} requests, {} examples, positives {:?} (pCTR, pCVR, engagement), fitted {:?}",
             r.requests, r.examples, r.positives, r.fitted
         );
+    }
+    for (h, head) in ["pCTR", "pCVR", "engagement"].iter().enumerate() {
+        let w = exp.scorer.head(h);
+        let mut named: Vec<(&str, f32)> =
+            omnifeed::rank::FEATURE_NAMES.iter().copied().zip(w.iter().copied()).collect();
+        named.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        let top: Vec<String> = named.iter().take(6).map(|(n, v)| format!("{n} {v:+.2}")).collect();
+        println!("  {head:>10}: bias {:+.2}, {}", w[w.len() - 1], top.join(", "));
     }
     for (phase, secs) in &exp.timings {
         println!("  {phase}: {secs:.1} s");

@@ -3,8 +3,8 @@
 //! real-data tests both run this.
 
 use super::{
-    EvalConfig, EvalRun, ItemKnn, Method, MfMethod, Pipeline, Popularity, RecentPopularity,
-    SplitLog, catalog_from_log, evaluate,
+    ColdItems, EvalConfig, EvalRun, ItemKnn, Method, MfMethod, Pipeline, Popularity,
+    RecentPopularity, SplitLog, catalog_from_log, evaluate,
 };
 use crate::catalog::Catalog;
 use crate::config::RecommenderConfig;
@@ -55,8 +55,10 @@ pub struct ExperimentConfig {
     pub als: AlsConfig,
     /// Learning the ranker's heads; `None` keeps the hand-set weights.
     pub ranker: Option<RankerTrainConfig>,
-    /// The ranker learns on a split of the train events at this fraction:
-    /// signals and factors before it, labels after. Default 0.8.
+    /// The ranker learns on a split of the train events of the same kind as
+    /// the evaluated one: for a global split, at this fraction of the train
+    /// events (signals and factors before it, labels after); for a per-user
+    /// split, by leaving each user's last train event out. Default 0.8.
     pub ranker_fraction: f64,
     /// Signal settings of the pipeline.
     #[serde(skip)]
@@ -72,6 +74,8 @@ pub struct ExperimentConfig {
     pub recent_half_life: i64,
     /// Neighbours per product of `item_knn`. Default 100.
     pub knn_neighbours: usize,
+    /// Products without a factor, for catalogs built from a log.
+    pub cold_items: ColdItems,
 }
 
 impl Default for ExperimentConfig {
@@ -87,7 +91,35 @@ impl Default for ExperimentConfig {
             index: IndexKind::Ivf,
             recent_half_life: 86_400,
             knn_neighbours: 100,
+            cold_items: ColdItems::Skip,
         }
+    }
+}
+
+impl ExperimentConfig {
+    /// For e-commerce logs such as Taobao UserBehavior (and omnifeed's own):
+    /// relevant = a click and above, nothing excluded (viewing a product
+    /// again is much of what shoppers do), recent popularity over a day.
+    pub fn taobao() -> Self {
+        ExperimentConfig::default()
+    }
+
+    /// For MovieLens ratings: relevant = a rating of 4 and above, a user's
+    /// rated films excluded (nobody rates a film twice), and the signals'
+    /// time scale of a film catalog, whose popularity lives for years
+    /// rather than days: counters on a day, a month and a year (rates and
+    /// trending on the year), long-term interest on a year, recent
+    /// popularity over a month.
+    pub fn movielens() -> Self {
+        let mut cfg = ExperimentConfig::default();
+        cfg.eval.relevance =
+            super::Relevance { min_level: super::Level::Order, positive_rating: 4.0 };
+        cfg.eval.exclude_known = true;
+        cfg.recent_half_life = 30 * 86_400;
+        cfg.signals.half_lives = vec![86_400, 30 * 86_400, 365 * 86_400];
+        cfg.signals.rate_half_life = 2;
+        cfg.signals.profiles.long_half_life = 365 * 86_400;
+        cfg
     }
 }
 
@@ -104,11 +136,15 @@ pub struct Experiment {
     pub timings: Vec<(&'static str, f64)>,
 }
 
-fn build_catalog(source: &CatalogSource, factors: &Factors) -> Result<Arc<Catalog>> {
+fn build_catalog(
+    source: &CatalogSource,
+    factors: &Factors,
+    cold: ColdItems,
+) -> Result<Arc<Catalog>> {
     match source {
         CatalogSource::Given(c) => Ok(Arc::clone(c)),
         CatalogSource::FromLog { items, titles } => {
-            Ok(Arc::new(catalog_from_log(items, factors, titles)?))
+            Ok(Arc::new(catalog_from_log(items, factors, titles, cold)?))
         }
     }
 }
@@ -166,10 +202,16 @@ pub fn run_experiment(
     let mut scorer = LogisticScorer::from_weights(&cfg.recommender.scorer)?;
     let mut ranker = None;
     if let Some(rcfg) = &cfg.ranker {
-        let inner = super::Split::Fraction(cfg.ranker_fraction).apply(&split.train, &relevance)?;
-        let at: Timestamp = inner.at.unwrap_or(0);
+        // The inner split mirrors the outer one, so the heads learn the
+        // task they are evaluated on.
+        let how = match split.at {
+            Some(_) => super::Split::Fraction(cfg.ranker_fraction),
+            None => super::Split::LeaveLastOut,
+        };
+        let inner = how.apply(&split.train, &relevance)?;
+        let at: Timestamp = inner.at.unwrap_or_else(|| inner.train.last().map_or(0, |e| e.at) + 1);
         let factors = fit_als(&inner.train, &cfg.als)?;
-        let catalog = build_catalog(source, &factors)?;
+        let catalog = build_catalog(source, &factors, cfg.cold_items)?;
         let index = build_index(&catalog, cfg.index)?;
         let p = build_pipeline(&catalog, &index, &inner.train, cfg, &scorer)?;
         let trained = train_ranker(
@@ -185,7 +227,7 @@ pub fn run_experiment(
 
     let factors = fit_als(&split.train, &cfg.als)?;
     lap("als", &mut timings);
-    let catalog = build_catalog(source, &factors)?;
+    let catalog = build_catalog(source, &factors, cfg.cold_items)?;
     let index = build_index(&catalog, cfg.index)?;
     lap("catalog and index", &mut timings);
 

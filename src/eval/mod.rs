@@ -36,7 +36,7 @@ mod split;
 
 pub use baselines::{ItemKnn, MfMethod, Popularity, RecentPopularity};
 pub use experiment::{CatalogSource, Experiment, ExperimentConfig, IndexKind, run_experiment};
-pub use pipeline::{Pipeline, catalog_from_log};
+pub use pipeline::{ColdItems, Pipeline, catalog_from_log};
 pub use plot::ndcg_chart_svg;
 pub use split::{Level, Relevance, Split, SplitLog};
 
@@ -338,6 +338,10 @@ fn users_touched(catalog: &Catalog, history: &[Event]) -> (Vec<u32>, usize) {
     (touched, users)
 }
 
+/// What [`evaluate`] calls to fit the methods on a window's history:
+/// `(events before the window, the window's start) → methods`.
+pub type FitMethods<'a> = dyn FnMut(&[Event], Timestamp) -> Result<Vec<Box<dyn Method>>> + 'a;
+
 /// Runs the protocol of the [module docs](self) and scores every method
 /// `fit` returns. `fit(history, at)` is called once per replay window with
 /// every event before the window (sorted by time) and the window's start;
@@ -350,7 +354,7 @@ pub fn evaluate(
     catalog: &Catalog,
     split: &SplitLog,
     cfg: &EvalConfig,
-    fit: &mut dyn FnMut(&[Event], Timestamp) -> Result<Vec<Box<dyn Method>>>,
+    fit: &mut FitMethods<'_>,
 ) -> Result<EvalRun> {
     cfg.validate()?;
     let (touched, train_users) = users_touched(catalog, &split.train);
@@ -372,8 +376,12 @@ pub fn evaluate(
             }
         }
         None => {
+            // Per-user splits ask everyone at the end of the history: the
+            // methods are fitted on all of it (other users' later events
+            // included), and a time-aware method asked at an earlier time
+            // would read a snapshot from its future.
             let fit_at = split.train.last().map_or(0, |e| e.at) + 1;
-            windows.push((0, split.test.len(), None, fit_at));
+            windows.push((0, split.test.len(), Some(fit_at), fit_at));
         }
     }
 

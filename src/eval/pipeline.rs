@@ -58,22 +58,36 @@ impl Method for Pipeline {
     }
 }
 
-/// A catalog for a log without one (Taobao UserBehavior, MovieLens): every
-/// product of `items` with its category and optional title, one neutral
-/// placeholder merchant, no price (0), in stock, listed at time 0, and its
-/// learned factor as embedding.
+/// What [`catalog_from_log`] does with a product that has no factor
+/// (nobody touched it in the training events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColdItems {
+    /// Leave it out of the catalog: with no content embedding there is
+    /// nothing to place it by, and a collaborative-filtering embedding
+    /// invented for it only crowds retrieval. No baseline can recommend
+    /// it either.
+    #[default]
+    Skip,
+    /// Give it the mean factor of its category's products (where the
+    /// category has none, a fixed pseudo-random direction from its id): the
+    /// content-free cold start. Measured to crowd out trained products when
+    /// many are cold (BENCHMARKS.md).
+    CategoryMean,
+}
+
+/// A catalog for a log without one (Taobao UserBehavior, MovieLens): the
+/// products of `items` with their category and optional title, one neutral
+/// placeholder merchant, no price (0), in stock, listed at time 0, and the
+/// learned factor as embedding; products without a factor as `cold` says.
 ///
-/// A product without a factor (nobody touched it in training) gets the mean
-/// factor of its category's products, the usual content-free cold start;
-/// where the category has none either, a fixed pseudo-random direction
-/// derived from its id.
-///
-/// Errors: an empty or duplicated item list, as
+/// Errors: no product left, or a duplicated one, as
 /// [`CatalogBuilder::build`].
 pub fn catalog_from_log(
     items: &[(ProductId, CategoryId)],
     factors: &Factors,
     titles: &HashMap<ProductId, String>,
+    cold: ColdItems,
 ) -> Result<Catalog> {
     let d = factors.dim();
     let usable = |v: &[f32]| v.iter().any(|&x| x != 0.0) && v.iter().all(|x| x.is_finite());
@@ -89,6 +103,10 @@ pub fn catalog_from_log(
     b.add_merchant(Merchant { id: MerchantId(0), experience: 0.5, status: MerchantStatus::Active });
     let mut v = vec![0.0f32; d];
     for &(id, category) in items {
+        let trained = factors.item_vector(id).is_some_and(usable);
+        if !trained && cold == ColdItems::Skip {
+            continue;
+        }
         b.add_product(Product {
             id,
             category,

@@ -153,7 +153,7 @@ pub fn fit_als(events: &[Event], cfg: &AlsConfig) -> Result<Factors> {
     for e in events {
         let Target::Product(p) = e.target else { continue };
         let w = cfg.weights.weight(&e.kind);
-        if !(w > 0.0) {
+        if w.is_nan() || w <= 0.0 {
             continue;
         }
         let u = *user_rows.entry(e.user).or_insert_with(|| {

@@ -67,7 +67,15 @@ pub fn fit_logistic(
             *s += (f64::from(v) - m).powi(2);
         }
     }
-    sd.iter_mut().for_each(|s| *s = (*s / n as f64).sqrt());
+    // A column whose spread is float noise around a constant (a neutral
+    // merchant score everywhere) is constant: standardizing it would blow
+    // its noise up into a feature.
+    for (s, m) in sd.iter_mut().zip(&mean) {
+        *s = (*s / n as f64).sqrt();
+        if *s <= 1e-6 * m.abs().max(1.0) {
+            *s = 0.0;
+        }
+    }
     let cols = dim + 1;
     let z = |row: &[f32], out: &mut [f64]| {
         for j in 0..dim {
@@ -80,6 +88,18 @@ pub fn fit_logistic(
     let rate = (y.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64).clamp(1e-6, 1.0 - 1e-6);
     w[dim] = (rate / (1.0 - rate)).ln();
     let mut zi = vec![0.0f64; cols];
+    // The penalized negative log-likelihood, for the step-size safeguard.
+    let objective = |w: &DVector<f64>, zi: &mut [f64]| -> f64 {
+        let mut loss = 0.0;
+        for (row, &yi) in x.chunks_exact(dim).zip(y) {
+            z(row, zi);
+            let s: f64 = zi.iter().zip(w.iter()).map(|(a, b)| a * b).sum();
+            // log(1 + e^s) − y s, computed stably.
+            loss += s.max(0.0) + (-s.abs()).exp().ln_1p() - f64::from(yi) * s;
+        }
+        loss + 0.5 * f64::from(l2) * w.iter().take(dim).map(|v| v * v).sum::<f64>()
+    };
+    let mut current = objective(&w, &mut zi);
     for _ in 0..iterations.max(1) {
         let mut h = DMatrix::<f64>::zeros(cols, cols);
         let mut g = DVector::<f64>::zeros(cols);
@@ -110,8 +130,21 @@ pub fn fit_logistic(
         }
         let Some(ch) = h.cholesky() else { break };
         let step = ch.solve(&g);
-        w -= &step;
-        if step.amax() < 1e-7 {
+        // Damped Newton: halve the step until the objective does not rise.
+        let mut t = 1.0;
+        let mut moved = false;
+        for _ in 0..30 {
+            let trial = &w - &step * t;
+            let value = objective(&trial, &mut zi);
+            if value.is_finite() && value <= current {
+                w = trial;
+                current = value;
+                moved = true;
+                break;
+            }
+            t *= 0.5;
+        }
+        if !moved || step.amax() * t < 1e-7 {
             break;
         }
     }
@@ -141,7 +174,7 @@ pub struct RankerTrainConfig {
     /// Newton iterations at most. Default 30.
     pub iterations: usize,
     /// A head with fewer positive examples keeps its prior weights.
-    /// Default 20.
+    /// Default 200.
     pub min_positives: usize,
     /// How events map to levels (ratings in particular).
     pub relevance: Relevance,
@@ -154,7 +187,7 @@ impl Default for RankerTrainConfig {
             surface: Surface::Feed,
             l2: 1.0,
             iterations: 30,
-            min_positives: 20,
+            min_positives: 200,
             relevance: Relevance::default(),
         }
     }
@@ -177,8 +210,9 @@ pub struct RankerTraining {
 
 /// Learns the ranker's three logistic heads from a log.
 ///
-/// `rec` must serve signals built from events **before** `at`; `labels`
-/// are the events from `at` on. Every user with a labelled product event
+/// `rec` must serve signals built from the events before the labels;
+/// `labels` are what users did next (the test side of a split of the
+/// training log), and the requests are made at `at`. Every user with a labelled product event
 /// gets one request at `at` for `candidates` items: the retrieved and
 /// scored candidates, with their features as the ranking stage sees them,
 /// are the examples (impressions, where the log has none). A candidate's
@@ -195,7 +229,7 @@ pub fn train_ranker(
     cfg: &RankerTrainConfig,
 ) -> Result<RankerTraining> {
     let mut best: HashMap<(UserId, ProductId), Level> = HashMap::new();
-    for e in labels.iter().filter(|e| e.at >= at) {
+    for e in labels {
         if let (crate::signals::Target::Product(p), Some(level)) =
             (e.target, cfg.relevance.level(&e.kind))
         {
@@ -210,7 +244,7 @@ pub fn train_ranker(
         return Err(Error::invalid_value(
             "labels",
             "train_ranker",
-            format!("no product event at or after {at} to learn from"),
+            "no labelled product event to learn from",
         ));
     }
     let reqs: Vec<FeedRequest> = users
@@ -282,7 +316,7 @@ mod tests {
         let right = x
             .chunks_exact(3)
             .zip(&y)
-            .filter(|(r, &t)| {
+            .filter(|&(r, &t)| {
                 let s = w[3] + w[0] * r[0] + w[1] * r[1] + w[2] * r[2];
                 (s > 0.0) == (t > 0.5)
             })

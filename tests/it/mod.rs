@@ -1,6 +1,7 @@
 mod ann;
 mod bad_input;
 mod data;
+mod eval;
 mod feed;
 mod signals;
 mod surfaces;
