@@ -361,7 +361,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         for (user, _, items) in &lists.lists {
             let ids: Vec<u64> = items.iter().map(|p| p.0).collect();
-            writeln!(out, "{}", serde_json::json!({"user": user.0, "items": ids}))?;
+            // Written by hand to keep the documented key order.
+            writeln!(out, "{{\"user\": {}, \"items\": {}}}", user.0, serde_json::to_string(&ids)?)?;
         }
         println!("wrote {} ({} lines)", path.display(), lists.lists.len());
     }

@@ -15,12 +15,14 @@
 //! | type | role |
 //! |---|---|
 //! | [`Catalog`], [`CatalogBuilder`] | products, merchants, content, embeddings; validated once |
-//! | [`index::VectorIndex`] | [`index::HnswIndex`] (approximate) and [`index::ExactIndex`] (oracle) |
+//! | [`index::VectorIndex`] | [`index::IvfIndex`], [`index::HnswIndex`] (approximate) and [`index::ExactIndex`] (oracle) |
 //! | [`signals::SignalStore`], [`Signals`] | events → decayed counters, smoothed rates, profiles, governance; published as snapshots |
 //! | [`retrieve::CandidateSource`] | the candidate sources; implement it to add one |
 //! | [`Recommender`] | orchestration: `Send + Sync`, `&self` queries, atomic state swap |
 //! | [`load`] | streaming readers: catalog CSV/JSONL, `.npy`, Taobao, MovieLens |
 //! | [`synth`] | a seeded synthetic world for tests, examples and benches |
+//! | [`eval`] | offline evaluation: splits, replay, metrics, baselines, [`eval::run_experiment`] |
+//! | [`train`] | implicit ALS embeddings and the ranker's heads learned from a log |
 //!
 //! # Usage
 //!

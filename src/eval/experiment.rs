@@ -116,7 +116,7 @@ impl ExperimentConfig {
             super::Relevance { min_level: super::Level::Order, positive_rating: 4.0 };
         cfg.eval.exclude_known = true;
         cfg.recent_half_life = 30 * 86_400;
-        cfg.signals.half_lives = vec![86_400, 30 * 86_400, 365 * 86_400];
+        cfg.signals.half_lives = vec![86_400, 365 * 86_400, 3_650 * 86_400];
         cfg.signals.rate_half_life = 2;
         cfg.signals.profiles.long_half_life = 365 * 86_400;
         cfg

@@ -3,8 +3,8 @@
 //!
 //! Real logs such as Taobao UserBehavior or MovieLens carry no embeddings;
 //! [`fit_als`] learns them, deterministically for a seed, so that such a
-//! log can stand up the whole pipeline ([`eval::catalog_from_log`]
-//! (crate::eval::catalog_from_log)). [`train_ranker`] then replaces the
+//! log can stand up the whole pipeline
+//! ([`catalog_from_log`](crate::eval::catalog_from_log)). [`train_ranker`] then replaces the
 //! hand-set head weights with ones learned from what users did with the
 //! pipeline's own candidates, and writes them in the `.npy` layout
 //! [`LogisticScorer::from_npy`](crate::rank::LogisticScorer::from_npy)
