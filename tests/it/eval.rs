@@ -118,6 +118,62 @@ fn sample_report_shape_and_determinism() {
     assert_eq!(a.scorer, b.scorer);
     let curve = &a.run.report.method("pipeline").unwrap().ndcg_curve;
     assert_eq!(curve[9], a.run.report.metric("pipeline", "ndcg@10").unwrap());
+    // The chart has one line per method; the learned heads round-trip
+    // through the file the scorer loads.
+    let svg = omnifeed::eval::ndcg_chart_svg(&a.run.report, "sample");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<polyline").count(), 5);
+    let path = std::env::temp_dir().join(format!("omnifeed-heads-{}.npy", std::process::id()));
+    a.scorer.write_npy(&path).unwrap();
+    let back = omnifeed::rank::LogisticScorer::from_npy(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert_eq!(back, a.scorer);
+}
+
+#[test]
+fn bad_evaluation_input_is_an_error() {
+    let click =
+        |at, u, p| Event::new(at, UserId(u), Target::Product(ProductId(p)), EventKind::Click);
+    let catalog = world_catalog(&[1, 2]);
+    let split = SplitLog { train: vec![click(0, 1, 1)], test: vec![click(5, 1, 2)], at: Some(5) };
+    let mut fit = |h: &[Event], _at: i64| -> omnifeed::Result<Vec<Box<dyn Method>>> {
+        Ok(vec![Box::new(Popularity::fit(h, &Default::default()))])
+    };
+    for cfg in [
+        EvalConfig { ks: vec![0], ..EvalConfig::default() },
+        EvalConfig { list_len: 10, ..EvalConfig::default() },
+        EvalConfig { replay_steps: 0, ..EvalConfig::default() },
+    ] {
+        assert!(evaluate(&catalog, &split, &cfg, &mut fit).is_err(), "{cfg:?}");
+    }
+    // No test user with a relevant event: nothing to evaluate.
+    let only_impressions = SplitLog {
+        test: vec![Event::new(5, UserId(1), Target::Product(ProductId(2)), EventKind::Impression)],
+        ..split.clone()
+    };
+    let err = evaluate(&catalog, &only_impressions, &EvalConfig::default(), &mut fit).unwrap_err();
+    assert!(err.to_string().contains("nothing to evaluate"), "{err}");
+    // A method's failure names the method and the user.
+    struct Failing;
+    impl Method for Failing {
+        fn name(&self) -> &str {
+            "failing"
+        }
+        fn recommend(
+            &self,
+            _: UserId,
+            _: i64,
+            _: usize,
+            _: &[ProductId],
+        ) -> omnifeed::Result<Vec<ProductId>> {
+            omnifeed::load::read_npy_ids("/nonexistent/ids.npy")
+        }
+    }
+    let mut failing = |_: &[Event], _: i64| -> omnifeed::Result<Vec<Box<dyn Method>>> {
+        Ok(vec![Box::new(Failing)])
+    };
+    let err = evaluate(&catalog, &split, &EvalConfig::default(), &mut failing).unwrap_err();
+    assert!(err.to_string().contains("failing") && err.to_string().contains("user 1"), "{err}");
 }
 
 /// A scripted method on a tiny log, checked by hand: requests, exclusions,
