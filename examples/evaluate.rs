@@ -16,10 +16,13 @@
 //! fits `popularity`, `recent_popularity`, `item_knn` and `als` on the same
 //! history, replays the test period, and prints a method × metric table.
 //!
-//! Defaults per format: Taobao splits at 80% of events in time, relevant =
-//! clicks and above, nothing excluded (viewing a product again is what
-//! shoppers do); MovieLens splits at 80% of events, relevant = ratings of 4
-//! and above, a user's rated films excluded; omnifeed like Taobao.
+//! Defaults per format are the presets `ExperimentConfig::taobao()` and
+//! `ExperimentConfig::movielens()`: both split at 80% of the events in
+//! time. Taobao (and omnifeed's own format): relevant = clicks and above,
+//! nothing excluded (viewing a product again is what shoppers do).
+//! MovieLens: relevant = ratings of 4 and above, a user's rated films
+//! excluded, signals on a day / year / ten-year time scale. Figures and
+//! commands: BENCHMARKS.md, "Offline quality on real logs".
 
 use omnifeed::eval::{
     CatalogSource, ColdItems, ExperimentConfig, IndexKind, Level, Relevance, Split, SplitLog,

@@ -107,8 +107,8 @@ impl ExperimentConfig {
     /// For MovieLens ratings: relevant = a rating of 4 and above, a user's
     /// rated films excluded (nobody rates a film twice), and the signals'
     /// time scale of a film catalog, whose popularity lives for years
-    /// rather than days: counters on a day, a month and a year (rates and
-    /// trending on the year), long-term interest on a year, recent
+    /// rather than days: counters on a day, a year and ten years (rates and
+    /// trending on the longest), long-term interest on a year, recent
     /// popularity over a month.
     pub fn movielens() -> Self {
         let mut cfg = ExperimentConfig::default();
