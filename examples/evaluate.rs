@@ -8,6 +8,7 @@
 //!     [--target click|engage|order] [--steps N] [--exclude-known true|false]
 //!     [--factors 32] [--index ivf|exact] [--config recommender.toml]
 //!     [--weights-out heads.npy] [--no-train-ranker] [--cold skip|category-mean] [--l2 1]
+//!     [--embeddings given|als]           omnifeed format: the catalog's own or ALS factors
 //! ```
 //!
 //! Without `--data` it runs on the shipped `data/` sample (omnifeed format).
@@ -63,6 +64,7 @@ struct Args {
     train_ranker: bool,
     cold: ColdItems,
     l2: Option<f32>,
+    als_embeddings: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -85,6 +87,7 @@ fn parse_args() -> Result<Args, String> {
         train_ranker: true,
         cold: ColdItems::Skip,
         l2: None,
+        als_embeddings: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -134,6 +137,13 @@ fn parse_args() -> Result<Args, String> {
             }
             "--config" => a.config = Some(v.into()),
             "--l2" => a.l2 = Some(num(&v)? as f32),
+            "--embeddings" => {
+                a.als_embeddings = match v.as_str() {
+                    "given" => false,
+                    "als" => true,
+                    _ => return Err(format!("--embeddings {v}: expected given or als")),
+                }
+            }
             "--cold" => {
                 a.cold = match v.as_str() {
                     "skip" => ColdItems::Skip,
@@ -279,6 +289,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let how = args.split.unwrap_or(Split::Fraction(0.8));
             (how.apply(&loaded.events, &relevance)?, loaded.source)
         }
+    };
+    let source = match source {
+        CatalogSource::Given(c) if args.als_embeddings => CatalogSource::GivenWithFactors(c),
+        other => other,
     };
     println!(
         "split: {} train, {} test events{}",

@@ -26,6 +26,9 @@ use std::time::Instant;
 pub enum CatalogSource {
     /// A catalog with its own embeddings (omnifeed's data folder).
     Given(Arc<Catalog>),
+    /// A catalog whose embeddings are replaced by the ALS factors learned
+    /// from the train events ([`catalog_with_factors`](super::catalog_with_factors)).
+    GivenWithFactors(Arc<Catalog>),
     /// A log without one: these products (with categories and optional
     /// titles) get ALS factors as embeddings ([`catalog_from_log`]).
     FromLog {
@@ -143,6 +146,9 @@ fn build_catalog(
 ) -> Result<Arc<Catalog>> {
     match source {
         CatalogSource::Given(c) => Ok(Arc::clone(c)),
+        CatalogSource::GivenWithFactors(c) => {
+            Ok(Arc::new(super::catalog_with_factors(c, factors)?))
+        }
         CatalogSource::FromLog { items, titles } => {
             Ok(Arc::new(catalog_from_log(items, factors, titles, cold)?))
         }

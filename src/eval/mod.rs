@@ -36,7 +36,7 @@ mod split;
 
 pub use baselines::{ItemKnn, MfMethod, Popularity, RecentPopularity};
 pub use experiment::{CatalogSource, Experiment, ExperimentConfig, IndexKind, run_experiment};
-pub use pipeline::{ColdItems, Pipeline, catalog_from_log};
+pub use pipeline::{ColdItems, Pipeline, catalog_from_log, catalog_with_factors};
 pub use plot::ndcg_chart_svg;
 pub use split::{Level, Relevance, Split, SplitLog};
 

@@ -89,6 +89,59 @@ pub fn catalog_from_log(
     titles: &HashMap<ProductId, String>,
     cold: ColdItems,
 ) -> Result<Catalog> {
+    let usable = |v: &[f32]| v.iter().any(|&x| x != 0.0) && v.iter().all(|x| x.is_finite());
+    let kept: Vec<(ProductId, CategoryId)> = items
+        .iter()
+        .copied()
+        .filter(|&(id, _)| {
+            cold == ColdItems::CategoryMean || factors.item_vector(id).is_some_and(usable)
+        })
+        .collect();
+    let vectors = embeddings_for(&kept, factors);
+    let mut b = CatalogBuilder::new();
+    b.add_merchant(Merchant { id: MerchantId(0), experience: 0.5, status: MerchantStatus::Active });
+    for (&(id, category), v) in kept.iter().zip(&vectors) {
+        b.add_product(Product {
+            id,
+            category,
+            price: 0.0,
+            merchant: MerchantId(0),
+            stock: 1,
+            listed_at: 0,
+            title: titles.get(&id).cloned(),
+        });
+        b.add_embedding(id, v);
+    }
+    b.build()
+}
+
+/// `catalog` with its embeddings replaced by learned factors: products,
+/// merchants and content as they are; a product without a factor gets the
+/// mean factor of its category (as [`ColdItems::CategoryMean`]), since
+/// content may carry it and it cannot be left out.
+///
+/// Errors: as [`CatalogBuilder::build`].
+pub fn catalog_with_factors(catalog: &Catalog, factors: &Factors) -> Result<Catalog> {
+    let items: Vec<(ProductId, CategoryId)> =
+        catalog.product_ids().iter().copied().zip(catalog.categories().iter().copied()).collect();
+    let vectors = embeddings_for(&items, factors);
+    let mut b = CatalogBuilder::new();
+    for m in catalog.merchants() {
+        b.add_merchant(m.clone());
+    }
+    for (i, &(id, _)) in items.iter().enumerate() {
+        b.add_product(catalog.product(crate::ItemIdx(i as u32)));
+        b.add_embedding(id, &vectors[i]);
+    }
+    for c in catalog.contents() {
+        b.add_content(c);
+    }
+    b.build()
+}
+
+/// Each item's factor, or its category's mean factor, or a fixed
+/// pseudo-random direction from its id.
+fn embeddings_for(items: &[(ProductId, CategoryId)], factors: &Factors) -> Vec<Vec<f32>> {
     let d = factors.dim();
     let usable = |v: &[f32]| v.iter().any(|&x| x != 0.0) && v.iter().all(|x| x.is_finite());
     let mut sums: HashMap<CategoryId, (Vec<f32>, u32)> = HashMap::new();
@@ -99,37 +152,86 @@ pub fn catalog_from_log(
             e.1 += 1;
         }
     }
-    let mut b = CatalogBuilder::new();
-    b.add_merchant(Merchant { id: MerchantId(0), experience: 0.5, status: MerchantStatus::Active });
-    let mut v = vec![0.0f32; d];
-    for &(id, category) in items {
-        let trained = factors.item_vector(id).is_some_and(usable);
-        if !trained && cold == ColdItems::Skip {
-            continue;
-        }
-        b.add_product(Product {
-            id,
-            category,
-            price: 0.0,
-            merchant: MerchantId(0),
-            stock: 1,
-            listed_at: 0,
-            title: titles.get(&id).cloned(),
+    items
+        .iter()
+        .map(|&(id, category)| {
+            match (factors.item_vector(id).filter(|v| usable(v)), sums.get(&category)) {
+                (Some(f), _) => f.to_vec(),
+                (None, Some((s, n))) if usable(s) => s.iter().map(|x| x / *n as f32).collect(),
+                _ => (0..d)
+                    .map(|j| {
+                        let z = (id.0 ^ (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                        ((z >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Content, ContentKind};
+    use crate::signals::{Event, EventKind, Target};
+    use crate::train::{AlsConfig, fit_als};
+
+    #[test]
+    fn factors_replace_embeddings_and_cold_items_follow_the_policy() {
+        let mut b = CatalogBuilder::new();
+        b.add_merchant(Merchant {
+            id: MerchantId(1),
+            experience: 0.9,
+            status: MerchantStatus::Active,
         });
-        match (factors.item_vector(id).filter(|v| usable(v)), sums.get(&category)) {
-            (Some(f), _) => v.copy_from_slice(f),
-            (None, Some((s, n))) if usable(s) => {
-                v.iter_mut().zip(s).for_each(|(o, x)| *o = x / *n as f32);
-            }
-            _ => {
-                for (j, o) in v.iter_mut().enumerate() {
-                    let z = (id.0 ^ (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-                        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                    *o = ((z >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
-                }
-            }
+        for id in 1..=4u64 {
+            b.add_product(Product {
+                id: ProductId(id),
+                category: CategoryId(id as u32 % 2),
+                price: 2.0,
+                merchant: MerchantId(1),
+                stock: 3,
+                listed_at: 5,
+                title: None,
+            });
+            b.add_embedding(ProductId(id), &[1.0, 0.0, id as f32]);
         }
-        b.add_embedding(id, &v);
+        b.add_content(Content {
+            id: crate::ContentId(9),
+            kind: ContentKind::ShortVideo,
+            creator: UserId(7),
+            starts_at: 0,
+            ends_at: None,
+            products: vec![ProductId(4)],
+        });
+        let catalog = b.build().unwrap();
+        // Products 1-3 are clicked; 4 (category 0, like 2) is cold.
+        let log: Vec<Event> = [(1, 1), (1, 2), (2, 2), (2, 3), (3, 1), (3, 3)]
+            .iter()
+            .map(|&(u, p)| {
+                Event::new(0, UserId(u), Target::Product(ProductId(p)), EventKind::Click)
+            })
+            .collect();
+        let f = fit_als(&log, &AlsConfig { factors: 3, ..AlsConfig::default() }).unwrap();
+        let c = catalog_with_factors(&catalog, &f).unwrap();
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.content_len(), 1);
+        assert_eq!(c.product(crate::ItemIdx(0)), catalog.product(crate::ItemIdx(0)));
+        let cos = |a: &[f32], b: &[f32]| {
+            let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (n(a) * n(b))
+        };
+        let row = |id| c.row(ProductId(id)).unwrap();
+        assert!(cos(c.embeddings().row(row(1)), f.item_vector(ProductId(1)).unwrap()) > 0.9999);
+        // The cold product sits at its category's (only) trained product.
+        assert!(cos(c.embeddings().row(row(4)), f.item_vector(ProductId(2)).unwrap()) > 0.9999);
+
+        let items: Vec<_> = (1..=4u64).map(|i| (ProductId(i), CategoryId(i as u32 % 2))).collect();
+        let skip = catalog_from_log(&items, &f, &HashMap::new(), ColdItems::Skip).unwrap();
+        assert_eq!(skip.len(), 3);
+        assert!(skip.row(ProductId(4)).is_none());
+        let mean = catalog_from_log(&items, &f, &HashMap::new(), ColdItems::CategoryMean).unwrap();
+        assert_eq!(mean.len(), 4);
     }
-    b.build()
 }
