@@ -36,6 +36,21 @@ fn fill_from(ranking: &[ProductId], k: usize, exclude: &[ProductId], out: &mut V
     }
 }
 
+/// The best `k` of `scored` (rows index `ids`), then popularity to fill
+/// the list.
+fn best_then_popular(
+    mut scored: Vec<Scored>,
+    ids: &[ProductId],
+    popular: &Popularity,
+    k: usize,
+    exclude: &[ProductId],
+) -> Vec<ProductId> {
+    top_k_in_place(&mut scored, k);
+    let mut out: Vec<ProductId> = scored.iter().map(|s| ids[s.row.index()]).collect();
+    fill_from(popular.ranking(), k, exclude, &mut out);
+    out
+}
+
 /// Ranks `(product, score)` best first, ties by id.
 fn ranking_of(scores: HashMap<ProductId, f64>) -> Vec<ProductId> {
     let mut v: Vec<(ProductId, f64)> = scores.into_iter().collect();
@@ -86,9 +101,7 @@ impl Method for Popularity {
 /// Popularity of late: relevant events weighted by `2^(−age / half_life)`
 /// at the fit time.
 #[derive(Debug, Clone)]
-pub struct RecentPopularity {
-    ranking: Vec<ProductId>,
-}
+pub struct RecentPopularity(Popularity);
 
 impl RecentPopularity {
     /// Fits on `history` as of `at`.
@@ -101,7 +114,7 @@ impl RecentPopularity {
                 *scores.entry(p).or_insert(0.0) += (-age / h).exp2();
             }
         }
-        RecentPopularity { ranking: ranking_of(scores) }
+        RecentPopularity(Popularity { ranking: ranking_of(scores) })
     }
 }
 
@@ -110,16 +123,15 @@ impl Method for RecentPopularity {
         "recent_popularity"
     }
 
+    /// The decayed ranking, served as [`Popularity`] serves its own.
     fn recommend(
         &self,
-        _user: UserId,
-        _at: Timestamp,
+        user: UserId,
+        at: Timestamp,
         k: usize,
         exclude: &[ProductId],
     ) -> Result<Vec<ProductId>> {
-        let mut out = Vec::with_capacity(k);
-        fill_from(&self.ranking, k, exclude, &mut out);
-        Ok(out)
+        self.0.recommend(user, at, k, exclude)
     }
 }
 
@@ -213,24 +225,18 @@ impl Method for ItemKnn {
         k: usize,
         exclude: &[ProductId],
     ) -> Result<Vec<ProductId>> {
-        let mut out = Vec::with_capacity(k);
-        if let Some(items) = self.history.get(&user) {
-            let mut scores: HashMap<u32, f32> = HashMap::new();
-            for &i in items {
-                for &(j, s) in &self.neighbours[i as usize] {
-                    *scores.entry(j).or_insert(0.0) += s;
-                }
+        let mut scores: HashMap<u32, f32> = HashMap::new();
+        for &i in self.history.get(&user).map_or(&[][..], Vec::as_slice) {
+            for &(j, s) in &self.neighbours[i as usize] {
+                *scores.entry(j).or_insert(0.0) += s;
             }
-            let mut ranked: Vec<Scored> = scores
-                .into_iter()
-                .filter(|&(j, _)| !excluded(exclude, self.items[j as usize]))
-                .map(|(j, s)| Scored { row: ItemIdx(j), score: s })
-                .collect();
-            top_k_in_place(&mut ranked, k);
-            out.extend(ranked.iter().map(|s| self.items[s.row.index()]));
         }
-        fill_from(self.popular.ranking(), k, exclude, &mut out);
-        Ok(out)
+        let ranked = scores
+            .into_iter()
+            .filter(|&(j, _)| !excluded(exclude, self.items[j as usize]))
+            .map(|(j, s)| Scored { row: ItemIdx(j), score: s })
+            .collect();
+        Ok(best_then_popular(ranked, &self.items, &self.popular, k, exclude))
     }
 }
 
@@ -261,25 +267,22 @@ impl Method for MfMethod {
         k: usize,
         exclude: &[ProductId],
     ) -> Result<Vec<ProductId>> {
-        let mut out = Vec::with_capacity(k);
+        let mut scored = Vec::new();
         if let Some(u) = self.factors.user_vector(user) {
             let d = self.factors.dim();
-            let mut scored: Vec<Scored> = self
-                .factors
-                .item_matrix()
-                .chunks_exact(d)
-                .enumerate()
-                .filter(|(i, _)| !excluded(exclude, self.factors.items()[*i]))
-                .map(|(i, v)| Scored {
-                    row: ItemIdx(i as u32),
-                    score: crate::rank::kernels::dot(u, v),
-                })
-                .collect();
-            top_k_in_place(&mut scored, k);
-            out.extend(scored.iter().map(|s| self.factors.items()[s.row.index()]));
+            scored.extend(
+                self.factors
+                    .item_matrix()
+                    .chunks_exact(d)
+                    .enumerate()
+                    .filter(|(i, _)| !excluded(exclude, self.factors.items()[*i]))
+                    .map(|(i, v)| Scored {
+                        row: ItemIdx(i as u32),
+                        score: crate::rank::kernels::dot(u, v),
+                    }),
+            );
         }
-        fill_from(self.popular.ranking(), k, exclude, &mut out);
-        Ok(out)
+        Ok(best_then_popular(scored, self.factors.items(), &self.popular, k, exclude))
     }
 }
 
