@@ -321,18 +321,11 @@ struct Accumulator {
 /// Users who touched each catalog row in `history` (any level).
 fn users_touched(catalog: &Catalog, history: &[Event]) -> (Vec<u32>, usize) {
     let relevance = Relevance { min_level: Level::Click, ..Relevance::default() };
-    let mut pairs: Vec<(u32, UserId)> = history
-        .iter()
-        .filter_map(|e| {
-            let p = relevance.relevant_product(e)?;
-            Some((catalog.row(p)?.0, e.user))
-        })
-        .collect();
-    pairs.sort_unstable();
-    pairs.dedup();
     let mut touched = vec![0u32; catalog.len()];
-    for &(row, _) in &pairs {
-        touched[row as usize] += 1;
+    for (p, n) in user_counts(history, &relevance) {
+        if let Some(row) = catalog.row(p) {
+            touched[row.index()] = n;
+        }
     }
     let users = history.iter().map(|e| e.user).collect::<std::collections::HashSet<_>>().len();
     (touched, users)

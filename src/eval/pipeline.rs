@@ -89,13 +89,10 @@ pub fn catalog_from_log(
     titles: &HashMap<ProductId, String>,
     cold: ColdItems,
 ) -> Result<Catalog> {
-    let usable = |v: &[f32]| v.iter().any(|&x| x != 0.0) && v.iter().all(|x| x.is_finite());
     let kept: Vec<(ProductId, CategoryId)> = items
         .iter()
         .copied()
-        .filter(|&(id, _)| {
-            cold == ColdItems::CategoryMean || factors.item_vector(id).is_some_and(usable)
-        })
+        .filter(|&(id, _)| cold == ColdItems::CategoryMean || trained(factors, id).is_some())
         .collect();
     let vectors = embeddings_for(&kept, factors);
     let mut b = CatalogBuilder::new();
@@ -139,14 +136,23 @@ pub fn catalog_with_factors(catalog: &Catalog, factors: &Factors) -> Result<Cata
     b.build()
 }
 
+/// A vector that can be an embedding: finite and not all zero.
+fn usable(v: &[f32]) -> bool {
+    v.iter().any(|&x| x != 0.0) && v.iter().all(|x| x.is_finite())
+}
+
+/// A product's factor, where it has a usable one.
+fn trained(factors: &Factors, id: ProductId) -> Option<&[f32]> {
+    factors.item_vector(id).filter(|v| usable(v))
+}
+
 /// Each item's factor, or its category's mean factor, or a fixed
 /// pseudo-random direction from its id.
 fn embeddings_for(items: &[(ProductId, CategoryId)], factors: &Factors) -> Vec<Vec<f32>> {
     let d = factors.dim();
-    let usable = |v: &[f32]| v.iter().any(|&x| x != 0.0) && v.iter().all(|x| x.is_finite());
     let mut sums: HashMap<CategoryId, (Vec<f32>, u32)> = HashMap::new();
     for &(p, c) in items {
-        if let Some(v) = factors.item_vector(p).filter(|v| usable(v)) {
+        if let Some(v) = trained(factors, p) {
             let e = sums.entry(c).or_insert_with(|| (vec![0.0; d], 0));
             e.0.iter_mut().zip(v).for_each(|(s, x)| *s += x);
             e.1 += 1;
@@ -154,18 +160,16 @@ fn embeddings_for(items: &[(ProductId, CategoryId)], factors: &Factors) -> Vec<V
     }
     items
         .iter()
-        .map(|&(id, category)| {
-            match (factors.item_vector(id).filter(|v| usable(v)), sums.get(&category)) {
-                (Some(f), _) => f.to_vec(),
-                (None, Some((s, n))) if usable(s) => s.iter().map(|x| x / *n as f32).collect(),
-                _ => (0..d)
-                    .map(|j| {
-                        let z = (id.0 ^ (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-                            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                        ((z >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-                    })
-                    .collect(),
-            }
+        .map(|&(id, category)| match (trained(factors, id), sums.get(&category)) {
+            (Some(f), _) => f.to_vec(),
+            (None, Some((s, n))) if usable(s) => s.iter().map(|x| x / *n as f32).collect(),
+            _ => (0..d)
+                .map(|j| {
+                    let z = (id.0 ^ (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                    ((z >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+                })
+                .collect(),
         })
         .collect()
 }
