@@ -99,7 +99,7 @@ impl<T> PerSurface<T> {
 
 /// How many candidates each built-in source proposes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SourceConfig {
     /// `interest_ann`, across all interest vectors. Default 300.
     pub interest: usize,
@@ -146,7 +146,7 @@ impl Default for SourceConfig {
 /// Recommender settings; every field has a documented default and is
 /// checked by [`validate`](Self::validate) (called by the builder).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RecommenderConfig {
     /// Candidate counts per source.
     pub sources: SourceConfig,
@@ -211,11 +211,15 @@ impl Default for RecommenderConfig {
 }
 
 /// Deep-merges `over` into `base`: tables merge key by key, anything else
-/// replaces.
+/// replaces. A table that names its `kind` (a tagged choice such as
+/// `diversity` or `search_fusion`) replaces the default whole: the fields
+/// of another kind do not carry over.
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) if !o.contains_key("kind") => {
+                merge(b, o)
+            }
             (_, v) => {
                 base.insert(k, v);
             }
@@ -225,7 +229,9 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 
 impl RecommenderConfig {
     /// Parses TOML (missing fields take their defaults) and validates.
-    /// Errors: a TOML syntax or type error, or an invalid value
+    /// Errors: a TOML syntax or type error, an unknown (misspelled) key
+    /// (every config type denies unknown fields; the message starts with
+    /// the key's path, e.g. `sources.intrest`), or an invalid value
     /// ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)).
     ///
     /// Every field missing from the text keeps its default, at any depth: a
@@ -239,7 +245,11 @@ impl RecommenderConfig {
         let mut merged =
             toml::Table::try_from(RecommenderConfig::default()).map_err(|e| bad(&e))?;
         merge(&mut merged, user);
-        let cfg: RecommenderConfig = toml::Value::Table(merged).try_into().map_err(|e| bad(&e))?;
+        let cfg: RecommenderConfig = serde_path_to_error::deserialize(toml::Value::Table(merged))
+            .map_err(|e| {
+            let path = e.path().to_string();
+            Error::invalid_config("toml", format!("{path}: {}", e.inner().to_string().trim()))
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }

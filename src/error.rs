@@ -106,10 +106,13 @@ pub enum ErrorKind {
         /// What was empty.
         what: &'static str,
     },
-    /// `k` (the number of results asked for) was zero.
+    /// `k` (the number of results asked for) was zero, or above `max`
+    /// (a request's [`MAX_K`](crate::limits::MAX_K)).
     InvalidK {
         /// The value of `k`.
         k: usize,
+        /// The largest `k` allowed there.
+        max: usize,
     },
     /// A configuration or parameter value is out of range.
     InvalidConfig {
@@ -133,6 +136,17 @@ pub enum ErrorKind {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// A part of a serving state (an index, signals) was built over another
+    /// catalog than the one it is served with, even one of the same size and
+    /// dimension: the fingerprints differ.
+    CatalogMismatch {
+        /// The part ("index" or "signals").
+        part: &'static str,
+        /// The serving catalog's fingerprint.
+        expected: u64,
+        /// The part's catalog (or embeddings) fingerprint.
+        got: u64,
     },
     /// The approximate-nearest-neighbour library reported a failure.
     Index {
@@ -220,7 +234,10 @@ impl fmt::Display for Error {
             }
             ErrorKind::DuplicateId { kind, id } => write!(f, "duplicate {kind} id {id}"),
             ErrorKind::EmptyCatalog { what } => write!(f, "{what} is empty"),
-            ErrorKind::InvalidK { k } => write!(f, "k must be at least 1, got {k}"),
+            ErrorKind::InvalidK { k, max: usize::MAX } => {
+                write!(f, "k must be at least 1, got {k}")
+            }
+            ErrorKind::InvalidK { k, max } => write!(f, "k must be in 1..={max}, got {k}"),
             ErrorKind::InvalidConfig { field, reason } => {
                 write!(f, "invalid config field {field}: {reason}")
             }
@@ -231,6 +248,10 @@ impl fmt::Display for Error {
                 write!(f, "{}: {reason}", path.display())
             }
             ErrorKind::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            ErrorKind::CatalogMismatch { part, expected, got } => write!(
+                f,
+                "{part} was built over another catalog (fingerprint {got:016x}, expected {expected:016x})"
+            ),
             ErrorKind::Index { reason } => write!(f, "index: {reason}"),
         }
     }

@@ -9,7 +9,36 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Seconds since the Unix epoch (UTC). Event logs and the catalog use it.
+///
+/// Any `i64` is representable, but time arithmetic inside the engine goes
+/// through [`elapsed`] and [`shift`], which saturate instead of wrapping, and
+/// the signal store only accepts events inside its
+/// [`TimeWindow`](crate::signals::TimeWindow).
 pub type Timestamp = i64;
+
+/// Seconds from `earlier` to `later`, saturating at the ends of `i64`
+/// instead of wrapping (negative when `later` is before `earlier`).
+///
+/// ```
+/// use omnifeed::ids::elapsed;
+/// assert_eq!(elapsed(10, 4), 6);
+/// assert_eq!(elapsed(i64::MAX, i64::MIN), i64::MAX);
+/// assert_eq!(elapsed(i64::MIN, 1), i64::MIN);
+/// ```
+#[inline]
+pub fn elapsed(later: Timestamp, earlier: Timestamp) -> i64 {
+    later.saturating_sub(earlier)
+}
+
+/// `t + secs`, saturating at the ends of `i64`.
+///
+/// ```
+/// assert_eq!(omnifeed::ids::shift(i64::MAX - 1, 10), i64::MAX);
+/// ```
+#[inline]
+pub fn shift(t: Timestamp, secs: i64) -> Timestamp {
+    t.saturating_add(secs)
+}
 
 /// A score: higher is better.
 pub type Score = f32;

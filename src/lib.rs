@@ -78,6 +78,7 @@ pub mod error;
 pub mod eval;
 pub mod ids;
 pub mod index;
+pub mod limits;
 pub mod load;
 pub mod rank;
 mod recommender;

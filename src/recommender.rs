@@ -5,10 +5,10 @@
 //! never mixes with the old one (tantivy's searcher discipline, through
 //! `arc-swap`).
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, unit_into};
 use crate::config::RecommenderConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::ids::{ContentId, ItemIdx};
+use crate::ids::{ContentId, ItemIdx, elapsed};
 use crate::index::VectorIndex;
 use crate::rank::features::{
     F, FEATURE_NAMES, FeatureContext, FeatureMatrix, RankRow, RequestLists, SOURCE_SLOTS,
@@ -23,7 +23,7 @@ use crate::request::{
 use crate::rerank::{Candidate, Placed, QuotaMask, RerankScratch, rerank, rules};
 use crate::retrieve::{
     CandidateBuf, CandidateSource, CartPull, ContentDriven, Fresh, InterestAnn, LexicalIndex,
-    Popular, Repurchase, RequestContext, SearchSource, SimilarItems, tokenize,
+    Popular, Repurchase, RequestContext, SearchSource, SimilarItems, query_terms,
 };
 use crate::signals::{PurchaseState, Rate, Signals};
 use arc_swap::ArcSwap;
@@ -46,7 +46,10 @@ impl ServingState {
     /// against it together, and builds the title index and price bands.
     ///
     /// Errors: the index's size or dimension, or the signals' catalog size,
-    /// differ from the catalog's ([`ErrorKind::DimensionMismatch`]).
+    /// differ from the catalog's ([`ErrorKind::DimensionMismatch`]); the
+    /// index or the signals were built over another catalog, even one of
+    /// the same size and dimension ([`ErrorKind::CatalogMismatch`], by
+    /// [`Catalog::fingerprint`]).
     pub fn new(
         catalog: Arc<Catalog>,
         index: Arc<dyn VectorIndex>,
@@ -63,6 +66,25 @@ impl ServingState {
         }
         if signals.catalog().dim() != catalog.dim() {
             return Err(Error::dimension("signals", catalog.dim(), signals.catalog().dim()));
+        }
+        if let Some(got) = index.embeddings_fingerprint() {
+            let expected = catalog.embeddings().fingerprint();
+            if got != expected {
+                return Err(Error::new(ErrorKind::CatalogMismatch {
+                    part: "index",
+                    expected,
+                    got,
+                }));
+            }
+        }
+        if !Arc::ptr_eq(signals.catalog(), &catalog)
+            && signals.catalog().fingerprint() != catalog.fingerprint()
+        {
+            return Err(Error::new(ErrorKind::CatalogMismatch {
+                part: "signals",
+                expected: catalog.fingerprint(),
+                got: signals.catalog().fingerprint(),
+            }));
         }
         let lexical = Arc::new(LexicalIndex::build(&catalog));
         let rank_rows = Arc::new(rank_rows(&catalog, &signals, &price_bands(&catalog)));
@@ -140,6 +162,15 @@ pub struct Scratch {
     lists: RequestLists,
 }
 
+/// The config path of a surface's quotas, for errors.
+fn surface_quota_field(surface: Surface) -> &'static str {
+    match surface {
+        Surface::Feed => "rerank.feed.quotas",
+        Surface::Search => "rerank.search.quotas",
+        Surface::Omni => "rerank.omni.quotas",
+    }
+}
+
 /// Builds a [`Recommender`].
 #[derive(Debug, Default)]
 pub struct RecommenderBuilder {
@@ -178,8 +209,9 @@ impl RecommenderBuilder {
 
     /// Validates the config and builds.
     ///
-    /// Errors: an invalid config field, no state, or more than 32 sources
-    /// ([`ErrorKind::InvalidConfig`]).
+    /// Errors ([`ErrorKind::InvalidConfig`]): an invalid config field, no
+    /// state, more than 32 sources, two sources with the same id, or a
+    /// rerank quota naming a source id no source has.
     pub fn build(self) -> Result<Recommender> {
         self.config.validate()?;
         let state = self.state.ok_or_else(|| Error::invalid_config("state", "no serving state"))?;
@@ -200,6 +232,24 @@ impl RecommenderBuilder {
                 "sources",
                 format!("at most 32, got {}", sources.len()),
             ));
+        }
+        let mut ids: Vec<&'static str> = sources.iter().map(|s| s.id()).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::invalid_config(
+                "sources",
+                format!("two sources have the id {:?}; source ids must be unique", w[0]),
+            ));
+        }
+        for surface in Surface::ALL {
+            for q in &self.config.rerank.get(surface).quotas {
+                if ids.binary_search(&q.source.as_str()).is_err() {
+                    return Err(Error::invalid_config(
+                        surface_quota_field(surface),
+                        format!("quota names source {:?}, which no source has", q.source),
+                    ));
+                }
+            }
         }
         let slots = sources.iter().map(|s| source_slot(s.id())).collect();
         let scorer = match self.scorer {
@@ -222,7 +272,6 @@ impl RecommenderBuilder {
                             .fold(0u32, |m, (i, _)| m | 1 << i);
                         QuotaMask { mask, min_share: q.min_share, max_share: q.max_share }
                     })
-                    .filter(|q| q.mask != 0)
                     .collect()
             })
             .collect();
@@ -289,6 +338,8 @@ impl std::fmt::Debug for Recommender {
 /// Per-request inputs resolved before the stages run.
 struct Resolved {
     at: i64,
+    /// Unknown ids in `exclude`.
+    stale: usize,
     has_query: bool,
 }
 
@@ -353,8 +404,12 @@ impl Recommender {
         req.validate()?;
         let catalog = &*state.catalog;
         s.excluded.clear();
+        let mut stale = 0;
         for &p in &req.exclude {
-            s.excluded.push(catalog.require_row(p, "request.exclude")?);
+            match catalog.row(p) {
+                Some(row) => s.excluded.push(row),
+                None => stale += 1,
+            }
         }
         s.excluded.sort_unstable();
         s.excluded.dedup();
@@ -369,21 +424,22 @@ impl Recommender {
                         e.len(),
                     ));
                 }
-                let n = e.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-                if n < 1e-12 {
-                    return Err(Error::new(ErrorKind::ZeroVector {
-                        what: "request.query.embedding",
-                        index: 0,
-                    }));
-                }
-                s.query.extend(e.iter().map(|&x| (f64::from(x) / n) as f32));
+                unit_into("request.query.embedding", e, &mut s.query)?;
             }
             if let Some(t) = &q.text {
-                s.terms = tokenize(t);
+                s.terms = query_terms(t);
             }
         }
         let signals = &*state.signals;
         let at = req.at.unwrap_or(signals.as_of());
+        if !signals.config().time_window.contains(at) {
+            let w = signals.config().time_window;
+            return Err(Error::invalid_value(
+                "request.at",
+                format_args!("user {}", req.user),
+                format!("time {at} is outside the accepted window [{}, {})", w.min, w.max),
+            ));
+        }
         s.blocked.clear();
         if let Some(p) = signals.profile(req.user) {
             for pur in p.purchases() {
@@ -399,7 +455,7 @@ impl Recommender {
         // Stable: a product both bought and seen is removed as bought.
         s.blocked.sort_by_key(|b| b.0);
         s.blocked.dedup_by_key(|b| b.0);
-        Ok(Resolved { at, has_query: !s.query.is_empty() || !s.terms.is_empty() })
+        Ok(Resolved { at, stale, has_query: !s.query.is_empty() || !s.terms.is_empty() })
     }
 
     /// [`recommend`](Self::recommend) with caller-owned working memory.
@@ -409,7 +465,12 @@ impl Recommender {
         let catalog = &*state.catalog;
         let signals = &*state.signals;
         let profile = signals.profile(req.user);
-        let mut trace = Trace { surface: req.surface, ..Trace::default() };
+        let mut trace = Trace {
+            surface: req.surface,
+            stale_excludes: r.stale,
+            query_terms: s.terms.len(),
+            ..Trace::default()
+        };
 
         // Retrieve: every source serving the surface into its own buffer.
         s.bufs.resize_with(self.sources.len(), CandidateBuf::new);
@@ -531,7 +592,8 @@ impl Recommender {
 
         // Features, heads, fusion.
         let searched = s.masks.iter().any(|&m| m & self.search_mask != 0);
-        let has_relevance = self.features_and_fusion(s, &state, req, &r, searched);
+        let (has_relevance, repaired) = self.features_and_fusion(s, &state, req, &r, searched);
+        trace.repaired = repaired;
         let fusion = self.config.fusion.get(req.surface);
 
         // Rerank pool: the best by value, at least k.
@@ -548,7 +610,7 @@ impl Recommender {
         for sc in &s.scored {
             let i = sc.row.index();
             let row = s.rows[i];
-            let fresh = r.at - listed[row.index()] <= self.config.explore_max_age;
+            let fresh = elapsed(r.at, listed[row.index()]) <= self.config.explore_max_age;
             s.pool.push(Candidate {
                 row,
                 value: sc.score,
@@ -653,7 +715,7 @@ impl Recommender {
         req: &FeedRequest,
         r: &Resolved,
         searched: bool,
-    ) -> bool {
+    ) -> (bool, usize) {
         let (catalog, signals) = (&*state.catalog, &*state.signals);
         let profile = signals.profile(req.user);
         s.lists.prepare(catalog, signals, profile, r.at);
@@ -669,31 +731,39 @@ impl Recommender {
             lists: &s.lists,
         };
         compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
+        let repaired = s.features.repair_non_finite();
         let has_relevance = r.has_query || !intents.is_empty() || searched;
-        self.score_and_fuse(
-            s,
-            &state.rank_rows,
-            self.config.fusion.get(req.surface),
-            has_relevance,
-        );
-        has_relevance
+        let repaired = repaired
+            + self.score_and_fuse(
+                s,
+                &state.rank_rows,
+                self.config.fusion.get(req.surface),
+                has_relevance,
+            );
+        (has_relevance, repaired)
     }
 
     /// Runs the scorer over `s.features` into `s.heads` and fuses into
-    /// `s.values`.
+    /// `s.values`; returns how many non-finite heads were replaced by 0.
     fn score_and_fuse(
         &self,
         s: &mut Scratch,
         rank_rows: &[RankRow],
         fusion: &Fusion,
         has_relevance: bool,
-    ) {
+    ) -> usize {
         let n = s.features.rows();
         s.heads.clear();
         s.heads.resize(n * HEADS, 0.0);
         self.scorer.score(&s.features, &mut s.heads);
+        let mut repaired = 0;
         for h in &mut s.heads {
-            *h = if h.is_finite() { h.clamp(0.0, 1.0) } else { 0.0 };
+            *h = if h.is_finite() {
+                h.clamp(0.0, 1.0)
+            } else {
+                repaired += 1;
+                0.0
+            };
         }
         s.values.clear();
         s.values.extend((0..n).map(|i| {
@@ -705,6 +775,7 @@ impl Recommender {
             );
             fusion.value(&terms)
         }));
+        repaired
     }
 
     /// Features, scorer, fusion and top-k over given rows (no retrieval, no

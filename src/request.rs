@@ -3,6 +3,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{CategoryId, ContentId, ProductId, Score, Timestamp, UserId};
+use crate::limits::MAX_K;
 use crate::signals::{Gate, SearchQuery};
 use serde::{Deserialize, Serialize};
 
@@ -87,11 +88,13 @@ pub struct FeedRequest {
     pub user: UserId,
     /// Where it is shown.
     pub surface: Surface,
-    /// How many items to return (at least 1). Default 20.
+    /// How many items to return, `1..=`[`MAX_K`](crate::limits::MAX_K). Default 20.
     pub k: usize,
     /// The request time (Unix seconds); default the signals' snapshot time.
     pub at: Option<Timestamp>,
-    /// Products the caller wants left out; each must be in the catalog.
+    /// Products the caller wants left out. Ids the catalog does not know
+    /// (a product delisted since the client saw it) are ignored and counted
+    /// in [`Trace::stale_excludes`].
     pub exclude: Vec<ProductId>,
     /// Seed for every random choice the request makes (exploration); the
     /// same request on the same state gives the same feed.
@@ -166,12 +169,12 @@ impl FeedRequest {
         self
     }
 
-    /// Checks what can be checked without the state: `k >= 1`, a query on
+    /// Checks what can be checked without the state: `k` in `1..=MAX_K`, a query on
     /// the search surface, finite non-negative price bounds in order, a
     /// finite query embedding.
     pub fn validate(&self) -> Result<()> {
-        if self.k == 0 {
-            return Err(Error::new(ErrorKind::InvalidK { k: self.k }));
+        if self.k == 0 || self.k > MAX_K {
+            return Err(Error::new(ErrorKind::InvalidK { k: self.k, max: MAX_K }));
         }
         let usable = self.query.as_ref().is_some_and(|q| {
             q.text.as_deref().is_some_and(|t| !t.trim().is_empty()) || q.embedding.is_some()
@@ -328,6 +331,15 @@ pub struct Trace {
     pub scored: usize,
     /// Candidates the rerank stage chose from.
     pub rerank_pool: usize,
+    /// Feature or head values that came out NaN or infinite and were
+    /// replaced by 0 before scoring or fusion. Always 0 with the built-in
+    /// parts; non-zero points at a custom scorer or source.
+    pub repaired: usize,
+    /// Ids in the request's `exclude` the catalog does not know; ignored.
+    pub stale_excludes: usize,
+    /// Distinct search terms used (at most
+    /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS)).
+    pub query_terms: usize,
 }
 
 /// One source's part in a request.

@@ -37,6 +37,7 @@ use std::path::Path;
 
 /// Sizes and seed of a synthetic world.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SynthConfig {
     /// The seed: the same seed gives the same world.
     pub seed: u64,

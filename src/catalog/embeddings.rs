@@ -14,6 +14,7 @@ pub struct Embeddings {
     dim: usize,
     data: Vec<f32>,
     raw_norms: Vec<f32>,
+    fingerprint: u64,
 }
 
 impl Embeddings {
@@ -35,7 +36,13 @@ impl Embeddings {
         for (row, chunk) in data.chunks_exact_mut(dim).enumerate() {
             raw_norms.push(normalize_in_place(what, row, chunk)?);
         }
-        Ok(Embeddings { dim, data, raw_norms })
+        let mut h = super::Fingerprint::new();
+        h.word(dim as u64);
+        h.words(data.chunks(2).map(|p| {
+            let hi = p.get(1).map_or(0, |x| u64::from(x.to_bits()));
+            u64::from(p[0].to_bits()) | hi << 32
+        }));
+        Ok(Embeddings { dim, data, raw_norms, fingerprint: h.finish() })
     }
 
     /// The dimension `d`.
@@ -70,6 +77,12 @@ impl Embeddings {
         &self.data
     }
 
+    /// A 64-bit digest of the dimension and every stored value: two
+    /// matrices with the same fingerprint hold the same vectors.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
     /// The norm row `row` had before normalization.
     #[inline]
     pub fn raw_norm(&self, row: ItemIdx) -> f32 {
@@ -77,20 +90,42 @@ impl Embeddings {
     }
 }
 
-/// Checks that `v` is finite and non-zero, scales it to unit length and
-/// returns its original norm. `row` names the vector in errors.
-pub(crate) fn normalize_in_place(what: &'static str, row: usize, v: &mut [f32]) -> Result<f32> {
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(Error::new(ErrorKind::NonFinite { what, index: row }));
+/// The L2 norm of `v`, accumulated in `f64`, after checking that every
+/// value is finite and that the norm is at least
+/// [`MIN_NORM`](crate::limits::MIN_NORM): the one check every vector the
+/// engine normalizes goes through (embeddings, queries, search intents).
+///
+/// Errors: a NaN or infinite value ([`ErrorKind::NonFinite`]: `index` is
+/// `row` where given, else the first bad element), a zero or near-zero
+/// vector ([`ErrorKind::ZeroVector`]: `index` is `row`, else 0).
+pub(crate) fn checked_norm(what: &'static str, row: Option<usize>, v: &[f32]) -> Result<f64> {
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::new(ErrorKind::NonFinite { what, index: row.unwrap_or(i) }));
     }
-    // Accumulate in f64: a row of large finite values must not overflow.
+    // f64: a row of large finite values must not overflow, nor a row of
+    // denormals underflow to zero.
     let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-    if norm == 0.0 || !norm.is_finite() {
-        return Err(Error::new(ErrorKind::ZeroVector { what, index: row }));
+    if norm.is_nan() || norm < crate::limits::MIN_NORM || !norm.is_finite() {
+        return Err(Error::new(ErrorKind::ZeroVector { what, index: row.unwrap_or(0) }));
     }
-    let inv = (1.0 / norm) as f32;
-    v.iter_mut().for_each(|x| *x *= inv);
-    Ok(norm as f32)
+    Ok(norm)
+}
+
+/// `v` scaled to unit length into `out` (cleared first), computed in `f64`.
+pub(crate) fn unit_into(what: &'static str, v: &[f32], out: &mut Vec<f32>) -> Result<()> {
+    let norm = checked_norm(what, None, v)?;
+    out.clear();
+    out.extend(v.iter().map(|&x| (f64::from(x) / norm) as f32));
+    Ok(())
+}
+
+/// Checks that `v` is finite and not (near) zero, scales it to unit length
+/// and returns its original norm, saturated to `f32::MAX`. `row` names the
+/// vector in errors.
+pub(crate) fn normalize_in_place(what: &'static str, row: usize, v: &mut [f32]) -> Result<f32> {
+    let norm = checked_norm(what, Some(row), v)?;
+    v.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+    Ok(norm.min(f64::from(f32::MAX)) as f32)
 }
 
 #[cfg(test)]

@@ -13,11 +13,13 @@ mod product;
 
 pub use content::{Content, ContentKind};
 pub use embeddings::Embeddings;
+pub(crate) use embeddings::{checked_norm, unit_into};
 pub use merchant::{Merchant, MerchantStatus};
 pub use product::Product;
 
 use crate::error::{Error, ErrorKind, IdKind, Result};
 use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Timestamp, UserId};
+use crate::limits::MAX_PRICE;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -56,6 +58,7 @@ pub struct Catalog {
     /// product row → content rows (CSR).
     product_contents: Csr,
     embeddings: Arc<Embeddings>,
+    fingerprint: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -308,6 +311,15 @@ impl Catalog {
     pub fn shared_embeddings(&self) -> Arc<Embeddings> {
         Arc::clone(&self.embeddings)
     }
+
+    /// A 64-bit digest of the catalog's identity: its product ids in row
+    /// order, their merchants and categories, its content links and its
+    /// embeddings. Two catalogs with the same fingerprint serve the same
+    /// rows; [`ServingState::new`](crate::ServingState::new) uses it to
+    /// reject parts built over another catalog of the same size.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
 }
 
 /// Collects catalog records and validates them all at once in
@@ -434,11 +446,11 @@ impl CatalogBuilder {
             if product_rows.insert(p.id, ItemIdx(i as u32)).is_some() {
                 return Err(Error::duplicate(IdKind::Product, p.id.0));
             }
-            if !p.price.is_finite() || p.price < 0.0 {
+            if !p.price.is_finite() || !(0.0..=MAX_PRICE).contains(&p.price) {
                 return Err(Error::invalid_value(
                     "product.price",
                     format_args!("product {}", p.id),
-                    format!("expected a finite price >= 0, got {}", p.price),
+                    format!("expected a finite price in [0, {MAX_PRICE}], got {}", p.price),
                 ));
             }
             let Some(&m) = merchant_rows.get(&p.merchant) else {
@@ -474,14 +486,17 @@ impl CatalogBuilder {
                 let Some(row) = product_rows.get(pid) else {
                     return Err(Error::unknown(IdKind::Product, pid.0, "content.products"));
                 };
-                if links[first..].iter().any(|&(_, r)| r == row.0) {
-                    return Err(Error::invalid_value(
-                        "content.products",
-                        format_args!("content {}", c.id),
-                        format!("product {pid} is linked twice"),
-                    ));
-                }
                 links.push((ci as u32, row.0));
+            }
+            // Duplicate links by sorting a copy: O(n log n) in the links.
+            let mut mine: Vec<u32> = links[first..].iter().map(|l| l.1).collect();
+            mine.sort_unstable();
+            if let Some(w) = mine.windows(2).find(|w| w[0] == w[1]) {
+                return Err(Error::invalid_value(
+                    "content.products",
+                    format_args!("content {}", c.id),
+                    format!("product {} is linked twice", product_ids[w[0] as usize]),
+                ));
             }
             contents.push(ContentMeta {
                 id: c.id,
@@ -503,7 +518,16 @@ impl CatalogBuilder {
             self.emb_data,
         )?;
 
+        let mut h = Fingerprint::new();
+        h.words(product_ids.iter().map(|p| p.0));
+        h.words(category.iter().map(|c| u64::from(c.0)));
+        h.words(merchant_row.iter().map(|&m| u64::from(m)));
+        h.words(contents.iter().map(|c| c.id.0));
+        h.words(content_products.targets.iter().map(|&t| u64::from(t)));
+        h.word(embeddings.fingerprint());
+        let fingerprint = h.finish();
         Ok(Catalog {
+            fingerprint,
             product_ids,
             product_rows,
             category,
@@ -520,6 +544,37 @@ impl CatalogBuilder {
             product_contents,
             embeddings: Arc::new(embeddings),
         })
+    }
+}
+
+/// A fast, deterministic 64-bit digest (a multiply-xorshift over words; not
+/// cryptographic: it tells apart catalogs, not adversaries).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fingerprint(u64);
+
+impl Fingerprint {
+    pub(crate) fn new() -> Self {
+        Fingerprint(0x243F_6A88_85A3_08D3)
+    }
+
+    #[inline]
+    pub(crate) fn word(&mut self, w: u64) {
+        let x = (self.0 ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
+    }
+
+    pub(crate) fn words(&mut self, ws: impl Iterator<Item = u64>) {
+        for w in ws {
+            self.word(w);
+        }
+        self.word(0xFEED);
+    }
+
+    pub(crate) fn finish(self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }
 

@@ -110,7 +110,7 @@ impl RecentPopularity {
         let h = half_life.max(1) as f64;
         for e in history {
             if let Some(p) = relevance.relevant_product(e) {
-                let age = (at - e.at).max(0) as f64;
+                let age = crate::ids::elapsed(at, e.at).max(0) as f64;
                 *scores.entry(p).or_insert(0.0) += (-age / h).exp2();
             }
         }

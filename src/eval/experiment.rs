@@ -215,7 +215,8 @@ pub fn run_experiment(
             None => super::Split::LeaveLastOut,
         };
         let inner = how.apply(&split.train, &relevance)?;
-        let at: Timestamp = inner.at.unwrap_or_else(|| inner.train.last().map_or(0, |e| e.at) + 1);
+        let at: Timestamp =
+            inner.at.unwrap_or_else(|| inner.train.last().map_or(0, |e| e.at).saturating_add(1));
         let factors = fit_als(&inner.train, &cfg.als)?;
         let catalog = build_catalog(source, &factors, cfg.cold_items)?;
         let index = build_index(&catalog, cfg.index)?;

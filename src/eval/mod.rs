@@ -357,12 +357,17 @@ pub fn evaluate(
     let mut windows: Vec<(usize, usize, Option<Timestamp>, Timestamp)> = Vec::new();
     match split.at {
         Some(t) => {
-            let end = split.test.last().map_or(t, |e| e.at) + 1;
-            let steps = cfg.replay_steps as i64;
+            let end = split.test.last().map_or(t, |e| e.at).saturating_add(1);
+            let steps = cfg.replay_steps as i128;
+            // i128: the window arithmetic cannot overflow whatever the log's times.
+            let at_step = |s: i128| -> Timestamp {
+                let span = i128::from(end) - i128::from(t);
+                (i128::from(t) + span * s / steps) as Timestamp
+            };
             let mut lo = 0;
             for s in 0..steps {
-                let start = t + (end - t) * s / steps;
-                let stop = t + (end - t) * (s + 1) / steps;
+                let start = at_step(s);
+                let stop = at_step(s + 1);
                 let hi = split.test.partition_point(|e| e.at < stop);
                 windows.push((lo, hi, Some(start), start));
                 lo = hi;
@@ -373,7 +378,7 @@ pub fn evaluate(
             // methods are fitted on all of it (other users' later events
             // included), and a time-aware method asked at an earlier time
             // would read a snapshot from its future.
-            let fit_at = split.train.last().map_or(0, |e| e.at) + 1;
+            let fit_at = split.train.last().map_or(0, |e| e.at).saturating_add(1);
             windows.push((0, split.test.len(), Some(fit_at), fit_at));
         }
     }

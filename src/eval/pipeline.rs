@@ -136,9 +136,10 @@ pub fn catalog_with_factors(catalog: &Catalog, factors: &Factors) -> Result<Cata
     b.build()
 }
 
-/// A vector that can be an embedding: finite and not all zero.
+/// A vector that can be an embedding: finite, with a norm of at least
+/// [`MIN_NORM`](crate::limits::MIN_NORM) (the catalog's own check).
 fn usable(v: &[f32]) -> bool {
-    v.iter().any(|&x| x != 0.0) && v.iter().all(|x| x.is_finite())
+    crate::catalog::checked_norm("factor", None, v).is_ok()
 }
 
 /// A product's factor, where it has a usable one.

@@ -50,6 +50,7 @@ impl Level {
 /// assert!(!buys.counts(&EventKind::Impression));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Relevance {
     /// The weakest level that counts.
     pub min_level: Level,
@@ -105,7 +106,7 @@ impl Relevance {
 
 /// How to split a log into train and test.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum Split {
     /// One global time `t`: the events before it train, the rest test. `t`
     /// is the time by which this fraction of the events has happened.

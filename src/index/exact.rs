@@ -30,6 +30,10 @@ impl VectorIndex for ExactIndex {
         self.embeddings.dim()
     }
 
+    fn embeddings_fingerprint(&self) -> Option<u64> {
+        Some(self.embeddings.fingerprint())
+    }
+
     fn len(&self) -> usize {
         self.embeddings.len()
     }
@@ -41,8 +45,8 @@ impl VectorIndex for ExactIndex {
         filter: Option<RowFilter<'_>>,
         out: &mut Vec<Neighbor>,
     ) -> Result<()> {
-        let norm = check_query(query, self.dim(), k)?;
-        let mut top = TopK::new(out, k);
+        let inv = check_query(query, self.dim(), k)?;
+        let mut top = TopK::new(out, k.min(self.len()));
         let rows = self.embeddings.as_slice().chunks_exact(self.dim());
         match filter {
             None => {
@@ -60,7 +64,6 @@ impl VectorIndex for ExactIndex {
             }
         }
         top.finish();
-        let inv = 1.0 / norm;
         out.iter_mut().for_each(|n| n.score *= inv);
         Ok(())
     }

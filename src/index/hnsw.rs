@@ -18,9 +18,13 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
+/// The widest search list (`ef`) and so the largest `k` one HNSW search
+/// returns.
+pub const MAX_EF: usize = 65_536;
+
 /// Build and search parameters of an [`HnswIndex`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HnswParams {
     /// Links per node and layer (`M` in the paper), 2..=256. More links give
     /// higher recall for more memory and build time.
@@ -28,7 +32,7 @@ pub struct HnswParams {
     /// Width of the candidate list during build (`efConstruction`), 1..=4096.
     pub ef_construction: usize,
     /// Width of the candidate list during search (`ef`); raised to `k` when
-    /// smaller. 1..=65536.
+    /// smaller. 1..=[`MAX_EF`]; a search returns at most `MAX_EF` rows.
     pub ef_search: usize,
     /// Upper bound on the number of layers, 1..=16.
     pub max_layers: usize,
@@ -61,7 +65,7 @@ impl HnswParams {
         }
         range("hnsw.max_connections", self.max_connections, 2, 256)?;
         range("hnsw.ef_construction", self.ef_construction, 1, 4096)?;
-        range("hnsw.ef_search", self.ef_search, 1, 65536)?;
+        range("hnsw.ef_search", self.ef_search, 1, MAX_EF)?;
         range("hnsw.max_layers", self.max_layers, 1, 16)
     }
 }
@@ -153,11 +157,13 @@ impl HnswIndex {
         filter: Option<RowFilter<'_>>,
         out: &mut Vec<Neighbor>,
     ) -> Result<()> {
-        let norm = check_query(query, self.dim(), k)?;
+        let inv = check_query(query, self.dim(), k)?;
         out.clear();
-        let inv = 1.0 / norm;
         let unit: Vec<f32> = query.iter().map(|x| x * inv).collect();
-        let ef = ef.clamp(1, 65536).max(k);
+        // hnsw_rs sizes its search by `ef` and `k`: both stay within the
+        // rows there are and the documented ef ceiling.
+        let k = k.min(self.len()).min(MAX_EF);
+        let ef = ef.clamp(1, MAX_EF).max(k);
         let found = match filter {
             None => self.graph.search_filter(&unit, k, ef, None),
             Some(keep) => {
@@ -181,6 +187,10 @@ impl VectorIndex for HnswIndex {
 
     fn dim(&self) -> usize {
         self.embeddings.dim()
+    }
+
+    fn embeddings_fingerprint(&self) -> Option<u64> {
+        Some(self.embeddings.fingerprint())
     }
 
     fn len(&self) -> usize {

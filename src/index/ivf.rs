@@ -35,6 +35,33 @@ pub struct IvfParams {
     pub seed: u64,
 }
 
+/// The most lists an [`IvfIndex`] may have (and so the most probes).
+pub const MAX_LISTS: usize = 1 << 20;
+/// The most k-means iterations.
+pub const MAX_ITERATIONS: usize = 100;
+/// The largest training sample.
+pub const MAX_TRAIN_SAMPLE: usize = 1 << 24;
+
+impl IvfParams {
+    /// Checks the fields against their bounds: `lists` in
+    /// `0..=`[`MAX_LISTS`], `probes` in `1..=MAX_LISTS`, `iterations` in
+    /// `1..=`[`MAX_ITERATIONS`], `train_sample` in `1..=`[`MAX_TRAIN_SAMPLE`].
+    /// [`IvfIndex::build`] also checks `probes` against the lists built.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v, lo, hi) in [
+            ("ivf.lists", self.lists, 0, MAX_LISTS),
+            ("ivf.probes", self.probes, 1, MAX_LISTS),
+            ("ivf.iterations", self.iterations, 1, MAX_ITERATIONS),
+            ("ivf.train_sample", self.train_sample, 1, MAX_TRAIN_SAMPLE),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(Error::invalid_config(field, format!("expected {lo}..={hi}, got {v}")));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for IvfParams {
     fn default() -> Self {
         IvfParams { lists: 0, probes: 24, train_sample: 65_536, iterations: 8, seed: 42 }
@@ -100,9 +127,11 @@ fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> u32 {
 impl IvfIndex {
     /// Trains centroids on a sample and assigns every row.
     ///
-    /// Errors: an empty matrix, or `probes` of 0 or above the number of
-    /// lists ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)).
+    /// Errors: an empty matrix, a field outside [`IvfParams::validate`]'s
+    /// bounds, or `probes` above the number of lists
+    /// ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)).
     pub fn build(embeddings: Arc<Embeddings>, params: IvfParams) -> Result<IvfIndex> {
+        params.validate()?;
         let (n, dim) = (embeddings.len(), embeddings.dim());
         if n == 0 {
             return Err(Error::new(crate::ErrorKind::EmptyCatalog { what: "ivf index" }));
@@ -117,9 +146,6 @@ impl IvfIndex {
                 "ivf.probes",
                 format!("expected 1..={lists}, got {}", params.probes),
             ));
-        }
-        if params.iterations == 0 || params.train_sample == 0 {
-            return Err(Error::invalid_config("ivf", "iterations and train_sample must be >= 1"));
         }
         let m = embeddings.as_slice();
         // A seeded sample without repeats: a random permutation's prefix.
@@ -228,7 +254,8 @@ impl IvfIndex {
         filter: Option<RowFilter<'_>>,
         out: &mut Vec<Neighbor>,
     ) -> Result<()> {
-        let norm = check_query(query, self.dim, k)?;
+        let inv = check_query(query, self.dim, k)?;
+        let k = k.min(self.len);
         let lists = self.lists();
         let probes = probes.clamp(1, lists);
         // The closest `probes` centroids.
@@ -244,7 +271,7 @@ impl IvfIndex {
         let bias: f32 = query.iter().zip(&self.lo).map(|(q, l)| q * l).sum();
         let qs: Vec<f32> = query.iter().zip(&self.step).map(|(q, s)| q * s).collect();
         {
-            let mut top = TopK::new(out, k + 32);
+            let mut top = TopK::new(out, k.saturating_add(32).min(self.len));
             for l in &near {
                 let li = l.row.index();
                 let (a, b) = (self.offsets[li] as usize, self.offsets[li + 1] as usize);
@@ -259,7 +286,6 @@ impl IvfIndex {
             top.finish();
         }
         // Exact rescoring of the shortlist, then the best k.
-        let inv = 1.0 / norm;
         for n in out.iter_mut() {
             n.score = dot(self.embeddings.row(n.row), query) * inv;
         }
@@ -277,6 +303,10 @@ impl VectorIndex for IvfIndex {
         self.dim
     }
 
+    fn embeddings_fingerprint(&self) -> Option<u64> {
+        Some(self.embeddings.fingerprint())
+    }
+
     fn len(&self) -> usize {
         self.len
     }
@@ -291,6 +321,7 @@ impl VectorIndex for IvfIndex {
         filter: Option<RowFilter<'_>>,
         out: &mut Vec<Neighbor>,
     ) -> Result<()> {
+        let k = k.min(self.len);
         let scaled = (self.probes as f64 * (k as f64 / 100.0).sqrt()).ceil() as usize;
         self.search_probes(query, k, scaled.clamp(4.min(self.probes), self.probes), filter, out)
     }

@@ -17,8 +17,10 @@ mod hnsw;
 mod ivf;
 
 pub use exact::ExactIndex;
-pub use hnsw::{HnswIndex, HnswParams};
-pub use ivf::{IvfIndex, IvfParams};
+pub use hnsw::{HnswIndex, HnswParams, MAX_EF};
+pub use ivf::{
+    IvfIndex, IvfParams, MAX_ITERATIONS as IVF_MAX_ITERATIONS, MAX_LISTS, MAX_TRAIN_SAMPLE,
+};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::ItemIdx;
@@ -47,11 +49,22 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
         self.len() == 0
     }
 
+    /// The [`Embeddings::fingerprint`](crate::Embeddings::fingerprint) of
+    /// the vectors it indexes, where it knows them; a state built with it
+    /// checks this against its catalog's. `None` (the default, for a remote
+    /// engine) skips the check.
+    fn embeddings_fingerprint(&self) -> Option<u64> {
+        None
+    }
+
     /// Writes into `out` (cleared first) up to `k` rows most similar to
-    /// `query`, best first, skipping rows `filter` rejects.
+    /// `query`, best first, skipping rows `filter` rejects. A `k` above
+    /// [`len`](Self::len) is clamped to it: at most `len()` rows come back
+    /// and nothing is sized by `k` beyond that.
     ///
     /// Errors: `k == 0` ([`ErrorKind::InvalidK`]), a query of the wrong
-    /// dimension, with NaN/inf, or all zero.
+    /// dimension, with NaN/inf, or with a norm below
+    /// [`MIN_NORM`](crate::limits::MIN_NORM) ([`ErrorKind::ZeroVector`]).
     fn search(
         &self,
         query: &[f32],
@@ -61,22 +74,18 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
 }
 
-/// Checks a query and returns its L2 norm.
+/// Checks a query (`k >= 1`, dimension, finite, norm at least
+/// [`MIN_NORM`](crate::limits::MIN_NORM)) and returns `1 / ‖query‖`, a
+/// finite `f32`.
 pub(crate) fn check_query(query: &[f32], dim: usize, k: usize) -> Result<f32> {
     if k == 0 {
-        return Err(Error::new(ErrorKind::InvalidK { k }));
+        return Err(Error::new(ErrorKind::InvalidK { k, max: usize::MAX }));
     }
     if query.len() != dim {
         return Err(Error::dimension("query", dim, query.len()));
     }
-    if let Some(i) = query.iter().position(|x| !x.is_finite()) {
-        return Err(Error::new(ErrorKind::NonFinite { what: "query", index: i }));
-    }
-    let norm = query.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt() as f32;
-    if norm == 0.0 || !norm.is_finite() {
-        return Err(Error::new(ErrorKind::ZeroVector { what: "query", index: 0 }));
-    }
-    Ok(norm)
+    let norm = crate::catalog::checked_norm("query", None, query)?;
+    Ok((1.0 / norm) as f32)
 }
 
 /// Recall of `found` against `truth`: the share of `truth`'s rows that

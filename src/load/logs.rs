@@ -30,6 +30,7 @@ pub enum OutOfPeriod {
 
 /// How to read a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogOptions {
     /// The log's period `[start, end)` in Unix seconds; `None` accepts any
     /// time.
@@ -48,6 +49,22 @@ impl LogOptions {
         }
     }
 
+    /// Checks that a period, if set, is not empty (`start < end`).
+    ///
+    /// Errors: [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)
+    /// naming `log.period`.
+    pub fn validate(&self) -> Result<()> {
+        if let Some((start, end)) = self.period {
+            if start >= end {
+                return Err(Error::invalid_config(
+                    "log.period",
+                    format!("expected start < end, got [{start}, {end})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Applies the period policy; `None` means the event is dropped.
     fn place(&self, t: Timestamp, report: &mut LogReport) -> Option<Timestamp> {
         let Some((start, end)) = self.period else { return Some(t) };
@@ -57,7 +74,7 @@ impl LogOptions {
         report.out_of_period += 1;
         match self.out_of_period {
             OutOfPeriod::Drop => None,
-            OutOfPeriod::Clamp => Some(t.clamp(start, end - 1)),
+            OutOfPeriod::Clamp => Some(t.max(start).min(end.saturating_sub(1))),
             OutOfPeriod::Keep => Some(t),
         }
     }
@@ -93,6 +110,7 @@ pub struct TaobaoLog {
 /// `user_id,item_id,category_id,behavior_type,timestamp`).
 pub fn read_taobao(path: impl AsRef<Path>, opts: &LogOptions) -> Result<TaobaoLog> {
     let path = path.as_ref();
+    opts.validate()?;
     let mut rdr = csv::ReaderBuilder::new().has_headers(false).from_reader(open(path)?);
     let mut rec = csv::ByteRecord::new();
     let mut out = TaobaoLog::default();
@@ -163,6 +181,7 @@ pub fn read_movielens(
     opts: &LogOptions,
 ) -> Result<(Vec<Event>, LogReport)> {
     let path = path.as_ref();
+    opts.validate()?;
     let mut events = Vec::new();
     let mut report = LogReport::default();
     for_each_record(path, |r: MovieLensRow, line| {
@@ -271,6 +290,7 @@ struct EventRow {
 /// The last two columns may be absent.
 pub fn read_events(path: impl AsRef<Path>, opts: &LogOptions) -> Result<(Vec<Event>, LogReport)> {
     let path = path.as_ref();
+    opts.validate()?;
     let mut events = Vec::new();
     let mut report = LogReport::default();
     for_each_record(path, |r: EventRow, line| {

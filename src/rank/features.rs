@@ -2,7 +2,7 @@
 //! is reused from request to request.
 
 use crate::catalog::Catalog;
-use crate::ids::{ItemIdx, Timestamp};
+use crate::ids::{ItemIdx, Timestamp, elapsed};
 use crate::rank::kernels::dot;
 use crate::signals::{PurchaseState, Rate, Signals, UserProfile};
 
@@ -103,6 +103,20 @@ impl FeatureMatrix {
     /// All rows, row-major.
     pub fn as_slice(&self) -> &[f32] {
         &self.data[..self.rows * F]
+    }
+
+    /// Replaces every NaN or infinite value by 0; returns how many there
+    /// were. The request path runs it after feature assembly so that no
+    /// non-finite value can reach a scorer.
+    pub(crate) fn repair_non_finite(&mut self) -> usize {
+        let mut bad = 0;
+        for x in &mut self.data[..self.rows * F] {
+            if !x.is_finite() {
+                *x = 0.0;
+                bad += 1;
+            }
+        }
+        bad
     }
 
     /// Makes it the one row `f` (`F` values).
@@ -264,7 +278,7 @@ pub(crate) fn compute_features(
         row[CART] = rr.cart;
         row[CONTENT_WATCH] = rr.content_watch;
         row[CONTENT_CTR] = rr.content_ctr;
-        row[FRESHNESS] = (-((ctx.at - rr.listed_at).max(0) as f32) * inv_scale).exp();
+        row[FRESHNESS] = (-(elapsed(ctx.at, rr.listed_at).max(0) as f32) * inv_scale).exp();
         row[PRICE_BAND] = rr.price_band;
         row[MERCHANT] = rr.quality;
         row[TRENDING] = rr.trending;
@@ -326,7 +340,7 @@ pub(crate) fn features_naive(
         f[CONTENT_WATCH] = s.content_rate(c, Rate::WatchCompletion).unwrap_or(0.0);
         f[CONTENT_CTR] = s.content_rate(c, Rate::Ctr).unwrap_or(0.0);
     }
-    let age = (ctx.at - ctx.catalog.listed_at()[row.index()]).max(0) as f32;
+    let age = elapsed(ctx.at, ctx.catalog.listed_at()[row.index()]).max(0) as f32;
     f[FRESHNESS] = (-age / ctx.fresh_scale).exp();
     f[PRICE_BAND] = ctx.rank_rows[row.index()].price_band;
     f[MERCHANT] = s.quality(row);

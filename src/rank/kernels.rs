@@ -66,9 +66,16 @@ pub struct Scored {
 }
 
 /// Best first: higher score, then lower row (a total, deterministic order).
+/// A NaN score sinks below every number, `-inf` included.
 #[inline]
 pub fn best_first(a: &Scored, b: &Scored) -> Ordering {
-    b.score.total_cmp(&a.score).then(a.row.cmp(&b.row))
+    sink_nan(b.score).total_cmp(&sink_nan(a.score)).then(a.row.cmp(&b.row))
+}
+
+/// NaN as the lowest value of the order, any other value as itself.
+#[inline]
+fn sink_nan(x: f32) -> f32 {
+    if x.is_nan() { f32::NEG_INFINITY } else { x }
 }
 
 /// Keeps the `k` best of `buf` (by [`best_first`]) and sorts them best first.
@@ -100,21 +107,23 @@ pub struct TopK<'a> {
 }
 
 impl<'a> TopK<'a> {
-    /// Starts collecting the best `k` into `buf` (cleared first).
+    /// Starts collecting the best `k` into `buf` (cleared first). Only what
+    /// is pushed is stored: a huge `k` reserves no more than 4,096 slots up
+    /// front.
     pub fn new(buf: &'a mut Vec<Scored>, k: usize) -> Self {
         buf.clear();
-        buf.reserve(2 * k);
+        buf.reserve(k.saturating_mul(2).min(4096));
         TopK { buf, k, threshold: f32::NEG_INFINITY }
     }
 
-    /// Offers one candidate.
+    /// Offers one candidate. A NaN score is never kept.
     #[inline]
     pub fn push(&mut self, row: ItemIdx, score: f32) {
-        if score < self.threshold {
+        if score.is_nan() || score < self.threshold {
             return;
         }
         self.buf.push(Scored { row, score });
-        if self.buf.len() >= 2 * self.k {
+        if self.buf.len() >= self.k.saturating_mul(2) {
             self.truncate();
         }
     }

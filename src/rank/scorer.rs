@@ -40,7 +40,7 @@ fn sigmoid(x: f32) -> f32 {
 /// Logistic weights of the three heads by feature name, plus `bias`: the
 /// TOML-readable form of a [`LogisticScorer`]. Features not named weigh 0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HeadWeights {
     /// pCTR weights.
     pub pctr: BTreeMap<String, f32>,
@@ -388,7 +388,7 @@ fn shape_error(path: &Path, name: &str, want: &[usize], got: &[usize]) -> Error 
 /// price_ratio^price · quality^quality · relevance^relevance ·
 /// (1 − refund_rate)^refund`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Fusion {
     /// Exponent of pCTR. Default 1.
     pub ctr: f32,
@@ -465,7 +465,7 @@ impl Fusion {
             floor(heads[0]),
             floor(heads[1]),
             floor(heads[2]),
-            price_band.exp().clamp(0.05, 20.0),
+            if price_band.is_finite() { price_band.exp().clamp(0.05, 20.0) } else { 1.0 },
             floor(quality),
             relevance.map_or(1.0, |r| floor((1.0 + r.clamp(0.0, 1.0)) / 2.0)),
             floor(1.0 - refund_rate),
@@ -473,9 +473,29 @@ impl Fusion {
     }
 
     /// `Π term ^ exponent`. Exponents 0, 1, 2 and 0.5 (the common ones)
-    /// cost a multiply or a square root; others a `powf`.
+    /// cost a multiply or a square root; others a `powf`. Always finite and
+    /// `>= 0`: a product that leaves `f32`'s range (large exponents on small
+    /// or large terms) is recomputed in the log domain and clamped to
+    /// `[e⁻⁸⁰, e⁸⁰]`, and a non-finite or negative term counts as 10⁻⁴.
     #[inline]
     pub fn value(&self, terms: &[f32; 7]) -> f32 {
+        let v = self.value_fast(terms);
+        if v.is_finite() && v > 0.0 {
+            return v;
+        }
+        let log: f64 = terms
+            .iter()
+            .zip(self.exponents())
+            .map(|(&t, w)| {
+                let t = if t.is_finite() && t > 0.0 { f64::from(t) } else { 1e-4 };
+                f64::from(w) * t.ln()
+            })
+            .sum();
+        log.clamp(-80.0, 80.0).exp() as f32
+    }
+
+    #[inline]
+    fn value_fast(&self, terms: &[f32; 7]) -> f32 {
         let mut v = 1.0f32;
         for (&t, w) in terms.iter().zip(self.exponents()) {
             v *= if w == 0.0 {

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 /// The diversity objective.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
 pub enum Diversity {
     /// Value order.
     None,
@@ -48,6 +48,7 @@ pub enum Diversity {
 
 /// A minimum and maximum share of the feed for one candidate source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Quota {
     /// The source id (e.g. `search`, `interest_ann`).
     pub source: String,
@@ -63,13 +64,16 @@ fn one() -> f32 {
     1.0
 }
 
+/// The widest cap window ([`RerankConfig::window`]).
+pub const MAX_WINDOW: usize = 1_000;
+
 /// Rerank settings of one surface.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RerankConfig {
     /// The diversity objective. Default MMR with λ = 0.8.
     pub diversity: Diversity,
-    /// Sliding window for the caps, in positions. Default 8.
+    /// Sliding window for the caps, in positions, 1..=[`MAX_WINDOW`]. Default 8.
     pub window: usize,
     /// At most this many of one category in any window. Default 3.
     pub category_cap: usize,
@@ -115,6 +119,9 @@ impl RerankConfig {
         }
         if self.window == 0 || self.category_cap == 0 || self.merchant_cap == 0 {
             return bad("window, category_cap and merchant_cap must be >= 1".into());
+        }
+        if self.window > MAX_WINDOW {
+            return bad(format!("window = {}, expected 1..={MAX_WINDOW}", self.window));
         }
         if self.exploration_every == 0 {
             return bad("exploration_every must be >= 1".into());

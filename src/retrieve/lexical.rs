@@ -3,7 +3,9 @@
 
 use crate::catalog::Catalog;
 use crate::ids::ItemIdx;
-use std::collections::HashMap;
+use crate::limits::MAX_QUERY_TERMS;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 /// Splits text into lowercase alphanumeric terms.
 ///
@@ -16,6 +18,40 @@ pub fn tokenize(text: &str) -> Vec<String> {
         .filter(|t| !t.is_empty())
         .map(|t| t.to_lowercase())
         .collect()
+}
+
+/// The terms a query's text searches with: the text cut to
+/// [`MAX_QUERY_BYTES`](crate::limits::MAX_QUERY_BYTES), tokenized, repeats
+/// dropped (first appearance kept) and at most
+/// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS) kept. `O(n log n)`
+/// in the text's length, whatever it holds.
+///
+/// ```
+/// use omnifeed::retrieve::query_terms;
+/// assert_eq!(query_terms("red Scarf RED wool"), ["red", "scarf", "wool"]);
+/// // 1 MB of text costs what its first 1,024 bytes cost.
+/// assert_eq!(query_terms(&"abc ".repeat(250_000)), ["abc"]);
+/// ```
+pub fn query_terms(text: &str) -> Vec<String> {
+    let mut terms = tokenize(crate::limits::cut_query(text));
+    distinct_in_order(&mut terms);
+    terms.truncate(MAX_QUERY_TERMS);
+    terms
+}
+
+/// Drops repeated strings, keeping each one's first appearance, by sorting
+/// positions: `O(n log n)`.
+fn distinct_in_order(terms: &mut Vec<String>) {
+    let mut order: Vec<u32> = (0..terms.len() as u32).collect();
+    order.sort_by(|&a, &b| terms[a as usize].cmp(&terms[b as usize]).then(a.cmp(&b)));
+    let mut keep = vec![false; terms.len()];
+    for (i, &pos) in order.iter().enumerate() {
+        if i == 0 || terms[order[i - 1] as usize] != terms[pos as usize] {
+            keep[pos as usize] = true;
+        }
+    }
+    let mut flags = keep.into_iter();
+    terms.retain(|_| flags.next().unwrap_or(false));
 }
 
 /// An inverted index over product titles (BM25, `k1 = 1.2`, `b = 0.75`).
@@ -61,10 +97,13 @@ impl LexicalIndex {
     /// The best `k` rows by BM25 over `terms` among those `keep` admits,
     /// written into `out` as `(row, score)`, best first.
     ///
-    /// Posting lists are sorted by row, so the lists of the query's terms
-    /// are merged in one pass (no per-request map or sort of all matches)
-    /// and the matches stream through a top-k: `O(postings × terms)`.
-    /// `acc` is scratch for the cursors.
+    /// Repeated terms count once and at most
+    /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS) distinct terms
+    /// are used. Posting lists are sorted by row, so the lists of the
+    /// query's terms are merged through a min-heap of cursors (no
+    /// per-request map or sort of all matches) and the matches stream
+    /// through a top-k: `O(P log T)` for `P` postings of `T` terms. `acc` is
+    /// scratch for the cursors.
     pub fn search(
         &self,
         terms: &[String],
@@ -75,47 +114,50 @@ impl LexicalIndex {
     ) {
         out.clear();
         acc.clear();
-        if k == 0 {
+        if k == 0 || terms.is_empty() {
             return;
         }
         let n = self.doc_len.len() as f32;
         let (k1, b) = (1.2f32, 0.75f32);
+        let mut distinct: Vec<&String> = terms.iter().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
         // One cursor per distinct known term: (list, idf); `acc` holds the
         // cursor positions as (position, idf).
-        let mut lists: Vec<&[(u32, u16)]> = Vec::with_capacity(terms.len());
-        for (i, term) in terms.iter().enumerate() {
-            if terms[..i].contains(term) {
-                continue;
+        let mut lists: Vec<&[(u32, u16)]> = Vec::with_capacity(MAX_QUERY_TERMS);
+        for term in distinct {
+            if lists.len() == MAX_QUERY_TERMS {
+                break;
             }
-            if let Some(list) = self.postings.get(term) {
+            if let Some(list) = self.postings.get(term.as_str()) {
                 let df = list.len() as f32;
                 lists.push(list);
                 acc.push((0, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()));
             }
         }
-        let mut heap: Vec<crate::rank::kernels::Scored> = Vec::with_capacity(2 * k);
-        let mut top = crate::rank::kernels::TopK::new(&mut heap, k);
-        loop {
-            // The smallest row under any cursor.
-            let mut row = u32::MAX;
-            for (list, &(pos, _)) in lists.iter().zip(acc.iter()) {
-                if let Some(&(r, _)) = list.get(pos as usize) {
-                    row = row.min(r);
-                }
-            }
-            if row == u32::MAX {
-                break;
-            }
-            let len = f32::from(self.doc_len[row as usize]);
+        // Min-heap of (row under the cursor, list).
+        let mut heap: BinaryHeap<Reverse<(u32, u32)>> = lists
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.first().map(|&(r, _)| Reverse((r, i as u32))))
+            .collect();
+        let mut best: Vec<crate::rank::kernels::Scored> = Vec::new();
+        let mut top = crate::rank::kernels::TopK::new(&mut best, k.min(self.doc_len.len()));
+        while let Some(&Reverse((row, _))) = heap.peek() {
+            let len = f32::from(self.doc_len.get(row as usize).copied().unwrap_or(0));
             let norm = k1 * (1.0 - b + b * len / self.avg_len);
             let mut score = 0.0;
-            for (list, cursor) in lists.iter().zip(acc.iter_mut()) {
-                if let Some(&(r, tf)) = list.get(cursor.0 as usize) {
-                    if r == row {
-                        let tf = f32::from(tf);
-                        score += cursor.1 * tf * (k1 + 1.0) / (tf + norm);
-                        cursor.0 += 1;
-                    }
+            while let Some(&Reverse((r, li))) = heap.peek() {
+                if r != row {
+                    break;
+                }
+                heap.pop();
+                let (list, cursor) = (lists[li as usize], &mut acc[li as usize]);
+                let tf = f32::from(list[cursor.0 as usize].1);
+                score += cursor.1 * tf * (k1 + 1.0) / (tf + norm);
+                cursor.0 += 1;
+                if let Some(&(next, _)) = list.get(cursor.0 as usize) {
+                    heap.push(Reverse((next, li)));
                 }
             }
             if keep(ItemIdx(row)) {
@@ -123,7 +165,7 @@ impl LexicalIndex {
             }
         }
         top.finish();
-        out.extend(heap.iter().map(|s| (s.row, s.score)));
+        out.extend(best.iter().map(|s| (s.row, s.score)));
     }
 }
 

@@ -20,7 +20,7 @@
 mod lexical;
 mod sources;
 
-pub use lexical::{LexicalIndex, tokenize};
+pub use lexical::{LexicalIndex, query_terms, tokenize};
 pub use sources::{
     CartPull, ContentDriven, Fresh, InterestAnn, Popular, Repurchase, SearchFusion, SearchSource,
     SimilarItems,

@@ -150,7 +150,7 @@ impl CandidateSource for ContentDriven {
 
 /// How the search source fuses its semantic and lexical lists.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
 pub enum SearchFusion {
     /// Reciprocal rank fusion: `Σ 1 / (k + rank)` over the lists (rank
     /// 1-based).
@@ -273,7 +273,7 @@ impl CandidateSource for SearchSource {
                     semantic.extend_from_slice(&part);
                 }
                 if let Some(t) = &s.text {
-                    terms.extend(super::tokenize(t));
+                    terms.extend(super::query_terms(t));
                 }
             }
             // Several intents may find the same row: keep its best score

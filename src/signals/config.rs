@@ -3,6 +3,8 @@
 //! default; [`SignalConfig::validate`] names the first bad field.
 
 use crate::error::{Error, Result};
+use crate::ids::{Timestamp, elapsed};
+use crate::limits::{MAX_SPAN_SECS, MAX_WEIGHT};
 use crate::signals::EventKind;
 use crate::signals::counters::MAX_HALF_LIVES;
 use crate::signals::rates::PriorConfig;
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// popularity prior and for the weighted mean that is a user's interest
 /// vector. Negative feedback (refunds, complaints) carries no interest.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngagementWeights {
     /// An impression (being shown is not interest: 0 by default).
     pub impression: f32,
@@ -72,7 +74,9 @@ impl EngagementWeights {
         }
     }
 
-    /// Checks every weight is finite and not negative.
+    /// Checks every weight is finite, not negative and at most
+    /// [`MAX_WEIGHT`](crate::limits::MAX_WEIGHT) (`full_watch_secs` and
+    /// `rating_neutral` at most [`MAX_EVENT_VALUE`](crate::limits::MAX_EVENT_VALUE)).
     pub fn validate(&self) -> Result<()> {
         let fields = [
             ("signals.weights.impression", self.impression),
@@ -87,10 +91,15 @@ impl EngagementWeights {
             ("signals.weights.rating_neutral", self.rating_neutral),
         ];
         for (field, v) in fields {
-            if !v.is_finite() || v < 0.0 {
+            let max = if field.ends_with("full_watch_secs") || field.ends_with("rating_neutral") {
+                crate::limits::MAX_EVENT_VALUE
+            } else {
+                crate::limits::MAX_WEIGHT
+            };
+            if !v.is_finite() || !(0.0..=max).contains(&v) {
                 return Err(Error::invalid_config(
                     field,
-                    format!("expected a finite value >= 0, got {v}"),
+                    format!("expected a finite value in [0, {max}], got {v}"),
                 ));
             }
         }
@@ -98,9 +107,53 @@ impl EngagementWeights {
     }
 }
 
+/// The event times a [`SignalStore`](crate::SignalStore) accepts,
+/// `[min, max)` in Unix seconds. An event outside is rejected as
+/// [`Rejection::OutOfWindow`](crate::signals::Rejection::OutOfWindow) and
+/// changes nothing, so one absurd timestamp can neither wrap the decay
+/// arithmetic nor move the store's clock. Default: 1970-01-01 to
+/// 2100-01-01 (`[0, 4_102_444_800)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeWindow {
+    /// The earliest accepted time, inclusive.
+    pub min: Timestamp,
+    /// The first time no longer accepted.
+    pub max: Timestamp,
+}
+
+impl Default for TimeWindow {
+    fn default() -> Self {
+        TimeWindow { min: 0, max: 4_102_444_800 }
+    }
+}
+
+impl TimeWindow {
+    /// True if `t` is inside the window.
+    #[inline]
+    pub fn contains(&self, t: Timestamp) -> bool {
+        (self.min..self.max).contains(&t)
+    }
+
+    /// Checks `min < max` and that the window spans at most
+    /// [`MAX_SPAN_SECS`](crate::limits::MAX_SPAN_SECS) · 3 (300 years).
+    pub fn validate(&self, field: &'static str) -> Result<()> {
+        if self.min >= self.max || elapsed(self.max, self.min) > 3 * MAX_SPAN_SECS {
+            return Err(Error::invalid_config(
+                field,
+                format!(
+                    "expected min < max spanning at most 300 years, got [{}, {})",
+                    self.min, self.max
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// All signal settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SignalConfig {
     /// Half-lives of every decayed counter, in seconds, shortest first (1 to
     /// 8 of them). Default 1 hour, 1 day, 7 days.
@@ -111,6 +164,13 @@ pub struct SignalConfig {
     /// How late an event may arrive, in seconds behind the newest event
     /// seen, and still be applied. Default 3,600.
     pub lateness: i64,
+    /// The event times accepted at all. Default 1970 to 2100.
+    pub time_window: TimeWindow,
+    /// If set, an event more than this many seconds after the newest event
+    /// seen is rejected as out of window, so one event from the far future
+    /// cannot move the store's clock. Default `None` (a log replayed with
+    /// long gaps must pass); a live service sets it, e.g. to one day.
+    pub max_ahead: Option<i64>,
     /// A product listed within this many seconds of the snapshot time is
     /// fresh ([`Signals::category_fresh`](crate::Signals::category_fresh)).
     /// Default 7 days.
@@ -135,6 +195,8 @@ impl Default for SignalConfig {
             half_lives: vec![3_600, 86_400, 7 * 86_400],
             rate_half_life: 2,
             lateness: 3_600,
+            time_window: TimeWindow::default(),
+            max_ahead: None,
             fresh_age: 7 * 86_400,
             weights: EngagementWeights::default(),
             priors: PriorConfig::default(),
@@ -155,10 +217,10 @@ impl SignalConfig {
                 format!("expected 1..={MAX_HALF_LIVES} half-lives, got {}", self.half_lives.len()),
             ));
         }
-        if let Some(h) = self.half_lives.iter().find(|&&h| h <= 0) {
+        if let Some(h) = self.half_lives.iter().find(|&&h| !(1..=MAX_SPAN_SECS).contains(&h)) {
             return Err(Error::invalid_config(
                 "signals.half_lives",
-                format!("half-lives are seconds > 0, got {h}"),
+                format!("half-lives are seconds in 1..={MAX_SPAN_SECS}, got {h}"),
             ));
         }
         if self.rate_half_life >= self.half_lives.len() {
@@ -171,11 +233,15 @@ impl SignalConfig {
                 ),
             ));
         }
-        if self.lateness < 0 {
+        if !(0..=MAX_SPAN_SECS).contains(&self.lateness) {
             return Err(Error::invalid_config(
                 "signals.lateness",
-                format!("expected seconds >= 0, got {}", self.lateness),
+                format!("expected seconds in 0..={MAX_SPAN_SECS}, got {}", self.lateness),
             ));
+        }
+        self.time_window.validate("signals.time_window")?;
+        if let Some(a) = self.max_ahead {
+            positive_secs("signals.max_ahead", a)?;
         }
         positive_secs("signals.fresh_age", self.fresh_age)?;
         self.weights.validate()?;
@@ -187,23 +253,33 @@ impl SignalConfig {
     }
 }
 
-fn positive_secs(field: &'static str, v: i64) -> Result<()> {
-    if v <= 0 {
-        return Err(Error::invalid_config(field, format!("expected seconds > 0, got {v}")));
+/// Checks a duration is in `1..=MAX_SPAN_SECS`.
+pub(crate) fn positive_secs(field: &'static str, v: i64) -> Result<()> {
+    if !(1..=MAX_SPAN_SECS).contains(&v) {
+        return Err(Error::invalid_config(
+            field,
+            format!("expected seconds in 1..={MAX_SPAN_SECS}, got {v}"),
+        ));
     }
     Ok(())
 }
 
-fn unit(field: &'static str, v: f32) -> Result<()> {
+/// Checks a value is in `[0, 1]` (NaN fails).
+pub(crate) fn unit(field: &'static str, v: f32) -> Result<()> {
     if !(0.0..=1.0).contains(&v) {
         return Err(Error::invalid_config(field, format!("expected a value in [0, 1], got {v}")));
     }
     Ok(())
 }
 
-fn non_negative(field: &'static str, v: f32) -> Result<()> {
-    if !v.is_finite() || v < 0.0 {
-        return Err(Error::invalid_config(field, format!("expected a finite value >= 0, got {v}")));
+/// Checks a multiplier is finite, `>= 0` and at most
+/// [`MAX_WEIGHT`](crate::limits::MAX_WEIGHT).
+pub(crate) fn non_negative(field: &'static str, v: f32) -> Result<()> {
+    if !v.is_finite() || !(0.0..=MAX_WEIGHT).contains(&v) {
+        return Err(Error::invalid_config(
+            field,
+            format!("expected a finite value in [0, {MAX_WEIGHT}], got {v}"),
+        ));
     }
     Ok(())
 }
@@ -217,7 +293,7 @@ fn count(field: &'static str, v: usize, lo: usize, hi: usize) -> Result<()> {
 
 /// User profile settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProfileConfig {
     /// Half-life of the long-term interest vector and category affinities,
     /// seconds. Default 30 days.
@@ -280,7 +356,7 @@ impl ProfileConfig {
 
 /// Live-stream momentum settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LiveConfig {
     /// Half-life of viewer momentum while on air, seconds. Default 300.
     pub momentum_half_life: i64,
@@ -305,7 +381,7 @@ impl LiveConfig {
 
 /// How repurchase cycles are estimated from purchases.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RepurchaseConfig {
     /// Two purchases in one category closer than this (seconds) are one
     /// basket, not a repurchase. Default 3,600.
@@ -346,7 +422,7 @@ impl RepurchaseConfig {
 /// Governance: how refunds and complaints move a merchant's score, and
 /// when a product or merchant is gated.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GovernanceConfig {
     /// Score lost per unit of refund rate above the platform's mean.
     /// Default 1.

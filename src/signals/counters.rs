@@ -18,7 +18,7 @@
 //! (a snapshot) clones the `Arc`s; the writer's next update of a chunk that
 //! a snapshot still holds copies just that chunk (`Arc::make_mut`).
 
-use crate::ids::Timestamp;
+use crate::ids::{Timestamp, elapsed};
 use std::sync::Arc;
 
 /// Entities per copy-on-write chunk.
@@ -32,7 +32,9 @@ pub(crate) const MAX_HALF_LIVES: usize = 8;
 /// The closed-form decay factor `2^(-dt / half_life)`, `dt >= 0`.
 #[inline]
 pub fn decay_factor(half_life_secs: f64, dt: i64) -> f64 {
-    (-(dt as f64) * std::f64::consts::LN_2 / half_life_secs).exp()
+    // A negative `dt` (a caller's clock running backwards) reads as 0: the
+    // factor never exceeds 1, so no counter can grow by being read.
+    (-(dt.max(0) as f64) * std::f64::consts::LN_2 / half_life_secs).exp()
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +99,7 @@ impl CounterTable {
         let row = &mut chunk.v[i * k * h..(i + 1) * k * h];
         if at >= *t {
             if *t != NEVER && at > *t {
-                let dt = (at - *t) as f64;
+                let dt = elapsed(at, *t) as f64;
                 let mut f = [0.0f32; MAX_HALF_LIVES];
                 for (f, &r) in f.iter_mut().zip(self.rates.iter()) {
                     *f = (-dt * r).exp() as f32;
@@ -113,7 +115,7 @@ impl CounterTable {
                 *x += w;
             }
         } else {
-            let dt = (*t - at) as f64;
+            let dt = elapsed(*t, at) as f64;
             for (x, &r) in row[kind * h..(kind + 1) * h].iter_mut().zip(self.rates.iter()) {
                 *x += w * (-dt * r).exp() as f32;
             }
@@ -132,7 +134,7 @@ impl CounterTable {
         if t == NEVER || now <= t || v == 0.0 {
             return v;
         }
-        v * (-((now - t) as f64) * self.rates[half]).exp() as f32
+        v * (-(elapsed(now, t) as f64) * self.rates[half]).exp() as f32
     }
 
     /// Bytes of counter state per entity.

@@ -11,8 +11,8 @@
 //! - [`Event`]: what a user did to a product, content item or shop, or what
 //!   they searched for.
 //! - [`SignalStore`]: the single writer. It checks each event before it
-//!   touches anything: a rejected event (too late, unknown id, NaN or
-//!   negative value, a search without a usable query, a kind that does not
+//!   touches anything: a rejected event (dated outside the accepted
+//!   [`TimeWindow`], too late, unknown id, NaN, negative or out-of-range value, a search without a usable query, a kind that does not
 //!   fit its target) changes nothing and is counted per cause in
 //!   [`IngestReport`].
 //! - Counters are exponentially decayed with several half-lives at once and
@@ -42,7 +42,7 @@
 //! - Staleness is the publish interval; the store never blocks readers and
 //!   readers never block the store.
 
-mod config;
+pub(crate) mod config;
 mod counters;
 mod event;
 mod profile;
@@ -52,6 +52,7 @@ mod store;
 
 pub use config::{
     EngagementWeights, GovernanceConfig, LiveConfig, ProfileConfig, RepurchaseConfig, SignalConfig,
+    TimeWindow,
 };
 pub use counters::decay_factor;
 pub use event::{Event, EventKind, SearchQuery, Target};

@@ -2,7 +2,7 @@
 //! category affinities, purchases, searches and the seen set.
 
 use crate::catalog::Embeddings;
-use crate::ids::{CategoryId, ItemIdx, Timestamp};
+use crate::ids::{CategoryId, ItemIdx, Timestamp, elapsed, shift};
 use crate::rank::kernels::dot;
 use crate::signals::config::ProfileConfig;
 use crate::signals::counters::decay_factor;
@@ -217,9 +217,9 @@ impl UserProfile {
             self.long_t = at;
         } else {
             let (keep, add) = if at >= self.long_t {
-                (self.long_norm * decay_factor(h, at - self.long_t) as f32, weight)
+                (self.long_norm * decay_factor(h, elapsed(at, self.long_t)) as f32, weight)
             } else {
-                (self.long_norm, weight * decay_factor(h, self.long_t - at) as f32)
+                (self.long_norm, weight * decay_factor(h, elapsed(self.long_t, at)) as f32)
             };
             for (x, &y) in self.long.iter_mut().zip(e) {
                 *x = *x * keep + add * y;
@@ -233,9 +233,9 @@ impl UserProfile {
         }
         // Category affinity, every entry referred to `affinity_t`.
         let (keep, add) = if at >= self.affinity_t {
-            (decay_factor(h, at - self.affinity_t) as f32, weight)
+            (decay_factor(h, elapsed(at, self.affinity_t)) as f32, weight)
         } else {
-            (1.0, weight * decay_factor(h, self.affinity_t - at) as f32)
+            (1.0, weight * decay_factor(h, elapsed(self.affinity_t, at)) as f32)
         };
         if keep != 1.0 {
             self.affinities.iter_mut().for_each(|a| a.1 *= keep);
@@ -284,13 +284,14 @@ impl UserProfile {
         let newest = recent[recent.len() - 1].at;
         // Session: walk back from the newest engagement until a long gap.
         let mut start = recent.len() - 1;
-        while start > 0 && recent[start].at - recent[start - 1].at <= cfg.session_gap {
+        while start > 0 && elapsed(recent[start].at, recent[start - 1].at) <= cfg.session_gap {
             start -= 1;
         }
         self.short.clear();
         self.short.resize(dim, 0.0);
         for e in &recent[start..] {
-            let w = e.weight * decay_factor(cfg.short_half_life as f64, newest - e.at) as f32;
+            let w =
+                e.weight * decay_factor(cfg.short_half_life as f64, elapsed(newest, e.at)) as f32;
             for (x, &y) in self.short.iter_mut().zip(emb.row(e.row)) {
                 *x += w * y;
             }
@@ -298,11 +299,13 @@ impl UserProfile {
         if !normalize(&mut self.short) {
             self.short.clear();
         }
-        self.session_until = newest + cfg.session_gap;
+        self.session_until = shift(newest, cfg.session_gap);
         // Interests: weighted spherical k-means over the recent engagements.
         let weights: Vec<f32> = recent
             .iter()
-            .map(|e| e.weight * decay_factor(cfg.long_half_life as f64, newest - e.at) as f32)
+            .map(|e| {
+                e.weight * decay_factor(cfg.long_half_life as f64, elapsed(newest, e.at)) as f32
+            })
             .collect();
         let rows: Vec<ItemIdx> = recent.iter().map(|e| e.row).collect();
         let (centroids, shares) =

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// A `Beta(alpha, beta)` prior on a rate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BetaPrior {
     /// Pseudo-successes, > 0.
     pub alpha: f32,
@@ -37,14 +38,14 @@ impl BetaPrior {
     #[inline]
     pub fn smooth(&self, successes: f32, trials: f32) -> f32 {
         let n = trials.max(0.0);
-        let s = successes.clamp(0.0, n);
+        let s = successes.max(0.0).min(n.max(0.0));
         (s + self.alpha) / (n + self.alpha + self.beta)
     }
 }
 
 /// How priors are fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PriorConfig {
     /// Products with fewer (decayed) trials than this do not take part in
     /// a fit. Default 20.
@@ -82,15 +83,19 @@ impl PriorConfig {
             ("signals.priors.max_strength", self.max_strength),
             ("signals.priors.fallback_strength", self.fallback_strength),
         ];
+        let max = crate::limits::MAX_WEIGHT;
         for (field, v) in positive {
-            if !v.is_finite() || v <= 0.0 {
-                return Err(Error::invalid_config(field, format!("expected > 0, got {v}")));
+            if !v.is_finite() || v <= 0.0 || v > max {
+                return Err(Error::invalid_config(
+                    field,
+                    format!("expected a value in (0, {max}], got {v}"),
+                ));
             }
         }
-        if !self.min_trials.is_finite() || self.min_trials < 1.0 {
+        if !self.min_trials.is_finite() || !(1.0..=max).contains(&self.min_trials) {
             return Err(Error::invalid_config(
                 "signals.priors.min_trials",
-                format!("expected >= 1, got {}", self.min_trials),
+                format!("expected a value in [1, {max}], got {}", self.min_trials),
             ));
         }
         if self.max_strength < self.min_strength {
@@ -128,13 +133,13 @@ impl MomentSums {
     #[inline]
     pub(crate) fn add(&mut self, s: f32, n: f32, cfg: &PriorConfig) {
         if n > 0.0 {
-            self.all_s += f64::from(s.clamp(0.0, n));
+            self.all_s += f64::from(s.max(0.0).min(n.max(0.0)));
             self.all_n += f64::from(n);
         }
         if n.is_nan() || n < cfg.min_trials {
             return;
         }
-        let (s, n) = (f64::from(s.clamp(0.0, n)), f64::from(n));
+        let (s, n) = (f64::from(s.max(0.0).min(n.max(0.0))), f64::from(n));
         let p = s / n;
         self.count += 1.0;
         self.s += s;

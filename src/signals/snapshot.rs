@@ -2,7 +2,7 @@
 
 use crate::catalog::{Catalog, ContentKind, MerchantStatus};
 use crate::error::Result;
-use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, Timestamp, UserId};
+use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, Timestamp, UserId, elapsed};
 use crate::signals::counters::decay_factor;
 use crate::signals::profile::UserProfile;
 use crate::signals::rates::{BetaPrior, MomentSums};
@@ -41,8 +41,8 @@ impl CycleStats {
     pub(crate) fn record_interval(&mut self, secs: i64) {
         let hours = (secs as f64 / 3600.0).max(1.0);
         let bin = ((4.0 * hours.log2()) as usize).min(CYCLE_BINS - 1);
-        self.hist[bin] += 1;
-        self.repeats += 1;
+        self.hist[bin] = self.hist[bin].saturating_add(1);
+        self.repeats = self.repeats.saturating_add(1);
     }
 
     /// The median interval (geometric centre of the median bin), seconds.
@@ -50,7 +50,7 @@ impl CycleStats {
         let half = self.repeats.div_ceil(2);
         let mut seen = 0;
         for (b, &c) in self.hist.iter().enumerate() {
-            seen += c;
+            seen = c.saturating_add(seen);
             if c > 0 && seen >= half {
                 return Some((3600.0 * 2f64.powf((b as f64 + 0.5) / 4.0)) as i64);
             }
@@ -380,7 +380,7 @@ impl Signals {
         let mut category_fresh: Vec<Vec<ItemIdx>> = vec![Vec::new(); n_cats];
         let listed = catalog.listed_at();
         for row in 0..n {
-            if listed[row] <= as_of && as_of - listed[row] <= cfg.fresh_age {
+            if listed[row] <= as_of && elapsed(as_of, listed[row]) <= cfg.fresh_age {
                 category_fresh[shared.product_cat[row] as usize].push(ItemIdx(row as u32));
             }
         }
@@ -604,7 +604,7 @@ impl Signals {
             Some(end) if at >= end => {
                 let cfg = &self.shared.config.live;
                 let v = live.get(crow as usize, 0, 0, end)
-                    * decay_factor(cfg.end_half_life as f64, at - end) as f32;
+                    * decay_factor(cfg.end_half_life as f64, elapsed(at, end)) as f32;
                 if v < 1e-6 { 0.0 } else { v }
             }
             _ => live.get(crow as usize, 0, 0, at),
@@ -746,12 +746,12 @@ impl Signals {
         if !cycle.consumable {
             return None;
         }
-        let elapsed = (at - bought) as f64;
-        if elapsed < f64::from(self.shared.config.repurchase.due_from) * c {
+        let since = elapsed(at, bought) as f64;
+        if since < f64::from(self.shared.config.repurchase.due_from) * c {
             return None;
         }
         // A log-normal bump: 1 at one cycle, 0.79 at half or double.
-        let z = (elapsed.max(1.0) / c).ln();
+        let z = (since.max(1.0) / c).ln();
         Some((-0.5 * z * z).exp() as f32)
     }
 

@@ -1,9 +1,11 @@
 //! The writer: [`SignalStore`] checks and applies events, and publishes
 //! [`Signals`] snapshots.
 
-use crate::catalog::{Catalog, ContentKind};
+use crate::catalog::{Catalog, ContentKind, unit_into};
 use crate::error::{Error, IdKind, Result};
-use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Timestamp, UserId};
+use crate::ids::{
+    CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Timestamp, UserId, elapsed, shift,
+};
 use crate::signals::config::SignalConfig;
 use crate::signals::counters::CounterTable;
 use crate::signals::profile::{Purchase, SearchIntent, UserProfile};
@@ -37,6 +39,17 @@ pub(crate) fn shard_of(user: UserId) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Rejection {
+    /// Dated outside the config's [`TimeWindow`](crate::signals::TimeWindow),
+    /// or further ahead of the newest event than
+    /// [`SignalConfig::max_ahead`] allows.
+    OutOfWindow {
+        /// The event's time.
+        at: Timestamp,
+        /// The earliest time accepted.
+        min: Timestamp,
+        /// The first time not accepted.
+        max: Timestamp,
+    },
     /// Older than the newest event seen minus the allowed lateness.
     TooLate {
         /// The event's time.
@@ -50,7 +63,9 @@ pub enum Rejection {
     UnknownContent(ContentId),
     /// A merchant the catalog does not have.
     UnknownMerchant(MerchantId),
-    /// A NaN, infinite or negative watch time, price or rating.
+    /// A NaN, infinite or negative watch time, price or rating, or one above
+    /// [`MAX_PRICE`](crate::limits::MAX_PRICE) /
+    /// [`MAX_EVENT_VALUE`](crate::limits::MAX_EVENT_VALUE).
     BadValue {
         /// The event kind's name.
         kind: &'static str,
@@ -73,6 +88,9 @@ pub enum Rejection {
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Rejection::OutOfWindow { at, min, max } => {
+                write!(f, "event at {at} is outside the accepted window [{min}, {max})")
+            }
             Rejection::TooLate { at, watermark } => {
                 write!(f, "event at {at} is too late: newest seen is {watermark}")
             }
@@ -80,7 +98,7 @@ impl std::fmt::Display for Rejection {
             Rejection::UnknownContent(c) => write!(f, "unknown content {c}"),
             Rejection::UnknownMerchant(m) => write!(f, "unknown merchant {m}"),
             Rejection::BadValue { kind, value } => {
-                write!(f, "{kind} event has value {value}, expected a finite value >= 0")
+                write!(f, "{kind} event has value {value}, expected a finite value in [0, 1e9]")
             }
             Rejection::BadQuery(why) => write!(f, "search query: {why}"),
             Rejection::WrongTarget { kind, target } => {
@@ -99,6 +117,9 @@ pub struct IngestReport {
     pub events: u64,
     /// Events applied.
     pub applied: u64,
+    /// Rejected: dated outside the accepted time window.
+    #[serde(default)]
+    pub out_of_window: u64,
     /// Rejected: later than the allowed lateness.
     pub too_late: u64,
     /// Rejected: unknown product.
@@ -126,6 +147,7 @@ impl IngestReport {
 
     fn count(&mut self, r: &Rejection) {
         let slot = match r {
+            Rejection::OutOfWindow { .. } => &mut self.out_of_window,
             Rejection::TooLate { .. } => &mut self.too_late,
             Rejection::UnknownProduct(_) => &mut self.unknown_product,
             Rejection::UnknownContent(_) => &mut self.unknown_content,
@@ -291,6 +313,7 @@ impl SignalStore {
         IngestReport {
             events: after.events - before.events,
             applied: after.applied - before.applied,
+            out_of_window: after.out_of_window - before.out_of_window,
             too_late: after.too_late - before.too_late,
             unknown_product: after.unknown_product - before.unknown_product,
             unknown_content: after.unknown_content - before.unknown_content,
@@ -333,9 +356,22 @@ impl SignalStore {
     fn check(&self, e: &Event) -> std::result::Result<Resolved, Rejection> {
         let kind = e.kind.name();
         if let Some(v) = e.kind.value() {
-            if !v.is_finite() || v < 0.0 {
+            let max = match e.kind {
+                EventKind::Order { .. } => crate::limits::MAX_PRICE,
+                _ => crate::limits::MAX_EVENT_VALUE,
+            };
+            if !v.is_finite() || !(0.0..=max).contains(&v) {
                 return Err(Rejection::BadValue { kind, value: v });
             }
+        }
+        let window = self.shared.config.time_window;
+        let ahead = match (self.shared.config.max_ahead, self.watermark()) {
+            (Some(a), Some(w)) => shift(w, a).saturating_add(1),
+            _ => Timestamp::MAX,
+        };
+        let max = window.max.min(ahead);
+        if !(window.min..max).contains(&e.at) {
+            return Err(Rejection::OutOfWindow { at: e.at, min: window.min, max });
         }
         let lateness = self.shared.config.lateness;
         if self.watermark != Timestamp::MIN && e.at < self.watermark.saturating_sub(lateness) {
@@ -375,27 +411,26 @@ impl SignalStore {
         at: Timestamp,
         q: &SearchQuery,
     ) -> std::result::Result<SearchIntent, Rejection> {
-        let text = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(|t| {
-            let mut end = t.len().min(256);
-            while !t.is_char_boundary(end) {
-                end -= 1;
-            }
-            Box::<str>::from(&t[..end])
-        });
+        let text = q
+            .text
+            .as_deref()
+            .map(|t| crate::limits::cut_query(t).trim())
+            .filter(|t| !t.is_empty())
+            .map(Box::<str>::from);
         let vector = match &q.embedding {
             None => None,
             Some(v) => {
                 if v.len() != self.shared.catalog.dim() {
                     return Err(Rejection::BadQuery("embedding has the wrong dimension"));
                 }
-                if v.iter().any(|x| !x.is_finite()) {
-                    return Err(Rejection::BadQuery("embedding is not finite"));
-                }
-                let n = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-                if n < 1e-12 {
-                    return Err(Rejection::BadQuery("embedding is zero"));
-                }
-                Some(v.iter().map(|&x| (f64::from(x) / n) as f32).collect())
+                let mut unit = Vec::with_capacity(v.len());
+                unit_into("search embedding", v, &mut unit).map_err(|e| match e.kind() {
+                    crate::ErrorKind::NonFinite { .. } => {
+                        Rejection::BadQuery("embedding is not finite")
+                    }
+                    _ => Rejection::BadQuery("embedding is zero or too small to normalize"),
+                })?;
+                Some(unit.into_boxed_slice())
             }
         };
         if text.is_none() && vector.is_none() {
@@ -498,9 +533,9 @@ impl SignalStore {
             let category = shared.categories[cat as usize];
             let stats = &mut repurchase[cat as usize];
             match profile.last_purchase_in(category) {
-                None => stats.buyers += 1,
+                None => stats.buyers = stats.buyers.saturating_add(1),
                 Some(prev) => {
-                    let gap = (at - prev.at).abs();
+                    let gap = elapsed(at, prev.at).saturating_abs();
                     if gap >= cfg.repurchase.min_interval {
                         stats.record_interval(gap);
                     }

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 
 /// Settings of [`fit_als`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AlsConfig {
     /// Factor dimension. Default 32.
     pub factors: usize,
@@ -54,6 +54,30 @@ impl Default for AlsConfig {
             weights: EngagementWeights::default(),
             seed: 0x0A15,
         }
+    }
+}
+
+/// The largest [`AlsConfig::factors`].
+pub const MAX_FACTORS: usize = 1_024;
+/// The largest [`AlsConfig::iterations`].
+pub const MAX_ITERATIONS: usize = 1_000;
+
+impl AlsConfig {
+    /// Checks every field: `factors` in `1..=`[`MAX_FACTORS`], `iterations`
+    /// in `1..=`[`MAX_ITERATIONS`], `regularization` and `alpha` finite in
+    /// `[0, MAX_WEIGHT]`, valid weights.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v, hi) in [
+            ("als.factors", self.factors, MAX_FACTORS),
+            ("als.iterations", self.iterations, MAX_ITERATIONS),
+        ] {
+            if !(1..=hi).contains(&v) {
+                return Err(Error::invalid_config(field, format!("expected 1..={hi}, got {v}")));
+            }
+        }
+        crate::signals::config::non_negative("als.regularization", self.regularization)?;
+        crate::signals::config::non_negative("als.alpha", self.alpha)?;
+        self.weights.validate()
     }
 }
 
@@ -115,9 +139,11 @@ type Obs = Vec<(u32, f32)>;
 /// Fits implicit ALS on the product events of `events` (other targets and
 /// zero-weight kinds, such as impressions, are ignored).
 ///
-/// Errors: `factors`, `iterations` of 0, a non-finite or negative
-/// `regularization`/`alpha`, invalid weights, or no weighted product event
-/// ([`ErrorKind::InvalidValue`](crate::ErrorKind)).
+/// Errors: a config outside [`AlsConfig::validate`]'s bounds
+/// ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)), or no
+/// weighted product event ([`ErrorKind::InvalidValue`](crate::ErrorKind)).
+/// Events whose value is NaN, infinite, negative or above
+/// [`MAX_EVENT_VALUE`](crate::limits::MAX_EVENT_VALUE) are skipped.
 ///
 /// ```
 /// use omnifeed::train::{AlsConfig, fit_als};
@@ -133,16 +159,7 @@ type Obs = Vec<(u32, f32)>;
 /// assert!(dot(u1, f.item_vector(ProductId(11)).unwrap()) > dot(u1, f.item_vector(ProductId(21)).unwrap()));
 /// ```
 pub fn fit_als(events: &[Event], cfg: &AlsConfig) -> Result<Factors> {
-    let bad = |field, msg: String| Err(Error::invalid_value(field, "als config", msg));
-    if cfg.factors == 0 || cfg.iterations == 0 {
-        return bad("factors", "factors and iterations must be >= 1".into());
-    }
-    for (name, v) in [("regularization", cfg.regularization), ("alpha", cfg.alpha)] {
-        if !(v.is_finite() && v >= 0.0) {
-            return bad(name, format!("expected a finite value >= 0, got {v}"));
-        }
-    }
-    cfg.weights.validate()?;
+    cfg.validate()?;
 
     // Aggregate weights per pair, users and items in first-seen order.
     let mut users = Vec::new();
@@ -152,8 +169,14 @@ pub fn fit_als(events: &[Event], cfg: &AlsConfig) -> Result<Factors> {
     let mut pairs: HashMap<(u32, u32), f32> = HashMap::new();
     for e in events {
         let Target::Product(p) = e.target else { continue };
+        if e.kind
+            .value()
+            .is_some_and(|v| !v.is_finite() || !(0.0..=crate::limits::MAX_EVENT_VALUE).contains(&v))
+        {
+            continue;
+        }
         let w = cfg.weights.weight(&e.kind);
-        if w.is_nan() || w <= 0.0 {
+        if !w.is_finite() || w <= 0.0 {
             continue;
         }
         let u = *user_rows.entry(e.user).or_insert_with(|| {

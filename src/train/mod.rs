@@ -13,5 +13,5 @@
 mod als;
 mod logreg;
 
-pub use als::{AlsConfig, Factors, fit_als};
+pub use als::{AlsConfig, Factors, MAX_FACTORS, MAX_ITERATIONS, fit_als};
 pub use logreg::{RankerTrainConfig, RankerTraining, fit_logistic, train_ranker};

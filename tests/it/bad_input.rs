@@ -221,7 +221,7 @@ fn queries_of_wrong_dimension_nan_zero_and_k0_on_both_indexes() {
         let e = idx.search(&[0.0, 0.0], 1, None, &mut out).unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::ZeroVector { .. }));
         let e = idx.search(&[1.0, 0.0], 0, None, &mut out).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::InvalidK { k: 0 }));
+        assert!(matches!(e.kind(), ErrorKind::InvalidK { k: 0, .. }));
         // A valid query still works after all that.
         idx.search(&[1.0, 0.1], 1, None, &mut out).unwrap();
         assert_eq!(out[0].row.0, 0);
