@@ -70,6 +70,10 @@
 //! No cargo features yet: everything is built by default.
 #![doc(test(attr(deny(warnings))))]
 #![deny(missing_docs)]
+// Library code never panics on caller data: no unwrap, expect or panic! in
+// src/ outside unit tests (integration tests, benches and examples are
+// other crates). A justified exception carries its own #[allow] and reason.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_debug_implementations)]
 
 pub mod catalog;

@@ -10,6 +10,7 @@
 //! | [`MAX_K`] | 10,000 | a request's `k` above it is [`ErrorKind::InvalidK`](crate::ErrorKind::InvalidK); an index search's `k` is clamped to the index's `len()` |
 //! | [`MAX_QUERY_BYTES`] | 1,024 | search text is cut at the last char boundary before it |
 //! | [`MAX_QUERY_TERMS`] | 32 | terms past the 32nd distinct one are dropped |
+//! | [`MAX_FILTER_CATEGORIES`] | 256 | a request naming more categories is [`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue) |
 //! | [`MIN_NORM`] | 1e-20 | a vector whose L2 norm is below it is [`ErrorKind::ZeroVector`](crate::ErrorKind::ZeroVector) |
 //! | [`MAX_PRICE`] | 1e9 | a catalog price, an order's price: [`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue) / [`Rejection::BadValue`](crate::signals::Rejection::BadValue) |
 //! | [`MAX_EVENT_VALUE`] | 1e9 | watch seconds and ratings: [`Rejection::BadValue`](crate::signals::Rejection::BadValue) |
@@ -29,6 +30,11 @@ pub const MAX_QUERY_BYTES: usize = 1_024;
 
 /// Distinct terms kept per query, in order of first appearance.
 pub const MAX_QUERY_TERMS: usize = 32;
+
+/// The most categories a request's
+/// [`RequestFilters::categories`](crate::RequestFilters::categories) may
+/// name; more is [`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue).
+pub const MAX_FILTER_CATEGORIES: usize = 256;
 
 /// The smallest L2 norm a vector may have and still be normalized: below it
 /// the vector has no usable direction (its inverse norm would not be a

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{CategoryId, ContentId, ProductId, Score, Timestamp, UserId};
-use crate::limits::MAX_K;
+use crate::limits::{MAX_FILTER_CATEGORIES, MAX_K};
 use crate::signals::{Gate, SearchQuery};
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,8 @@ impl Surface {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RequestFilters {
-    /// Only these categories (empty: any).
+    /// Only these categories (empty: any); at most
+    /// [`MAX_FILTER_CATEGORIES`](crate::limits::MAX_FILTER_CATEGORIES).
     pub categories: Vec<CategoryId>,
     /// Lowest price, inclusive.
     pub min_price: Option<f32>,
@@ -184,6 +185,16 @@ impl FeedRequest {
                 "request.query",
                 "search surface",
                 "a search request needs query text or a query embedding",
+            ));
+        }
+        if self.filters.categories.len() > MAX_FILTER_CATEGORIES {
+            return Err(Error::invalid_value(
+                "request.filters.categories",
+                "request",
+                format!(
+                    "at most {MAX_FILTER_CATEGORIES} categories, got {}",
+                    self.filters.categories.len()
+                ),
             ));
         }
         for (field, v) in [

@@ -64,6 +64,9 @@ pub trait Method: Send + Sync {
     ) -> Result<Vec<ProductId>>;
 }
 
+/// The most replay windows ([`EvalConfig::replay_steps`]).
+pub const MAX_REPLAY_STEPS: usize = 1_000;
+
 /// How [`evaluate`] runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EvalConfig {
@@ -71,16 +74,16 @@ pub struct EvalConfig {
     pub relevance: Relevance,
     /// Cut-offs for the metrics. Default `[10, 20, 50]`.
     pub ks: Vec<usize>,
-    /// Length of each list asked for (at least the largest cut-off).
-    /// Default 100.
+    /// Length of each list asked for (at least the largest cut-off, at most
+    /// [`MAX_K`](crate::limits::MAX_K)). Default 100.
     pub list_len: usize,
     /// NDCG@K is also reported for K = 1..=this (the chart). Default 50.
     pub curve_max: usize,
     /// Leave out of a user's lists the products they interacted with (any
     /// level) before the request. Default false.
     pub exclude_known: bool,
-    /// Windows the test period is replayed in (global splits only).
-    /// Default 1.
+    /// Windows the test period is replayed in (global splits only),
+    /// `1..=`[`MAX_REPLAY_STEPS`]. Default 1.
     pub replay_steps: usize,
     /// Draw a progress bar (on stderr, when it is a terminal).
     pub progress: bool,
@@ -113,8 +116,20 @@ impl EvalConfig {
                 format!("{} is below the largest cut-off {kmax}", self.list_len),
             );
         }
-        if self.replay_steps == 0 {
-            return bad("replay_steps", "must be >= 1".into());
+        if self.replay_steps == 0 || self.replay_steps > MAX_REPLAY_STEPS {
+            return bad(
+                "replay_steps",
+                format!("expected 1..={MAX_REPLAY_STEPS}, got {}", self.replay_steps),
+            );
+        }
+        if self.list_len > crate::limits::MAX_K {
+            return bad(
+                "list_len",
+                format!("{} is above MAX_K = {}", self.list_len, crate::limits::MAX_K),
+            );
+        }
+        if self.ks.len() > 64 {
+            return bad("ks", format!("at most 64 cut-offs, got {}", self.ks.len()));
         }
         Ok(())
     }

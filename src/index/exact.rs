@@ -1,6 +1,6 @@
 //! Brute-force search: exact, and the oracle HNSW is measured against.
 
-use super::{Neighbor, RowFilter, VectorIndex, check_query};
+use super::{Neighbor, RowFilter, VectorIndex, with_unit_query};
 use crate::catalog::Embeddings;
 use crate::error::Result;
 use crate::ids::ItemIdx;
@@ -45,26 +45,26 @@ impl VectorIndex for ExactIndex {
         filter: Option<RowFilter<'_>>,
         out: &mut Vec<Neighbor>,
     ) -> Result<()> {
-        let inv = check_query(query, self.dim(), k)?;
-        let mut top = TopK::new(out, k.min(self.len()));
-        let rows = self.embeddings.as_slice().chunks_exact(self.dim());
-        match filter {
-            None => {
-                for (i, row) in rows.enumerate() {
-                    top.push(ItemIdx(i as u32), dot(row, query));
+        with_unit_query(query, self.dim(), k, |unit| {
+            let mut top = TopK::new(out, k.min(self.len()));
+            let rows = self.embeddings.as_slice().chunks_exact(self.dim());
+            match filter {
+                None => {
+                    for (i, row) in rows.enumerate() {
+                        top.push(ItemIdx(i as u32), dot(row, unit));
+                    }
                 }
-            }
-            Some(keep) => {
-                for (i, row) in rows.enumerate() {
-                    let idx = ItemIdx(i as u32);
-                    if keep(idx) {
-                        top.push(idx, dot(row, query));
+                Some(keep) => {
+                    for (i, row) in rows.enumerate() {
+                        let idx = ItemIdx(i as u32);
+                        if keep(idx) {
+                            top.push(idx, dot(row, unit));
+                        }
                     }
                 }
             }
-        }
-        top.finish();
-        out.iter_mut().for_each(|n| n.score *= inv);
+            top.finish();
+        })?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 //! unit vectors. Scores handed back are recomputed exactly from the stored
 //! embeddings, so they match [`ExactIndex`](super::ExactIndex) to float rounding.
 
-use super::{Neighbor, RowFilter, VectorIndex, check_query};
+use super::{Neighbor, RowFilter, VectorIndex, with_unit_query};
 use crate::catalog::Embeddings;
 use crate::error::{Error, Result};
 use crate::ids::ItemIdx;
@@ -157,24 +157,24 @@ impl HnswIndex {
         filter: Option<RowFilter<'_>>,
         out: &mut Vec<Neighbor>,
     ) -> Result<()> {
-        let inv = check_query(query, self.dim(), k)?;
         out.clear();
-        let unit: Vec<f32> = query.iter().map(|x| x * inv).collect();
-        // hnsw_rs sizes its search by `ef` and `k`: both stay within the
-        // rows there are and the documented ef ceiling.
-        let k = k.min(self.len()).min(MAX_EF);
-        let ef = ef.clamp(1, MAX_EF).max(k);
-        let found = match filter {
-            None => self.graph.search_filter(&unit, k, ef, None),
-            Some(keep) => {
-                let f = |id: &usize| keep(ItemIdx(*id as u32));
-                self.graph.search_filter(&unit, k, ef, Some(&f))
-            }
-        };
-        out.extend(found.iter().map(|nb| {
-            let row = ItemIdx(nb.d_id as u32);
-            Neighbor { row, score: dot(self.embeddings.row(row), &unit) }
-        }));
+        with_unit_query(query, self.dim(), k, |unit| {
+            // hnsw_rs sizes its search by `ef` and `k`: both stay within the
+            // rows there are and the documented ef ceiling.
+            let k = k.min(self.len()).min(MAX_EF);
+            let ef = ef.clamp(1, MAX_EF).max(k);
+            let found = match filter {
+                None => self.graph.search_filter(unit, k, ef, None),
+                Some(keep) => {
+                    let f = |id: &usize| keep(ItemIdx(*id as u32));
+                    self.graph.search_filter(unit, k, ef, Some(&f))
+                }
+            };
+            out.extend(found.iter().map(|nb| {
+                let row = ItemIdx(nb.d_id as u32);
+                Neighbor { row, score: dot(self.embeddings.row(row), unit) }
+            }));
+        })?;
         out.sort_unstable_by(best_first);
         Ok(())
     }

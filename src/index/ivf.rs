@@ -12,7 +12,7 @@
 //! catalog's `f32` matrix, so returned scores are exact. Extra memory:
 //! `N × d` bytes.
 
-use super::{Neighbor, RowFilter, VectorIndex, check_query};
+use super::{Neighbor, RowFilter, VectorIndex, with_unit_query};
 use crate::catalog::Embeddings;
 use crate::error::{Error, Result};
 use crate::ids::ItemIdx;
@@ -254,8 +254,21 @@ impl IvfIndex {
         filter: Option<RowFilter<'_>>,
         out: &mut Vec<Neighbor>,
     ) -> Result<()> {
-        let inv = check_query(query, self.dim, k)?;
-        let k = k.min(self.len);
+        with_unit_query(query, self.dim, k, |unit| {
+            self.scan(unit, k.min(self.len), probes, filter, out)
+        })
+    }
+
+    /// The body of [`search_probes`](Self::search_probes) for a checked unit
+    /// query.
+    fn scan(
+        &self,
+        query: &[f32],
+        k: usize,
+        probes: usize,
+        filter: Option<RowFilter<'_>>,
+        out: &mut Vec<Neighbor>,
+    ) {
         let lists = self.lists();
         let probes = probes.clamp(1, lists);
         // The closest `probes` centroids.
@@ -287,10 +300,9 @@ impl IvfIndex {
         }
         // Exact rescoring of the shortlist, then the best k.
         for n in out.iter_mut() {
-            n.score = dot(self.embeddings.row(n.row), query) * inv;
+            n.score = dot(self.embeddings.row(n.row), query);
         }
         crate::rank::kernels::top_k_in_place(out, k);
-        Ok(())
     }
 }
 

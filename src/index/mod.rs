@@ -75,9 +75,15 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
 }
 
 /// Checks a query (`k >= 1`, dimension, finite, norm at least
-/// [`MIN_NORM`](crate::limits::MIN_NORM)) and returns `1 / ‖query‖`, a
-/// finite `f32`.
-pub(crate) fn check_query(query: &[f32], dim: usize, k: usize) -> Result<f32> {
+/// [`MIN_NORM`](crate::limits::MIN_NORM)) and calls `f` with it scaled to
+/// unit length (computed in `f64`, so neither a huge nor a tiny query
+/// overflows; on the stack up to 256 dimensions).
+pub(crate) fn with_unit_query<R>(
+    query: &[f32],
+    dim: usize,
+    k: usize,
+    f: impl FnOnce(&[f32]) -> R,
+) -> Result<R> {
     if k == 0 {
         return Err(Error::new(ErrorKind::InvalidK { k, max: usize::MAX }));
     }
@@ -85,7 +91,17 @@ pub(crate) fn check_query(query: &[f32], dim: usize, k: usize) -> Result<f32> {
         return Err(Error::dimension("query", dim, query.len()));
     }
     let norm = crate::catalog::checked_norm("query", None, query)?;
-    Ok((1.0 / norm) as f32)
+    let scale = |x: f32| (f64::from(x) / norm) as f32;
+    if dim <= 256 {
+        let mut buf = [0.0f32; 256];
+        for (b, &x) in buf.iter_mut().zip(query) {
+            *b = scale(x);
+        }
+        Ok(f(&buf[..dim]))
+    } else {
+        let unit: Vec<f32> = query.iter().map(|&x| scale(x)).collect();
+        Ok(f(&unit))
+    }
 }
 
 /// Recall of `found` against `truth`: the share of `truth`'s rows that

@@ -69,13 +69,13 @@ pub struct Scored {
 /// A NaN score sinks below every number, `-inf` included.
 #[inline]
 pub fn best_first(a: &Scored, b: &Scored) -> Ordering {
-    sink_nan(b.score).total_cmp(&sink_nan(a.score)).then(a.row.cmp(&b.row))
-}
-
-/// NaN as the lowest value of the order, any other value as itself.
-#[inline]
-fn sink_nan(x: f32) -> f32 {
-    if x.is_nan() { f32::NEG_INFINITY } else { x }
+    let by_score = match (a.score.is_nan(), b.score.is_nan()) {
+        (false, false) => b.score.total_cmp(&a.score),
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+    };
+    by_score.then(a.row.cmp(&b.row))
 }
 
 /// Keeps the `k` best of `buf` (by [`best_first`]) and sorts them best first.

@@ -35,7 +35,7 @@ pub struct Purchase {
 pub struct SearchIntent {
     /// When.
     pub at: Timestamp,
-    /// The query text (trimmed, at most 256 bytes).
+    /// The query text (cut to [`MAX_QUERY_BYTES`](crate::limits::MAX_QUERY_BYTES), trimmed).
     pub text: Option<Box<str>>,
     /// The normalized query embedding.
     pub vector: Option<Box<[f32]>>,

@@ -41,8 +41,14 @@ pub fn fit_logistic(
 ) -> Result<Vec<f32>> {
     let n = y.len();
     let bad = |msg: String| Err(Error::invalid_value("training data", "fit_logistic", msg));
-    if n == 0 || dim == 0 || x.len() != n * dim {
+    if n == 0 || dim == 0 || Some(x.len()) != n.checked_mul(dim) {
         return bad(format!("{} values for {n} rows of {dim} columns", x.len()));
+    }
+    if dim > MAX_LOGISTIC_DIM || iterations > MAX_NEWTON_ITERATIONS {
+        return bad(format!(
+            "dim {dim} (at most {MAX_LOGISTIC_DIM}) or iterations {iterations} \
+             (at most {MAX_NEWTON_ITERATIONS}) too large: the Newton step is dim² per row"
+        ));
     }
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         return bad(format!("row {} column {} is {}", i / dim, i % dim, x[i]));
@@ -161,6 +167,33 @@ pub fn fit_logistic(
     Ok(out)
 }
 
+/// The most columns [`fit_logistic`] takes (its Hessian is `dim²`).
+pub const MAX_LOGISTIC_DIM: usize = 1_024;
+/// The most Newton iterations [`fit_logistic`] and [`train_ranker`] run.
+pub const MAX_NEWTON_ITERATIONS: usize = 1_000;
+
+impl RankerTrainConfig {
+    /// Checks `candidates` in `1..=`[`MAX_K`](crate::limits::MAX_K),
+    /// `iterations` in `1..=`[`MAX_NEWTON_ITERATIONS`] and `l2` finite in
+    /// `[0, MAX_WEIGHT]`.
+    pub fn validate(&self) -> Result<()> {
+        let max_k = crate::limits::MAX_K;
+        if !(1..=max_k).contains(&self.candidates) {
+            return Err(Error::invalid_config(
+                "ranker.candidates",
+                format!("expected 1..={max_k}, got {}", self.candidates),
+            ));
+        }
+        if !(1..=MAX_NEWTON_ITERATIONS).contains(&self.iterations) {
+            return Err(Error::invalid_config(
+                "ranker.iterations",
+                format!("expected 1..={MAX_NEWTON_ITERATIONS}, got {}", self.iterations),
+            ));
+        }
+        crate::signals::config::non_negative("ranker.l2", self.l2)
+    }
+}
+
 /// Settings of [`train_ranker`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RankerTrainConfig {
@@ -228,6 +261,7 @@ pub fn train_ranker(
     at: Timestamp,
     cfg: &RankerTrainConfig,
 ) -> Result<RankerTraining> {
+    cfg.validate()?;
     let mut best: HashMap<(UserId, ProductId), Level> = HashMap::new();
     for e in labels {
         if let (crate::signals::Target::Product(p), Some(level)) =

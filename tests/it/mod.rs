@@ -1,3 +1,4 @@
+mod adversarial;
 mod ann;
 mod bad_input;
 mod data;

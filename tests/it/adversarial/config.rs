@@ -1,0 +1,220 @@
+//! Class 5: strict configuration. Every serde config type rejects unknown
+//! fields, TOML errors name the key path; unknown quota sources, duplicate
+//! source ids and empty log periods are typed errors at build time.
+
+use super::*;
+use omnifeed::load::{LogOptions, OutOfPeriod, read_events};
+use omnifeed::retrieve::{CandidateBuf, CandidateSource, RequestContext};
+use omnifeed::{ErrorKind, Surface};
+use proptest::prelude::*;
+
+fn toml_err(text: &str) -> String {
+    let e = RecommenderConfig::from_toml_str(text).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "toml", .. }), "{text}: {e}");
+    e.to_string()
+}
+
+#[test]
+fn misspelled_toml_keys_are_errors_naming_the_path() {
+    for (text, path) in [
+        ("sourcs = 1", "sourcs"),
+        ("[sources]\nintrest = 400", "sources.intrest"),
+        ("[fusion.feed]\nctrr = 1.0", "fusion.feed.ctrr"),
+        ("[rerank.feed]\nwindw = 3", "rerank.feed.windw"),
+        ("[rerank.mall]\nwindow = 3", "rerank.mall"),
+        (
+            "[[rerank.omni.quotas]]\nsorce = \"search\"\nmin_share = 0.1\nmax_share = 0.2",
+            "rerank.omni.quotas",
+        ),
+        ("[scorer]\nbiass = [0.0, 0.0, 0.0]", "scorer.biass"),
+        ("[sources]\nsearch_fusion = { kind = \"rrf\", kk = 3.0 }", "sources.search_fusion"),
+        (
+            "[rerank.feed]\ndiversity = { kind = \"dpp\", theta = 2.0, lambda = 0.5 }",
+            "rerank.feed.diversity",
+        ),
+    ] {
+        let msg = toml_err(text);
+        assert!(msg.contains(path), "{text}: {msg}");
+    }
+}
+
+#[test]
+fn a_tagged_choice_in_toml_replaces_the_default_kind() {
+    let cfg = RecommenderConfig::from_toml_str(
+        "[rerank.feed]\ndiversity = { kind = \"dpp\", theta = 2.0 }",
+    )
+    .unwrap();
+    assert_eq!(cfg.rerank.feed.diversity, omnifeed::rerank::Diversity::Dpp { theta: 2.0 });
+}
+
+#[test]
+fn every_serde_config_type_denies_unknown_fields() {
+    let cases: Vec<(&str, Result<(), serde_json::Error>)> = vec![
+        ("SignalConfig", serde_json::from_str::<SignalConfig>(r#"{"latenes": 5}"#).map(drop)),
+        (
+            "SignalConfig.weights",
+            serde_json::from_str::<SignalConfig>(r#"{"weights": {"clik": 1}}"#).map(drop),
+        ),
+        (
+            "SignalConfig.profiles",
+            serde_json::from_str::<SignalConfig>(r#"{"profiles": {"intrests": 2}}"#).map(drop),
+        ),
+        (
+            "SignalConfig.time_window",
+            serde_json::from_str::<SignalConfig>(r#"{"time_window": {"maxx": 2}}"#).map(drop),
+        ),
+        (
+            "SignalConfig.priors",
+            serde_json::from_str::<SignalConfig>(r#"{"priors": {"x": 2}}"#).map(drop),
+        ),
+        (
+            "SignalConfig.live",
+            serde_json::from_str::<SignalConfig>(r#"{"live": {"x": 2}}"#).map(drop),
+        ),
+        (
+            "SignalConfig.repurchase",
+            serde_json::from_str::<SignalConfig>(r#"{"repurchase": {"x": 2}}"#).map(drop),
+        ),
+        (
+            "SignalConfig.governance",
+            serde_json::from_str::<SignalConfig>(r#"{"governance": {"x": 2}}"#).map(drop),
+        ),
+        (
+            "HnswParams",
+            serde_json::from_str::<omnifeed::index::HnswParams>(r#"{"m": 16}"#).map(drop),
+        ),
+        (
+            "AlsConfig",
+            serde_json::from_str::<omnifeed::train::AlsConfig>(r#"{"factor": 16}"#).map(drop),
+        ),
+        (
+            "SynthConfig",
+            serde_json::from_str::<omnifeed::synth::SynthConfig>(r#"{"product": 16}"#).map(drop),
+        ),
+        (
+            "LogOptions",
+            serde_json::from_str::<LogOptions>(r#"{"periode": null, "out_of_period": "drop"}"#)
+                .map(drop),
+        ),
+        (
+            "Relevance",
+            serde_json::from_str::<omnifeed::eval::Relevance>(r#"{"min": "click", "x": 1}"#)
+                .map(drop),
+        ),
+        (
+            "Quota",
+            serde_json::from_str::<omnifeed::rerank::Quota>(
+                r#"{"source": "a", "min_share": 0, "max_share": 1, "x": 0}"#,
+            )
+            .map(drop),
+        ),
+        (
+            "Diversity",
+            serde_json::from_str::<omnifeed::rerank::Diversity>(
+                r#"{"kind": "mmr", "lambda": 0.5, "theta": 1}"#,
+            )
+            .map(drop),
+        ),
+        (
+            "RerankConfig",
+            serde_json::from_str::<omnifeed::rerank::RerankConfig>(r#"{"windw": 3}"#).map(drop),
+        ),
+        ("Fusion", serde_json::from_str::<omnifeed::rank::Fusion>(r#"{"ctrr": 3}"#).map(drop)),
+        (
+            "HeadWeights",
+            serde_json::from_str::<omnifeed::rank::HeadWeights>(r#"{"biass": 3}"#).map(drop),
+        ),
+    ];
+    for (what, got) in cases {
+        let e = got.expect_err(what);
+        assert!(e.to_string().contains("unknown field"), "{what}: {e}");
+    }
+}
+
+#[derive(Debug)]
+struct Named(&'static str);
+
+impl CandidateSource for Named {
+    fn id(&self) -> &'static str {
+        self.0
+    }
+    fn retrieve(&self, _: &RequestContext<'_>, _: &mut CandidateBuf) -> omnifeed::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn quotas_and_source_ids_are_checked_at_build() {
+    let state = || (*recommender().state()).clone();
+    let mut cfg = RecommenderConfig::default();
+    cfg.rerank.omni.quotas[0].source = "serch".into();
+    let e = Recommender::builder().config(cfg).state(state()).build().unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::InvalidConfig { field: "rerank.omni.quotas", .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("serch"));
+    // A quota naming a custom source is fine.
+    let mut cfg = RecommenderConfig::default();
+    cfg.rerank.feed.quotas.push(omnifeed::rerank::Quota {
+        source: "followed".into(),
+        min_share: 0.0,
+        max_share: 0.5,
+    });
+    Recommender::builder()
+        .config(cfg)
+        .state(state())
+        .source(Box::new(Named("followed")))
+        .build()
+        .unwrap();
+    for extra in [vec![Named("popular")], vec![Named("mine"), Named("mine")]] {
+        let mut b = Recommender::builder().state(state());
+        for s in extra {
+            b = b.source(Box::new(s));
+        }
+        let e = b.build().unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "sources", .. }), "{e}");
+    }
+}
+
+#[test]
+fn an_empty_log_period_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("omnifeed-adv-period-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("events.csv");
+    omnifeed::load::write_events(&p, &world().events[..10]).unwrap();
+    for period in [(5, 5), (6, 5), (i64::MAX, i64::MIN)] {
+        let opts = LogOptions { period: Some(period), out_of_period: OutOfPeriod::Clamp };
+        let e = read_events(&p, &opts).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::InvalidConfig { field: "log.period", .. }),
+            "{period:?}"
+        );
+    }
+    let ok = LogOptions { period: Some((i64::MIN, i64::MAX)), out_of_period: OutOfPeriod::Clamp };
+    assert_eq!(read_events(&p, &ok).unwrap().0.len(), 10);
+    let _ = Surface::Feed;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// An unknown key put at any table of a valid config is an error whose
+    /// message names the key.
+    #[test]
+    fn an_unknown_key_anywhere_is_named(
+        table in prop::sample::select(vec![
+            "", "sources", "scorer", "fusion.feed", "fusion.search", "fusion.omni",
+            "rerank.feed", "rerank.search", "rerank.omni",
+        ]),
+        key in "zz[a-z]{1,8}",
+    ) {
+        let text = if table.is_empty() {
+            format!("{key} = 1")
+        } else {
+            format!("[{table}]\n{key} = 1")
+        };
+        let msg = toml_err(&text);
+        prop_assert!(msg.contains(&key), "{text}: {msg}");
+    }
+}
