@@ -109,12 +109,12 @@ impl FeatureMatrix {
     /// were. The request path runs it after feature assembly so that no
     /// non-finite value can reach a scorer.
     pub(crate) fn repair_non_finite(&mut self) -> usize {
-        let mut bad = 0;
-        for x in &mut self.data[..self.rows * F] {
-            if !x.is_finite() {
-                *x = 0.0;
-                bad += 1;
-            }
+        let cells = &mut self.data[..self.rows * F];
+        // A branch-free count first (it vectorizes); the repair loop runs
+        // only when something is wrong.
+        let bad = cells.iter().map(|x| usize::from(!x.is_finite())).sum();
+        if bad > 0 {
+            cells.iter_mut().filter(|x| !x.is_finite()).for_each(|x| *x = 0.0);
         }
         bad
     }

@@ -119,7 +119,9 @@ impl<'a> TopK<'a> {
     /// Offers one candidate. A NaN score is never kept.
     #[inline]
     pub fn push(&mut self, row: ItemIdx, score: f32) {
-        if score.is_nan() || score < self.threshold {
+        // One comparison that also fails for NaN: the hot loop's only test.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        if !(score >= self.threshold) {
             return;
         }
         self.buf.push(Scored { row, score });
