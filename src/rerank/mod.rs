@@ -11,7 +11,8 @@
 //!    filling every remaining position with it takes the position; a
 //!    candidate whose sources are all at their maximum share waits;
 //! 4. otherwise the best by the diversity objective (MMR or greedy DPP on
-//!    the embeddings, or plain value) among the candidates that keep the
+//!    the embeddings, or plain value; past position [`MAX_DIVERSE`] plain
+//!    value) among the candidates that keep the
 //!    sliding-window caps per category and per merchant. If none keeps the
 //!    caps and maximum shares they are relaxed for that position (rule
 //!    `cap_relaxed`), so the feed is as long as the candidates allow.
@@ -63,6 +64,11 @@ pub struct Quota {
 fn one() -> f32 {
     1.0
 }
+
+/// Positions ordered by the diversity objective (MMR or DPP); later
+/// positions of a long feed are placed by value, still under the caps and
+/// quotas. Bounds the rerank's time and the DPP state (`pool × 256`).
+pub const MAX_DIVERSE: usize = 256;
 
 /// The widest cap window ([`RerankConfig::window`]).
 pub const MAX_WINDOW: usize = 1_000;
@@ -228,7 +234,7 @@ pub struct RerankScratch {
     gain: Vec<f32>,
     /// MMR: best cosine to the placed items. DPP: `d_i²`.
     state: Vec<f32>,
-    /// DPP: `c_i`, `pool × k`.
+    /// DPP: `c_i`, `pool × min(k, MAX_DIVERSE)`.
     c: Vec<f32>,
     ci: Vec<f32>,
     quota_counts: Vec<usize>,
@@ -268,13 +274,17 @@ pub fn rerank(
     s.quota_counts.clear();
     s.quota_counts.resize(quotas.len(), 0);
     let vmax = cands.iter().map(|c| c.value).fold(f32::MIN_POSITIVE, f32::max);
+    // The diversity objective orders the head of the feed; the positions
+    // past it go by value (caps and quotas still hold), so a huge k costs
+    // O(k · n), not the O(k² · n) time and n · k memory of DPP.
+    let diverse = k.min(MAX_DIVERSE);
     s.state.clear();
     match cfg.diversity {
         Diversity::Mmr { .. } => s.state.resize(n, f32::NEG_INFINITY),
         Diversity::Dpp { theta } => {
             s.state.extend(cands.iter().map(|c| (2.0 * theta * c.value / vmax).exp()));
             s.c.clear();
-            s.c.resize(n * k.max(1), 0.0);
+            s.c.resize(n * diverse.max(1), 0.0);
         }
         Diversity::None => {}
     }
@@ -316,12 +326,14 @@ pub fn rerank(
                 let available = (0..n).any(|i| !s.taken[i] && cands[i].sources & quota.mask != 0);
                 (need > 0 && need >= left && available).then_some(quota.mask)
             });
-            let (chosen, r) = choose(cands, cfg, quotas, forced, vmax, k, out, s);
+            let diversity = if p < diverse { cfg.diversity } else { Diversity::None };
+            let (chosen, r) = choose(cands, cfg, diversity, quotas, forced, vmax, k, out, s);
             pick = chosen;
             rule = r | if forced.is_some() { rules::QUOTA_MIN } else { 0 };
         }
         let Some(i) = pick else { break };
-        place(cands, emb, cfg, quotas, i, p, k, s);
+        let diversity = if p < diverse { cfg.diversity } else { Diversity::None };
+        place(cands, emb, diversity, quotas, i, p, diverse, s);
         out.push(Placed { index: i, rules: rule | s.waited[i] });
     }
 }
@@ -339,6 +351,7 @@ fn over_max(c: &Candidate, quotas: &[QuotaMask], counts: &[usize], k: usize) -> 
 fn choose(
     cands: &[Candidate],
     cfg: &RerankConfig,
+    diversity: Diversity,
     quotas: &[QuotaMask],
     forced: Option<u32>,
     vmax: f32,
@@ -377,7 +390,7 @@ fn choose(
                 }
             }
             s.allowed[i] = true;
-            let g = match cfg.diversity {
+            let g = match diversity {
                 Diversity::None => c.value,
                 Diversity::Mmr { lambda } => {
                     let sim = if s.state[i].is_finite() { s.state[i] } else { 0.0 };
@@ -405,12 +418,13 @@ fn choose(
     (None, 0)
 }
 
-/// Marks `i` placed at position `p` and updates the diversity state.
+/// Marks `i` placed at position `p` and updates the diversity state
+/// (`k` is the DPP state's stride: the diversified positions).
 #[allow(clippy::too_many_arguments)]
 fn place(
     cands: &[Candidate],
     emb: &Embeddings,
-    cfg: &RerankConfig,
+    diversity: Diversity,
     quotas: &[QuotaMask],
     i: usize,
     p: usize,
@@ -424,7 +438,7 @@ fn place(
         }
     }
     let ei = emb.row(cands[i].row);
-    match cfg.diversity {
+    match diversity {
         Diversity::None => {}
         Diversity::Mmr { .. } => {
             for (j, c) in cands.iter().enumerate() {
@@ -488,6 +502,28 @@ mod tests {
             merchant_cap: 99,
             exploration_slots: 0,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_long_feed_is_diversified_only_at_its_head() {
+        let n = 700;
+        let rows: Vec<[f32; 2]> =
+            (0..n).map(|i| [(i as f32 * 0.01).cos(), (i as f32 * 0.01).sin()]).collect();
+        let e = emb(&rows);
+        let cands: Vec<Candidate> =
+            (0..n).map(|i| cand(i as u32, 1.0 - i as f32 / n as f32, 0, 0)).collect();
+        for diversity in [Diversity::Dpp { theta: 2.0 }, Diversity::Mmr { lambda: 0.5 }] {
+            let cfg = RerankConfig { diversity, ..plain() };
+            let mut s = RerankScratch::default();
+            let mut out = Vec::new();
+            rerank(&cands, &e, &cfg, &[], usize::MAX, 7, &mut s, &mut out);
+            assert_eq!(out.len(), n);
+            // The DPP state is pool × MAX_DIVERSE, not pool × k.
+            assert!(s.c.len() <= n * MAX_DIVERSE, "{}", s.c.len());
+            // Past the head, what is left goes in value order.
+            let tail: Vec<usize> = out[MAX_DIVERSE..].iter().map(|p| p.index).collect();
+            assert!(tail.windows(2).all(|w| w[0] < w[1]), "{diversity:?}");
         }
     }
 

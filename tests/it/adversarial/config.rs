@@ -47,88 +47,38 @@ fn a_tagged_choice_in_toml_replaces_the_default_kind() {
     assert_eq!(cfg.rerank.feed.diversity, omnifeed::rerank::Diversity::Dpp { theta: 2.0 });
 }
 
+/// Deserializing `json` as `T` fails with serde's "unknown field".
+fn unknown<T: serde::de::DeserializeOwned>(what: &str, json: &str) {
+    let e = serde_json::from_str::<T>(json).map(drop).expect_err(what);
+    assert!(e.to_string().contains("unknown field"), "{what}: {e}");
+}
+
 #[test]
 fn every_serde_config_type_denies_unknown_fields() {
-    let cases: Vec<(&str, Result<(), serde_json::Error>)> = vec![
-        ("SignalConfig", serde_json::from_str::<SignalConfig>(r#"{"latenes": 5}"#).map(drop)),
-        (
-            "SignalConfig.weights",
-            serde_json::from_str::<SignalConfig>(r#"{"weights": {"clik": 1}}"#).map(drop),
-        ),
-        (
-            "SignalConfig.profiles",
-            serde_json::from_str::<SignalConfig>(r#"{"profiles": {"intrests": 2}}"#).map(drop),
-        ),
-        (
-            "SignalConfig.time_window",
-            serde_json::from_str::<SignalConfig>(r#"{"time_window": {"maxx": 2}}"#).map(drop),
-        ),
-        (
-            "SignalConfig.priors",
-            serde_json::from_str::<SignalConfig>(r#"{"priors": {"x": 2}}"#).map(drop),
-        ),
-        (
-            "SignalConfig.live",
-            serde_json::from_str::<SignalConfig>(r#"{"live": {"x": 2}}"#).map(drop),
-        ),
-        (
-            "SignalConfig.repurchase",
-            serde_json::from_str::<SignalConfig>(r#"{"repurchase": {"x": 2}}"#).map(drop),
-        ),
-        (
-            "SignalConfig.governance",
-            serde_json::from_str::<SignalConfig>(r#"{"governance": {"x": 2}}"#).map(drop),
-        ),
-        (
-            "HnswParams",
-            serde_json::from_str::<omnifeed::index::HnswParams>(r#"{"m": 16}"#).map(drop),
-        ),
-        (
-            "AlsConfig",
-            serde_json::from_str::<omnifeed::train::AlsConfig>(r#"{"factor": 16}"#).map(drop),
-        ),
-        (
-            "SynthConfig",
-            serde_json::from_str::<omnifeed::synth::SynthConfig>(r#"{"product": 16}"#).map(drop),
-        ),
-        (
-            "LogOptions",
-            serde_json::from_str::<LogOptions>(r#"{"periode": null, "out_of_period": "drop"}"#)
-                .map(drop),
-        ),
-        (
-            "Relevance",
-            serde_json::from_str::<omnifeed::eval::Relevance>(r#"{"min": "click", "x": 1}"#)
-                .map(drop),
-        ),
-        (
-            "Quota",
-            serde_json::from_str::<omnifeed::rerank::Quota>(
-                r#"{"source": "a", "min_share": 0, "max_share": 1, "x": 0}"#,
-            )
-            .map(drop),
-        ),
-        (
-            "Diversity",
-            serde_json::from_str::<omnifeed::rerank::Diversity>(
-                r#"{"kind": "mmr", "lambda": 0.5, "theta": 1}"#,
-            )
-            .map(drop),
-        ),
-        (
-            "RerankConfig",
-            serde_json::from_str::<omnifeed::rerank::RerankConfig>(r#"{"windw": 3}"#).map(drop),
-        ),
-        ("Fusion", serde_json::from_str::<omnifeed::rank::Fusion>(r#"{"ctrr": 3}"#).map(drop)),
-        (
-            "HeadWeights",
-            serde_json::from_str::<omnifeed::rank::HeadWeights>(r#"{"biass": 3}"#).map(drop),
-        ),
-    ];
-    for (what, got) in cases {
-        let e = got.expect_err(what);
-        assert!(e.to_string().contains("unknown field"), "{what}: {e}");
-    }
+    unknown::<SignalConfig>("SignalConfig", r#"{"latenes": 5}"#);
+    unknown::<SignalConfig>("SignalConfig.weights", r#"{"weights": {"clik": 1}}"#);
+    unknown::<SignalConfig>("SignalConfig.profiles", r#"{"profiles": {"intrests": 2}}"#);
+    unknown::<SignalConfig>("SignalConfig.time_window", r#"{"time_window": {"maxx": 2}}"#);
+    unknown::<SignalConfig>("SignalConfig.priors", r#"{"priors": {"x": 2}}"#);
+    unknown::<SignalConfig>("SignalConfig.live", r#"{"live": {"x": 2}}"#);
+    unknown::<SignalConfig>("SignalConfig.repurchase", r#"{"repurchase": {"x": 2}}"#);
+    unknown::<SignalConfig>("SignalConfig.governance", r#"{"governance": {"x": 2}}"#);
+    unknown::<omnifeed::index::HnswParams>("HnswParams", r#"{"m": 16}"#);
+    unknown::<omnifeed::train::AlsConfig>("AlsConfig", r#"{"factor": 16}"#);
+    unknown::<omnifeed::synth::SynthConfig>("SynthConfig", r#"{"product": 16}"#);
+    unknown::<LogOptions>("LogOptions", r#"{"periode": null, "out_of_period": "drop"}"#);
+    unknown::<omnifeed::eval::Relevance>("Relevance", r#"{"min": "click", "x": 1}"#);
+    unknown::<omnifeed::rerank::Quota>(
+        "Quota",
+        r#"{"source": "a", "min_share": 0, "max_share": 1, "x": 0}"#,
+    );
+    unknown::<omnifeed::rerank::Diversity>(
+        "Diversity",
+        r#"{"kind": "mmr", "lambda": 0.5, "theta": 1}"#,
+    );
+    unknown::<omnifeed::rerank::RerankConfig>("RerankConfig", r#"{"windw": 3}"#);
+    unknown::<omnifeed::rank::Fusion>("Fusion", r#"{"ctrr": 3}"#);
+    unknown::<omnifeed::rank::HeadWeights>("HeadWeights", r#"{"biass": 3}"#);
 }
 
 #[derive(Debug)]

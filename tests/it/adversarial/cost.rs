@@ -122,6 +122,25 @@ fn a_long_exclusion_list_is_sorted_once_and_applied() {
     assert!(feed.items.iter().all(|i| !shown.contains(&i.product)));
 }
 
+#[test]
+fn the_largest_k_under_the_largest_sources_stays_linear_past_the_diversified_head() {
+    let mut cfg = RecommenderConfig::default();
+    cfg.sources.interest = 10_000;
+    cfg.sources.popular = 10_000;
+    cfg.sources.fresh = 10_000;
+    cfg.rerank_pool = 10_000;
+    let rec = recommender_with(store().publish(), cfg);
+    for surface in [Surface::Feed, Surface::Omni] {
+        let req = FeedRequest::new(user()).surface(surface).k(omnifeed::limits::MAX_K);
+        let feed = rec.recommend(&req).unwrap();
+        // Every eligible candidate is placed (the pool is the whole
+        // catalog here), past the diversified head too.
+        assert!(feed.items.len() > omnifeed::rerank::MAX_DIVERSE, "{surface:?}");
+        assert_eq!(feed.items.len(), feed.trace.rerank_pool);
+        assert_feed_finite(&feed);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

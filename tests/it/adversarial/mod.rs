@@ -131,3 +131,11 @@ pub fn product(i: u64, price: f32) -> Product {
         title: Some(format!("item {i} mug")),
     }
 }
+
+/// `e` is `InvalidConfig` naming `field`.
+pub fn assert_config_field(e: &omnifeed::Error, field: &str) {
+    assert!(
+        matches!(e.kind(), omnifeed::ErrorKind::InvalidConfig { field: f, .. } if *f == field),
+        "expected InvalidConfig for {field}: {e}"
+    );
+}

@@ -121,11 +121,7 @@ fn ivf_params_have_upper_bounds() {
         (IvfParams { train_sample: usize::MAX, ..d() }, "ivf.train_sample"),
         (IvfParams { lists: 4, probes: 5, ..d() }, "ivf.probes"),
     ] {
-        let err = IvfIndex::build(Arc::clone(&e), p).unwrap_err();
-        assert!(
-            matches!(err.kind(), ErrorKind::InvalidConfig { field: f, .. } if *f == field),
-            "{p:?}: {err}"
-        );
+        assert_config_field(&IvfIndex::build(Arc::clone(&e), p).unwrap_err(), field);
     }
 }
 
@@ -141,11 +137,7 @@ fn hnsw_params_have_upper_bounds() {
         (HnswParams { ef_search: MAX_EF + 1, ..d() }, "hnsw.ef_search"),
         (HnswParams { max_layers: 17, ..d() }, "hnsw.max_layers"),
     ] {
-        let err = HnswIndex::build(Arc::clone(&e), p).unwrap_err();
-        assert!(
-            matches!(err.kind(), ErrorKind::InvalidConfig { field: f, .. } if *f == field),
-            "{p:?}: {err}"
-        );
+        assert_config_field(&HnswIndex::build(Arc::clone(&e), p).unwrap_err(), field);
     }
 }
 
@@ -167,11 +159,7 @@ fn als_config_has_upper_bounds() {
         (AlsConfig { alpha: 1e7, ..d() }, "als.alpha"),
         (AlsConfig { regularization: -1.0, ..d() }, "als.regularization"),
     ] {
-        let err = fit_als(&log, &cfg).unwrap_err();
-        assert!(
-            matches!(err.kind(), ErrorKind::InvalidConfig { field: f, .. } if *f == field),
-            "{cfg:?}: {err}"
-        );
+        assert_config_field(&fit_als(&log, &cfg).unwrap_err(), field);
     }
 }
 

@@ -166,11 +166,7 @@ fn durations_in_config_are_bounded() {
         ),
     ];
     for (cfg, field) in cases {
-        let e = cfg.validate().unwrap_err();
-        assert!(
-            matches!(e.kind(), ErrorKind::InvalidConfig { field: f, .. } if *f == field),
-            "{field}: {e}"
-        );
+        assert_config_field(&cfg.validate().unwrap_err(), field);
     }
 }
 
