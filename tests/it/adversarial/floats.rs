@@ -322,22 +322,30 @@ fn magnitude() -> impl Strategy<Value = f32> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
-    /// Random requests (surface, k, query of any magnitude, filters, time)
-    /// on the world: every feature, head, fusion part and score is finite.
+    /// Random worlds (four seeds, two dimensions) and random requests
+    /// (surface, k, query of any magnitude, filters, time): every feature,
+    /// head, fusion part and score is finite.
     #[test]
     fn no_non_finite_value_reaches_a_feed(
+        world_i in 0usize..4,
         user_i in 0usize..100,
         surface in prop_oneof![Just(Surface::Feed), Just(Surface::Search), Just(Surface::Omni)],
         k in 1usize..60,
         scale in magnitude(),
-        dir in prop::collection::vec(-1.0f32..1.0, 16),
+        dir in prop::collection::vec(-1.0f32..1.0, 40),
         text in prop_oneof![Just(None), Just(Some("wireless headphones".to_string())), Just(Some("ß ✓ 🎧".to_string()))],
         at_off in -400_000_000i64..400_000_000,
         max_price in prop_oneof![Just(None), (0.0f32..1e9).prop_map(Some)],
     ) {
-        let rec = recommender();
-        let u = world().users[user_i].id;
-        let emb: Vec<f32> = dir.iter().map(|x| x * scale).collect();
+        let (w, rec) = match world_i {
+            0 => (world(), recommender()),
+            i => {
+                let (w, r) = &other_worlds()[i - 1];
+                (w, r)
+            }
+        };
+        let u = w.users[user_i % w.users.len()].id;
+        let emb: Vec<f32> = dir[..w.catalog.dim()].iter().map(|x| x * scale).collect();
         let usable = emb.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt() >= 1e-20;
         let q = SearchQuery { text, embedding: usable.then_some(emb) };
         let at = rec.state().signals().as_of() + at_off;

@@ -31,6 +31,29 @@ pub fn world() -> &'static World {
     W.get_or_init(|| generate(&SynthConfig::tiny()).unwrap())
 }
 
+/// Three more tiny worlds drawn with other seeds (and a wider dimension
+/// for one), each with its recommender: the "random worlds" of the
+/// finiteness proptest.
+pub fn other_worlds() -> &'static [(World, Recommender)] {
+    static W: OnceLock<Vec<(World, Recommender)>> = OnceLock::new();
+    W.get_or_init(|| {
+        [(11u64, 16usize), (23, 16), (97, 40)]
+            .into_iter()
+            .map(|(seed, dim)| {
+                let w = generate(&SynthConfig { seed, dim, ..SynthConfig::tiny() }).unwrap();
+                let (signals, _) = Signals::from_events(
+                    Arc::new(w.catalog.clone()),
+                    &w.events,
+                    &SignalConfig::default(),
+                )
+                .unwrap();
+                let rec = recommender_with(signals, RecommenderConfig::default());
+                (w, rec)
+            })
+            .collect()
+    })
+}
+
 /// A store over the world's catalog with all its events applied.
 pub fn store() -> SignalStore {
     let w = world();
