@@ -62,6 +62,12 @@ impl SurfaceDefault for Fusion {
     }
 }
 
+impl SurfaceDefault for Vec<String> {
+    fn default_for(_: Surface) -> Self {
+        Vec::new()
+    }
+}
+
 impl SurfaceDefault for RerankConfig {
     fn default_for(surface: Surface) -> Self {
         RecommenderConfig::default().rerank.get(surface).clone()
@@ -170,6 +176,9 @@ pub struct RecommenderConfig {
     pub fusion: PerSurface<Fusion>,
     /// Rerank settings per surface.
     pub rerank: PerSurface<RerankConfig>,
+    /// Ids of sources or filters switched off per surface (built-in or
+    /// custom; a required filter cannot be). Default none.
+    pub disabled: PerSurface<Vec<String>>,
 }
 
 impl Default for RecommenderConfig {
@@ -206,6 +215,7 @@ impl Default for RecommenderConfig {
                     ..RerankConfig::default()
                 },
             },
+            disabled: PerSurface { feed: Vec::new(), search: Vec::new(), omni: Vec::new() },
         }
     }
 }

@@ -76,6 +76,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_debug_implementations)]
 
+mod builder;
 pub mod catalog;
 mod config;
 pub mod error;
@@ -84,22 +85,26 @@ pub mod ids;
 pub mod index;
 pub mod limits;
 pub mod load;
+pub mod pipeline;
 pub mod rank;
 mod recommender;
 mod request;
 pub mod rerank;
 pub mod retrieve;
 pub mod signals;
+mod state;
 pub mod synth;
 pub mod train;
 
+pub use builder::RecommenderBuilder;
 pub use catalog::{
     Catalog, CatalogBuilder, Content, ContentKind, Embeddings, Merchant, MerchantStatus, Product,
 };
 pub use config::{PerSurface, RecommenderConfig, SourceConfig};
 pub use error::{Error, ErrorKind, IdKind, Result};
 pub use ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Score, Timestamp, UserId};
-pub use recommender::{Recommender, RecommenderBuilder, Scratch, ServingState};
+pub use pipeline::Scratch;
+pub use recommender::Recommender;
 pub use request::{
     Explanation, Feed, FeedItem, FeedRequest, NamedValue, RemovalReason, RequestFilters, ScorePart,
     SourceHit, SourceTrace, Surface, Trace,
@@ -108,3 +113,4 @@ pub use signals::{
     EngagementWeights, Event, EventKind, SearchQuery, SignalConfig, SignalStore, Signals, Target,
     UserProfile,
 };
+pub use state::ServingState;

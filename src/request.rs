@@ -105,6 +105,11 @@ pub struct FeedRequest {
     pub query: Option<SearchQuery>,
     /// Attribute filters.
     pub filters: RequestFilters,
+    /// Ids of sources or filters to skip for this request (an A/B arm, a
+    /// debugging call). A required filter (governance, exclusion) cannot be
+    /// skipped. Default none.
+    #[serde(default)]
+    pub skip: Vec<String>,
 }
 
 impl FeedRequest {
@@ -119,7 +124,14 @@ impl FeedRequest {
             seed: 0,
             query: None,
             filters: RequestFilters::default(),
+            skip: Vec::new(),
         }
+    }
+
+    /// Skips the source or filter `id` for this request.
+    pub fn skip(mut self, id: impl Into<String>) -> Self {
+        self.skip.push(id.into());
+        self
     }
 
     /// Sets the number of items.
@@ -325,6 +337,8 @@ pub enum RemovalReason {
     OutOfStock,
     /// Outside the request's category or price filters.
     RequestFilter,
+    /// A custom [`Filter`](crate::pipeline::Filter); the filter's id.
+    Custom(&'static str),
 }
 
 /// What each stage of one request did.
@@ -338,6 +352,9 @@ pub struct Trace {
     pub candidates: usize,
     /// Candidates removed, by reason (first reason that applied).
     pub removed: Vec<(RemovalReason, usize)>,
+    /// Candidates each filter that ran removed, in order: `(filter id,
+    /// count)`.
+    pub filters: Vec<(&'static str, usize)>,
     /// Candidates scored (after filters).
     pub scored: usize,
     /// Candidates the rerank stage chose from.
@@ -346,6 +363,11 @@ pub struct Trace {
     /// replaced by 0 before scoring or fusion. Always 0 with the built-in
     /// parts; non-zero points at a custom scorer or source.
     pub repaired: usize,
+    /// For a request with a query: whether the search source found
+    /// anything for it. `Some(false)` means the query matched nothing and
+    /// the items are what the other sources (popular, fresh, ...) found, not
+    /// search results; `None` without a query.
+    pub query_matched: Option<bool>,
     /// Ids in the request's `exclude` the catalog does not know; ignored.
     pub stale_excludes: usize,
     /// Distinct search terms used (at most

@@ -7,7 +7,62 @@ use crate::rank::kernels::dot;
 use crate::signals::{PurchaseState, Rate, Signals, UserProfile};
 
 /// Number of features per candidate.
-pub const F: usize = 23;
+pub const F: usize = 24;
+
+/// The feature columns by name. Code outside `rank` reads a feature row
+/// through these (or [`feature_index`]), never by number.
+pub mod col {
+    /// Cosine of the product with the user's long-term interest vector.
+    pub const SIM_LONG: usize = 0;
+    /// Cosine with the user's session (short-term) vector.
+    pub const SIM_SHORT: usize = 1;
+    /// Best cosine with any of the user's interest clusters.
+    pub const SIM_INTEREST: usize = 2;
+    /// How many sources found the candidate.
+    pub const N_SOURCES: usize = 3;
+    /// The `interest_ann` source's normalized score.
+    pub const SRC_INTEREST: usize = 4;
+    /// The `similar` and `cart` sources' normalized score.
+    pub const SRC_SIMILAR: usize = 5;
+    /// The `content` source's normalized score.
+    pub const SRC_CONTENT: usize = 6;
+    /// The `search` source's normalized score.
+    pub const SRC_SEARCH: usize = 7;
+    /// The `repurchase` source's normalized score.
+    pub const SRC_REPURCHASE: usize = 8;
+    /// The `popular` and `fresh` sources' normalized score.
+    pub const SRC_POPULAR: usize = 9;
+    /// The best normalized score of any custom source.
+    pub const SRC_OTHER: usize = 10;
+    /// Smoothed click-through rate.
+    pub const CTR: usize = 11;
+    /// Smoothed conversion rate (orders per click).
+    pub const CVR: usize = 12;
+    /// Smoothed add-to-cart rate.
+    pub const CART: usize = 13;
+    /// Watch completion of the product's best content.
+    pub const CONTENT_WATCH: usize = 14;
+    /// Click-through rate of the product's best content.
+    pub const CONTENT_CTR: usize = 15;
+    /// `exp(-age / fresh_scale)`.
+    pub const FRESHNESS: usize = 16;
+    /// `ln(price / category median)`, clamped to ±3.
+    pub const PRICE_BAND: usize = 17;
+    /// The merchant's governance score.
+    pub const MERCHANT: usize = 18;
+    /// The user's affinity to the product's category.
+    pub const AFFINITY: usize = 19;
+    /// How due a repurchase of the product is.
+    pub const DUE: usize = 20;
+    /// Best cosine with the query (or recent search intents).
+    pub const RELEVANCE: usize = 21;
+    /// Trending score.
+    pub const TRENDING: usize = 22;
+    /// 1 if a live stream on air carries the product.
+    pub const LIVE: usize = 23;
+}
+
+use col::*;
 
 /// Feature names, in column order.
 pub const FEATURE_NAMES: [&str; F] = [
@@ -21,6 +76,7 @@ pub const FEATURE_NAMES: [&str; F] = [
     "src_search",
     "src_repurchase",
     "src_popular",
+    "src_other",
     "ctr",
     "cvr",
     "cart_rate",
@@ -41,40 +97,26 @@ pub fn feature_index(name: &str) -> Option<usize> {
     FEATURE_NAMES.iter().position(|&n| n == name)
 }
 
-/// Source-score columns: the built-in sources map onto these six.
-pub const SOURCE_SLOTS: usize = 6;
+/// Source-score columns: the built-in sources map onto the first six, every
+/// custom source onto the last ([`col::SRC_OTHER`]).
+pub const SOURCE_SLOTS: usize = 7;
 
-/// The source-score slot of a built-in source id, `None` for custom ones.
-pub fn source_slot(id: &str) -> Option<usize> {
-    Some(match id {
+/// The first source-score column.
+const SRC0: usize = SRC_INTEREST;
+
+/// The source-score slot of a source id: the built-in ones share six,
+/// every other (custom) id feeds `src_other`.
+pub fn source_slot(id: &str) -> usize {
+    match id {
         "interest_ann" => 0,
         "similar" | "cart" => 1,
         "content" => 2,
         "search" => 3,
         "repurchase" => 4,
         "popular" | "fresh" => 5,
-        _ => return None,
-    })
+        _ => SRC_OTHER - SRC0,
+    }
 }
-
-const SIM_LONG: usize = 0;
-const SIM_SHORT: usize = 1;
-const SIM_INTEREST: usize = 2;
-const N_SOURCES: usize = 3;
-const SRC0: usize = 4;
-const CTR: usize = 10;
-const CVR: usize = 11;
-const CART: usize = 12;
-const CONTENT_WATCH: usize = 13;
-const CONTENT_CTR: usize = 14;
-const FRESHNESS: usize = 15;
-const PRICE_BAND: usize = 16;
-const MERCHANT: usize = 17;
-const AFFINITY: usize = 18;
-const DUE: usize = 19;
-const RELEVANCE: usize = 20;
-const TRENDING: usize = 21;
-const LIVE: usize = 22;
 
 /// `rows × F` features, row-major, reused between requests.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +129,36 @@ impl FeatureMatrix {
     /// An empty matrix.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A matrix of the given rows (`F` values each, row-major): how a
+    /// custom [`Scorer`](crate::rank::Scorer) is tested, or features built
+    /// elsewhere are scored.
+    ///
+    /// ```
+    /// use omnifeed::rank::{F, FeatureMatrix, col};
+    /// let mut row = [0.0f32; F];
+    /// row[col::CTR] = 0.2;
+    /// let m = FeatureMatrix::from_rows(&row)?;
+    /// assert_eq!((m.rows(), m.row(0)[col::CTR]), (1, 0.2));
+    /// # Ok::<(), omnifeed::Error>(())
+    /// ```
+    ///
+    /// Errors: a length that is not a multiple of `F`
+    /// ([`ErrorKind::DimensionMismatch`](crate::ErrorKind::DimensionMismatch)),
+    /// a NaN or infinite value ([`ErrorKind::NonFinite`](crate::ErrorKind::NonFinite),
+    /// naming the row).
+    pub fn from_rows(values: &[f32]) -> crate::Result<Self> {
+        if values.len() % F != 0 {
+            return Err(crate::Error::dimension("feature rows", F, values.len() % F));
+        }
+        if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+            return Err(crate::Error::new(crate::ErrorKind::NonFinite {
+                what: "feature rows",
+                index: i / F,
+            }));
+        }
+        Ok(FeatureMatrix { data: values.to_vec(), rows: values.len() / F })
     }
 
     /// Number of rows.

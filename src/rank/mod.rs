@@ -5,5 +5,5 @@ pub mod features;
 pub mod kernels;
 pub mod scorer;
 
-pub use features::{F, FEATURE_NAMES, FeatureMatrix, feature_index};
+pub use features::{F, FEATURE_NAMES, FeatureMatrix, col, feature_index};
 pub use scorer::{Fusion, HeadWeights, LogisticScorer, MlpScorer, Scorer};

@@ -1,10 +1,11 @@
-mod adversarial;
+pub mod adversarial;
 mod ann;
 mod bad_input;
 mod data;
 mod eval;
 mod feed;
 mod signals;
+mod stages;
 mod surfaces;
 
 use std::path::PathBuf;

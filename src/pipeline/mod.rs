@@ -1,0 +1,105 @@
+//! The request path as stages with one contract each, after X's
+//! `candidate-pipeline` (named stage traits, each with `enabled`, filters
+//! that return what they removed and why, scorers that never reorder, a
+//! selector that sorts with NaN sinking, side effects after the response):
+//!
+//! ```text
+//! resolve ─► retrieve (CandidateSource…) ─► merge ─► filter (Filter…) ─► features
+//!        ─► score (Scorer) ─► fuse ─► select (rerank) ─► present ─► Feed ─► SideEffect…
+//! ```
+//!
+//! | stage | trait / type | built-ins | room |
+//! |---|---|---|---|
+//! | retrieve | [`CandidateSource`](crate::retrieve::CandidateSource) | eight sources | `retrieve/` |
+//! | filter | [`Filter`] | [`Exclusion`], [`Governance`], [`Stock`], [`Attributes`], [`Bought`], [`Seen`] | `pipeline/filters.rs` |
+//! | features | [`FeatureMatrix`](crate::rank::FeatureMatrix), [`col`](crate::rank::col) | the 24 columns | `rank/features.rs` |
+//! | score | [`Scorer`](crate::rank::Scorer) | logistic heads, MLP | `rank/scorer.rs` |
+//! | select | [`rerank`](crate::rerank::rerank) | caps, MMR/DPP, slots, quotas | `rerank/` |
+//! | side effects | [`SideEffect`] | none | here |
+//!
+//! Every source and filter can be switched off per surface and per
+//! request: its own `enabled` decides from the request, the config's
+//! [`disabled`](crate::RecommenderConfig::disabled) lists per surface,
+//! and a request's [`skip`](crate::FeedRequest::skip) names stages to skip
+//! for that request (a [`Filter::required`] one cannot be skipped).
+
+mod filters;
+mod scratch;
+mod stages;
+
+pub use filters::{Attributes, Bought, Exclusion, Governance, Seen, Stock};
+pub(crate) use scratch::RequestInput;
+pub use scratch::Scratch;
+
+use crate::ids::ItemIdx;
+use crate::request::{Feed, FeedRequest, RemovalReason};
+use crate::retrieve::RequestContext;
+
+/// A filter: removes candidates, and says why.
+///
+/// Filters run in order after the merge; each sees only what earlier ones
+/// kept (`removed[i]` is `None`), so the first reason that applies is the
+/// one counted. The built-in filters run first, in the order of the table
+/// in [`pipeline`](self); custom ones after them, in the order added.
+///
+/// ```
+/// use omnifeed::pipeline::Filter;
+/// use omnifeed::retrieve::RequestContext;
+/// use omnifeed::{ItemIdx, RemovalReason};
+///
+/// /// Leaves out products above a price, e.g. for a budget surface.
+/// #[derive(Debug)]
+/// struct Budget(f32);
+///
+/// impl Filter for Budget {
+///     fn id(&self) -> &'static str { "budget" }
+///     fn filter(&self, ctx: &RequestContext<'_>, rows: &[ItemIdx], removed: &mut [Option<RemovalReason>]) {
+///         let prices = ctx.catalog.prices();
+///         for (r, slot) in rows.iter().zip(removed) {
+///             if slot.is_none() && prices[r.index()] > self.0 {
+///                 *slot = Some(RemovalReason::Custom("budget"));
+///             }
+///         }
+///     }
+/// }
+/// # let _: Box<dyn Filter> = Box::new(Budget(100.0));
+/// ```
+pub trait Filter: Send + Sync + std::fmt::Debug {
+    /// A stable id for traces and config (distinct from every source id
+    /// and other filter id).
+    fn id(&self) -> &'static str;
+
+    /// True if the filter runs for this request (default: always); a
+    /// filter for one surface returns `ctx.surface() == ...`.
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        let _ = ctx;
+        true
+    }
+
+    /// True if no request may skip it (governance and the caller's own
+    /// exclusions are). Default false.
+    fn required(&self) -> bool {
+        false
+    }
+
+    /// For every `i` with `removed[i] == None` whose `rows[i]` must go, sets
+    /// `removed[i]` to the reason. Leaves other entries as they are.
+    fn filter(
+        &self,
+        ctx: &RequestContext<'_>,
+        rows: &[ItemIdx],
+        removed: &mut [Option<RemovalReason>],
+    );
+}
+
+/// Work done with a finished feed, after the response: impression logging,
+/// counters, cache warming. Side effects run on the rayon pool once the
+/// feed is built, never delay it and cannot change it; a panic in one is
+/// contained there.
+pub trait SideEffect: Send + Sync + std::fmt::Debug {
+    /// A stable id.
+    fn id(&self) -> &'static str;
+
+    /// Called with the request and the feed it got.
+    fn run(&self, request: &FeedRequest, feed: &Feed);
+}

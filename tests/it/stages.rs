@@ -1,0 +1,266 @@
+//! Stage contracts (issue 11): custom sources reach their feature column,
+//! filters say what they removed, stages switch off per surface and per
+//! request, built-in sources can be replaced or removed, side effects see
+//! the feed, a query that matched nothing says so, `features_for` gives
+//! the ranking stage's rows.
+
+use crate::it::adversarial::{recommender, store, user, world};
+use omnifeed::index::ExactIndex;
+use omnifeed::pipeline::{Filter, SideEffect};
+use omnifeed::rank::{F, FeatureMatrix, Scorer, col};
+use omnifeed::retrieve::{CandidateBuf, CandidateSource, RequestContext};
+use omnifeed::{
+    ErrorKind, Feed, FeedRequest, ItemIdx, ProductId, Recommender, RecommenderConfig,
+    RemovalReason, ServingState, Surface,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn state() -> ServingState {
+    (*recommender().state()).clone()
+}
+
+/// Proposes fixed rows with fixed scores.
+#[derive(Debug)]
+struct Fixed(&'static str, Vec<(u32, f32)>);
+
+impl CandidateSource for Fixed {
+    fn id(&self) -> &'static str {
+        self.0
+    }
+    fn retrieve(&self, _: &RequestContext<'_>, out: &mut CandidateBuf) -> omnifeed::Result<()> {
+        for &(r, s) in &self.1 {
+            out.push(ItemIdx(r), s);
+        }
+        Ok(())
+    }
+}
+
+/// Writes each row's `src_other` feature into the first head, so the
+/// explanation shows what the feature was.
+#[derive(Debug)]
+struct Echo;
+
+impl Scorer for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+    fn score(&self, features: &FeatureMatrix, out: &mut [f32]) {
+        for i in 0..features.rows() {
+            out[i * 3] = features.row(i)[col::SRC_OTHER];
+            out[i * 3 + 1] = 0.5;
+            out[i * 3 + 2] = 0.5;
+        }
+    }
+}
+
+#[test]
+fn a_custom_source_score_reaches_its_feature_column() {
+    // Rows 40 and 41: scores 2 and 1 normalize to 1 and 0.5.
+    let rec = Recommender::builder()
+        .state(state())
+        .source(Box::new(Fixed("followed", vec![(40, 2.0), (41, 1.0)])))
+        .scorer(Box::new(Echo))
+        .build()
+        .unwrap();
+    let feed = rec.recommend(&FeedRequest::new(user()).k(200)).unwrap();
+    let catalog = world().catalog.clone();
+    let other = |row: u32| {
+        let id = catalog.product_id(ItemIdx(row));
+        feed.items.iter().find(|i| i.product == id).map(|i| {
+            let f = &i.explanation.features;
+            assert_eq!(f[col::SRC_OTHER].name, "src_other");
+            (f[col::SRC_OTHER].value, i.explanation.sources.iter().any(|s| s.source == "followed"))
+        })
+    };
+    assert_eq!(other(40), Some((1.0, true)));
+    assert_eq!(other(41), Some((0.5, true)));
+    // A row the custom source did not find has 0 there.
+    let plain = feed
+        .items
+        .iter()
+        .find(|i| !i.explanation.sources.iter().any(|s| s.source == "followed"))
+        .unwrap();
+    assert_eq!(plain.explanation.features[col::SRC_OTHER].value, 0.0);
+    assert_eq!(F, 24);
+}
+
+/// Removes every product of one category.
+#[derive(Debug)]
+struct NoCategory(u32);
+
+impl Filter for NoCategory {
+    fn id(&self) -> &'static str {
+        "no_category"
+    }
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        ctx.surface() != Surface::Search
+    }
+    fn filter(
+        &self,
+        ctx: &RequestContext<'_>,
+        rows: &[ItemIdx],
+        removed: &mut [Option<RemovalReason>],
+    ) {
+        let cats = ctx.catalog.categories();
+        for (r, slot) in rows.iter().zip(removed) {
+            if slot.is_none() && cats[r.index()].0 == self.0 {
+                *slot = Some(RemovalReason::Custom("no_category"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_custom_filter_removes_counts_and_can_be_switched_off() {
+    let banned = world().catalog.categories()[0].0;
+    let rec =
+        Recommender::builder().state(state()).filter(Box::new(NoCategory(banned))).build().unwrap();
+    let feed = rec.recommend(&FeedRequest::new(user()).k(30)).unwrap();
+    let state = rec.state();
+    let catalog = state.catalog();
+    assert!(
+        feed.items
+            .iter()
+            .all(|i| catalog.categories()[catalog.row(i.product).unwrap().index()].0 != banned)
+    );
+    let (id, n) = *feed.trace.filters.last().unwrap();
+    assert_eq!(id, "no_category");
+    assert!(n > 0);
+    assert!(feed.trace.removed.contains(&(RemovalReason::Custom("no_category"), n)));
+    // Per request: skipped, it removes nothing and is not in the trace.
+    let skipped = rec.recommend(&FeedRequest::new(user()).k(30).skip("no_category")).unwrap();
+    assert!(skipped.trace.filters.iter().all(|f| f.0 != "no_category"));
+    // Per surface through `enabled`: not on search.
+    let search = rec
+        .recommend(&FeedRequest::new(user()).surface(Surface::Search).search_text("headphones"))
+        .unwrap();
+    assert!(search.trace.filters.iter().all(|f| f.0 != "no_category"));
+}
+
+#[test]
+fn stages_switch_off_per_surface_in_config_and_per_request() {
+    let mut cfg = RecommenderConfig::default();
+    cfg.disabled.feed = vec!["popular".into(), "fresh".into()];
+    let rec = Recommender::builder().config(cfg).state(state()).build().unwrap();
+    let feed = rec.recommend(&FeedRequest::new(user())).unwrap();
+    assert!(feed.trace.sources.iter().all(|s| s.source != "popular" && s.source != "fresh"));
+    let omni = rec.recommend(&FeedRequest::new(user()).surface(Surface::Omni)).unwrap();
+    assert!(omni.trace.sources.iter().any(|s| s.source == "popular"));
+    let req = FeedRequest::new(user()).surface(Surface::Omni).skip("interest_ann").skip("seen");
+    let omni = rec.recommend(&req).unwrap();
+    assert!(omni.trace.sources.iter().all(|s| s.source != "interest_ann"));
+    assert!(omni.trace.filters.iter().all(|f| f.0 != "seen"));
+    // Unknown and required stages cannot be skipped.
+    for id in ["nope", "governance", "exclusion"] {
+        let e = rec.recommend(&FeedRequest::new(user()).skip(id)).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::InvalidValue { field: "request.skip", .. }),
+            "{id}: {e}"
+        );
+    }
+    let mut cfg = RecommenderConfig::default();
+    cfg.disabled.omni = vec!["governance".into()];
+    let e = Recommender::builder().config(cfg).state(state()).build().unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "disabled.omni", .. }), "{e}");
+    let mut cfg = RecommenderConfig::default();
+    cfg.disabled.feed = vec!["typo".into()];
+    let e = Recommender::builder().config(cfg).state(state()).build().unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "disabled.feed", .. }), "{e}");
+}
+
+#[test]
+fn built_in_sources_can_be_replaced_or_removed() {
+    let rec = Recommender::builder()
+        .state(state())
+        .replace_source(Box::new(Fixed("popular", vec![(7, 1.0)])))
+        .without_source("fresh")
+        .build()
+        .unwrap();
+    assert!(!rec.source_ids().contains(&"fresh"));
+    let feed = rec.recommend(&FeedRequest::new(user())).unwrap();
+    let popular = feed.trace.sources.iter().find(|s| s.source == "popular").unwrap();
+    assert_eq!(popular.candidates, 1);
+    for b in [
+        Recommender::builder().state(state()).replace_source(Box::new(Fixed("nope", vec![]))),
+        Recommender::builder().state(state()).without_source("nope"),
+        Recommender::builder()
+            .state(state())
+            .filter(Box::new(NoCategory(1)))
+            .source(Box::new(Fixed("no_category", vec![]))),
+    ] {
+        let e = b.build().unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::InvalidConfig { field: "sources", .. }), "{e}");
+    }
+}
+
+/// Counts feeds and remembers the last one's length.
+#[derive(Debug, Default)]
+struct Impressions {
+    feeds: AtomicUsize,
+    last: Mutex<Option<(u64, usize)>>,
+}
+
+impl SideEffect for Impressions {
+    fn id(&self) -> &'static str {
+        "impressions"
+    }
+    fn run(&self, request: &FeedRequest, feed: &Feed) {
+        *self.last.lock().unwrap() = Some((request.user.0, feed.items.len()));
+        self.feeds.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn side_effects_see_every_feed_after_it_is_built() {
+    let log = Arc::new(Impressions::default());
+    let rec = Recommender::builder().state(state()).side_effect(log.clone()).build().unwrap();
+    for _ in 0..3 {
+        rec.recommend(&FeedRequest::new(user()).k(12)).unwrap();
+    }
+    let t = std::time::Instant::now();
+    while log.feeds.load(Ordering::SeqCst) < 3 && t.elapsed().as_secs() < 10 {
+        std::thread::yield_now();
+    }
+    assert_eq!(log.feeds.load(Ordering::SeqCst), 3);
+    assert_eq!(*log.last.lock().unwrap(), Some((user().0, 12)));
+}
+
+#[test]
+fn a_query_that_matched_nothing_says_so() {
+    let rec = recommender();
+    let noun = omnifeed::synth::category_noun(world().catalog.categories()[0]);
+    let req = FeedRequest::new(user()).surface(Surface::Search).search_text(noun);
+    let hit = rec.recommend(&req).unwrap();
+    assert_eq!(hit.trace.query_matched, Some(true));
+    let miss = rec
+        .recommend(&FeedRequest::new(user()).surface(Surface::Search).search_text("zzqxj"))
+        .unwrap();
+    assert_eq!(miss.trace.query_matched, Some(false));
+    assert!(miss.items.iter().all(|i| i.explanation.sources.iter().all(|s| s.source != "search")));
+    let none = rec.recommend(&FeedRequest::new(user())).unwrap();
+    assert_eq!(none.trace.query_matched, None);
+}
+
+#[test]
+fn features_for_gives_the_ranking_rows() {
+    let rec = recommender();
+    let at = rec.state().signals().as_of();
+    let ids: Vec<ProductId> = world().catalog.product_ids()[..5].to_vec();
+    let m = rec.features_for(user(), &ids, at).unwrap();
+    assert_eq!(m.rows(), 5);
+    let signals = store().publish();
+    for (i, &id) in ids.iter().enumerate() {
+        let row = world().catalog.row(id).unwrap();
+        let ctr = signals.rate(row, omnifeed::signals::Rate::Ctr);
+        assert!((m.row(i)[col::CTR] - ctr).abs() < 1e-6);
+        assert_eq!(m.row(i)[col::N_SOURCES], 0.0);
+    }
+    let e = rec.features_for(user(), &[ProductId(u64::MAX)], at).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::UnknownId { .. }));
+    // A matrix from rows scores like the one the engine built.
+    let again = FeatureMatrix::from_rows(m.as_slice()).unwrap();
+    assert_eq!(again.as_slice(), m.as_slice());
+    assert!(FeatureMatrix::from_rows(&[0.0; F - 1]).is_err());
+    let _ = ExactIndex::new(world().catalog.shared_embeddings());
+}
