@@ -27,6 +27,7 @@
 //! # Usage
 //!
 //! ```
+//! # #[cfg(all(feature = "synth", feature = "hnsw"))] {
 //! use std::sync::Arc;
 //! use omnifeed::index::{HnswIndex, HnswParams};
 //! use omnifeed::synth::{generate, SynthConfig};
@@ -45,6 +46,7 @@
 //!     println!("{} {:.3} {:?}", item.product, item.score, item.explanation.sources);
 //! }
 //! # assert_eq!(feed.items.len(), 10);
+//! # }
 //! # Ok::<(), omnifeed::Error>(())
 //! ```
 //!
@@ -80,6 +82,7 @@ mod builder;
 pub mod catalog;
 mod config;
 pub mod error;
+#[cfg(feature = "eval")]
 pub mod eval;
 pub mod ids;
 pub mod index;
@@ -93,7 +96,9 @@ pub mod rerank;
 pub mod retrieve;
 pub mod signals;
 mod state;
+#[cfg(feature = "synth")]
 pub mod synth;
+#[cfg(feature = "train")]
 pub mod train;
 
 pub use builder::RecommenderBuilder;

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 /// any number of threads.
 ///
 /// ```
+/// # #[cfg(feature = "synth")] {
 /// use std::sync::Arc;
 /// use omnifeed::{synth, FeedRequest, Recommender, ServingState, Signals, SignalConfig, Surface};
 /// use omnifeed::index::ExactIndex;
@@ -37,6 +38,7 @@ use std::sync::{Arc, Mutex};
 /// assert_eq!(feed.items.len(), 10);
 /// let search = FeedRequest::new(world.users[0].id).surface(Surface::Search).search_text("headphones");
 /// assert!(!rec.recommend(&search)?.items.is_empty());
+/// # }
 /// # Ok::<(), omnifeed::Error>(())
 /// ```
 pub struct Recommender {

@@ -339,7 +339,7 @@ impl VectorIndex for IvfIndex {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "synth"))]
 mod tests {
     use super::*;
     use crate::index::{ExactIndex, recall};

@@ -13,10 +13,12 @@
 //!   millisecond at recall set by `probes`.
 
 mod exact;
+#[cfg(feature = "hnsw")]
 mod hnsw;
 mod ivf;
 
 pub use exact::ExactIndex;
+#[cfg(feature = "hnsw")]
 pub use hnsw::{HnswIndex, HnswParams, MAX_EF};
 pub use ivf::{
     IvfIndex, IvfParams, MAX_ITERATIONS as IVF_MAX_ITERATIONS, MAX_LISTS, MAX_TRAIN_SAMPLE,

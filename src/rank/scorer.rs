@@ -150,6 +150,7 @@ impl LogisticScorer {
 
     /// From a safetensors file with `weight` (`[3, F]`) and `bias` (`[3]`),
     /// as `torch.nn.Linear(F, 3)` saves them; float32 or float64.
+    #[cfg(feature = "safetensors")]
     pub fn from_safetensors(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -262,6 +263,7 @@ impl MlpScorer {
     /// From a safetensors file of an `nn.Sequential` of `nn.Linear` layers
     /// (`0.weight`, `0.bias`, `2.weight`, ...: layers in numeric order; any
     /// prefix before the number, e.g. `net.0.weight`, is accepted).
+    #[cfg(feature = "safetensors")]
     pub fn from_safetensors(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -339,12 +341,14 @@ impl Scorer for MlpScorer {
     }
 }
 
+#[cfg(feature = "safetensors")]
 fn parse_safetensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<safetensors::SafeTensors<'a>> {
     safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Error::parse(path, None, format!("not a safetensors file: {e}")))
 }
 
 /// A tensor as `(shape, f32 values)`; float32 or float64 little-endian.
+#[cfg(feature = "safetensors")]
 fn tensor(
     path: &Path,
     st: &safetensors::SafeTensors<'_>,

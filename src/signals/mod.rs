@@ -47,6 +47,7 @@ mod counters;
 mod event;
 mod profile;
 mod rates;
+mod relevance;
 mod snapshot;
 mod store;
 
@@ -58,6 +59,7 @@ pub use counters::decay_factor;
 pub use event::{Event, EventKind, SearchQuery, Target};
 pub use profile::{Engagement, Purchase, SearchIntent, UserProfile};
 pub use rates::{BetaPrior, PriorConfig};
+pub use relevance::{Level, Relevance};
 pub use snapshot::{Gate, MemoryReport, PurchaseState, RepurchaseCycle, Signals};
 pub use store::{IngestReport, Rejection, SignalStore};
 

@@ -194,6 +194,7 @@ enum Resolved {
 /// The single writer of signals: ingests events and publishes snapshots.
 ///
 /// ```
+/// # #[cfg(feature = "synth")] {
 /// use std::sync::Arc;
 /// use omnifeed::signals::{SignalConfig, SignalStore, Rejection};
 /// use omnifeed::{synth, Event, EventKind, ProductId, Target, UserId};
@@ -206,6 +207,7 @@ enum Resolved {
 /// assert!(matches!(store.ingest(&bad), Err(Rejection::TooLate { .. })));
 /// let signals = store.publish();
 /// assert!(signals.profile(world.users[0].id).is_some());
+/// # }
 /// # Ok::<(), omnifeed::Error>(())
 /// ```
 ///

@@ -3,12 +3,12 @@
 
 use crate::Recommender;
 use crate::error::{Error, Result};
-use crate::eval::{Level, Relevance};
 use crate::ids::{ProductId, Timestamp, UserId};
 use crate::rank::features::{F, feature_index};
 use crate::rank::scorer::{HEADS, HeadWeights, LogisticScorer};
 use crate::request::{FeedRequest, Surface};
 use crate::signals::Event;
+use crate::signals::{Level, Relevance};
 use nalgebra::{DMatrix, DVector};
 use serde::Serialize;
 use std::collections::HashMap;

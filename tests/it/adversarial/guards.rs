@@ -27,7 +27,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn library_code(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
-        if line.trim_start().starts_with("#[cfg(test)]") {
+        let t = line.trim_start();
+        if t.starts_with("#[cfg(") && t.contains("test") {
             break;
         }
         let code = line.split("//").next().unwrap_or("");
