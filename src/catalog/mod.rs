@@ -257,47 +257,52 @@ impl Catalog {
         self.product_contents.row(row.index()).iter().map(|&c| self.contents[c as usize].id)
     }
 
-    /// The dense row of a content item (0..[`content_len`](Self::content_len)).
-    pub(crate) fn content_row(&self, id: ContentId) -> Option<u32> {
+    /// The dense row of a content item (0..[`content_len`](Self::content_len)):
+    /// what the content helpers below take, for custom sources.
+    pub fn content_row(&self, id: ContentId) -> Option<u32> {
         self.content_rows.get(&id).copied()
     }
 
-    /// The id of content row `crow`.
-    pub(crate) fn content_id_at(&self, crow: u32) -> ContentId {
+    /// The id of content row `crow`. Panics if `crow` is out of range.
+    pub fn content_id_at(&self, crow: u32) -> ContentId {
         self.contents[crow as usize].id
     }
 
-    /// Kind, start and end of content row `crow`.
-    pub(crate) fn content_times(&self, crow: u32) -> (ContentKind, Timestamp, Option<Timestamp>) {
+    /// Kind, start and end of content row `crow`. Panics if `crow` is out
+    /// of range.
+    pub fn content_times(&self, crow: u32) -> (ContentKind, Timestamp, Option<Timestamp>) {
         let m = &self.contents[crow as usize];
         (m.kind, m.starts_at, m.ends_at)
     }
 
-    /// True if content row `crow` is a live stream on air at `at`.
+    /// True if content row `crow` is a live stream on air at `at`. Panics if
+    /// `crow` is out of range.
     #[inline]
-    pub(crate) fn content_on_air(&self, crow: u32, at: Timestamp) -> bool {
+    pub fn content_on_air(&self, crow: u32, at: Timestamp) -> bool {
         let m = &self.contents[crow as usize];
         m.kind == ContentKind::LiveStream && m.starts_at <= at && m.ends_at.is_none_or(|e| at < e)
     }
 
-    /// The product rows content row `crow` carries.
-    pub(crate) fn content_product_rows(&self, crow: u32) -> &[u32] {
+    /// The product rows content row `crow` carries (content → product).
+    /// Panics if `crow` is out of range.
+    pub fn content_product_rows(&self, crow: u32) -> &[u32] {
         self.content_products.row(crow as usize)
     }
 
-    /// The content rows that carry product row `row`.
-    pub(crate) fn product_content_rows(&self, row: ItemIdx) -> &[u32] {
+    /// The content rows that carry product row `row` (product → content).
+    /// Panics if `row` is not a row of this catalog.
+    pub fn product_content_rows(&self, row: ItemIdx) -> &[u32] {
         self.product_contents.row(row.index())
     }
 
     /// The dense merchant row (index into [`merchants`](Self::merchants)) of
-    /// product row `row`.
-    pub(crate) fn merchant_row_of(&self, row: ItemIdx) -> u32 {
+    /// product row `row`. Panics if `row` is not a row of this catalog.
+    pub fn merchant_row_of(&self, row: ItemIdx) -> u32 {
         self.merchant_row[row.index()]
     }
 
     /// The dense row of a merchant.
-    pub(crate) fn merchant_row(&self, id: MerchantId) -> Option<u32> {
+    pub fn merchant_row(&self, id: MerchantId) -> Option<u32> {
         self.merchant_rows.get(&id).copied()
     }
 

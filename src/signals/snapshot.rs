@@ -593,8 +593,10 @@ impl Signals {
         Some(self.live_momentum_row(crow, at))
     }
 
-    /// [`live_momentum`](Self::live_momentum) by content row.
-    pub(crate) fn live_momentum_row(&self, crow: u32, at: Timestamp) -> f32 {
+    /// [`live_momentum`](Self::live_momentum) by content row (see
+    /// [`Catalog::content_row`](crate::Catalog::content_row)). Panics if
+    /// `crow` is out of range.
+    pub fn live_momentum_row(&self, crow: u32, at: Timestamp) -> f32 {
         let (kind, starts, ends) = self.shared.catalog.content_times(crow);
         if kind != ContentKind::LiveStream || at < starts {
             return 0.0;
@@ -612,8 +614,11 @@ impl Signals {
     }
 
     /// Content rows of the live streams on air at `at` (from the streams
-    /// not ended at the snapshot time; no id lookups).
-    pub(crate) fn on_air_rows(&self, at: Timestamp) -> impl Iterator<Item = u32> + '_ {
+    /// not ended at the snapshot time; no id lookups): what the built-in
+    /// `content` source and the `live_now` feature read, for custom sources
+    /// ([`Catalog::content_product_rows`](crate::Catalog::content_product_rows)
+    /// gives each stream's products).
+    pub fn on_air_rows(&self, at: Timestamp) -> impl Iterator<Item = u32> + '_ {
         let catalog = &self.shared.catalog;
         self.derived.live.iter().copied().filter(move |&c| catalog.content_on_air(c, at))
     }
