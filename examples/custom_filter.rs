@@ -69,7 +69,7 @@ fn main() -> Result<(), omnifeed::Error> {
             None => counts.push((c, 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     let restricted: HashSet<CategoryId> = counts.iter().take(2).map(|c| c.0).collect();
     let rec = Recommender::builder()
         .state(state)
