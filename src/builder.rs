@@ -1,10 +1,11 @@
 //! [`RecommenderBuilder`]: stages, scorer, config and state put together
 //! and checked once.
 
+use crate::business::RuleSet;
 use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::{
-    Attributes, Bought, Exclusion, Filter, Governance, Scratch, Seen, SideEffect, Stock,
+    Attributes, Blocked, Bought, Exclusion, Filter, Governance, Scratch, Seen, SideEffect, Stock,
 };
 use crate::rank::features::source_slot;
 use crate::rank::scorer::{LogisticScorer, Scorer};
@@ -12,7 +13,7 @@ use crate::recommender::Recommender;
 use crate::request::Surface;
 use crate::rerank::QuotaMask;
 use crate::retrieve::{
-    CandidateSource, CartPull, ContentDriven, Fresh, InterestAnn, Popular, Repurchase,
+    CandidateSource, CartPull, ContentDriven, Fresh, InterestAnn, Pins, Popular, Repurchase,
     SearchSource, SimilarItems,
 };
 use crate::state::ServingState;
@@ -103,6 +104,7 @@ impl RecommenderBuilder {
         let mut filters: Vec<Box<dyn Filter>> = vec![
             Box::new(Exclusion),
             Box::new(Governance),
+            Box::new(Blocked),
             Box::new(Stock),
             Box::new(Attributes),
             Box::new(Bought),
@@ -139,6 +141,7 @@ impl RecommenderBuilder {
             search_mask: mask_of("search"),
             slots: sources.iter().map(|s| source_slot(s.id())).collect(),
             state: ArcSwap::from_pointee(state),
+            rules: ArcSwap::from_pointee(RuleSet::default()),
             config: self.config,
             sources,
             filters,
@@ -168,6 +171,7 @@ fn assemble_sources(
         Box::new(CartPull { k: s.cart }),
         Box::new(Popular { k: s.popular }),
         Box::new(Fresh { k: s.fresh }),
+        Box::new(Pins),
     ];
     for r in replaced {
         let Some(slot) = sources.iter_mut().find(|b| b.id() == r.id()) else {

@@ -79,6 +79,7 @@
 #![warn(missing_debug_implementations)]
 
 mod builder;
+pub mod business;
 pub mod catalog;
 mod config;
 pub mod error;

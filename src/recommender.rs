@@ -8,6 +8,7 @@
 //! `arc-swap`).
 
 use crate::builder::RecommenderBuilder;
+use crate::business::{BusinessRules, RuleSet};
 use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::{Filter, RequestInput, Scratch, SideEffect};
@@ -43,6 +44,7 @@ use std::sync::{Arc, Mutex};
 /// ```
 pub struct Recommender {
     pub(crate) state: ArcSwap<ServingState>,
+    pub(crate) rules: ArcSwap<RuleSet>,
     pub(crate) config: RecommenderConfig,
     pub(crate) sources: Vec<Box<dyn CandidateSource>>,
     pub(crate) filters: Vec<Box<dyn Filter>>,
@@ -87,6 +89,22 @@ impl Recommender {
     /// on the old state, later ones see the new one.
     pub fn swap_state(&self, state: ServingState) {
         self.state.store(Arc::new(state));
+    }
+
+    /// Checks and compiles `rules` and swaps them in atomically: requests
+    /// already running finish with the old rules, later ones use the new.
+    /// Nothing else is rebuilt.
+    ///
+    /// Errors: a rule [`BusinessRules::compile`] rejects; the rules in force
+    /// stay.
+    pub fn set_rules(&self, rules: &BusinessRules) -> Result<()> {
+        self.rules.store(Arc::new(rules.compile()?));
+        Ok(())
+    }
+
+    /// The compiled rules in force.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
     }
 
     /// Fresh working memory for [`recommend_with`](Self::recommend_with).
@@ -153,6 +171,7 @@ impl Recommender {
         req: &FeedRequest,
     ) -> Result<Feed> {
         let r = self.resolve(input, state, req)?;
+        let rules = self.rules.load_full();
         let (catalog, signals) = (&*state.catalog, &*state.signals);
         let ctx = RequestContext {
             request: req,
@@ -165,6 +184,7 @@ impl Recommender {
             at: r.at,
             query: (!input.query.is_empty()).then_some(&input.query[..]),
             terms: &input.terms,
+            rules: &rules,
         };
         let mut trace = Trace {
             surface: req.surface,
@@ -179,9 +199,10 @@ impl Recommender {
         trace.scored = s.rows.len();
         let (has_relevance, repaired) = self.features_and_fusion(s, input, state, req, &r);
         trace.repaired = repaired;
-        self.select(s, state, req, &r);
+        self.boost(s, &ctx);
+        self.select(s, &ctx);
         trace.rerank_pool = s.pool.len();
-        let items = self.present(s, state, req, &r, has_relevance);
+        let items = self.present(s, &ctx, state, has_relevance);
         Ok(Feed { items, trace })
     }
 

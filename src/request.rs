@@ -337,6 +337,9 @@ pub enum RemovalReason {
     OutOfStock,
     /// Outside the request's category or price filters.
     RequestFilter,
+    /// On a [`business`](crate::business) blocklist (product, merchant or
+    /// category).
+    Blocked,
     /// A custom [`Filter`](crate::pipeline::Filter); the filter's id.
     Custom(&'static str),
 }

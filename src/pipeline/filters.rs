@@ -184,3 +184,30 @@ impl Filter for Seen {
         mark(rows, removed, RemovalReason::Seen, |r| seen.binary_search(&r).is_ok());
     }
 }
+
+/// The operations team's blocklists ([`RemovalReason::Blocked`]). Required.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Blocked;
+
+impl Filter for Blocked {
+    fn id(&self) -> &'static str {
+        "blocklist"
+    }
+    fn required(&self) -> bool {
+        true
+    }
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        ctx.rules.has_blocks()
+    }
+    fn filter(
+        &self,
+        ctx: &RequestContext<'_>,
+        rows: &[ItemIdx],
+        removed: &mut [Option<RemovalReason>],
+    ) {
+        let (c, cats) = (ctx.catalog, ctx.catalog.categories());
+        mark(rows, removed, RemovalReason::Blocked, |r| {
+            ctx.rules.is_blocked(c.product_id(r), c.merchant_of(r).id, cats[r.index()])
+        });
+    }
+}

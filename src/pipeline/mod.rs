@@ -11,7 +11,7 @@
 //! | stage | trait / type | built-ins | room |
 //! |---|---|---|---|
 //! | retrieve | [`CandidateSource`](crate::retrieve::CandidateSource) | eight sources | `retrieve/` |
-//! | filter | [`Filter`] | [`Exclusion`], [`Governance`], [`Stock`], [`Attributes`], [`Bought`], [`Seen`] | `pipeline/filters.rs` |
+//! | filter | [`Filter`] | [`Exclusion`], [`Governance`], [`Blocked`], [`Stock`], [`Attributes`], [`Bought`], [`Seen`] | `pipeline/filters.rs` |
 //! | features | [`FeatureMatrix`](crate::rank::FeatureMatrix), [`col`](crate::rank::col) | the 24 columns | `rank/features.rs` |
 //! | score | [`Scorer`](crate::rank::Scorer) | logistic heads, MLP | `rank/scorer.rs` |
 //! | select | [`rerank`](crate::rerank::rerank) | caps, MMR/DPP, slots, quotas | `rerank/` |
@@ -27,7 +27,7 @@ mod filters;
 mod scratch;
 mod stages;
 
-pub use filters::{Attributes, Bought, Exclusion, Governance, Seen, Stock};
+pub use filters::{Attributes, Blocked, Bought, Exclusion, Governance, Seen, Stock};
 pub(crate) use scratch::RequestInput;
 pub use scratch::Scratch;
 

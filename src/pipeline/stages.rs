@@ -19,7 +19,7 @@ use crate::request::{
     Explanation, FeedItem, FeedRequest, NamedValue, ScorePart, SourceHit, SourceTrace, Surface,
     Trace,
 };
-use crate::rerank::{Candidate, rerank, rules};
+use crate::rerank::{Candidate, Placed, rerank, rules};
 use crate::retrieve::{RequestContext, query_terms};
 use crate::signals::{Rate, Signals, UserProfile};
 use crate::state::ServingState;
@@ -286,28 +286,43 @@ impl Recommender {
         repaired
     }
 
-    /// Select: the best by value (at least `k`) form the rerank pool; the
-    /// rerank places up to `k` of them.
-    pub(crate) fn select(
-        &self,
-        s: &mut Scratch,
-        state: &ServingState,
-        req: &FeedRequest,
-        r: &Resolved,
-    ) {
-        let (catalog, signals) = (&*state.catalog, &*state.signals);
+    /// Boosts: each candidate's fused value times the business rules'
+    /// boosts in force for it.
+    pub(crate) fn boost(&self, s: &mut Scratch, ctx: &RequestContext<'_>) {
+        if !ctx.rules.has_boosts() {
+            return;
+        }
+        let (c, cats) = (ctx.catalog, ctx.catalog.categories());
+        for (v, &r) in s.values.iter_mut().zip(&s.rows) {
+            *v *= ctx.rules.boost(c.product_id(r), c.merchant_of(r).id, cats[r.index()], ctx.at);
+        }
+    }
+
+    /// Select: the best by value (at least `k`, and every pinned candidate)
+    /// form the rerank pool; the rerank places up to `k` of them; pins take
+    /// their positions.
+    pub(crate) fn select(&self, s: &mut Scratch, ctx: &RequestContext<'_>) {
+        let (catalog, signals, req) = (ctx.catalog, ctx.signals, ctx.request);
         s.scored.clear();
         s.scored.extend(
             s.values.iter().enumerate().map(|(i, &v)| Scored { row: ItemIdx(i as u32), score: v }),
         );
         top_k_in_place(&mut s.scored, self.config.rerank_pool.max(req.k));
+        for pin in ctx.rules.pins(req.surface, ctx.at) {
+            let Some(row) = catalog.row(pin.product) else { continue };
+            if let Ok(i) = s.rows.binary_search(&row) {
+                if !s.scored.iter().any(|x| x.row.index() == i) {
+                    s.scored.push(Scored { row: ItemIdx(i as u32), score: s.values[i] });
+                }
+            }
+        }
         let (listed, cats, rate) =
             (catalog.listed_at(), catalog.categories(), signals.rate_scores());
         s.pool.clear();
         for sc in &s.scored {
             let i = sc.row.index();
             let row = s.rows[i];
-            let fresh = elapsed(r.at, listed[row.index()]) <= self.config.explore_max_age;
+            let fresh = elapsed(ctx.at, listed[row.index()]) <= self.config.explore_max_age;
             s.pool.push(Candidate {
                 row,
                 value: sc.score,
@@ -329,18 +344,51 @@ impl Recommender {
             &mut s.rerank,
             &mut s.placed,
         );
+        self.place_pins(s, ctx);
+    }
+
+    /// Moves each pinned candidate to its position (caps do not apply to
+    /// it), then cuts the feed to `k`. Pinned rows leave their rerank
+    /// places first, then go in by position, so no pin shifts another (two
+    /// at one position: the later lands just after); a product pinned twice
+    /// takes its lowest position.
+    fn place_pins(&self, s: &mut Scratch, ctx: &RequestContext<'_>) {
+        let mut pins: Vec<(usize, usize)> = Vec::new();
+        for pin in ctx.rules.pins(ctx.surface(), ctx.at) {
+            let Some(row) = ctx.catalog.row(pin.product) else { continue };
+            let Some(index) = s.pool.iter().position(|c| c.row == row) else { continue };
+            if !pins.iter().any(|p| p.1 == index) {
+                pins.push((pin.position, index));
+            }
+        }
+        if pins.is_empty() {
+            return;
+        }
+        s.placed.retain(|p| !pins.iter().any(|&(_, i)| i == p.index));
+        // Pins come by position; one at a taken position lands just after.
+        let mut next = 0;
+        for (position, index) in pins {
+            let at = position.max(next).min(s.placed.len());
+            s.placed.insert(at, Placed { index, rules: rules::PIN });
+            next = at + 1;
+        }
+        s.placed.truncate(ctx.request.k);
     }
 
     /// Present: the placed items with their content card and explanation.
     pub(crate) fn present(
         &self,
         s: &Scratch,
+        ctx: &RequestContext<'_>,
         state: &ServingState,
-        req: &FeedRequest,
-        r: &Resolved,
         has_relevance: bool,
     ) -> Vec<FeedItem> {
-        let (catalog, signals) = (&*state.catalog, &*state.signals);
+        let (catalog, signals, req) = (ctx.catalog, ctx.signals, ctx.request);
+        let cats = catalog.categories();
+        let boosted = |row: ItemIdx| {
+            let (p, m) = (catalog.product_id(row), catalog.merchant_of(row).id);
+            ctx.rules.has_boosts() && ctx.rules.boost(p, m, cats[row.index()], ctx.at) != 1.0
+        };
         let fusion = self.config.fusion.get(req.surface);
         let named = |names: &[&'static str], values: &[f32]| -> Vec<NamedValue> {
             names.iter().zip(values).map(|(&name, &value)| NamedValue { name, value }).collect()
@@ -350,7 +398,8 @@ impl Recommender {
             .map(|pl| {
                 let cand = s.pool[pl.index];
                 let i = s.scored[pl.index].row.index();
-                let (content, live) = content_card(catalog, signals, cand.row, r.at);
+                let (content, live) = content_card(catalog, signals, cand.row, ctx.at);
+                let bits = pl.rules | if boosted(cand.row) { rules::BOOST } else { 0 };
                 let heads = &s.heads[i * HEADS..(i + 1) * HEADS];
                 let frow = s.features.row(i);
                 let rr = &state.rank_rows[cand.row.index()];
@@ -371,7 +420,7 @@ impl Recommender {
                         pre_rank: pl.index as u32,
                         rules: rules::NAMES
                             .iter()
-                            .filter(|(bit, _)| pl.rules & bit != 0)
+                            .filter(|(bit, _)| bits & bit != 0)
                             .map(|&(_, name)| name)
                             .collect(),
                     },

@@ -201,8 +201,12 @@ pub mod rules {
     pub const QUOTA_MIN: u16 = 64;
     /// It waited: a source that found it was at its maximum share.
     pub const QUOTA_MAX: u16 = 128;
+    /// Pinned to its position by a business rule (caps do not apply).
+    pub const PIN: u16 = 256;
+    /// Its value was multiplied by a business rule's boost.
+    pub const BOOST: u16 = 512;
     /// Names, by bit.
-    pub const NAMES: [(u16, &str); 8] = [
+    pub const NAMES: [(u16, &str); 10] = [
         (DIVERSITY, "diversity"),
         (CATEGORY_CAP, "category_cap"),
         (MERCHANT_CAP, "merchant_cap"),
@@ -211,6 +215,8 @@ pub mod rules {
         (FIXED_POSITION, "fixed_position"),
         (QUOTA_MIN, "quota_min"),
         (QUOTA_MAX, "quota_max"),
+        (PIN, "pin"),
+        (BOOST, "boost"),
     ];
 }
 

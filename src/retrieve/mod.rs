@@ -16,14 +16,15 @@
 //! | `cart` | omni | carted, not bought products and neighbours of the latest |
 //! | `popular` | all | trending in the user's (or the filter's) top categories; global trending when cold |
 //! | `fresh` | all | newly listed products of those categories |
+//! | `pins` | all | the operations team's pinned products in force ([`business`](crate::business)) |
 
 mod lexical;
 mod sources;
 
 pub use lexical::{LexicalIndex, query_terms, tokenize};
 pub use sources::{
-    CartPull, ContentDriven, Fresh, InterestAnn, Popular, Repurchase, SearchFusion, SearchSource,
-    SimilarItems,
+    CartPull, ContentDriven, Fresh, InterestAnn, Pins, Popular, Repurchase, SearchFusion,
+    SearchSource, SimilarItems,
 };
 
 use crate::catalog::Catalog;
@@ -56,6 +57,8 @@ pub struct RequestContext<'a> {
     pub query: Option<&'a [f32]>,
     /// The request's query terms (tokenized), empty without text.
     pub terms: &'a [String],
+    /// The business rules in force (pins, boosts, blocklists).
+    pub rules: &'a crate::business::RuleSet,
 }
 
 impl RequestContext<'_> {

@@ -462,3 +462,27 @@ impl CandidateSource for Fresh {
         Ok(())
     }
 }
+
+/// Pinned products (see [`business`](crate::business)): the pins of the
+/// surface in force at the request time, so they pass the filters and get
+/// features like every candidate; the rerank then puts them at their
+/// positions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pins;
+
+impl CandidateSource for Pins {
+    fn id(&self) -> &'static str {
+        "pins"
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        for pin in ctx.rules.pins(ctx.surface(), ctx.at) {
+            if let Some(row) = ctx.catalog.row(pin.product) {
+                if !ctx.is_excluded(row) {
+                    out.push(row, 1.0);
+                }
+            }
+        }
+        Ok(())
+    }
+}

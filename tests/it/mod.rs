@@ -1,6 +1,7 @@
 pub mod adversarial;
 mod ann;
 mod bad_input;
+mod business;
 mod data;
 mod eval;
 mod feed;

@@ -1,0 +1,286 @@
+//! Business rules for the operations team: pins, boosts and blocklists,
+//! changed at runtime without rebuilding any state.
+//!
+//! [`BusinessRules`] is the editable form (serde, TOML or JSON);
+//! [`Recommender::set_rules`](crate::Recommender::set_rules) checks it,
+//! compiles it into a [`RuleSet`] (sorted lookups) and swaps it in
+//! atomically: a request reads one rule set from start to end.
+//!
+//! - **Blocklists** (products, merchants, categories) are the required
+//!   filter `blocklist` ([`RemovalReason::Blocked`](crate::RemovalReason::Blocked)):
+//!   a blocked product is never shown, pinned or not.
+//! - **Boosts** multiply a candidate's fused value (product, merchant or
+//!   category; several multiply), optionally inside a time window; the
+//!   explanation lists `boost`.
+//! - **Pins** put a product at a position of a surface's feed, optionally
+//!   inside a time window. The `pins` source proposes it (so the filters
+//!   still apply: a gated, blocked, excluded or sold-out product is not
+//!   pinned), and after the rerank it takes its position whatever the caps
+//!   (rule `pin`).
+//!
+//! ```
+//! use omnifeed::business::{BoostTarget, BusinessRules};
+//! use omnifeed::{CategoryId, MerchantId, ProductId, Surface};
+//! # let _ = Surface::Feed;
+//! let rules = BusinessRules::from_toml_str(r#"
+//!     [[pins]]
+//!     product = 42
+//!     surface = "feed"
+//!     position = 0
+//!     [[boosts]]
+//!     target = { category = 3 }
+//!     factor = 1.5
+//!     window = { start = 1790000000, end = 1790086400 }
+//!     [blocks]
+//!     merchants = [7]
+//! "#)?;
+//! assert_eq!(rules.pins[0].product, ProductId(42));
+//! assert_eq!(rules.boosts[0].target, BoostTarget::Category(CategoryId(3)));
+//! let set = rules.compile()?;
+//! assert_eq!(set.boost(ProductId(1), MerchantId(1), CategoryId(3), 1790000100), 1.5);
+//! assert_eq!(set.boost(ProductId(1), MerchantId(1), CategoryId(3), 1790086400), 1.0);
+//! assert!(set.is_blocked(ProductId(1), MerchantId(7), CategoryId(0)));
+//! # Ok::<(), omnifeed::Error>(())
+//! ```
+
+use crate::error::{Error, Result};
+use crate::ids::{CategoryId, MerchantId, ProductId, Timestamp};
+use crate::limits::{MAX_K, MAX_WEIGHT};
+use crate::request::Surface;
+use serde::{Deserialize, Serialize};
+
+/// The most entries each rule list may hold.
+pub const MAX_RULES: usize = 100_000;
+
+/// `[start, end)` in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeRange {
+    /// First second in force.
+    pub start: Timestamp,
+    /// First second no longer in force.
+    pub end: Timestamp,
+}
+
+impl TimeRange {
+    fn contains(window: Option<TimeRange>, at: Timestamp) -> bool {
+        window.is_none_or(|w| (w.start..w.end).contains(&at))
+    }
+}
+
+/// A product pinned to a position of a surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// The product.
+    pub product: ProductId,
+    /// The surface whose feeds it is pinned in.
+    pub surface: Surface,
+    /// The 0-based position (a shorter feed puts it last).
+    pub position: usize,
+    /// When the pin is in force; always if absent.
+    #[serde(default)]
+    pub window: Option<TimeRange>,
+}
+
+/// What a boost applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum BoostTarget {
+    /// One product.
+    Product(ProductId),
+    /// Every product of a merchant.
+    Merchant(MerchantId),
+    /// Every product of a category.
+    Category(CategoryId),
+}
+
+/// A multiplier on the fused value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boost {
+    /// What it applies to.
+    pub target: BoostTarget,
+    /// The multiplier, in `(0, MAX_WEIGHT]`; below 1 demotes.
+    pub factor: f32,
+    /// When it is in force; always if absent.
+    #[serde(default)]
+    pub window: Option<TimeRange>,
+}
+
+/// Products, merchants and categories never shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Blocklist {
+    /// Blocked products.
+    pub products: Vec<ProductId>,
+    /// Blocked merchants (every product of theirs).
+    pub merchants: Vec<MerchantId>,
+    /// Blocked categories.
+    pub categories: Vec<CategoryId>,
+}
+
+/// The editable rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusinessRules {
+    /// Pins.
+    pub pins: Vec<Pin>,
+    /// Boosts.
+    pub boosts: Vec<Boost>,
+    /// Blocklists.
+    pub blocks: Blocklist,
+}
+
+impl BusinessRules {
+    /// Parses TOML. Errors: syntax, an unknown key (named by path), or a
+    /// value [`compile`](Self::compile) rejects.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| Error::invalid_config("rules", e.to_string().trim().to_string()))?;
+        let rules: BusinessRules = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            Error::invalid_config("rules", format!("{path}: {}", e.inner().to_string().trim()))
+        })?;
+        rules.compile()?;
+        Ok(rules)
+    }
+
+    /// Checks every rule and compiles the lookups.
+    ///
+    /// Errors ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)):
+    /// more than [`MAX_RULES`] entries in a list, a boost factor that is not
+    /// finite or outside `(0, MAX_WEIGHT]`, a pin position of `MAX_K` or
+    /// more, a window with `start >= end`. Two pins at one position keep
+    /// their order in the list (the later one lands just after).
+    pub fn compile(&self) -> Result<RuleSet> {
+        let b = &self.blocks;
+        for (field, n) in [
+            ("rules.pins", self.pins.len()),
+            ("rules.boosts", self.boosts.len()),
+            ("rules.blocks.products", b.products.len()),
+            ("rules.blocks.merchants", b.merchants.len()),
+            ("rules.blocks.categories", b.categories.len()),
+        ] {
+            if n > MAX_RULES {
+                return Err(Error::invalid_config(field, format!("at most {MAX_RULES}, got {n}")));
+            }
+        }
+        let window_ok = |w: Option<TimeRange>| w.is_none_or(|w| w.start < w.end);
+        for p in &self.pins {
+            if p.position >= MAX_K || !window_ok(p.window) {
+                return Err(Error::invalid_config(
+                    "rules.pins",
+                    format!("product {}: position below {MAX_K} and start < end needed", p.product),
+                ));
+            }
+        }
+        for x in &self.boosts {
+            if !x.factor.is_finite()
+                || x.factor <= 0.0
+                || x.factor > MAX_WEIGHT
+                || !window_ok(x.window)
+            {
+                return Err(Error::invalid_config(
+                    "rules.boosts",
+                    format!("{:?}: factor in (0, {MAX_WEIGHT}] and start < end needed", x.target),
+                ));
+            }
+        }
+        let mut set = RuleSet::default();
+        for x in &self.boosts {
+            match x.target {
+                BoostTarget::Product(p) => set.product_boosts.push((p.0, x.factor, x.window)),
+                BoostTarget::Merchant(m) => set.merchant_boosts.push((m.0, x.factor, x.window)),
+                BoostTarget::Category(c) => {
+                    set.category_boosts.push((u64::from(c.0), x.factor, x.window))
+                }
+            }
+        }
+        for v in [&mut set.product_boosts, &mut set.merchant_boosts, &mut set.category_boosts] {
+            v.sort_by_key(|e| e.0);
+        }
+        set.blocked_products = sorted(b.products.iter().map(|p| p.0));
+        set.blocked_merchants = sorted(b.merchants.iter().map(|m| m.0));
+        set.blocked_categories = sorted(b.categories.iter().map(|c| u64::from(c.0)));
+        set.pins = self.pins.clone();
+        set.pins.sort_by_key(|p| (p.surface as u8, p.position));
+        Ok(set)
+    }
+}
+
+fn sorted(it: impl Iterator<Item = u64>) -> Vec<u64> {
+    let mut v: Vec<u64> = it.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The product of the factors of the entries of `key` in force at `at`.
+fn factor(list: &[(u64, f32, Option<TimeRange>)], key: u64, at: Timestamp) -> f32 {
+    let start = list.partition_point(|e| e.0 < key);
+    list[start..]
+        .iter()
+        .take_while(|e| e.0 == key)
+        .filter(|e| TimeRange::contains(e.2, at))
+        .map(|e| e.1)
+        .product()
+}
+
+/// Compiled rules: what a request reads (sorted lookups, `O(log n)` per
+/// candidate). Made by [`BusinessRules::compile`].
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    product_boosts: Vec<(u64, f32, Option<TimeRange>)>,
+    merchant_boosts: Vec<(u64, f32, Option<TimeRange>)>,
+    category_boosts: Vec<(u64, f32, Option<TimeRange>)>,
+    blocked_products: Vec<u64>,
+    blocked_merchants: Vec<u64>,
+    blocked_categories: Vec<u64>,
+    pins: Vec<Pin>,
+}
+
+impl RuleSet {
+    /// True if no rule is set.
+    pub fn is_empty(&self) -> bool {
+        self.product_boosts.is_empty()
+            && self.merchant_boosts.is_empty()
+            && self.category_boosts.is_empty()
+            && !self.has_blocks()
+            && self.pins.is_empty()
+    }
+
+    /// True if any blocklist is non-empty.
+    pub fn has_blocks(&self) -> bool {
+        !(self.blocked_products.is_empty()
+            && self.blocked_merchants.is_empty()
+            && self.blocked_categories.is_empty())
+    }
+
+    /// True if any boost is set.
+    pub fn has_boosts(&self) -> bool {
+        !(self.product_boosts.is_empty()
+            && self.merchant_boosts.is_empty()
+            && self.category_boosts.is_empty())
+    }
+
+    /// True if the product, its merchant or its category is blocked.
+    pub fn is_blocked(&self, p: ProductId, m: MerchantId, c: CategoryId) -> bool {
+        self.blocked_products.binary_search(&p.0).is_ok()
+            || self.blocked_merchants.binary_search(&m.0).is_ok()
+            || self.blocked_categories.binary_search(&u64::from(c.0)).is_ok()
+    }
+
+    /// The multiplier of every boost in force at `at` for this product, its
+    /// merchant and its category (1 if none).
+    pub fn boost(&self, p: ProductId, m: MerchantId, c: CategoryId, at: Timestamp) -> f32 {
+        factor(&self.product_boosts, p.0, at)
+            * factor(&self.merchant_boosts, m.0, at)
+            * factor(&self.category_boosts, u64::from(c.0), at)
+    }
+
+    /// The pins of `surface` in force at `at`, by position.
+    pub fn pins(&self, surface: Surface, at: Timestamp) -> impl Iterator<Item = &Pin> + '_ {
+        self.pins.iter().filter(move |p| p.surface == surface && TimeRange::contains(p.window, at))
+    }
+}
