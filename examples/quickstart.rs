@@ -2,8 +2,12 @@
 //! `data/`.
 //!
 //! ```text
-//! cargo run --release --example quickstart [-- DATA_DIR]
+//! cargo run --release --example quickstart [-- DATA_DIR] [--config examples/omnifeed.toml]
 //! ```
+//!
+//! With `--config`, the service config (`omnifeed::ServiceConfig`, every key
+//! documented in `examples/omnifeed.toml`) sets the signals, the index, the
+//! recommender, its A/B experiments and the business rules.
 //!
 //! Steps: read the catalog, embeddings and event log; ingest the log into a
 //! signal store (decayed counters, smoothed rates, profiles, governance) and
@@ -13,17 +17,33 @@
 //! that found it, its heads and features, the content it is shown with and
 //! the rerank rules that placed it.
 
-use omnifeed::index::{HnswIndex, HnswParams};
 use omnifeed::load::read_dataset;
+use omnifeed::service::{IndexConfig, IndexKind};
 use omnifeed::{
-    FeedRequest, Recommender, RequestFilters, ServingState, SignalConfig, SignalStore, Surface,
+    FeedRequest, Recommender, RequestFilters, ServiceConfig, ServingState, SignalStore, Surface,
     UserId,
 };
 use std::sync::Arc;
 use std::time::Instant;
 
 fn main() -> Result<(), omnifeed::Error> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "data".to_string());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match args.iter().position(|a| a == "--config") {
+        Some(i) => {
+            let path = args.get(i + 1).map_or("examples/omnifeed.toml", String::as_str);
+            println!("service config: {path}");
+            ServiceConfig::from_file(path)?
+        }
+        None => ServiceConfig {
+            index: IndexConfig { kind: IndexKind::Hnsw, ..Default::default() },
+            ..Default::default()
+        },
+    };
+    let dir = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--config"))
+        .map_or_else(|| "data".to_string(), |(_, a)| a.clone());
     let t = Instant::now();
     let data = read_dataset(&dir)?;
     let catalog = Arc::new(data.catalog);
@@ -38,7 +58,7 @@ fn main() -> Result<(), omnifeed::Error> {
     );
 
     let t = Instant::now();
-    let mut store = SignalStore::new(Arc::clone(&catalog), SignalConfig::default())?;
+    let mut store = SignalStore::new(Arc::clone(&catalog), config.signals.clone())?;
     let report = store.ingest_batch(&data.events);
     let signals = store.publish();
     println!(
@@ -55,11 +75,11 @@ fn main() -> Result<(), omnifeed::Error> {
     println!("governance: {gated} products gated (suspended merchant or problem product)");
 
     let t = Instant::now();
-    let index = HnswIndex::build(catalog.shared_embeddings(), HnswParams::default())?;
-    println!("hnsw index over {} products built in {:.0?}", catalog.len(), t.elapsed());
+    let index = config.index.build(catalog.shared_embeddings())?;
+    println!("{} index over {} products built in {:.0?}", index.id(), catalog.len(), t.elapsed());
 
-    let state = ServingState::new(Arc::clone(&catalog), Arc::new(index), Arc::new(signals))?;
-    let rec = Recommender::builder().state(state).build()?;
+    let state = ServingState::new(Arc::clone(&catalog), index, Arc::new(signals))?;
+    let rec = Recommender::builder().service(&config).state(state).build()?;
     let state = rec.state();
     let signals = state.signals();
 
@@ -114,12 +134,17 @@ fn main() -> Result<(), omnifeed::Error> {
         let removed: Vec<String> =
             feed.trace.removed.iter().map(|(why, n)| format!("{n} {why:?}")).collect();
         println!(
-            "  sources [{}]; {} candidates, removed [{}], {} scored, rerank pool {}",
+            "  sources [{}]; {} candidates, removed [{}], {} scored, rerank pool {}; variant {}{}",
             sources.join(", "),
             feed.trace.candidates,
             removed.join(", "),
             feed.trace.scored,
-            feed.trace.rerank_pool
+            feed.trace.rerank_pool,
+            feed.trace.variant.as_deref().unwrap_or("control"),
+            match feed.trace.query_matched {
+                Some(false) => "; the query matched nothing: these are not search results",
+                _ => "",
+            }
         );
         println!(
             "  #  product  value   pctr  pcvr  sim   rel   shop  was  sources                 shown with      rules  title"

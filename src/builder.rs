@@ -1,9 +1,10 @@
 //! [`RecommenderBuilder`]: stages, scorer, config and state put together
 //! and checked once.
 
-use crate::business::RuleSet;
+use crate::business::BusinessRules;
 use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
+use crate::experiment::Experiment;
 use crate::pipeline::{
     Attributes, Blocked, Bought, Exclusion, Filter, Governance, Scratch, Seen, SideEffect, Stock,
 };
@@ -25,18 +26,55 @@ use std::sync::{Arc, Mutex};
 pub struct RecommenderBuilder {
     config: RecommenderConfig,
     state: Option<ServingState>,
-    sources: Vec<Box<dyn CandidateSource>>,
-    replaced: Vec<Box<dyn CandidateSource>>,
+    sources: Vec<Arc<dyn CandidateSource>>,
+    replaced: Vec<Arc<dyn CandidateSource>>,
     removed: Vec<&'static str>,
-    filters: Vec<Box<dyn Filter>>,
+    filters: Vec<Arc<dyn Filter>>,
     effects: Vec<Arc<dyn SideEffect>>,
-    scorer: Option<Box<dyn Scorer>>,
+    scorer: Option<Arc<dyn Scorer>>,
+    experiments: Vec<Experiment>,
+    rules: BusinessRules,
+}
+
+/// The stages one config gives: what a base recommender and each A/B arm
+/// are made of.
+struct Parts {
+    config: RecommenderConfig,
+    sources: Vec<Arc<dyn CandidateSource>>,
+    filters: Vec<Arc<dyn Filter>>,
+    scorer: Arc<dyn Scorer>,
+    quotas: Vec<Vec<QuotaMask>>,
+    slots: Vec<usize>,
+    search_mask: u32,
 }
 
 impl RecommenderBuilder {
     /// Sets the config.
     pub fn config(mut self, config: RecommenderConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Takes the recommender config, the experiments and the business rules
+    /// of a service config (the signals and index settings are for building
+    /// the [`ServingState`]).
+    pub fn service(mut self, service: &crate::ServiceConfig) -> Self {
+        self.config = service.recommender.clone();
+        self.experiments = service.experiments.clone();
+        self.rules = service.rules.clone();
+        self
+    }
+
+    /// Sets the A/B experiments (see [`experiment`](crate::experiment)).
+    pub fn experiments(mut self, experiments: Vec<Experiment>) -> Self {
+        self.experiments = experiments;
+        self
+    }
+
+    /// Sets the business rules in force at start (see
+    /// [`Recommender::set_rules`] to change them later).
+    pub fn rules(mut self, rules: BusinessRules) -> Self {
+        self.rules = rules;
         self
     }
 
@@ -50,7 +88,7 @@ impl RecommenderBuilder {
     /// Its id must differ from every other source's; its normalized score
     /// is the feature [`col::SRC_OTHER`](crate::rank::col::SRC_OTHER).
     pub fn source(mut self, source: Box<dyn CandidateSource>) -> Self {
-        self.sources.push(source);
+        self.sources.push(Arc::from(source));
         self
     }
 
@@ -58,7 +96,7 @@ impl RecommenderBuilder {
     /// served from another store); its score keeps the built-in's feature
     /// column. Building fails if no built-in source has that id.
     pub fn replace_source(mut self, source: Box<dyn CandidateSource>) -> Self {
-        self.replaced.push(source);
+        self.replaced.push(Arc::from(source));
         self
     }
 
@@ -72,7 +110,7 @@ impl RecommenderBuilder {
 
     /// Adds a filter after the built-in ones.
     pub fn filter(mut self, filter: Box<dyn Filter>) -> Self {
-        self.filters.push(filter);
+        self.filters.push(Arc::from(filter));
         self
     }
 
@@ -84,9 +122,10 @@ impl RecommenderBuilder {
 
     /// Replaces the default scorer (the logistic heads of the config's
     /// `scorer` weights), e.g. with a [`MlpScorer`](crate::rank::MlpScorer)
-    /// or a [`LogisticScorer`] loaded from a file.
+    /// or a [`LogisticScorer`] loaded from a file. An A/B variant whose
+    /// config sets other `scorer` weights uses those instead.
     pub fn scorer(mut self, scorer: Box<dyn Scorer>) -> Self {
-        self.scorer = Some(scorer);
+        self.scorer = Some(Arc::from(scorer));
         self
     }
 
@@ -95,83 +134,140 @@ impl RecommenderBuilder {
     /// Errors ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)):
     /// an invalid config field, no state, more than 32 sources, two stages
     /// with the same id, a replaced or removed source that is not built in,
-    /// a rerank quota or a `disabled` entry naming an id no stage has, or a
-    /// required filter disabled.
+    /// a rerank quota or a `disabled` entry naming an id no stage has, a
+    /// required filter disabled, an invalid experiment or variant config,
+    /// invalid business rules.
     pub fn build(self) -> Result<Recommender> {
         self.config.validate()?;
         let state = self.state.ok_or_else(|| Error::invalid_config("state", "no serving state"))?;
-        let sources = assemble_sources(&self.config, self.replaced, &self.removed, self.sources)?;
-        let mut filters: Vec<Box<dyn Filter>> = vec![
-            Box::new(Exclusion),
-            Box::new(Governance),
-            Box::new(Blocked),
-            Box::new(Stock),
-            Box::new(Attributes),
-            Box::new(Bought),
-            Box::new(Seen { window: self.config.seen_window }),
-        ];
-        filters.extend(self.filters);
-        check_ids(&self.config, &sources, &filters)?;
-        let scorer = match self.scorer {
-            Some(s) => s,
-            None => Box::new(LogisticScorer::from_weights(&self.config.scorer)?),
-        };
-        let mask_of = |id: &str| {
-            sources
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.id() == id)
-                .fold(0u32, |m, (i, _)| m | 1 << i)
-        };
-        let quotas = Surface::ALL
-            .iter()
-            .map(|&surface| {
-                let quotas = &self.config.rerank.get(surface).quotas;
-                quotas
-                    .iter()
-                    .map(|q| QuotaMask {
-                        mask: mask_of(&q.source),
-                        min_share: q.min_share,
-                        max_share: q.max_share,
-                    })
-                    .collect()
+        crate::experiment::validate_all(&self.experiments, &self.config)?;
+        let rules = Arc::new(ArcSwap::from_pointee(self.rules.compile()?));
+        let state = Arc::new(ArcSwap::from_pointee(state));
+        let custom: Custom<'_> =
+            (&self.replaced[..], &self.removed[..], &self.sources[..], &self.filters[..]);
+        let assemble = |config: RecommenderConfig, scorer: Option<Arc<dyn Scorer>>| {
+            let parts = parts(config, custom, scorer)?;
+            Ok::<_, Error>(Recommender {
+                search_mask: parts.search_mask,
+                slots: parts.slots,
+                state: Arc::clone(&state),
+                rules: Arc::clone(&rules),
+                config: parts.config,
+                sources: parts.sources,
+                filters: parts.filters,
+                effects: Vec::new(),
+                scorer: parts.scorer,
+                quotas: parts.quotas,
+                experiments: Vec::new(),
+                arms: Vec::new(),
+                pool: Mutex::new(Vec::<Scratch>::new()),
             })
-            .collect();
-        Ok(Recommender {
-            search_mask: mask_of("search"),
-            slots: sources.iter().map(|s| source_slot(s.id())).collect(),
-            state: ArcSwap::from_pointee(state),
-            rules: ArcSwap::from_pointee(RuleSet::default()),
-            config: self.config,
-            sources,
-            filters,
-            effects: self.effects,
-            scorer,
-            quotas,
-            pool: Mutex::new(Vec::<Scratch>::new()),
-        })
+        };
+        let mut arms = Vec::new();
+        for (e, exp) in self.experiments.iter().enumerate() {
+            for (v, variant) in exp.variants.iter().enumerate() {
+                let config = variant.apply(&self.config)?;
+                // A variant that sets its own weights scores with them.
+                let scorer =
+                    if config.scorer == self.config.scorer { self.scorer.clone() } else { None };
+                let label = format!("{}/{}", exp.name, variant.name);
+                arms.push(Arm { experiment: e, variant: v, label, rec: assemble(config, scorer)? });
+            }
+        }
+        let mut rec = assemble(self.config, self.scorer)?;
+        rec.effects = self.effects;
+        rec.arms = arms;
+        rec.experiments = self.experiments;
+        Ok(rec)
     }
+}
+
+/// An A/B arm: the recommender of one variant (sharing the state, the
+/// rules and the custom stages with the base).
+#[derive(Debug)]
+pub(crate) struct Arm {
+    pub(crate) experiment: usize,
+    pub(crate) variant: usize,
+    pub(crate) label: String,
+    pub(crate) rec: Recommender,
+}
+
+type Custom<'a> = (
+    &'a [Arc<dyn CandidateSource>],
+    &'a [&'static str],
+    &'a [Arc<dyn CandidateSource>],
+    &'a [Arc<dyn Filter>],
+);
+
+/// The stages of one config: built-ins sized by it, the custom ones shared.
+fn parts(
+    config: RecommenderConfig,
+    (replaced, removed, added, custom_filters): Custom<'_>,
+    scorer: Option<Arc<dyn Scorer>>,
+) -> Result<Parts> {
+    let sources = assemble_sources(&config, replaced, removed, added)?;
+    let mut filters: Vec<Arc<dyn Filter>> = vec![
+        Arc::new(Exclusion),
+        Arc::new(Governance),
+        Arc::new(Blocked),
+        Arc::new(Stock),
+        Arc::new(Attributes),
+        Arc::new(Bought),
+        Arc::new(Seen { window: config.seen_window }),
+    ];
+    filters.extend(custom_filters.iter().cloned());
+    check_ids(&config, &sources, &filters)?;
+    let scorer = match scorer {
+        Some(s) => s,
+        None => Arc::new(LogisticScorer::from_weights(&config.scorer)?),
+    };
+    let mask_of = |id: &str| {
+        sources.iter().enumerate().filter(|(_, s)| s.id() == id).fold(0u32, |m, (i, _)| m | 1 << i)
+    };
+    let quotas = Surface::ALL
+        .iter()
+        .map(|&surface| {
+            let quotas = &config.rerank.get(surface).quotas;
+            quotas
+                .iter()
+                .map(|q| QuotaMask {
+                    mask: mask_of(&q.source),
+                    min_share: q.min_share,
+                    max_share: q.max_share,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Parts {
+        search_mask: mask_of("search"),
+        slots: sources.iter().map(|s| source_slot(s.id())).collect(),
+        config,
+        sources,
+        filters,
+        scorer,
+        quotas,
+    })
 }
 
 /// The built-in sources (less the removed, with the replacements in their
 /// place), then the added ones.
 fn assemble_sources(
     config: &RecommenderConfig,
-    replaced: Vec<Box<dyn CandidateSource>>,
+    replaced: &[Arc<dyn CandidateSource>],
     removed: &[&'static str],
-    added: Vec<Box<dyn CandidateSource>>,
-) -> Result<Vec<Box<dyn CandidateSource>>> {
+    added: &[Arc<dyn CandidateSource>],
+) -> Result<Vec<Arc<dyn CandidateSource>>> {
     let s = &config.sources;
-    let mut sources: Vec<Box<dyn CandidateSource>> = vec![
-        Box::new(InterestAnn { k: s.interest }),
-        Box::new(SimilarItems { k: s.similar, seeds: s.similar_seeds }),
-        Box::new(ContentDriven { k: s.content }),
-        Box::new(SearchSource { k: s.search, fusion: s.search_fusion, intents: s.intents }),
-        Box::new(Repurchase { k: s.repurchase }),
-        Box::new(CartPull { k: s.cart }),
-        Box::new(Popular { k: s.popular }),
-        Box::new(Fresh { k: s.fresh }),
-        Box::new(Pins),
+    let mut sources: Vec<Arc<dyn CandidateSource>> = vec![
+        Arc::new(InterestAnn { k: s.interest }),
+        Arc::new(SimilarItems { k: s.similar, seeds: s.similar_seeds }),
+        Arc::new(ContentDriven { k: s.content }),
+        Arc::new(SearchSource { k: s.search, fusion: s.search_fusion, intents: s.intents }),
+        Arc::new(Repurchase { k: s.repurchase }),
+        Arc::new(CartPull { k: s.cart }),
+        Arc::new(Popular { k: s.popular }),
+        Arc::new(Fresh { k: s.fresh }),
+        Arc::new(Pins),
     ];
     for r in replaced {
         let Some(slot) = sources.iter_mut().find(|b| b.id() == r.id()) else {
@@ -180,7 +276,7 @@ fn assemble_sources(
                 format!("replace_source: no built-in source has the id {:?}", r.id()),
             ));
         };
-        *slot = r;
+        *slot = Arc::clone(r);
     }
     for &id in removed {
         let before = sources.len();
@@ -192,7 +288,7 @@ fn assemble_sources(
             ));
         }
     }
-    sources.extend(added);
+    sources.extend(added.iter().cloned());
     if sources.len() > 32 {
         return Err(Error::invalid_config("sources", format!("at most 32, got {}", sources.len())));
     }
@@ -203,8 +299,8 @@ fn assemble_sources(
 /// required filter is disabled.
 fn check_ids(
     config: &RecommenderConfig,
-    sources: &[Box<dyn CandidateSource>],
-    filters: &[Box<dyn Filter>],
+    sources: &[Arc<dyn CandidateSource>],
+    filters: &[Arc<dyn Filter>],
 ) -> Result<()> {
     let mut ids: Vec<&'static str> =
         sources.iter().map(|s| s.id()).chain(filters.iter().map(|f| f.id())).collect();

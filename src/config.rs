@@ -224,7 +224,7 @@ impl Default for RecommenderConfig {
 /// replaces. A table that names its `kind` (a tagged choice such as
 /// `diversity` or `search_fusion`) replaces the default whole: the fields
 /// of another kind do not carry over.
-fn merge(base: &mut toml::Table, over: toml::Table) {
+pub(crate) fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) if !o.contains_key("kind") => {
@@ -238,6 +238,28 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 impl RecommenderConfig {
+    /// Builds the config from a parsed TOML table: every field missing from
+    /// it keeps its default, at any depth, then validates. `prefix` is put
+    /// before key paths in errors (`"recommender."` in a service config).
+    pub(crate) fn from_toml_table(user: toml::Table, prefix: &str) -> Result<Self> {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::invalid_config("toml", e.to_string().trim().to_string())
+        };
+        let mut merged =
+            toml::Table::try_from(RecommenderConfig::default()).map_err(|e| bad(&e))?;
+        merge(&mut merged, user);
+        let cfg: RecommenderConfig = serde_path_to_error::deserialize(toml::Value::Table(merged))
+            .map_err(|e| {
+            let path = e.path().to_string();
+            Error::invalid_config(
+                "toml",
+                format!("{prefix}{path}: {}", e.inner().to_string().trim()),
+            )
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Parses TOML (missing fields take their defaults) and validates.
     /// Errors: a TOML syntax or type error, an unknown (misspelled) key
     /// (every config type denies unknown fields; the message starts with
@@ -248,20 +270,9 @@ impl RecommenderConfig {
     /// `[fusion.search]` table that sets only `relevance` keeps the search
     /// surface's other defaults.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let bad = |e: &dyn std::fmt::Display| {
-            Error::invalid_config("toml", e.to_string().trim().to_string())
-        };
-        let user: toml::Table = toml::from_str(text).map_err(|e| bad(&e))?;
-        let mut merged =
-            toml::Table::try_from(RecommenderConfig::default()).map_err(|e| bad(&e))?;
-        merge(&mut merged, user);
-        let cfg: RecommenderConfig = serde_path_to_error::deserialize(toml::Value::Table(merged))
-            .map_err(|e| {
-            let path = e.path().to_string();
-            Error::invalid_config("toml", format!("{path}: {}", e.inner().to_string().trim()))
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
+        let user: toml::Table = toml::from_str(text)
+            .map_err(|e| Error::invalid_config("toml", e.to_string().trim().to_string()))?;
+        Self::from_toml_table(user, "")
     }
 
     /// The config as TOML (every field, defaults included).

@@ -85,6 +85,7 @@ mod config;
 pub mod error;
 #[cfg(feature = "eval")]
 pub mod eval;
+pub mod experiment;
 pub mod ids;
 pub mod index;
 pub mod limits;
@@ -95,6 +96,7 @@ mod recommender;
 mod request;
 pub mod rerank;
 pub mod retrieve;
+pub mod service;
 pub mod signals;
 mod state;
 #[cfg(feature = "synth")]
@@ -115,6 +117,7 @@ pub use request::{
     Explanation, Feed, FeedItem, FeedRequest, NamedValue, RemovalReason, RequestFilters, ScorePart,
     SourceHit, SourceTrace, Surface, Trace,
 };
+pub use service::ServiceConfig;
 pub use signals::{
     EngagementWeights, Event, EventKind, SearchQuery, SignalConfig, SignalStore, Signals, Target,
     UserProfile,

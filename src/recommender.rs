@@ -7,10 +7,11 @@
 //! never mixes with the old one (tantivy's searcher discipline, through
 //! `arc-swap`).
 
-use crate::builder::RecommenderBuilder;
+use crate::builder::{Arm, RecommenderBuilder};
 use crate::business::{BusinessRules, RuleSet};
 use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
+use crate::experiment::Experiment;
 use crate::pipeline::{Filter, RequestInput, Scratch, SideEffect};
 use crate::rank::scorer::Scorer;
 use crate::request::{Feed, FeedRequest, Trace};
@@ -43,15 +44,19 @@ use std::sync::{Arc, Mutex};
 /// # Ok::<(), omnifeed::Error>(())
 /// ```
 pub struct Recommender {
-    pub(crate) state: ArcSwap<ServingState>,
-    pub(crate) rules: ArcSwap<RuleSet>,
+    /// Shared with the A/B arms: one swap serves them all.
+    pub(crate) state: Arc<ArcSwap<ServingState>>,
+    pub(crate) rules: Arc<ArcSwap<RuleSet>>,
     pub(crate) config: RecommenderConfig,
-    pub(crate) sources: Vec<Box<dyn CandidateSource>>,
-    pub(crate) filters: Vec<Box<dyn Filter>>,
+    pub(crate) sources: Vec<Arc<dyn CandidateSource>>,
+    pub(crate) filters: Vec<Arc<dyn Filter>>,
     pub(crate) effects: Vec<Arc<dyn SideEffect>>,
+    /// The A/B experiments and one arm per variant.
+    pub(crate) experiments: Vec<Experiment>,
+    pub(crate) arms: Vec<Arm>,
     /// Feature slot of each source's score.
     pub(crate) slots: Vec<usize>,
-    pub(crate) scorer: Box<dyn Scorer>,
+    pub(crate) scorer: Arc<dyn Scorer>,
     /// Quotas per surface (in `Surface::ALL` order), resolved to masks.
     pub(crate) quotas: Vec<Vec<QuotaMask>>,
     /// Bits of the sources with id `search`.
@@ -152,11 +157,16 @@ impl Recommender {
     /// resolve, retrieve, merge, filter, features and fusion, select,
     /// present, then the side effects.
     pub fn recommend_with(&self, s: &mut Scratch, req: &FeedRequest) -> Result<Feed> {
+        let (rec, label) = match self.arm_of(req.user) {
+            Some(arm) => (&arm.rec, Some(arm.label.clone())),
+            None => (self, None),
+        };
         let state = self.state.load_full();
         let mut input = std::mem::take(&mut s.input);
-        let feed = self.run(s, &mut input, &state, req);
+        let feed = rec.run(s, &mut input, &state, req);
         s.input = input;
-        let feed = feed?;
+        let mut feed = feed?;
+        feed.trace.variant = label;
         if !self.effects.is_empty() {
             self.spawn_effects(req, &feed);
         }
@@ -218,6 +228,21 @@ impl Recommender {
                 }));
             });
         }
+    }
+
+    /// The A/B arm `user` is in: the first experiment (in order) whose
+    /// buckets hold the user decides; `None` is the control.
+    pub(crate) fn arm_of(&self, user: crate::UserId) -> Option<&Arm> {
+        self.experiments.iter().enumerate().find_map(|(e, exp)| {
+            let v = exp.variant_of(user)?;
+            self.arms.iter().find(|a| a.experiment == e && a.variant == v)
+        })
+    }
+
+    /// The variant `user` is served, as `experiment/variant`; `None` for
+    /// the control.
+    pub fn variant_of(&self, user: crate::UserId) -> Option<&str> {
+        self.arm_of(user).map(|a| a.label.as_str())
     }
 
     /// True if stage `id` runs for `req`: not disabled for its surface in

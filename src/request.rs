@@ -371,6 +371,9 @@ pub struct Trace {
     /// the items are what the other sources (popular, fresh, ...) found, not
     /// search results; `None` without a query.
     pub query_matched: Option<bool>,
+    /// The A/B variant that served the request, as `experiment/variant`;
+    /// `None` for the control (see [`experiment`](crate::experiment)).
+    pub variant: Option<String>,
     /// Ids in the request's `exclude` the catalog does not know; ignored.
     pub stale_excludes: usize,
     /// Distinct search terms used (at most

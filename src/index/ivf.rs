@@ -21,7 +21,8 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 /// IVF build and search parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct IvfParams {
     /// Number of lists; 0 picks `2·√N` (at least 1). Default 0.
     pub lists: usize,

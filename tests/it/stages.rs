@@ -264,3 +264,67 @@ fn features_for_gives_the_ranking_rows() {
     assert!(FeatureMatrix::from_rows(&[0.0; F - 1]).is_err());
     let _ = ExactIndex::new(world().catalog.shared_embeddings());
 }
+
+#[test]
+fn the_documented_service_config_loads_and_serves() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/omnifeed.toml");
+    let cfg = omnifeed::ServiceConfig::from_file(&path).unwrap();
+    // Every documented key equals its default, apart from the example arm.
+    let expected =
+        omnifeed::ServiceConfig { experiments: cfg.experiments.clone(), ..Default::default() };
+    assert_eq!(cfg, expected, "examples/omnifeed.toml drifted from the defaults");
+    assert_eq!(cfg.experiments[0].variants[0].name, "pool300_mmr07");
+    let rec = Recommender::builder().service(&cfg).state(state()).build().unwrap();
+    // About one user in ten is in the variant; the trace names it.
+    let mut variant = 0;
+    for u in &world().users {
+        let feed = rec.recommend(&FeedRequest::new(u.id).k(5)).unwrap();
+        assert_eq!(feed.trace.variant.as_deref(), rec.variant_of(u.id));
+        if let Some(v) = feed.trace.variant {
+            assert_eq!(v, "bigger_pool/pool300_mmr07");
+            assert!(feed.trace.rerank_pool <= 300);
+            variant += 1;
+        }
+    }
+    assert!((2..=25).contains(&variant), "{variant} of 100 users in a 10% arm");
+}
+
+#[test]
+fn variants_override_the_config_and_the_scorer() {
+    use omnifeed::experiment::{Experiment, Variant, bucket};
+    let table = |s: &str| s.parse::<toml::Table>().unwrap();
+    let exp = Experiment {
+        name: "half".into(),
+        salt: Some("s1".into()),
+        variants: vec![Variant {
+            name: "no_popular".into(),
+            share: 0.5,
+            config: table("disabled = { feed = [\"popular\"] }\n[scorer.pctr]\nbias = 5.0"),
+        }],
+    };
+    let rec = Recommender::builder().state(state()).experiments(vec![exp.clone()]).build().unwrap();
+    let mut seen = [0, 0];
+    for u in &world().users {
+        let feed = rec.recommend(&FeedRequest::new(u.id)).unwrap();
+        let in_arm = bucket(u.id, "s1") < 0.5;
+        assert_eq!(feed.trace.variant.is_some(), in_arm);
+        let popular = feed.trace.sources.iter().any(|s| s.source == "popular");
+        assert_eq!(popular, !in_arm, "the arm disables popular");
+        if in_arm {
+            // bias 5 on pctr: every head near 1.
+            assert!(feed.items.iter().all(|i| i.explanation.heads[0].value > 0.9));
+        }
+        seen[usize::from(in_arm)] += 1;
+    }
+    assert!(seen[0] > 20 && seen[1] > 20, "{seen:?}");
+    // Bad variants are build errors.
+    for bad in [
+        Variant { name: "a".into(), share: 1.5, config: table("") },
+        Variant { name: "b".into(), share: 0.5, config: table("rerank_pol = 3") },
+        Variant { name: "c".into(), share: 0.5, config: table("rerank_pool = 0") },
+    ] {
+        let e = Experiment { name: "x".into(), salt: None, variants: vec![bad] };
+        let err = Recommender::builder().state(state()).experiments(vec![e]).build().unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::InvalidConfig { .. }), "{err}");
+    }
+}
