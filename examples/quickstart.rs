@@ -27,6 +27,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn main() -> Result<(), omnifeed::Error> {
+    // Observability: the library opens a `tracing` span per request and per
+    // stage and installs no subscriber; this one prints each span's time
+    // when OMNIFEED_TRACE is set. With the `metrics` feature it also
+    // records stage latencies and counters through the `metrics` facade;
+    // the recorder below collects them and they are printed at the end.
+    if std::env::var_os("OMNIFEED_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_target(false)
+            .init();
+    }
+    #[cfg(feature = "metrics")]
+    let snapshotter = {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _ = recorder.install();
+        snapshotter
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = match args.iter().position(|a| a == "--config") {
         Some(i) => {
@@ -179,6 +198,31 @@ fn main() -> Result<(), omnifeed::Error> {
                 catalog.title(row).unwrap_or("-")
             );
         }
+    }
+    #[cfg(feature = "metrics")]
+    {
+        println!("\nmetrics (omnifeed_*, through the `metrics` facade):");
+        let mut lines: Vec<String> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let labels: Vec<String> =
+                    key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+                let v = match value {
+                    metrics_util::debugging::DebugValue::Counter(n) => n.to_string(),
+                    metrics_util::debugging::DebugValue::Gauge(g) => g.to_string(),
+                    metrics_util::debugging::DebugValue::Histogram(h) => {
+                        let n = h.len().max(1) as f64;
+                        let mean = h.iter().map(|x| x.into_inner()).sum::<f64>() / n;
+                        format!("{} samples, mean {:.1} µs", h.len(), mean * 1e6)
+                    }
+                };
+                format!("  {}{{{}}} {v}", key.key().name(), labels.join(","))
+            })
+            .collect();
+        lines.sort();
+        lines.iter().for_each(|l| println!("{l}"));
     }
     Ok(())
 }

@@ -22,6 +22,44 @@ use arc_swap::ArcSwap;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
+/// Runs one stage inside its `tracing` span (level TRACE, named after the
+/// stage) and, with the `metrics` feature, records its latency in the
+/// histogram `omnifeed_stage_seconds{stage}`.
+macro_rules! stage {
+    ($name:literal, $body:expr) => {{
+        let _span = tracing::trace_span!($name).entered();
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
+        let out = $body;
+        #[cfg(feature = "metrics")]
+        metrics::histogram!("omnifeed_stage_seconds", "stage" => $name)
+            .record(started.elapsed().as_secs_f64());
+        out
+    }};
+}
+
+/// Records a request's counters through the `metrics` facade (no recorder
+/// installed: a no-op): `omnifeed_requests_total{surface}`,
+/// `omnifeed_candidates_total{source}`, `omnifeed_source_errors_total{source}`,
+/// `omnifeed_removed_total{reason}`, `omnifeed_repaired_total`.
+#[cfg(feature = "metrics")]
+fn record_metrics(trace: &Trace) {
+    metrics::counter!("omnifeed_requests_total", "surface" => trace.surface.name()).increment(1);
+    for s in &trace.sources {
+        metrics::counter!("omnifeed_candidates_total", "source" => s.source)
+            .increment(s.candidates as u64);
+        if s.error.is_some() {
+            metrics::counter!("omnifeed_source_errors_total", "source" => s.source).increment(1);
+        }
+    }
+    for (reason, n) in &trace.removed {
+        metrics::counter!("omnifeed_removed_total", "reason" => reason.name()).increment(*n as u64);
+    }
+    if trace.repaired > 0 {
+        metrics::counter!("omnifeed_repaired_total").increment(trace.repaired as u64);
+    }
+}
+
 /// The recommendation engine: `Send + Sync`, queried through `&self` from
 /// any number of threads.
 ///
@@ -173,6 +211,7 @@ impl Recommender {
         Ok(feed)
     }
 
+    #[allow(clippy::let_and_return)]
     fn run(
         &self,
         s: &mut Scratch,
@@ -180,7 +219,14 @@ impl Recommender {
         state: &ServingState,
         req: &FeedRequest,
     ) -> Result<Feed> {
-        let r = self.resolve(input, state, req)?;
+        let _span = tracing::debug_span!(
+            "recommend",
+            user = req.user.0,
+            surface = req.surface.name(),
+            k = req.k
+        )
+        .entered();
+        let r = stage!("resolve", self.resolve(input, state, req))?;
         let rules = self.rules.load_full();
         let (catalog, signals) = (&*state.catalog, &*state.signals);
         let ctx = RequestContext {
@@ -202,17 +248,20 @@ impl Recommender {
             query_terms: input.terms.len(),
             ..Trace::default()
         };
-        self.retrieve(s, &ctx, &mut trace);
-        self.merge(s);
+        stage!("retrieve", self.retrieve(s, &ctx, &mut trace));
+        stage!("merge", self.merge(s));
         trace.candidates = s.rows.len();
-        self.filter(s, &ctx, &mut trace);
+        stage!("filter", self.filter(s, &ctx, &mut trace));
         trace.scored = s.rows.len();
-        let (has_relevance, repaired) = self.features_and_fusion(s, input, state, req, &r);
+        let (has_relevance, repaired) =
+            stage!("rank", self.features_and_fusion(s, input, state, req, &r));
         trace.repaired = repaired;
-        self.boost(s, &ctx);
-        self.select(s, &ctx);
+        stage!("boost", self.boost(s, &ctx));
+        stage!("select", self.select(s, &ctx));
         trace.rerank_pool = s.pool.len();
-        let items = self.present(s, &ctx, state, has_relevance);
+        let items = stage!("present", self.present(s, &ctx, state, has_relevance));
+        #[cfg(feature = "metrics")]
+        record_metrics(&trace);
         Ok(Feed { items, trace })
     }
 

@@ -344,6 +344,24 @@ pub enum RemovalReason {
     Custom(&'static str),
 }
 
+impl RemovalReason {
+    /// A short name for metrics labels and logs: `excluded`, `gated`,
+    /// `blocked`, `seen`, `bought`, `out_of_stock`, `request_filter`, or a
+    /// custom filter's id.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RemovalReason::Excluded => "excluded",
+            RemovalReason::Gated(_) => "gated",
+            RemovalReason::Blocked => "blocked",
+            RemovalReason::Seen => "seen",
+            RemovalReason::Bought => "bought",
+            RemovalReason::OutOfStock => "out_of_stock",
+            RemovalReason::RequestFilter => "request_filter",
+            RemovalReason::Custom(id) => id,
+        }
+    }
+}
+
 /// What each stage of one request did.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Trace {

@@ -328,3 +328,50 @@ fn variants_override_the_config_and_the_scorer() {
         assert!(matches!(err.kind(), ErrorKind::InvalidConfig { .. }), "{err}");
     }
 }
+
+/// With the `metrics` feature: stage latencies and counters reach the
+/// installed recorder (`.ci/run` runs this with `--features metrics`).
+#[cfg(feature = "metrics")]
+#[test]
+fn metrics_reach_the_recorder() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let rec = fresh_with_failing_source();
+    metrics::with_local_recorder(&recorder, || {
+        rec.recommend(&FeedRequest::new(user()).k(10)).unwrap();
+    });
+    let snap = snapshotter.snapshot().into_vec();
+    let find = |name: &str, label: Option<(&str, &str)>| {
+        snap.iter().find(|(k, _, _, _)| {
+            k.key().name() == name
+                && label.is_none_or(|(lk, lv)| {
+                    k.key().labels().any(|l| l.key() == lk && l.value() == lv)
+                })
+        })
+    };
+    for stage in ["resolve", "retrieve", "merge", "filter", "rank", "select", "present"] {
+        let (_, _, _, v) = find("omnifeed_stage_seconds", Some(("stage", stage))).expect(stage);
+        assert!(matches!(v, DebugValue::Histogram(h) if h.len() == 1), "{stage}");
+    }
+    let (_, _, _, v) = find("omnifeed_candidates_total", Some(("source", "interest_ann"))).unwrap();
+    assert!(matches!(v, DebugValue::Counter(n) if *n > 0));
+    let (_, _, _, v) = find("omnifeed_source_errors_total", Some(("source", "broken"))).unwrap();
+    assert!(matches!(v, DebugValue::Counter(1)));
+    assert!(find("omnifeed_requests_total", Some(("surface", "feed"))).is_some());
+}
+
+#[cfg(feature = "metrics")]
+fn fresh_with_failing_source() -> Recommender {
+    #[derive(Debug)]
+    struct Broken;
+    impl CandidateSource for Broken {
+        fn id(&self) -> &'static str {
+            "broken"
+        }
+        fn retrieve(&self, ctx: &RequestContext<'_>, _: &mut CandidateBuf) -> omnifeed::Result<()> {
+            Err(ctx.catalog.require_row(ProductId(u64::MAX), "broken source").unwrap_err())
+        }
+    }
+    Recommender::builder().state(state()).source(Box::new(Broken)).build().unwrap()
+}
