@@ -7,6 +7,8 @@
 //!     [--split 0.8 | --split-at UNIX | --split last]
 //!     [--target click|engage|order] [--steps N] [--exclude-known true|false]
 //!     [--factors 32] [--index ivf|exact] [--config recommender.toml]
+//!     [--variants experiments.toml]     A/B variants ([[experiments]] as in examples/omnifeed.toml),
+//!                                       each evaluated as the method pipeline:<experiment>/<variant>
 //!     [--weights-out heads.npy] [--no-train-ranker] [--cold skip|category-mean] [--l2 1]
 //!     [--embeddings given|als]           omnifeed format: the catalog's own or ALS factors
 //! ```
@@ -60,6 +62,7 @@ struct Args {
     factors: Option<usize>,
     index: IndexKind,
     config: Option<PathBuf>,
+    variants: Option<PathBuf>,
     weights_out: Option<PathBuf>,
     train_ranker: bool,
     cold: ColdItems,
@@ -83,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
         factors: None,
         index: IndexKind::Ivf,
         config: None,
+        variants: None,
         weights_out: None,
         train_ranker: true,
         cold: ColdItems::Skip,
@@ -136,6 +140,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--config" => a.config = Some(v.into()),
+            "--variants" => a.variants = Some(v.into()),
             "--l2" => a.l2 = Some(num(&v)? as f32),
             "--embeddings" => {
                 a.als_embeddings = match v.as_str() {
@@ -324,6 +329,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(path) = &args.config {
         cfg.recommender = RecommenderConfig::from_toml_str(&std::fs::read_to_string(path)?)?;
+    }
+    if let Some(path) = &args.variants {
+        // The experiments of a service config file (other tables ignored).
+        let service = omnifeed::ServiceConfig::from_file(path)?;
+        cfg.variants = service.experiments;
     }
 
     let started = std::time::Instant::now();

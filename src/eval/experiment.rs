@@ -79,6 +79,12 @@ pub struct ExperimentConfig {
     pub knn_neighbours: usize,
     /// Products without a factor, for catalogs built from a log.
     pub cold_items: ColdItems,
+    /// A/B variants evaluated beside the pipeline, each as the method
+    /// `pipeline:<experiment>/<variant>` with the base recommender config
+    /// and its overrides (the trained heads unless the variant sets its own
+    /// `scorer` weights). Default none.
+    #[serde(skip)]
+    pub variants: Vec<crate::experiment::Experiment>,
 }
 
 impl Default for ExperimentConfig {
@@ -95,6 +101,7 @@ impl Default for ExperimentConfig {
             recent_half_life: 86_400,
             knn_neighbours: 100,
             cold_items: ColdItems::Skip,
+            variants: Vec::new(),
         }
     }
 }
@@ -171,14 +178,38 @@ fn build_pipeline(
     cfg: &ExperimentConfig,
     scorer: &LogisticScorer,
 ) -> Result<Pipeline> {
+    Ok(build_pipelines(catalog, index, history, cfg, scorer)?.remove(0))
+}
+
+/// The pipeline and one per A/B variant of `cfg.variants`, over one state.
+fn build_pipelines(
+    catalog: &Arc<Catalog>,
+    index: &Arc<dyn VectorIndex>,
+    history: &[Event],
+    cfg: &ExperimentConfig,
+    scorer: &LogisticScorer,
+) -> Result<Vec<Pipeline>> {
     let (signals, _) = Signals::from_events(Arc::clone(catalog), history, &cfg.signals)?;
     let state = ServingState::new(Arc::clone(catalog), Arc::clone(index), Arc::new(signals))?;
-    let rec = Recommender::builder()
-        .config(cfg.recommender.clone())
-        .state(state)
-        .scorer(Box::new(scorer.clone()))
-        .build()?;
-    Ok(Pipeline::new(rec, cfg.surface))
+    let build = |config: RecommenderConfig| {
+        let b = Recommender::builder().state(state.clone());
+        // A variant that sets its own weights scores with them.
+        let b = if config.scorer == cfg.recommender.scorer {
+            b.scorer(Box::new(scorer.clone()))
+        } else {
+            b
+        };
+        b.config(config).build()
+    };
+    let mut out = vec![Pipeline::new(build(cfg.recommender.clone())?, cfg.surface)];
+    for exp in &cfg.variants {
+        for v in &exp.variants {
+            let rec = build(v.apply(&cfg.recommender)?)?;
+            let name = format!("pipeline:{}/{}", exp.name, v.name);
+            out.push(Pipeline::new(rec, cfg.surface).named(name));
+        }
+    }
+    Ok(out)
 }
 
 /// Trains (embeddings where the catalog has none, then the ranker's heads on
@@ -240,13 +271,17 @@ pub fn run_experiment(
 
     let mut fit = |history: &[Event], at: Timestamp| -> Result<Vec<Box<dyn Method>>> {
         let popular = Popularity::fit(history, &relevance);
-        Ok(vec![
-            Box::new(build_pipeline(&catalog, &index, history, cfg, &scorer)?),
-            Box::new(popular.clone()),
+        let mut methods: Vec<Box<dyn Method>> = Vec::new();
+        for p in build_pipelines(&catalog, &index, history, cfg, &scorer)? {
+            methods.push(Box::new(p));
+        }
+        methods.extend([
+            Box::new(popular.clone()) as Box<dyn Method>,
             Box::new(RecentPopularity::fit(history, at, cfg.recent_half_life, &relevance)),
             Box::new(ItemKnn::fit(history, &relevance, cfg.knn_neighbours)),
             Box::new(MfMethod::new(factors.clone(), popular)),
-        ])
+        ]);
+        Ok(methods)
     };
     let run = evaluate(&catalog, split, &cfg.eval, &mut fit)?;
     lap("replay", &mut timings);

@@ -130,6 +130,42 @@ fn sample_report_shape_and_determinism() {
     assert_eq!(back, a.scorer);
 }
 
+/// `evaluate --variants`: each A/B variant is a method beside the pipeline;
+/// a variant that overrides nothing ranks exactly as the pipeline does, and
+/// one without the rerank rules ranks differently.
+#[test]
+fn variants_are_evaluated_beside_the_pipeline() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let data = read_dataset(&dir).unwrap();
+    let source = CatalogSource::Given(Arc::new(data.catalog));
+    let mut cfg = ExperimentConfig::taobao();
+    cfg.index = IndexKind::Exact;
+    cfg.ranker = None;
+    let service = omnifeed::ServiceConfig::from_toml_str(
+        r#"
+        [[experiments]]
+        name = "ab"
+        [[experiments.variants]]
+        name = "same"
+        share = 0.5
+        [[experiments.variants]]
+        name = "no_rules"
+        share = 0.5
+        config = { rerank = { feed = { category_cap = 100, merchant_cap = 100, exploration_slots = 0, diversity = { kind = "none" } } } }
+        "#,
+    )
+    .unwrap();
+    cfg.variants = service.experiments;
+    let split = Split::Fraction(0.8).apply(&data.events, &cfg.eval.relevance).unwrap();
+    let exp = run_experiment(&source, &split, &cfg).unwrap();
+    let r = &exp.run.report;
+    let ndcg = |m: &str| r.metric(m, "ndcg@10").unwrap_or_else(|| panic!("no {m}"));
+    assert_eq!(ndcg("pipeline"), ndcg("pipeline:ab/same"));
+    assert_ne!(ndcg("pipeline"), ndcg("pipeline:ab/no_rules"));
+    let ild = |m: &str| r.metric(m, "ild@10").unwrap();
+    assert!(ild("pipeline:ab/no_rules") < ild("pipeline"), "the rules buy diversity");
+}
+
 #[test]
 fn bad_evaluation_input_is_an_error() {
     let click =
