@@ -6,23 +6,29 @@
 //! ranked product feeds. Two ways meet in it: *goods find people* (a feed
 //! pushes products by predicted interest) and *people find goods* (search,
 //! shelf browsing, repurchase). A request runs the stages of
-//! `ARCHITECTURE.md` in a fixed order:
+//! `ARCHITECTURE.md` in a fixed order, each a trait with one contract
+//! ([`pipeline`]):
 //!
 //! ```text
-//! request ─► retrieve ─► merge ─► filter ─► score ─► top-k ─► Feed (items with sources and score parts)
+//! request ─► resolve ─► retrieve ─► merge ─► filter ─► features ─► score ─► fuse/boost
+//!         ─► select (rerank, pins) ─► present ─► Feed (items with sources, score parts, rules)
 //! ```
 //!
 //! | type | role |
 //! |---|---|
 //! | [`Catalog`], [`CatalogBuilder`] | products, merchants, content, embeddings; validated once |
-//! | [`index::VectorIndex`] | [`index::IvfIndex`], [`index::HnswIndex`] (approximate) and [`index::ExactIndex`] (oracle) |
+//! | [`index::VectorIndex`] | [`index::IvfIndex`], `index::HnswIndex` (feature `hnsw`) and [`index::ExactIndex`] (oracle) |
 //! | [`signals::SignalStore`], [`Signals`] | events → decayed counters, smoothed rates, profiles, governance; published as snapshots |
-//! | [`retrieve::CandidateSource`] | the candidate sources; implement it to add one |
-//! | [`Recommender`] | orchestration: `Send + Sync`, `&self` queries, atomic state swap |
+//! | [`retrieve::CandidateSource`], [`pipeline::Filter`], [`rank::Scorer`], [`pipeline::SideEffect`] | the stage traits; implement one to extend |
+//! | [`Recommender`] | orchestration: `Send + Sync`, `&self` queries, atomic state and rule swaps, A/B arms |
+//! | [`business`] | pins, boosts and blocklists, changed at runtime |
+//! | [`experiment`] | A/B experiments with deterministic bucketing |
+//! | [`ServiceConfig`] | one TOML file: recommender, signals, index, experiments, rules |
+//! | [`limits`] | the bounds on every input |
 //! | [`load`] | streaming readers: catalog CSV/JSONL, `.npy`, Taobao, MovieLens |
-//! | [`synth`] | a seeded synthetic world for tests, examples and benches |
-//! | [`eval`] | offline evaluation: splits, replay, metrics, baselines, [`eval::run_experiment`] |
-//! | [`train`] | implicit ALS embeddings and the ranker's heads learned from a log |
+//! | `synth` | a seeded synthetic world for tests, examples and benches (feature `synth`) |
+//! | `eval` | offline evaluation: splits, replay, metrics, baselines (feature `eval`) |
+//! | `train` | implicit ALS and the ranker's heads learned from a log (feature `train`) |
 //!
 //! # Usage
 //!
@@ -56,9 +62,14 @@
 //!
 //! # Examples
 //!
-//! - `cargo run --release --example quickstart`: the feed on the shipped `data/`.
-//! - `cargo run --release --example ann_recall -- --n 20000`: HNSW recall and speed against exact search.
-//! - `cargo run --release --example gen_data`: regenerates `data/`.
+//! - `cargo run --release --example quickstart`: the feed on the shipped `data/`
+//!   (`-- --config examples/omnifeed.toml` for the service config).
+//! - `cargo run --release --example custom_source` / `custom_filter` / `custom_scorer`:
+//!   one example per extension point.
+//! - `cargo run --release --example evaluate`: offline evaluation against baselines
+//!   (`-- --variants examples/variants.toml` compares A/B variants).
+//! - `cargo run --release --example ann_recall -- --n 20000`: HNSW and IVF recall and speed.
+//! - `cargo run --release --example signals_scale`, `gen_data`.
 //!
 //! # Performance
 //!
@@ -69,7 +80,9 @@
 //!
 //! # Features
 //!
-//! No cargo features yet: everything is built by default.
+//! `default = ["hnsw", "safetensors", "synth", "train", "eval"]`; `metrics`
+//! (stage latencies and counters through the `metrics` facade) is off by
+//! default. `--no-default-features` is the serving core.
 #![doc(test(attr(deny(warnings))))]
 #![deny(missing_docs)]
 // Library code never panics on caller data: no unwrap, expect or panic! in

@@ -368,35 +368,7 @@ pub fn evaluate(
     let (touched, train_users) = users_touched(catalog, &split.train);
     let has_merchants = catalog.merchants().len() > 1;
 
-    // Windows: (history end index in test, window events, request time).
-    let mut windows: Vec<(usize, usize, Option<Timestamp>, Timestamp)> = Vec::new();
-    match split.at {
-        Some(t) => {
-            let end = split.test.last().map_or(t, |e| e.at).saturating_add(1);
-            let steps = cfg.replay_steps as i128;
-            // i128: the window arithmetic cannot overflow whatever the log's times.
-            let at_step = |s: i128| -> Timestamp {
-                let span = i128::from(end) - i128::from(t);
-                (i128::from(t) + span * s / steps) as Timestamp
-            };
-            let mut lo = 0;
-            for s in 0..steps {
-                let start = at_step(s);
-                let stop = at_step(s + 1);
-                let hi = split.test.partition_point(|e| e.at < stop);
-                windows.push((lo, hi, Some(start), start));
-                lo = hi;
-            }
-        }
-        None => {
-            // Per-user splits ask everyone at the end of the history: the
-            // methods are fitted on all of it (other users' later events
-            // included), and a time-aware method asked at an earlier time
-            // would read a snapshot from its future.
-            let fit_at = split.train.last().map_or(0, |e| e.at).saturating_add(1);
-            windows.push((0, split.test.len(), Some(fit_at), fit_at));
-        }
-    }
+    let windows = replay_windows(split, cfg);
 
     let mut names: Vec<String> = Vec::new();
     let mut accs: Vec<Accumulator> = Vec::new();
@@ -444,43 +416,15 @@ pub fn evaluate(
         n_requests += requests.len();
         gmv |= requests.iter().any(|r| r.order_value.iter().any(|o| o.1 > 0.0));
         all_users.extend(requests.iter().map(|r| r.user));
-        let bar = progress_bar(cfg.progress, (requests.len() * methods.len()) as u64);
-        for (mi, method) in methods.iter().enumerate() {
-            bar.set_message(method.name().to_string());
-            let started = std::time::Instant::now();
-            let got: Vec<Result<Vec<ProductId>>> = requests
-                .par_iter()
-                .map(|r| {
-                    let out = method.recommend(r.user, r.at, cfg.list_len, &r.exclude);
-                    bar.inc(1);
-                    out.map_err(|e| {
-                        Error::invalid_value(
-                            "method",
-                            format_args!("method {} for user {}", method.name(), r.user),
-                            e.to_string(),
-                        )
-                    })
-                })
-                .collect();
-            seconds[mi] += started.elapsed().as_secs_f64();
-            for (r, list) in requests.iter().zip(got) {
-                let mut list = list?;
-                dedup_keep_first(&mut list);
-                list.truncate(cfg.list_len);
-                score_list(
-                    &mut accs[mi],
-                    catalog,
-                    r,
-                    &list,
-                    cfg,
-                    &touched,
-                    train_users,
-                    has_merchants,
-                );
-                lists[mi].lists.push((r.user, r.at, list));
-            }
-        }
-        bar.finish_and_clear();
+        let sink = Sink { accs: &mut accs, lists: &mut lists, seconds: &mut seconds };
+        run_window(
+            &methods,
+            &requests,
+            catalog,
+            cfg,
+            (&touched, train_users, has_merchants),
+            sink,
+        )?;
     }
     if n_requests == 0 {
         return Err(Error::invalid_value(
@@ -490,11 +434,121 @@ pub fn evaluate(
         ));
     }
 
-    let methods = names
+    let methods = summarize(&names, accs, &seconds, cfg, catalog, has_merchants, gmv);
+    Ok(EvalRun {
+        report: EvalReport {
+            methods,
+            requests: n_requests,
+            users: all_users.len(),
+            config: cfg.clone(),
+        },
+        lists,
+    })
+}
+
+/// Where [`run_window`] accumulates: per method, metric sums, lists and
+/// seconds.
+struct Sink<'a> {
+    accs: &'a mut [Accumulator],
+    lists: &'a mut [MethodLists],
+    seconds: &'a mut [f64],
+}
+
+/// Asks every method for every request of one window (in parallel over
+/// requests) and scores the lists.
+fn run_window(
+    methods: &[Box<dyn Method>],
+    requests: &[EvalRequest],
+    catalog: &Catalog,
+    cfg: &EvalConfig,
+    (touched, train_users, has_merchants): (&[u32], usize, bool),
+    sink: Sink<'_>,
+) -> Result<()> {
+    let Sink { accs, lists, seconds } = sink;
+    let bar = progress_bar(cfg.progress, (requests.len() * methods.len()) as u64);
+    for (mi, method) in methods.iter().enumerate() {
+        bar.set_message(method.name().to_string());
+        let started = std::time::Instant::now();
+        let got: Vec<Result<Vec<ProductId>>> = requests
+            .par_iter()
+            .map(|r| {
+                let out = method.recommend(r.user, r.at, cfg.list_len, &r.exclude);
+                bar.inc(1);
+                out.map_err(|e| {
+                    Error::invalid_value(
+                        "method",
+                        format_args!("method {} for user {}", method.name(), r.user),
+                        e.to_string(),
+                    )
+                })
+            })
+            .collect();
+        seconds[mi] += started.elapsed().as_secs_f64();
+        for (r, list) in requests.iter().zip(got) {
+            let mut list = list?;
+            dedup_keep_first(&mut list);
+            list.truncate(cfg.list_len);
+            score_list(&mut accs[mi], catalog, r, &list, cfg, touched, train_users, has_merchants);
+            lists[mi].lists.push((r.user, r.at, list));
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// The replay windows: (first test event of the window, end, request
+/// time, fit time).
+fn replay_windows(
+    split: &SplitLog,
+    cfg: &EvalConfig,
+) -> Vec<(usize, usize, Option<Timestamp>, Timestamp)> {
+    let mut windows: Vec<(usize, usize, Option<Timestamp>, Timestamp)> = Vec::new();
+    match split.at {
+        Some(t) => {
+            let end = split.test.last().map_or(t, |e| e.at).saturating_add(1);
+            let steps = cfg.replay_steps as i128;
+            // i128: the window arithmetic cannot overflow whatever the log's times.
+            let at_step = |s: i128| -> Timestamp {
+                let span = i128::from(end) - i128::from(t);
+                (i128::from(t) + span * s / steps) as Timestamp
+            };
+            let mut lo = 0;
+            for s in 0..steps {
+                let start = at_step(s);
+                let stop = at_step(s + 1);
+                let hi = split.test.partition_point(|e| e.at < stop);
+                windows.push((lo, hi, Some(start), start));
+                lo = hi;
+            }
+        }
+        None => {
+            // Per-user splits ask everyone at the end of the history: the
+            // methods are fitted on all of it (other users' later events
+            // included), and a time-aware method asked at an earlier time
+            // would read a snapshot from its future.
+            let fit_at = split.train.last().map_or(0, |e| e.at).saturating_add(1);
+            windows.push((0, split.test.len(), Some(fit_at), fit_at));
+        }
+    }
+
+    windows
+}
+
+/// Each method's metrics from its accumulated sums.
+fn summarize(
+    names: &[String],
+    accs: Vec<Accumulator>,
+    seconds: &[f64],
+    cfg: &EvalConfig,
+    catalog: &Catalog,
+    has_merchants: bool,
+    gmv: bool,
+) -> Vec<MethodReport> {
+    names
         .iter()
         .zip(accs)
         .zip(seconds)
-        .map(|((name, acc), secs)| {
+        .map(|((name, acc), &secs)| {
             let n = acc.requests.max(1) as f64;
             let mut metrics: BTreeMap<String, f64> = acc
                 .sums
@@ -527,16 +581,7 @@ pub fn evaluate(
                 seconds: secs,
             }
         })
-        .collect();
-    Ok(EvalRun {
-        report: EvalReport {
-            methods,
-            requests: n_requests,
-            users: all_users.len(),
-            config: cfg.clone(),
-        },
-        lists,
-    })
+        .collect()
 }
 
 fn progress_bar(enabled: bool, len: u64) -> indicatif::ProgressBar {

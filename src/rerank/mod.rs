@@ -296,33 +296,8 @@ pub fn rerank(
     }
     let mut explored = 0;
     for p in 0..k {
-        let mut rule = 0u16;
-        let mut pick = None;
-        if cfg.live_every > 0 && (p + 1) % cfg.live_every == 0 {
-            pick = (0..n).find(|&i| {
-                !s.taken[i] && cands[i].live && !over_max(&cands[i], quotas, &s.quota_counts, k)
-            });
-            rule = rules::FIXED_POSITION;
-        }
-        if pick.is_none()
-            && explored < cfg.exploration_slots
-            && (p + 1) % cfg.exploration_every == 0
-        {
-            // Draw among the best few eligible not already placed.
-            let mut eligible = [usize::MAX; 4];
-            let open = (0..n).filter(|&i| {
-                !s.taken[i] && cands[i].explore && !over_max(&cands[i], quotas, &s.quota_counts, k)
-            });
-            for (slot, i) in eligible.iter_mut().zip(open) {
-                *slot = i;
-            }
-            let m = eligible.iter().filter(|&&i| i != usize::MAX).count();
-            if m > 0 {
-                pick = Some(eligible[(mix(seed, p as u64) % m as u64) as usize]);
-                rule = rules::EXPLORATION;
-                explored += 1;
-            }
-        }
+        let (mut pick, mut rule) =
+            fixed_or_exploration(cands, cfg, quotas, k, p, seed, &mut explored, s);
         if pick.is_none() {
             // A minimum share that must be met from here on takes the slot.
             let left = k - p;
@@ -342,6 +317,47 @@ pub fn rerank(
         place(cands, emb, diversity, quotas, i, p, diverse, s);
         out.push(Placed { index: i, rules: rule | s.waited[i] });
     }
+}
+
+/// The candidate a fixed live position or an exploration slot gives
+/// position `p`, with its rule; `(None, 0)` when neither applies.
+#[allow(clippy::too_many_arguments)]
+fn fixed_or_exploration(
+    cands: &[Candidate],
+    cfg: &RerankConfig,
+    quotas: &[QuotaMask],
+    k: usize,
+    p: usize,
+    seed: u64,
+    explored: &mut usize,
+    s: &RerankScratch,
+) -> (Option<usize>, u16) {
+    let n = cands.len();
+    let mut rule = 0u16;
+    let mut pick = None;
+    if cfg.live_every > 0 && (p + 1) % cfg.live_every == 0 {
+        pick = (0..n).find(|&i| {
+            !s.taken[i] && cands[i].live && !over_max(&cands[i], quotas, &s.quota_counts, k)
+        });
+        rule = rules::FIXED_POSITION;
+    }
+    if pick.is_none() && *explored < cfg.exploration_slots && (p + 1) % cfg.exploration_every == 0 {
+        // Draw among the best few eligible not already placed.
+        let mut eligible = [usize::MAX; 4];
+        let open = (0..n).filter(|&i| {
+            !s.taken[i] && cands[i].explore && !over_max(&cands[i], quotas, &s.quota_counts, k)
+        });
+        for (slot, i) in eligible.iter_mut().zip(open) {
+            *slot = i;
+        }
+        let m = eligible.iter().filter(|&&i| i != usize::MAX).count();
+        if m > 0 {
+            pick = Some(eligible[(mix(seed, p as u64) % m as u64) as usize]);
+            rule = rules::EXPLORATION;
+            *explored += 1;
+        }
+    }
+    (pick, rule)
 }
 
 /// A candidate counts toward every quota whose source found it, so it
