@@ -417,21 +417,75 @@ impl CatalogBuilder {
         if self.products.is_empty() {
             return Err(Error::new(ErrorKind::EmptyCatalog { what: "catalog products" }));
         }
-        let mut merchant_rows = HashMap::with_capacity(self.merchants.len());
-        for (i, m) in self.merchants.iter().enumerate() {
-            if !(m.experience.is_finite() && (0.0..=1.0).contains(&m.experience)) {
-                return Err(Error::invalid_value(
-                    "merchant.experience",
-                    format_args!("merchant {}", m.id),
-                    format!("expected a value in [0, 1], got {}", m.experience),
-                ));
-            }
-            if merchant_rows.insert(m.id, i as u32).is_some() {
-                return Err(Error::duplicate(IdKind::Merchant, m.id.0));
-            }
-        }
+        let merchant_rows = merchant_rows(&self.merchants)?;
+        let p = ProductColumns::build(self.products, &merchant_rows)?;
+        let (contents, content_rows, links) = content_links(self.contents, &p)?;
+        let content_products = Csr::from_lists(contents.len(), &links);
+        let reversed: Vec<(u32, u32)> = links.iter().map(|&(c, r)| (r, c)).collect();
+        let product_contents = Csr::from_lists(p.ids.len(), &reversed);
+        let embeddings =
+            assemble_embeddings(&p.rows, &p.ids, &self.emb_ids, &self.emb_lens, self.emb_data)?;
+        let mut h = Fingerprint::new();
+        h.words(p.ids.iter().map(|p| p.0));
+        h.words(p.category.iter().map(|c| u64::from(c.0)));
+        h.words(p.merchant_row.iter().map(|&m| u64::from(m)));
+        h.words(contents.iter().map(|c| c.id.0));
+        h.words(content_products.targets.iter().map(|&t| u64::from(t)));
+        h.word(embeddings.fingerprint());
+        Ok(Catalog {
+            fingerprint: h.finish(),
+            product_ids: p.ids,
+            product_rows: p.rows,
+            category: p.category,
+            price: p.price,
+            merchant_row: p.merchant_row,
+            stock: p.stock,
+            listed_at: p.listed_at,
+            titles: p.titles,
+            merchants: self.merchants,
+            merchant_rows,
+            contents,
+            content_rows,
+            content_products,
+            product_contents,
+            embeddings: Arc::new(embeddings),
+        })
+    }
+}
 
-        let n = self.products.len();
+/// Checks every merchant and maps ids to rows.
+fn merchant_rows(merchants: &[Merchant]) -> Result<HashMap<MerchantId, u32>> {
+    let mut rows = HashMap::with_capacity(merchants.len());
+    for (i, m) in merchants.iter().enumerate() {
+        if !(m.experience.is_finite() && (0.0..=1.0).contains(&m.experience)) {
+            return Err(Error::invalid_value(
+                "merchant.experience",
+                format_args!("merchant {}", m.id),
+                format!("expected a value in [0, 1], got {}", m.experience),
+            ));
+        }
+        if rows.insert(m.id, i as u32).is_some() {
+            return Err(Error::duplicate(IdKind::Merchant, m.id.0));
+        }
+    }
+    Ok(rows)
+}
+
+/// The product columns, checked.
+struct ProductColumns {
+    rows: HashMap<ProductId, ItemIdx>,
+    ids: Vec<ProductId>,
+    category: Vec<CategoryId>,
+    price: Vec<f32>,
+    merchant_row: Vec<u32>,
+    stock: Vec<u32>,
+    listed_at: Vec<Timestamp>,
+    titles: Vec<Option<Box<str>>>,
+}
+
+impl ProductColumns {
+    fn build(products: Vec<Product>, merchant_rows: &HashMap<MerchantId, u32>) -> Result<Self> {
+        let n = products.len();
         if n > u32::MAX as usize {
             return Err(Error::invalid_value(
                 "catalog.products",
@@ -439,16 +493,18 @@ impl CatalogBuilder {
                 format!("at most {} products, got {n}", u32::MAX),
             ));
         }
-        let mut product_rows = HashMap::with_capacity(n);
-        let mut product_ids = Vec::with_capacity(n);
-        let mut category = Vec::with_capacity(n);
-        let mut price = Vec::with_capacity(n);
-        let mut merchant_row = Vec::with_capacity(n);
-        let mut stock = Vec::with_capacity(n);
-        let mut listed_at = Vec::with_capacity(n);
-        let mut titles = Vec::with_capacity(n);
-        for (i, p) in self.products.into_iter().enumerate() {
-            if product_rows.insert(p.id, ItemIdx(i as u32)).is_some() {
+        let mut c = ProductColumns {
+            rows: HashMap::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            category: Vec::with_capacity(n),
+            price: Vec::with_capacity(n),
+            merchant_row: Vec::with_capacity(n),
+            stock: Vec::with_capacity(n),
+            listed_at: Vec::with_capacity(n),
+            titles: Vec::with_capacity(n),
+        };
+        for (i, p) in products.into_iter().enumerate() {
+            if c.rows.insert(p.id, ItemIdx(i as u32)).is_some() {
                 return Err(Error::duplicate(IdKind::Product, p.id.0));
             }
             if !p.price.is_finite() || !(0.0..=MAX_PRICE).contains(&p.price) {
@@ -461,95 +517,67 @@ impl CatalogBuilder {
             let Some(&m) = merchant_rows.get(&p.merchant) else {
                 return Err(Error::unknown(IdKind::Merchant, p.merchant.0, "product.merchant"));
             };
-            product_ids.push(p.id);
-            category.push(p.category);
-            price.push(p.price);
-            merchant_row.push(m);
-            stock.push(p.stock);
-            listed_at.push(p.listed_at);
-            titles.push(p.title.map(String::into_boxed_str));
+            c.ids.push(p.id);
+            c.category.push(p.category);
+            c.price.push(p.price);
+            c.merchant_row.push(m);
+            c.stock.push(p.stock);
+            c.listed_at.push(p.listed_at);
+            c.titles.push(p.title.map(String::into_boxed_str));
         }
+        Ok(c)
+    }
+}
 
-        let mut content_rows = HashMap::with_capacity(self.contents.len());
-        let mut contents = Vec::with_capacity(self.contents.len());
-        let mut links = Vec::new();
-        for (ci, c) in self.contents.into_iter().enumerate() {
-            if content_rows.insert(c.id, ci as u32).is_some() {
-                return Err(Error::duplicate(IdKind::Content, c.id.0));
-            }
-            if let Some(end) = c.ends_at {
-                if end < c.starts_at {
-                    return Err(Error::invalid_value(
-                        "content.ends_at",
-                        format_args!("content {}", c.id),
-                        format!("ends at {end}, before it starts at {}", c.starts_at),
-                    ));
-                }
-            }
-            let first = links.len();
-            for pid in &c.products {
-                let Some(row) = product_rows.get(pid) else {
-                    return Err(Error::unknown(IdKind::Product, pid.0, "content.products"));
-                };
-                links.push((ci as u32, row.0));
-            }
-            // Duplicate links by sorting a copy: O(n log n) in the links.
-            let mut mine: Vec<u32> = links[first..].iter().map(|l| l.1).collect();
-            mine.sort_unstable();
-            if let Some(w) = mine.windows(2).find(|w| w[0] == w[1]) {
+/// The content rows, their ids and the (content row, product row) links,
+/// checked: unique ids, ends after starts, known products linked once.
+#[allow(clippy::type_complexity)]
+fn content_links(
+    items: Vec<Content>,
+    p: &ProductColumns,
+) -> Result<(Vec<ContentMeta>, HashMap<ContentId, u32>, Vec<(u32, u32)>)> {
+    let mut content_rows = HashMap::with_capacity(items.len());
+    let mut contents = Vec::with_capacity(items.len());
+    let mut links = Vec::new();
+    for (ci, c) in items.into_iter().enumerate() {
+        if content_rows.insert(c.id, ci as u32).is_some() {
+            return Err(Error::duplicate(IdKind::Content, c.id.0));
+        }
+        if let Some(end) = c.ends_at {
+            if end < c.starts_at {
                 return Err(Error::invalid_value(
-                    "content.products",
+                    "content.ends_at",
                     format_args!("content {}", c.id),
-                    format!("product {} is linked twice", product_ids[w[0] as usize]),
+                    format!("ends at {end}, before it starts at {}", c.starts_at),
                 ));
             }
-            contents.push(ContentMeta {
-                id: c.id,
-                kind: c.kind,
-                creator: c.creator,
-                starts_at: c.starts_at,
-                ends_at: c.ends_at,
-            });
         }
-        let content_products = Csr::from_lists(contents.len(), &links);
-        let reversed: Vec<(u32, u32)> = links.iter().map(|&(c, p)| (p, c)).collect();
-        let product_contents = Csr::from_lists(n, &reversed);
-
-        let embeddings = assemble_embeddings(
-            &product_rows,
-            &product_ids,
-            &self.emb_ids,
-            &self.emb_lens,
-            self.emb_data,
-        )?;
-
-        let mut h = Fingerprint::new();
-        h.words(product_ids.iter().map(|p| p.0));
-        h.words(category.iter().map(|c| u64::from(c.0)));
-        h.words(merchant_row.iter().map(|&m| u64::from(m)));
-        h.words(contents.iter().map(|c| c.id.0));
-        h.words(content_products.targets.iter().map(|&t| u64::from(t)));
-        h.word(embeddings.fingerprint());
-        let fingerprint = h.finish();
-        Ok(Catalog {
-            fingerprint,
-            product_ids,
-            product_rows,
-            category,
-            price,
-            merchant_row,
-            stock,
-            listed_at,
-            titles,
-            merchants: self.merchants,
-            merchant_rows,
-            contents,
-            content_rows,
-            content_products,
-            product_contents,
-            embeddings: Arc::new(embeddings),
-        })
+        let first = links.len();
+        for pid in &c.products {
+            let Some(row) = p.rows.get(pid) else {
+                return Err(Error::unknown(IdKind::Product, pid.0, "content.products"));
+            };
+            links.push((ci as u32, row.0));
+        }
+        // Duplicate links by sorting a copy: O(n log n) in the links.
+        let mut mine: Vec<u32> = links[first..].iter().map(|l| l.1).collect();
+        mine.sort_unstable();
+        if let Some(w) = mine.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::invalid_value(
+                "content.products",
+                format_args!("content {}", c.id),
+                format!("product {} is linked twice", p.ids[w[0] as usize]),
+            ));
+        }
+        contents.push(ContentMeta {
+            id: c.id,
+            kind: c.kind,
+            creator: c.creator,
+            starts_at: c.starts_at,
+            ends_at: c.ends_at,
+        });
     }
+    Ok((contents, content_rows, links))
 }
 
 /// A fast, deterministic 64-bit digest (a multiply-xorshift over words; not

@@ -333,6 +333,19 @@ struct Accumulator {
     requests: usize,
 }
 
+impl Accumulator {
+    fn new(cfg: &EvalConfig, catalog: &Catalog) -> Self {
+        Accumulator {
+            sums: BTreeMap::new(),
+            ild_n: vec![0; cfg.ks.len()],
+            curve: vec![0.0; cfg.curve_max],
+            exposure: vec![vec![0; catalog.len()]; cfg.ks.len()],
+            merchant_exposure: vec![vec![0; catalog.merchants().len()]; cfg.ks.len()],
+            requests: 0,
+        }
+    }
+}
+
 /// Users who touched each catalog row in `history` (any level).
 fn users_touched(catalog: &Catalog, history: &[Event]) -> (Vec<u32>, usize) {
     let relevance = Relevance { min_level: Level::Click, ..Relevance::default() };
@@ -395,14 +408,7 @@ pub fn evaluate(
         if names.is_empty() {
             names = methods.iter().map(|m| m.name().to_string()).collect();
             for name in &names {
-                accs.push(Accumulator {
-                    sums: BTreeMap::new(),
-                    ild_n: vec![0; cfg.ks.len()],
-                    curve: vec![0.0; cfg.curve_max],
-                    exposure: vec![vec![0; catalog.len()]; cfg.ks.len()],
-                    merchant_exposure: vec![vec![0; catalog.merchants().len()]; cfg.ks.len()],
-                    requests: 0,
-                });
+                accs.push(Accumulator::new(cfg, catalog));
                 lists.push(MethodLists { name: name.clone(), lists: Vec::new() });
                 seconds.push(0.0);
             }

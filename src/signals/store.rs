@@ -501,50 +501,8 @@ impl SignalStore {
             );
         }
 
-        // The user's profile.
-        let s = shard_of(e.user);
-        let profile = Arc::make_mut(Arc::make_mut(&mut users[s]).entry(e.user).or_default());
-        profile.touch(at);
-        let pcfg = &cfg.profiles;
-        match (&e.kind, &e.target) {
-            (EventKind::Impression, _) => {
-                for &(row, _) in credit.iter() {
-                    profile.saw(row, at, pcfg);
-                }
-            }
-            (EventKind::Cart, Target::Product(_)) => profile.carted(credit[0].0, at),
-            _ => {}
-        }
-        if let Some(intent) = search {
-            profile.searched(intent, pcfg);
-        }
-        if weight > 0.0 {
-            let was_dirty = profile.dirty;
-            for &(row, share) in credit.iter() {
-                let category = catalog.categories()[row.index()];
-                let emb = catalog.embeddings().row(row);
-                profile.engage(row, category, emb, weight * share, at, pcfg);
-            }
-            if !was_dirty && profile.dirty {
-                dirty[s].push(e.user);
-            }
-        }
-        if let (EventKind::Order { .. }, Target::Product(_)) = (&e.kind, &e.target) {
-            let row = credit[0].0;
-            let cat = shared.product_cat[row.index()];
-            let category = shared.categories[cat as usize];
-            let stats = &mut repurchase[cat as usize];
-            match profile.last_purchase_in(category) {
-                None => stats.buyers = stats.buyers.saturating_add(1),
-                Some(prev) => {
-                    let gap = elapsed(at, prev.at).saturating_abs();
-                    if gap >= cfg.repurchase.min_interval {
-                        stats.record_interval(gap);
-                    }
-                }
-            }
-            profile.bought(Purchase { row, category, at }, pcfg);
-        }
+        let ctx = ProfileUpdate { shared, e, credit, search, weight };
+        update_profile(ctx, users, dirty, repurchase);
     }
 
     /// Finalizes changed profiles and derives rates, priors, governance and
@@ -588,6 +546,71 @@ impl SignalStore {
                 n
             })
             .sum()
+    }
+}
+
+/// What one applied event says about its user.
+struct ProfileUpdate<'a> {
+    shared: &'a Shared,
+    e: &'a Event,
+    credit: &'a [(ItemIdx, f32)],
+    search: Option<SearchIntent>,
+    weight: f32,
+}
+
+/// Updates the event's user: seen, carts, searches, engagement (marking the
+/// profile dirty for the next finalize), purchases and repurchase stats.
+fn update_profile(
+    u: ProfileUpdate<'_>,
+    users: &mut [Arc<Shard>],
+    dirty: &mut [Vec<UserId>],
+    repurchase: &mut [CycleStats],
+) {
+    let ProfileUpdate { shared, e, credit, search, weight } = u;
+    let (catalog, cfg, at) = (&*shared.catalog, &shared.config, e.at);
+    // The user's profile.
+    let s = shard_of(e.user);
+    let profile = Arc::make_mut(Arc::make_mut(&mut users[s]).entry(e.user).or_default());
+    profile.touch(at);
+    let pcfg = &cfg.profiles;
+    match (&e.kind, &e.target) {
+        (EventKind::Impression, _) => {
+            for &(row, _) in credit {
+                profile.saw(row, at, pcfg);
+            }
+        }
+        (EventKind::Cart, Target::Product(_)) => profile.carted(credit[0].0, at),
+        _ => {}
+    }
+    if let Some(intent) = search {
+        profile.searched(intent, pcfg);
+    }
+    if weight > 0.0 {
+        let was_dirty = profile.dirty;
+        for &(row, share) in credit.iter() {
+            let category = catalog.categories()[row.index()];
+            let emb = catalog.embeddings().row(row);
+            profile.engage(row, category, emb, weight * share, at, pcfg);
+        }
+        if !was_dirty && profile.dirty {
+            dirty[s].push(e.user);
+        }
+    }
+    if let (EventKind::Order { .. }, Target::Product(_)) = (&e.kind, &e.target) {
+        let row = credit[0].0;
+        let cat = shared.product_cat[row.index()];
+        let category = shared.categories[cat as usize];
+        let stats = &mut repurchase[cat as usize];
+        match profile.last_purchase_in(category) {
+            None => stats.buyers = stats.buyers.saturating_add(1),
+            Some(prev) => {
+                let gap = elapsed(at, prev.at).saturating_abs();
+                if gap >= cfg.repurchase.min_interval {
+                    stats.record_interval(gap);
+                }
+            }
+        }
+        profile.bought(Purchase { row, category, at }, pcfg);
     }
 }
 
