@@ -3,7 +3,8 @@
 use crate::catalog::{Catalog, ContentKind, MerchantStatus};
 use crate::error::Result;
 use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, Timestamp, UserId, elapsed};
-use crate::signals::counters::decay_factor;
+use crate::signals::config::RepurchaseConfig;
+use crate::signals::counters::{CounterTable, decay_factor};
 use crate::signals::profile::UserProfile;
 use crate::signals::rates::{BetaPrior, MomentSums};
 use crate::signals::store::{
@@ -180,53 +181,37 @@ struct Derived {
     live: Vec<u32>,
 }
 
-impl Signals {
-    /// Builds signals from a whole log: the events are applied in time order
-    /// (a stable sort, so the log may come in any order), then published.
-    ///
-    /// Errors: an invalid config field. Bad events are counted in the
-    /// report, never fatal.
-    pub fn from_events(
-        catalog: Arc<Catalog>,
-        events: &[Event],
-        config: &SignalConfig,
-    ) -> Result<(Signals, IngestReport)> {
-        let mut store = SignalStore::new(catalog, config.clone())?;
-        let mut order: Vec<u32> = (0..events.len() as u32).collect();
-        if !events.windows(2).all(|w| w[0].at <= w[1].at) {
-            order.sort_by_key(|&i| events[i as usize].at);
-        }
-        for i in order {
-            let _ = store.ingest(&events[i as usize]);
-        }
-        let signals = store.publish();
-        let report = *store.report();
-        Ok((signals, report))
+/// The whole-catalog passes of a publish, one method each (see
+/// [`Signals::derive`]).
+struct Deriver<'a> {
+    shared: &'a Shared,
+    tables: &'a Tables,
+    as_of: Timestamp,
+}
+
+/// Priors per category and rate, then the content and merchant priors.
+type Priors = (Vec<BetaPrior>, [BetaPrior; RATES], [BetaPrior; RATES]);
+
+/// Per-category trending and fresh lists, rising and live content rows.
+type Lists = (Vec<Vec<ItemIdx>>, Vec<Vec<ItemIdx>>, Vec<u32>, Vec<u32>);
+
+impl Deriver<'_> {
+    /// `(successes, trials)` of rate `r` of entity `e` on the rate half-life.
+    fn sc(&self, table: &CounterTable, e: usize, r: Rate) -> (f32, f32) {
+        let (s, t) = r.counters();
+        let h = self.shared.config.rate_half_life;
+        (table.get(e, s as usize, h, self.as_of), table.get(e, t as usize, h, self.as_of))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn derive(
-        shared: Arc<Shared>,
-        tables: Tables,
-        users: Vec<Arc<Shard>>,
-        repurchase: &[CycleStats],
-        flagged: &HashSet<u32>,
-        suspended: &HashSet<u32>,
-        watermark: Option<Timestamp>,
-        report: IngestReport,
-    ) -> Signals {
+    /// Priors: per category for products, global for content and shops.
+    fn priors(&self) -> Priors {
+        let shared = self.shared;
+        let tables = self.tables;
         let cfg = &shared.config;
         let catalog = &*shared.catalog;
-        let as_of = watermark.unwrap_or(0);
-        let h = cfg.rate_half_life;
         let n = catalog.len();
         let n_cats = shared.categories.len();
-        let sc = |table: &crate::signals::counters::CounterTable, e: usize, r: Rate| {
-            let (s, t) = r.counters();
-            (table.get(e, s as usize, h, as_of), table.get(e, t as usize, h, as_of))
-        };
-
-        // Priors: per category for products, global for content and shops.
+        let sc = |table: &CounterTable, e: usize, r: Rate| self.sc(table, e, r);
         let mut sums = vec![MomentSums::default(); n_cats * RATES];
         for row in 0..n {
             let cat = shared.product_cat[row] as usize;
@@ -263,7 +248,20 @@ impl Signals {
         let content_priors = fit_all(&tables.contents);
         let merchant_priors = fit_all(&tables.merchants);
 
-        // Smoothed rates.
+        (priors, content_priors, merchant_priors)
+    }
+
+    /// Smoothed rates of products and content.
+    fn rates(
+        &self,
+        priors: &[BetaPrior],
+        content_priors: &[BetaPrior; RATES],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let shared = self.shared;
+        let tables = self.tables;
+        let catalog = &*shared.catalog;
+        let n = catalog.len();
+        let sc = |table: &CounterTable, e: usize, r: Rate| self.sc(table, e, r);
         let mut rates = vec![0.0f32; n * RATES];
         for row in 0..n {
             let cat = shared.product_cat[row] as usize;
@@ -280,7 +278,18 @@ impl Signals {
             }
         }
 
-        // Ranking priors: conversion per impression, and trending volume.
+        (rates, content_rates)
+    }
+
+    /// Ranking priors: conversion per impression, and trending volume.
+    fn ranking(&self, rates: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<ItemIdx>) {
+        let shared = self.shared;
+        let tables = self.tables;
+        let as_of = self.as_of;
+        let cfg = &shared.config;
+        let catalog = &*shared.catalog;
+        let h = cfg.rate_half_life;
+        let n = catalog.len();
         let mut rate_score: Vec<f32> = (0..n)
             .map(|row| {
                 rates[row * RATES + Rate::Ctr as usize] * rates[row * RATES + Rate::Cvr as usize]
@@ -305,7 +314,25 @@ impl Signals {
             .sort_by(|a, b| engagement[b.index()].total_cmp(&engagement[a.index()]).then(a.cmp(b)));
         trending.truncate(TRENDING);
 
-        // Governance.
+        (rate_score, trending_score, trending)
+    }
+
+    /// Governance: merchant scores, suspensions and product gates.
+    fn governance(
+        &self,
+        merchant_priors: &[BetaPrior; RATES],
+        rates: &[f32],
+        flagged: &HashSet<u32>,
+        suspended: &HashSet<u32>,
+    ) -> (Vec<f32>, Vec<bool>, Vec<Option<Gate>>) {
+        let shared = self.shared;
+        let tables = self.tables;
+        let as_of = self.as_of;
+        let cfg = &shared.config;
+        let catalog = &*shared.catalog;
+        let h = cfg.rate_half_life;
+        let n = catalog.len();
+        let sc = |table: &CounterTable, e: usize, r: Rate| self.sc(table, e, r);
         let g = &cfg.governance;
         let (refund_mean, complaint_mean) = (
             merchant_priors[Rate::RefundRate as usize].mean(),
@@ -352,8 +379,15 @@ impl Signals {
             })
             .collect();
 
-        // Presentation: each product's best content by smoothed completion.
-        let best_content: Vec<u32> = (0..n)
+        (merchant_score, merchant_suspended, gates)
+    }
+
+    /// Presentation: each product's best content by smoothed completion.
+    fn best_content(&self, content_rates: &[f32]) -> Vec<u32> {
+        let shared = self.shared;
+        let catalog = &*shared.catalog;
+        let n = catalog.len();
+        (0..n)
             .map(|row| {
                 let wc = Rate::WatchCompletion as usize;
                 catalog
@@ -367,11 +401,20 @@ impl Signals {
                     })
                     .unwrap_or(u32::MAX)
             })
-            .collect();
+            .collect()
+    }
 
-        // Per-category lists and content lists for the candidate sources.
+    /// Per-category lists and content lists for the candidate sources.
+    fn lists(&self, trending: &[ItemIdx]) -> Lists {
+        let shared = self.shared;
+        let tables = self.tables;
+        let as_of = self.as_of;
+        let cfg = &shared.config;
+        let catalog = &*shared.catalog;
+        let n = catalog.len();
+        let n_cats = shared.categories.len();
         let mut category_trending: Vec<Vec<ItemIdx>> = vec![Vec::new(); n_cats];
-        for &r in &trending {
+        for &r in trending {
             let list = &mut category_trending[shared.product_cat[r.index()] as usize];
             if list.len() < PER_CATEGORY {
                 list.push(r);
@@ -402,30 +445,75 @@ impl Signals {
             })
             .collect();
 
-        let rp = &cfg.repurchase;
-        let cycles = repurchase
-            .iter()
-            .map(|st| {
-                let cycle = st.median();
-                let share = if st.buyers > 0 { st.repeats as f32 / st.buyers as f32 } else { 0.0 };
-                RepurchaseCycle {
-                    buyers: st.buyers,
-                    repeats: st.repeats,
-                    cycle,
-                    consumable: cycle.is_some()
-                        && st.repeats >= rp.min_repeats
-                        && share >= rp.consumable_share,
-                }
-            })
-            .collect();
+        (category_trending, category_fresh, rising, live)
+    }
+}
 
-        Signals {
-            shared,
-            tables,
-            users,
-            as_of,
-            report,
-            derived: Arc::new(Derived {
+/// Each category's repurchase cycle from its interval histogram.
+fn cycles(repurchase: &[CycleStats], rp: &RepurchaseConfig) -> Vec<RepurchaseCycle> {
+    repurchase
+        .iter()
+        .map(|st| {
+            let cycle = st.median();
+            let share = if st.buyers > 0 { st.repeats as f32 / st.buyers as f32 } else { 0.0 };
+            RepurchaseCycle {
+                buyers: st.buyers,
+                repeats: st.repeats,
+                cycle,
+                consumable: cycle.is_some()
+                    && st.repeats >= rp.min_repeats
+                    && share >= rp.consumable_share,
+            }
+        })
+        .collect()
+}
+
+impl Signals {
+    /// Builds signals from a whole log: the events are applied in time order
+    /// (a stable sort, so the log may come in any order), then published.
+    ///
+    /// Errors: an invalid config field. Bad events are counted in the
+    /// report, never fatal.
+    pub fn from_events(
+        catalog: Arc<Catalog>,
+        events: &[Event],
+        config: &SignalConfig,
+    ) -> Result<(Signals, IngestReport)> {
+        let mut store = SignalStore::new(catalog, config.clone())?;
+        let mut order: Vec<u32> = (0..events.len() as u32).collect();
+        if !events.windows(2).all(|w| w[0].at <= w[1].at) {
+            order.sort_by_key(|&i| events[i as usize].at);
+        }
+        for i in order {
+            let _ = store.ingest(&events[i as usize]);
+        }
+        let signals = store.publish();
+        let report = *store.report();
+        Ok((signals, report))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn derive(
+        shared: Arc<Shared>,
+        tables: Tables,
+        users: Vec<Arc<Shard>>,
+        repurchase: &[CycleStats],
+        flagged: &HashSet<u32>,
+        suspended: &HashSet<u32>,
+        watermark: Option<Timestamp>,
+        report: IngestReport,
+    ) -> Signals {
+        let as_of = watermark.unwrap_or(0);
+        let derived = {
+            let d = Deriver { shared: &shared, tables: &tables, as_of };
+            let (priors, content_priors, merchant_priors) = d.priors();
+            let (rates, content_rates) = d.rates(&priors, &content_priors);
+            let (rate_score, trending_score, trending) = d.ranking(&rates);
+            let (merchant_score, merchant_suspended, gates) =
+                d.governance(&merchant_priors, &rates, flagged, suspended);
+            let best_content = d.best_content(&content_rates);
+            let (category_trending, category_fresh, rising, live) = d.lists(&trending);
+            Derived {
                 priors,
                 content_priors,
                 merchant_priors,
@@ -438,13 +526,14 @@ impl Signals {
                 merchant_suspended,
                 gates,
                 best_content,
-                cycles,
+                cycles: cycles(repurchase, &shared.config.repurchase),
                 category_trending,
                 category_fresh,
                 rising,
                 live,
-            }),
-        }
+            }
+        };
+        Signals { shared, tables, users, as_of, report, derived: Arc::new(derived) }
     }
 
     /// The catalog these signals count against.
