@@ -260,32 +260,48 @@ pub fn category_noun(c: CategoryId) -> &'static str {
     NOUNS[c.0 as usize % NOUNS.len()]
 }
 
-/// Generates a world. Errors only on a config with a zero size.
-pub fn generate(cfg: &SynthConfig) -> Result<World> {
-    cfg.validate()?;
-    let mut rng = Rng(Xoshiro256PlusPlus::seed_from_u64(cfg.seed));
-    let d = cfg.dim;
-    let period = i64::from(cfg.days) * 86_400;
-    let end = cfg.start + period;
-
-    let centers: Vec<Vec<f32>> =
-        (0..cfg.categories).map(|_| rng.unit_vector_near(&vec![0.0; d], 1.0)).collect();
-    let cat_cdf = zipf_cdf(cfg.categories, 0.8);
-    let base_price: Vec<f32> =
-        (0..cfg.categories).map(|_| (5.0f32.ln() + rng.unit() * (60.0f32).ln()).exp()).collect();
-
-    let mut b = CatalogBuilder::new();
+/// Merchants: experience scores, a few suspended, each with a home
+/// category. Returns the experiences and the merchants of each category.
+fn add_merchants(
+    rng: &mut Rng,
+    cfg: &SynthConfig,
+    cat_cdf: &[f32],
+    b: &mut CatalogBuilder,
+) -> (Vec<f32>, Vec<Vec<usize>>) {
     let mut experience = Vec::with_capacity(cfg.merchants);
     let mut merchants_of_cat: Vec<Vec<usize>> = vec![Vec::new(); cfg.categories];
     for m in 0..cfg.merchants {
         let exp = ((0.65 + 0.2 * rng.normal()).clamp(0.05, 1.0) * 1000.0).round() / 1000.0;
         let status =
             if rng.chance(0.02) { MerchantStatus::Suspended } else { MerchantStatus::Active };
-        merchants_of_cat[rng.pick(&cat_cdf)].push(m);
+        merchants_of_cat[rng.pick(cat_cdf)].push(m);
         experience.push(exp);
         b.add_merchant(Merchant { id: merchant_id(m), experience: exp, status });
     }
 
+    (experience, merchants_of_cat)
+}
+
+/// The product columns the choice model reads.
+struct ProductCols {
+    product_cat: Vec<usize>,
+    product_merchant: Vec<usize>,
+    quality: Vec<f32>,
+    prices: Vec<f32>,
+    products_of_cat: Vec<Vec<usize>>,
+}
+
+/// Products with a category, a merchant (mostly of that category), a
+/// latent quality, a price, stock, a listing time, a title and an
+/// embedding near the category's centre.
+fn add_products(
+    rng: &mut Rng,
+    cfg: &SynthConfig,
+    (centers, cat_cdf, base_price): (&[Vec<f32>], &[f32], &[f32]),
+    merchants_of_cat: &[Vec<usize>],
+    b: &mut CatalogBuilder,
+) -> ProductCols {
+    let (d, period) = (cfg.dim, i64::from(cfg.days) * 86_400);
     let mut product_cat = Vec::with_capacity(cfg.products);
     let mut product_merchant = Vec::with_capacity(cfg.products);
     let mut quality = Vec::with_capacity(cfg.products);
@@ -293,7 +309,7 @@ pub fn generate(cfg: &SynthConfig) -> Result<World> {
     let mut products_of_cat: Vec<Vec<usize>> = vec![Vec::new(); cfg.categories];
     let mut embedding = Vec::with_capacity(cfg.products * d);
     for p in 0..cfg.products {
-        let c = rng.pick(&cat_cdf);
+        let c = rng.pick(cat_cdf);
         let home = &merchants_of_cat[c];
         let m = if !home.is_empty() && rng.chance(0.8) {
             home[rng.below(home.len())]
@@ -335,10 +351,25 @@ pub fn generate(cfg: &SynthConfig) -> Result<World> {
     let ids: Vec<ProductId> = (0..cfg.products).map(product_id).collect();
     b.add_embeddings(&ids, d, &embedding);
 
+    ProductCols { product_cat, product_merchant, quality, prices, products_of_cat }
+}
+
+/// Videos and live streams of a category, each carrying one to four of
+/// its products. Returns each content's quality and the contents of each
+/// category with their products.
+#[allow(clippy::type_complexity)]
+fn add_contents(
+    rng: &mut Rng,
+    cfg: &SynthConfig,
+    cat_cdf: &[f32],
+    products_of_cat: &[Vec<usize>],
+    b: &mut CatalogBuilder,
+) -> (Vec<f32>, Vec<Vec<(usize, Vec<usize>)>>) {
+    let period = i64::from(cfg.days) * 86_400;
     let mut content_quality = Vec::with_capacity(cfg.contents);
     let mut contents_of_cat: Vec<Vec<(usize, Vec<usize>)>> = vec![Vec::new(); cfg.categories];
     for k in 0..cfg.contents {
-        let c = rng.pick(&cat_cdf);
+        let c = rng.pick(cat_cdf);
         let pool = if products_of_cat[c].is_empty() { None } else { Some(&products_of_cat[c]) };
         let Some(pool) = pool else { continue };
         let mut linked: Vec<usize> = Vec::new();
@@ -366,17 +397,37 @@ pub fn generate(cfg: &SynthConfig) -> Result<World> {
             products: linked.iter().map(|&p| product_id(p)).collect(),
         });
     }
-    let catalog = b.build()?;
-    let emb = catalog.embeddings();
+    (content_quality, contents_of_cat)
+}
 
-    let mut users = Vec::with_capacity(cfg.users);
-    let mut events = Vec::new();
-    for u in 0..cfg.users {
+/// Everything the choice model reads while it draws users and their
+/// sessions.
+struct Market<'a> {
+    cfg: &'a SynthConfig,
+    period: i64,
+    centers: &'a [Vec<f32>],
+    cat_cdf: &'a [f32],
+    base_price: &'a [f32],
+    experience: &'a [f32],
+    product_cat: &'a [usize],
+    product_merchant: &'a [usize],
+    quality: &'a [f32],
+    prices: &'a [f32],
+    products_of_cat: &'a [Vec<usize>],
+    contents_of_cat: &'a [Vec<(usize, Vec<usize>)>],
+    content_quality: &'a [f32],
+    emb: &'a crate::Embeddings,
+}
+
+impl Market<'_> {
+    /// Draws user `u`'s interests and sessions, appending their events.
+    fn user(&self, rng: &mut Rng, u: usize, events: &mut Vec<Event>) -> SynthUser {
+        let cfg = self.cfg;
         let n_int = 1 + rng.below(cfg.max_interests);
         let mut interests: Vec<(f32, usize, Vec<f32>)> = (0..n_int)
             .map(|_| {
-                let c = rng.pick(&cat_cdf);
-                (0.5 + rng.unit(), c, rng.unit_vector_near(&centers[c], 0.6))
+                let c = rng.pick(self.cat_cdf);
+                (0.5 + rng.unit(), c, rng.unit_vector_near(&self.centers[c], 0.6))
             })
             .collect();
         let total: f32 = interests.iter().map(|i| i.0).sum();
@@ -392,83 +443,155 @@ pub fn generate(cfg: &SynthConfig) -> Result<World> {
         let price_sensitivity = 0.2 + 0.8 * rng.unit();
         let sessions = cfg.sessions_per_user / 2 + rng.below(cfg.sessions_per_user + 1);
         for _ in 0..sessions {
-            let mut t = cfg.start + rng.below(period as usize) as i64;
+            let mut t = cfg.start + rng.below(self.period as usize) as i64;
             let (_, c, ref v) = interests[rng.pick(&int_cdf)];
             for _ in 0..cfg.impressions_per_session {
                 t += 5 + rng.below(40) as i64;
-                let r = rng.unit();
-                let mut bonus = 0.0;
-                let mut via = None;
-                let p = if r < 0.25 && !contents_of_cat[c].is_empty() {
-                    let (k, ref linked) = contents_of_cat[c][rng.below(contents_of_cat[c].len())];
-                    let cq = content_quality[k];
-                    let watch = 60.0 * sigmoid(1.5 * cq - 0.5) * rng.unit();
-                    events.push(Event::new(
-                        t,
-                        user,
-                        Target::Content(content_id(k)),
-                        EventKind::View { watch_secs: (watch * 10.0).round() / 10.0 },
-                    ));
-                    via = Some(content_id(k));
-                    t += watch as i64;
-                    bonus = 0.5 * cq;
-                    linked[rng.below(linked.len())]
-                } else if r < 0.65 && !products_of_cat[c].is_empty() {
-                    products_of_cat[c][rng.below(products_of_cat[c].len())]
-                } else if r < 0.95 {
-                    let pool = &products_of_cat[rng.pick(&cat_cdf)];
-                    if pool.is_empty() {
-                        rng.below(cfg.products)
-                    } else {
-                        pool[rng.below(pool.len())]
-                    }
-                } else {
-                    rng.below(cfg.products)
-                };
-                let row = crate::ItemIdx(p as u32);
-                let sim = crate::rank::kernels::dot(v, emb.row(row));
-                let m_exp = experience[product_merchant[p]];
-                let utility = 4.0 * sim + 0.5 * quality[p] + 1.5 * (m_exp - 0.5)
-                    - price_sensitivity * (prices[p] / base_price[product_cat[p]]).max(1e-3).ln()
-                    + bonus;
-                let target = Target::Product(product_id(p));
-                events.push(Event::new(t, user, target, EventKind::Impression));
-                if !rng.chance(sigmoid(utility - 3.5)) {
-                    continue;
-                }
-                t += 1 + rng.below(5) as i64;
-                events.push(Event { via, ..Event::new(t, user, target, EventKind::Click) });
-                if rng.chance(0.1) {
-                    events.push(Event::new(t + 2, user, target, EventKind::Favorite));
-                }
-                if !rng.chance(sigmoid(utility - 3.5)) {
-                    continue;
-                }
-                t += 10 + rng.below(60) as i64;
-                events.push(Event::new(t, user, target, EventKind::Cart));
-                if !rng.chance(sigmoid(utility - 3.0 + 2.0 * (m_exp - 0.5))) {
-                    continue;
-                }
-                t += 10 + rng.below(120) as i64;
-                events.push(Event {
-                    via,
-                    ..Event::new(t, user, target, EventKind::Order { price: Some(prices[p]) })
-                });
-                let bad = (1.0 - m_exp) * (1.0 - m_exp);
-                let later = t + 86_400 * (1 + rng.below(5) as i64);
-                if rng.chance(0.3 * bad + 0.02) {
-                    events.push(Event::new(later, user, target, EventKind::Refund));
-                }
-                if rng.chance(0.2 * bad) {
-                    events.push(Event::new(later + 60, user, target, EventKind::Complaint));
-                }
+                self.impression(rng, (user, price_sensitivity), (c, v), &mut t, events);
             }
         }
-        users.push(SynthUser {
+        SynthUser {
             id: user,
             interests: interests.into_iter().map(|(w, _, v)| (w, v)).collect(),
             price_sensitivity,
-        });
+        }
+    }
+
+    /// One impression of a session in category `c` and its funnel: maybe a
+    /// click, a favourite, a cart, an order, a refund or a complaint.
+    fn impression(
+        &self,
+        rng: &mut Rng,
+        (user, price_sensitivity): (UserId, f32),
+        (c, v): (usize, &[f32]),
+        t: &mut i64,
+        events: &mut Vec<Event>,
+    ) {
+        let (bonus, via, p) = self.shown(rng, user, c, t, events);
+        let row = crate::ItemIdx(p as u32);
+        let sim = crate::rank::kernels::dot(v, self.emb.row(row));
+        let m_exp = self.experience[self.product_merchant[p]];
+        let utility = 4.0 * sim + 0.5 * self.quality[p] + 1.5 * (m_exp - 0.5)
+            - price_sensitivity
+                * (self.prices[p] / self.base_price[self.product_cat[p]]).max(1e-3).ln()
+            + bonus;
+        let target = Target::Product(product_id(p));
+        events.push(Event::new(*t, user, target, EventKind::Impression));
+        if !rng.chance(sigmoid(utility - 3.5)) {
+            return;
+        }
+        *t += 1 + rng.below(5) as i64;
+        events.push(Event { via, ..Event::new(*t, user, target, EventKind::Click) });
+        if rng.chance(0.1) {
+            events.push(Event::new(*t + 2, user, target, EventKind::Favorite));
+        }
+        if !rng.chance(sigmoid(utility - 3.5)) {
+            return;
+        }
+        *t += 10 + rng.below(60) as i64;
+        events.push(Event::new(*t, user, target, EventKind::Cart));
+        if !rng.chance(sigmoid(utility - 3.0 + 2.0 * (m_exp - 0.5))) {
+            return;
+        }
+        *t += 10 + rng.below(120) as i64;
+        let order = EventKind::Order { price: Some(self.prices[p]) };
+        events.push(Event { via, ..Event::new(*t, user, target, order) });
+        let bad = (1.0 - m_exp) * (1.0 - m_exp);
+        let later = *t + 86_400 * (1 + rng.below(5) as i64);
+        if rng.chance(0.3 * bad + 0.02) {
+            events.push(Event::new(later, user, target, EventKind::Refund));
+        }
+        if rng.chance(0.2 * bad) {
+            events.push(Event::new(later + 60, user, target, EventKind::Complaint));
+        }
+    }
+
+    /// Which product is shown (through a video of the category, from the
+    /// category, from a popular category, or anywhere): `(bonus, via,
+    /// product)`.
+    fn shown(
+        &self,
+        rng: &mut Rng,
+        user: UserId,
+        c: usize,
+        t: &mut i64,
+        events: &mut Vec<Event>,
+    ) -> (f32, Option<ContentId>, usize) {
+        let r = rng.unit();
+        if r < 0.25 && !self.contents_of_cat[c].is_empty() {
+            let (k, ref linked) = self.contents_of_cat[c][rng.below(self.contents_of_cat[c].len())];
+            let cq = self.content_quality[k];
+            let watch = 60.0 * sigmoid(1.5 * cq - 0.5) * rng.unit();
+            events.push(Event::new(
+                *t,
+                user,
+                Target::Content(content_id(k)),
+                EventKind::View { watch_secs: (watch * 10.0).round() / 10.0 },
+            ));
+            *t += watch as i64;
+            (0.5 * cq, Some(content_id(k)), linked[rng.below(linked.len())])
+        } else if r < 0.65 && !self.products_of_cat[c].is_empty() {
+            (0.0, None, self.products_of_cat[c][rng.below(self.products_of_cat[c].len())])
+        } else if r < 0.95 {
+            let pool = &self.products_of_cat[rng.pick(self.cat_cdf)];
+            let p = if pool.is_empty() {
+                rng.below(self.cfg.products)
+            } else {
+                pool[rng.below(pool.len())]
+            };
+            (0.0, None, p)
+        } else {
+            (0.0, None, rng.below(self.cfg.products))
+        }
+    }
+}
+
+/// Generates a world. Errors only on a config with a zero size.
+pub fn generate(cfg: &SynthConfig) -> Result<World> {
+    cfg.validate()?;
+    let mut rng = Rng(Xoshiro256PlusPlus::seed_from_u64(cfg.seed));
+    let d = cfg.dim;
+    let period = i64::from(cfg.days) * 86_400;
+    let end = cfg.start + period;
+
+    let centers: Vec<Vec<f32>> =
+        (0..cfg.categories).map(|_| rng.unit_vector_near(&vec![0.0; d], 1.0)).collect();
+    let cat_cdf = zipf_cdf(cfg.categories, 0.8);
+    let base_price: Vec<f32> =
+        (0..cfg.categories).map(|_| (5.0f32.ln() + rng.unit() * (60.0f32).ln()).exp()).collect();
+
+    let mut b = CatalogBuilder::new();
+    let (experience, merchants_of_cat) = add_merchants(&mut rng, cfg, &cat_cdf, &mut b);
+
+    let cols =
+        add_products(&mut rng, cfg, (&centers, &cat_cdf, &base_price), &merchants_of_cat, &mut b);
+    let ProductCols { product_cat, product_merchant, quality, prices, products_of_cat } = cols;
+
+    let (content_quality, contents_of_cat) =
+        add_contents(&mut rng, cfg, &cat_cdf, &products_of_cat, &mut b);
+    let catalog = b.build()?;
+    let emb = catalog.embeddings();
+
+    let market = Market {
+        cfg,
+        period,
+        centers: &centers,
+        cat_cdf: &cat_cdf,
+        base_price: &base_price,
+        experience: &experience,
+        product_cat: &product_cat,
+        product_merchant: &product_merchant,
+        quality: &quality,
+        prices: &prices,
+        products_of_cat: &products_of_cat,
+        contents_of_cat: &contents_of_cat,
+        content_quality: &content_quality,
+        emb,
+    };
+    let mut users = Vec::with_capacity(cfg.users);
+    let mut events = Vec::new();
+    for u in 0..cfg.users {
+        users.push(market.user(&mut rng, u, &mut events));
     }
     events.retain(|e| e.at < end);
     events.sort_by_key(|e| e.at);
