@@ -102,11 +102,7 @@ pub fn bucket(user: UserId, salt: &str) -> f64 {
     for b in salt.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    let mut z = (user.0 ^ h).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
+    (crate::ids::splitmix64(user.0 ^ h) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Checks names, shares and every variant's config against `base`.

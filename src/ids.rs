@@ -40,6 +40,22 @@ pub fn shift(t: Timestamp, secs: i64) -> Timestamp {
     t.saturating_add(secs)
 }
 
+/// The splitmix64 finalizer: a bijective 64-bit mix (the one home of the
+/// seeded hashes: IVF sampling, exploration draws, A/B buckets,
+/// fingerprints).
+#[inline]
+pub(crate) fn finalize64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// splitmix64 of `x`: the golden-ratio step, then [`finalize64`].
+#[inline]
+pub(crate) fn splitmix64(x: u64) -> u64 {
+    finalize64(x.wrapping_add(0x9E37_79B9_7F4A_7C15))
+}
+
 /// A score: higher is better.
 pub type Score = f32;
 

@@ -604,10 +604,7 @@ impl Fingerprint {
     }
 
     pub(crate) fn finish(self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        crate::ids::finalize64(self.0)
     }
 }
 

@@ -107,10 +107,7 @@ fn dot_u8(q: &[f32], c: &[u8]) -> f32 {
 }
 
 fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::ids::splitmix64(x)
 }
 
 /// The closest centroid to `x` (ties to the lower list).

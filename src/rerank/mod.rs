@@ -248,10 +248,7 @@ pub struct RerankScratch {
 
 /// A 64-bit mix of the seed and position, for exploration draws.
 fn mix(seed: u64, p: u64) -> u64 {
-    let mut z = seed ^ p.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::ids::finalize64(seed ^ p.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Places up to `k` of `cands` (sorted by value, best first) into `out`.

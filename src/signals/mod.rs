@@ -48,8 +48,10 @@ mod event;
 mod profile;
 mod rates;
 mod relevance;
+mod report;
 mod snapshot;
 mod store;
+mod tables;
 
 pub use config::{
     EngagementWeights, GovernanceConfig, LiveConfig, ProfileConfig, RepurchaseConfig, SignalConfig,
@@ -60,8 +62,9 @@ pub use event::{Event, EventKind, SearchQuery, Target};
 pub use profile::{Engagement, Purchase, SearchIntent, UserProfile};
 pub use rates::{BetaPrior, PriorConfig};
 pub use relevance::{Level, Relevance};
+pub use report::{IngestReport, Rejection};
 pub use snapshot::{Gate, MemoryReport, PurchaseState, RepurchaseCycle, Signals};
-pub use store::{IngestReport, Rejection, SignalStore};
+pub use store::SignalStore;
 
 /// A decayed counter kept per product, content item, merchant and category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,16 +1,14 @@
 //! The read side: an immutable [`Signals`] snapshot.
 
 use crate::catalog::{Catalog, ContentKind, MerchantStatus};
-use crate::error::Result;
 use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, Timestamp, UserId, elapsed};
 use crate::signals::config::RepurchaseConfig;
 use crate::signals::counters::{CounterTable, decay_factor};
 use crate::signals::profile::UserProfile;
 use crate::signals::rates::{BetaPrior, MomentSums};
-use crate::signals::store::{
-    IngestReport, Shard, Shared, SignalStore, Tables, profile_bytes, shard_of,
-};
-use crate::signals::{Counter, Event, RATES, Rate, SignalConfig};
+use crate::signals::report::IngestReport;
+use crate::signals::tables::{CycleStats, Shard, Shared, Tables, profile_bytes, shard_of};
+use crate::signals::{Counter, RATES, Rate, SignalConfig};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -20,46 +18,6 @@ const TRENDING: usize = 2000;
 const PER_CATEGORY: usize = 100;
 /// How many content items [`Signals::rising_content`] keeps.
 const RISING: usize = 500;
-/// Log-spaced interval histogram: bin `b` covers `2^(b/4)` to `2^((b+1)/4)`
-/// hours.
-const CYCLE_BINS: usize = 64;
-
-/// Repurchase statistics of one category, as ingest collects them.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CycleStats {
-    pub(crate) buyers: u32,
-    pub(crate) repeats: u32,
-    hist: [u32; CYCLE_BINS],
-}
-
-impl Default for CycleStats {
-    fn default() -> Self {
-        CycleStats { buyers: 0, repeats: 0, hist: [0; CYCLE_BINS] }
-    }
-}
-
-impl CycleStats {
-    pub(crate) fn record_interval(&mut self, secs: i64) {
-        let hours = (secs as f64 / 3600.0).max(1.0);
-        let bin = ((4.0 * hours.log2()) as usize).min(CYCLE_BINS - 1);
-        self.hist[bin] = self.hist[bin].saturating_add(1);
-        self.repeats = self.repeats.saturating_add(1);
-    }
-
-    /// The median interval (geometric centre of the median bin), seconds.
-    fn median(&self) -> Option<i64> {
-        let half = self.repeats.div_ceil(2);
-        let mut seen = 0;
-        for (b, &c) in self.hist.iter().enumerate() {
-            seen = c.saturating_add(seen);
-            if c > 0 && seen >= half {
-                return Some((3600.0 * 2f64.powf((b as f64 + 0.5) / 4.0)) as i64);
-            }
-        }
-        None
-    }
-}
-
 /// A category's repurchase cycle, estimated from the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepurchaseCycle {
@@ -469,29 +427,6 @@ fn cycles(repurchase: &[CycleStats], rp: &RepurchaseConfig) -> Vec<RepurchaseCyc
 }
 
 impl Signals {
-    /// Builds signals from a whole log: the events are applied in time order
-    /// (a stable sort, so the log may come in any order), then published.
-    ///
-    /// Errors: an invalid config field. Bad events are counted in the
-    /// report, never fatal.
-    pub fn from_events(
-        catalog: Arc<Catalog>,
-        events: &[Event],
-        config: &SignalConfig,
-    ) -> Result<(Signals, IngestReport)> {
-        let mut store = SignalStore::new(catalog, config.clone())?;
-        let mut order: Vec<u32> = (0..events.len() as u32).collect();
-        if !events.windows(2).all(|w| w[0].at <= w[1].at) {
-            order.sort_by_key(|&i| events[i as usize].at);
-        }
-        for i in order {
-            let _ = store.ingest(&events[i as usize]);
-        }
-        let signals = store.publish();
-        let report = *store.report();
-        Ok((signals, report))
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn derive(
         shared: Arc<Shared>,

@@ -1,187 +1,19 @@
 //! The writer: [`SignalStore`] checks and applies events, and publishes
 //! [`Signals`] snapshots.
 
-use crate::catalog::{Catalog, ContentKind, unit_into};
+use crate::catalog::{Catalog, unit_into};
 use crate::error::{Error, IdKind, Result};
-use crate::ids::{
-    CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Timestamp, UserId, elapsed, shift,
-};
+use crate::ids::{ItemIdx, MerchantId, ProductId, Timestamp, UserId, elapsed, shift};
 use crate::signals::config::SignalConfig;
 use crate::signals::counters::CounterTable;
-use crate::signals::profile::{Purchase, SearchIntent, UserProfile};
-use crate::signals::snapshot::{CycleStats, Signals};
+use crate::signals::profile::{Purchase, SearchIntent};
+use crate::signals::report::{IngestReport, Rejection};
+use crate::signals::snapshot::Signals;
+use crate::signals::tables::{CycleStats, SHARDS, Shard, Shared, Tables, shard_of};
 use crate::signals::{COUNTERS, Counter, Event, EventKind, SearchQuery, Target};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-
-/// Profile shards: the unit of copy-on-write for users.
-pub(crate) const SHARDS: usize = 256;
-pub(crate) type Shard = HashMap<UserId, Arc<UserProfile>>;
-
-/// Users and the bytes their profiles and map entries hold.
-pub(crate) fn profile_bytes(shards: &[Arc<Shard>]) -> (usize, usize) {
-    let entry = std::mem::size_of::<(UserId, Arc<UserProfile>)>() + 1;
-    shards.iter().fold((0, 0), |(n, bytes), shard| {
-        // + 16: the Arc's reference counts.
-        let profiles: usize = shard.values().map(|p| p.bytes() + 16).sum();
-        (n + shard.len(), bytes + shard.capacity() * entry + profiles)
-    })
-}
-
-#[inline]
-pub(crate) fn shard_of(user: UserId) -> usize {
-    (user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
-}
-
-/// Why an event was rejected. A rejected event changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub enum Rejection {
-    /// Dated outside the config's [`TimeWindow`](crate::signals::TimeWindow),
-    /// or further ahead of the newest event than
-    /// [`SignalConfig::max_ahead`] allows.
-    OutOfWindow {
-        /// The event's time.
-        at: Timestamp,
-        /// The earliest time accepted.
-        min: Timestamp,
-        /// The first time not accepted.
-        max: Timestamp,
-    },
-    /// Older than the newest event seen minus the allowed lateness.
-    TooLate {
-        /// The event's time.
-        at: Timestamp,
-        /// The newest event time seen so far.
-        watermark: Timestamp,
-    },
-    /// A product the catalog does not have.
-    UnknownProduct(ProductId),
-    /// A content item the catalog does not have (as target or `via`).
-    UnknownContent(ContentId),
-    /// A merchant the catalog does not have.
-    UnknownMerchant(MerchantId),
-    /// A NaN, infinite or negative watch time, price or rating, or one above
-    /// [`MAX_PRICE`](crate::limits::MAX_PRICE) /
-    /// [`MAX_EVENT_VALUE`](crate::limits::MAX_EVENT_VALUE).
-    BadValue {
-        /// The event kind's name.
-        kind: &'static str,
-        /// The value.
-        value: f32,
-    },
-    /// A search without text or embedding, or with an embedding of the
-    /// wrong dimension, non-finite or zero.
-    BadQuery(&'static str),
-    /// A kind that does not fit its target (an order on a shop, a search on
-    /// a product, `via` on a content event, ...).
-    WrongTarget {
-        /// The event kind's name.
-        kind: &'static str,
-        /// The target's name.
-        target: &'static str,
-    },
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Rejection::OutOfWindow { at, min, max } => {
-                write!(f, "event at {at} is outside the accepted window [{min}, {max})")
-            }
-            Rejection::TooLate { at, watermark } => {
-                write!(f, "event at {at} is too late: newest seen is {watermark}")
-            }
-            Rejection::UnknownProduct(p) => write!(f, "unknown product {p}"),
-            Rejection::UnknownContent(c) => write!(f, "unknown content {c}"),
-            Rejection::UnknownMerchant(m) => write!(f, "unknown merchant {m}"),
-            Rejection::BadValue { kind, value } => {
-                write!(f, "{kind} event has value {value}, expected a finite value in [0, 1e9]")
-            }
-            Rejection::BadQuery(why) => write!(f, "search query: {why}"),
-            Rejection::WrongTarget { kind, target } => {
-                write!(f, "a {kind} event cannot target a {target}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for Rejection {}
-
-/// What ingest did, counted per cause.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IngestReport {
-    /// Events offered.
-    pub events: u64,
-    /// Events applied.
-    pub applied: u64,
-    /// Rejected: dated outside the accepted time window.
-    #[serde(default)]
-    pub out_of_window: u64,
-    /// Rejected: later than the allowed lateness.
-    pub too_late: u64,
-    /// Rejected: unknown product.
-    pub unknown_product: u64,
-    /// Rejected: unknown content item.
-    pub unknown_content: u64,
-    /// Rejected: unknown merchant.
-    pub unknown_merchant: u64,
-    /// Rejected: NaN, infinite or negative value.
-    pub bad_value: u64,
-    /// Rejected: unusable search query.
-    pub bad_query: u64,
-    /// Rejected: kind does not fit target.
-    pub wrong_target: u64,
-    /// Counter cells updated (one entity × one counter kind, every
-    /// half-life at once).
-    pub counter_updates: u64,
-}
-
-impl IngestReport {
-    /// Events rejected, all causes.
-    pub fn rejected(&self) -> u64 {
-        self.events - self.applied
-    }
-
-    fn count(&mut self, r: &Rejection) {
-        let slot = match r {
-            Rejection::OutOfWindow { .. } => &mut self.out_of_window,
-            Rejection::TooLate { .. } => &mut self.too_late,
-            Rejection::UnknownProduct(_) => &mut self.unknown_product,
-            Rejection::UnknownContent(_) => &mut self.unknown_content,
-            Rejection::UnknownMerchant(_) => &mut self.unknown_merchant,
-            Rejection::BadValue { .. } => &mut self.bad_value,
-            Rejection::BadQuery(_) => &mut self.bad_query,
-            Rejection::WrongTarget { .. } => &mut self.wrong_target,
-        };
-        *slot += 1;
-    }
-}
-
-/// Catalog-derived lookups shared by the store and its snapshots.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) catalog: Arc<Catalog>,
-    pub(crate) config: SignalConfig,
-    /// Dense category index → id.
-    pub(crate) categories: Vec<CategoryId>,
-    pub(crate) category_index: HashMap<CategoryId, u32>,
-    /// Product row → dense category index.
-    pub(crate) product_cat: Vec<u32>,
-}
-
-/// The counter tables, cloned (cheaply) into every snapshot.
-#[derive(Debug, Clone)]
-pub(crate) struct Tables {
-    pub(crate) products: CounterTable,
-    pub(crate) contents: CounterTable,
-    pub(crate) merchants: CounterTable,
-    pub(crate) categories: CounterTable,
-    /// One counter per content row: live viewer momentum.
-    pub(crate) live: CounterTable,
-}
 
 /// An event resolved to rows, after every check passed.
 enum Resolved {
@@ -475,11 +307,7 @@ impl SignalStore {
                 let share = 1.0 / rows.len().max(1) as f32;
                 credit.extend(rows.iter().map(|&r| (ItemIdx(r), share)));
                 if let EventKind::View { .. } = e.kind {
-                    let (kind, starts, ends) = catalog.content_times(crow);
-                    if kind == ContentKind::LiveStream
-                        && starts <= at
-                        && ends.is_none_or(|end| at < end)
-                    {
+                    if catalog.content_on_air(crow, at) {
                         tables.live.add(crow as usize, 0, 1.0, at);
                         report.counter_updates += 1;
                     }
@@ -660,4 +488,29 @@ fn counter_cells(
         push(Counter::Engagement, weight);
     }
     n
+}
+
+impl Signals {
+    /// Builds signals from a whole log: the events are applied in time order
+    /// (a stable sort, so the log may come in any order), then published.
+    ///
+    /// Errors: an invalid config field. Bad events are counted in the
+    /// report, never fatal.
+    pub fn from_events(
+        catalog: Arc<Catalog>,
+        events: &[Event],
+        config: &SignalConfig,
+    ) -> Result<(Signals, IngestReport)> {
+        let mut store = SignalStore::new(catalog, config.clone())?;
+        let mut order: Vec<u32> = (0..events.len() as u32).collect();
+        if !events.windows(2).all(|w| w[0].at <= w[1].at) {
+            order.sort_by_key(|&i| events[i as usize].at);
+        }
+        for i in order {
+            let _ = store.ingest(&events[i as usize]);
+        }
+        let signals = store.publish();
+        let report = *store.report();
+        Ok((signals, report))
+    }
 }
