@@ -1,0 +1,134 @@
+//! [`Fusion`]: the heads and a few signals into one value per candidate.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Fusion exponents: `value = pCTR^ctr · pCVR^cvr · engagement^engagement ·
+/// price_ratio^price · quality^quality · relevance^relevance ·
+/// (1 − refund_rate)^refund`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Fusion {
+    /// Exponent of pCTR. Default 1.
+    pub ctr: f32,
+    /// Exponent of pCVR. Default 0.5.
+    pub cvr: f32,
+    /// Exponent of the engagement head. Default 0.3.
+    pub engagement: f32,
+    /// Exponent of price over the category median (GMV weighting; negative
+    /// favours cheaper). Default 0.
+    pub price: f32,
+    /// Exponent of the merchant governance score. Default 1.
+    pub quality: f32,
+    /// Exponent of query relevance: the term is `(1 + r) / 2` for the best
+    /// of the cosine with the query (or recent search intents) and the
+    /// search source's normalized score, so an irrelevant item loses at most
+    /// a factor `2^relevance`; a request with no query and no intents has
+    /// the neutral term 1. Default 0.
+    pub relevance: f32,
+    /// Exponent of `1 − refund rate`: the negative signal. Default 1.
+    pub refund: f32,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Fusion {
+            ctr: 1.0,
+            cvr: 0.5,
+            engagement: 0.3,
+            price: 0.0,
+            quality: 1.0,
+            relevance: 0.0,
+            refund: 1.0,
+        }
+    }
+}
+
+/// Fusion term names, in [`Fusion::terms`] order.
+pub const FUSION_TERMS: [&str; 7] =
+    ["pctr", "pcvr", "engagement", "price", "quality", "relevance", "no_refund"];
+
+impl Fusion {
+    /// The exponents in [`FUSION_TERMS`] order.
+    pub fn exponents(&self) -> [f32; 7] {
+        [self.ctr, self.cvr, self.engagement, self.price, self.quality, self.relevance, self.refund]
+    }
+
+    /// Checks every exponent is finite and in `[-10, 10]`.
+    pub fn validate(&self, field: &'static str) -> Result<()> {
+        for (name, v) in FUSION_TERMS.iter().zip(self.exponents()) {
+            if !v.is_finite() || v.abs() > 10.0 {
+                return Err(Error::invalid_config(
+                    field,
+                    format!("exponent {name} = {v}, expected a finite value in [-10, 10]"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The term values: heads, `exp(price_band)` clamped to `[0.05, 20]`,
+    /// quality, the relevance term (`(1 + r) / 2`, or 1 when `relevance` is
+    /// `None`: no query to be relevant to) and `1 − refund`, each floored at
+    /// 10⁻⁴.
+    #[inline]
+    pub fn terms(
+        heads: &[f32],
+        price_band: f32,
+        quality: f32,
+        relevance: Option<f32>,
+        refund_rate: f32,
+    ) -> [f32; 7] {
+        let floor = |x: f32| if x.is_finite() { x.max(1e-4) } else { 1e-4 };
+        [
+            floor(heads[0]),
+            floor(heads[1]),
+            floor(heads[2]),
+            if price_band.is_finite() { price_band.exp().clamp(0.05, 20.0) } else { 1.0 },
+            floor(quality),
+            relevance.map_or(1.0, |r| floor((1.0 + r.clamp(0.0, 1.0)) / 2.0)),
+            floor(1.0 - refund_rate),
+        ]
+    }
+
+    /// `Π term ^ exponent`. Exponents 0, 1, 2 and 0.5 (the common ones)
+    /// cost a multiply or a square root; others a `powf`. Always finite and
+    /// `>= 0`: a product that leaves `f32`'s range (large exponents on small
+    /// or large terms) is recomputed in the log domain and clamped to
+    /// `[e⁻⁸⁰, e⁸⁰]`, and a non-finite or negative term counts as 10⁻⁴.
+    #[inline]
+    pub fn value(&self, terms: &[f32; 7]) -> f32 {
+        let v = self.value_fast(terms);
+        if v.is_finite() && v > 0.0 {
+            return v;
+        }
+        let log: f64 = terms
+            .iter()
+            .zip(self.exponents())
+            .map(|(&t, w)| {
+                let t = if t.is_finite() && t > 0.0 { f64::from(t) } else { 1e-4 };
+                f64::from(w) * t.ln()
+            })
+            .sum();
+        log.clamp(-80.0, 80.0).exp() as f32
+    }
+
+    #[inline]
+    fn value_fast(&self, terms: &[f32; 7]) -> f32 {
+        let mut v = 1.0f32;
+        for (&t, w) in terms.iter().zip(self.exponents()) {
+            v *= if w == 0.0 {
+                1.0
+            } else if w == 1.0 {
+                t
+            } else if w == 2.0 {
+                t * t
+            } else if w == 0.5 {
+                t.sqrt()
+            } else {
+                t.powf(w)
+            };
+        }
+        v
+    }
+}

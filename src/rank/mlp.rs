@@ -1,0 +1,128 @@
+//! [`MlpScorer`]: a small multi-layer perceptron over the feature rows.
+
+use super::features::{F, FeatureMatrix};
+use super::scorer::{HEADS, Scorer, sigmoid};
+use super::weights::check_finite;
+#[cfg(feature = "safetensors")]
+use super::weights::{parse_safetensors, shape_error, tensor};
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// A small multi-layer perceptron: ReLU hidden layers, a 3-unit sigmoid
+/// output layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpScorer {
+    /// Per layer: `(out, in, weights out × in, bias out)`.
+    layers: Vec<(usize, usize, Vec<f32>, Vec<f32>)>,
+    widest: usize,
+}
+
+impl MlpScorer {
+    fn new(path: &Path, layers: Vec<(usize, usize, Vec<f32>, Vec<f32>)>) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(Error::parse(path, None, "no layers"));
+        }
+        let mut input = F;
+        for (i, (out, inp, w, b)) in layers.iter().enumerate() {
+            if *inp != input {
+                return Err(Error::parse(
+                    path,
+                    None,
+                    format!("layer {i} takes {inp} inputs, the one before gives {input}"),
+                ));
+            }
+            check_finite(path, "layer", w)?;
+            check_finite(path, "layer", b)?;
+            input = *out;
+        }
+        if input != HEADS {
+            return Err(Error::parse(
+                path,
+                None,
+                format!("the last layer has {input} outputs, expected {HEADS} heads"),
+            ));
+        }
+        let widest = layers.iter().map(|l| l.0).max().unwrap_or(HEADS).max(F);
+        Ok(MlpScorer { layers, widest })
+    }
+
+    /// From a safetensors file of an `nn.Sequential` of `nn.Linear` layers
+    /// (`0.weight`, `0.bias`, `2.weight`, ...: layers in numeric order; any
+    /// prefix before the number, e.g. `net.0.weight`, is accepted).
+    #[cfg(feature = "safetensors")]
+    pub fn from_safetensors(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let st = parse_safetensors(path, &bytes)?;
+        let mut names: Vec<(u32, String)> = st
+            .names()
+            .into_iter()
+            .filter_map(|n| {
+                let stem = n.strip_suffix(".weight")?;
+                let idx = stem.rsplit('.').next()?.parse::<u32>().ok()?;
+                Some((idx, stem.to_string()))
+            })
+            .collect();
+        names.sort();
+        let mut layers = Vec::new();
+        for (_, stem) in names {
+            let (ws, w) = tensor(path, &st, &format!("{stem}.weight"))?;
+            let (bs, b) = tensor(path, &st, &format!("{stem}.bias"))?;
+            if ws.len() != 2 || bs != [ws[0]] {
+                return Err(shape_error(path, "layer", &[bs.first().copied().unwrap_or(0)], &ws));
+            }
+            layers.push((ws[0], ws[1], w, b));
+        }
+        Self::new(path, layers)
+    }
+
+    /// From `.npy` files, one `out × (in + 1)` matrix per layer (bias last),
+    /// in the order given.
+    pub fn from_npy(paths: &[impl AsRef<Path>]) -> Result<Self> {
+        let mut layers = Vec::new();
+        let mut first = Path::new("");
+        for (i, p) in paths.iter().enumerate() {
+            let p = p.as_ref();
+            if i == 0 {
+                first = p;
+            }
+            let (out, cols, m) = crate::load::read_npy_matrix(p)?;
+            if cols < 2 {
+                return Err(Error::parse(p, None, format!("{cols} columns: no weights")));
+            }
+            let inp = cols - 1;
+            let mut w = Vec::with_capacity(out * inp);
+            let mut b = Vec::with_capacity(out);
+            for r in m.chunks_exact(cols) {
+                w.extend_from_slice(&r[..inp]);
+                b.push(r[inp]);
+            }
+            layers.push((out, inp, w, b));
+        }
+        Self::new(first, layers)
+    }
+}
+
+impl Scorer for MlpScorer {
+    fn name(&self) -> &'static str {
+        "mlp"
+    }
+
+    fn score(&self, features: &FeatureMatrix, out: &mut [f32]) {
+        let mut a = vec![0.0f32; self.widest];
+        let mut b = vec![0.0f32; self.widest];
+        for (x, o) in features.as_slice().chunks_exact(F).zip(out.chunks_exact_mut(HEADS)) {
+            a[..F].copy_from_slice(x);
+            let last = self.layers.len() - 1;
+            for (l, (n_out, n_in, w, bias)) in self.layers.iter().enumerate() {
+                for j in 0..*n_out {
+                    let z = bias[j]
+                        + crate::rank::kernels::dot(&w[j * n_in..(j + 1) * n_in], &a[..*n_in]);
+                    b[j] = if l == last { sigmoid(z) } else { z.max(0.0) };
+                }
+                std::mem::swap(&mut a, &mut b);
+            }
+            o.copy_from_slice(&a[..HEADS]);
+        }
+    }
+}
