@@ -6,7 +6,8 @@ use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
 use crate::pipeline::{
-    Attributes, Blocked, Bought, Exclusion, Filter, Governance, Scratch, Seen, SideEffect, Stock,
+    Attributes, Blocked, Bought, DefaultReranker, Exclusion, Filter, Governance, Reranker, Scratch,
+    Seen, SideEffect, Stock,
 };
 use crate::rank::features::source_slot;
 use crate::rank::scorer::{LogisticScorer, Scorer};
@@ -32,6 +33,7 @@ pub struct RecommenderBuilder {
     filters: Vec<Arc<dyn Filter>>,
     effects: Vec<Arc<dyn SideEffect>>,
     scorer: Option<Arc<dyn Scorer>>,
+    reranker: Option<Arc<dyn Reranker>>,
     experiments: Vec<Experiment>,
     rules: BusinessRules,
 }
@@ -129,6 +131,13 @@ impl RecommenderBuilder {
         self
     }
 
+    /// Replaces the select stage (default [`DefaultReranker`]); A/B arms
+    /// use it too. Pins still apply after it.
+    pub fn reranker(mut self, reranker: Box<dyn Reranker>) -> Self {
+        self.reranker = Some(Arc::from(reranker));
+        self
+    }
+
     /// Validates the config and builds.
     ///
     /// Errors ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)):
@@ -142,6 +151,8 @@ impl RecommenderBuilder {
         let state = self.state.ok_or_else(|| Error::invalid_config("state", "no serving state"))?;
         crate::experiment::validate_all(&self.experiments, &self.config)?;
         let rules = Arc::new(ArcSwap::from_pointee(self.rules.compile()?));
+        let reranker: Arc<dyn Reranker> =
+            self.reranker.clone().unwrap_or_else(|| Arc::new(DefaultReranker));
         let state = Arc::new(ArcSwap::from_pointee(state));
         let custom: Custom<'_> =
             (&self.replaced[..], &self.removed[..], &self.sources[..], &self.filters[..]);
@@ -157,6 +168,7 @@ impl RecommenderBuilder {
                 filters: parts.filters,
                 effects: Vec::new(),
                 scorer: parts.scorer,
+                reranker: Arc::clone(&reranker),
                 quotas: parts.quotas,
                 experiments: Vec::new(),
                 arms: Vec::new(),

@@ -12,7 +12,7 @@ use crate::business::{BusinessRules, RuleSet};
 use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
-use crate::pipeline::{Filter, RequestInput, Scratch, SideEffect};
+use crate::pipeline::{Filter, RequestInput, Reranker, Scratch, SideEffect};
 use crate::rank::scorer::Scorer;
 use crate::request::{Feed, FeedRequest, Trace};
 use crate::rerank::QuotaMask;
@@ -95,6 +95,7 @@ pub struct Recommender {
     /// Feature slot of each source's score.
     pub(crate) slots: Vec<usize>,
     pub(crate) scorer: Arc<dyn Scorer>,
+    pub(crate) reranker: Arc<dyn Reranker>,
     /// Quotas per surface (in `Surface::ALL` order), resolved to masks.
     pub(crate) quotas: Vec<Vec<QuotaMask>>,
     /// Bits of the sources with id `search`.

@@ -14,7 +14,7 @@
 //! | filter | [`Filter`] | [`Exclusion`], [`Governance`], [`Blocked`], [`Stock`], [`Attributes`], [`Bought`], [`Seen`] | `pipeline/filters.rs` |
 //! | features | [`FeatureMatrix`](crate::rank::FeatureMatrix), [`col`](crate::rank::col) | the 24 columns | `rank/features.rs` |
 //! | score | [`Scorer`](crate::rank::Scorer) | logistic heads, MLP | `rank/scorer.rs` |
-//! | select | [`rerank`](crate::rerank::rerank) | caps, MMR/DPP, slots, quotas | `rerank/` |
+//! | select | [`Reranker`] | [`DefaultReranker`]: caps, MMR/DPP, slots, quotas; then pins | `rerank/` |
 //! | side effects | [`SideEffect`] | none | here |
 //!
 //! Every source and filter can be switched off per surface and per
@@ -31,8 +31,10 @@ pub use filters::{Attributes, Blocked, Bought, Exclusion, Governance, Seen, Stoc
 pub(crate) use scratch::RequestInput;
 pub use scratch::Scratch;
 
+use crate::catalog::Embeddings;
 use crate::ids::ItemIdx;
 use crate::request::{Feed, FeedRequest, RemovalReason};
+use crate::rerank::{Candidate, Placed, QuotaMask, RerankConfig, RerankScratch};
 use crate::retrieve::RequestContext;
 
 /// A filter: removes candidates, and says why.
@@ -90,6 +92,63 @@ pub trait Filter: Send + Sync + std::fmt::Debug {
         rows: &[ItemIdx],
         removed: &mut [Option<RemovalReason>],
     );
+}
+
+/// What a [`Reranker`] places from: the pool (best value first), the
+/// embeddings, the surface's rerank config and quotas, `k`, the request's
+/// seed and its context.
+#[derive(Debug, Clone, Copy)]
+pub struct RerankInput<'a> {
+    /// The candidates, best fused value first.
+    pub pool: &'a [Candidate],
+    /// The catalog's embeddings (for diversity).
+    pub embeddings: &'a Embeddings,
+    /// The surface's rerank settings.
+    pub config: &'a RerankConfig,
+    /// The surface's quotas, resolved to source masks.
+    pub quotas: &'a [QuotaMask],
+    /// How many to place at most.
+    pub k: usize,
+    /// The request's seed for random choices.
+    pub seed: u64,
+    /// The request.
+    pub ctx: &'a RequestContext<'a>,
+}
+
+/// The select stage (重排): places up to `k` of the pool. The default,
+/// [`DefaultReranker`], is [`rerank`](crate::rerank::rerank) (fixed live
+/// positions, exploration, quotas, MMR / DPP under caps). Pins are applied
+/// after any reranker; indexes outside the pool or repeated are dropped.
+pub trait Reranker: Send + Sync + std::fmt::Debug {
+    /// A stable id for traces.
+    fn id(&self) -> &'static str;
+
+    /// Writes the placed candidates into `out` (empty on entry), in feed
+    /// order. `scratch` is reusable per-thread memory.
+    fn rerank(&self, input: &RerankInput<'_>, scratch: &mut RerankScratch, out: &mut Vec<Placed>);
+}
+
+/// The built-in reranker: [`rerank`](crate::rerank::rerank).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultReranker;
+
+impl Reranker for DefaultReranker {
+    fn id(&self) -> &'static str {
+        "rerank"
+    }
+
+    fn rerank(&self, input: &RerankInput<'_>, scratch: &mut RerankScratch, out: &mut Vec<Placed>) {
+        crate::rerank::rerank(
+            input.pool,
+            input.embeddings,
+            input.config,
+            input.quotas,
+            input.k,
+            input.seed,
+            scratch,
+            out,
+        );
+    }
 }
 
 /// Work done with a finished feed, after the response: impression logging,

@@ -8,6 +8,7 @@ use super::scratch::RequestInput;
 use crate::catalog::{Catalog, unit_into};
 use crate::error::{Error, Result};
 use crate::ids::{ContentId, ItemIdx, elapsed};
+use crate::pipeline::RerankInput;
 use crate::rank::features::{
     FEATURE_NAMES, FeatureContext, FeatureMatrix, RankRow, SOURCE_SLOTS, col, compute_features,
     features_naive,
@@ -19,7 +20,7 @@ use crate::request::{
     Explanation, FeedItem, FeedRequest, NamedValue, ScorePart, SourceHit, SourceTrace, Surface,
     Trace,
 };
-use crate::rerank::{Candidate, Placed, rerank, rules};
+use crate::rerank::{Candidate, Placed, rules};
 use crate::retrieve::{RequestContext, query_terms};
 use crate::signals::{Rate, Signals, UserProfile};
 use crate::state::ServingState;
@@ -334,16 +335,22 @@ impl Recommender {
             });
         }
         let surface_index = Surface::ALL.iter().position(|&x| x == req.surface).unwrap_or(0);
-        rerank(
-            &s.pool,
-            catalog.embeddings(),
-            self.config.rerank.get(req.surface),
-            &self.quotas[surface_index],
-            req.k,
-            req.seed ^ req.user.0.rotate_left(17),
-            &mut s.rerank,
-            &mut s.placed,
-        );
+        let input = RerankInput {
+            pool: &s.pool,
+            embeddings: catalog.embeddings(),
+            config: self.config.rerank.get(req.surface),
+            quotas: &self.quotas[surface_index],
+            k: req.k,
+            seed: req.seed ^ req.user.0.rotate_left(17),
+            ctx,
+        };
+        s.placed.clear();
+        self.reranker.rerank(&input, &mut s.rerank, &mut s.placed);
+        // A custom reranker is user code: only valid, distinct indexes stay.
+        let n = s.pool.len();
+        let mut seen = vec![false; n];
+        s.placed.retain(|p| p.index < n && !std::mem::replace(&mut seen[p.index], true));
+        s.placed.truncate(req.k);
         self.place_pins(s, ctx);
     }
 

@@ -375,3 +375,37 @@ fn fresh_with_failing_source() -> Recommender {
     }
     Recommender::builder().state(state()).source(Box::new(Broken)).build().unwrap()
 }
+
+/// Places the pool in ascending value, and once more a row out of range and
+/// a repeat (user code gone wrong: both are dropped).
+#[derive(Debug)]
+struct Ascending;
+
+impl omnifeed::pipeline::Reranker for Ascending {
+    fn id(&self) -> &'static str {
+        "ascending"
+    }
+    fn rerank(
+        &self,
+        input: &omnifeed::pipeline::RerankInput<'_>,
+        _: &mut omnifeed::rerank::RerankScratch,
+        out: &mut Vec<omnifeed::rerank::Placed>,
+    ) {
+        let n = input.pool.len();
+        out.push(omnifeed::rerank::Placed { index: n + 5, rules: 0 });
+        for i in (0..n).rev().take(input.k) {
+            out.push(omnifeed::rerank::Placed { index: i, rules: 0 });
+        }
+        out.push(omnifeed::rerank::Placed { index: n - 1, rules: 0 });
+    }
+}
+
+#[test]
+fn a_custom_reranker_replaces_the_select_stage() {
+    let rec = Recommender::builder().state(state()).reranker(Box::new(Ascending)).build().unwrap();
+    let feed = rec.recommend(&FeedRequest::new(user()).k(10)).unwrap();
+    assert_eq!(feed.items.len(), 10);
+    assert!(feed.items.windows(2).all(|w| w[0].score <= w[1].score), "ascending value");
+    let ids: std::collections::HashSet<_> = feed.items.iter().map(|i| i.product).collect();
+    assert_eq!(ids.len(), 10, "the repeat was dropped");
+}
