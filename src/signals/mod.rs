@@ -44,6 +44,7 @@
 
 pub(crate) mod config;
 mod counters;
+mod derive;
 mod event;
 mod profile;
 mod rates;
