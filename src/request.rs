@@ -280,7 +280,8 @@ pub struct Explanation {
     pub features: Vec<NamedValue>,
     /// The scorer's head outputs (pCTR, pCVR, engagement), by name.
     pub heads: Vec<NamedValue>,
-    /// The fusion terms: `score = Π value ^ weight`.
+    /// The fusion terms: `score = Π value ^ weight` (a business boost in
+    /// force is the last part, `boost` with weight 1).
     pub parts: Vec<ScorePart>,
     /// Its rank by fused value before reranking (0-based).
     pub pre_rank: u32,

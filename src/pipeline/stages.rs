@@ -392,9 +392,14 @@ impl Recommender {
     ) -> Vec<FeedItem> {
         let (catalog, signals, req) = (ctx.catalog, ctx.signals, ctx.request);
         let cats = catalog.categories();
-        let boosted = |row: ItemIdx| {
+        // The business boost in force for a row, if any (1 is none).
+        let boost = |row: ItemIdx| {
             let (p, m) = (catalog.product_id(row), catalog.merchant_of(row).id);
-            ctx.rules.has_boosts() && ctx.rules.boost(p, m, cats[row.index()], ctx.at) != 1.0
+            if ctx.rules.has_boosts() {
+                ctx.rules.boost(p, m, cats[row.index()], ctx.at)
+            } else {
+                1.0
+            }
         };
         let fusion = self.config.fusion.get(req.surface);
         let named = |names: &[&'static str], values: &[f32]| -> Vec<NamedValue> {
@@ -406,7 +411,8 @@ impl Recommender {
                 let cand = s.pool[pl.index];
                 let i = s.scored[pl.index].row.index();
                 let (content, live) = content_card(catalog, signals, cand.row, ctx.at);
-                let bits = pl.rules | if boosted(cand.row) { rules::BOOST } else { 0 };
+                let factor = boost(cand.row);
+                let bits = pl.rules | if factor != 1.0 { rules::BOOST } else { 0 };
                 let heads = &s.heads[i * HEADS..(i + 1) * HEADS];
                 let frow = s.features.row(i);
                 let rr = &state.rank_rows[cand.row.index()];
@@ -423,6 +429,11 @@ impl Recommender {
                         heads: named(&HEAD_NAMES, heads),
                         parts: parts
                             .map(|((&name, value), weight)| ScorePart { name, value, weight })
+                            .chain((factor != 1.0).then_some(ScorePart {
+                                name: "boost",
+                                value: factor,
+                                weight: 1.0,
+                            }))
                             .collect(),
                         pre_rank: pl.index as u32,
                         rules: rules::NAMES

@@ -49,8 +49,18 @@ fn check_feed(rec: &Recommender, req: &FeedRequest) -> Result<(), TestCaseError>
     let at = req.at.unwrap_or(signals.as_of());
     let profile = signals.profile(req.user);
     let cfg = rec.config().rerank.get(req.surface);
+    // A pin takes its position whatever the caps, and moving it may bring
+    // neighbours into one window: caps are checked on feeds without pins.
+    let pinned = items.iter().any(|i| i.explanation.rules.contains(&"pin"));
+    let rules = rec.rules();
     for (pos, item) in items.iter().enumerate() {
         let row = catalog.row(item.product).unwrap();
+        // Never a blocked product.
+        prop_assert!(!rules.is_blocked(
+            item.product,
+            catalog.merchant_of(row).id,
+            catalog.categories()[row.index()]
+        ));
         // No filtered product.
         prop_assert!(!req.exclude.contains(&item.product));
         prop_assert!(signals.gate(row).is_none());
@@ -76,7 +86,7 @@ fn check_feed(rec: &Recommender, req: &FeedRequest) -> Result<(), TestCaseError>
             item.score
         );
         // Caps hold in every window, unless relaxed for this item.
-        if !e.rules.contains(&"cap_relaxed") {
+        if !pinned && !e.rules.contains(&"cap_relaxed") {
             let start = pos.saturating_sub(cfg.window - 1);
             let window = &items[start..pos];
             let cat = catalog.categories()[row.index()];
@@ -89,7 +99,7 @@ fn check_feed(rec: &Recommender, req: &FeedRequest) -> Result<(), TestCaseError>
         }
     }
     // Maximum shares hold unless relaxed.
-    let relaxed = items.iter().any(|i| i.explanation.rules.contains(&"cap_relaxed"));
+    let relaxed = pinned || items.iter().any(|i| i.explanation.rules.contains(&"cap_relaxed"));
     for q in &cfg.quotas {
         let n = items
             .iter()
@@ -133,7 +143,57 @@ proptest! {
         // The last user has a recent search: omni pulls search candidates.
         let searcher = FeedRequest::new(world.users.last().unwrap().id).k(k).surface(Surface::Omni);
         check_feed(&rec, &searcher)?;
+        // The same invariants with business rules in force and half the
+        // users in an A/B arm.
+        let ruled = with_rules_and_arm(&rec, &world, seed);
+        check_feed(&ruled, &req)?;
+        check_feed(&ruled, &searcher)?;
     }
+}
+
+/// `rec`'s state with a pin, a boost, product and merchant blocks, and an
+/// experiment whose arm (half the users) changes the diversity objective.
+fn with_rules_and_arm(rec: &Recommender, world: &World, seed: u64) -> Recommender {
+    use omnifeed::business::{Blocklist, Boost, BoostTarget, BusinessRules, Pin};
+    use omnifeed::experiment::{Experiment, Variant};
+    let ids = world.catalog.product_ids();
+    let pick = |i: u64| ids[((seed.wrapping_mul(31) + i * 97) % ids.len() as u64) as usize];
+    let rules = BusinessRules {
+        pins: Surface::ALL
+            .iter()
+            .map(|&surface| Pin {
+                product: pick(1),
+                surface,
+                position: (seed % 5) as usize,
+                window: None,
+            })
+            .collect(),
+        boosts: vec![Boost {
+            target: BoostTarget::Category(CategoryId((seed % 7) as u32)),
+            factor: 3.0,
+            window: None,
+        }],
+        blocks: Blocklist {
+            products: vec![pick(2), pick(3)],
+            merchants: vec![world.catalog.merchant_of(world.catalog.row(pick(4)).unwrap()).id],
+            categories: Vec::new(),
+        },
+    };
+    let arm = Experiment {
+        name: "diversity".into(),
+        salt: Some(format!("s{seed}")),
+        variants: vec![Variant {
+            name: "mmr05".into(),
+            share: 0.5,
+            config: "[rerank.feed]\ndiversity = { kind = \"mmr\", lambda = 0.5 }".parse().unwrap(),
+        }],
+    };
+    Recommender::builder()
+        .state((*rec.state()).clone())
+        .rules(rules)
+        .experiments(vec![arm])
+        .build()
+        .unwrap()
 }
 
 #[test]
