@@ -10,9 +10,11 @@
 use crate::builder::{Arm, RecommenderBuilder};
 use crate::business::{BusinessRules, RuleSet};
 use crate::config::RecommenderConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::experiment::Experiment;
-use crate::pipeline::{Filter, RequestInput, Reranker, Scratch, SideEffect};
+#[cfg(feature = "metrics")]
+use crate::pipeline::record_metrics;
+use crate::pipeline::{Filter, RequestInput, Reranker, Scratch, SideEffect, stage};
 use crate::rank::scorer::Scorer;
 use crate::request::{Feed, FeedRequest, Trace};
 use crate::rerank::QuotaMask;
@@ -21,44 +23,6 @@ use crate::state::ServingState;
 use arc_swap::ArcSwap;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
-
-/// Runs one stage inside its `tracing` span (level TRACE, named after the
-/// stage) and, with the `metrics` feature, records its latency in the
-/// histogram `omnifeed_stage_seconds{stage}`.
-macro_rules! stage {
-    ($name:literal, $body:expr) => {{
-        let _span = tracing::trace_span!($name).entered();
-        #[cfg(feature = "metrics")]
-        let started = std::time::Instant::now();
-        let out = $body;
-        #[cfg(feature = "metrics")]
-        metrics::histogram!("omnifeed_stage_seconds", "stage" => $name)
-            .record(started.elapsed().as_secs_f64());
-        out
-    }};
-}
-
-/// Records a request's counters through the `metrics` facade (no recorder
-/// installed: a no-op): `omnifeed_requests_total{surface}`,
-/// `omnifeed_candidates_total{source}`, `omnifeed_source_errors_total{source}`,
-/// `omnifeed_removed_total{reason}`, `omnifeed_repaired_total`.
-#[cfg(feature = "metrics")]
-fn record_metrics(trace: &Trace) {
-    metrics::counter!("omnifeed_requests_total", "surface" => trace.surface.name()).increment(1);
-    for s in &trace.sources {
-        metrics::counter!("omnifeed_candidates_total", "source" => s.source)
-            .increment(s.candidates as u64);
-        if s.error.is_some() {
-            metrics::counter!("omnifeed_source_errors_total", "source" => s.source).increment(1);
-        }
-    }
-    for (reason, n) in &trace.removed {
-        metrics::counter!("omnifeed_removed_total", "reason" => reason.name()).increment(*n as u64);
-    }
-    if trace.repaired > 0 {
-        metrics::counter!("omnifeed_repaired_total").increment(trace.repaired as u64);
-    }
-}
 
 /// The recommendation engine: `Send + Sync`, queried through `&self` from
 /// any number of threads.
@@ -293,31 +257,5 @@ impl Recommender {
     /// the control.
     pub fn variant_of(&self, user: crate::UserId) -> Option<&str> {
         self.arm_of(user).map(|a| a.label.as_str())
-    }
-
-    /// True if stage `id` runs for `req`: not disabled for its surface in
-    /// the config, not skipped by the request.
-    pub(crate) fn stage_on(&self, id: &str, req: &FeedRequest) -> bool {
-        !self.config.disabled.get(req.surface).iter().any(|d| d == id)
-            && !req.skip.iter().any(|d| d == id)
-    }
-
-    /// A request may skip only stages that exist and are not required.
-    pub(crate) fn check_skips(&self, req: &FeedRequest) -> Result<()> {
-        for id in &req.skip {
-            let source = self.sources.iter().any(|s| s.id() == id);
-            let filter = self.filters.iter().find(|f| f.id() == id);
-            let why = match (source, filter) {
-                (false, None) => "is not the id of a source or filter",
-                (_, Some(f)) if f.required() => "is a required filter",
-                _ => continue,
-            };
-            return Err(Error::invalid_value(
-                "request.skip",
-                format_args!("user {}", req.user),
-                format!("{id:?} {why}"),
-            ));
-        }
-        Ok(())
     }
 }

@@ -24,10 +24,14 @@
 //! for that request (a [`Filter::required`] one cannot be skipped).
 
 mod filters;
+mod observe;
 mod scratch;
 mod stages;
 
 pub use filters::{Attributes, Blocked, Bought, Exclusion, Governance, Seen, Stock};
+#[cfg(feature = "metrics")]
+pub(crate) use observe::record_metrics;
+pub(crate) use observe::stage;
 pub(crate) use scratch::RequestInput;
 pub use scratch::Scratch;
 

@@ -634,3 +634,31 @@ fn content_card(
     }
     (signals.best_content(row), false)
 }
+
+impl Recommender {
+    /// True if stage `id` runs for `req`: not disabled for its surface in
+    /// the config, not skipped by the request.
+    pub(crate) fn stage_on(&self, id: &str, req: &FeedRequest) -> bool {
+        !self.config.disabled.get(req.surface).iter().any(|d| d == id)
+            && !req.skip.iter().any(|d| d == id)
+    }
+
+    /// A request may skip only stages that exist and are not required.
+    pub(crate) fn check_skips(&self, req: &FeedRequest) -> Result<()> {
+        for id in &req.skip {
+            let source = self.sources.iter().any(|s| s.id() == id);
+            let filter = self.filters.iter().find(|f| f.id() == id);
+            let why = match (source, filter) {
+                (false, None) => "is not the id of a source or filter",
+                (_, Some(f)) if f.required() => "is a required filter",
+                _ => continue,
+            };
+            return Err(Error::invalid_value(
+                "request.skip",
+                format_args!("user {}", req.user),
+                format!("{id:?} {why}"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -311,8 +311,7 @@ impl Signals {
     /// True if a live stream is on air at `at`; `None` for unknown content.
     pub fn is_on_air(&self, id: ContentId, at: Timestamp) -> Option<bool> {
         let crow = self.shared.catalog.content_row(id)?;
-        let (kind, starts, ends) = self.shared.catalog.content_times(crow);
-        Some(kind == ContentKind::LiveStream && starts <= at && ends.is_none_or(|e| at < e))
+        Some(self.shared.catalog.content_on_air(crow, at))
     }
 
     /// Viewer momentum of a live stream at `at`: its views decayed with the
