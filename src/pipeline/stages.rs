@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::ids::{ContentId, ItemIdx, elapsed};
 use crate::pipeline::RerankInput;
 use crate::rank::features::{
-    FEATURE_NAMES, FeatureContext, FeatureMatrix, RankRow, SOURCE_SLOTS, col, compute_features,
-    features_naive,
+    FEATURE_NAMES, FeatureContext, FeatureMatrix, RankRow, RequestLists, SOURCE_SLOTS, col,
+    compute_features, features_naive,
 };
 use crate::rank::kernels::{Scored, top_k_in_place};
 use crate::rank::scorer::{FUSION_TERMS, Fusion, HEAD_NAMES, HEADS};
@@ -237,16 +237,7 @@ impl Recommender {
         let profile = signals.profile(req.user);
         s.lists.prepare(catalog, signals, profile, r.at);
         let intents = self.query_vectors(&input.query, req.surface, profile, r.has_query);
-        let fctx = FeatureContext {
-            catalog,
-            signals,
-            profile,
-            at: r.at,
-            rank_rows: &state.rank_rows,
-            fresh_scale: self.config.fresh_scale as f32,
-            queries: &intents,
-            lists: &s.lists,
-        };
+        let fctx = self.feature_context(state, profile, r.at, &intents, &s.lists);
         compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
         let repaired = s.features.repair_non_finite();
         let searched = s.masks.iter().any(|&m| m & self.search_mask != 0);
@@ -254,6 +245,28 @@ impl Recommender {
         let fusion = self.config.fusion.get(req.surface);
         let repaired = repaired + self.score_and_fuse(s, &state.rank_rows, fusion, has_relevance);
         (has_relevance, repaired)
+    }
+
+    /// What feature assembly reads for one request (the fast path and the
+    /// naive oracle alike).
+    fn feature_context<'a>(
+        &self,
+        state: &'a ServingState,
+        profile: Option<&'a UserProfile>,
+        at: i64,
+        queries: &'a [&'a [f32]],
+        lists: &'a RequestLists,
+    ) -> FeatureContext<'a> {
+        FeatureContext {
+            catalog: &state.catalog,
+            signals: &state.signals,
+            profile,
+            at,
+            rank_rows: &state.rank_rows,
+            fresh_scale: self.config.fresh_scale as f32,
+            queries,
+            lists,
+        }
     }
 
     /// Runs the scorer over `s.features` into `s.heads` and fuses into
@@ -571,16 +584,7 @@ impl Recommender {
         let profile = signals.profile(req.user);
         let intents = self.query_vectors(&input.query, req.surface, profile, r.has_query);
         let lists = Default::default();
-        let fctx = FeatureContext {
-            catalog,
-            signals,
-            profile,
-            at: r.at,
-            rank_rows: &state.rank_rows,
-            fresh_scale: self.config.fresh_scale as f32,
-            queries: &intents,
-            lists: &lists,
-        };
+        let fctx = self.feature_context(&state, profile, r.at, &intents, &lists);
         let fusion = self.config.fusion.get(req.surface);
         let has_relevance = r.has_query || !intents.is_empty();
         let mut out: Vec<Scored> = rows
