@@ -234,7 +234,8 @@ impl Recommender {
     /// and the feed; a panicking effect is contained there.
     fn spawn_effects(&self, req: &FeedRequest, feed: &Feed) {
         let shared = Arc::new((req.clone(), feed.clone()));
-        for effect in &self.effects {
+        let on = self.effects.iter().filter(|e| e.enabled(req) && self.stage_on(e.id(), req));
+        for effect in on {
             let (effect, shared) = (Arc::clone(effect), Arc::clone(&shared));
             rayon::spawn(move || {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

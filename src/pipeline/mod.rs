@@ -160,8 +160,14 @@ impl Reranker for DefaultReranker {
 /// feed is built, never delay it and cannot change it; a panic in one is
 /// contained there.
 pub trait SideEffect: Send + Sync + std::fmt::Debug {
-    /// A stable id.
+    /// A stable id (switch it off per surface or request like any stage).
     fn id(&self) -> &'static str;
+
+    /// True if it runs for this request (default: always).
+    fn enabled(&self, request: &FeedRequest) -> bool {
+        let _ = request;
+        true
+    }
 
     /// Called with the request and the feed it got.
     fn run(&self, request: &FeedRequest, feed: &Feed);

@@ -650,7 +650,8 @@ impl Recommender {
     /// A request may skip only stages that exist and are not required.
     pub(crate) fn check_skips(&self, req: &FeedRequest) -> Result<()> {
         for id in &req.skip {
-            let source = self.sources.iter().any(|s| s.id() == id);
+            let source = self.sources.iter().any(|s| s.id() == id)
+                || self.effects.iter().any(|e| e.id() == id);
             let filter = self.filters.iter().find(|f| f.id() == id);
             let why = match (source, filter) {
                 (false, None) => "is not the id of a source or filter",

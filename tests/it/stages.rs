@@ -224,6 +224,10 @@ fn side_effects_see_every_feed_after_it_is_built() {
     }
     assert_eq!(log.feeds.load(Ordering::SeqCst), 3);
     assert_eq!(*log.last.lock().unwrap(), Some((user().0, 12)));
+    // Skipped per request: it does not run.
+    rec.recommend(&FeedRequest::new(user()).k(3).skip("impressions")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(log.feeds.load(Ordering::SeqCst), 3);
 }
 
 #[test]
