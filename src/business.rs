@@ -138,10 +138,7 @@ impl BusinessRules {
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let de = toml::Deserializer::parse(text)
             .map_err(|e| Error::invalid_config("rules", e.to_string().trim().to_string()))?;
-        let rules: BusinessRules = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            Error::invalid_config("rules", format!("{path}: {}", e.inner().to_string().trim()))
-        })?;
+        let rules: BusinessRules = crate::config::deserialize_with_path(de, "rules", "")?;
         rules.compile()?;
         Ok(rules)
     }

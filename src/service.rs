@@ -127,10 +127,7 @@ impl ServiceConfig {
             Some(_) => return Err(bad(&"recommender: expected a table")),
         };
         let rest: Rest =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let path = e.path().to_string();
-                Error::invalid_config("toml", format!("{path}: {}", e.inner().to_string().trim()))
-            })?;
+            crate::config::deserialize_with_path(toml::Value::Table(table), "toml", "")?;
         let cfg = ServiceConfig {
             recommender,
             signals: rest.signals,

@@ -44,6 +44,8 @@ pub struct Scratch {
     pub(crate) scored: Vec<Scored>,
     pub(crate) pool: Vec<Candidate>,
     pub(crate) placed: Vec<Placed>,
+    /// Pool indexes already placed (checks a reranker's output).
+    pub(crate) taken: Vec<bool>,
     pub(crate) rerank: RerankScratch,
     pub(crate) lists: RequestLists,
 }

@@ -166,14 +166,15 @@ impl Recommender {
     pub(crate) fn filter(&self, s: &mut Scratch, ctx: &RequestContext<'_>, trace: &mut Trace) {
         s.removed.clear();
         s.removed.resize(s.rows.len(), None);
+        let mut left = s.rows.len();
         for f in &self.filters {
             if !f.enabled(ctx) || !self.stage_on(f.id(), ctx.request) {
                 continue;
             }
-            let before = s.removed.iter().filter(|r| r.is_none()).count();
             f.filter(ctx, &s.rows, &mut s.removed);
             let after = s.removed.iter().filter(|r| r.is_none()).count();
-            trace.filters.push((f.id(), before.saturating_sub(after)));
+            trace.filters.push((f.id(), left.saturating_sub(after)));
+            left = after;
         }
         let mut kept = 0;
         for i in 0..s.rows.len() {
@@ -361,8 +362,10 @@ impl Recommender {
         self.reranker.rerank(&input, &mut s.rerank, &mut s.placed);
         // A custom reranker is user code: only valid, distinct indexes stay.
         let n = s.pool.len();
-        let mut seen = vec![false; n];
-        s.placed.retain(|p| p.index < n && !std::mem::replace(&mut seen[p.index], true));
+        s.taken.clear();
+        s.taken.resize(n, false);
+        let taken = &mut s.taken;
+        s.placed.retain(|p| p.index < n && !std::mem::replace(&mut taken[p.index], true));
         s.placed.truncate(req.k);
         self.place_pins(s, ctx);
     }
