@@ -20,8 +20,7 @@
 //!
 //! ```
 //! use omnifeed::business::{BoostTarget, BusinessRules};
-//! use omnifeed::{CategoryId, MerchantId, ProductId, Surface};
-//! # let _ = Surface::Feed;
+//! use omnifeed::{CategoryId, MerchantId, ProductId};
 //! let rules = BusinessRules::from_toml_str(r#"
 //!     [[pins]]
 //!     product = 42

@@ -2,6 +2,7 @@
 //! priors, governance (merchant scores, suspensions, gates), each product's
 //! best content, the source lists and the repurchase cycles.
 
+use crate::catalog::Catalog;
 use crate::catalog::{ContentKind, MerchantStatus};
 use crate::ids::{ItemIdx, Timestamp, elapsed};
 use crate::signals::config::RepurchaseConfig;
@@ -9,7 +10,7 @@ use crate::signals::counters::CounterTable;
 use crate::signals::rates::{BetaPrior, MomentSums};
 use crate::signals::snapshot::{Gate, RepurchaseCycle};
 use crate::signals::tables::{CycleStats, Shared, Tables};
-use crate::signals::{Counter, RATES, Rate};
+use crate::signals::{Counter, RATES, Rate, SignalConfig};
 use std::collections::HashSet;
 
 /// How many of the most engaged rows `Signals::trending` keeps.
@@ -21,10 +22,19 @@ const RISING: usize = 500;
 
 /// The whole-catalog passes of a publish, one method each (see
 /// [`Signals::derive`]).
+#[derive(Clone, Copy)]
 pub(crate) struct Deriver<'a> {
-    pub(crate) shared: &'a Shared,
-    pub(crate) tables: &'a Tables,
-    pub(crate) as_of: Timestamp,
+    shared: &'a Shared,
+    tables: &'a Tables,
+    as_of: Timestamp,
+    cfg: &'a SignalConfig,
+    catalog: &'a Catalog,
+    /// The rate half-life's index.
+    h: usize,
+    /// Products.
+    n: usize,
+    /// Categories.
+    n_cats: usize,
 }
 
 /// Priors per category and rate, then the content and merchant priors.
@@ -33,28 +43,27 @@ type Priors = (Vec<BetaPrior>, [BetaPrior; RATES], [BetaPrior; RATES]);
 /// Per-category trending and fresh lists, rising and live content rows.
 type Lists = (Vec<Vec<ItemIdx>>, Vec<Vec<ItemIdx>>, Vec<u32>, Vec<u32>);
 
-impl Deriver<'_> {
+impl<'a> Deriver<'a> {
+    pub(crate) fn new(shared: &'a Shared, tables: &'a Tables, as_of: Timestamp) -> Self {
+        let (cfg, catalog) = (&shared.config, &*shared.catalog);
+        let (h, n, n_cats) = (cfg.rate_half_life, catalog.len(), shared.categories.len());
+        Deriver { shared, tables, as_of, cfg, catalog, h, n, n_cats }
+    }
+
     /// `(successes, trials)` of rate `r` of entity `e` on the rate half-life.
     fn sc(&self, table: &CounterTable, e: usize, r: Rate) -> (f32, f32) {
         let (s, t) = r.counters();
-        let h = self.shared.config.rate_half_life;
-        (table.get(e, s as usize, h, self.as_of), table.get(e, t as usize, h, self.as_of))
+        (table.get(e, s as usize, self.h, self.as_of), table.get(e, t as usize, self.h, self.as_of))
     }
 
     /// Priors: per category for products, global for content and shops.
     pub(crate) fn priors(&self) -> Priors {
-        let shared = self.shared;
-        let tables = self.tables;
-        let cfg = &shared.config;
-        let catalog = &*shared.catalog;
-        let n = catalog.len();
-        let n_cats = shared.categories.len();
-        let sc = |table: &CounterTable, e: usize, r: Rate| self.sc(table, e, r);
+        let Deriver { shared, tables, cfg, n, n_cats, .. } = *self;
         let mut sums = vec![MomentSums::default(); n_cats * RATES];
         for row in 0..n {
             let cat = shared.product_cat[row] as usize;
             for (ri, &r) in Rate::ALL.iter().enumerate() {
-                let (s, t) = sc(&tables.products, row, r);
+                let (s, t) = self.sc(&tables.products, row, r);
                 sums[cat * RATES + ri].add(s, t, &cfg.priors);
             }
         }
@@ -75,7 +84,7 @@ impl Deriver<'_> {
             let mut s = [MomentSums::default(); RATES];
             for e in 0..table.len() {
                 for (ri, &r) in Rate::ALL.iter().enumerate() {
-                    let (a, b) = sc(table, e, r);
+                    let (a, b) = self.sc(table, e, r);
                     s[ri].add(a, b, &cfg.priors);
                 }
             }
@@ -95,23 +104,19 @@ impl Deriver<'_> {
         priors: &[BetaPrior],
         content_priors: &[BetaPrior; RATES],
     ) -> (Vec<f32>, Vec<f32>) {
-        let shared = self.shared;
-        let tables = self.tables;
-        let catalog = &*shared.catalog;
-        let n = catalog.len();
-        let sc = |table: &CounterTable, e: usize, r: Rate| self.sc(table, e, r);
+        let Deriver { shared, tables, catalog, n, .. } = *self;
         let mut rates = vec![0.0f32; n * RATES];
         for row in 0..n {
             let cat = shared.product_cat[row] as usize;
             for (ri, &r) in Rate::ALL.iter().enumerate() {
-                let (s, t) = sc(&tables.products, row, r);
+                let (s, t) = self.sc(&tables.products, row, r);
                 rates[row * RATES + ri] = priors[cat * RATES + ri].smooth(s, t);
             }
         }
         let mut content_rates = vec![0.0f32; catalog.content_len() * RATES];
         for crow in 0..catalog.content_len() {
             for (ri, &r) in Rate::ALL.iter().enumerate() {
-                let (s, t) = sc(&tables.contents, crow, r);
+                let (s, t) = self.sc(&tables.contents, crow, r);
                 content_rates[crow * RATES + ri] = content_priors[ri].smooth(s, t);
             }
         }
@@ -121,13 +126,7 @@ impl Deriver<'_> {
 
     /// Ranking priors: conversion per impression, and trending volume.
     pub(crate) fn ranking(&self, rates: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<ItemIdx>) {
-        let shared = self.shared;
-        let tables = self.tables;
-        let as_of = self.as_of;
-        let cfg = &shared.config;
-        let catalog = &*shared.catalog;
-        let h = cfg.rate_half_life;
-        let n = catalog.len();
+        let Deriver { tables, as_of, h, n, .. } = *self;
         let mut rate_score: Vec<f32> = (0..n)
             .map(|row| {
                 rates[row * RATES + Rate::Ctr as usize] * rates[row * RATES + Rate::Cvr as usize]
@@ -163,14 +162,7 @@ impl Deriver<'_> {
         flagged: &HashSet<u32>,
         suspended: &HashSet<u32>,
     ) -> (Vec<f32>, Vec<bool>, Vec<Option<Gate>>) {
-        let shared = self.shared;
-        let tables = self.tables;
-        let as_of = self.as_of;
-        let cfg = &shared.config;
-        let catalog = &*shared.catalog;
-        let h = cfg.rate_half_life;
-        let n = catalog.len();
-        let sc = |table: &CounterTable, e: usize, r: Rate| self.sc(table, e, r);
+        let Deriver { tables, as_of, cfg, catalog, h, n, .. } = *self;
         let g = &cfg.governance;
         let (refund_mean, complaint_mean) = (
             merchant_priors[Rate::RefundRate as usize].mean(),
@@ -179,8 +171,8 @@ impl Deriver<'_> {
         let mut merchant_score = Vec::with_capacity(catalog.merchants().len());
         let mut merchant_suspended = Vec::with_capacity(catalog.merchants().len());
         for (m, merchant) in catalog.merchants().iter().enumerate() {
-            let (rs, rt) = sc(&tables.merchants, m, Rate::RefundRate);
-            let (cs, ct) = sc(&tables.merchants, m, Rate::ComplaintRate);
+            let (rs, rt) = self.sc(&tables.merchants, m, Rate::RefundRate);
+            let (cs, ct) = self.sc(&tables.merchants, m, Rate::ComplaintRate);
             let refund = merchant_priors[Rate::RefundRate as usize].smooth(rs, rt);
             let complaint = merchant_priors[Rate::ComplaintRate as usize].smooth(cs, ct);
             let score = (merchant.experience
@@ -222,9 +214,7 @@ impl Deriver<'_> {
 
     /// Presentation: each product's best content by smoothed completion.
     pub(crate) fn best_content(&self, content_rates: &[f32]) -> Vec<u32> {
-        let shared = self.shared;
-        let catalog = &*shared.catalog;
-        let n = catalog.len();
+        let Deriver { catalog, n, .. } = *self;
         (0..n)
             .map(|row| {
                 let wc = Rate::WatchCompletion as usize;
@@ -244,13 +234,7 @@ impl Deriver<'_> {
 
     /// Per-category lists and content lists for the candidate sources.
     pub(crate) fn lists(&self, trending: &[ItemIdx]) -> Lists {
-        let shared = self.shared;
-        let tables = self.tables;
-        let as_of = self.as_of;
-        let cfg = &shared.config;
-        let catalog = &*shared.catalog;
-        let n = catalog.len();
-        let n_cats = shared.categories.len();
+        let Deriver { shared, tables, as_of, cfg, catalog, n, n_cats, .. } = *self;
         let mut category_trending: Vec<Vec<ItemIdx>> = vec![Vec::new(); n_cats];
         for &r in trending {
             let list = &mut category_trending[shared.product_cat[r.index()] as usize];

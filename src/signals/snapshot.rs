@@ -147,7 +147,7 @@ impl Signals {
     ) -> Signals {
         let as_of = watermark.unwrap_or(0);
         let derived = {
-            let d = Deriver { shared: &shared, tables: &tables, as_of };
+            let d = Deriver::new(&shared, &tables, as_of);
             let (priors, content_priors, merchant_priors) = d.priors();
             let (rates, content_rates) = d.rates(&priors, &content_priors);
             let (rate_score, trending_score, trending) = d.ranking(&rates);

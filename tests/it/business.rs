@@ -2,7 +2,7 @@
 //! runtime, listed in the explanations, honoured by the rerank: a pinned
 //! item is never dropped by a cap, a blocked one is never shown.
 
-use crate::it::adversarial::{recommender, store, user, world};
+use crate::it::adversarial::{recommender, user, world};
 use omnifeed::business::{Blocklist, Boost, BoostTarget, BusinessRules, Pin, TimeRange};
 use omnifeed::{
     ErrorKind, FeedRequest, ProductId, Recommender, RecommenderConfig, RemovalReason, ServingState,
@@ -238,6 +238,5 @@ proptest! {
             let a = at(first);
             prop_assert!(a == first.position || a == feed.items.len() - 1, "{a} vs {}", first.position);
         }
-        let _ = store;
     }
 }

@@ -5,7 +5,6 @@
 //! the ranking stage's rows.
 
 use crate::it::adversarial::{recommender, store, user, world};
-use omnifeed::index::ExactIndex;
 use omnifeed::pipeline::{Filter, SideEffect};
 use omnifeed::rank::{F, FeatureMatrix, Scorer, col};
 use omnifeed::retrieve::{CandidateBuf, CandidateSource, RequestContext};
@@ -266,7 +265,6 @@ fn features_for_gives_the_ranking_rows() {
     let again = FeatureMatrix::from_rows(m.as_slice()).unwrap();
     assert_eq!(again.as_slice(), m.as_slice());
     assert!(FeatureMatrix::from_rows(&[0.0; F - 1]).is_err());
-    let _ = ExactIndex::new(world().catalog.shared_embeddings());
 }
 
 #[test]

@@ -3,9 +3,9 @@
 //! source ids and empty log periods are typed errors at build time.
 
 use super::*;
+use omnifeed::ErrorKind;
 use omnifeed::load::{LogOptions, OutOfPeriod, read_events};
 use omnifeed::retrieve::{CandidateBuf, CandidateSource, RequestContext};
-use omnifeed::{ErrorKind, Surface};
 use proptest::prelude::*;
 
 fn toml_err(text: &str) -> String {
@@ -143,7 +143,6 @@ fn an_empty_log_period_is_an_error() {
     }
     let ok = LogOptions { period: Some((i64::MIN, i64::MAX)), out_of_period: OutOfPeriod::Clamp };
     assert_eq!(read_events(&p, &ok).unwrap().0.len(), 10);
-    let _ = Surface::Feed;
 }
 
 proptest! {
