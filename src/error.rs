@@ -153,6 +153,31 @@ pub enum ErrorKind {
         /// What failed.
         reason: String,
     },
+    /// The operation is not supported by this part (for example an
+    /// incremental update of an index that can only be rebuilt).
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+    },
+    /// A snapshot file is corrupt, truncated or not a snapshot: nothing of
+    /// it was used.
+    Snapshot {
+        /// The file.
+        path: PathBuf,
+        /// The section (or "header", "manifest").
+        section: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A snapshot was written in a format version this build cannot read.
+    SnapshotVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
 }
 
 impl Error {
@@ -253,6 +278,15 @@ impl fmt::Display for Error {
                 "{part} was built over another catalog (fingerprint {got:016x}, expected {expected:016x})"
             ),
             ErrorKind::Index { reason } => write!(f, "index: {reason}"),
+            ErrorKind::Unsupported { what } => write!(f, "unsupported: {what}"),
+            ErrorKind::Snapshot { path, section, reason } => {
+                write!(f, "{}: snapshot section {section}: {reason}", path.display())
+            }
+            ErrorKind::SnapshotVersion { path, found, supported } => write!(
+                f,
+                "{}: snapshot format version {found}, this build reads version {supported}",
+                path.display()
+            ),
         }
     }
 }

@@ -119,7 +119,8 @@ pub mod train;
 
 pub use builder::RecommenderBuilder;
 pub use catalog::{
-    Catalog, CatalogBuilder, Content, ContentKind, Embeddings, Merchant, MerchantStatus, Product,
+    Catalog, CatalogBuilder, CatalogChanges, CatalogDelta, Content, ContentKind, Embeddings, Merchant,
+    MerchantStatus, Product,
 };
 pub use config::{PerSurface, RecommenderConfig, SourceConfig};
 pub use error::{Error, ErrorKind, IdKind, Result};

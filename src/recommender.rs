@@ -211,10 +211,11 @@ impl Recommender {
             surface: req.surface,
             stale_excludes: r.stale,
             query_terms: input.terms.len(),
+            state_version: state.version,
             ..Trace::default()
         };
         stage!("retrieve", self.retrieve(s, &ctx, &mut trace));
-        stage!("merge", self.merge(s));
+        stage!("merge", self.merge(s, catalog));
         trace.candidates = s.rows.len();
         stage!("filter", self.filter(s, &ctx, &mut trace));
         trace.scored = s.rows.len();

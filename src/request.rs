@@ -368,6 +368,9 @@ impl RemovalReason {
 pub struct Trace {
     /// The surface served.
     pub surface: Surface,
+    /// The [`ServingState::version`](crate::ServingState::version) that
+    /// served it: every product in the feed exists, listed, in that version.
+    pub state_version: u64,
     /// Each candidate source, in order.
     pub sources: Vec<SourceTrace>,
     /// Distinct candidates after merging.

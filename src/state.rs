@@ -1,6 +1,6 @@
 //! The serving state: everything a request reads, swapped as one unit.
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogChanges};
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::VectorIndex;
 use crate::rank::features::{RankRow, rank_rows};
@@ -9,6 +9,12 @@ use crate::signals::Signals;
 use std::sync::Arc;
 
 /// Everything a request reads, swapped as one unit.
+///
+/// A state is immutable. The next one is made by [`new`](Self::new) (all
+/// parts built), [`with_signals`](Self::with_signals) (new signals, the
+/// catalog's structures shared) or [`with_delta`](Self::with_delta) (a
+/// catalog delta: the title index updated in place of a rebuild), and each
+/// gets the next [`version`](Self::version).
 #[derive(Debug, Clone)]
 pub struct ServingState {
     pub(crate) catalog: Arc<Catalog>,
@@ -17,6 +23,8 @@ pub struct ServingState {
     pub(crate) lexical: Arc<LexicalIndex>,
     /// Each product's ranking signals packed in one cache line.
     pub(crate) rank_rows: Arc<Vec<RankRow>>,
+    pub(crate) price_bands: Arc<Vec<f32>>,
+    pub(crate) version: u64,
 }
 
 impl ServingState {
@@ -33,40 +41,70 @@ impl ServingState {
         index: Arc<dyn VectorIndex>,
         signals: Arc<Signals>,
     ) -> Result<Self> {
-        if index.dim() != catalog.dim() {
-            return Err(Error::dimension("index", catalog.dim(), index.dim()));
-        }
-        if index.len() != catalog.len() {
-            return Err(Error::dimension("index rows", catalog.len(), index.len()));
-        }
-        if signals.catalog().len() != catalog.len() {
-            return Err(Error::dimension("signals rows", catalog.len(), signals.catalog().len()));
-        }
-        if signals.catalog().dim() != catalog.dim() {
-            return Err(Error::dimension("signals", catalog.dim(), signals.catalog().dim()));
-        }
-        if let Some(got) = index.embeddings_fingerprint() {
-            let expected = catalog.embeddings().fingerprint();
-            if got != expected {
-                return Err(Error::new(ErrorKind::CatalogMismatch {
-                    part: "index",
-                    expected,
-                    got,
-                }));
-            }
-        }
-        if !Arc::ptr_eq(signals.catalog(), &catalog)
-            && signals.catalog().fingerprint() != catalog.fingerprint()
-        {
-            return Err(Error::new(ErrorKind::CatalogMismatch {
-                part: "signals",
-                expected: catalog.fingerprint(),
-                got: signals.catalog().fingerprint(),
-            }));
-        }
+        check_parts(&catalog, &*index, &signals)?;
         let lexical = Arc::new(LexicalIndex::build(&catalog));
-        let rank_rows = Arc::new(rank_rows(&catalog, &signals, &price_bands(&catalog)));
-        Ok(ServingState { catalog, index, signals, lexical, rank_rows })
+        let price_bands = Arc::new(price_bands(&catalog));
+        let rank_rows = Arc::new(rank_rows(&catalog, &signals, &price_bands));
+        Ok(ServingState { catalog, index, signals, lexical, rank_rows, price_bands, version: 0 })
+    }
+
+    /// The next version with new signals over the same catalog: the index,
+    /// title index and price bands are shared, only the packed rank rows
+    /// (which hold signals) are recomputed. This is a signals-only publish.
+    ///
+    /// Errors: signals over another catalog ([`ErrorKind::CatalogMismatch`]).
+    pub fn with_signals(&self, signals: Arc<Signals>) -> Result<ServingState> {
+        check_parts(&self.catalog, &*self.index, &signals)?;
+        let rank_rows = Arc::new(rank_rows(&self.catalog, &signals, &self.price_bands));
+        Ok(ServingState { signals, rank_rows, version: self.version + 1, ..self.clone() })
+    }
+
+    /// The next version after a catalog delta: `catalog` is the result of
+    /// [`Catalog::apply`] on this state's catalog, `changes` what it
+    /// returned, `index` this state's index
+    /// [`updated`](VectorIndex::updated) for it and `signals` published by
+    /// a store that [`follow`](crate::SignalStore::follow)ed it. The title
+    /// index is updated for the changed titles only.
+    ///
+    /// Errors: as [`new`](Self::new), and a catalog that is not a successor
+    /// of this one (fewer rows: [`ErrorKind::DimensionMismatch`]).
+    pub fn with_delta(
+        &self,
+        catalog: Arc<Catalog>,
+        index: Arc<dyn VectorIndex>,
+        signals: Arc<Signals>,
+        changes: &CatalogChanges,
+    ) -> Result<ServingState> {
+        check_parts(&catalog, &*index, &signals)?;
+        if catalog.len() < self.catalog.len() {
+            return Err(Error::dimension("catalog rows", self.catalog.len(), catalog.len()));
+        }
+        let lexical = Arc::new(self.lexical.updated(&self.catalog, &catalog, &changes.retitled));
+        let price_bands = Arc::new(price_bands(&catalog));
+        let rank_rows = Arc::new(rank_rows(&catalog, &signals, &price_bands));
+        Ok(ServingState {
+            catalog,
+            index,
+            signals,
+            lexical,
+            rank_rows,
+            price_bands,
+            version: self.version + 1,
+        })
+    }
+
+    /// 0 for a state made by [`new`](Self::new); each
+    /// [`with_signals`](Self::with_signals) or [`with_delta`](Self::with_delta)
+    /// adds one. Reported in [`Trace::state_version`](crate::Trace::state_version).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The same state under another version number (a writer restoring
+    /// its numbering after a restart).
+    pub fn with_version(mut self, version: u64) -> ServingState {
+        self.version = version;
+        self
     }
 
     /// The catalog.
@@ -74,9 +112,19 @@ impl ServingState {
         &self.catalog
     }
 
+    /// The catalog as a shared handle.
+    pub fn shared_catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
     /// The index.
     pub fn index(&self) -> &dyn VectorIndex {
         &*self.index
+    }
+
+    /// The index as a shared handle.
+    pub fn shared_index(&self) -> &Arc<dyn VectorIndex> {
+        &self.index
     }
 
     /// The signals.
@@ -88,6 +136,38 @@ impl ServingState {
     pub fn lexical(&self) -> &LexicalIndex {
         &self.lexical
     }
+}
+
+/// The checks every state constructor makes.
+fn check_parts(catalog: &Arc<Catalog>, index: &dyn VectorIndex, signals: &Signals) -> Result<()> {
+    if index.dim() != catalog.dim() {
+        return Err(Error::dimension("index", catalog.dim(), index.dim()));
+    }
+    if index.len() != catalog.len() {
+        return Err(Error::dimension("index rows", catalog.len(), index.len()));
+    }
+    if signals.catalog().len() != catalog.len() {
+        return Err(Error::dimension("signals rows", catalog.len(), signals.catalog().len()));
+    }
+    if signals.catalog().dim() != catalog.dim() {
+        return Err(Error::dimension("signals", catalog.dim(), signals.catalog().dim()));
+    }
+    if let Some(got) = index.embeddings_fingerprint() {
+        let expected = catalog.embeddings().fingerprint();
+        if got != expected {
+            return Err(Error::new(ErrorKind::CatalogMismatch { part: "index", expected, got }));
+        }
+    }
+    if !Arc::ptr_eq(signals.catalog(), catalog)
+        && signals.catalog().fingerprint() != catalog.fingerprint()
+    {
+        return Err(Error::new(ErrorKind::CatalogMismatch {
+            part: "signals",
+            expected: catalog.fingerprint(),
+            got: signals.catalog().fingerprint(),
+        }));
+    }
+    Ok(())
 }
 
 /// `ln(price / median price of its category)` per row, clamped to ±3.

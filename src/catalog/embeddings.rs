@@ -88,6 +88,48 @@ impl Embeddings {
     pub fn raw_norm(&self, row: ItemIdx) -> f32 {
         self.raw_norms[row.index()]
     }
+
+    /// The raw norms, by row.
+    pub(crate) fn raw_norms(&self) -> &[f32] {
+        &self.raw_norms
+    }
+
+    /// Reassembles a matrix saved by a snapshot (rows already unit).
+    pub(crate) fn from_parts(
+        dim: usize,
+        data: Vec<f32>,
+        raw_norms: Vec<f32>,
+        fingerprint: u64,
+    ) -> Embeddings {
+        Embeddings { dim, data, raw_norms, fingerprint }
+    }
+
+    /// A copy with some rows replaced and rows appended: `rows` holds
+    /// `(row, unit vector, raw norm)`, a row equal to the length so far
+    /// appends. The fingerprint is chained from this one's and the rows
+    /// written, so it tells this version apart from its parent without
+    /// hashing the whole matrix again.
+    pub(crate) fn with_rows(&self, rows: &[(u32, Vec<f32>, f32)]) -> Embeddings {
+        let appended = rows.iter().filter(|r| r.0 as usize >= self.len()).count();
+        let mut data = Vec::with_capacity(self.data.len() + appended * self.dim);
+        data.extend_from_slice(&self.data);
+        let mut raw_norms = self.raw_norms.clone();
+        let mut h = super::Fingerprint::new();
+        h.word(self.fingerprint);
+        for (row, unit, norm) in rows {
+            let r = *row as usize;
+            if r < raw_norms.len() {
+                data[r * self.dim..(r + 1) * self.dim].copy_from_slice(unit);
+                raw_norms[r] = *norm;
+            } else {
+                data.extend_from_slice(unit);
+                raw_norms.push(*norm);
+            }
+            h.word(u64::from(*row));
+            h.words(unit.iter().map(|x| u64::from(x.to_bits())));
+        }
+        Embeddings { dim: self.dim, data, raw_norms, fingerprint: h.finish() }
+    }
 }
 
 /// The L2 norm of `v`, accumulated in `f64`, after checking that every

@@ -7,13 +7,16 @@
 //! columns it needs.
 
 mod content;
+mod delta;
 mod embeddings;
 mod merchant;
 mod product;
 
 pub use content::{Content, ContentKind};
+pub use delta::{CatalogChanges, CatalogDelta};
 pub use embeddings::Embeddings;
 pub(crate) use embeddings::{checked_norm, unit_into};
+
 pub use merchant::{Merchant, MerchantStatus};
 pub use product::Product;
 
@@ -48,7 +51,10 @@ pub struct Catalog {
     merchant_row: Vec<u32>,
     stock: Vec<u32>,
     listed_at: Vec<Timestamp>,
-    titles: Vec<Option<Box<str>>>,
+    /// Shared strings: a new catalog version clones pointers, not titles.
+    titles: Vec<Option<Arc<str>>>,
+    /// Tombstones: rows delisted (never served; kept until a rebuild).
+    delisted: RowSet,
     merchants: Vec<Merchant>,
     merchant_rows: HashMap<MerchantId, u32>,
     contents: Vec<ContentMeta>,
@@ -59,9 +65,66 @@ pub struct Catalog {
     product_contents: Csr,
     embeddings: Arc<Embeddings>,
     fingerprint: u64,
+    /// 0 when built; each applied delta batch adds 1.
+    version: u64,
 }
 
-#[derive(Debug, Clone)]
+/// A set of rows as bits (the catalog's tombstones, as indexes read them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RowSet {
+    bits: Vec<u64>,
+    count: usize,
+}
+
+impl RowSet {
+    #[inline]
+    pub(crate) fn contains(&self, row: u32) -> bool {
+        self.bits.get(row as usize / 64).is_some_and(|w| w >> (row % 64) & 1 == 1)
+    }
+
+    /// Sets `row`; returns true if it was not set.
+    pub(crate) fn insert(&mut self, row: u32) -> bool {
+        let w = row as usize / 64;
+        if self.bits.len() <= w {
+            self.bits.resize(w + 1, 0);
+        }
+        let fresh = self.bits[w] >> (row % 64) & 1 == 0;
+        self.bits[w] |= 1 << (row % 64);
+        self.count += usize::from(fresh);
+        fresh
+    }
+
+    /// Clears `row`; returns true if it was set.
+    pub(crate) fn remove(&mut self, row: u32) -> bool {
+        let had = self.contains(row);
+        if had {
+            self.bits[row as usize / 64] &= !(1 << (row % 64));
+            self.count -= 1;
+        }
+        had
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.bits.iter().enumerate().flat_map(|(w, &bits)| {
+            (0..64u32).filter(move |b| bits >> b & 1 == 1).map(move |b| w as u32 * 64 + b)
+        })
+    }
+
+    pub(crate) fn words(&self) -> &[u64] {
+        &self.bits
+    }
+
+    pub(crate) fn from_words(bits: Vec<u64>) -> Self {
+        let count = bits.iter().map(|w| w.count_ones() as usize).sum();
+        RowSet { bits, count }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 struct ContentMeta {
     id: ContentId,
     kind: ContentKind,
@@ -118,6 +181,34 @@ impl Catalog {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.product_ids.is_empty()
+    }
+
+    /// False if row `row` was delisted by a [`CatalogDelta::Delist`]: its
+    /// row stays (rows are stable) but it is never served. True for rows
+    /// out of range too; check them against [`len`](Self::len).
+    #[inline]
+    pub fn is_listed(&self, row: ItemIdx) -> bool {
+        !self.delisted.contains(row.0)
+    }
+
+    /// Number of delisted rows (tombstones a rebuild would drop).
+    pub fn delisted_len(&self) -> usize {
+        self.delisted.len()
+    }
+
+    /// The tombstones as a set, for indexes.
+    pub(crate) fn delisted_set(&self) -> &RowSet {
+        &self.delisted
+    }
+
+    /// The delisted rows, ascending.
+    pub fn delisted_rows(&self) -> impl Iterator<Item = ItemIdx> + '_ {
+        self.delisted.iter().map(ItemIdx)
+    }
+
+    /// 0 for a built catalog; each [`apply`](Self::apply) returns the next.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The embedding dimension.
@@ -442,6 +533,7 @@ impl CatalogBuilder {
             stock: p.stock,
             listed_at: p.listed_at,
             titles: p.titles,
+            delisted: RowSet::default(),
             merchants: self.merchants,
             merchant_rows,
             contents,
@@ -449,6 +541,7 @@ impl CatalogBuilder {
             content_products,
             product_contents,
             embeddings: Arc::new(embeddings),
+            version: 0,
         })
     }
 }
@@ -480,7 +573,7 @@ struct ProductColumns {
     merchant_row: Vec<u32>,
     stock: Vec<u32>,
     listed_at: Vec<Timestamp>,
-    titles: Vec<Option<Box<str>>>,
+    titles: Vec<Option<Arc<str>>>,
 }
 
 impl ProductColumns {
@@ -523,7 +616,7 @@ impl ProductColumns {
             c.merchant_row.push(m);
             c.stock.push(p.stock);
             c.listed_at.push(p.listed_at);
-            c.titles.push(p.title.map(String::into_boxed_str));
+            c.titles.push(p.title.map(Arc::from));
         }
         Ok(c)
     }

@@ -1,7 +1,7 @@
 //! Brute-force search: exact, and the oracle HNSW is measured against.
 
-use super::{Neighbor, RowFilter, VectorIndex, with_unit_query};
-use crate::catalog::Embeddings;
+use super::{Neighbor, RowFilter, VectorIndex, check_successor, live_only, with_unit_query};
+use crate::catalog::{Catalog, Embeddings, RowSet};
 use crate::error::Result;
 use crate::ids::ItemIdx;
 use crate::rank::kernels::{TopK, dot};
@@ -12,12 +12,19 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct ExactIndex {
     embeddings: Arc<Embeddings>,
+    /// Delisted rows, never returned.
+    dead: RowSet,
 }
 
 impl ExactIndex {
     /// An index over `embeddings` (shared, not copied).
     pub fn new(embeddings: Arc<Embeddings>) -> Self {
-        ExactIndex { embeddings }
+        ExactIndex { embeddings, dead: RowSet::default() }
+    }
+
+    /// An index over a catalog's embeddings that skips its delisted rows.
+    pub fn for_catalog(catalog: &Catalog) -> Self {
+        ExactIndex { embeddings: catalog.shared_embeddings(), dead: catalog.delisted_set().clone() }
     }
 }
 
@@ -48,7 +55,7 @@ impl VectorIndex for ExactIndex {
         with_unit_query(query, self.dim(), k, |unit| {
             let mut top = TopK::new(out, k.min(self.len()));
             let rows = self.embeddings.as_slice().chunks_exact(self.dim());
-            match filter {
+            match live_only(&self.dead, filter) {
                 None => {
                     for (i, row) in rows.enumerate() {
                         top.push(ItemIdx(i as u32), dot(row, unit));
@@ -66,6 +73,12 @@ impl VectorIndex for ExactIndex {
             top.finish();
         })?;
         Ok(())
+    }
+
+    /// Shares the catalog's new matrix: nothing to insert.
+    fn updated(&self, catalog: &Catalog, _changed: &[ItemIdx]) -> Result<Arc<dyn VectorIndex>> {
+        check_successor(self, catalog)?;
+        Ok(Arc::new(ExactIndex::for_catalog(catalog)))
     }
 }
 

@@ -7,12 +7,20 @@
 //! the slightly negative distances that rounding gives for near-identical
 //! unit vectors. Scores handed back are recomputed exactly from the stored
 //! embeddings, so they match [`ExactIndex`](super::ExactIndex) to float rounding.
+//!
+//! Catalog deltas: hnsw_rs forbids inserting while other threads search, so
+//! a published graph is never written. [`VectorIndex::updated`] keeps the
+//! graph and adds a growing exact segment (the rows added or re-embedded
+//! since the graph was built, scanned brute force and merged), and marks
+//! the graph's outdated points stale; a background rebuild folds the
+//! segment into a new graph (the LSM pattern of Lucene's and Milvus'
+//! growing segments).
 
-use super::{Neighbor, RowFilter, VectorIndex, with_unit_query};
-use crate::catalog::Embeddings;
+use super::{Neighbor, RowFilter, VectorIndex, check_successor, with_unit_query};
+use crate::catalog::{Catalog, Embeddings, RowSet};
 use crate::error::{Error, Result};
 use crate::ids::ItemIdx;
-use crate::rank::kernels::{best_first, dot};
+use crate::rank::kernels::{TopK, best_first, dot};
 use hnsw_rs::prelude::{Distance, Hnsw};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -95,9 +103,15 @@ impl Distance<f32> for DotDistance {
 /// # Ok::<(), omnifeed::Error>(())
 /// ```
 pub struct HnswIndex {
-    graph: Hnsw<'static, f32, DotDistance>,
+    graph: Arc<Hnsw<'static, f32, DotDistance>>,
     embeddings: Arc<Embeddings>,
     params: HnswParams,
+    /// Graph points whose row was re-embedded since the build.
+    stale: RowSet,
+    /// Rows searched exactly: added or re-embedded since the build.
+    fresh: Arc<Vec<u32>>,
+    /// Delisted rows, never returned.
+    dead: RowSet,
 }
 
 impl fmt::Debug for HnswIndex {
@@ -139,7 +153,20 @@ impl HnswIndex {
             }
         }
         graph.set_searching_mode(true);
-        Ok(HnswIndex { graph, embeddings, params })
+        Ok(HnswIndex {
+            graph: Arc::new(graph),
+            embeddings,
+            params,
+            stale: RowSet::default(),
+            fresh: Arc::default(),
+            dead: RowSet::default(),
+        })
+    }
+
+    /// Rows in the exact segment (added or re-embedded since the build):
+    /// what a rebuild would fold into the graph.
+    pub fn segment_len(&self) -> usize {
+        self.fresh.len()
     }
 
     /// The parameters it was built with.
@@ -163,20 +190,51 @@ impl HnswIndex {
             // rows there are and the documented ef ceiling.
             let k = k.min(self.len()).min(MAX_EF);
             let ef = ef.clamp(1, MAX_EF).max(k);
-            let found = match filter {
-                None => self.graph.search_filter(unit, k, ef, None),
-                Some(keep) => {
-                    let f = |id: &usize| keep(ItemIdx(*id as u32));
-                    self.graph.search_filter(unit, k, ef, Some(&f))
-                }
+            let (stale, dead) = (&self.stale, &self.dead);
+            let found = if filter.is_none() && stale.len() == 0 && dead.len() == 0 {
+                self.graph.search_filter(unit, k, ef, None)
+            } else {
+                let f = |id: &usize| {
+                    let r = *id as u32;
+                    !stale.contains(r) && !dead.contains(r) && filter.is_none_or(|f| f(ItemIdx(r)))
+                };
+                self.graph.search_filter(unit, k, ef, Some(&f))
             };
             out.extend(found.iter().map(|nb| {
                 let row = ItemIdx(nb.d_id as u32);
                 Neighbor { row, score: dot(self.embeddings.row(row), unit) }
             }));
+            if !self.fresh.is_empty() {
+                self.merge_fresh(unit, k, filter, out);
+            }
         })?;
         out.sort_unstable_by(best_first);
         Ok(())
+    }
+
+    /// Scans the exact segment and keeps the best `k` of it and `out`.
+    fn merge_fresh(
+        &self,
+        unit: &[f32],
+        k: usize,
+        filter: Option<RowFilter<'_>>,
+        out: &mut Vec<Neighbor>,
+    ) {
+        let mut all = std::mem::take(out);
+        {
+            let mut top = TopK::new(out, k);
+            for n in &all {
+                top.push(n.row, n.score);
+            }
+            for &r in self.fresh.iter() {
+                let row = ItemIdx(r);
+                if !self.dead.contains(r) && filter.is_none_or(|f| f(row)) {
+                    top.push(row, dot(self.embeddings.row(row), unit));
+                }
+            }
+            top.finish();
+        }
+        all.clear();
     }
 }
 
@@ -205,6 +263,34 @@ impl VectorIndex for HnswIndex {
         out: &mut Vec<Neighbor>,
     ) -> Result<()> {
         self.search_ef(query, k, self.params.ef_search, filter, out)
+    }
+
+    /// Adds the changed rows to the exact segment and marks their graph
+    /// points stale; the graph itself is shared, never written.
+    fn updated(&self, catalog: &Catalog, changed: &[ItemIdx]) -> Result<Arc<dyn VectorIndex>> {
+        check_successor(self, catalog)?;
+        let built = self.graph.get_nb_point();
+        let mut stale = self.stale.clone();
+        let mut fresh: Vec<u32> = (*self.fresh).clone();
+        for &row in changed {
+            if row.index() >= catalog.len() {
+                return Err(Error::dimension("changed row", catalog.len(), row.index()));
+            }
+            if row.index() < built {
+                stale.insert(row.0);
+            }
+            fresh.push(row.0);
+        }
+        fresh.sort_unstable();
+        fresh.dedup();
+        Ok(Arc::new(HnswIndex {
+            graph: Arc::clone(&self.graph),
+            embeddings: catalog.shared_embeddings(),
+            params: self.params,
+            stale,
+            fresh: Arc::new(fresh),
+            dead: catalog.delisted_set().clone(),
+        }))
     }
 }
 

@@ -12,8 +12,8 @@
 //! catalog's `f32` matrix, so returned scores are exact. Extra memory:
 //! `N × d` bytes.
 
-use super::{Neighbor, RowFilter, VectorIndex, with_unit_query};
-use crate::catalog::Embeddings;
+use super::{Neighbor, RowFilter, VectorIndex, check_successor, live_only, with_unit_query};
+use crate::catalog::{Catalog, Embeddings, RowSet};
 use crate::error::{Error, Result};
 use crate::ids::ItemIdx;
 use crate::rank::kernels::{TopK, dot};
@@ -76,16 +76,31 @@ pub struct IvfIndex {
     len: usize,
     probes: usize,
     /// `lists × dim` unit centroids.
-    centroids: Vec<f32>,
-    /// List `l` holds `rows[offsets[l]..offsets[l + 1]]`.
-    offsets: Vec<u32>,
-    rows: Vec<u32>,
-    /// The vectors in list order, one byte per dimension.
-    codes: Vec<u8>,
+    centroids: Arc<[f32]>,
+    /// The lists, each shared copy-on-write between index versions.
+    lists: Vec<Arc<IvfList>>,
+    /// Row → its list.
+    assign: Arc<Vec<u32>>,
     /// Per dimension: the value of code 0 and the step per code.
-    lo: Vec<f32>,
-    step: Vec<f32>,
+    lo: Arc<[f32]>,
+    step: Arc<[f32]>,
     embeddings: Arc<Embeddings>,
+    /// Delisted rows, never returned.
+    dead: RowSet,
+}
+
+/// One inverted list: its rows and their codes, one byte per dimension.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IvfList {
+    pub(crate) rows: Vec<u32>,
+    pub(crate) codes: Vec<u8>,
+}
+
+/// The byte code of `x` on a per-dimension grid (clamped to the grid).
+fn encode(x: &[f32], lo: &[f32], step: &[f32], out: &mut Vec<u8>) {
+    for ((&x, &l), &s) in x.iter().zip(lo).zip(step) {
+        out.push(((x - l) / s).round().clamp(0.0, 255.0) as u8);
+    }
 }
 
 /// `Σ q_j · c_j` for byte codes, in eight independent lanes.
@@ -218,29 +233,89 @@ impl IvfIndex {
         }
         let step: Vec<f32> =
             lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(1e-12)).collect();
-        let mut codes = Vec::with_capacity(n * dim);
-        for &r in &rows {
-            for (j, &x) in row(r).iter().enumerate() {
-                codes.push(((x - lo[j]) / step[j]).round().clamp(0.0, 255.0) as u8);
-            }
-        }
+        let lists = (0..lists)
+            .into_par_iter()
+            .map(|l| {
+                let rows = rows[offsets[l] as usize..offsets[l + 1] as usize].to_vec();
+                let mut codes = Vec::with_capacity(rows.len() * dim);
+                for &r in &rows {
+                    encode(row(r), &lo, &step, &mut codes);
+                }
+                Arc::new(IvfList { rows, codes })
+            })
+            .collect();
         Ok(IvfIndex {
             dim,
             len: n,
             probes: params.probes,
-            centroids,
-            offsets,
-            rows,
-            codes,
-            lo,
-            step,
+            centroids: centroids.into(),
+            lists,
+            assign: Arc::new(all),
+            lo: lo.into(),
+            step: step.into(),
             embeddings,
+            dead: RowSet::default(),
         })
     }
 
     /// Number of lists.
     pub fn lists(&self) -> usize {
-        self.offsets.len() - 1
+        self.lists.len()
+    }
+
+    /// The parts a snapshot saves.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn parts(&self) -> (usize, &[f32], &[Arc<IvfList>], &[f32], &[f32]) {
+        (self.probes, &self.centroids, &self.lists, &self.lo, &self.step)
+    }
+
+    /// Reassembles an index saved by a snapshot over `catalog`.
+    ///
+    /// Errors: parts that do not fit the catalog (a row out of range or in
+    /// two lists, codes of the wrong length, a bad probe count).
+    pub(crate) fn from_parts(
+        catalog: &Catalog,
+        probes: usize,
+        centroids: Vec<f32>,
+        lists: Vec<IvfList>,
+        lo: Vec<f32>,
+        step: Vec<f32>,
+    ) -> Result<IvfIndex> {
+        let (n, dim) = (catalog.len(), catalog.dim());
+        let bad = |reason: String| Error::invalid_value("ivf index", "snapshot", reason);
+        if lists.is_empty() || centroids.len() != lists.len() * dim {
+            return Err(bad(format!("{} centroid values for {} lists", centroids.len(), lists.len())));
+        }
+        if lo.len() != dim || step.len() != dim || !(1..=lists.len()).contains(&probes) {
+            return Err(bad("quantizer or probes do not fit the dimension".into()));
+        }
+        let mut assign = vec![u32::MAX; n];
+        for (l, list) in lists.iter().enumerate() {
+            if list.codes.len() != list.rows.len() * dim {
+                return Err(bad(format!("list {l} has codes of the wrong length")));
+            }
+            for &r in &list.rows {
+                match assign.get_mut(r as usize) {
+                    Some(a) if *a == u32::MAX => *a = l as u32,
+                    _ => return Err(bad(format!("row {r} is out of range or in two lists"))),
+                }
+            }
+        }
+        if assign.contains(&u32::MAX) {
+            return Err(bad("a row is in no list".into()));
+        }
+        Ok(IvfIndex {
+            dim,
+            len: n,
+            probes,
+            centroids: centroids.into(),
+            lists: lists.into_iter().map(Arc::new).collect(),
+            assign: Arc::new(assign),
+            lo: lo.into(),
+            step: step.into(),
+            embeddings: catalog.shared_embeddings(),
+            dead: catalog.delisted_set().clone(),
+        })
     }
 
     /// Searches with `probes` lists instead of the built-in number.
@@ -269,6 +344,7 @@ impl IvfIndex {
     ) {
         let lists = self.lists();
         let probes = probes.clamp(1, lists);
+        let keep = live_only(&self.dead, filter);
         // The closest `probes` centroids.
         let mut near: Vec<Neighbor> = Vec::with_capacity(probes * 2);
         {
@@ -279,17 +355,16 @@ impl IvfIndex {
             top.finish();
         }
         // Approximate scores from the codes: q·x ≈ Σ q_j lo_j + Σ (q_j step_j) c_j.
-        let bias: f32 = query.iter().zip(&self.lo).map(|(q, l)| q * l).sum();
-        let qs: Vec<f32> = query.iter().zip(&self.step).map(|(q, s)| q * s).collect();
+        let bias: f32 = query.iter().zip(self.lo.iter()).map(|(q, l)| q * l).sum();
+        let qs: Vec<f32> = query.iter().zip(self.step.iter()).map(|(q, s)| q * s).collect();
         {
             let mut top = TopK::new(out, k.saturating_add(32).min(self.len));
             for l in &near {
-                let li = l.row.index();
-                let (a, b) = (self.offsets[li] as usize, self.offsets[li + 1] as usize);
-                let codes = self.codes[a * self.dim..b * self.dim].chunks_exact(self.dim);
-                for (&r, c) in self.rows[a..b].iter().zip(codes) {
+                let list = &self.lists[l.row.index()];
+                let codes = list.codes.chunks_exact(self.dim);
+                for (&r, c) in list.rows.iter().zip(codes) {
                     let idx = ItemIdx(r);
-                    if filter.is_none_or(|keep| keep(idx)) {
+                    if keep.as_ref().is_none_or(|keep| keep(idx)) {
                         top.push(idx, bias + dot_u8(&qs, c));
                     }
                 }
@@ -334,6 +409,51 @@ impl VectorIndex for IvfIndex {
         let k = k.min(self.len);
         let scaled = (self.probes as f64 * (k as f64 / 100.0).sqrt()).ceil() as usize;
         self.search_probes(query, k, scaled.clamp(4.min(self.probes), self.probes), filter, out)
+    }
+
+    /// Moves each changed row to the list of its nearest centroid (the
+    /// centroids and the quantizer grid stay; a value off the grid is
+    /// clamped, and rescoring is exact anyway). Only the touched lists are
+    /// copied; the rest are shared with `self`.
+    fn updated(&self, catalog: &Catalog, changed: &[ItemIdx]) -> Result<Arc<dyn VectorIndex>> {
+        check_successor(self, catalog)?;
+        let emb = catalog.embeddings();
+        let mut lists = self.lists.clone();
+        let mut assign = (*self.assign).clone();
+        assign.resize(catalog.len(), u32::MAX);
+        for &row in changed {
+            let Some(slot) = assign.get_mut(row.index()) else {
+                return Err(Error::dimension("changed row", catalog.len(), row.index()));
+            };
+            if *slot != u32::MAX {
+                let list = Arc::make_mut(&mut lists[*slot as usize]);
+                if let Some(p) = list.rows.iter().position(|&r| r == row.0) {
+                    list.rows.remove(p);
+                    list.codes.drain(p * self.dim..(p + 1) * self.dim);
+                }
+            }
+            let v = emb.row(row);
+            let l = nearest(&self.centroids, self.dim, v);
+            *slot = l;
+            let list = Arc::make_mut(&mut lists[l as usize]);
+            list.rows.push(row.0);
+            encode(v, &self.lo, &self.step, &mut list.codes);
+        }
+        if let Some(r) = assign.iter().position(|&a| a == u32::MAX) {
+            return Err(Error::invalid_value(
+                "index update",
+                format_args!("row {r}"),
+                "a new row was not in the changed rows",
+            ));
+        }
+        Ok(Arc::new(IvfIndex {
+            len: catalog.len(),
+            lists,
+            assign: Arc::new(assign),
+            embeddings: catalog.shared_embeddings(),
+            dead: catalog.delisted_set().clone(),
+            ..self.clone()
+        }))
     }
 }
 

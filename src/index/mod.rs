@@ -24,8 +24,10 @@ pub use ivf::{
     IvfIndex, IvfParams, MAX_ITERATIONS as IVF_MAX_ITERATIONS, MAX_LISTS, MAX_TRAIN_SAMPLE,
 };
 
+use crate::catalog::{Catalog, RowSet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::ItemIdx;
+use std::sync::Arc;
 pub use crate::rank::kernels::Scored as Neighbor;
 
 /// A row predicate: search returns only rows for which it is true.
@@ -74,6 +76,41 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
         filter: Option<RowFilter<'_>>,
         out: &mut Vec<Neighbor>,
     ) -> Result<()>;
+
+    /// The next version of this index for `catalog`, a version of the
+    /// catalog it indexes after [`Catalog::apply`]: the rows in `changed`
+    /// (new rows, and rows whose vector was rewritten; ascending) are
+    /// inserted, the catalog's delisted rows are excluded from every search.
+    /// `self` is untouched, so requests running on it finish on it.
+    ///
+    /// Errors: an index that cannot change in place (the default, for
+    /// example a remote engine: [`ErrorKind::Unsupported`]; rebuild it
+    /// instead), a catalog of another dimension or with fewer rows.
+    fn updated(&self, catalog: &Catalog, changed: &[ItemIdx]) -> Result<Arc<dyn VectorIndex>> {
+        let _ = (catalog, changed);
+        Err(Error::new(ErrorKind::Unsupported { what: "incremental update of this index" }))
+    }
+}
+
+/// Checks that `catalog` can be the next version of an index's catalog.
+pub(crate) fn check_successor(index: &dyn VectorIndex, catalog: &Catalog) -> Result<()> {
+    if catalog.dim() != index.dim() {
+        return Err(Error::dimension("catalog for the index update", index.dim(), catalog.dim()));
+    }
+    if catalog.len() < index.len() {
+        return Err(Error::dimension("catalog rows for the index update", index.len(), catalog.len()));
+    }
+    Ok(())
+}
+
+/// A filter that also drops tombstones: `None` if there are neither.
+#[inline]
+pub(crate) fn live_only<'a>(
+    dead: &'a RowSet,
+    filter: Option<RowFilter<'a>>,
+) -> Option<impl Fn(ItemIdx) -> bool + Sync + 'a> {
+    (dead.len() > 0 || filter.is_some())
+        .then(move || move |r: ItemIdx| !dead.contains(r.0) && filter.is_none_or(|f| f(r)))
 }
 
 /// Checks a query (`k >= 1`, dimension, finite, norm at least

@@ -133,7 +133,12 @@ impl Recommender {
 
     /// Merge: one row per product, with the sources that found it and their
     /// normalized scores (the best per feature slot).
-    pub(crate) fn merge(&self, s: &mut Scratch) {
+    /// Delisted rows (tombstones) are dropped here, whatever source or pin
+    /// produced them: no later stage ever sees one.
+    pub(crate) fn merge(&self, s: &mut Scratch, catalog: &crate::Catalog) {
+        if catalog.delisted_len() > 0 {
+            s.tagged.retain(|t| catalog.is_listed(t.0));
+        }
         s.tagged.sort_unstable_by_key(|t| (t.0, t.1));
         s.rows.clear();
         s.masks.clear();

@@ -224,8 +224,10 @@ pub(crate) struct RankRow {
 
 /// Packs every product's ranking signals (see [`RankRow`]).
 pub(crate) fn rank_rows(catalog: &Catalog, signals: &Signals, price_band: &[f32]) -> Vec<RankRow> {
+    use rayon::prelude::*;
     let trend = signals.trending_scores();
     (0..catalog.len())
+        .into_par_iter()
         .map(|i| {
             let r = ItemIdx(i as u32);
             let (content_watch, content_ctr) = match signals.best_content(r) {

@@ -6,6 +6,7 @@ use crate::ids::ItemIdx;
 use crate::limits::MAX_QUERY_TERMS;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 
 /// Splits text into lowercase alphanumeric terms.
 ///
@@ -55,38 +56,107 @@ fn distinct_in_order(terms: &mut Vec<String>) {
 }
 
 /// An inverted index over product titles (BM25, `k1 = 1.2`, `b = 0.75`).
+///
+/// Posting lists are shared copy-on-write between versions:
+/// [`updated`](Self::updated) copies only the lists of the terms a catalog
+/// delta touches, so a small delta does not rebuild the index.
 #[derive(Debug, Clone, Default)]
 pub struct LexicalIndex {
-    postings: HashMap<String, Vec<(u32, u16)>>,
-    doc_len: Vec<u16>,
+    postings: HashMap<Box<str>, Arc<Vec<(u32, u16)>>>,
+    doc_len: Arc<Vec<u16>>,
+    total_len: u64,
     avg_len: f32,
 }
 
+/// A title's distinct terms with their counts, sorted.
+fn term_counts(title: Option<&str>) -> Vec<(String, u16)> {
+    let mut terms = title.map(tokenize).unwrap_or_default();
+    terms.sort();
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for t in terms {
+        match out.last_mut() {
+            Some((last, n)) if *last == t => *n = n.saturating_add(1),
+            _ => out.push((t, 1)),
+        }
+    }
+    out
+}
+
 impl LexicalIndex {
-    /// Indexes the titles of `catalog` (products without a title have none).
+    /// Indexes the titles of `catalog` (products without a title, and
+    /// delisted ones, have none).
     pub fn build(catalog: &Catalog) -> LexicalIndex {
-        let mut postings: HashMap<String, Vec<(u32, u16)>> = HashMap::new();
+        let mut postings: HashMap<Box<str>, Vec<(u32, u16)>> = HashMap::new();
         let mut doc_len = Vec::with_capacity(catalog.len());
         let mut total = 0u64;
         for r in 0..catalog.len() as u32 {
-            let terms = catalog.title(ItemIdx(r)).map(tokenize).unwrap_or_default();
-            doc_len.push(terms.len().min(u16::MAX as usize) as u16);
-            total += terms.len() as u64;
-            let mut terms = terms;
-            terms.sort();
-            let mut i = 0;
-            while i < terms.len() {
-                let mut j = i;
-                while j < terms.len() && terms[j] == terms[i] {
-                    j += 1;
-                }
-                let tf = (j - i).min(u16::MAX as usize) as u16;
-                postings.entry(std::mem::take(&mut terms[i])).or_default().push((r, tf));
-                i = j;
+            let row = ItemIdx(r);
+            let title = catalog.is_listed(row).then(|| catalog.title(row)).flatten();
+            let terms = term_counts(title);
+            let len: u64 = terms.iter().map(|t| u64::from(t.1)).sum();
+            doc_len.push(len.min(u64::from(u16::MAX)) as u16);
+            total += len;
+            for (term, tf) in terms {
+                postings.entry(term.into_boxed_str()).or_default().push((r, tf));
             }
         }
-        let avg_len = if doc_len.is_empty() { 1.0 } else { total as f32 / doc_len.len() as f32 };
-        LexicalIndex { postings, doc_len, avg_len: avg_len.max(1.0) }
+        let postings = postings.into_iter().map(|(t, l)| (t, Arc::new(l))).collect();
+        let mut index =
+            LexicalIndex { postings, doc_len: Arc::new(doc_len), total_len: total, avg_len: 1.0 };
+        index.set_avg();
+        index
+    }
+
+    fn set_avg(&mut self) {
+        let n = self.doc_len.len().max(1) as f32;
+        self.avg_len = (self.total_len as f32 / n).max(1.0);
+    }
+
+    /// The index for `new`, the next version of `old` (the catalog this
+    /// index was built or updated for), where the titles of `rows` entered,
+    /// changed or left (see [`CatalogChanges::retitled`](crate::CatalogChanges::retitled)).
+    /// Only the posting lists of the terms involved are copied; the result
+    /// equals [`build`](Self::build) on `new`.
+    pub fn updated(&self, old: &Catalog, new: &Catalog, rows: &[ItemIdx]) -> LexicalIndex {
+        let mut next = self.clone();
+        let doc_len = Arc::make_mut(&mut next.doc_len);
+        doc_len.resize(new.len(), 0);
+        // Per term: rows leaving and (row, tf) entering.
+        let mut edits: HashMap<String, (Vec<u32>, Vec<(u32, u16)>)> = HashMap::new();
+        for &row in rows {
+            let r = row.index();
+            if r < old.len() && old.is_listed(row) {
+                for (term, _) in term_counts(old.title(row)) {
+                    edits.entry(term).or_default().0.push(row.0);
+                }
+            }
+            next.total_len -= u64::from(doc_len.get(r).copied().unwrap_or(0));
+            let title = (r < new.len() && new.is_listed(row)).then(|| new.title(row)).flatten();
+            let terms = term_counts(title);
+            let len: u64 = terms.iter().map(|t| u64::from(t.1)).sum();
+            if let Some(d) = doc_len.get_mut(r) {
+                *d = len.min(u64::from(u16::MAX)) as u16;
+            }
+            next.total_len += len;
+            for (term, tf) in terms {
+                edits.entry(term).or_default().1.push((row.0, tf));
+            }
+        }
+        for (term, (mut out, mut into)) in edits {
+            out.sort_unstable();
+            into.sort_unstable();
+            let list = next.postings.entry(term.into_boxed_str()).or_default();
+            let merged: Vec<(u32, u16)> = {
+                let kept = list.iter().filter(|p| out.binary_search(&p.0).is_err()).copied();
+                let mut m: Vec<(u32, u16)> = kept.chain(into).collect();
+                m.sort_unstable_by_key(|p| p.0);
+                m
+            };
+            *Arc::make_mut(list) = merged;
+        }
+        next.postings.retain(|_, l| !l.is_empty());
+        next.set_avg();
+        next
     }
 
     /// Number of distinct terms.
@@ -130,6 +200,7 @@ impl LexicalIndex {
                 break;
             }
             if let Some(list) = self.postings.get(term.as_str()) {
+                let list: &[(u32, u16)] = list;
                 let df = list.len() as f32;
                 lists.push(list);
                 acc.push((0, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()));

@@ -76,6 +76,57 @@ impl CounterTable {
         self.len
     }
 
+    /// Grows to `len` entities (new ones zeroed; never shrinks). Only the
+    /// last, partial chunk is copied; full chunks stay shared.
+    pub(crate) fn grow(&mut self, len: usize) {
+        let stride = self.kinds * self.halves;
+        while self.len < len {
+            let i = self.len & (CHUNK - 1);
+            if i == 0 {
+                self.chunks.push(Arc::new(Chunk { t: Vec::new(), v: Vec::new() }));
+            }
+            let n = (CHUNK - i).min(len - self.len);
+            let Some(last) = self.chunks.last_mut() else { return };
+            let chunk = Arc::make_mut(last);
+            chunk.t.resize(i + n, NEVER);
+            chunk.v.resize((i + n) * stride, 0.0);
+            self.len += n;
+        }
+    }
+
+    /// The raw parts a snapshot saves: per entity its time, and its values.
+    pub(crate) fn raw(&self) -> (Vec<i64>, Vec<f32>) {
+        let mut t = Vec::with_capacity(self.len);
+        let mut v = Vec::with_capacity(self.len * self.kinds * self.halves);
+        for c in &self.chunks {
+            t.extend_from_slice(&c.t);
+            v.extend_from_slice(&c.v);
+        }
+        (t, v)
+    }
+
+    /// Reassembles a table from [`raw`](Self::raw) parts; `None` if their
+    /// lengths do not fit `kinds` and `half_lives`.
+    pub(crate) fn from_raw(
+        kinds: usize,
+        half_lives: &[i64],
+        t: &[i64],
+        v: &[f32],
+    ) -> Option<CounterTable> {
+        let mut table = CounterTable::new(0, kinds, half_lives);
+        let stride = kinds * table.halves;
+        if v.len() != t.len().checked_mul(stride)? {
+            return None;
+        }
+        table.chunks = t
+            .chunks(CHUNK)
+            .zip(v.chunks(CHUNK * stride))
+            .map(|(t, v)| Arc::new(Chunk { t: t.to_vec(), v: v.to_vec() }))
+            .collect();
+        table.len = t.len();
+        Some(table)
+    }
+
     /// [`get`](Self::get), or `None` if `e` or `half` is out of range.
     pub(crate) fn try_get(
         &self,
@@ -183,6 +234,23 @@ mod tests {
             prop_assert_eq!(table.get(0, 1, 0, now), 0.0);
             prop_assert_eq!(table.get(1, 0, 0, now), 0.0);
         }
+    }
+
+    #[test]
+    fn grow_keeps_values_and_round_trips_raw() {
+        let mut table = CounterTable::new(CHUNK - 2, 2, &[100, 200]);
+        table.add(CHUNK - 3, 1, 4.0, 10);
+        let before = table.clone();
+        table.grow(2 * CHUNK + 7);
+        assert_eq!(table.len(), 2 * CHUNK + 7);
+        assert_eq!(table.get(CHUNK - 3, 1, 0, 10), 4.0);
+        table.add(2 * CHUNK + 6, 0, 1.0, 10);
+        assert_eq!(table.get(2 * CHUNK + 6, 0, 1, 10), 1.0);
+        assert_eq!(before.len(), CHUNK - 2);
+        let (t, v) = table.raw();
+        let back = CounterTable::from_raw(2, &[100, 200], &t, &v).unwrap();
+        assert_eq!(back.raw(), (t.clone(), v.clone()));
+        assert!(CounterTable::from_raw(2, &[100, 200], &t, &v[1..]).is_none());
     }
 
     #[test]

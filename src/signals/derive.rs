@@ -145,8 +145,12 @@ impl<'a> Deriver<'a> {
         } else {
             vec![0.0; n]
         };
-        let mut trending: Vec<ItemIdx> =
-            (0..n as u32).map(ItemIdx).filter(|r| engagement[r.index()] > 0.0).collect();
+        // Delisted rows keep their counters but leave every list.
+        let catalog = self.catalog;
+        let mut trending: Vec<ItemIdx> = (0..n as u32)
+            .map(ItemIdx)
+            .filter(|&r| engagement[r.index()] > 0.0 && catalog.is_listed(r))
+            .collect();
         trending
             .sort_by(|a, b| engagement[b.index()].total_cmp(&engagement[a.index()]).then(a.cmp(b)));
         trending.truncate(TRENDING);
@@ -245,7 +249,10 @@ impl<'a> Deriver<'a> {
         let mut category_fresh: Vec<Vec<ItemIdx>> = vec![Vec::new(); n_cats];
         let listed = catalog.listed_at();
         for row in 0..n {
-            if listed[row] <= as_of && elapsed(as_of, listed[row]) <= cfg.fresh_age {
+            if listed[row] <= as_of
+                && elapsed(as_of, listed[row]) <= cfg.fresh_age
+                && catalog.is_listed(ItemIdx(row as u32))
+            {
                 category_fresh[shared.product_cat[row] as usize].push(ItemIdx(row as u32));
             }
         }

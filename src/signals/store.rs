@@ -187,6 +187,59 @@ impl SignalStore {
         Ok(())
     }
 
+    /// Follows the catalog to its next version (after [`Catalog::apply`]):
+    /// the tables grow for new products, content, merchants and
+    /// categories (new rows start at zero and at their category's prior);
+    /// a changed product keeps its row and its counters, and counts under
+    /// its new category from now on (past counts stay where they were
+    /// made); a delisted product keeps its counters (events about it, a
+    /// late refund say, still count, and a relisting finds them) but
+    /// leaves every derived list. Profiles keep their rows: rows are stable.
+    ///
+    /// Errors: `catalog` is not a successor of the store's catalog (fewer
+    /// rows, another dimension, or another product at an old row:
+    /// [`ErrorKind::CatalogMismatch`](crate::ErrorKind::CatalogMismatch)).
+    pub fn follow(&mut self, catalog: Arc<Catalog>) -> Result<()> {
+        let old = &self.shared.catalog;
+        let n_old = old.len();
+        if catalog.dim() != old.dim()
+            || catalog.len() < n_old
+            || catalog.content_len() < old.content_len()
+            || catalog.merchants().len() < old.merchants().len()
+            || catalog.product_ids()[..n_old] != old.product_ids()[..]
+        {
+            return Err(Error::new(crate::ErrorKind::CatalogMismatch {
+                part: "signal store",
+                expected: catalog.fingerprint(),
+                got: old.fingerprint(),
+            }));
+        }
+        let mut categories = self.shared.categories.clone();
+        let mut category_index = self.shared.category_index.clone();
+        let mut product_cat = self.shared.product_cat.clone();
+        product_cat.resize(catalog.len(), u32::MAX);
+        // One comparison per row finds the new rows and changed categories.
+        for (r, &c) in catalog.categories().iter().enumerate() {
+            let known = product_cat[r];
+            if known == u32::MAX || categories[known as usize] != c {
+                product_cat[r] = *category_index.entry(c).or_insert_with(|| {
+                    categories.push(c);
+                    (categories.len() - 1) as u32
+                });
+            }
+        }
+        let t = &mut self.tables;
+        t.products.grow(catalog.len());
+        t.contents.grow(catalog.content_len());
+        t.live.grow(catalog.content_len());
+        t.merchants.grow(catalog.merchants().len());
+        t.categories.grow(categories.len());
+        self.repurchase.resize(categories.len(), CycleStats::default());
+        let config = self.shared.config.clone();
+        self.shared = Arc::new(Shared { catalog, config, categories, category_index, product_cat });
+        Ok(())
+    }
+
     fn check(&self, e: &Event) -> std::result::Result<Resolved, Rejection> {
         let kind = e.kind.name();
         if let Some(v) = e.kind.value() {

@@ -1,0 +1,456 @@
+//! Catalog deltas: a living shop changes its catalog without a rebuild.
+//!
+//! [`Catalog::apply`] takes a batch of [`CatalogDelta`]s and returns the
+//! next version of the catalog plus what changed ([`CatalogChanges`]), or
+//! an error and no change at all: a batch applies whole or not. Rows are
+//! stable: a new product gets the next row, a changed one keeps its row, a
+//! delisted one keeps its row as a tombstone ([`Catalog::is_listed`] is
+//! false; it is never served) until a rebuild compacts the catalog. The
+//! parent version is untouched, so requests running on it finish on it.
+
+use super::embeddings::normalize_in_place;
+use super::{Catalog, ContentMeta, Csr, Fingerprint};
+use crate::catalog::{Content, Merchant, Product};
+use crate::error::{Error, IdKind, Result};
+use crate::ids::{ContentId, ItemIdx, ProductId, Timestamp};
+use crate::limits::MAX_PRICE;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One change to the catalog, as a back office or a content system sends
+/// it. Every delta is idempotent: applying it twice leaves what applying it
+/// once did, so a log delivered at least once converges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogDelta {
+    /// A new product, or new values for a known one (which also relists it
+    /// if it was delisted). A new product needs an `embedding`; a known one
+    /// keeps its vector unless one is given. Any scale: it is normalized.
+    UpsertProduct {
+        /// The record.
+        product: Product,
+        /// The embedding, if new or changed.
+        #[serde(default)]
+        embedding: Option<Vec<f32>>,
+    },
+    /// Takes a product off sale: its row becomes a tombstone.
+    Delist {
+        /// The product.
+        product: ProductId,
+    },
+    /// A new merchant, or a changed experience score or status (a
+    /// suspension from the back office).
+    UpsertMerchant {
+        /// The record.
+        merchant: Merchant,
+    },
+    /// A new content item (a video posted, a live stream scheduled or
+    /// started), or a replacement of a known one's kind, times and links.
+    UpsertContent {
+        /// The record, with the products it carries.
+        content: Content,
+    },
+    /// A live stream (or any content) ends at `at`.
+    EndContent {
+        /// The content.
+        content: ContentId,
+        /// When it ended (not before it started).
+        at: Timestamp,
+    },
+    /// Content starts carrying a product (a no-op if it already does).
+    Link {
+        /// The content.
+        content: ContentId,
+        /// The product.
+        product: ProductId,
+    },
+    /// Content stops carrying a product (a no-op if it does not).
+    Unlink {
+        /// The content.
+        content: ContentId,
+        /// The product.
+        product: ProductId,
+    },
+}
+
+/// What a batch of deltas changed, by row; every list ascending and
+/// without repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogChanges {
+    /// Rows appended for new products.
+    pub added: Vec<ItemIdx>,
+    /// Existing rows whose record changed (relisted ones included).
+    pub updated: Vec<ItemIdx>,
+    /// Rows whose embedding was written (new rows and changed vectors).
+    pub embedded: Vec<ItemIdx>,
+    /// Rows whose title entered, changed or left the title index
+    /// (delisted rows included).
+    pub retitled: Vec<ItemIdx>,
+    /// Rows delisted by this batch.
+    pub delisted: Vec<ItemIdx>,
+    /// Rows listed again by this batch.
+    pub relisted: Vec<ItemIdx>,
+    /// Merchant rows added or changed.
+    pub merchants: Vec<u32>,
+    /// Content rows added or changed (times or links).
+    pub contents: Vec<u32>,
+}
+
+impl CatalogChanges {
+    /// True if nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.updated.is_empty()
+            && self.delisted.is_empty()
+            && self.merchants.is_empty()
+            && self.contents.is_empty()
+    }
+
+    /// Every product row whose record, vector or listing changed.
+    pub fn rows(&self) -> Vec<ItemIdx> {
+        let mut all: Vec<ItemIdx> =
+            [&self.added, &self.updated, &self.delisted].into_iter().flatten().copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+}
+
+/// The work in progress of one [`Catalog::apply`].
+struct Next {
+    c: Catalog,
+    changes: CatalogChanges,
+    /// `(row, unit vector, raw norm)` to write, one per row (the last wins).
+    vectors: Vec<(u32, Vec<f32>, f32)>,
+    vector_of: HashMap<u32, usize>,
+    /// Content links by content row, materialized on the first content delta.
+    links: Option<Vec<Vec<u32>>>,
+}
+
+impl Catalog {
+    /// Applies a batch of deltas: returns the next version and what changed.
+    /// `self` is never modified; on error nothing is applied.
+    ///
+    /// Errors name the delta (its position in the batch) and the id: a
+    /// price outside `[0, 1e9]`, an experience score outside `[0, 1]`, an
+    /// embedding of the wrong dimension, with NaN/inf or zero, a new product
+    /// without an embedding, a content item ending before it starts, a
+    /// content item linking a product twice ([`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue),
+    /// [`ErrorKind::DimensionMismatch`](crate::ErrorKind::DimensionMismatch));
+    /// an unknown merchant, product or content ([`ErrorKind::UnknownId`](crate::ErrorKind::UnknownId)).
+    ///
+    /// ```
+    /// use omnifeed::{CatalogBuilder, CatalogDelta, CategoryId, Merchant, MerchantId, Product, ProductId};
+    /// let mut b = CatalogBuilder::new();
+    /// b.add_merchant(Merchant { id: MerchantId(1), experience: 0.9, status: Default::default() });
+    /// let mug = Product { id: ProductId(10), category: CategoryId(3), price: 19.9,
+    ///     merchant: MerchantId(1), stock: 5, listed_at: 0, title: Some("mug".into()) };
+    /// b.add_product(mug.clone());
+    /// b.add_embedding(ProductId(10), &[1.0, 0.0]);
+    /// let v0 = b.build()?;
+    /// let cup = Product { id: ProductId(11), title: Some("cup".into()), ..mug };
+    /// let (v1, changes) = v0.apply(&[
+    ///     CatalogDelta::UpsertProduct { product: cup, embedding: Some(vec![0.0, 3.0]) },
+    ///     CatalogDelta::Delist { product: ProductId(10) },
+    /// ])?;
+    /// assert_eq!((v1.len(), v1.version()), (2, 1));
+    /// assert!(!v1.is_listed(v1.row(ProductId(10)).unwrap()));
+    /// assert!(v0.is_listed(v0.row(ProductId(10)).unwrap()));
+    /// assert_eq!(changes.added.len(), 1);
+    /// # Ok::<(), omnifeed::Error>(())
+    /// ```
+    pub fn apply(&self, deltas: &[CatalogDelta]) -> Result<(Catalog, CatalogChanges)> {
+        let mut next = Next {
+            c: self.clone(),
+            changes: CatalogChanges::default(),
+            vectors: Vec::new(),
+            vector_of: HashMap::new(),
+            links: None,
+        };
+        for (i, d) in deltas.iter().enumerate() {
+            next.one(i, d)?;
+        }
+        Ok(next.finish(self))
+    }
+}
+
+impl Next {
+    fn one(&mut self, i: usize, d: &CatalogDelta) -> Result<()> {
+        match d {
+            CatalogDelta::UpsertProduct { product, embedding } => {
+                self.upsert_product(i, product, embedding.as_deref())
+            }
+            CatalogDelta::Delist { product } => {
+                let row = self.c.require_row(*product, "delta.delist")?;
+                if self.c.delisted.insert(row.0) {
+                    self.changes.delisted.push(row);
+                    self.changes.retitled.push(row);
+                }
+                Ok(())
+            }
+            CatalogDelta::UpsertMerchant { merchant } => self.upsert_merchant(i, merchant),
+            CatalogDelta::UpsertContent { content } => self.upsert_content(i, content),
+            CatalogDelta::EndContent { content, at } => {
+                let crow = self.content_row(*content, "delta.end_content")?;
+                let meta = &mut self.c.contents[crow as usize];
+                if *at < meta.starts_at {
+                    return Err(Error::invalid_value(
+                        "content.ends_at",
+                        format_args!("delta {i} (content {content})"),
+                        format!("ends at {at}, before it starts at {}", meta.starts_at),
+                    ));
+                }
+                meta.ends_at = Some(*at);
+                self.changes.contents.push(crow);
+                Ok(())
+            }
+            CatalogDelta::Link { content, product } | CatalogDelta::Unlink { content, product } => {
+                let crow = self.content_row(*content, "delta.link")?;
+                let row = self.c.require_row(*product, "delta.link")?;
+                let links = self.links();
+                let list = &mut links[crow as usize];
+                let pos = list.iter().position(|&r| r == row.0);
+                match (d, pos) {
+                    (CatalogDelta::Link { .. }, None) => list.push(row.0),
+                    (CatalogDelta::Unlink { .. }, Some(p)) => {
+                        list.remove(p);
+                    }
+                    _ => return Ok(()),
+                }
+                self.changes.contents.push(crow);
+                Ok(())
+            }
+        }
+    }
+
+    fn content_row(&self, id: ContentId, context: &'static str) -> Result<u32> {
+        self.c.content_row(id).ok_or_else(|| Error::unknown(IdKind::Content, id.0, context))
+    }
+
+    /// The content links, as lists (materialized from the CSR once).
+    fn links(&mut self) -> &mut Vec<Vec<u32>> {
+        let c = &self.c;
+        self.links.get_or_insert_with(|| {
+            (0..c.contents.len()).map(|r| c.content_products.row(r).to_vec()).collect()
+        })
+    }
+
+    fn upsert_product(&mut self, i: usize, p: &Product, embedding: Option<&[f32]>) -> Result<()> {
+        let at = || format!("delta {i} (product {})", p.id);
+        if !p.price.is_finite() || !(0.0..=MAX_PRICE).contains(&p.price) {
+            return Err(Error::invalid_value(
+                "product.price",
+                at(),
+                format!("expected a finite price in [0, {MAX_PRICE}], got {}", p.price),
+            ));
+        }
+        let Some(&m) = self.c.merchant_rows.get(&p.merchant) else {
+            return Err(Error::unknown(IdKind::Merchant, p.merchant.0, "delta.product.merchant"));
+        };
+        let vector = match embedding {
+            Some(v) => {
+                let dim = self.c.dim();
+                if v.len() != dim {
+                    return Err(Error::dimension("delta product embedding", dim, v.len()));
+                }
+                let mut unit = v.to_vec();
+                let norm = normalize_in_place("product embedding", 0, &mut unit)
+                    .map_err(|e| Error::invalid_value("product.embedding", at(), e.to_string()))?;
+                Some((unit, norm))
+            }
+            None => None,
+        };
+        let c = &mut self.c;
+        let row = match c.product_rows.get(&p.id) {
+            Some(&row) => {
+                let r = row.index();
+                if c.titles[r].as_deref() != p.title.as_deref() {
+                    c.titles[r] = p.title.as_deref().map(Arc::from);
+                    self.changes.retitled.push(row);
+                }
+                if c.delisted.remove(row.0) {
+                    self.changes.relisted.push(row);
+                    self.changes.retitled.push(row);
+                }
+                self.changes.updated.push(row);
+                row
+            }
+            None => {
+                if vector.is_none() {
+                    return Err(Error::invalid_value(
+                        "product.embedding",
+                        at(),
+                        "a new product needs an embedding",
+                    ));
+                }
+                if c.product_ids.len() >= u32::MAX as usize {
+                    return Err(Error::invalid_value(
+                        "catalog.products",
+                        at(),
+                        "the catalog has the most rows it can",
+                    ));
+                }
+                let row = ItemIdx(c.product_ids.len() as u32);
+                c.product_rows.insert(p.id, row);
+                c.product_ids.push(p.id);
+                c.category.push(p.category);
+                c.price.push(0.0);
+                c.merchant_row.push(0);
+                c.stock.push(0);
+                c.listed_at.push(0);
+                c.titles.push(p.title.as_deref().map(Arc::from));
+                c.product_contents.offsets.push(*c.product_contents.offsets.last().unwrap_or(&0));
+                self.changes.added.push(row);
+                if p.title.is_some() {
+                    self.changes.retitled.push(row);
+                }
+                row
+            }
+        };
+        let r = row.index();
+        c.category[r] = p.category;
+        c.price[r] = p.price;
+        c.merchant_row[r] = m;
+        c.stock[r] = p.stock;
+        c.listed_at[r] = p.listed_at;
+        if let Some((unit, norm)) = vector {
+            match self.vector_of.get(&row.0) {
+                Some(&k) => self.vectors[k] = (row.0, unit, norm),
+                None => {
+                    self.vector_of.insert(row.0, self.vectors.len());
+                    self.vectors.push((row.0, unit, norm));
+                }
+            }
+            self.changes.embedded.push(row);
+        }
+        Ok(())
+    }
+
+    fn upsert_merchant(&mut self, i: usize, m: &Merchant) -> Result<()> {
+        if !(m.experience.is_finite() && (0.0..=1.0).contains(&m.experience)) {
+            return Err(Error::invalid_value(
+                "merchant.experience",
+                format_args!("delta {i} (merchant {})", m.id),
+                format!("expected a value in [0, 1], got {}", m.experience),
+            ));
+        }
+        let c = &mut self.c;
+        let mrow = match c.merchant_rows.get(&m.id) {
+            Some(&r) => {
+                c.merchants[r as usize] = m.clone();
+                r
+            }
+            None => {
+                let r = c.merchants.len() as u32;
+                c.merchant_rows.insert(m.id, r);
+                c.merchants.push(m.clone());
+                r
+            }
+        };
+        self.changes.merchants.push(mrow);
+        Ok(())
+    }
+
+    fn upsert_content(&mut self, i: usize, content: &Content) -> Result<()> {
+        let at = || format!("delta {i} (content {})", content.id);
+        if let Some(end) = content.ends_at.filter(|&e| e < content.starts_at) {
+            return Err(Error::invalid_value(
+                "content.ends_at",
+                at(),
+                format!("ends at {end}, before it starts at {}", content.starts_at),
+            ));
+        }
+        let mut rows = Vec::with_capacity(content.products.len());
+        for pid in &content.products {
+            rows.push(self.c.require_row(*pid, "delta.content.products")?.0);
+        }
+        let mut sorted = rows.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::invalid_value(
+                "content.products",
+                at(),
+                format!("product {} is linked twice", self.c.product_ids[w[0] as usize]),
+            ));
+        }
+        let meta = ContentMeta {
+            id: content.id,
+            kind: content.kind,
+            creator: content.creator,
+            starts_at: content.starts_at,
+            ends_at: content.ends_at,
+        };
+        let crow = match self.c.content_rows.get(&content.id) {
+            Some(&r) => {
+                self.c.contents[r as usize] = meta;
+                r
+            }
+            None => {
+                let r = self.c.contents.len() as u32;
+                self.links().push(Vec::new());
+                self.c.content_rows.insert(content.id, r);
+                self.c.contents.push(meta);
+                r
+            }
+        };
+        self.links()[crow as usize] = rows;
+        self.changes.contents.push(crow);
+        Ok(())
+    }
+
+    fn finish(mut self, parent: &Catalog) -> (Catalog, CatalogChanges) {
+        let c = &mut self.c;
+        if !self.vectors.is_empty() {
+            c.embeddings = Arc::new(parent.embeddings.with_rows(&self.vectors));
+        }
+        if let Some(links) = &self.links {
+            let pairs: Vec<(u32, u32)> = links
+                .iter()
+                .enumerate()
+                .flat_map(|(cr, list)| list.iter().map(move |&r| (cr as u32, r)))
+                .collect();
+            c.content_products = Csr::from_lists(links.len(), &pairs);
+            let reversed: Vec<(u32, u32)> = pairs.iter().map(|&(cr, r)| (r, cr)).collect();
+            c.product_contents = Csr::from_lists(c.product_ids.len(), &reversed);
+        }
+        let ch = &mut self.changes;
+        for list in [
+            &mut ch.added,
+            &mut ch.updated,
+            &mut ch.embedded,
+            &mut ch.retitled,
+            &mut ch.delisted,
+            &mut ch.relisted,
+        ] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        // A row added in this batch is not also "updated".
+        if let Some(first_new) = ch.added.first() {
+            ch.updated.retain(|r| r < first_new);
+        }
+        for list in [&mut ch.merchants, &mut ch.contents] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        c.version = parent.version + 1;
+        let mut h = Fingerprint::new();
+        h.word(parent.fingerprint);
+        h.word(c.version);
+        for &row in &ch.rows() {
+            let r = row.index();
+            h.word(u64::from(row.0));
+            h.word(c.product_ids[r].0);
+            h.word(u64::from(c.category[r].0) | u64::from(c.merchant_row[r]) << 32);
+            h.word(u64::from(c.delisted.contains(row.0)));
+        }
+        if self.links.is_some() {
+            h.words(c.contents.iter().map(|m| m.id.0));
+            h.words(c.content_products.targets.iter().map(|&t| u64::from(t)));
+        }
+        h.word(c.embeddings.fingerprint());
+        c.fingerprint = h.finish();
+        (self.c, self.changes)
+    }
+}
