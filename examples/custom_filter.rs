@@ -58,7 +58,8 @@ fn main() -> Result<(), omnifeed::Error> {
     let state = ServingState::new(Arc::clone(&catalog), Arc::new(index), Arc::new(signals))?;
     let user = data.events.iter().map(|e| e.user).min().expect("events");
 
-    let plain = Recommender::builder().state(state.clone()).build()?;
+    let plain =
+        Recommender::builder().clock(omnifeed::Clock::SignalsAsOf).state(state.clone()).build()?;
     let before = plain.recommend(&FeedRequest::new(user).k(20))?;
     // Restrict the two categories this user's feed shows most.
     let mut counts: Vec<(CategoryId, usize)> = Vec::new();
@@ -72,6 +73,7 @@ fn main() -> Result<(), omnifeed::Error> {
     counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     let restricted: HashSet<CategoryId> = counts.iter().take(2).map(|c| c.0).collect();
     let rec = Recommender::builder()
+        .clock(omnifeed::Clock::SignalsAsOf)
         .state(state)
         .filter(Box::new(AgeRestricted {
             categories: restricted.clone(),

@@ -61,9 +61,13 @@ fn main() -> Result<(), omnifeed::Error> {
         Signals::from_events(Arc::clone(&catalog), &data.events, &SignalConfig::default())?;
     let index = IvfIndex::build(catalog.shared_embeddings(), IvfParams::default())?;
     let state = ServingState::new(catalog, Arc::new(index), Arc::new(signals))?;
-    let default = Recommender::builder().state(state.clone()).build()?;
-    let custom =
-        Recommender::builder().state(state).scorer(Box::new(InterestTimesConversion)).build()?;
+    let default =
+        Recommender::builder().clock(omnifeed::Clock::SignalsAsOf).state(state.clone()).build()?;
+    let custom = Recommender::builder()
+        .clock(omnifeed::Clock::SignalsAsOf)
+        .state(state)
+        .scorer(Box::new(InterestTimesConversion))
+        .build()?;
     let user = data.events.iter().map(|e| e.user).min().expect("events");
     let a = default.recommend(&FeedRequest::new(user).k(10))?;
     let b = custom.recommend(&FeedRequest::new(user).k(10))?;

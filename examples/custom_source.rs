@@ -72,6 +72,7 @@ fn main() -> Result<(), omnifeed::Error> {
     let user = *follows.keys().min().expect("a user with history");
     let shops = follows[&user].clone();
     let rec = Recommender::builder()
+        .clock(omnifeed::Clock::SignalsAsOf)
         .state(state)
         .source(Box::new(FollowedMerchants { follows, per_merchant: 10 }))
         .build()?;

@@ -98,7 +98,13 @@ fn main() -> Result<(), omnifeed::Error> {
     println!("{} index over {} products built in {:.0?}", index.id(), catalog.len(), t.elapsed());
 
     let state = ServingState::new(Arc::clone(&catalog), index, Arc::new(signals))?;
-    let rec = Recommender::builder().service(&config).state(state).build()?;
+    // The sample is a recorded log: serve as of its newest event. A live
+    // service keeps the default, the wall clock.
+    let rec = Recommender::builder()
+        .service(&config)
+        .clock(omnifeed::Clock::SignalsAsOf)
+        .state(state)
+        .build()?;
     let state = rec.state();
     let signals = state.signals();
 

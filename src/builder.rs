@@ -36,6 +36,38 @@ pub struct RecommenderBuilder {
     reranker: Option<Arc<dyn Reranker>>,
     experiments: Vec<Experiment>,
     rules: BusinessRules,
+    clock: Clock,
+}
+
+/// Where a request without [`FeedRequest::at`](crate::FeedRequest::at)
+/// takes its time from.
+///
+/// A service serves *now*: [`Clock::Wall`], the default, so "live now",
+/// freshness and sessions move on when events pause. An offline replay of a
+/// recorded log passes `at` on every request (evaluation does), or sets
+/// [`Clock::SignalsAsOf`] to serve as of the newest event applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    /// The system clock, in Unix seconds.
+    #[default]
+    Wall,
+    /// The newest event time in the serving signals ([`Signals::as_of`](crate::Signals::as_of)).
+    SignalsAsOf,
+    /// A fixed time.
+    Fixed(crate::Timestamp),
+}
+
+impl Clock {
+    /// The time a request without `at` is served at.
+    pub fn now(self, signals: &crate::Signals) -> crate::Timestamp {
+        match self {
+            Clock::Wall => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as crate::Timestamp),
+            Clock::SignalsAsOf => signals.as_of(),
+            Clock::Fixed(t) => t,
+        }
+    }
 }
 
 /// The stages one config gives: what a base recommender and each A/B arm
@@ -51,6 +83,13 @@ struct Parts {
 }
 
 impl RecommenderBuilder {
+    /// Sets the clock requests without `at` are served at (default
+    /// [`Clock::Wall`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Sets the config.
     pub fn config(mut self, config: RecommenderConfig) -> Self {
         self.config = config;
@@ -173,6 +212,7 @@ impl RecommenderBuilder {
                 experiments: Vec::new(),
                 arms: Vec::new(),
                 pool: Mutex::new(Vec::<Scratch>::new()),
+                clock: self.clock,
             })
         };
         let mut arms = Vec::new();

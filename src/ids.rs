@@ -116,7 +116,8 @@ impl fmt::Display for CategoryId {
 /// Rows index every per-product column and the embedding matrix. They are
 /// stable for the life of one catalog, not across rebuilds: store
 /// [`ProductId`]s, not rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ItemIdx(pub u32);
 
 impl ItemIdx {

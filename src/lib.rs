@@ -102,6 +102,7 @@ pub mod experiment;
 pub mod ids;
 pub mod index;
 pub mod limits;
+pub mod live;
 pub mod load;
 pub mod pipeline;
 pub mod rank;
@@ -117,10 +118,10 @@ pub mod synth;
 #[cfg(feature = "train")]
 pub mod train;
 
-pub use builder::RecommenderBuilder;
+pub use builder::{Clock, RecommenderBuilder};
 pub use catalog::{
-    Catalog, CatalogBuilder, CatalogChanges, CatalogDelta, Content, ContentKind, Embeddings, Merchant,
-    MerchantStatus, Product,
+    Catalog, CatalogBuilder, CatalogChanges, CatalogDelta, Content, ContentKind, Embeddings,
+    Merchant, MerchantStatus, Product,
 };
 pub use config::{PerSurface, RecommenderConfig, SourceConfig};
 pub use error::{Error, ErrorKind, IdKind, Result};

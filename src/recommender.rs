@@ -65,6 +65,8 @@ pub struct Recommender {
     /// Bits of the sources with id `search`.
     pub(crate) search_mask: u32,
     pub(crate) pool: Mutex<Vec<Scratch>>,
+    /// The time of a request without `at`.
+    pub(crate) clock: crate::builder::Clock,
 }
 
 impl std::fmt::Debug for Recommender {

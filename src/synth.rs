@@ -35,6 +35,9 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+mod shop;
+pub use shop::ShopSim;
+
 /// Sizes and seed of a synthetic world.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +180,7 @@ pub struct World {
     pub product_quality: Vec<f32>,
 }
 
+#[derive(Debug)]
 struct Rng(Xoshiro256PlusPlus);
 
 impl Rng {

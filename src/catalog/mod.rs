@@ -825,3 +825,141 @@ mod tests {
         assert_eq!(c.product(ItemIdx(1)).price, 11.0);
     }
 }
+
+/// A catalog's columns as a snapshot saves them (the embedding matrix
+/// travels as its own raw block).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CatalogRecord {
+    product_ids: Vec<ProductId>,
+    category: Vec<CategoryId>,
+    price: Vec<f32>,
+    merchant_row: Vec<u32>,
+    stock: Vec<u32>,
+    listed_at: Vec<Timestamp>,
+    titles: Vec<Option<String>>,
+    delisted: Vec<u64>,
+    merchants: Vec<Merchant>,
+    contents: Vec<(ContentId, ContentKind, UserId, Timestamp, Option<Timestamp>)>,
+    link_offsets: Vec<u32>,
+    link_targets: Vec<u32>,
+    fingerprint: u64,
+    version: u64,
+}
+
+impl Catalog {
+    /// The columns a snapshot saves.
+    pub(crate) fn to_record(&self) -> CatalogRecord {
+        CatalogRecord {
+            product_ids: self.product_ids.clone(),
+            category: self.category.clone(),
+            price: self.price.clone(),
+            merchant_row: self.merchant_row.clone(),
+            stock: self.stock.clone(),
+            listed_at: self.listed_at.clone(),
+            titles: self.titles.iter().map(|t| t.as_deref().map(str::to_owned)).collect(),
+            delisted: self.delisted.words().to_vec(),
+            merchants: self.merchants.clone(),
+            contents: self
+                .contents
+                .iter()
+                .map(|m| (m.id, m.kind, m.creator, m.starts_at, m.ends_at))
+                .collect(),
+            link_offsets: self.content_products.offsets.clone(),
+            link_targets: self.content_products.targets.clone(),
+            fingerprint: self.fingerprint,
+            version: self.version,
+        }
+    }
+
+    /// Reassembles a catalog from a record and its embeddings, checking
+    /// every length, id and link (a record is data from disk).
+    pub(crate) fn from_record(
+        r: CatalogRecord,
+        embeddings: Embeddings,
+    ) -> std::result::Result<Catalog, String> {
+        let n = r.product_ids.len();
+        let columns = [
+            r.category.len(),
+            r.price.len(),
+            r.merchant_row.len(),
+            r.stock.len(),
+            r.listed_at.len(),
+            r.titles.len(),
+            embeddings.len(),
+        ];
+        if n == 0 || columns.iter().any(|&l| l != n) {
+            return Err(format!("columns of unequal length for {n} products"));
+        }
+        let mut product_rows = HashMap::with_capacity(n);
+        for (i, &id) in r.product_ids.iter().enumerate() {
+            if product_rows.insert(id, ItemIdx(i as u32)).is_some() {
+                return Err(format!("product {id} appears twice"));
+            }
+        }
+        let mut merchant_rows = HashMap::with_capacity(r.merchants.len());
+        for (i, m) in r.merchants.iter().enumerate() {
+            if merchant_rows.insert(m.id, i as u32).is_some() {
+                return Err(format!("merchant {} appears twice", m.id));
+            }
+        }
+        if r.merchant_row.iter().any(|&m| m as usize >= r.merchants.len()) {
+            return Err("a product's merchant is out of range".into());
+        }
+        if r.delisted.len() > n.div_ceil(64) {
+            return Err("tombstones beyond the last row".into());
+        }
+        let nc = r.contents.len();
+        let o = &r.link_offsets;
+        let links_ok = o.len() == nc + 1
+            && o.first() == Some(&0)
+            && o.windows(2).all(|w| w[0] <= w[1])
+            && o.last().copied() == Some(r.link_targets.len() as u32)
+            && r.link_targets.iter().all(|&t| (t as usize) < n);
+        if !links_ok {
+            return Err("content links are malformed".into());
+        }
+        let mut content_rows = HashMap::with_capacity(nc);
+        for (i, c) in r.contents.iter().enumerate() {
+            if content_rows.insert(c.0, i as u32).is_some() {
+                return Err(format!("content {} appears twice", c.0));
+            }
+        }
+        let mut pairs = Vec::with_capacity(r.link_targets.len());
+        for c in 0..nc {
+            for k in o[c]..o[c + 1] {
+                pairs.push((c as u32, r.link_targets[k as usize]));
+            }
+        }
+        let reversed: Vec<(u32, u32)> = pairs.iter().map(|&(c, p)| (p, c)).collect();
+        Ok(Catalog {
+            product_rows,
+            category: r.category,
+            price: r.price,
+            merchant_row: r.merchant_row,
+            stock: r.stock,
+            listed_at: r.listed_at,
+            titles: r.titles.into_iter().map(|t| t.map(Arc::from)).collect(),
+            delisted: RowSet::from_words(r.delisted),
+            merchants: r.merchants,
+            merchant_rows,
+            contents: r
+                .contents
+                .into_iter()
+                .map(|(id, kind, creator, starts_at, ends_at)| ContentMeta {
+                    id,
+                    kind,
+                    creator,
+                    starts_at,
+                    ends_at,
+                })
+                .collect(),
+            content_rows,
+            content_products: Csr { offsets: r.link_offsets, targets: r.link_targets },
+            product_contents: Csr::from_lists(n, &reversed),
+            product_ids: r.product_ids,
+            embeddings: Arc::new(embeddings),
+            fingerprint: r.fingerprint,
+            version: r.version,
+        })
+    }
+}

@@ -284,7 +284,11 @@ impl IvfIndex {
         let (n, dim) = (catalog.len(), catalog.dim());
         let bad = |reason: String| Error::invalid_value("ivf index", "snapshot", reason);
         if lists.is_empty() || centroids.len() != lists.len() * dim {
-            return Err(bad(format!("{} centroid values for {} lists", centroids.len(), lists.len())));
+            return Err(bad(format!(
+                "{} centroid values for {} lists",
+                centroids.len(),
+                lists.len()
+            )));
         }
         if lo.len() != dim || step.len() != dim || !(1..=lists.len()).contains(&probes) {
             return Err(bad("quantizer or probes do not fit the dimension".into()));
@@ -392,6 +396,10 @@ impl VectorIndex for IvfIndex {
         Some(self.embeddings.fingerprint())
     }
 
+    fn as_ivf(&self) -> Option<&IvfIndex> {
+        Some(self)
+    }
+
     fn len(&self) -> usize {
         self.len
     }
@@ -470,7 +478,7 @@ mod tests {
         let params = IvfParams { lists: 64, probes: 8, ..IvfParams::default() };
         let ivf = IvfIndex::build(Arc::clone(&emb), params).unwrap();
         let again = IvfIndex::build(Arc::clone(&emb), params).unwrap();
-        assert_eq!(ivf.rows, again.rows, "deterministic build");
+        assert_eq!(*ivf.assign, *again.assign, "deterministic build");
         let exact = ExactIndex::new(emb);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let mut total = 0.0;

@@ -20,6 +20,7 @@ mod ivf;
 pub use exact::ExactIndex;
 #[cfg(feature = "hnsw")]
 pub use hnsw::{HnswIndex, HnswParams, MAX_EF};
+pub(crate) use ivf::IvfList;
 pub use ivf::{
     IvfIndex, IvfParams, MAX_ITERATIONS as IVF_MAX_ITERATIONS, MAX_LISTS, MAX_TRAIN_SAMPLE,
 };
@@ -27,8 +28,8 @@ pub use ivf::{
 use crate::catalog::{Catalog, RowSet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::ItemIdx;
-use std::sync::Arc;
 pub use crate::rank::kernels::Scored as Neighbor;
+use std::sync::Arc;
 
 /// A row predicate: search returns only rows for which it is true.
 pub type RowFilter<'a> = &'a (dyn Fn(ItemIdx) -> bool + Sync);
@@ -77,6 +78,13 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
         out: &mut Vec<Neighbor>,
     ) -> Result<()>;
 
+    /// This index as an [`IvfIndex`], if it is one (snapshots save its
+    /// lists; other kinds are rebuilt at load).
+    #[doc(hidden)]
+    fn as_ivf(&self) -> Option<&IvfIndex> {
+        None
+    }
+
     /// The next version of this index for `catalog`, a version of the
     /// catalog it indexes after [`Catalog::apply`]: the rows in `changed`
     /// (new rows, and rows whose vector was rewritten; ascending) are
@@ -98,7 +106,11 @@ pub(crate) fn check_successor(index: &dyn VectorIndex, catalog: &Catalog) -> Res
         return Err(Error::dimension("catalog for the index update", index.dim(), catalog.dim()));
     }
     if catalog.len() < index.len() {
-        return Err(Error::dimension("catalog rows for the index update", index.len(), catalog.len()));
+        return Err(Error::dimension(
+            "catalog rows for the index update",
+            index.len(),
+            catalog.len(),
+        ));
     }
     Ok(())
 }
@@ -110,7 +122,7 @@ pub(crate) fn live_only<'a>(
     filter: Option<RowFilter<'a>>,
 ) -> Option<impl Fn(ItemIdx) -> bool + Sync + 'a> {
     (dead.len() > 0 || filter.is_some())
-        .then(move || move |r: ItemIdx| !dead.contains(r.0) && filter.is_none_or(|f| f(r)))
+        .then_some(move |r: ItemIdx| !dead.contains(r.0) && filter.is_none_or(|f| f(r)))
 }
 
 /// Checks a query (`k >= 1`, dimension, finite, norm at least

@@ -74,7 +74,7 @@ impl Recommender {
             }
         }
         let signals = &*state.signals;
-        let at = req.at.unwrap_or(signals.as_of());
+        let at = req.at.unwrap_or_else(|| self.clock.now(signals));
         let w = signals.config().time_window;
         if !w.contains(at) {
             return Err(Error::invalid_value(

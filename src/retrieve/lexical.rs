@@ -122,7 +122,9 @@ impl LexicalIndex {
         let doc_len = Arc::make_mut(&mut next.doc_len);
         doc_len.resize(new.len(), 0);
         // Per term: rows leaving and (row, tf) entering.
-        let mut edits: HashMap<String, (Vec<u32>, Vec<(u32, u16)>)> = HashMap::new();
+        // Per term: (rows leaving, postings entering).
+        type Edit = (Vec<u32>, Vec<(u32, u16)>);
+        let mut edits: HashMap<String, Edit> = HashMap::new();
         for &row in rows {
             let r = row.index();
             if r < old.len() && old.is_listed(row) {

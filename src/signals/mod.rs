@@ -51,7 +51,7 @@ mod rates;
 mod relevance;
 mod report;
 mod snapshot;
-mod store;
+pub(crate) mod store;
 mod tables;
 
 pub use config::{

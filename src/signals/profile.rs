@@ -9,7 +9,7 @@ use crate::signals::counters::decay_factor;
 use std::collections::VecDeque;
 
 /// One engagement kept for clustering and the session vector.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Engagement {
     /// The product row.
     pub row: ItemIdx,
@@ -20,7 +20,7 @@ pub struct Engagement {
 }
 
 /// One purchase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Purchase {
     /// The product row.
     pub row: ItemIdx,
@@ -31,7 +31,7 @@ pub struct Purchase {
 }
 
 /// A recent search: its text and, where given, its unit intent vector.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SearchIntent {
     /// When.
     pub at: Timestamp,
@@ -44,7 +44,7 @@ pub struct SearchIntent {
 /// What the engine knows about one user. Read it through
 /// [`Signals::profile`](crate::Signals::profile); the
 /// [`SignalStore`](crate::signals::SignalStore) writes it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserProfile {
     /// Long-term unit vector (empty until the first engagement).
     long: Vec<f32>,
@@ -68,6 +68,7 @@ pub struct UserProfile {
     carts: VecDeque<(ItemIdx, Timestamp)>,
     events: u32,
     last_at: Timestamp,
+    #[serde(skip)]
     pub(crate) dirty: bool,
 }
 
@@ -272,6 +273,17 @@ impl UserProfile {
 
     /// Recomputes the session vector and the interest clusters from the
     /// recent engagements.
+    /// True if every row it names is below `n` and every vector has
+    /// dimension `dim` (a snapshot's profiles are checked with it).
+    pub(crate) fn fits(&self, n: u32, dim: usize) -> bool {
+        let rows = self.recent.iter().map(|e| e.row).chain(self.purchases.iter().map(|p| p.row));
+        let more = self.seen.iter().chain(&self.carts).map(|s| s.0);
+        let vectors_fit = [&self.long, &self.short].iter().all(|v| v.is_empty() || v.len() == dim)
+            && self.interests.len() == self.interest_weights.len() * dim
+            && self.searches.iter().all(|s| s.vector.as_ref().is_none_or(|v| v.len() == dim));
+        vectors_fit && rows.chain(more).all(|r| r.0 < n)
+    }
+
     pub(crate) fn finalize(&mut self, emb: &Embeddings, cfg: &ProfileConfig) {
         self.dirty = false;
         let dim = emb.dim();

@@ -567,3 +567,134 @@ impl Signals {
         Ok((signals, report))
     }
 }
+
+/// The small parts of a store a snapshot saves with postcard (the counter
+/// tables and the profiles travel as their own sections).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoreRecord {
+    /// Dense category order: the rows of the category table.
+    pub(crate) categories: Vec<crate::ids::CategoryId>,
+    pub(crate) repurchase: Vec<(u32, u32, Vec<u32>)>,
+    pub(crate) flagged: Vec<u32>,
+    pub(crate) suspended: Vec<u32>,
+    pub(crate) watermark: Timestamp,
+    pub(crate) report: IngestReport,
+}
+
+/// Names of the five counter tables, in the order snapshots save them.
+pub(crate) const TABLES: [&str; 5] = ["products", "contents", "merchants", "categories", "live"];
+
+impl SignalStore {
+    /// What a snapshot saves: the record, the counter tables (raw, in
+    /// [`TABLES`] order) and the profiles. Call after finalizing profiles.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn to_parts(
+        &self,
+    ) -> (StoreRecord, Vec<(Vec<i64>, Vec<f32>)>, Vec<(UserId, &crate::UserProfile)>) {
+        let mut flagged: Vec<u32> = self.flagged.iter().copied().collect();
+        let mut suspended: Vec<u32> = self.suspended.iter().copied().collect();
+        flagged.sort_unstable();
+        suspended.sort_unstable();
+        let record = StoreRecord {
+            categories: self.shared.categories.clone(),
+            repurchase: self.repurchase.iter().map(|c| c.to_parts()).collect(),
+            flagged,
+            suspended,
+            watermark: self.watermark,
+            report: self.report,
+        };
+        let t = &self.tables;
+        let tables = [&t.products, &t.contents, &t.merchants, &t.categories, &t.live]
+            .iter()
+            .map(|t| t.raw())
+            .collect();
+        let mut profiles: Vec<(UserId, &crate::UserProfile)> =
+            self.users.iter().flat_map(|shard| shard.iter().map(|(&u, p)| (u, &**p))).collect();
+        profiles.sort_unstable_by_key(|p| p.0);
+        (record, tables, profiles)
+    }
+
+    /// Reassembles a store from [`to_parts`](Self::to_parts).
+    ///
+    /// Errors (`what` names the bad part): tables, categories or rows that
+    /// do not fit the catalog and config.
+    pub(crate) fn from_parts(
+        catalog: Arc<Catalog>,
+        config: SignalConfig,
+        record: StoreRecord,
+        tables: Vec<(Vec<i64>, Vec<f32>)>,
+        profiles: Vec<(UserId, crate::UserProfile)>,
+    ) -> std::result::Result<SignalStore, String> {
+        let mut store = SignalStore::new(Arc::clone(&catalog), config)
+            .map_err(|e| format!("signal config: {e}"))?;
+        let mut category_index = HashMap::with_capacity(record.categories.len());
+        for (i, &c) in record.categories.iter().enumerate() {
+            if category_index.insert(c, i as u32).is_some() {
+                return Err(format!("category {c} listed twice"));
+            }
+        }
+        let mut product_cat = Vec::with_capacity(catalog.len());
+        for c in catalog.categories() {
+            product_cat.push(*category_index.get(c).ok_or(format!("category {c} unknown"))?);
+        }
+        let cfg = store.shared.config.clone();
+        let h = &cfg.half_lives;
+        let live = [cfg.live.momentum_half_life];
+        let sizes = [
+            (catalog.len(), COUNTERS, &h[..]),
+            (catalog.content_len(), COUNTERS, &h[..]),
+            (catalog.merchants().len(), COUNTERS, &h[..]),
+            (record.categories.len(), COUNTERS, &h[..]),
+            (catalog.content_len(), 1, &live[..]),
+        ];
+        if tables.len() != sizes.len() {
+            return Err(format!("{} counter tables, expected {}", tables.len(), sizes.len()));
+        }
+        let mut built = Vec::with_capacity(sizes.len());
+        for (i, ((t, v), (len, kinds, halves))) in tables.iter().zip(sizes).enumerate() {
+            match CounterTable::from_raw(kinds, halves, t, v) {
+                Some(table) if table.len() == len => built.push(table),
+                _ => return Err(format!("counter table {} does not fit the catalog", TABLES[i])),
+            }
+        }
+        let mut it = built.into_iter();
+        let mut next = || it.next().ok_or("counter tables".to_string());
+        store.tables = Tables {
+            products: next()?,
+            contents: next()?,
+            merchants: next()?,
+            categories: next()?,
+            live: next()?,
+        };
+        let mut repurchase = Vec::with_capacity(record.repurchase.len());
+        for (b, r, hist) in &record.repurchase {
+            repurchase.push(CycleStats::from_parts(*b, *r, hist).ok_or("repurchase histogram")?);
+        }
+        if repurchase.len() != record.categories.len() {
+            return Err("repurchase statistics do not match the categories".into());
+        }
+        let (n, m) = (catalog.len() as u32, catalog.merchants().len() as u32);
+        if record.flagged.iter().any(|&r| r >= n) || record.suspended.iter().any(|&r| r >= m) {
+            return Err("a flagged product or suspended merchant is out of range".into());
+        }
+        for (user, profile) in profiles {
+            if !profile.fits(n, catalog.dim()) {
+                return Err(format!("profile of user {user} names a row out of range"));
+            }
+            Arc::make_mut(&mut store.users[shard_of(user)]).insert(user, Arc::new(profile));
+        }
+        store.repurchase = repurchase;
+        store.flagged = record.flagged.into_iter().collect();
+        store.suspended = record.suspended.into_iter().collect();
+        store.watermark = record.watermark;
+        store.report = record.report;
+        store.shared = Arc::new(Shared {
+            catalog,
+            config: cfg,
+            categories: record.categories,
+            category_index,
+            product_cat,
+        });
+        Ok(store)
+    }
+}

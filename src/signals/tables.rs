@@ -79,6 +79,17 @@ impl CycleStats {
         self.repeats = self.repeats.saturating_add(1);
     }
 
+    /// `(buyers, repeats, histogram)`, as a snapshot saves them.
+    pub(crate) fn to_parts(self) -> (u32, u32, Vec<u32>) {
+        (self.buyers, self.repeats, self.hist.to_vec())
+    }
+
+    /// From [`to_parts`](Self::to_parts); `None` if the histogram has the
+    /// wrong number of bins.
+    pub(crate) fn from_parts(buyers: u32, repeats: u32, hist: &[u32]) -> Option<CycleStats> {
+        Some(CycleStats { buyers, repeats, hist: hist.try_into().ok()? })
+    }
+
     /// The median interval (geometric centre of the median bin), seconds.
     pub(crate) fn median(&self) -> Option<i64> {
         let half = self.repeats.div_ceil(2);

@@ -71,7 +71,9 @@ fn learned_feed_beats_random_and_popularity_on_future_engagement() {
 fn same_request_same_feed_and_swaps_are_atomic() {
     let world = generate(&SynthConfig::tiny()).unwrap();
     let rec = Arc::new(Recommender::builder().state(state(&world, &world.events)).build().unwrap());
-    let req = FeedRequest::new(world.users[1].id).k(12).seed(5);
+    // A fixed time: the wall clock would move between the two feeds.
+    let at = world.events.last().unwrap().at;
+    let req = FeedRequest::new(world.users[1].id).k(12).seed(5).at(at);
     let first = rec.recommend(&req).unwrap();
     assert_eq!(rec.recommend(&req).unwrap(), first);
 

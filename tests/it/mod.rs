@@ -5,6 +5,7 @@ mod business;
 mod data;
 mod eval;
 mod feed;
+mod live;
 mod signals;
 mod stages;
 mod surfaces;

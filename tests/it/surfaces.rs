@@ -9,9 +9,9 @@ use omnifeed::retrieve::{CandidateBuf, SearchFusion};
 use omnifeed::signals::PurchaseState;
 use omnifeed::synth::{SynthConfig, World, generate};
 use omnifeed::{
-    CategoryId, ErrorKind, Event, FeedRequest, ItemIdx, ProductId, Recommender, RecommenderConfig,
-    RemovalReason, RequestFilters, SearchQuery, ServingState, SignalConfig, SignalStore, Surface,
-    UserId,
+    CategoryId, Clock, ErrorKind, Event, FeedRequest, ItemIdx, ProductId, Recommender,
+    RecommenderConfig, RemovalReason, RequestFilters, SearchQuery, ServingState, SignalConfig,
+    SignalStore, Surface, UserId,
 };
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -33,7 +33,8 @@ fn setup(world: &World, config: RecommenderConfig) -> Recommender {
     let signals = store.publish();
     let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
     let state = ServingState::new(catalog, index, Arc::new(signals)).unwrap();
-    Recommender::builder().config(config).state(state).build().unwrap()
+    // A replay of a recorded world: served as of its newest event.
+    Recommender::builder().config(config).clock(Clock::SignalsAsOf).state(state).build().unwrap()
 }
 
 fn check_feed(rec: &Recommender, req: &FeedRequest) -> Result<(), TestCaseError> {
@@ -189,6 +190,7 @@ fn with_rules_and_arm(rec: &Recommender, world: &World, seed: u64) -> Recommende
         }],
     };
     Recommender::builder()
+        .clock(Clock::SignalsAsOf)
         .state((*rec.state()).clone())
         .rules(rules)
         .experiments(vec![arm])

@@ -1,0 +1,251 @@
+//! A simulated shop day on a living catalog, then a restart from the latest
+//! snapshot plus the log's tail.
+//!
+//! ```text
+//! cargo run --release --example live_shop                       # 1,000,000 products
+//! cargo run --release --example live_shop -- --products 20000   # what CI runs
+//! ```
+//!
+//! Events stream in; stock and prices change, products are listed and
+//! delisted, live streams start and end; the state is published every
+//! "few seconds" of simulated time and snapshotted periodically. Then the
+//! writer is dropped (a process restart), loaded from the newest snapshot,
+//! the log after the snapshot's offset is replayed, and it serves again.
+//! The last line is one JSON object with the figures and two checked
+//! booleans: `delta_visible_next_request` and `state_equal_after_restart`.
+
+use omnifeed::live::{LogEntry, ShopWriter};
+use omnifeed::service::IndexConfig;
+use omnifeed::synth::{ShopSim, SynthConfig, World, generate};
+use omnifeed::{
+    CatalogBuilder, CatalogDelta, Clock, FeedRequest, ItemIdx, ProductId, Recommender,
+    ServingState, SignalConfig, UserId,
+};
+use std::time::Instant;
+
+struct Args {
+    products: usize,
+    steps: usize,
+    dir: Option<std::path::PathBuf>,
+}
+
+fn args() -> Args {
+    let mut a = Args { products: 1_000_000, steps: 60, dir: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--products" => a.products = value().parse().expect("--products N"),
+            "--steps" => a.steps = value().parse().expect("--steps N"),
+            "--dir" => a.dir = Some(value().into()),
+            other => panic!("unknown flag {other} (--products N, --steps N, --dir DIR)"),
+        }
+    }
+    a
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The whole state built from raw records, as a service without deltas
+/// and snapshots had to: catalog, index, replay of the log, first publish.
+fn rebuild_from_raw(world: &World, index: &IndexConfig) -> omnifeed::Result<ShopWriter> {
+    let c = &world.catalog;
+    let mut b = CatalogBuilder::new();
+    for m in c.merchants() {
+        b.add_merchant(m.clone());
+    }
+    for r in 0..c.len() as u32 {
+        b.add_product(c.product(ItemIdx(r)));
+    }
+    for content in c.contents() {
+        b.add_content(content);
+    }
+    b.add_embeddings(c.product_ids(), c.dim(), c.embeddings().as_slice());
+    let mut w = ShopWriter::new(b.build()?, SignalConfig::default(), index.clone())?;
+    w.apply(1, &LogEntry::Events(world.events.clone()))?;
+    w.publish()?;
+    Ok(w)
+}
+
+/// Delists the user's top item, sells out the second, lists a new product
+/// on the user's interest; returns whether the next feed shows neither of
+/// the first two, and whether it shows the new listing.
+fn delta_visible(
+    w: &mut ShopWriter,
+    rec: &Recommender,
+    user: UserId,
+    offset: u64,
+    log: &mut Vec<(u64, LogEntry)>,
+) -> omnifeed::Result<(bool, bool)> {
+    let before = rec.recommend(&FeedRequest::new(user).k(20))?;
+    let (gone, sold) = (before.items[0].product, before.items[1].product);
+    let catalog = w.catalog().clone();
+    let mut sold_out = catalog.product(catalog.row(sold).expect("served"));
+    sold_out.stock = 0;
+    let state = rec.state();
+    let interest = state.signals().profile(user).and_then(|p| p.interest()).map(<[f32]>::to_vec);
+    let mut new = catalog.product(catalog.row(gone).expect("served"));
+    new.id = ProductId(u64::MAX - offset);
+    let entry = LogEntry::Delta(vec![
+        CatalogDelta::Delist { product: gone },
+        CatalogDelta::UpsertProduct { product: sold_out, embedding: None },
+        CatalogDelta::UpsertProduct {
+            product: new.clone(),
+            embedding: interest.or_else(|| Some(catalog.embeddings().row(ItemIdx(0)).to_vec())),
+        },
+    ]);
+    w.apply(offset, &entry)?;
+    log.push((offset, entry));
+    w.publish_to(rec)?;
+    let after = rec.recommend(&FeedRequest::new(user).k(20))?;
+    let ids: Vec<ProductId> = after.items.iter().map(|i| i.product).collect();
+    Ok((!ids.contains(&gone) && !ids.contains(&sold), ids.contains(&new.id)))
+}
+
+/// Same signals for every row, same profiles and feeds for `users`.
+fn same_state(a: &ServingState, b: &ServingState, users: &[UserId]) -> omnifeed::Result<bool> {
+    use omnifeed::signals::Rate;
+    let (sa, sb) = (a.signals(), b.signals());
+    let mut same = a.catalog().fingerprint() == b.catalog().fingerprint()
+        && sa.as_of() == sb.as_of()
+        && sa.trending() == sb.trending()
+        && sa.user_count() == sb.user_count();
+    for r in 0..a.catalog().len() as u32 {
+        let row = ItemIdx(r);
+        same &= sa.rate(row, Rate::Ctr).to_bits() == sb.rate(row, Rate::Ctr).to_bits()
+            && sa.gate(row) == sb.gate(row);
+    }
+    let at = sa.as_of();
+    let ra = Recommender::builder().clock(Clock::Fixed(at)).state(a.clone()).build()?;
+    let rb = Recommender::builder().clock(Clock::Fixed(at)).state(b.clone()).build()?;
+    for &u in users {
+        same &= sa.profile(u) == sb.profile(u);
+        same &= ra.recommend(&FeedRequest::new(u).k(20))?.items
+            == rb.recommend(&FeedRequest::new(u).k(20))?.items;
+    }
+    Ok(same)
+}
+
+fn main() -> omnifeed::Result<()> {
+    let args = args();
+    let n = args.products;
+    let t = Instant::now();
+    let world = generate(&SynthConfig::catalog_only(n, 64))?;
+    eprintln!("world of {n} products, {} events: {:.1?}", world.events.len(), t.elapsed());
+    let index = IndexConfig::default();
+
+    let t = Instant::now();
+    let mut w = rebuild_from_raw(&world, &index)?;
+    let rebuild_s = t.elapsed().as_secs_f64();
+    eprintln!("rebuild from raw records: {rebuild_s:.2} s");
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("omnifeed-live-shop-{}", std::process::id()))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut sim = ShopSim::new(&world, 17);
+    let first = w.publish()?;
+    let rec = Recommender::builder().clock(Clock::Fixed(sim.now())).state(first).build()?;
+    let users: Vec<UserId> = world.users.iter().take(50).map(|u| u.id).collect();
+    let (mut publish_ms, mut delta_ms, mut save_s) = (Vec::new(), Vec::new(), Vec::new());
+    let mut log: Vec<(u64, LogEntry)> = Vec::new();
+    let mut offset = 1u64;
+    let mut snapshot_bytes = 0;
+    let (mut removed_gone, mut new_served) = (true, false);
+    // One step: 5 simulated seconds of events and a signals publish; every
+    // 5th step a 1,000-product delta; every 10th live streams start and end
+    // and a delta visibility check; every 20th (from the 10th) a snapshot,
+    // so a tail of the log follows the last one.
+    for step in 0..args.steps {
+        offset += 1;
+        let events = LogEntry::Events(sim.events(w.catalog(), 2_000, 5));
+        w.apply(offset, &events)?;
+        log.push((offset, events));
+        let t = Instant::now();
+        w.publish_to(&rec)?;
+        publish_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if step % 5 == 4 {
+            offset += 1;
+            let delta = LogEntry::Delta(sim.product_changes(w.catalog(), 1_000));
+            let t = Instant::now();
+            w.apply(offset, &delta)?;
+            w.publish_to(&rec)?;
+            delta_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            log.push((offset, delta));
+        }
+        if step % 10 == 9 {
+            offset += 1;
+            let live = LogEntry::Delta(sim.live_changes(w.catalog(), 20, 10));
+            w.apply(offset, &live)?;
+            log.push((offset, live));
+            offset += 1;
+            let user = users[step % users.len()];
+            let (gone, new) = delta_visible(&mut w, &rec, user, offset, &mut log)?;
+            removed_gone &= gone;
+            new_served |= new;
+        }
+        if step % 20 == 9 {
+            let t = Instant::now();
+            let info = w.save(&dir)?;
+            save_s.push(t.elapsed().as_secs_f64());
+            snapshot_bytes = info.bytes;
+            log.retain(|(o, _)| *o > info.offset.unwrap_or(0));
+        }
+    }
+    // Removals show at the next request, always; a new listing can appear
+    // (for a user whose interest it matches, at least once in the day).
+    let visible = removed_gone && new_served;
+    assert!(removed_gone, "a delisted or sold-out product was served after its delta");
+    assert!(new_served, "no new listing was ever served");
+    let live_state = w.publish()?;
+    eprintln!(
+        "{} steps: {} entries after the last snapshot; catalog {} rows ({} delisted)",
+        args.steps,
+        log.len(),
+        live_state.catalog().len(),
+        live_state.catalog().delisted_len()
+    );
+    let final_offset = w.offset();
+    drop(rec);
+    drop(w); // the process "restarts": only the directory and the log remain
+
+    let t = Instant::now();
+    let mut restarted = ShopWriter::load(&dir)?;
+    let snapshot_load_s = t.elapsed().as_secs_f64();
+    for (o, entry) in &log {
+        restarted.apply(*o, entry)?;
+    }
+    let state = restarted.publish()?;
+    let rec = Recommender::builder().clock(Clock::Fixed(sim.now())).state(state.clone()).build()?;
+    rec.recommend(&FeedRequest::new(users[0]).k(20))?;
+    let restart_s = t.elapsed().as_secs_f64();
+    assert_eq!(restarted.offset(), final_offset);
+    let equal = same_state(&live_state, &state, &users)?;
+    assert!(equal, "the restarted state differs from the one that never restarted");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    eprintln!(
+        "rebuild {rebuild_s:.2} s vs snapshot load {snapshot_load_s:.2} s ({:.1}x)",
+        rebuild_s / snapshot_load_s
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "products": n,
+            "rebuild_s": rebuild_s,
+            "snapshot_save_s": median(save_s),
+            "snapshot_load_s": snapshot_load_s,
+            "snapshot_bytes": snapshot_bytes,
+            "restart_to_first_feed_s": restart_s,
+            "publish_swap_signals_ms": median(publish_ms),
+            "apply_delta_1000_ms": median(delta_ms),
+            "load_speedup": rebuild_s / snapshot_load_s,
+            "delta_visible_next_request": visible,
+            "state_equal_after_restart": equal,
+        })
+    );
+    Ok(())
+}

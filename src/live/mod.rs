@@ -1,0 +1,389 @@
+//! The living shop: one writer applies an ordered log of events, catalog
+//! deltas and governance actions, publishes serving states cheaply, and
+//! saves and restores the whole state as a snapshot.
+//!
+//! ```text
+//!   log entries (offset 1, 2, 3, ...)         readers (any thread)
+//!        │                                        │
+//!        ▼                                        ▼
+//!   ShopWriter::apply ──publish──▶ ArcSwap<ServingState> ──▶ Recommender
+//!     catalog.apply(deltas)  → Catalog v+1 (rows stable, tombstones)
+//!     index.updated(...)     → index v+1 (touched lists / exact segment)
+//!     store.follow / ingest  → counters, profiles (copy-on-write chunks)
+//!     save(dir) ─▶ snapshot-<offset>/ + CURRENT      load(dir) + tail
+//! ```
+//!
+//! Every entry carries an offset; the writer applies entries in offset
+//! order and skips any at or below the last applied one, so a log replayed
+//! from a snapshot's offset, or delivered twice, applies each entry once.
+
+mod snapshot;
+
+pub use snapshot::{FORMAT_VERSION, Retention, SnapshotInfo, SnapshotIo, StdIo};
+
+use crate::catalog::{Catalog, CatalogChanges, CatalogDelta};
+use crate::error::{Error, Result};
+use crate::ids::{ItemIdx, MerchantId, ProductId};
+use crate::index::VectorIndex;
+use crate::recommender::Recommender;
+use crate::service::IndexConfig;
+use crate::signals::{Event, IngestReport, SignalConfig, SignalStore};
+use crate::state::ServingState;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// One entry of the shop's ordered log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogEntry {
+    /// Behaviour events, applied in order.
+    Events(Vec<Event>),
+    /// A batch of catalog changes, applied whole or not at all.
+    Delta(Vec<CatalogDelta>),
+    /// A product flagged (or unflagged) by hand.
+    Flag {
+        /// The product.
+        product: ProductId,
+        /// Flagged or cleared.
+        flagged: bool,
+    },
+    /// A merchant suspended (or its manual suspension lifted).
+    Suspend {
+        /// The merchant.
+        merchant: MerchantId,
+        /// Suspended or lifted.
+        suspended: bool,
+    },
+}
+
+/// What [`ShopWriter::apply`] did with one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The entry's offset was at or below the last applied one: skipped.
+    Duplicate,
+    /// Events: what ingest counted (bad events are counted, never fatal).
+    Events(IngestReport),
+    /// A delta: what it changed.
+    Delta(CatalogChanges),
+    /// A flag or a suspension.
+    Governance,
+}
+
+/// The single writer of a living shop: applies the log, publishes states.
+///
+/// ```
+/// # #[cfg(feature = "synth")] {
+/// use omnifeed::live::{LogEntry, ShopWriter};
+/// use omnifeed::{synth, CatalogDelta, FeedRequest, Recommender, SignalConfig};
+/// use omnifeed::service::IndexConfig;
+/// let world = synth::generate(&synth::SynthConfig::tiny())?;
+/// let mut writer = ShopWriter::new(world.catalog.clone(), SignalConfig::default(), IndexConfig::default())?;
+/// writer.apply(1, &LogEntry::Events(world.events.clone()))?;
+/// let rec = Recommender::builder().state(writer.publish()?).build()?;
+/// let gone = world.catalog.product_ids()[0];
+/// writer.apply(2, &LogEntry::Delta(vec![CatalogDelta::Delist { product: gone }]))?;
+/// writer.publish_to(&rec)?;
+/// let feed = rec.recommend(&FeedRequest::new(world.users[0].id).k(50))?;
+/// assert!(feed.items.iter().all(|i| i.product != gone));
+/// assert_eq!(writer.offset(), Some(2));
+/// # }
+/// # Ok::<(), omnifeed::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ShopWriter {
+    catalog: Arc<Catalog>,
+    index: Arc<dyn VectorIndex>,
+    index_config: IndexConfig,
+    store: SignalStore,
+    /// The last state published (or the first, built at start).
+    published: Option<ServingState>,
+    /// Titles changed since the last publish.
+    retitled: Vec<ItemIdx>,
+    catalog_changed: bool,
+    /// Rows re-embedded since a rebuild started (to replay onto it).
+    since_rebuild: Option<Vec<ItemIdx>>,
+    offset: Option<u64>,
+    /// Saved with snapshots for the ranking side.
+    pub(crate) recommender_config: Option<crate::RecommenderConfig>,
+    pub(crate) scorer: Option<Vec<f32>>,
+}
+
+impl ShopWriter {
+    /// A writer over a built catalog: builds the index (by `index`) and an
+    /// empty signal store.
+    ///
+    /// Errors: an invalid signal or index config.
+    pub fn new(catalog: Catalog, signals: SignalConfig, index: IndexConfig) -> Result<ShopWriter> {
+        let catalog = Arc::new(catalog);
+        let store = SignalStore::new(Arc::clone(&catalog), signals)?;
+        let built = build_index(&index, &catalog)?;
+        Ok(ShopWriter::from_parts(catalog, built, index, store, None))
+    }
+
+    pub(crate) fn from_parts(
+        catalog: Arc<Catalog>,
+        index: Arc<dyn VectorIndex>,
+        index_config: IndexConfig,
+        store: SignalStore,
+        offset: Option<u64>,
+    ) -> ShopWriter {
+        ShopWriter {
+            catalog,
+            index,
+            index_config,
+            store,
+            published: None,
+            retitled: Vec::new(),
+            catalog_changed: false,
+            since_rebuild: None,
+            offset,
+            recommender_config: None,
+            scorer: None,
+        }
+    }
+
+    /// Keeps a recommender config in the writer's snapshots.
+    pub fn set_recommender_config(&mut self, config: crate::RecommenderConfig) {
+        self.recommender_config = Some(config);
+    }
+
+    /// The recommender config saved with (or loaded from) snapshots.
+    pub fn recommender_config(&self) -> Option<&crate::RecommenderConfig> {
+        self.recommender_config.as_ref()
+    }
+
+    /// Keeps the ranking model's weights in the writer's snapshots.
+    pub fn set_scorer(&mut self, scorer: &crate::rank::scorer::LogisticScorer) {
+        self.scorer = Some(scorer.matrix().to_vec());
+    }
+
+    /// The scorer saved with (or loaded from) snapshots.
+    pub fn scorer(&self) -> Option<crate::rank::scorer::LogisticScorer> {
+        self.scorer.clone().and_then(|w| crate::rank::scorer::LogisticScorer::from_matrix(w).ok())
+    }
+
+    /// The offset of the last applied entry (`None` before the first).
+    pub fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+
+    /// The catalog as of the last applied entry (perhaps not published).
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The index as of the last applied entry.
+    pub fn index(&self) -> &Arc<dyn VectorIndex> {
+        &self.index
+    }
+
+    /// The signal store.
+    pub fn store(&self) -> &SignalStore {
+        &self.store
+    }
+
+    /// The index config rebuilds use.
+    pub fn index_config(&self) -> &IndexConfig {
+        &self.index_config
+    }
+
+    /// Applies the entry at `offset`: entries at or below the last applied
+    /// offset are skipped ([`Applied::Duplicate`]), so at-least-once
+    /// delivery applies each entry once. Readers see nothing until
+    /// [`publish`](Self::publish).
+    ///
+    /// Errors (the entry is not applied and the offset does not move, so
+    /// it can be fixed and resent): a delta [`Catalog::apply`] rejects, a
+    /// flag or suspension of an unknown id.
+    pub fn apply(&mut self, offset: u64, entry: &LogEntry) -> Result<Applied> {
+        if self.offset.is_some_and(|o| offset <= o) {
+            return Ok(Applied::Duplicate);
+        }
+        let applied = match entry {
+            LogEntry::Events(events) => Applied::Events(self.store.ingest_batch(events)),
+            LogEntry::Delta(deltas) => Applied::Delta(self.apply_delta(deltas)?),
+            LogEntry::Flag { product, flagged } => {
+                self.store.flag_product(*product, *flagged)?;
+                Applied::Governance
+            }
+            LogEntry::Suspend { merchant, suspended } => {
+                self.store.suspend_merchant(*merchant, *suspended)?;
+                Applied::Governance
+            }
+        };
+        self.offset = Some(offset);
+        Ok(applied)
+    }
+
+    fn apply_delta(&mut self, deltas: &[CatalogDelta]) -> Result<CatalogChanges> {
+        let (next, changes) = self.catalog.apply(deltas)?;
+        let next = Arc::new(next);
+        let index = self.index.updated(&next, &changes.embedded)?;
+        // Profiles changed so far are finalized against the vectors they
+        // engaged with, before any vector changes: finalizing is then a
+        // function of the log alone, not of when publishes happened, so a
+        // restart from a snapshot replays to the same profiles.
+        if !changes.embedded.is_empty() {
+            self.store.finalize_profiles();
+        }
+        // Nothing fails after this point: the three parts move together.
+        self.store.follow(Arc::clone(&next))?;
+        self.index = index;
+        self.catalog = next;
+        self.retitled.extend_from_slice(&changes.retitled);
+        self.catalog_changed = true;
+        if let Some(rows) = &mut self.since_rebuild {
+            rows.extend_from_slice(&changes.embedded);
+        }
+        Ok(changes)
+    }
+
+    /// Publishes the state as of the last applied entry: the signals are
+    /// derived again; the catalog's structures are shared when no delta
+    /// came since the last publish, else updated for the rows that changed.
+    ///
+    /// Errors: none in practice (the parts are kept consistent); the
+    /// checks of [`ServingState::new`] still run.
+    pub fn publish(&mut self) -> Result<ServingState> {
+        let signals = Arc::new(self.store.publish());
+        let state = match &self.published {
+            None => ServingState::new(Arc::clone(&self.catalog), Arc::clone(&self.index), signals)?,
+            Some(prev) if !self.catalog_changed && Arc::ptr_eq(&prev.index, &self.index) => {
+                prev.with_signals(signals)?
+            }
+            Some(prev) => {
+                let mut changes = CatalogChanges::default();
+                self.retitled.sort_unstable();
+                self.retitled.dedup();
+                changes.retitled = std::mem::take(&mut self.retitled);
+                prev.with_delta(
+                    Arc::clone(&self.catalog),
+                    Arc::clone(&self.index),
+                    signals,
+                    &changes,
+                )?
+            }
+        };
+        self.catalog_changed = false;
+        self.published = Some(state.clone());
+        Ok(state)
+    }
+
+    /// [`publish`](Self::publish)es and swaps the state into `rec`:
+    /// requests running finish on the old state, later ones see this one.
+    pub fn publish_to(&mut self, rec: &Recommender) -> Result<u64> {
+        let state = self.publish()?;
+        let version = state.version();
+        rec.swap_state(state);
+        Ok(version)
+    }
+
+    /// Starts an index rebuild off the serving path: the job holds the
+    /// current catalog; [`IndexRebuild::build`] can run on another thread
+    /// while the writer goes on applying entries, and
+    /// [`finish_rebuild`](Self::finish_rebuild) swaps the result in with
+    /// the vectors that changed meanwhile. A rebuild compacts the index
+    /// (IVF lists re-trained, HNSW's exact segment folded into the graph);
+    /// catalog rows stay as they are.
+    pub fn start_rebuild(&mut self) -> IndexRebuild {
+        self.since_rebuild = Some(Vec::new());
+        IndexRebuild { catalog: Arc::clone(&self.catalog), config: self.index_config.clone() }
+    }
+
+    /// Takes a rebuilt index in (see [`start_rebuild`](Self::start_rebuild)).
+    ///
+    /// Errors: the job was not started by this writer's last
+    /// `start_rebuild`, or the index cannot take the changes made since.
+    pub fn finish_rebuild(&mut self, built: RebuiltIndex) -> Result<()> {
+        let Some(mut rows) = self.since_rebuild.take() else {
+            return Err(Error::invalid_config("rebuild", "no rebuild was started"));
+        };
+        rows.sort_unstable();
+        rows.dedup();
+        let index = if Arc::ptr_eq(&built.catalog, &self.catalog) {
+            built.index
+        } else {
+            built.index.updated(&self.catalog, &rows)?
+        };
+        self.index = index;
+        self.catalog_changed = true;
+        Ok(())
+    }
+
+    /// Saves the whole state (see [`snapshot`](self#snapshots)) under `dir`
+    /// through `io`, and makes it current. Returns what was written.
+    pub fn save_with(
+        &mut self,
+        dir: &std::path::Path,
+        io: &dyn SnapshotIo,
+        retention: Retention,
+    ) -> Result<SnapshotInfo> {
+        self.store.finalize_profiles();
+        snapshot::save(self, dir, io, retention)
+    }
+
+    /// [`save_with`](Self::save_with) on the local file system, keeping the
+    /// default number of snapshots.
+    pub fn save(&mut self, dir: impl AsRef<std::path::Path>) -> Result<SnapshotInfo> {
+        self.save_with(dir.as_ref(), &StdIo, Retention::default())
+    }
+
+    /// Loads the current snapshot under `dir`; the log is then replayed from
+    /// [`offset`](Self::offset) + 1.
+    ///
+    /// Errors: no snapshot, or a corrupt, truncated or foreign one
+    /// ([`ErrorKind::Snapshot`](crate::ErrorKind::Snapshot),
+    /// [`ErrorKind::SnapshotVersion`](crate::ErrorKind::SnapshotVersion)).
+    pub fn load(dir: impl AsRef<std::path::Path>) -> Result<ShopWriter> {
+        snapshot::load(dir.as_ref())
+    }
+
+    /// [`load`](Self::load), checking that the snapshot's embeddings have
+    /// dimension `dim` (the one the service's models and queries use).
+    ///
+    /// Errors: as `load`, and another dimension
+    /// ([`ErrorKind::DimensionMismatch`](crate::ErrorKind::DimensionMismatch)
+    /// naming both).
+    pub fn load_expecting(dir: impl AsRef<std::path::Path>, dim: usize) -> Result<ShopWriter> {
+        let w = Self::load(dir)?;
+        if w.catalog.dim() != dim {
+            return Err(Error::dimension("snapshot embeddings", dim, w.catalog.dim()));
+        }
+        Ok(w)
+    }
+
+    pub(crate) fn parts(&self) -> (&Arc<Catalog>, &Arc<dyn VectorIndex>, &SignalStore) {
+        (&self.catalog, &self.index, &self.store)
+    }
+}
+
+/// An index rebuild job (see [`ShopWriter::start_rebuild`]); `Send`, so it
+/// can run on another thread.
+#[derive(Debug)]
+pub struct IndexRebuild {
+    catalog: Arc<Catalog>,
+    config: IndexConfig,
+}
+
+/// A rebuilt index, for [`ShopWriter::finish_rebuild`].
+#[derive(Debug)]
+pub struct RebuiltIndex {
+    catalog: Arc<Catalog>,
+    index: Arc<dyn VectorIndex>,
+}
+
+impl IndexRebuild {
+    /// Builds the index over the job's catalog (the slow part).
+    ///
+    /// Errors: as the index's build.
+    pub fn build(self) -> Result<RebuiltIndex> {
+        let index = build_index(&self.config, &self.catalog)?;
+        Ok(RebuiltIndex { catalog: self.catalog, index })
+    }
+}
+
+/// Builds the configured index over `catalog`, skipping its tombstones.
+pub(crate) fn build_index(config: &IndexConfig, catalog: &Catalog) -> Result<Arc<dyn VectorIndex>> {
+    let index = config.build(catalog.shared_embeddings())?;
+    if catalog.delisted_len() == 0 { Ok(index) } else { index.updated(catalog, &[]) }
+}

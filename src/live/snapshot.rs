@@ -1,0 +1,571 @@
+//! Snapshots: the whole writer state in one immutable file, made current by
+//! an atomic pointer.
+//!
+//! Layout of a snapshot root directory:
+//!
+//! ```text
+//! root/
+//!   CURRENT                                   "snapshot-<offset>-<nanos>\n"
+//!   snapshot-00000000000000000042-<nanos>/state.osnap
+//!   snapshot-00000000000000000017-<nanos>/state.osnap   (kept by retention)
+//! ```
+//!
+//! `state.osnap`, format version 1:
+//!
+//! ```text
+//! 0   magic "OMNISNAP"
+//! 8   u32 LE format version
+//! 12  u32 LE manifest length M
+//! 16  u32 LE CRC32 of the manifest
+//! 20  u32 reserved (0)
+//! 24  manifest (postcard): [(name, offset, length, CRC32)] per section
+//! ..  sections, each at a 64-byte aligned offset
+//! ```
+//!
+//! Sections: `meta`, `catalog`, `store`, `profiles` and `index` are postcard;
+//! `embeddings`, `raw_norms`, `ivf.*` and `counters.*` are raw little-endian
+//! blocks (`f32`, `u32`, `i64`, `u8`) read through a memory map and cast
+//! with bytemuck. Every length is checked against the file before anything
+//! is allocated, every section's CRC32 before it is decoded, and every
+//! decoded part against the others (lengths, rows, ids) before it is used:
+//! a truncated, corrupt or foreign file is [`ErrorKind::Snapshot`] or
+//! [`ErrorKind::SnapshotVersion`], never a panic and never a wrong state.
+//!
+//! Saving writes the file into a new directory, fsyncs it and the
+//! directories, then writes `CURRENT.tmp`, fsyncs it and renames it over
+//! `CURRENT` (atomic on POSIX file systems), and fsyncs the root. A crash
+//! at any point leaves `CURRENT` naming a complete snapshot: the old one
+//! or the new one. HNSW graphs are derived data and rebuilt at load.
+
+use super::ShopWriter;
+use crate::catalog::{Catalog, CatalogRecord, Embeddings};
+use crate::error::{Error, ErrorKind, Result};
+use crate::index::{IvfIndex, IvfList, VectorIndex};
+use crate::service::{IndexConfig, IndexKind};
+use crate::signals::store::{StoreRecord, TABLES};
+use crate::signals::{SignalConfig, SignalStore};
+use crate::{UserId, UserProfile};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The snapshot format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"OMNISNAP";
+const HEADER: usize = 24;
+const ALIGN: usize = 64;
+const FILE: &str = "state.osnap";
+const CURRENT: &str = "CURRENT";
+const PREFIX: &str = "snapshot-";
+
+/// The file operations a save makes, so that a test can inject a failure
+/// and a deployment can put snapshots elsewhere. [`StdIo`] is the local
+/// file system.
+pub trait SnapshotIo: Send + Sync + std::fmt::Debug {
+    /// Creates a directory and its parents.
+    fn create_dir(&self, path: &Path) -> std::io::Result<()>;
+    /// Writes `parts` in order to a new file at `path` and syncs it.
+    fn write_synced(&self, path: &Path, parts: &[&[u8]]) -> std::io::Result<()>;
+    /// Syncs a directory (its entries).
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()>;
+    /// Renames atomically, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    /// Removes a directory and everything in it.
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()>;
+}
+
+/// The local file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdIo;
+
+impl SnapshotIo for StdIo {
+    fn create_dir(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn write_synced(&self, path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+        for p in parts {
+            f.write_all(p)?;
+        }
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
+
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::File::open(path)?.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+}
+
+/// How many snapshots a save keeps (the new one included; at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Snapshots kept, newest first. Default 3.
+    pub keep: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { keep: 3 }
+    }
+}
+
+/// What a save wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The snapshot's directory.
+    pub dir: PathBuf,
+    /// The log offset it holds the state of.
+    pub offset: Option<u64>,
+    /// Bytes of its file.
+    pub bytes: u64,
+    /// Number of sections.
+    pub sections: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    name: String,
+    offset: u64,
+    len: u64,
+    crc: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    offset: Option<u64>,
+    rows: u64,
+    dim: u32,
+    embeddings_fingerprint: u64,
+    /// JSON: the configs keep their serde defaults and field checks.
+    signal_config: String,
+    index_config: String,
+    recommender_config: Option<String>,
+    scorer: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum IndexRecord {
+    Exact,
+    Hnsw,
+    Ivf { probes: u64, list_lens: Vec<u32>, lo: Vec<f32>, step: Vec<f32> },
+}
+
+/// Plain numbers that travel as raw little-endian blocks.
+trait Raw: bytemuck::Pod {
+    fn to_le(self) -> Self;
+}
+macro_rules! raw_le {
+    ($($t:ty),*) => {$(
+        impl Raw for $t {
+            fn to_le(self) -> Self {
+                <$t>::from_ne_bytes(self.to_le_bytes())
+            }
+        }
+    )*};
+}
+raw_le!(f32, u32, i64, u8);
+
+/// `v` as little-endian bytes: borrowed on little-endian machines.
+fn raw_bytes<T: Raw>(v: &[T]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(bytemuck::cast_slice(v))
+    } else {
+        Cow::Owned(v.iter().flat_map(|x| bytemuck::bytes_of(&x.to_le()).to_vec()).collect())
+    }
+}
+
+/// Saves `w` under `root` (see the module docs).
+pub(super) fn save(
+    w: &ShopWriter,
+    root: &Path,
+    io: &dyn SnapshotIo,
+    retention: Retention,
+) -> Result<SnapshotInfo> {
+    let (catalog, index, store) = w.parts();
+    let (record, tables, profiles) = store.to_parts();
+    let emb = catalog.embeddings();
+    let pc = |what: &str, e: postcard::Error| {
+        Error::new(ErrorKind::Snapshot {
+            path: root.to_path_buf(),
+            section: what.to_string(),
+            reason: format!("encoding failed: {e}"),
+        })
+    };
+    let json = |what: &str, v: Result<String, serde_json::Error>| {
+        v.map_err(|e| bad(root, "meta", format!("{what}: {e}")))
+    };
+    let meta = Meta {
+        offset: w.offset,
+        rows: catalog.len() as u64,
+        dim: catalog.dim() as u32,
+        embeddings_fingerprint: emb.fingerprint(),
+        signal_config: json("signal config", serde_json::to_string(store.config()))?,
+        index_config: json("index config", serde_json::to_string(&w.index_config))?,
+        recommender_config: w.recommender_config.as_ref().and_then(|c| toml::to_string(c).ok()),
+        scorer: w.scorer.clone(),
+    };
+    let mut sections: Vec<(String, Cow<'_, [u8]>)> = vec![
+        ("meta".into(), postcard::to_allocvec(&meta).map_err(|e| pc("meta", e))?.into()),
+        (
+            "catalog".into(),
+            postcard::to_allocvec(&catalog.to_record()).map_err(|e| pc("catalog", e))?.into(),
+        ),
+        ("store".into(), postcard::to_allocvec(&record).map_err(|e| pc("store", e))?.into()),
+        (
+            "profiles".into(),
+            postcard::to_allocvec(&profiles).map_err(|e| pc("profiles", e))?.into(),
+        ),
+        ("embeddings".into(), raw_bytes(emb.as_slice())),
+        ("raw_norms".into(), raw_bytes(emb.raw_norms())),
+    ];
+    for (name, (t, v)) in TABLES.iter().zip(&tables) {
+        sections.push((format!("counters.{name}.t"), raw_bytes(t)));
+        sections.push((format!("counters.{name}.v"), raw_bytes(v)));
+    }
+    let ivf_blocks;
+    let index_record = match index.as_ivf() {
+        Some(ivf) => {
+            let (probes, centroids, lists, lo, step) = ivf.parts();
+            let rows: Vec<u32> = lists.iter().flat_map(|l| l.rows.iter().copied()).collect();
+            let codes: Vec<u8> = lists.iter().flat_map(|l| l.codes.iter().copied()).collect();
+            ivf_blocks = (centroids.to_vec(), rows, codes);
+            IndexRecord::Ivf {
+                probes: probes as u64,
+                list_lens: lists.iter().map(|l| l.rows.len() as u32).collect(),
+                lo: lo.to_vec(),
+                step: step.to_vec(),
+            }
+        }
+        None if index.id() == "hnsw" => {
+            ivf_blocks = Default::default();
+            IndexRecord::Hnsw
+        }
+        None => {
+            ivf_blocks = Default::default();
+            IndexRecord::Exact
+        }
+    };
+    sections.push((
+        "index".into(),
+        postcard::to_allocvec(&index_record).map_err(|e| pc("index", e))?.into(),
+    ));
+    if let IndexRecord::Ivf { .. } = index_record {
+        sections.push(("ivf.centroids".into(), raw_bytes(&ivf_blocks.0)));
+        sections.push(("ivf.rows".into(), raw_bytes(&ivf_blocks.1)));
+        sections.push(("ivf.codes".into(), raw_bytes(&ivf_blocks.2)));
+    }
+    write_snapshot(root, io, retention, w.offset, &sections)
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+fn write_snapshot(
+    root: &Path,
+    io: &dyn SnapshotIo,
+    retention: Retention,
+    offset: Option<u64>,
+    sections: &[(String, Cow<'_, [u8]>)],
+) -> Result<SnapshotInfo> {
+    // Offsets: the manifest's size depends on the offsets' varint sizes,
+    // so lay the sections out after a bound on it.
+    let bound: usize = 64 + sections.iter().map(|(n, _)| n.len() + 32).sum::<usize>();
+    let mut at = (HEADER + bound).next_multiple_of(ALIGN);
+    let mut entries = Vec::with_capacity(sections.len());
+    for (name, bytes) in sections {
+        entries.push(Entry {
+            name: name.clone(),
+            offset: at as u64,
+            len: bytes.len() as u64,
+            crc: crc32fast::hash(bytes),
+        });
+        at = (at + bytes.len()).next_multiple_of(ALIGN);
+    }
+    let manifest =
+        postcard::to_allocvec(&entries).map_err(|e| bad(root, "manifest", e.to_string()))?;
+    if manifest.len() > bound {
+        return Err(bad(root, "manifest", "section names too long for the manifest"));
+    }
+    let mut header = Vec::with_capacity(HEADER + bound);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
+    header.extend_from_slice(&crc32fast::hash(&manifest).to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&manifest);
+    let zeros = [0u8; ALIGN];
+    let mut parts: Vec<&[u8]> = vec![&header];
+    let first = entries.first().map_or(header.len(), |e| e.offset as usize);
+    let pad = vec![0u8; first - header.len()];
+    parts.push(&pad);
+    let mut pos = first;
+    for (e, (_, bytes)) in entries.iter().zip(sections) {
+        debug_assert_eq!(pos, e.offset as usize);
+        parts.push(bytes);
+        pos += bytes.len();
+        let next = pos.next_multiple_of(ALIGN);
+        parts.push(&zeros[..next - pos]);
+        pos = next;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let name = format!("{PREFIX}{:020}-{nanos:016x}", offset.unwrap_or(0));
+    let dir = root.join(&name);
+    io.create_dir(&dir).map_err(io_err(&dir))?;
+    let file = dir.join(FILE);
+    let written = io
+        .write_synced(&file, &parts)
+        .and_then(|()| io.sync_dir(&dir))
+        .and_then(|()| io.sync_dir(root));
+    if let Err(e) = written {
+        let _ = io.remove_dir_all(&dir);
+        return Err(Error::io(&file, e));
+    }
+    let tmp = root.join(format!("{CURRENT}.tmp"));
+    let pointed = io
+        .write_synced(&tmp, &[name.as_bytes(), b"\n"])
+        .and_then(|()| io.rename(&tmp, &root.join(CURRENT)))
+        .and_then(|()| io.sync_dir(root));
+    if let Err(e) = pointed {
+        return Err(Error::io(root.join(CURRENT), e));
+    }
+    retain(root, io, &name, retention);
+    Ok(SnapshotInfo { dir, offset, bytes: pos as u64, sections: sections.len() })
+}
+
+/// Removes snapshots beyond the newest `keep` (the current one always
+/// stays) and any newer than the current one (left by a crashed save).
+/// Failures are ignored: the save itself is complete.
+fn retain(root: &Path, io: &dyn SnapshotIo, current: &str, retention: Retention) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(PREFIX))
+        .collect();
+    names.sort_unstable();
+    // The current one counts towards `keep`; older ones fill the rest.
+    let mut older = 0;
+    for n in names.iter().rev() {
+        let keep = if n.as_str() == current {
+            true
+        } else if n.as_str() < current && older + 1 < retention.keep.max(1) {
+            older += 1;
+            true
+        } else {
+            false
+        };
+        if !keep {
+            let _ = io.remove_dir_all(&root.join(n));
+        }
+    }
+}
+
+/// A corrupt-snapshot error.
+fn bad(path: &Path, section: &str, reason: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Snapshot {
+        path: path.to_path_buf(),
+        section: section.to_string(),
+        reason: reason.into(),
+    })
+}
+
+/// Loads the snapshot `CURRENT` names under `root`.
+pub(super) fn load(root: &Path) -> Result<ShopWriter> {
+    let pointer = root.join(CURRENT);
+    let name = std::fs::read_to_string(&pointer).map_err(io_err(&pointer))?;
+    let name = name.trim();
+    if !name.starts_with(PREFIX) || name.contains(['/', '\\']) || name.contains("..") {
+        return Err(bad(&pointer, "pointer", format!("{name:?} is not a snapshot name")));
+    }
+    load_dir(&root.join(name))
+}
+
+/// Loads one snapshot directory.
+pub(crate) fn load_dir(dir: &Path) -> Result<ShopWriter> {
+    let path = dir.join(FILE);
+    let file = std::fs::File::open(&path).map_err(io_err(&path))?;
+    // SAFETY: a snapshot file is immutable once written (it is never
+    // opened for writing again, and a save writes a new directory), so the
+    // mapped bytes do not change under us; every length read from it is
+    // checked against the map's length before use.
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(&path))?;
+    let file = SnapFile::open(&path, &map)?;
+    decode(&file)
+}
+
+/// A checked view of a snapshot file: its sections by name.
+struct SnapFile<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    entries: Vec<Entry>,
+}
+
+impl<'a> SnapFile<'a> {
+    fn open(path: &'a Path, bytes: &'a [u8]) -> Result<SnapFile<'a>> {
+        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+            return Err(bad(path, "header", "not an omnifeed snapshot (bad magic or too short)"));
+        }
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let version = word(8);
+        if version != FORMAT_VERSION {
+            return Err(Error::new(ErrorKind::SnapshotVersion {
+                path: path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            }));
+        }
+        let len = word(12) as usize;
+        let manifest = bytes
+            .get(HEADER..HEADER.saturating_add(len))
+            .ok_or_else(|| bad(path, "manifest", "truncated"))?;
+        if crc32fast::hash(manifest) != word(16) {
+            return Err(bad(path, "manifest", "checksum mismatch"));
+        }
+        let entries: Vec<Entry> =
+            postcard::from_bytes(manifest).map_err(|e| bad(path, "manifest", e.to_string()))?;
+        for e in &entries {
+            let end = e.offset.checked_add(e.len).filter(|&end| end <= bytes.len() as u64);
+            if end.is_none() {
+                return Err(bad(path, &e.name, "truncated: the section runs past the file's end"));
+            }
+        }
+        Ok(SnapFile { path, bytes, entries })
+    }
+
+    /// A section's bytes, checksum verified.
+    fn section(&self, name: &str) -> Result<&'a [u8]> {
+        let e = self
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| bad(self.path, name, "missing"))?;
+        let bytes = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
+        if crc32fast::hash(bytes) != e.crc {
+            return Err(bad(self.path, name, "checksum mismatch"));
+        }
+        Ok(bytes)
+    }
+
+    fn postcard<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
+        postcard::from_bytes(self.section(name)?).map_err(|e| bad(self.path, name, e.to_string()))
+    }
+
+    fn raw<T: Raw>(&self, name: &str) -> Result<Vec<T>> {
+        let bytes = self.section(name)?;
+        let size = std::mem::size_of::<T>();
+        if bytes.len() % size != 0 {
+            return Err(bad(
+                self.path,
+                name,
+                format!("{} bytes is not a whole number of values", bytes.len()),
+            ));
+        }
+        let mut v: Vec<T> = match bytemuck::try_cast_slice::<u8, T>(bytes) {
+            Ok(s) => s.to_vec(),
+            Err(_) => bytemuck::pod_collect_to_vec(bytes),
+        };
+        if cfg!(target_endian = "big") {
+            v.iter_mut().for_each(|x| *x = x.to_le());
+        }
+        Ok(v)
+    }
+}
+
+fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
+    let meta: Meta = f.postcard("meta")?;
+    let signal_config: SignalConfig = serde_json::from_str(&meta.signal_config)
+        .map_err(|e| bad(f.path, "meta", format!("signal config: {e}")))?;
+    let index_config: IndexConfig = serde_json::from_str(&meta.index_config)
+        .map_err(|e| bad(f.path, "meta", format!("index config: {e}")))?;
+    let (rows, dim) = (meta.rows as usize, meta.dim as usize);
+    let data: Vec<f32> = f.raw("embeddings")?;
+    let norms: Vec<f32> = f.raw("raw_norms")?;
+    if dim == 0 || Some(data.len()) != rows.checked_mul(dim) || norms.len() != rows {
+        return Err(bad(f.path, "embeddings", format!("expected {rows} rows of dimension {dim}")));
+    }
+    if data.iter().chain(&norms).any(|x| !x.is_finite()) {
+        return Err(bad(f.path, "embeddings", "a value is not finite"));
+    }
+    let emb = Embeddings::from_parts(dim, data, norms, meta.embeddings_fingerprint);
+    let record: CatalogRecord = f.postcard("catalog")?;
+    let catalog =
+        Arc::new(Catalog::from_record(record, emb).map_err(|r| bad(f.path, "catalog", r))?);
+    let index = decode_index(f, &catalog, &index_config)?;
+    let record: StoreRecord = f.postcard("store")?;
+    let profiles: Vec<(UserId, UserProfile)> = f.postcard("profiles")?;
+    let mut tables = Vec::with_capacity(TABLES.len());
+    for name in TABLES {
+        tables.push((f.raw(&format!("counters.{name}.t"))?, f.raw(&format!("counters.{name}.v"))?));
+    }
+    let store =
+        SignalStore::from_parts(Arc::clone(&catalog), signal_config, record, tables, profiles)
+            .map_err(|r| bad(f.path, "store", r))?;
+    let mut w = ShopWriter::from_parts(catalog, index, index_config, store, meta.offset);
+    if let Some(text) = meta.recommender_config {
+        let cfg = crate::RecommenderConfig::from_toml_str(&text)
+            .map_err(|e| bad(f.path, "meta", format!("recommender config: {e}")))?;
+        w.recommender_config = Some(cfg);
+    }
+    if let Some(weights) = meta.scorer {
+        crate::rank::scorer::LogisticScorer::from_matrix(weights.clone())
+            .map_err(|e| bad(f.path, "meta", format!("scorer: {e}")))?;
+        w.scorer = Some(weights);
+    }
+    Ok(w)
+}
+
+fn decode_index(
+    f: &SnapFile<'_>,
+    catalog: &Arc<Catalog>,
+    config: &IndexConfig,
+) -> Result<Arc<dyn VectorIndex>> {
+    let record: IndexRecord = f.postcard("index")?;
+    let index: Arc<dyn VectorIndex> = match record {
+        IndexRecord::Exact => Arc::new(crate::index::ExactIndex::for_catalog(catalog)),
+        IndexRecord::Hnsw => {
+            let cfg = IndexConfig { kind: IndexKind::Hnsw, ..config.clone() };
+            super::build_index(&cfg, catalog)?
+        }
+        IndexRecord::Ivf { probes, list_lens, lo, step } => {
+            let centroids: Vec<f32> = f.raw("ivf.centroids")?;
+            let rows: Vec<u32> = f.raw("ivf.rows")?;
+            let codes: Vec<u8> = f.raw("ivf.codes")?;
+            let dim = catalog.dim();
+            let total: u64 = list_lens.iter().map(|&l| u64::from(l)).sum();
+            if total != rows.len() as u64 || Some(codes.len()) != rows.len().checked_mul(dim) {
+                return Err(bad(f.path, "index", "list lengths do not match the rows and codes"));
+            }
+            let mut lists = Vec::with_capacity(list_lens.len());
+            let mut at = 0usize;
+            for &l in &list_lens {
+                let l = l as usize;
+                lists.push(IvfList {
+                    rows: rows[at..at + l].to_vec(),
+                    codes: codes[at * dim..(at + l) * dim].to_vec(),
+                });
+                at += l;
+            }
+            let probes = usize::try_from(probes).unwrap_or(usize::MAX);
+            Arc::new(
+                IvfIndex::from_parts(catalog, probes, centroids, lists, lo, step)
+                    .map_err(|e| bad(f.path, "index", e.to_string()))?,
+            )
+        }
+    };
+    Ok(index)
+}
