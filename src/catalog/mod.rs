@@ -408,6 +408,30 @@ impl Catalog {
         Arc::clone(&self.embeddings)
     }
 
+    /// A builder holding this catalog's records: merchants, listed
+    /// products with their embeddings, and content (links to delisted
+    /// products dropped). Building it is the compaction a rebuild does:
+    /// tombstones are gone and rows are renumbered densely.
+    pub fn to_builder(&self) -> CatalogBuilder {
+        let mut b = CatalogBuilder::new();
+        for m in &self.merchants {
+            b.add_merchant(m.clone());
+        }
+        let listed: Vec<ItemIdx> =
+            (0..self.len() as u32).map(ItemIdx).filter(|&r| self.is_listed(r)).collect();
+        b.products.reserve(listed.len());
+        b.emb_data.reserve(listed.len() * self.dim());
+        for &r in &listed {
+            b.add_product(self.product(r));
+            b.add_embedding(self.product_id(r), self.embeddings.row(r));
+        }
+        for mut c in self.contents() {
+            c.products.retain(|&p| self.row(p).is_some_and(|r| self.is_listed(r)));
+            b.add_content(c);
+        }
+        b
+    }
+
     /// A 64-bit digest of the catalog's identity: its product ids in row
     /// order, their merchants and categories, its content links and its
     /// embeddings. Two catalogs with the same fingerprint serve the same

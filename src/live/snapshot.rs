@@ -44,7 +44,6 @@ use crate::index::{IvfIndex, IvfList, VectorIndex};
 use crate::service::{IndexConfig, IndexKind};
 use crate::signals::store::{StoreRecord, TABLES};
 use crate::signals::{SignalConfig, SignalStore};
-use crate::{UserId, UserProfile};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::io::Write;
@@ -466,6 +465,12 @@ impl<'a> SnapFile<'a> {
     }
 
     fn raw<T: Raw>(&self, name: &str) -> Result<Vec<T>> {
+        Ok(self.slice(name)?.into_owned())
+    }
+
+    /// A raw section as values: borrowed from the map where it is aligned
+    /// and the machine little-endian, else copied.
+    fn slice<T: Raw>(&self, name: &str) -> Result<Cow<'a, [T]>> {
         let bytes = self.section(name)?;
         let size = std::mem::size_of::<T>();
         if bytes.len() % size != 0 {
@@ -475,47 +480,77 @@ impl<'a> SnapFile<'a> {
                 format!("{} bytes is not a whole number of values", bytes.len()),
             ));
         }
-        let mut v: Vec<T> = match bytemuck::try_cast_slice::<u8, T>(bytes) {
-            Ok(s) => s.to_vec(),
-            Err(_) => bytemuck::pod_collect_to_vec(bytes),
+        let mut v: Cow<'a, [T]> = match bytemuck::try_cast_slice::<u8, T>(bytes) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
         };
         if cfg!(target_endian = "big") {
-            v.iter_mut().for_each(|x| *x = x.to_le());
+            v.to_mut().iter_mut().for_each(|x| *x = x.to_le());
         }
         Ok(v)
     }
 }
 
+/// One counter table's times and values, as read.
+type RawTable<'a> = (Cow<'a, [i64]>, Cow<'a, [f32]>);
+
 fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
+    use rayon::prelude::*;
     let meta: Meta = f.postcard("meta")?;
     let signal_config: SignalConfig = serde_json::from_str(&meta.signal_config)
         .map_err(|e| bad(f.path, "meta", format!("signal config: {e}")))?;
     let index_config: IndexConfig = serde_json::from_str(&meta.index_config)
         .map_err(|e| bad(f.path, "meta", format!("index config: {e}")))?;
-    let (rows, dim) = (meta.rows as usize, meta.dim as usize);
-    let data: Vec<f32> = f.raw("embeddings")?;
-    let norms: Vec<f32> = f.raw("raw_norms")?;
-    if dim == 0 || Some(data.len()) != rows.checked_mul(dim) || norms.len() != rows {
-        return Err(bad(f.path, "embeddings", format!("expected {rows} rows of dimension {dim}")));
-    }
-    if data.iter().chain(&norms).any(|x| !x.is_finite()) {
-        return Err(bad(f.path, "embeddings", "a value is not finite"));
-    }
-    let emb = Embeddings::from_parts(dim, data, norms, meta.embeddings_fingerprint);
-    let record: CatalogRecord = f.postcard("catalog")?;
+    let embeddings = || -> Result<Embeddings> {
+        let (rows, dim) = (meta.rows as usize, meta.dim as usize);
+        let (data, norms): (Vec<f32>, Vec<f32>) = (f.raw("embeddings")?, f.raw("raw_norms")?);
+        if dim == 0 || Some(data.len()) != rows.checked_mul(dim) || norms.len() != rows {
+            return Err(bad(
+                f.path,
+                "embeddings",
+                format!("expected {rows} rows of dimension {dim}"),
+            ));
+        }
+        let finite = |c: &[f32]| c.iter().all(|x| x.is_finite());
+        if !(data.par_chunks(1 << 16).all(finite) && finite(&norms)) {
+            return Err(bad(f.path, "embeddings", "a value is not finite"));
+        }
+        Ok(Embeddings::from_parts(dim, data, norms, meta.embeddings_fingerprint))
+    };
+    let tables = || -> Result<Vec<RawTable<'_>>> {
+        TABLES
+            .iter()
+            .map(|name| {
+                Ok((
+                    f.slice(&format!("counters.{name}.t"))?,
+                    f.slice(&format!("counters.{name}.v"))?,
+                ))
+            })
+            .collect()
+    };
+    // The parts are independent until they are assembled: decode them in
+    // parallel.
+    let ((emb, record), ((store, profiles), (tables, index))) = rayon::join(
+        || rayon::join(embeddings, || f.postcard::<CatalogRecord>("catalog")),
+        || {
+            rayon::join(
+                || rayon::join(|| f.postcard::<StoreRecord>("store"), || f.postcard("profiles")),
+                || rayon::join(tables, || f.postcard::<IndexRecord>("index")),
+            )
+        },
+    );
     let catalog =
-        Arc::new(Catalog::from_record(record, emb).map_err(|r| bad(f.path, "catalog", r))?);
-    let index = decode_index(f, &catalog, &index_config)?;
-    let record: StoreRecord = f.postcard("store")?;
-    let profiles: Vec<(UserId, UserProfile)> = f.postcard("profiles")?;
-    let mut tables = Vec::with_capacity(TABLES.len());
-    for name in TABLES {
-        tables.push((f.raw(&format!("counters.{name}.t"))?, f.raw(&format!("counters.{name}.v"))?));
-    }
-    let store =
-        SignalStore::from_parts(Arc::clone(&catalog), signal_config, record, tables, profiles)
-            .map_err(|r| bad(f.path, "store", r))?;
-    let mut w = ShopWriter::from_parts(catalog, index, index_config, store, meta.offset);
+        Arc::new(Catalog::from_record(record?, emb?).map_err(|r| bad(f.path, "catalog", r))?);
+    let (store, profiles, tables, index) = (store?, profiles?, tables?, index?);
+    let (index, store) = rayon::join(
+        || decode_index(f, &catalog, &index_config, index),
+        || {
+            let tables: Vec<(&[i64], &[f32])> = tables.iter().map(|(t, v)| (&**t, &**v)).collect();
+            SignalStore::from_parts(Arc::clone(&catalog), signal_config, store, &tables, profiles)
+                .map_err(|r| bad(f.path, "store", r))
+        },
+    );
+    let mut w = ShopWriter::from_parts(catalog, index?, index_config, store?, meta.offset);
     if let Some(text) = meta.recommender_config {
         let cfg = crate::RecommenderConfig::from_toml_str(&text)
             .map_err(|e| bad(f.path, "meta", format!("recommender config: {e}")))?;
@@ -533,8 +568,8 @@ fn decode_index(
     f: &SnapFile<'_>,
     catalog: &Arc<Catalog>,
     config: &IndexConfig,
+    record: IndexRecord,
 ) -> Result<Arc<dyn VectorIndex>> {
-    let record: IndexRecord = f.postcard("index")?;
     let index: Arc<dyn VectorIndex> = match record {
         IndexRecord::Exact => Arc::new(crate::index::ExactIndex::for_catalog(catalog)),
         IndexRecord::Hnsw => {
@@ -543,8 +578,8 @@ fn decode_index(
         }
         IndexRecord::Ivf { probes, list_lens, lo, step } => {
             let centroids: Vec<f32> = f.raw("ivf.centroids")?;
-            let rows: Vec<u32> = f.raw("ivf.rows")?;
-            let codes: Vec<u8> = f.raw("ivf.codes")?;
+            let rows: Cow<'_, [u32]> = f.slice("ivf.rows")?;
+            let codes: Cow<'_, [u8]> = f.slice("ivf.codes")?;
             let dim = catalog.dim();
             let total: u64 = list_lens.iter().map(|&l| u64::from(l)).sum();
             if total != rows.len() as u64 || Some(codes.len()) != rows.len().checked_mul(dim) {

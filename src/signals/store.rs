@@ -622,7 +622,7 @@ impl SignalStore {
         catalog: Arc<Catalog>,
         config: SignalConfig,
         record: StoreRecord,
-        tables: Vec<(Vec<i64>, Vec<f32>)>,
+        tables: &[(&[i64], &[f32])],
         profiles: Vec<(UserId, crate::UserProfile)>,
     ) -> std::result::Result<SignalStore, String> {
         let mut store = SignalStore::new(Arc::clone(&catalog), config)
