@@ -236,7 +236,15 @@ impl Next {
         })
     }
 
-    fn upsert_product(&mut self, i: usize, p: &Product, embedding: Option<&[f32]>) -> Result<()> {
+    /// Checks a product's price, merchant and embedding: its merchant row
+    /// and its unit vector with the raw norm, if one was given.
+    #[allow(clippy::type_complexity)]
+    fn check_product(
+        &self,
+        i: usize,
+        p: &Product,
+        embedding: Option<&[f32]>,
+    ) -> Result<(u32, Option<(Vec<f32>, f32)>)> {
         let at = || format!("delta {i} (product {})", p.id);
         if !p.price.is_finite() || !(0.0..=MAX_PRICE).contains(&p.price) {
             return Err(Error::invalid_value(
@@ -248,19 +256,20 @@ impl Next {
         let Some(&m) = self.c.merchant_rows.get(&p.merchant) else {
             return Err(Error::unknown(IdKind::Merchant, p.merchant.0, "delta.product.merchant"));
         };
-        let vector = match embedding {
-            Some(v) => {
-                let dim = self.c.dim();
-                if v.len() != dim {
-                    return Err(Error::dimension("delta product embedding", dim, v.len()));
-                }
-                let mut unit = v.to_vec();
-                let norm = normalize_in_place("product embedding", 0, &mut unit)
-                    .map_err(|e| Error::invalid_value("product.embedding", at(), e.to_string()))?;
-                Some((unit, norm))
-            }
-            None => None,
-        };
+        let Some(v) = embedding else { return Ok((m, None)) };
+        let dim = self.c.dim();
+        if v.len() != dim {
+            return Err(Error::dimension("delta product embedding", dim, v.len()));
+        }
+        let mut unit = v.to_vec();
+        let norm = normalize_in_place("product embedding", 0, &mut unit)
+            .map_err(|e| Error::invalid_value("product.embedding", at(), e.to_string()))?;
+        Ok((m, Some((unit, norm))))
+    }
+
+    fn upsert_product(&mut self, i: usize, p: &Product, embedding: Option<&[f32]>) -> Result<()> {
+        let at = || format!("delta {i} (product {})", p.id);
+        let (m, vector) = self.check_product(i, p, embedding)?;
         let c = &mut self.c;
         let row = match c.product_rows.get(&p.id) {
             Some(&row) => {

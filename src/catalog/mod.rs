@@ -870,6 +870,37 @@ pub(crate) struct CatalogRecord {
     version: u64,
 }
 
+impl CatalogRecord {
+    /// Checks column lengths, merchant rows, tombstones and links.
+    fn check(&self) -> std::result::Result<(), String> {
+        let n = self.product_ids.len();
+        let columns = [
+            self.category.len(),
+            self.price.len(),
+            self.merchant_row.len(),
+            self.stock.len(),
+            self.listed_at.len(),
+            self.titles.len(),
+        ];
+        if n == 0 || columns.iter().any(|&l| l != n) {
+            return Err(format!("columns of unequal length for {n} products"));
+        }
+        if self.merchant_row.iter().any(|&m| m as usize >= self.merchants.len()) {
+            return Err("a product's merchant is out of range".into());
+        }
+        if self.delisted.len() > n.div_ceil(64) {
+            return Err("tombstones beyond the last row".into());
+        }
+        let o = &self.link_offsets;
+        let links_ok = o.len() == self.contents.len() + 1
+            && o.first() == Some(&0)
+            && o.windows(2).all(|w| w[0] <= w[1])
+            && o.last().copied() == Some(self.link_targets.len() as u32)
+            && self.link_targets.iter().all(|&t| (t as usize) < n);
+        if links_ok { Ok(()) } else { Err("content links are malformed".into()) }
+    }
+}
+
 impl Catalog {
     /// The columns a snapshot saves.
     pub(crate) fn to_record(&self) -> CatalogRecord {
@@ -901,18 +932,10 @@ impl Catalog {
         r: CatalogRecord,
         embeddings: Embeddings,
     ) -> std::result::Result<Catalog, String> {
-        let n = r.product_ids.len();
-        let columns = [
-            r.category.len(),
-            r.price.len(),
-            r.merchant_row.len(),
-            r.stock.len(),
-            r.listed_at.len(),
-            r.titles.len(),
-            embeddings.len(),
-        ];
-        if n == 0 || columns.iter().any(|&l| l != n) {
-            return Err(format!("columns of unequal length for {n} products"));
+        let (n, nc) = (r.product_ids.len(), r.contents.len());
+        r.check()?;
+        if embeddings.len() != n {
+            return Err(format!("{} embedding rows for {n} products", embeddings.len()));
         }
         let mut product_rows = HashMap::with_capacity(n);
         for (i, &id) in r.product_ids.iter().enumerate() {
@@ -926,22 +949,7 @@ impl Catalog {
                 return Err(format!("merchant {} appears twice", m.id));
             }
         }
-        if r.merchant_row.iter().any(|&m| m as usize >= r.merchants.len()) {
-            return Err("a product's merchant is out of range".into());
-        }
-        if r.delisted.len() > n.div_ceil(64) {
-            return Err("tombstones beyond the last row".into());
-        }
-        let nc = r.contents.len();
         let o = &r.link_offsets;
-        let links_ok = o.len() == nc + 1
-            && o.first() == Some(&0)
-            && o.windows(2).all(|w| w[0] <= w[1])
-            && o.last().copied() == Some(r.link_targets.len() as u32)
-            && r.link_targets.iter().all(|&t| (t as usize) < n);
-        if !links_ok {
-            return Err("content links are malformed".into());
-        }
         let mut content_rows = HashMap::with_capacity(nc);
         for (i, c) in r.contents.iter().enumerate() {
             if content_rows.insert(c.0, i as u32).is_some() {

@@ -103,6 +103,9 @@ pub struct ShopWriter {
     /// Rows re-embedded since a rebuild started (to replay onto it).
     since_rebuild: Option<Vec<ItemIdx>>,
     offset: Option<u64>,
+    /// The version the first publish gets (a restart continues the
+    /// numbering of the states published before it).
+    pub(crate) first_version: u64,
     /// Saved with snapshots for the ranking side.
     pub(crate) recommender_config: Option<crate::RecommenderConfig>,
     pub(crate) scorer: Option<Vec<f32>>,
@@ -139,7 +142,13 @@ impl ShopWriter {
             offset,
             recommender_config: None,
             scorer: None,
+            first_version: 0,
         }
+    }
+
+    /// The version the next [`publish`](Self::publish) gives its state.
+    pub fn next_version(&self) -> u64 {
+        self.published.as_ref().map_or(self.first_version, |p| p.version() + 1)
     }
 
     /// Keeps a recommender config in the writer's snapshots.
@@ -310,8 +319,12 @@ impl ShopWriter {
         Ok(())
     }
 
-    /// Saves the whole state (see [`snapshot`](self#snapshots)) under `dir`
-    /// through `io`, and makes it current. Returns what was written.
+    /// Saves the whole state under `dir` through `io` as a snapshot (format
+    /// and protocol in `ARCHITECTURE.md`, "The living shop"), makes it
+    /// current and applies `retention`. Returns what was written.
+    ///
+    /// Errors: a failed write, fsync or rename ([`ErrorKind::Io`](crate::ErrorKind::Io));
+    /// the snapshot `CURRENT` named before stays current.
     pub fn save_with(
         &mut self,
         dir: &std::path::Path,

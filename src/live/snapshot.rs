@@ -142,6 +142,8 @@ struct Entry {
 #[derive(Debug, Serialize, Deserialize)]
 struct Meta {
     offset: Option<u64>,
+    /// The version the first state published after a load gets.
+    next_version: u64,
     rows: u64,
     dim: u32,
     embeddings_fingerprint: u64,
@@ -183,6 +185,29 @@ fn raw_bytes<T: Raw>(v: &[T]) -> Cow<'_, [u8]> {
     }
 }
 
+/// An IVF index's centroids, rows and codes, list after list.
+type IvfBlocks = (Vec<f32>, Vec<u32>, Vec<u8>);
+
+/// What a snapshot saves of an index: its record, and an IVF's blocks.
+fn index_parts(index: &dyn VectorIndex) -> (IndexRecord, Option<IvfBlocks>) {
+    match index.as_ivf() {
+        Some(ivf) => {
+            let (probes, centroids, lists, lo, step) = ivf.parts();
+            let rows: Vec<u32> = lists.iter().flat_map(|l| l.rows.iter().copied()).collect();
+            let codes: Vec<u8> = lists.iter().flat_map(|l| l.codes.iter().copied()).collect();
+            let record = IndexRecord::Ivf {
+                probes: probes as u64,
+                list_lens: lists.iter().map(|l| l.rows.len() as u32).collect(),
+                lo: lo.to_vec(),
+                step: step.to_vec(),
+            };
+            (record, Some((centroids.to_vec(), rows, codes)))
+        }
+        None if index.id() == "hnsw" => (IndexRecord::Hnsw, None),
+        None => (IndexRecord::Exact, None),
+    }
+}
+
 /// Saves `w` under `root` (see the module docs).
 pub(super) fn save(
     w: &ShopWriter,
@@ -205,6 +230,7 @@ pub(super) fn save(
     };
     let meta = Meta {
         offset: w.offset,
+        next_version: w.next_version(),
         rows: catalog.len() as u64,
         dim: catalog.dim() as u32,
         embeddings_fingerprint: emb.fingerprint(),
@@ -231,37 +257,13 @@ pub(super) fn save(
         sections.push((format!("counters.{name}.t"), raw_bytes(t)));
         sections.push((format!("counters.{name}.v"), raw_bytes(v)));
     }
-    let ivf_blocks;
-    let index_record = match index.as_ivf() {
-        Some(ivf) => {
-            let (probes, centroids, lists, lo, step) = ivf.parts();
-            let rows: Vec<u32> = lists.iter().flat_map(|l| l.rows.iter().copied()).collect();
-            let codes: Vec<u8> = lists.iter().flat_map(|l| l.codes.iter().copied()).collect();
-            ivf_blocks = (centroids.to_vec(), rows, codes);
-            IndexRecord::Ivf {
-                probes: probes as u64,
-                list_lens: lists.iter().map(|l| l.rows.len() as u32).collect(),
-                lo: lo.to_vec(),
-                step: step.to_vec(),
-            }
-        }
-        None if index.id() == "hnsw" => {
-            ivf_blocks = Default::default();
-            IndexRecord::Hnsw
-        }
-        None => {
-            ivf_blocks = Default::default();
-            IndexRecord::Exact
-        }
-    };
-    sections.push((
-        "index".into(),
-        postcard::to_allocvec(&index_record).map_err(|e| pc("index", e))?.into(),
-    ));
-    if let IndexRecord::Ivf { .. } = index_record {
-        sections.push(("ivf.centroids".into(), raw_bytes(&ivf_blocks.0)));
-        sections.push(("ivf.rows".into(), raw_bytes(&ivf_blocks.1)));
-        sections.push(("ivf.codes".into(), raw_bytes(&ivf_blocks.2)));
+    let (index_record, blocks) = index_parts(&**index);
+    let index_bytes = postcard::to_allocvec(&index_record).map_err(|e| pc("index", e))?;
+    sections.push(("index".into(), index_bytes.into()));
+    if let Some((centroids, rows, codes)) = &blocks {
+        sections.push(("ivf.centroids".into(), raw_bytes(centroids)));
+        sections.push(("ivf.rows".into(), raw_bytes(rows)));
+        sections.push(("ivf.codes".into(), raw_bytes(codes)));
     }
     write_snapshot(root, io, retention, w.offset, &sections)
 }
@@ -551,6 +553,7 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
         },
     );
     let mut w = ShopWriter::from_parts(catalog, index?, index_config, store?, meta.offset);
+    w.first_version = meta.next_version;
     if let Some(text) = meta.recommender_config {
         let cfg = crate::RecommenderConfig::from_toml_str(&text)
             .map_err(|e| bad(f.path, "meta", format!("recommender config: {e}")))?;

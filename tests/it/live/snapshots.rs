@@ -112,6 +112,8 @@ fn restart_from_snapshot_and_tail_equals_never_restarting() {
             restarted.apply(2 + i as u64, e).unwrap();
         }
         assert_eq!(restarted.offset(), live.offset());
+        // Versions continue where the saved writer's publishes left off.
+        assert_eq!(restarted.next_version(), 1);
         assert_same_state(&live.publish().unwrap(), &restarted.publish().unwrap(), &users);
         let _ = std::fs::remove_dir_all(&dir);
     }
