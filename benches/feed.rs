@@ -12,7 +12,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use omnifeed::index::{ExactIndex, IvfIndex, IvfParams, VectorIndex};
 use omnifeed::synth::{SynthConfig, category_noun, generate};
 use omnifeed::{
-    CategoryId, Event, FeedRequest, Recommender, SearchQuery, ServingState, SignalConfig,
+    CategoryId, Clock, Event, FeedRequest, Recommender, SearchQuery, ServingState, SignalConfig,
     SignalStore, Surface,
 };
 use std::hint::black_box;
@@ -63,7 +63,8 @@ fn feed(c: &mut Criterion) {
     let t = Instant::now();
     let state = ServingState::new(Arc::clone(&catalog), ivf, Arc::clone(&signals)).expect("state");
     eprintln!("serving state (title index, price bands): {:.1?}", t.elapsed());
-    let rec = Recommender::builder().state(state).build().expect("recommender");
+    let rec =
+        Recommender::builder().clock(Clock::SignalsAsOf).state(state).build().expect("recommender");
     for (name, reqs) in [("feed", &feed_reqs), ("search", &search_reqs), ("omni", &omni_reqs)] {
         let mut scratch = rec.new_scratch();
         let mut i = 0;
@@ -76,7 +77,8 @@ fn feed(c: &mut Criterion) {
         });
     }
     let state = ServingState::new(Arc::clone(&catalog), exact, signals).expect("state");
-    let rec = Recommender::builder().state(state).build().expect("recommender");
+    let rec =
+        Recommender::builder().clock(Clock::SignalsAsOf).state(state).build().expect("recommender");
     group.sample_size(10).measurement_time(Duration::from_secs(10));
     let mut scratch = rec.new_scratch();
     let mut i = 0;

@@ -11,7 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use omnifeed::index::ExactIndex;
 use omnifeed::retrieve::query_terms;
 use omnifeed::synth::{SynthConfig, generate};
-use omnifeed::{FeedRequest, Recommender, ServingState, SignalConfig, Signals, Surface};
+use omnifeed::{Clock, FeedRequest, Recommender, ServingState, SignalConfig, Signals, Surface};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -23,7 +23,8 @@ fn input(c: &mut Criterion) {
             .expect("signals");
     let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
     let state = ServingState::new(catalog, index, Arc::new(signals)).expect("state");
-    let rec = Recommender::builder().state(state).build().expect("recommender");
+    let rec =
+        Recommender::builder().clock(Clock::SignalsAsOf).state(state).build().expect("recommender");
     let user = world.users[0].id;
     let mb: String = (0..150_000).map(|i| format!("w{i} ")).collect();
     assert!(mb.len() >= 1 << 20);

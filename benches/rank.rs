@@ -11,7 +11,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use omnifeed::index::ExactIndex;
 use omnifeed::synth::{SynthConfig, generate};
-use omnifeed::{FeedRequest, ItemIdx, Recommender, ServingState, SignalConfig, Signals};
+use omnifeed::{Clock, FeedRequest, ItemIdx, Recommender, ServingState, SignalConfig, Signals};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,8 @@ fn rank(c: &mut Criterion) {
             .expect("signals");
     let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
     let state = ServingState::new(Arc::clone(&catalog), index, Arc::new(signals)).expect("state");
-    let rec = Recommender::builder().state(state).build().expect("recommender");
+    let rec =
+        Recommender::builder().clock(Clock::SignalsAsOf).state(state).build().expect("recommender");
     let users: Vec<FeedRequest> = world
         .users
         .iter()

@@ -335,12 +335,23 @@ fn write_snapshot(
         return Err(Error::io(&file, e));
     }
     let tmp = root.join(format!("{CURRENT}.tmp"));
-    let pointed = io
-        .write_synced(&tmp, &[name.as_bytes(), b"\n"])
-        .and_then(|()| io.rename(&tmp, &root.join(CURRENT)))
-        .and_then(|()| io.sync_dir(root));
-    if let Err(e) = pointed {
-        return Err(Error::io(root.join(CURRENT), e));
+    let pointer = root.join(CURRENT);
+    let previous = std::fs::read(&pointer).ok();
+    let point = |target: &[u8]| {
+        io.write_synced(&tmp, &[target])
+            .and_then(|()| io.rename(&tmp, &pointer))
+            .and_then(|()| io.sync_dir(root))
+    };
+    if let Err(e) = point(format!("{name}\n").as_bytes()) {
+        // The rename may have happened before the failure (an fsync of the
+        // root after it): put the previous pointer back, so that a failed
+        // save leaves CURRENT as it found it.
+        if let Some(prev) = &previous {
+            if std::fs::read(&pointer).ok().as_ref() != Some(prev) {
+                let _ = point(prev);
+            }
+        }
+        return Err(Error::io(pointer, e));
     }
     retain(root, io, &name, retention);
     Ok(SnapshotInfo { dir, offset, bytes: pos as u64, sections: sections.len() })

@@ -215,10 +215,12 @@ impl LexicalIndex {
             .filter_map(|(i, l)| l.first().map(|&(r, _)| Reverse((r, i as u32))))
             .collect();
         let mut best: Vec<crate::rank::kernels::Scored> = Vec::new();
-        let mut top = crate::rank::kernels::TopK::new(&mut best, k.min(self.doc_len.len()));
+        // Hoisted: the posting loop reads them once per match.
+        let (doc_len, avg_len): (&[u16], f32) = (&self.doc_len, self.avg_len);
+        let mut top = crate::rank::kernels::TopK::new(&mut best, k.min(doc_len.len()));
         while let Some(&Reverse((row, _))) = heap.peek() {
-            let len = f32::from(self.doc_len.get(row as usize).copied().unwrap_or(0));
-            let norm = k1 * (1.0 - b + b * len / self.avg_len);
+            let len = f32::from(doc_len.get(row as usize).copied().unwrap_or(0));
+            let norm = k1 * (1.0 - b + b * len / avg_len);
             let mut score = 0.0;
             while let Some(&Reverse((r, li))) = heap.peek() {
                 if r != row {
