@@ -9,6 +9,11 @@
 //!   on one thread.
 //! - `publish/derive`: a publish with no profile work: priors, rates,
 //!   governance, trending over the whole catalog.
+//! - `coengage/update`: one click by a user with recent engagements, with
+//!   and without co-engagement (`neighbours = 0`): the pairing's cost is
+//!   the difference, measured in the same run.
+//! - `coengage/query`: a user's co-engagement scores (20 seeds' lists
+//!   merged), what the `coengaged` source and feature compute per request.
 //!
 //! `cargo bench --bench signals`
 
@@ -70,5 +75,47 @@ fn signals(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signals);
+fn coengage(c: &mut Criterion) {
+    use omnifeed::signals::CoEngagementConfig;
+    use omnifeed::{Event, EventKind, Target};
+    let world = generate(&SynthConfig::default()).expect("synthetic world");
+    let catalog = Arc::new(world.catalog.clone());
+    let mut group = c.benchmark_group("coengage");
+    for (name, neighbours) in [("update", 32), ("update_off", 0)] {
+        let cfg = SignalConfig {
+            co_engagement: CoEngagementConfig { neighbours, ..CoEngagementConfig::default() },
+            ..SignalConfig::default()
+        };
+        let mut store = SignalStore::new(Arc::clone(&catalog), cfg).expect("store");
+        store.ingest_batch(&world.events);
+        let at = store.watermark().unwrap_or(0);
+        let user = world.users[0].id;
+        let mut i = 0u64;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i += 1;
+                let p = catalog.product_ids()[(i * 7919 % catalog.len() as u64) as usize];
+                let e = Event::new(at, user, Target::Product(p), EventKind::Click);
+                black_box(store.ingest(&e).is_ok())
+            })
+        });
+    }
+    let mut store = SignalStore::new(Arc::clone(&catalog), SignalConfig::default()).expect("store");
+    store.ingest_batch(&world.events);
+    let signals = store.publish();
+    let at = signals.as_of();
+    let profiles: Vec<_> = world.users.iter().filter_map(|u| signals.profile(u.id)).collect();
+    let (mut out, mut scratch) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    group.bench_function("query", |b| {
+        b.iter(|| {
+            i = (i + 1) % profiles.len();
+            signals.co_scores(profiles[i], at, 20, &mut out, &mut scratch);
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, signals, coengage);
 criterion_main!(benches);

@@ -15,8 +15,8 @@ use crate::recommender::Recommender;
 use crate::request::Surface;
 use crate::rerank::QuotaMask;
 use crate::retrieve::{
-    CandidateSource, CartPull, ContentDriven, Fresh, InterestAnn, Pins, Popular, Repurchase,
-    SearchSource, SimilarItems,
+    CandidateSource, CartPull, CoEngaged, ContentDriven, Fresh, InterestAnn, Pins, Popular,
+    Repurchase, SearchSource, SimilarItems,
 };
 use crate::state::ServingState;
 use arc_swap::ArcSwap;
@@ -313,6 +313,7 @@ fn assemble_sources(
     let mut sources: Vec<Arc<dyn CandidateSource>> = vec![
         Arc::new(InterestAnn { k: s.interest }),
         Arc::new(SimilarItems { k: s.similar, seeds: s.similar_seeds }),
+        Arc::new(CoEngaged { k: s.coengaged }),
         Arc::new(ContentDriven { k: s.content }),
         Arc::new(SearchSource { k: s.search, fusion: s.search_fusion, intents: s.intents }),
         Arc::new(Repurchase { k: s.repurchase }),

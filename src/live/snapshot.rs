@@ -272,13 +272,9 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
 
-fn write_snapshot(
-    root: &Path,
-    io: &dyn SnapshotIo,
-    retention: Retention,
-    offset: Option<u64>,
-    sections: &[(String, Cow<'_, [u8]>)],
-) -> Result<SnapshotInfo> {
+/// The header (magic, version, manifest) and the section entries, laid
+/// out at aligned offsets after it.
+fn layout(root: &Path, sections: &[(String, Cow<'_, [u8]>)]) -> Result<(Vec<u8>, Vec<Entry>)> {
     // Offsets: the manifest's size depends on the offsets' varint sizes,
     // so lay the sections out after a bound on it.
     let bound: usize = 64 + sections.iter().map(|(n, _)| n.len() + 32).sum::<usize>();
@@ -305,6 +301,17 @@ fn write_snapshot(
     header.extend_from_slice(&crc32fast::hash(&manifest).to_le_bytes());
     header.extend_from_slice(&0u32.to_le_bytes());
     header.extend_from_slice(&manifest);
+    Ok((header, entries))
+}
+
+fn write_snapshot(
+    root: &Path,
+    io: &dyn SnapshotIo,
+    retention: Retention,
+    offset: Option<u64>,
+    sections: &[(String, Cow<'_, [u8]>)],
+) -> Result<SnapshotInfo> {
+    let (header, entries) = layout(root, sections)?;
     let zeros = [0u8; ALIGN];
     let mut parts: Vec<&[u8]> = vec![&header];
     let first = entries.first().map_or(header.len(), |e| e.offset as usize);

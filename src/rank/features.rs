@@ -7,7 +7,7 @@ use crate::rank::kernels::dot;
 use crate::signals::{PurchaseState, Rate, Signals, UserProfile};
 
 /// Number of features per candidate.
-pub const F: usize = 24;
+pub const F: usize = 25;
 
 /// The feature columns by name. Code outside `rank` reads a feature row
 /// through these (or [`feature_index`]), never by number.
@@ -60,6 +60,10 @@ pub mod col {
     pub const TRENDING: usize = 22;
     /// 1 if a live stream on air carries the product.
     pub const LIVE: usize = 23;
+    /// The user's co-engagement score for the product (in `[0, 1]`, 1 for
+    /// the best): how strongly products the user engaged with lately (or
+    /// bought) are co-engaged with it by everyone.
+    pub const CO_ENGAGED: usize = 24;
 }
 
 use col::*;
@@ -90,6 +94,7 @@ pub const FEATURE_NAMES: [&str; F] = [
     "query_relevance",
     "trending",
     "live_now",
+    "co_engaged",
 ];
 
 /// Column of a named feature.
@@ -109,7 +114,7 @@ const SRC0: usize = SRC_INTEREST;
 pub fn source_slot(id: &str) -> usize {
     match id {
         "interest_ann" => 0,
-        "similar" | "cart" => 1,
+        "similar" | "cart" | "coengaged" => 1,
         "content" => 2,
         "search" => 3,
         "repurchase" => 4,
@@ -281,7 +286,14 @@ pub(crate) struct RequestLists {
     due: Vec<(ItemIdx, f32)>,
     /// Rows carried by a live stream on air, sorted.
     live: Vec<ItemIdx>,
+    /// The user's co-engagement scores, sorted by row.
+    co: Vec<(ItemIdx, f32)>,
+    co_scratch: Vec<(ItemIdx, f32)>,
 }
+
+/// Seeds of the co-engagement feature and source: the user's latest
+/// distinct engagements.
+pub(crate) const CO_SEEDS: usize = 20;
 
 impl RequestLists {
     /// Fills the lists for one request.
@@ -295,9 +307,11 @@ impl RequestLists {
         self.affinity.clear();
         self.due.clear();
         self.live.clear();
+        self.co.clear();
         if let Some(p) = profile {
             self.affinity.extend(p.top_categories());
             self.due.extend(signals.due_purchases(p, at));
+            signals.co_scores(p, at, CO_SEEDS, &mut self.co, &mut self.co_scratch);
         }
         for c in signals.on_air_rows(at) {
             self.live.extend(catalog.content_product_rows(c).iter().map(|&r| ItemIdx(r)));
@@ -359,6 +373,7 @@ pub(crate) fn compute_features(
         row[LIVE] = if lists.live.binary_search(&r).is_ok() { 1.0 } else { 0.0 };
         row[AFFINITY] = lists.affinity.iter().find(|a| a.0 == rr.category).map_or(0.0, |a| a.1);
         row[DUE] = lists.due.iter().find(|d| d.0 == r).map_or(0.0, |d| d.1);
+        row[CO_ENGAGED] = lists.co.binary_search_by_key(&r, |c| c.0).map_or(0.0, |k| lists.co[k].1);
     }
 }
 
@@ -403,6 +418,9 @@ pub(crate) fn features_naive(
         if let PurchaseState::Due { score, .. } = s.purchase_state(p, row, ctx.at) {
             f[DUE] = score;
         }
+        let (mut co, mut scratch) = (Vec::new(), Vec::new());
+        s.co_scores(p, ctx.at, CO_SEEDS, &mut co, &mut scratch);
+        f[CO_ENGAGED] = co.iter().find(|c| c.0 == row).map_or(0.0, |c| c.1);
     }
     f[RELEVANCE] = ctx.queries.iter().map(|q| dot(q, e)).fold(0.0, f32::max);
     f[N_SOURCES] = f32::from(source_count);

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `interest_ann` | feed, omni | ANN neighbours of each interest vector (share of `k` by weight), or of the long-term vector |
 //! | `similar` | feed, omni | ANN neighbours of the most recent engaged products |
+//! | `coengaged` | feed, omni | co-engagement neighbours (products the same users engaged with close in time) of the latest engagements and purchases |
 //! | `content` | feed, omni | products of live streams on air (by momentum) and of rising videos |
 //! | `search` | search, omni | query embedding against the index with the request filters, plus BM25 over titles, fused by RRF or weight; on omni without a query, the recent searches |
 //! | `repurchase` | feed, omni | the user's consumables due again |
@@ -23,8 +24,8 @@ mod sources;
 
 pub use lexical::{LexicalIndex, query_terms, tokenize};
 pub use sources::{
-    CartPull, ContentDriven, Fresh, InterestAnn, Pins, Popular, Repurchase, SearchFusion,
-    SearchSource, SimilarItems,
+    CartPull, CoEngaged, ContentDriven, Fresh, InterestAnn, Pins, Popular, Repurchase,
+    SearchFusion, SearchSource, SimilarItems,
 };
 
 use crate::catalog::Catalog;

@@ -84,6 +84,40 @@ impl CandidateSource for SimilarItems {
     }
 }
 
+/// Co-engagement item-to-item: the products the same users engaged with
+/// close in time to what this user engaged with lately (and bought),
+/// kept incrementally by the signal writer
+/// ([`Signals::co_scores`](crate::Signals::co_scores)).
+#[derive(Debug, Clone)]
+pub struct CoEngaged {
+    /// Candidates in all.
+    pub k: usize,
+}
+
+impl CandidateSource for CoEngaged {
+    fn id(&self) -> &'static str {
+        "coengaged"
+    }
+
+    fn serves(&self, surface: Surface) -> bool {
+        feed_or_omni(surface)
+    }
+
+    fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
+        let Some(profile) = ctx.profile else { return Ok(()) };
+        let (mut scores, mut scratch) = (Vec::new(), Vec::new());
+        let seeds = crate::rank::features::CO_SEEDS;
+        ctx.signals.co_scores(profile, ctx.at, seeds, &mut scores, &mut scratch);
+        for (row, score) in scores {
+            if ctx.admits(row) {
+                out.push(row, score);
+            }
+        }
+        out.sort_dedup(self.k);
+        Ok(())
+    }
+}
+
 /// ANN neighbours of `seeds` (not the seeds themselves), `k` in all.
 fn neighbours_of(
     ctx: &RequestContext<'_>,

@@ -187,6 +187,48 @@ pub struct SignalConfig {
     pub repurchase: RepurchaseConfig,
     /// Merchant scores, problem products and suspension.
     pub governance: GovernanceConfig,
+    /// Co-engagement item-to-item neighbours.
+    pub co_engagement: CoEngagementConfig,
+}
+
+/// Co-engagement item-to-item: which products the same users engage with
+/// close together in time, kept as top-N neighbours per product by the
+/// signal writer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoEngagementConfig {
+    /// Neighbours kept per product (0 turns co-engagement off). Default 32.
+    pub neighbours: usize,
+    /// How many of the user's latest engagements a new one pairs with.
+    /// Default 10.
+    pub recent: usize,
+    /// Pairs only engagements at most this far apart, seconds. Default
+    /// 7 days.
+    pub max_gap: i64,
+    /// Half-life of a pair's weight, seconds. Default 30 days.
+    pub half_life: i64,
+}
+
+impl Default for CoEngagementConfig {
+    fn default() -> Self {
+        CoEngagementConfig {
+            neighbours: 32,
+            recent: 10,
+            max_gap: 7 * 86_400,
+            half_life: 30 * 86_400,
+        }
+    }
+}
+
+impl CoEngagementConfig {
+    /// Checks every field: `neighbours` 0..=256, `recent` 0..=64, the
+    /// durations within 100 years.
+    pub fn validate(&self) -> Result<()> {
+        count("signals.co_engagement.neighbours", self.neighbours, 0, 256)?;
+        count("signals.co_engagement.recent", self.recent, 0, 64)?;
+        positive_secs("signals.co_engagement.max_gap", self.max_gap)?;
+        positive_secs("signals.co_engagement.half_life", self.half_life)
+    }
 }
 
 impl Default for SignalConfig {
@@ -204,6 +246,7 @@ impl Default for SignalConfig {
             live: LiveConfig::default(),
             repurchase: RepurchaseConfig::default(),
             governance: GovernanceConfig::default(),
+            co_engagement: CoEngagementConfig::default(),
         }
     }
 }
@@ -249,7 +292,8 @@ impl SignalConfig {
         self.profiles.validate()?;
         self.live.validate()?;
         self.repurchase.validate()?;
-        self.governance.validate()
+        self.governance.validate()?;
+        self.co_engagement.validate()
     }
 }
 

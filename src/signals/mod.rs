@@ -42,6 +42,7 @@
 //! - Staleness is the publish interval; the store never blocks readers and
 //!   readers never block the store.
 
+mod coengage;
 pub(crate) mod config;
 mod counters;
 mod derive;
@@ -55,8 +56,8 @@ pub(crate) mod store;
 mod tables;
 
 pub use config::{
-    EngagementWeights, GovernanceConfig, LiveConfig, ProfileConfig, RepurchaseConfig, SignalConfig,
-    TimeWindow,
+    CoEngagementConfig, EngagementWeights, GovernanceConfig, LiveConfig, ProfileConfig,
+    RepurchaseConfig, SignalConfig, TimeWindow,
 };
 pub use counters::decay_factor;
 pub use event::{Event, EventKind, SearchQuery, Target};

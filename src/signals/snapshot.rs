@@ -188,6 +188,58 @@ impl Signals {
         &self.shared.config
     }
 
+    /// The co-engagement neighbours of `row` as of `at`: the products the
+    /// same users engaged with close in time, with a cosine-normalized
+    /// weight in `[0, 1]` (see [`CoEngagementConfig`](crate::signals::CoEngagementConfig)).
+    /// `out` is cleared first; empty for an unknown row.
+    pub fn co_engaged(&self, row: ItemIdx, at: Timestamp, out: &mut Vec<(ItemIdx, f32)>) {
+        self.tables.co.neighbours(row, at, out);
+    }
+
+    /// A user's co-engagement scores: the neighbours of their latest
+    /// `seeds` distinct engagements (weighted by engagement and recency
+    /// rank) and of their last five purchases, summed per product and
+    /// scaled so the best is 1. Sorted by row, into `out` (cleared first);
+    /// `scratch` is working memory.
+    pub fn co_scores(
+        &self,
+        profile: &UserProfile,
+        at: Timestamp,
+        seeds: usize,
+        out: &mut Vec<(ItemIdx, f32)>,
+        scratch: &mut Vec<(ItemIdx, f32)>,
+    ) {
+        out.clear();
+        let mut picked: Vec<ItemIdx> = Vec::with_capacity(seeds + 5);
+        let recent = profile.recent().rev().map(|e| (e.row, e.weight));
+        let bought = profile.purchases().rev().take(5).map(|p| (p.row, 1.0));
+        for (row, w) in recent.chain(bought) {
+            if picked.contains(&row) {
+                continue;
+            }
+            if picked.len() >= seeds + 5 {
+                break;
+            }
+            let rank_weight = w / (1.0 + 0.2 * picked.len() as f32);
+            picked.push(row);
+            self.tables.co.neighbours(row, at, scratch);
+            out.extend(scratch.iter().map(|&(r, s)| (r, s * rank_weight)));
+        }
+        out.sort_unstable_by_key(|x| x.0);
+        out.dedup_by(|b, a| {
+            if a.0 == b.0 {
+                a.1 += b.1;
+                true
+            } else {
+                false
+            }
+        });
+        let max = out.iter().map(|x| x.1).fold(0.0f32, f32::max);
+        if max > 0.0 {
+            out.iter_mut().for_each(|x| x.1 /= max);
+        }
+    }
+
     /// The newest event time included (0 if none): rates and governance are
     /// as of this time.
     pub fn as_of(&self) -> Timestamp {
@@ -513,7 +565,11 @@ impl Signals {
             per_content: t.contents.bytes_per_entity() + t.live.bytes_per_entity(),
             users,
             user_bytes,
-            total: counters + derived_products + user_bytes + d.content_rates.len() * 4,
+            total: counters
+                + derived_products
+                + user_bytes
+                + d.content_rates.len() * 4
+                + t.co.bytes(),
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::catalog::{Catalog, unit_into};
 use crate::error::{Error, IdKind, Result};
 use crate::ids::{ItemIdx, MerchantId, ProductId, Timestamp, UserId, elapsed, shift};
+use crate::signals::coengage::{CoList, CoTable};
 use crate::signals::config::SignalConfig;
 use crate::signals::counters::CounterTable;
 use crate::signals::profile::{Purchase, SearchIntent};
@@ -84,6 +85,11 @@ impl SignalStore {
             merchants: CounterTable::new(catalog.merchants().len(), COUNTERS, h),
             categories: CounterTable::new(categories.len(), COUNTERS, h),
             live: CounterTable::new(catalog.content_len(), 1, &[config.live.momentum_half_life]),
+            co: CoTable::new(
+                catalog.len(),
+                config.co_engagement.neighbours,
+                config.co_engagement.half_life,
+            ),
         };
         let repurchase = vec![CycleStats::default(); categories.len()];
         Ok(SignalStore {
@@ -234,6 +240,7 @@ impl SignalStore {
         t.live.grow(catalog.content_len());
         t.merchants.grow(catalog.merchants().len());
         t.categories.grow(categories.len());
+        t.co.grow(catalog.len());
         self.repurchase.resize(categories.len(), CycleStats::default());
         let config = self.shared.config.clone();
         self.shared = Arc::new(Shared { catalog, config, categories, category_index, product_cat });
@@ -383,7 +390,7 @@ impl SignalStore {
         }
 
         let ctx = ProfileUpdate { shared, e, credit, search, weight };
-        update_profile(ctx, users, dirty, repurchase);
+        update_profile(ctx, users, dirty, repurchase, &mut tables.co);
     }
 
     /// Finalizes changed profiles and derives rates, priors, governance and
@@ -446,6 +453,7 @@ fn update_profile(
     users: &mut [Arc<Shard>],
     dirty: &mut [Vec<UserId>],
     repurchase: &mut [CycleStats],
+    co: &mut CoTable,
 ) {
     let ProfileUpdate { shared, e, credit, search, weight } = u;
     let (catalog, cfg, at) = (&*shared.catalog, &shared.config, e.at);
@@ -467,6 +475,7 @@ fn update_profile(
         profile.searched(intent, pcfg);
     }
     if weight > 0.0 {
+        pair_with_recent(co, profile, credit, weight, at, &cfg.co_engagement);
         let was_dirty = profile.dirty;
         for &(row, share) in credit.iter() {
             let category = catalog.categories()[row.index()];
@@ -492,6 +501,32 @@ fn update_profile(
             }
         }
         profile.bought(Purchase { row, category, at }, pcfg);
+    }
+}
+
+/// Co-engagement: each credited product pairs with the user's latest
+/// engagements within the gap (before this one joins them).
+fn pair_with_recent(
+    co: &mut CoTable,
+    profile: &crate::UserProfile,
+    credit: &[(ItemIdx, f32)],
+    weight: f32,
+    at: Timestamp,
+    cc: &crate::signals::CoEngagementConfig,
+) {
+    if cc.neighbours == 0 {
+        return;
+    }
+    for &(row, share) in credit {
+        let w = weight * share;
+        for e in profile.recent().rev().take(cc.recent) {
+            if e.row == row || elapsed(at, e.at).saturating_abs() > cc.max_gap {
+                continue;
+            }
+            let pw = w.min(e.weight);
+            co.add(e.row.index(), row.0, pw, at);
+            co.add(row.index(), e.row.0, pw, at);
+        }
     }
 }
 
@@ -579,6 +614,38 @@ pub(crate) struct StoreRecord {
     pub(crate) suspended: Vec<u32>,
     pub(crate) watermark: Timestamp,
     pub(crate) report: IngestReport,
+    /// Co-engagement lists by product row.
+    pub(crate) co: Vec<CoList>,
+}
+
+/// The five counter tables from their raw parts, checked against the
+/// catalog's sizes and the config.
+fn counter_tables(
+    catalog: &Catalog,
+    cfg: &SignalConfig,
+    categories: usize,
+    tables: &[(&[i64], &[f32])],
+) -> std::result::Result<Vec<CounterTable>, String> {
+    let h = &cfg.half_lives;
+    let live = [cfg.live.momentum_half_life];
+    let sizes = [
+        (catalog.len(), COUNTERS, &h[..]),
+        (catalog.content_len(), COUNTERS, &h[..]),
+        (catalog.merchants().len(), COUNTERS, &h[..]),
+        (categories, COUNTERS, &h[..]),
+        (catalog.content_len(), 1, &live[..]),
+    ];
+    if tables.len() != sizes.len() {
+        return Err(format!("{} counter tables, expected {}", tables.len(), sizes.len()));
+    }
+    let mut built = Vec::with_capacity(sizes.len());
+    for (i, ((t, v), (len, kinds, halves))) in tables.iter().zip(sizes).enumerate() {
+        match CounterTable::from_raw(kinds, halves, t, v) {
+            Some(table) if table.len() == len => built.push(table),
+            _ => return Err(format!("counter table {} does not fit the catalog", TABLES[i])),
+        }
+    }
+    Ok(built)
 }
 
 /// Names of the five counter tables, in the order snapshots save them.
@@ -602,6 +669,7 @@ impl SignalStore {
             suspended,
             watermark: self.watermark,
             report: self.report,
+            co: self.tables.co.lists().cloned().collect(),
         };
         let t = &self.tables;
         let tables = [&t.products, &t.contents, &t.merchants, &t.categories, &t.live]
@@ -638,25 +706,11 @@ impl SignalStore {
             product_cat.push(*category_index.get(c).ok_or(format!("category {c} unknown"))?);
         }
         let cfg = store.shared.config.clone();
-        let h = &cfg.half_lives;
-        let live = [cfg.live.momentum_half_life];
-        let sizes = [
-            (catalog.len(), COUNTERS, &h[..]),
-            (catalog.content_len(), COUNTERS, &h[..]),
-            (catalog.merchants().len(), COUNTERS, &h[..]),
-            (record.categories.len(), COUNTERS, &h[..]),
-            (catalog.content_len(), 1, &live[..]),
-        ];
-        if tables.len() != sizes.len() {
-            return Err(format!("{} counter tables, expected {}", tables.len(), sizes.len()));
-        }
-        let mut built = Vec::with_capacity(sizes.len());
-        for (i, ((t, v), (len, kinds, halves))) in tables.iter().zip(sizes).enumerate() {
-            match CounterTable::from_raw(kinds, halves, t, v) {
-                Some(table) if table.len() == len => built.push(table),
-                _ => return Err(format!("counter table {} does not fit the catalog", TABLES[i])),
-            }
-        }
+        let built = counter_tables(&catalog, &cfg, record.categories.len(), tables)?;
+        let cc = cfg.co_engagement;
+        let co = CoTable::from_lists(record.co, cc.neighbours, cc.half_life)
+            .filter(|t| t.len() == catalog.len())
+            .ok_or("co-engagement lists do not fit the catalog")?;
         let mut it = built.into_iter();
         let mut next = || it.next().ok_or("counter tables".to_string());
         store.tables = Tables {
@@ -665,6 +719,7 @@ impl SignalStore {
             merchants: next()?,
             categories: next()?,
             live: next()?,
+            co,
         };
         let mut repurchase = Vec::with_capacity(record.repurchase.len());
         for (b, r, hist) in &record.repurchase {

@@ -51,6 +51,8 @@ pub(crate) struct Tables {
     pub(crate) categories: CounterTable,
     /// One counter per content row: live viewer momentum.
     pub(crate) live: CounterTable,
+    /// Co-engagement neighbours per product row.
+    pub(crate) co: crate::signals::coengage::CoTable,
 }
 
 /// Log-spaced interval histogram: bin `b` covers `2^(b/4)` to `2^((b+1)/4)`

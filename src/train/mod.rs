@@ -14,4 +14,4 @@ mod als;
 mod logreg;
 
 pub use als::{AlsConfig, Factors, MAX_FACTORS, MAX_ITERATIONS, fit_als};
-pub use logreg::{RankerTrainConfig, RankerTraining, fit_logistic, train_ranker};
+pub use logreg::{RankerTrainConfig, RankerTraining, fit_logistic, sample_examples, train_ranker};

@@ -2,6 +2,7 @@ pub mod adversarial;
 mod ann;
 mod bad_input;
 mod business;
+mod coengage;
 mod data;
 mod eval;
 mod feed;
