@@ -10,6 +10,7 @@
 //!     [--variants experiments.toml]     A/B variants ([[experiments]] as in examples/omnifeed.toml),
 //!                                       each evaluated as the method pipeline:<experiment>/<variant>
 //!     [--weights-out heads.npy] [--no-train-ranker] [--cold skip|category-mean] [--l2 1]
+//!     [--weights-in heads.npy|heads.safetensors]  evaluate heads trained elsewhere (no training)
 //!     [--embeddings given|als]           omnifeed format: the catalog's own or ALS factors
 //! ```
 //!
@@ -25,7 +26,11 @@
 //! nothing excluded (viewing a product again is what shoppers do).
 //! MovieLens: relevant = ratings of 4 and above, a user's rated films
 //! excluded, signals on a day / year / ten-year time scale. Figures and
-//! commands: BENCHMARKS.md, "Offline quality on real logs".
+//! commands: BENCHMARKS.md, "Offline quality on real logs". A MovieLens
+//! ratings file without `movies.csv` beside it evaluates by film id (one
+//! category). `--json` records the run too (`run`: data, split, index and
+//! its parameters, the configs, ALS seed, the heads' weights, the crate
+//! version).
 
 use omnifeed::eval::{
     CatalogSource, ColdItems, ExperimentConfig, IndexKind, Level, Relevance, Split, SplitLog,
@@ -51,6 +56,8 @@ struct Args {
     data: Option<PathBuf>,
     format: Option<Format>,
     json: Option<PathBuf>,
+    /// Ranker weights trained elsewhere (`.npy` or `.safetensors`).
+    weights_in: Option<PathBuf>,
     plot: Option<PathBuf>,
     recs: Option<PathBuf>,
     train: Option<PathBuf>,
@@ -75,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
         data: None,
         format: None,
         json: None,
+        weights_in: None,
         plot: None,
         recs: None,
         train: None,
@@ -157,6 +165,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--weights-out" => a.weights_out = Some(v.into()),
+            "--weights-in" => a.weights_in = Some(v.into()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -175,12 +184,66 @@ struct Loaded {
 /// Products with categories, and titles.
 type Items = (Vec<(ProductId, CategoryId)>, HashMap<ProductId, String>);
 
+/// The films of `movies.csv` beside the ratings; none (ids only, one
+/// category) if there is no such file.
 fn movies_beside(path: &Path) -> Result<Items, Box<dyn std::error::Error>> {
     let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
-    let movies = read_movielens_movies(dir.join("movies.csv"))?;
+    let file = dir.join("movies.csv");
+    if !file.exists() {
+        println!(
+            "movielens: no {} beside the ratings: films by id only, one category",
+            file.display()
+        );
+        return Ok((Vec::new(), HashMap::new()));
+    }
+    let movies = read_movielens_movies(file)?;
     let items = movies.iter().map(|m| (m.id, m.category)).collect();
     let titles = movies.into_iter().map(|m| (m.id, m.title)).collect();
     Ok((items, titles))
+}
+
+/// What a JSON report records of how it was made, so a figure can be
+/// reproduced: data, split, index, configs, seeds, the heads' weights and
+/// the crate version.
+fn run_record(
+    args: &Args,
+    cfg: &ExperimentConfig,
+    split: &omnifeed::eval::SplitLog,
+    exp: &omnifeed::eval::Experiment,
+) -> serde_json::Value {
+    let heads: Vec<serde_json::Value> = ["pctr", "pcvr", "engagement"]
+        .iter()
+        .enumerate()
+        .map(|(h, name)| {
+            let w = exp.scorer.head(h);
+            let named: serde_json::Map<String, serde_json::Value> = omnifeed::rank::FEATURE_NAMES
+                .iter()
+                .zip(w.iter())
+                .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
+                .chain([("bias".to_string(), serde_json::json!(w[w.len() - 1]))])
+                .collect();
+            serde_json::json!({ "head": name, "weights": named })
+        })
+        .collect();
+    serde_json::json!({
+        "crate_version": env!("CARGO_PKG_VERSION"),
+        "data": args.data.as_ref().map(|p| p.display().to_string()),
+        "format": format!("{:?}", args.format),
+        "split": format!("{:?}", args.split.unwrap_or(Split::Fraction(0.8))),
+        "split_at": split.at,
+        "train_events": split.train.len(),
+        "test_events": split.test.len(),
+        "train_file": args.train.as_ref().map(|p| p.display().to_string()),
+        "test_file": args.test.as_ref().map(|p| p.display().to_string()),
+        "index": format!("{:?}", cfg.index),
+        "ivf": omnifeed::index::IvfParams::default(),
+        "als": { "factors": cfg.als.factors, "iterations": cfg.als.iterations, "seed": cfg.als.seed },
+        "ranker": cfg.ranker.as_ref().map(|r| serde_json::json!(r)),
+        "weights_in": args.weights_in.as_ref().map(|p| p.display().to_string()),
+        "recommender": cfg.recommender,
+        "signals": cfg.signals,
+        "heads": heads,
+    })
 }
 
 fn load(format: Format, path: &Path) -> Result<Loaded, Box<dyn std::error::Error>> {
@@ -336,6 +399,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.variants = service.experiments;
     }
 
+    if let Some(path) = &args.weights_in {
+        // A model trained elsewhere: evaluated as given, nothing learned here.
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let scorer = match ext {
+            "safetensors" => omnifeed::rank::LogisticScorer::from_safetensors(path)?,
+            _ => omnifeed::rank::LogisticScorer::from_npy(path)?,
+        };
+        cfg.ranker = None;
+        cfg.scorer = Some(scorer);
+        println!("ranker: weights from {}", path.display());
+    }
+
     let started = std::time::Instant::now();
     let exp = run_experiment(&source, &split, &cfg)?;
     let report = &exp.run.report;
@@ -373,7 +448,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());
 
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)?;
+        let mut json = report.to_json();
+        json["run"] = run_record(&args, &cfg, &split, &exp);
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {

@@ -56,8 +56,12 @@ pub struct ExperimentConfig {
     pub eval: EvalConfig,
     /// Embeddings (and the `als` method).
     pub als: AlsConfig,
-    /// Learning the ranker's heads; `None` keeps the hand-set weights.
+    /// Learning the ranker's heads; `None` keeps the hand-set weights (or
+    /// [`scorer`](Self::scorer)).
     pub ranker: Option<RankerTrainConfig>,
+    /// Heads trained elsewhere, evaluated as given (with `ranker: None`).
+    #[serde(skip)]
+    pub scorer: Option<LogisticScorer>,
     /// The ranker learns on a split of the train events of the same kind as
     /// the evaluated one: for a global split, at this fraction of the train
     /// events (signals and factors before it, labels after); for a per-user
@@ -93,6 +97,7 @@ impl Default for ExperimentConfig {
             eval: EvalConfig::default(),
             als: AlsConfig::default(),
             ranker: Some(RankerTrainConfig::default()),
+            scorer: None,
             ranker_fraction: 0.8,
             signals: SignalConfig::default(),
             recommender: RecommenderConfig::default(),
@@ -236,7 +241,10 @@ pub fn run_experiment(
 
     // The ranker: factors, signals and candidates from the first part of
     // train, labels from the rest.
-    let mut scorer = LogisticScorer::from_weights(&cfg.recommender.scorer)?;
+    let mut scorer = match &cfg.scorer {
+        Some(s) => s.clone(),
+        None => LogisticScorer::from_weights(&cfg.recommender.scorer)?,
+    };
     let mut ranker = None;
     if let Some(rcfg) = &cfg.ranker {
         // The inner split mirrors the outer one, so the heads learn the

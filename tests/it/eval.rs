@@ -116,6 +116,11 @@ fn sample_report_shape_and_determinism() {
     let b = run_experiment(&source, &split, &cfg).unwrap();
     assert_eq!(a.run.lists, b.run.lists, "same inputs, same lists");
     assert_eq!(a.scorer, b.scorer);
+    // Heads trained elsewhere (here: a's) evaluate to the same lists.
+    let given = ExperimentConfig { ranker: None, scorer: Some(a.scorer.clone()), ..cfg.clone() };
+    let c = run_experiment(&source, &split, &given).unwrap();
+    assert!(c.ranker.is_none());
+    assert_eq!(a.run.lists, c.run.lists, "the given heads rank as the trained ones");
     let curve = &a.run.report.method("pipeline").unwrap().ndcg_curve;
     assert_eq!(curve[9], a.run.report.metric("pipeline", "ndcg@10").unwrap());
     // The chart has one line per method; the learned heads round-trip
