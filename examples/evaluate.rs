@@ -11,6 +11,8 @@
 //!                                       each evaluated as the method pipeline:<experiment>/<variant>
 //!     [--weights-out heads.npy] [--no-train-ranker] [--cold skip|category-mean] [--l2 1]
 //!     [--weights-in heads.npy|heads.safetensors]  evaluate heads trained elsewhere (no training)
+//!     [--ranker logistic|mlp] [--mlp-out DIR] [--scorer layer0.npy,layer1.npy]
+//!                                       learn an MLP ranker (and write it), or evaluate one
 //!     [--embeddings given|als]           omnifeed format: the catalog's own or ALS factors
 //! ```
 //!
@@ -58,6 +60,12 @@ struct Args {
     json: Option<PathBuf>,
     /// Ranker weights trained elsewhere (`.npy` or `.safetensors`).
     weights_in: Option<PathBuf>,
+    /// An MLP trained elsewhere: its layer `.npy` files, in order.
+    scorer: Option<Vec<PathBuf>>,
+    /// Learn an MLP ranker and score with it.
+    mlp: bool,
+    /// Where to write the learned MLP's layers.
+    mlp_out: Option<PathBuf>,
     plot: Option<PathBuf>,
     recs: Option<PathBuf>,
     train: Option<PathBuf>,
@@ -83,6 +91,9 @@ fn parse_args() -> Result<Args, String> {
         format: None,
         json: None,
         weights_in: None,
+        scorer: None,
+        mlp: false,
+        mlp_out: None,
         plot: None,
         recs: None,
         train: None,
@@ -166,6 +177,15 @@ fn parse_args() -> Result<Args, String> {
             }
             "--weights-out" => a.weights_out = Some(v.into()),
             "--weights-in" => a.weights_in = Some(v.into()),
+            "--scorer" => a.scorer = Some(v.split(',').map(PathBuf::from).collect()),
+            "--mlp-out" => a.mlp_out = Some(v.into()),
+            "--ranker" => {
+                a.mlp = match v.as_str() {
+                    "mlp" => true,
+                    "logistic" => false,
+                    _ => return Err(format!("--ranker {v}: expected logistic or mlp")),
+                }
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -240,6 +260,8 @@ fn run_record(
         "als": { "factors": cfg.als.factors, "iterations": cfg.als.iterations, "seed": cfg.als.seed },
         "ranker": cfg.ranker.as_ref().map(|r| serde_json::json!(r)),
         "weights_in": args.weights_in.as_ref().map(|p| p.display().to_string()),
+        "model": if exp.mlp.is_some() { "mlp" } else { "logistic" },
+        "mlp_layers": exp.mlp.as_ref().map(|m| m.layers().iter().map(|l| [l.0, l.1]).collect::<Vec<_>>()),
         "recommender": cfg.recommender,
         "signals": cfg.signals,
         "heads": heads,
@@ -411,8 +433,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("ranker: weights from {}", path.display());
     }
 
+    if args.mlp {
+        if let Some(r) = &mut cfg.ranker {
+            r.mlp = Some(omnifeed::train::MlpTrainConfig::default());
+        }
+    }
+    if let Some(paths) = &args.scorer {
+        cfg.ranker = None;
+        cfg.mlp = Some(omnifeed::rank::MlpScorer::from_npy(paths)?);
+        println!("ranker: MLP from {} layer files", paths.len());
+    }
+
     let started = std::time::Instant::now();
     let exp = run_experiment(&source, &split, &cfg)?;
+    if let (Some(dir), Some(m)) = (&args.mlp_out, &exp.mlp) {
+        std::fs::create_dir_all(dir)?;
+        let paths: Vec<PathBuf> =
+            (0..m.layers().len()).map(|i| dir.join(format!("layer{i}.npy"))).collect();
+        m.write_npy(&paths)?;
+        println!("wrote the MLP's {} layers to {}", paths.len(), dir.display());
+    }
     let report = &exp.run.report;
     if let Some(r) = &exp.ranker {
         println!(

@@ -212,10 +212,14 @@ impl Default for RecommenderConfig {
                     live_every: 6,
                     ..RerankConfig::default()
                 },
+                // A searcher wants the best matches first: no caps (they
+                // can demote a match any distance), and MMR at λ = 0.98
+                // places a match below another only if it is worse by
+                // less than 2(1 − λ)/λ ≈ 4.1% of the best value.
                 search: RerankConfig {
-                    diversity: Diversity::Mmr { lambda: 0.9 },
-                    category_cap: 6,
-                    merchant_cap: 3,
+                    diversity: Diversity::Mmr { lambda: 0.98 },
+                    category_cap: 8,
+                    merchant_cap: 8,
                     exploration_slots: 0,
                     ..RerankConfig::default()
                 },

@@ -62,6 +62,9 @@ pub struct ExperimentConfig {
     /// Heads trained elsewhere, evaluated as given (with `ranker: None`).
     #[serde(skip)]
     pub scorer: Option<LogisticScorer>,
+    /// An MLP trained elsewhere, evaluated as given (with `ranker: None`).
+    #[serde(skip)]
+    pub mlp: Option<crate::rank::MlpScorer>,
     /// The ranker learns on a split of the train events of the same kind as
     /// the evaluated one: for a global split, at this fraction of the train
     /// events (signals and factors before it, labels after); for a per-user
@@ -98,6 +101,7 @@ impl Default for ExperimentConfig {
             als: AlsConfig::default(),
             ranker: Some(RankerTrainConfig::default()),
             scorer: None,
+            mlp: None,
             ranker_fraction: 0.8,
             signals: SignalConfig::default(),
             recommender: RecommenderConfig::default(),
@@ -143,12 +147,30 @@ impl ExperimentConfig {
 pub struct Experiment {
     /// The scores and lists.
     pub run: EvalRun,
-    /// The scorer the pipeline ran with.
+    /// The logistic heads (learned, given or the prior).
     pub scorer: LogisticScorer,
+    /// The MLP the pipeline ran with instead, if one was learned or given.
+    pub mlp: Option<crate::rank::MlpScorer>,
     /// How the ranker was learned, if it was.
     pub ranker: Option<RankerTraining>,
     /// Seconds per phase.
     pub timings: Vec<(&'static str, f64)>,
+}
+
+/// The scorer a pipeline runs with.
+#[derive(Debug, Clone)]
+enum Model {
+    Logistic(LogisticScorer),
+    Mlp(crate::rank::MlpScorer),
+}
+
+impl Model {
+    fn boxed(&self) -> Box<dyn crate::rank::Scorer> {
+        match self {
+            Model::Logistic(s) => Box::new(s.clone()),
+            Model::Mlp(m) => Box::new(m.clone()),
+        }
+    }
 }
 
 fn build_catalog(
@@ -181,7 +203,7 @@ fn build_pipeline(
     index: &Arc<dyn VectorIndex>,
     history: &[Event],
     cfg: &ExperimentConfig,
-    scorer: &LogisticScorer,
+    scorer: &Model,
 ) -> Result<Pipeline> {
     Ok(build_pipelines(catalog, index, history, cfg, scorer)?.remove(0))
 }
@@ -192,18 +214,14 @@ fn build_pipelines(
     index: &Arc<dyn VectorIndex>,
     history: &[Event],
     cfg: &ExperimentConfig,
-    scorer: &LogisticScorer,
+    scorer: &Model,
 ) -> Result<Vec<Pipeline>> {
     let (signals, _) = Signals::from_events(Arc::clone(catalog), history, &cfg.signals)?;
     let state = ServingState::new(Arc::clone(catalog), Arc::clone(index), Arc::new(signals))?;
     let build = |config: RecommenderConfig| {
         let b = Recommender::builder().state(state.clone());
         // A variant that sets its own weights scores with them.
-        let b = if config.scorer == cfg.recommender.scorer {
-            b.scorer(Box::new(scorer.clone()))
-        } else {
-            b
-        };
+        let b = if config.scorer == cfg.recommender.scorer { b.scorer(scorer.boxed()) } else { b };
         b.config(config).build()
     };
     let mut out = vec![Pipeline::new(build(cfg.recommender.clone())?, cfg.surface)];
@@ -246,6 +264,7 @@ pub fn run_experiment(
         None => LogisticScorer::from_weights(&cfg.recommender.scorer)?,
     };
     let mut ranker = None;
+    let mut mlp = cfg.mlp.clone();
     if let Some(rcfg) = &cfg.ranker {
         // The inner split mirrors the outer one, so the heads learn the
         // task they are evaluated on.
@@ -259,7 +278,8 @@ pub fn run_experiment(
         let factors = fit_als(&inner.train, &cfg.als)?;
         let catalog = build_catalog(source, &factors, cfg.cold_items)?;
         let index = build_index(&catalog, cfg.index)?;
-        let p = build_pipeline(&catalog, &index, &inner.train, cfg, &scorer)?;
+        let p =
+            build_pipeline(&catalog, &index, &inner.train, cfg, &Model::Logistic(scorer.clone()))?;
         let trained = train_ranker(
             p.recommender(),
             &inner.test,
@@ -267,6 +287,7 @@ pub fn run_experiment(
             &RankerTrainConfig { relevance, surface: cfg.surface, ..rcfg.clone() },
         )?;
         scorer = trained.scorer.clone();
+        mlp = trained.mlp.clone();
         ranker = Some(trained);
         lap("train ranker", &mut timings);
     }
@@ -277,10 +298,14 @@ pub fn run_experiment(
     let index = build_index(&catalog, cfg.index)?;
     lap("catalog and index", &mut timings);
 
+    let model = match &mlp {
+        Some(m) => Model::Mlp(m.clone()),
+        None => Model::Logistic(scorer.clone()),
+    };
     let mut fit = |history: &[Event], at: Timestamp| -> Result<Vec<Box<dyn Method>>> {
         let popular = Popularity::fit(history, &relevance);
         let mut methods: Vec<Box<dyn Method>> = Vec::new();
-        for p in build_pipelines(&catalog, &index, history, cfg, &scorer)? {
+        for p in build_pipelines(&catalog, &index, history, cfg, &model)? {
             methods.push(Box::new(p));
         }
         methods.extend([
@@ -293,5 +318,5 @@ pub fn run_experiment(
     };
     let run = evaluate(&catalog, split, &cfg.eval, &mut fit)?;
     lap("replay", &mut timings);
-    Ok(Experiment { run, scorer, ranker, timings })
+    Ok(Experiment { run, scorer, mlp, ranker, timings })
 }

@@ -242,8 +242,9 @@ impl Recommender {
         let (catalog, signals) = (&*state.catalog, &*state.signals);
         let profile = signals.profile(req.user);
         s.lists.prepare(catalog, signals, profile, r.at);
+        s.lists.prepare_text(&state.lexical, &input.terms, &s.rows);
         let intents = self.query_vectors(&input.query, req.surface, profile, r.has_query);
-        let fctx = self.feature_context(state, profile, r.at, &intents, &s.lists);
+        let fctx = self.feature_context(state, profile, r.at, &intents, &s.lists, &input.terms);
         compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
         let repaired = s.features.repair_non_finite();
         let searched = s.masks.iter().any(|&m| m & self.search_mask != 0);
@@ -262,6 +263,7 @@ impl Recommender {
         at: i64,
         queries: &'a [&'a [f32]],
         lists: &'a RequestLists,
+        terms: &'a [String],
     ) -> FeatureContext<'a> {
         FeatureContext {
             catalog: &state.catalog,
@@ -272,6 +274,8 @@ impl Recommender {
             fresh_scale: self.config.fresh_scale as f32,
             queries,
             lists,
+            lexical: &state.lexical,
+            terms,
         }
     }
 
@@ -592,7 +596,7 @@ impl Recommender {
         let profile = signals.profile(req.user);
         let intents = self.query_vectors(&input.query, req.surface, profile, r.has_query);
         let lists = Default::default();
-        let fctx = self.feature_context(&state, profile, r.at, &intents, &lists);
+        let fctx = self.feature_context(&state, profile, r.at, &intents, &lists, &input.terms);
         let fusion = self.config.fusion.get(req.surface);
         let has_relevance = r.has_query || !intents.is_empty();
         let mut out: Vec<Scored> = rows

@@ -274,6 +274,10 @@ pub(crate) struct FeatureContext<'a> {
     /// search intents on Omni): relevance is the best match.
     pub(crate) queries: &'a [&'a [f32]],
     pub(crate) lists: &'a RequestLists,
+    /// The title index and the request's query terms: a text match counts
+    /// as query relevance too.
+    pub(crate) lexical: &'a crate::retrieve::LexicalIndex,
+    pub(crate) terms: &'a [String],
 }
 
 /// Small per-request lists the per-candidate loop scans instead of
@@ -289,6 +293,10 @@ pub(crate) struct RequestLists {
     /// The user's co-engagement scores, sorted by row.
     co: Vec<(ItemIdx, f32)>,
     co_scratch: Vec<(ItemIdx, f32)>,
+    /// Candidates' title match with the query terms (BM25 over its bound),
+    /// sorted by row.
+    text: Vec<(ItemIdx, f32)>,
+    text_acc: Vec<(u32, f32)>,
 }
 
 /// Seeds of the co-engagement feature and source: the user's latest
@@ -296,6 +304,30 @@ pub(crate) struct RequestLists {
 pub(crate) const CO_SEEDS: usize = 20;
 
 impl RequestLists {
+    /// The title match of each of `rows` (sorted) with `terms`, as BM25
+    /// divided by [`LexicalIndex::score_bound`](crate::retrieve::LexicalIndex::score_bound).
+    pub(crate) fn prepare_text(
+        &mut self,
+        lexical: &crate::retrieve::LexicalIndex,
+        terms: &[String],
+        rows: &[ItemIdx],
+    ) {
+        self.text.clear();
+        if terms.is_empty() || rows.is_empty() {
+            return;
+        }
+        let bound = lexical.score_bound(terms);
+        if bound <= 0.0 {
+            return;
+        }
+        let keep = |r: ItemIdx| rows.binary_search(&r).is_ok();
+        lexical.search(terms, rows.len(), &keep, &mut self.text_acc, &mut self.text);
+        for t in &mut self.text {
+            t.1 = (t.1 / bound).clamp(0.0, 1.0);
+        }
+        self.text.sort_unstable_by_key(|t| t.0);
+    }
+
     /// Fills the lists for one request.
     pub(crate) fn prepare(
         &mut self,
@@ -357,7 +389,8 @@ pub(crate) fn compute_features(
         for q in ctx.queries {
             rel = rel.max(dot(q, e));
         }
-        row[RELEVANCE] = rel;
+        let text = lists.text.binary_search_by_key(&r, |t| t.0).map_or(0.0, |k| lists.text[k].1);
+        row[RELEVANCE] = rel.max(text);
         row[N_SOURCES] = f32::from(source_counts[i]);
         row[SRC0..SRC0 + SOURCE_SLOTS]
             .copy_from_slice(&source_scores[i * SOURCE_SLOTS..(i + 1) * SOURCE_SLOTS]);
@@ -423,6 +456,14 @@ pub(crate) fn features_naive(
         f[CO_ENGAGED] = co.iter().find(|c| c.0 == row).map_or(0.0, |c| c.1);
     }
     f[RELEVANCE] = ctx.queries.iter().map(|q| dot(q, e)).fold(0.0, f32::max);
+    if !ctx.terms.is_empty() {
+        let bound = ctx.lexical.score_bound(ctx.terms);
+        let (mut acc, mut hit) = (Vec::new(), Vec::new());
+        ctx.lexical.search(ctx.terms, 1, &|r| r == row, &mut acc, &mut hit);
+        if let Some(&(_, score)) = hit.first().filter(|_| bound > 0.0) {
+            f[RELEVANCE] = f[RELEVANCE].max((score / bound).clamp(0.0, 1.0));
+        }
+    }
     f[N_SOURCES] = f32::from(source_count);
     f[SRC0..SRC0 + SOURCE_SLOTS].copy_from_slice(source_scores);
     f[CTR] = s.rate(row, Rate::Ctr);

@@ -103,6 +103,60 @@ impl MlpScorer {
     }
 }
 
+impl MlpScorer {
+    /// From layers `(outputs, inputs, weights row-major, biases)`: ReLU
+    /// between layers, a sigmoid per head on the last; the first takes the
+    /// `F` features, the last gives the `HEADS` heads.
+    ///
+    /// Errors: shapes that do not chain, a non-finite value.
+    pub fn from_layers(layers: Vec<(usize, usize, Vec<f32>, Vec<f32>)>) -> Result<Self> {
+        for (i, (out, inp, w, b)) in layers.iter().enumerate() {
+            if Some(w.len()) != out.checked_mul(*inp) || b.len() != *out {
+                return Err(Error::invalid_value(
+                    "mlp layer",
+                    format_args!("layer {i}"),
+                    format!(
+                        "{out} x {inp} weights and {out} biases expected, got {} and {}",
+                        w.len(),
+                        b.len()
+                    ),
+                ));
+            }
+        }
+        Self::new(Path::new("<layers>"), layers)
+    }
+
+    /// Adds `delta` to every head's bias (a sampling-rate correction).
+    #[cfg(feature = "train")]
+    pub(crate) fn shift_output_bias(&mut self, delta: f32) {
+        if let Some(last) = self.layers.last_mut() {
+            last.3.iter_mut().for_each(|b| *b += delta);
+        }
+    }
+
+    /// The layers, as [`from_layers`](Self::from_layers) takes them.
+    pub fn layers(&self) -> &[(usize, usize, Vec<f32>, Vec<f32>)] {
+        &self.layers
+    }
+
+    /// Writes one `.npy` matrix per layer (`outputs × (inputs + 1)`, bias
+    /// last), the files [`from_npy`](Self::from_npy) reads, in order.
+    pub fn write_npy(&self, paths: &[impl AsRef<Path>]) -> Result<()> {
+        if paths.len() != self.layers.len() {
+            return Err(Error::dimension("mlp layer files", self.layers.len(), paths.len()));
+        }
+        for (p, (out, inp, w, b)) in paths.iter().zip(&self.layers) {
+            let mut m = Vec::with_capacity(out * (inp + 1));
+            for j in 0..*out {
+                m.extend_from_slice(&w[j * inp..(j + 1) * inp]);
+                m.push(b[j]);
+            }
+            crate::load::write_npy_matrix(p, inp + 1, &m)?;
+        }
+        Ok(())
+    }
+}
+
 impl Scorer for MlpScorer {
     fn name(&self) -> &'static str {
         "mlp"

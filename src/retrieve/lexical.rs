@@ -161,6 +161,26 @@ impl LexicalIndex {
         next
     }
 
+    /// The most BM25 any title can score for `terms`: `Σ idf · (k1 + 1)`
+    /// over the distinct known terms (at most
+    /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS)). Dividing by it
+    /// puts a title's match on `[0, 1]` whatever the catalog.
+    pub fn score_bound(&self, terms: &[String]) -> f32 {
+        let n = self.doc_len.len() as f32;
+        let mut distinct: Vec<&String> = terms.iter().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        distinct
+            .iter()
+            .filter_map(|t| self.postings.get(t.as_str()))
+            .take(MAX_QUERY_TERMS)
+            .map(|list| {
+                let df = list.len() as f32;
+                (1.0 + (n - df + 0.5) / (df + 0.5)).ln() * 2.2
+            })
+            .sum()
+    }
+
     /// Number of distinct terms.
     pub fn terms(&self) -> usize {
         self.postings.len()

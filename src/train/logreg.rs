@@ -274,6 +274,10 @@ pub struct RankerTrainConfig {
     /// Users whose candidates are ranked at once (memory is bounded by
     /// this, not by the number of users). Default 256.
     pub chunk: usize,
+    /// Also learn an MLP ranker (all heads, on the same examples), which
+    /// can learn interactions of features the logistic heads cannot.
+    /// Default none.
+    pub mlp: Option<crate::train::MlpTrainConfig>,
 }
 
 impl Default for RankerTrainConfig {
@@ -289,6 +293,7 @@ impl Default for RankerTrainConfig {
             hard_share: 0.0,
             negatives_without_positive: 4,
             chunk: 256,
+            mlp: None,
         }
     }
 }
@@ -306,6 +311,8 @@ pub struct RankerTraining {
     pub positives: [usize; HEADS],
     /// Whether each head was fitted (else it kept the prior).
     pub fitted: [bool; HEADS],
+    /// The MLP, if [`RankerTrainConfig::mlp`] asked for one.
+    pub mlp: Option<crate::rank::MlpScorer>,
 }
 
 /// Sampled training examples: `x` is `rows × F`, `y` one label column
@@ -433,7 +440,16 @@ pub fn train_ranker(
             w.extend_from_slice(prior.head(h));
         }
     }
+    let mlp = match &cfg.mlp {
+        Some(mcfg) if examples > 0 => {
+            let mut m = crate::train::fit_mlp(&x, &y, mcfg)?;
+            m.shift_output_bias(bias_shift);
+            Some(m)
+        }
+        _ => None,
+    };
     Ok(RankerTraining {
+        mlp,
         scorer: LogisticScorer::from_matrix(w)?,
         requests: users.len(),
         examples,

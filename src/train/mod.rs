@@ -12,6 +12,8 @@
 
 mod als;
 mod logreg;
+mod mlp;
 
 pub use als::{AlsConfig, Factors, MAX_FACTORS, MAX_ITERATIONS, fit_als};
 pub use logreg::{RankerTrainConfig, RankerTraining, fit_logistic, sample_examples, train_ranker};
+pub use mlp::{MlpTrainConfig, fit_mlp};

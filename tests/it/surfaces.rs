@@ -218,6 +218,39 @@ fn omni_blends_search_intents_with_interest() {
 }
 
 #[test]
+fn a_text_only_query_reaches_relevance_and_search_keeps_matches_in_order() {
+    use omnifeed::rank::features::col;
+    let world = generate(&SynthConfig::tiny()).unwrap();
+    let rec = setup(&world, RecommenderConfig::default());
+    let catalog = &world.catalog;
+    for c in 0..5u32 {
+        let noun = omnifeed::synth::category_noun(CategoryId(c));
+        let req =
+            FeedRequest::new(world.users[1].id).surface(Surface::Search).search_text(noun).k(20);
+        let feed = rec.recommend(&req).unwrap();
+        assert!(!feed.items.is_empty());
+        // Text only: the title match is the query relevance, in [0, 1].
+        for item in &feed.items {
+            let title = catalog.title(catalog.row(item.product).unwrap()).unwrap_or("");
+            let rel = item.explanation.features[col::RELEVANCE].value;
+            assert!((0.0..=1.0).contains(&rel));
+            if omnifeed::retrieve::tokenize(title).iter().any(|t| t == noun) {
+                assert!(rel > 0.0, "{title:?} matches {noun:?} but relevance is 0");
+            }
+        }
+        // No caps on Search; MMR at 0.98 never places an item above a
+        // better one by more than 2(1 - 0.98)/0.98 of the best value.
+        let best = feed.items.iter().map(|i| i.score).fold(0.0f32, f32::max);
+        let margin = 2.0 * (1.0 - 0.98) / 0.98 * best + 1e-6;
+        for (i, a) in feed.items.iter().enumerate() {
+            for b in &feed.items[i + 1..] {
+                assert!(b.score - a.score <= margin, "{} above {} ({noun})", a.score, b.score);
+            }
+        }
+    }
+}
+
+#[test]
 fn search_respects_filters_and_ranks_title_matches() {
     let world = generate(&SynthConfig::tiny()).unwrap();
     let rec = setup(&world, RecommenderConfig::default());
