@@ -217,6 +217,7 @@ pub(super) fn save(
 ) -> Result<SnapshotInfo> {
     let (catalog, index, store) = w.parts();
     let (record, tables, profiles) = store.to_parts();
+    let co = store.co_raw();
     let emb = catalog.embeddings();
     let pc = |what: &str, e: postcard::Error| {
         Error::new(ErrorKind::Snapshot {
@@ -257,6 +258,11 @@ pub(super) fn save(
         sections.push((format!("counters.{name}.t"), raw_bytes(t)));
         sections.push((format!("counters.{name}.v"), raw_bytes(v)));
     }
+    sections.push(("co.t".into(), raw_bytes(&co.t)));
+    sections.push(("co.total".into(), raw_bytes(&co.total)));
+    sections.push(("co.offsets".into(), raw_bytes(&co.offsets)));
+    sections.push(("co.rows".into(), raw_bytes(&co.rows)));
+    sections.push(("co.weights".into(), raw_bytes(&co.weights)));
     let (index_record, blocks) = index_parts(&**index);
     let index_bytes = postcard::to_allocvec(&index_record).map_err(|e| pc("index", e))?;
     sections.push(("index".into(), index_bytes.into()));
@@ -511,6 +517,9 @@ impl<'a> SnapFile<'a> {
     }
 }
 
+/// The co-engagement columns, as read.
+type RawCo<'a> = (Cow<'a, [i64]>, Cow<'a, [f32]>, Cow<'a, [u32]>, Cow<'a, [u32]>, Cow<'a, [f32]>);
+
 /// One counter table's times and values, as read.
 type RawTable<'a> = (Cow<'a, [i64]>, Cow<'a, [f32]>);
 
@@ -548,6 +557,13 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
             })
             .collect()
     };
+    let co: RawCo<'_> = (
+        f.slice("co.t")?,
+        f.slice("co.total")?,
+        f.slice("co.offsets")?,
+        f.slice("co.rows")?,
+        f.slice("co.weights")?,
+    );
     // The parts are independent until they are assembled: decode them in
     // parallel.
     let ((emb, record), ((store, profiles), (tables, index))) = rayon::join(
@@ -566,23 +582,37 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
         || decode_index(f, &catalog, &index_config, index),
         || {
             let tables: Vec<(&[i64], &[f32])> = tables.iter().map(|(t, v)| (&**t, &**v)).collect();
-            SignalStore::from_parts(Arc::clone(&catalog), signal_config, store, &tables, profiles)
-                .map_err(|r| bad(f.path, "store", r))
+            let co = (&*co.0, &*co.1, &*co.2, &*co.3, &*co.4);
+            SignalStore::from_parts(
+                Arc::clone(&catalog),
+                signal_config,
+                store,
+                &tables,
+                co,
+                profiles,
+            )
+            .map_err(|r| bad(f.path, "store", r))
         },
     );
     let mut w = ShopWriter::from_parts(catalog, index?, index_config, store?, meta.offset);
     w.first_version = meta.next_version;
+    model_meta(&mut w, meta, f.path)?;
+    Ok(w)
+}
+
+/// The ranking side's config and weights a snapshot carries, checked.
+fn model_meta(w: &mut ShopWriter, meta: Meta, path: &Path) -> Result<()> {
     if let Some(text) = meta.recommender_config {
         let cfg = crate::RecommenderConfig::from_toml_str(&text)
-            .map_err(|e| bad(f.path, "meta", format!("recommender config: {e}")))?;
+            .map_err(|e| bad(path, "meta", format!("recommender config: {e}")))?;
         w.recommender_config = Some(cfg);
     }
     if let Some(weights) = meta.scorer {
         crate::rank::scorer::LogisticScorer::from_matrix(weights.clone())
-            .map_err(|e| bad(f.path, "meta", format!("scorer: {e}")))?;
+            .map_err(|e| bad(path, "meta", format!("scorer: {e}")))?;
         w.scorer = Some(weights);
     }
-    Ok(w)
+    Ok(())
 }
 
 fn decode_index(

@@ -20,8 +20,19 @@ use std::sync::Arc;
 
 const CHUNK: usize = 1024;
 
+/// A co-engagement table as flat columns: per product its time and total,
+/// and its neighbours' rows and weights in CSR form.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct CoRaw {
+    pub(crate) t: Vec<Timestamp>,
+    pub(crate) total: Vec<f32>,
+    pub(crate) offsets: Vec<u32>,
+    pub(crate) rows: Vec<u32>,
+    pub(crate) weights: Vec<f32>,
+}
+
 /// One product's neighbours.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct CoList {
     /// The time the values are as of.
     t: Timestamp,
@@ -145,36 +156,61 @@ impl CoTable {
             .sum()
     }
 
-    /// Every list, for a snapshot.
-    pub(crate) fn lists(&self) -> impl Iterator<Item = &CoList> + '_ {
-        self.chunks.iter().flat_map(|c| c.iter())
+    /// The table as flat columns, for a snapshot's raw blocks.
+    pub(crate) fn raw(&self) -> CoRaw {
+        let mut r = CoRaw::default();
+        r.offsets.push(0);
+        for l in self.chunks.iter().flat_map(|c| c.iter()) {
+            r.t.push(l.t);
+            r.total.push(l.total);
+            r.rows.extend_from_slice(&l.rows);
+            r.weights.extend_from_slice(&l.weights);
+            r.offsets.push(r.rows.len() as u32);
+        }
+        r
     }
 
-    /// Reassembles a table from saved lists; `None` if a list names a row
-    /// out of range, has unequal columns or more than `neighbours` entries.
-    pub(crate) fn from_lists(
-        lists: Vec<CoList>,
+    /// Reassembles a table from [`raw`](Self::raw) columns; `None` if they
+    /// do not fit one another, name a row out of range, hold more than
+    /// `neighbours` entries per list or a negative or non-finite weight.
+    pub(crate) fn from_raw(
+        t: &[Timestamp],
+        total: &[f32],
+        offsets: &[u32],
+        rows: &[u32],
+        weights: &[f32],
         neighbours: usize,
         half_life: i64,
     ) -> Option<CoTable> {
-        let len = lists.len();
-        let fits = |l: &CoList| {
-            l.rows.len() == l.weights.len()
-                && l.rows.len() <= neighbours
-                && l.rows.iter().all(|&r| (r as usize) < len)
-                && l.weights.iter().chain([&l.total]).all(|w| w.is_finite() && *w >= 0.0)
-        };
-        if !lists.iter().all(fits) {
+        let len = t.len();
+        let shape = total.len() == len
+            && offsets.len() == len + 1
+            && offsets.first() == Some(&0)
+            && offsets.windows(2).all(|w| w[0] <= w[1] && (w[1] - w[0]) as usize <= neighbours)
+            && offsets.last().map(|&o| o as usize) == Some(rows.len())
+            && rows.len() == weights.len();
+        let values = rows.iter().all(|&r| (r as usize) < len)
+            && weights.iter().chain(total).all(|w| w.is_finite() && *w >= 0.0);
+        if !shape || !values {
             return None;
         }
-        let mut t = CoTable::new(0, neighbours, half_life);
-        let mut it = lists.into_iter();
-        while t.len < len {
-            let chunk: Vec<CoList> = it.by_ref().take(CHUNK).collect();
-            t.len += chunk.len();
-            t.chunks.push(Arc::new(chunk));
+        let mut table = CoTable::new(0, neighbours, half_life);
+        for start in (0..len).step_by(CHUNK) {
+            let chunk: Vec<CoList> = (start..len.min(start + CHUNK))
+                .map(|i| {
+                    let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
+                    CoList {
+                        t: t[i],
+                        total: total[i],
+                        rows: rows[a..b].to_vec(),
+                        weights: weights[a..b].to_vec(),
+                    }
+                })
+                .collect();
+            table.len += chunk.len();
+            table.chunks.push(Arc::new(chunk));
         }
-        Some(t)
+        Some(table)
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::catalog::{Catalog, unit_into};
 use crate::error::{Error, IdKind, Result};
 use crate::ids::{ItemIdx, MerchantId, ProductId, Timestamp, UserId, elapsed, shift};
-use crate::signals::coengage::{CoList, CoTable};
+use crate::signals::coengage::CoTable;
 use crate::signals::config::SignalConfig;
 use crate::signals::counters::CounterTable;
 use crate::signals::profile::{Purchase, SearchIntent};
@@ -614,8 +614,6 @@ pub(crate) struct StoreRecord {
     pub(crate) suspended: Vec<u32>,
     pub(crate) watermark: Timestamp,
     pub(crate) report: IngestReport,
-    /// Co-engagement lists by product row.
-    pub(crate) co: Vec<CoList>,
 }
 
 /// The five counter tables from their raw parts, checked against the
@@ -648,6 +646,10 @@ fn counter_tables(
     Ok(built)
 }
 
+/// A co-engagement table's raw columns: times, totals, CSR offsets, rows,
+/// weights.
+pub(crate) type CoSlices<'a> = (&'a [i64], &'a [f32], &'a [u32], &'a [u32], &'a [f32]);
+
 /// Names of the five counter tables, in the order snapshots save them.
 pub(crate) const TABLES: [&str; 5] = ["products", "contents", "merchants", "categories", "live"];
 
@@ -669,7 +671,6 @@ impl SignalStore {
             suspended,
             watermark: self.watermark,
             report: self.report,
-            co: self.tables.co.lists().cloned().collect(),
         };
         let t = &self.tables;
         let tables = [&t.products, &t.contents, &t.merchants, &t.categories, &t.live]
@@ -682,6 +683,11 @@ impl SignalStore {
         (record, tables, profiles)
     }
 
+    /// The co-engagement table's raw columns, for a snapshot.
+    pub(crate) fn co_raw(&self) -> crate::signals::coengage::CoRaw {
+        self.tables.co.raw()
+    }
+
     /// Reassembles a store from [`to_parts`](Self::to_parts).
     ///
     /// Errors (`what` names the bad part): tables, categories or rows that
@@ -691,10 +697,10 @@ impl SignalStore {
         config: SignalConfig,
         record: StoreRecord,
         tables: &[(&[i64], &[f32])],
+        co: CoSlices<'_>,
         profiles: Vec<(UserId, crate::UserProfile)>,
     ) -> std::result::Result<SignalStore, String> {
-        let mut store = SignalStore::new(Arc::clone(&catalog), config)
-            .map_err(|e| format!("signal config: {e}"))?;
+        config.validate().map_err(|e| format!("signal config: {e}"))?;
         let mut category_index = HashMap::with_capacity(record.categories.len());
         for (i, &c) in record.categories.iter().enumerate() {
             if category_index.insert(c, i as u32).is_some() {
@@ -705,15 +711,16 @@ impl SignalStore {
         for c in catalog.categories() {
             product_cat.push(*category_index.get(c).ok_or(format!("category {c} unknown"))?);
         }
-        let cfg = store.shared.config.clone();
+        let cfg = config;
         let built = counter_tables(&catalog, &cfg, record.categories.len(), tables)?;
         let cc = cfg.co_engagement;
-        let co = CoTable::from_lists(record.co, cc.neighbours, cc.half_life)
+        let (t, total, offsets, rows, weights) = co;
+        let co = CoTable::from_raw(t, total, offsets, rows, weights, cc.neighbours, cc.half_life)
             .filter(|t| t.len() == catalog.len())
             .ok_or("co-engagement lists do not fit the catalog")?;
         let mut it = built.into_iter();
         let mut next = || it.next().ok_or("counter tables".to_string());
-        store.tables = Tables {
+        let tables = Tables {
             products: next()?,
             contents: next()?,
             merchants: next()?,
@@ -721,11 +728,31 @@ impl SignalStore {
             live: next()?,
             co,
         };
+        let n_cats = record.categories.len();
+        let shared = Shared {
+            catalog: Arc::clone(&catalog),
+            config: cfg,
+            categories: record.categories,
+            category_index,
+            product_cat,
+        };
+        let mut store = SignalStore {
+            shared: Arc::new(shared),
+            tables,
+            users: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(),
+            dirty: vec![Vec::new(); SHARDS],
+            repurchase: Vec::new(),
+            flagged: HashSet::new(),
+            suspended: HashSet::new(),
+            watermark: Timestamp::MIN,
+            report: IngestReport::default(),
+            credit: Vec::new(),
+        };
         let mut repurchase = Vec::with_capacity(record.repurchase.len());
         for (b, r, hist) in &record.repurchase {
             repurchase.push(CycleStats::from_parts(*b, *r, hist).ok_or("repurchase histogram")?);
         }
-        if repurchase.len() != record.categories.len() {
+        if repurchase.len() != n_cats {
             return Err("repurchase statistics do not match the categories".into());
         }
         let (n, m) = (catalog.len() as u32, catalog.merchants().len() as u32);
@@ -743,13 +770,6 @@ impl SignalStore {
         store.suspended = record.suspended.into_iter().collect();
         store.watermark = record.watermark;
         store.report = record.report;
-        store.shared = Arc::new(Shared {
-            catalog,
-            config: cfg,
-            categories: record.categories,
-            category_index,
-            product_cat,
-        });
         Ok(store)
     }
 }
