@@ -9,11 +9,13 @@
 //! parent version is untouched, so requests running on it finish on it.
 
 use super::embeddings::normalize_in_place;
-use super::{Catalog, ContentMeta, Csr, Fingerprint};
+use super::{
+    Catalog, ContentMeta, Csr, Fingerprint, check_content_times, check_experience, check_price,
+    linked_twice,
+};
 use crate::catalog::{Content, Merchant, Product};
 use crate::error::{Error, IdKind, Result};
 use crate::ids::{ContentId, ItemIdx, ProductId, Timestamp};
-use crate::limits::MAX_PRICE;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -246,13 +248,7 @@ impl Next {
         embedding: Option<&[f32]>,
     ) -> Result<(u32, Option<(Vec<f32>, f32)>)> {
         let at = || format!("delta {i} (product {})", p.id);
-        if !p.price.is_finite() || !(0.0..=MAX_PRICE).contains(&p.price) {
-            return Err(Error::invalid_value(
-                "product.price",
-                at(),
-                format!("expected a finite price in [0, {MAX_PRICE}], got {}", p.price),
-            ));
-        }
+        check_price(p, at())?;
         let Some(&m) = self.c.merchant_rows.get(&p.merchant) else {
             return Err(Error::unknown(IdKind::Merchant, p.merchant.0, "delta.product.merchant"));
         };
@@ -337,13 +333,7 @@ impl Next {
     }
 
     fn upsert_merchant(&mut self, i: usize, m: &Merchant) -> Result<()> {
-        if !(m.experience.is_finite() && (0.0..=1.0).contains(&m.experience)) {
-            return Err(Error::invalid_value(
-                "merchant.experience",
-                format_args!("delta {i} (merchant {})", m.id),
-                format!("expected a value in [0, 1], got {}", m.experience),
-            ));
-        }
+        check_experience(m, format_args!("delta {i} (merchant {})", m.id))?;
         let c = &mut self.c;
         let mrow = match c.merchant_rows.get(&m.id) {
             Some(&r) => {
@@ -363,24 +353,16 @@ impl Next {
 
     fn upsert_content(&mut self, i: usize, content: &Content) -> Result<()> {
         let at = || format!("delta {i} (content {})", content.id);
-        if let Some(end) = content.ends_at.filter(|&e| e < content.starts_at) {
-            return Err(Error::invalid_value(
-                "content.ends_at",
-                at(),
-                format!("ends at {end}, before it starts at {}", content.starts_at),
-            ));
-        }
+        check_content_times(content, at())?;
         let mut rows = Vec::with_capacity(content.products.len());
         for pid in &content.products {
             rows.push(self.c.require_row(*pid, "delta.content.products")?.0);
         }
-        let mut sorted = rows.clone();
-        sorted.sort_unstable();
-        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        if let Some(twice) = linked_twice(&rows) {
             return Err(Error::invalid_value(
                 "content.products",
                 at(),
-                format!("product {} is linked twice", self.c.product_ids[w[0] as usize]),
+                format!("product {} is linked twice", self.c.product_ids[twice as usize]),
             ));
         }
         let meta = ContentMeta {

@@ -570,17 +570,55 @@ impl CatalogBuilder {
     }
 }
 
+/// A price must be finite and in `[0, MAX_PRICE]`; `at` names the product.
+pub(crate) fn check_price(p: &Product, at: impl std::fmt::Display) -> Result<()> {
+    if !p.price.is_finite() || !(0.0..=MAX_PRICE).contains(&p.price) {
+        return Err(Error::invalid_value(
+            "product.price",
+            at,
+            format!("expected a finite price in [0, {MAX_PRICE}], got {}", p.price),
+        ));
+    }
+    Ok(())
+}
+
+/// An experience score must be in `[0, 1]`; `at` names the merchant.
+pub(crate) fn check_experience(m: &Merchant, at: impl std::fmt::Display) -> Result<()> {
+    if !(m.experience.is_finite() && (0.0..=1.0).contains(&m.experience)) {
+        return Err(Error::invalid_value(
+            "merchant.experience",
+            at,
+            format!("expected a value in [0, 1], got {}", m.experience),
+        ));
+    }
+    Ok(())
+}
+
+/// Content must not end before it starts; `at` names it.
+pub(crate) fn check_content_times(c: &Content, at: impl std::fmt::Display) -> Result<()> {
+    if let Some(end) = c.ends_at.filter(|&e| e < c.starts_at) {
+        return Err(Error::invalid_value(
+            "content.ends_at",
+            at,
+            format!("ends at {end}, before it starts at {}", c.starts_at),
+        ));
+    }
+    Ok(())
+}
+
+/// The first product row linked twice in `rows`, if any (by sorting a
+/// copy: `O(n log n)`).
+pub(crate) fn linked_twice(rows: &[u32]) -> Option<u32> {
+    let mut sorted = rows.to_vec();
+    sorted.sort_unstable();
+    sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+}
+
 /// Checks every merchant and maps ids to rows.
 fn merchant_rows(merchants: &[Merchant]) -> Result<HashMap<MerchantId, u32>> {
     let mut rows = HashMap::with_capacity(merchants.len());
     for (i, m) in merchants.iter().enumerate() {
-        if !(m.experience.is_finite() && (0.0..=1.0).contains(&m.experience)) {
-            return Err(Error::invalid_value(
-                "merchant.experience",
-                format_args!("merchant {}", m.id),
-                format!("expected a value in [0, 1], got {}", m.experience),
-            ));
-        }
+        check_experience(m, format_args!("merchant {}", m.id))?;
         if rows.insert(m.id, i as u32).is_some() {
             return Err(Error::duplicate(IdKind::Merchant, m.id.0));
         }
@@ -624,13 +662,7 @@ impl ProductColumns {
             if c.rows.insert(p.id, ItemIdx(i as u32)).is_some() {
                 return Err(Error::duplicate(IdKind::Product, p.id.0));
             }
-            if !p.price.is_finite() || !(0.0..=MAX_PRICE).contains(&p.price) {
-                return Err(Error::invalid_value(
-                    "product.price",
-                    format_args!("product {}", p.id),
-                    format!("expected a finite price in [0, {MAX_PRICE}], got {}", p.price),
-                ));
-            }
+            check_price(&p, format_args!("product {}", p.id))?;
             let Some(&m) = merchant_rows.get(&p.merchant) else {
                 return Err(Error::unknown(IdKind::Merchant, p.merchant.0, "product.merchant"));
             };
@@ -660,15 +692,7 @@ fn content_links(
         if content_rows.insert(c.id, ci as u32).is_some() {
             return Err(Error::duplicate(IdKind::Content, c.id.0));
         }
-        if let Some(end) = c.ends_at {
-            if end < c.starts_at {
-                return Err(Error::invalid_value(
-                    "content.ends_at",
-                    format_args!("content {}", c.id),
-                    format!("ends at {end}, before it starts at {}", c.starts_at),
-                ));
-            }
-        }
+        check_content_times(&c, format_args!("content {}", c.id))?;
         let first = links.len();
         for pid in &c.products {
             let Some(row) = p.rows.get(pid) else {
@@ -676,14 +700,12 @@ fn content_links(
             };
             links.push((ci as u32, row.0));
         }
-        // Duplicate links by sorting a copy: O(n log n) in the links.
-        let mut mine: Vec<u32> = links[first..].iter().map(|l| l.1).collect();
-        mine.sort_unstable();
-        if let Some(w) = mine.windows(2).find(|w| w[0] == w[1]) {
+        let mine: Vec<u32> = links[first..].iter().map(|l| l.1).collect();
+        if let Some(twice) = linked_twice(&mine) {
             return Err(Error::invalid_value(
                 "content.products",
                 format_args!("content {}", c.id),
-                format!("product {} is linked twice", p.ids[w[0] as usize]),
+                format!("product {} is linked twice", p.ids[twice as usize]),
             ));
         }
         contents.push(ContentMeta {
