@@ -81,7 +81,7 @@ pub(crate) fn requests_for(
 /// `(events before the window, the window's start) → methods`.
 pub type FitMethods<'a> = dyn FnMut(&[Event], Timestamp) -> Result<Vec<Box<dyn Method>>> + 'a;
 
-/// Runs the protocol of the [module docs](self) and scores every method
+/// Runs the protocol of the [module docs](crate::eval) and scores every method
 /// `fit` returns. `fit(history, at)` is called once per replay window with
 /// every event before the window (sorted by time) and the window's start;
 /// it must return the same methods, in the same order, each time.

@@ -29,7 +29,7 @@ pub struct MethodReport {
     pub seconds: f64,
 }
 
-/// The outcome of [`evaluate`].
+/// The outcome of [`evaluate`](crate::eval::evaluate).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EvalReport {
     /// Per method, in the order `fit` returned them.
@@ -103,7 +103,7 @@ impl EvalReport {
     }
 }
 
-/// The result of [`evaluate`]: the report and every list.
+/// The result of [`evaluate`](crate::eval::evaluate): the report and every list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalRun {
     /// Scores.

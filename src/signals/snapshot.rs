@@ -93,7 +93,7 @@ pub struct MemoryReport {
 }
 
 /// An immutable snapshot of every signal, what a query reads. Made by
-/// [`SignalStore::publish`] or [`Signals::from_events`]; cheap to clone.
+/// [`SignalStore::publish`](crate::SignalStore::publish) or [`Signals::from_events`]; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Signals {
     shared: Arc<Shared>,

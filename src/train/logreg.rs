@@ -174,7 +174,7 @@ pub const MAX_NEWTON_ITERATIONS: usize = 1_000;
 
 impl RankerTrainConfig {
     /// Checks `candidates` in `1..=`[`MAX_K`](crate::limits::MAX_K),
-    /// `iterations` in `1..=`[`MAX_NEWTON_ITERATIONS`] and `l2` finite in
+    /// `iterations` in `1..=1000` and `l2` finite in
     /// `[0, MAX_WEIGHT]`.
     pub fn validate(&self) -> Result<()> {
         let max_k = crate::limits::MAX_K;
