@@ -5,6 +5,7 @@
 //! cargo run --release --example gen_data            # writes data/
 //! cargo run --release --example gen_data -- OUT_DIR # the same world, elsewhere
 //! cargo run --release --example gen_data -- --users 50000 --products 20000 --events 400000 --out DIR
+//! cargo run --release --example gen_data -- --search-share 0.3 --out DIR   # with search sessions
 //! ```
 //!
 //! Without size flags the world is `SynthConfig::sample()` (3,000 products,
@@ -18,7 +19,7 @@ use omnifeed::synth::{SynthConfig, generate};
 
 fn main() -> Result<(), omnifeed::Error> {
     let mut out: Option<String> = None;
-    let (mut users, mut products, mut events) = (None, None, None);
+    let (mut users, mut products, mut events, mut search) = (None, None, None, None);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut num = |flag: &str| -> usize {
@@ -30,6 +31,10 @@ fn main() -> Result<(), omnifeed::Error> {
             "--users" => users = Some(num("--users")),
             "--products" => products = Some(num("--products")),
             "--events" => events = Some(num("--events")),
+            "--search-share" => {
+                search = it.next().and_then(|v| v.parse::<f32>().ok());
+                assert!(search.is_some(), "--search-share needs a number in [0, 1]");
+            }
             "--out" => out = it.next(),
             other if !other.starts_with("--") && out.is_none() => out = Some(other.to_string()),
             other => {
@@ -47,6 +52,9 @@ fn main() -> Result<(), omnifeed::Error> {
     }
     if let Some(u) = users {
         cfg.users = u.max(1);
+    }
+    if let Some(share) = search {
+        cfg.search_share = share;
     }
     if let Some(target) = events {
         // A trial measures the events per impression; then two sessions

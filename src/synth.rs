@@ -29,7 +29,7 @@ use crate::catalog::{
 use crate::error::{Error, Result};
 use crate::ids::{CategoryId, ContentId, MerchantId, ProductId, Timestamp, UserId};
 use crate::load::{self, files};
-use crate::signals::{Event, EventKind, Target};
+use crate::signals::{Event, EventKind, SearchQuery, Target};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,12 @@ pub struct SynthConfig {
     pub start: Timestamp,
     /// Length of the log in days.
     pub days: u32,
+    /// Share of sessions that start with a search (people find goods): the
+    /// user types the session's category noun (and carries a noisy copy of
+    /// the interest vector as the query embedding), then browses that
+    /// category. Default 0 (no searches; the shipped sample has none).
+    #[serde(default)]
+    pub search_share: f32,
 }
 
 impl Default for SynthConfig {
@@ -84,6 +90,7 @@ impl Default for SynthConfig {
             impressions_per_session: 12,
             start: 1_790_812_800, // 2026-10-01 00:00 UTC
             days: 30,
+            search_share: 0.0,
         }
     }
 }
@@ -149,6 +156,9 @@ impl SynthConfig {
         }
         if self.products > u32::MAX as usize / 4 {
             return Err(Error::invalid_config("synth.products", "too many products"));
+        }
+        if !(0.0..=1.0).contains(&self.search_share) {
+            return Err(Error::invalid_config("synth.search_share", "expected a share in [0, 1]"));
         }
         Ok(())
     }
@@ -449,6 +459,16 @@ impl Market<'_> {
         for _ in 0..sessions {
             let mut t = cfg.start + rng.below(self.period as usize) as i64;
             let (_, c, ref v) = interests[rng.pick(&int_cdf)];
+            // (No draw at all without searches: the same seed gives the
+            // same world as before the option existed.)
+            if cfg.search_share > 0.0 && rng.chance(cfg.search_share) {
+                let query = SearchQuery {
+                    text: Some(category_noun(CategoryId(c as u32)).to_string()),
+                    embedding: Some(rng.unit_vector_near(v, 0.5)),
+                };
+                events.push(Event::search(t, user, query));
+                t += 2;
+            }
             for _ in 0..cfg.impressions_per_session {
                 t += 5 + rng.below(40) as i64;
                 self.impression(rng, (user, price_sensitivity), (c, v), &mut t, events);
@@ -656,6 +676,28 @@ mod tests {
         assert!(click * 30 > imp && click * 2 < imp, "ctr {click}/{imp}");
         assert!(order > 0 && count("cart") >= order && count("view") > 0);
         assert!(w.events.windows(2).all(|p| p[0].at <= p[1].at));
+    }
+
+    #[test]
+    fn search_sessions_are_opt_in_and_search_the_session_category() {
+        let plain = generate(&SynthConfig::tiny()).unwrap();
+        assert!(plain.events.iter().all(|e| !matches!(e.kind, EventKind::Search(_))));
+        let cfg = SynthConfig { search_share: 0.5, ..SynthConfig::tiny() };
+        let w = generate(&cfg).unwrap();
+        let searches: Vec<&Event> =
+            w.events.iter().filter(|e| matches!(e.kind, EventKind::Search(_))).collect();
+        assert!(searches.len() > 100, "{} searches", searches.len());
+        // The query names a category noun and carries a unit embedding.
+        for e in &searches {
+            let EventKind::Search(q) = &e.kind else { unreachable!() };
+            let text = q.text.as_deref().unwrap();
+            assert!(NOUNS.contains(&text), "{text}");
+            let v = q.embedding.as_ref().unwrap();
+            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-3);
+        }
+        let bad = SynthConfig { search_share: 1.5, ..SynthConfig::tiny() };
+        assert!(generate(&bad).is_err());
     }
 
     #[test]
