@@ -207,6 +207,7 @@ impl Recommender {
             at: r.at,
             query: (!input.query.is_empty()).then_some(&input.query[..]),
             terms: &input.terms,
+            co_engaged: &input.co,
             rules: &rules,
         };
         let mut trace = Trace {

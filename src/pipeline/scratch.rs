@@ -17,6 +17,10 @@ pub(crate) struct RequestInput {
     pub(crate) query: Vec<f32>,
     /// The query terms (bounded, distinct).
     pub(crate) terms: Vec<String>,
+    /// The user's co-engagement scores, sorted by row: computed once, read
+    /// by the `coengaged` source and the `co_engaged` feature.
+    pub(crate) co: Vec<(ItemIdx, f32)>,
+    pub(crate) co_scratch: Vec<(ItemIdx, f32)>,
 }
 
 /// Per-thread working memory of a request: cleared between requests, never

@@ -83,6 +83,11 @@ impl Recommender {
                 format!("time {at} is outside the accepted window [{}, {})", w.min, w.max),
             ));
         }
+        input.co.clear();
+        if let Some(p) = signals.profile(req.user) {
+            let seeds = crate::rank::features::CO_SEEDS;
+            signals.co_scores(p, at, seeds, &mut input.co, &mut input.co_scratch);
+        }
         let has_query = !input.query.is_empty() || !input.terms.is_empty();
         Ok(Resolved { at, stale, has_query })
     }
@@ -244,7 +249,7 @@ impl Recommender {
         s.lists.prepare(catalog, signals, profile, r.at);
         s.lists.prepare_text(&state.lexical, &input.terms, &s.rows);
         let intents = self.query_vectors(&input.query, req.surface, profile, r.has_query);
-        let fctx = self.feature_context(state, profile, r.at, &intents, &s.lists, &input.terms);
+        let fctx = self.feature_context(state, profile, r.at, &intents, &s.lists, input);
         compute_features(&fctx, &s.rows, &s.src_scores, &s.counts, &mut s.features);
         let repaired = s.features.repair_non_finite();
         let searched = s.masks.iter().any(|&m| m & self.search_mask != 0);
@@ -263,7 +268,7 @@ impl Recommender {
         at: i64,
         queries: &'a [&'a [f32]],
         lists: &'a RequestLists,
-        terms: &'a [String],
+        input: &'a RequestInput,
     ) -> FeatureContext<'a> {
         FeatureContext {
             catalog: &state.catalog,
@@ -275,7 +280,8 @@ impl Recommender {
             queries,
             lists,
             lexical: &state.lexical,
-            terms,
+            terms: &input.terms,
+            co: &input.co,
         }
     }
 
@@ -596,7 +602,7 @@ impl Recommender {
         let profile = signals.profile(req.user);
         let intents = self.query_vectors(&input.query, req.surface, profile, r.has_query);
         let lists = Default::default();
-        let fctx = self.feature_context(&state, profile, r.at, &intents, &lists, &input.terms);
+        let fctx = self.feature_context(&state, profile, r.at, &intents, &lists, &input);
         let fusion = self.config.fusion.get(req.surface);
         let has_relevance = r.has_query || !intents.is_empty();
         let mut out: Vec<Scored> = rows

@@ -278,6 +278,8 @@ pub(crate) struct FeatureContext<'a> {
     /// as query relevance too.
     pub(crate) lexical: &'a crate::retrieve::LexicalIndex,
     pub(crate) terms: &'a [String],
+    /// The user's co-engagement scores, sorted by row.
+    pub(crate) co: &'a [(ItemIdx, f32)],
 }
 
 /// Small per-request lists the per-candidate loop scans instead of
@@ -290,9 +292,6 @@ pub(crate) struct RequestLists {
     due: Vec<(ItemIdx, f32)>,
     /// Rows carried by a live stream on air, sorted.
     live: Vec<ItemIdx>,
-    /// The user's co-engagement scores, sorted by row.
-    co: Vec<(ItemIdx, f32)>,
-    co_scratch: Vec<(ItemIdx, f32)>,
     /// Candidates' title match with the query terms (BM25 over its bound),
     /// sorted by row.
     text: Vec<(ItemIdx, f32)>,
@@ -339,11 +338,9 @@ impl RequestLists {
         self.affinity.clear();
         self.due.clear();
         self.live.clear();
-        self.co.clear();
         if let Some(p) = profile {
             self.affinity.extend(p.top_categories());
             self.due.extend(signals.due_purchases(p, at));
-            signals.co_scores(p, at, CO_SEEDS, &mut self.co, &mut self.co_scratch);
         }
         for c in signals.on_air_rows(at) {
             self.live.extend(catalog.content_product_rows(c).iter().map(|&r| ItemIdx(r)));
@@ -406,7 +403,7 @@ pub(crate) fn compute_features(
         row[LIVE] = if lists.live.binary_search(&r).is_ok() { 1.0 } else { 0.0 };
         row[AFFINITY] = lists.affinity.iter().find(|a| a.0 == rr.category).map_or(0.0, |a| a.1);
         row[DUE] = lists.due.iter().find(|d| d.0 == r).map_or(0.0, |d| d.1);
-        row[CO_ENGAGED] = lists.co.binary_search_by_key(&r, |c| c.0).map_or(0.0, |k| lists.co[k].1);
+        row[CO_ENGAGED] = ctx.co.binary_search_by_key(&r, |c| c.0).map_or(0.0, |k| ctx.co[k].1);
     }
 }
 

@@ -55,6 +55,10 @@ fn distinct_in_order(terms: &mut Vec<String>) {
     terms.retain(|_| flags.next().unwrap_or(false));
 }
 
+/// BM25's term-frequency saturation and length normalization.
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+
 /// An inverted index over product titles (BM25, `k1 = 1.2`, `b = 0.75`).
 ///
 /// Posting lists are shared copy-on-write between versions:
@@ -166,19 +170,27 @@ impl LexicalIndex {
     /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS)). Dividing by it
     /// puts a title's match on `[0, 1]` whatever the catalog.
     pub fn score_bound(&self, terms: &[String]) -> f32 {
-        let n = self.doc_len.len() as f32;
+        self.query_lists(terms).iter().map(|l| self.idf(l) * (K1 + 1.0)).sum()
+    }
+
+    /// The posting lists of the distinct known terms of `terms`, at most
+    /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS) of them: what a
+    /// query searches with.
+    fn query_lists(&self, terms: &[String]) -> Vec<&[(u32, u16)]> {
         let mut distinct: Vec<&String> = terms.iter().collect();
         distinct.sort_unstable();
         distinct.dedup();
         distinct
             .iter()
-            .filter_map(|t| self.postings.get(t.as_str()))
+            .filter_map(|t| self.postings.get(t.as_str()).map(|l| &l[..]))
             .take(MAX_QUERY_TERMS)
-            .map(|list| {
-                let df = list.len() as f32;
-                (1.0 + (n - df + 0.5) / (df + 0.5)).ln() * 2.2
-            })
-            .sum()
+            .collect()
+    }
+
+    /// BM25's inverse document frequency of a term with posting list `list`.
+    fn idf(&self, list: &[(u32, u16)]) -> f32 {
+        let (n, df) = (self.doc_len.len() as f32, list.len() as f32);
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
     /// Number of distinct terms.
@@ -209,25 +221,11 @@ impl LexicalIndex {
         if k == 0 || terms.is_empty() {
             return;
         }
-        let n = self.doc_len.len() as f32;
-        let (k1, b) = (1.2f32, 0.75f32);
-        let mut distinct: Vec<&String> = terms.iter().collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        // One cursor per distinct known term: (list, idf); `acc` holds the
-        // cursor positions as (position, idf).
-        let mut lists: Vec<&[(u32, u16)]> = Vec::with_capacity(MAX_QUERY_TERMS);
-        for term in distinct {
-            if lists.len() == MAX_QUERY_TERMS {
-                break;
-            }
-            if let Some(list) = self.postings.get(term.as_str()) {
-                let list: &[(u32, u16)] = list;
-                let df = list.len() as f32;
-                lists.push(list);
-                acc.push((0, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()));
-            }
-        }
+        let (k1, b) = (K1, B);
+        // One cursor per distinct known term; `acc` holds the cursor
+        // positions as (position, idf).
+        let lists = self.query_lists(terms);
+        acc.extend(lists.iter().map(|l| (0, self.idf(l))));
         // Min-heap of (row under the cursor, list).
         let mut heap: BinaryHeap<Reverse<(u32, u32)>> = lists
             .iter()

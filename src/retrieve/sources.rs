@@ -86,8 +86,8 @@ impl CandidateSource for SimilarItems {
 
 /// Co-engagement item-to-item: the products the same users engaged with
 /// close in time to what this user engaged with lately (and bought),
-/// kept incrementally by the signal writer
-/// ([`Signals::co_scores`](crate::Signals::co_scores)).
+/// kept incrementally by the signal writer: the request's
+/// [`RequestContext::co_engaged`] scores.
 #[derive(Debug, Clone)]
 pub struct CoEngaged {
     /// Candidates in all.
@@ -104,11 +104,7 @@ impl CandidateSource for CoEngaged {
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
-        let Some(profile) = ctx.profile else { return Ok(()) };
-        let (mut scores, mut scratch) = (Vec::new(), Vec::new());
-        let seeds = crate::rank::features::CO_SEEDS;
-        ctx.signals.co_scores(profile, ctx.at, seeds, &mut scores, &mut scratch);
-        for (row, score) in scores {
+        for &(row, score) in ctx.co_engaged {
             if ctx.admits(row) {
                 out.push(row, score);
             }
