@@ -11,6 +11,7 @@
 //!                                       each evaluated as the method pipeline:<experiment>/<variant>
 //!     [--weights-out heads.npy] [--no-train-ranker] [--cold skip|category-mean] [--l2 1]
 //!     [--weights-in heads.npy|heads.safetensors]  evaluate heads trained elsewhere (no training)
+//!     [--objective listwise|pointwise]   the logistic heads' loss (default listwise)
 //!     [--ranker logistic|mlp] [--mlp-out DIR] [--scorer layer0.npy,layer1.npy]
 //!                                       learn an MLP ranker (and write it), or evaluate one
 //!     [--embeddings given|als]           omnifeed format: the catalog's own or ALS factors
@@ -67,6 +68,8 @@ struct Args {
     scorer: Option<Vec<PathBuf>>,
     /// Learn an MLP ranker and score with it.
     mlp: bool,
+    /// The logistic heads' training objective.
+    objective: Option<omnifeed::train::Objective>,
     /// Where to write the learned MLP's layers.
     mlp_out: Option<PathBuf>,
     plot: Option<PathBuf>,
@@ -96,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
         weights_in: None,
         scorer: None,
         mlp: false,
+        objective: None,
         mlp_out: None,
         plot: None,
         recs: None,
@@ -182,6 +186,13 @@ fn parse_args() -> Result<Args, String> {
             "--weights-in" => a.weights_in = Some(v.into()),
             "--scorer" => a.scorer = Some(v.split(',').map(PathBuf::from).collect()),
             "--mlp-out" => a.mlp_out = Some(v.into()),
+            "--objective" => {
+                a.objective = Some(match v.as_str() {
+                    "pointwise" => omnifeed::train::Objective::Pointwise,
+                    "listwise" => omnifeed::train::Objective::Listwise,
+                    _ => return Err(format!("--objective {v}: expected pointwise or listwise")),
+                })
+            }
             "--ranker" => {
                 a.mlp = match v.as_str() {
                     "mlp" => true,
@@ -502,6 +513,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let (Some(l2), Some(r)) = (args.l2, cfg.ranker.as_mut()) {
         r.l2 = l2;
+    }
+    if let (Some(o), Some(r)) = (args.objective, cfg.ranker.as_mut()) {
+        r.objective = o;
     }
     if !args.train_ranker {
         cfg.ranker = None;

@@ -40,55 +40,10 @@ pub fn fit_logistic(
     iterations: usize,
 ) -> Result<Vec<f32>> {
     let n = y.len();
-    let bad = |msg: String| Err(Error::invalid_value("training data", "fit_logistic", msg));
-    if n == 0 || dim == 0 || Some(x.len()) != n.checked_mul(dim) {
-        return bad(format!("{} values for {n} rows of {dim} columns", x.len()));
-    }
-    if dim > MAX_LOGISTIC_DIM || iterations > MAX_NEWTON_ITERATIONS {
-        return bad(format!(
-            "dim {dim} (at most {MAX_LOGISTIC_DIM}) or iterations {iterations} \
-             (at most {MAX_NEWTON_ITERATIONS}) too large: the Newton step is dim² per row"
-        ));
-    }
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return bad(format!("row {} column {} is {}", i / dim, i % dim, x[i]));
-    }
-    if let Some(i) = y.iter().position(|&v| v != 0.0 && v != 1.0) {
-        return bad(format!("label {i} is {}, not 0 or 1", y[i]));
-    }
-    if !(l2.is_finite() && l2 >= 0.0) {
-        return bad(format!("l2 is {l2}"));
-    }
-    // Standardize: mean and standard deviation per column.
-    let mut mean = vec![0.0f64; dim];
-    let mut sd = vec![0.0f64; dim];
-    for row in x.chunks_exact(dim) {
-        for (m, &v) in mean.iter_mut().zip(row) {
-            *m += f64::from(v);
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= n as f64);
-    for row in x.chunks_exact(dim) {
-        for ((s, m), &v) in sd.iter_mut().zip(&mean).zip(row) {
-            *s += (f64::from(v) - m).powi(2);
-        }
-    }
-    // A column whose spread is float noise around a constant (a neutral
-    // merchant score everywhere) is constant: standardizing it would blow
-    // its noise up into a feature.
-    for (s, m) in sd.iter_mut().zip(&mean) {
-        *s = (*s / n as f64).sqrt();
-        if *s <= 1e-6 * m.abs().max(1.0) {
-            *s = 0.0;
-        }
-    }
+    check_training_data("fit_logistic", x, y, dim, l2, iterations)?;
+    let st = Standardizer::fit(x, dim);
     let cols = dim + 1;
-    let z = |row: &[f32], out: &mut [f64]| {
-        for j in 0..dim {
-            out[j] = if sd[j] > 1e-12 { (f64::from(row[j]) - mean[j]) / sd[j] } else { 0.0 };
-        }
-        out[dim] = 1.0;
-    };
+    let z = |row: &[f32], out: &mut [f64]| st.row(row, out);
     let mut w = DVector::<f64>::zeros(cols);
     // Start the bias at the base rate's log-odds.
     let rate = (y.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64).clamp(1e-6, 1.0 - 1e-6);
@@ -154,17 +109,109 @@ pub fn fit_logistic(
             break;
         }
     }
-    // Back to the original scale.
-    let mut out = vec![0.0f32; cols];
-    let mut bias = w[dim];
-    for j in 0..dim {
-        if sd[j] > 1e-12 {
-            out[j] = (w[j] / sd[j]) as f32;
-            bias -= w[j] * mean[j] / sd[j];
+    Ok(st.unscale(w.as_slice(), w[dim], 1.0))
+}
+
+/// Checks the shapes and values [`fit_logistic`] and
+/// [`fit_listwise`](crate::train::fit_listwise) take.
+pub(crate) fn check_training_data(
+    what: &'static str,
+    x: &[f32],
+    y: &[f32],
+    dim: usize,
+    l2: f32,
+    iterations: usize,
+) -> Result<()> {
+    let n = y.len();
+    let bad = |msg: String| Err(Error::invalid_value("training data", what, msg));
+    if n == 0 || dim == 0 || Some(x.len()) != n.checked_mul(dim) {
+        return bad(format!("{} values for {n} rows of {dim} columns", x.len()));
+    }
+    if dim > MAX_LOGISTIC_DIM || iterations > MAX_NEWTON_ITERATIONS {
+        return bad(format!(
+            "dim {dim} (at most {MAX_LOGISTIC_DIM}) or iterations {iterations} \
+             (at most {MAX_NEWTON_ITERATIONS}) too large: the Newton step is dim² per row"
+        ));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return bad(format!("row {} column {} is {}", i / dim, i % dim, x[i]));
+    }
+    if let Some(i) = y.iter().position(|&v| v != 0.0 && v != 1.0) {
+        return bad(format!("label {i} is {}, not 0 or 1", y[i]));
+    }
+    if !(l2.is_finite() && l2 >= 0.0) {
+        return bad(format!("l2 is {l2}"));
+    }
+    Ok(())
+}
+
+/// Per-column mean and standard deviation: the fits work on standardized
+/// columns and report weights on the original scale.
+pub(crate) struct Standardizer {
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+}
+
+impl Standardizer {
+    /// Fits on the rows of `x` (`dim` columns).
+    pub(crate) fn fit(x: &[f32], dim: usize) -> Self {
+        let n = (x.len() / dim.max(1)).max(1);
+        let mut mean = vec![0.0f64; dim];
+        let mut sd = vec![0.0f64; dim];
+        for row in x.chunks_exact(dim) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        for row in x.chunks_exact(dim) {
+            for ((s, m), &v) in sd.iter_mut().zip(&mean).zip(row) {
+                *s += (f64::from(v) - m).powi(2);
+            }
+        }
+        // A column whose spread is float noise around a constant (a neutral
+        // merchant score everywhere) is constant: standardizing it would blow
+        // its noise up into a feature.
+        for (s, m) in sd.iter_mut().zip(&mean) {
+            *s = (*s / n as f64).sqrt();
+            if *s <= 1e-6 * m.abs().max(1.0) {
+                *s = 0.0;
+            }
+        }
+        Standardizer { mean, sd }
+    }
+
+    /// Writes the standardized `row` into `out[..dim]` (0 for a constant
+    /// column) and 1 into `out[dim]` if `out` has room for it.
+    #[inline]
+    pub(crate) fn row(&self, row: &[f32], out: &mut [f64]) {
+        for (j, o) in out.iter_mut().enumerate().take(self.mean.len()) {
+            *o = if self.sd[j] > 1e-12 {
+                (f64::from(row[j]) - self.mean[j]) / self.sd[j]
+            } else {
+                0.0
+            };
+        }
+        if let Some(b) = out.get_mut(self.mean.len()) {
+            *b = 1.0;
         }
     }
-    out[dim] = bias as f32;
-    Ok(out)
+
+    /// Weights `scale · w` on standardized columns plus `bias`, back on the
+    /// original scale: `dim` weights, then the bias.
+    pub(crate) fn unscale(&self, w: &[f64], bias: f64, scale: f64) -> Vec<f32> {
+        let dim = self.mean.len();
+        let mut out = vec![0.0f32; dim + 1];
+        let mut b = bias;
+        for j in 0..dim {
+            if self.sd[j] > 1e-12 {
+                out[j] = (scale * w[j] / self.sd[j]) as f32;
+                b -= scale * w[j] * self.mean[j] / self.sd[j];
+            }
+        }
+        out[dim] = b as f32;
+        out
+    }
 }
 
 /// The most columns [`fit_logistic`] takes (its Hessian is `dim²`).
@@ -274,6 +321,9 @@ pub struct RankerTrainConfig {
     /// Users whose candidates are ranked at once (memory is bounded by
     /// this, not by the number of users). Default 256.
     pub chunk: usize,
+    /// What the logistic heads are fitted to. Default
+    /// [`Objective::Listwise`].
+    pub objective: Objective,
     /// Also learn an MLP ranker (all heads, on the same examples), which
     /// can learn interactions of features the logistic heads cannot.
     /// Default none.
@@ -293,9 +343,22 @@ impl Default for RankerTrainConfig {
             hard_share: 0.0,
             negatives_without_positive: 4,
             chunk: 256,
+            objective: Objective::Listwise,
             mlp: None,
         }
     }
+}
+
+/// The loss the logistic heads of [`train_ranker`] minimize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// Log-loss of each candidate on its own, pooled over all requests
+    /// ([`fit_logistic`]).
+    Pointwise,
+    /// A softmax over each request's candidates, then Platt scaling
+    /// ([`fit_listwise`](crate::train::fit_listwise)).
+    Listwise,
 }
 
 /// What [`train_ranker`] learned from.
@@ -319,6 +382,8 @@ pub struct RankerTraining {
 /// per head.
 struct Examples {
     x: Vec<f32>,
+    /// Request `g` is rows `bounds[g]..bounds[g + 1]`.
+    bounds: Vec<usize>,
     y: [Vec<f32>; HEADS],
     negatives_seen: usize,
     negatives_kept: usize,
@@ -337,6 +402,7 @@ fn collect_examples(
     let mut x: Vec<f32> = Vec::new();
     let mut y: [Vec<f32>; HEADS] = [Vec::new(), Vec::new(), Vec::new()];
     let (mut negatives_seen, mut negatives_kept) = (0usize, 0usize);
+    let mut bounds = vec![0usize];
     for chunk in users.chunks(cfg.chunk) {
         let reqs: Vec<FeedRequest> = chunk
             .iter()
@@ -368,9 +434,12 @@ fn collect_examples(
                 y[1].push(at_least(Level::Order));
                 y[2].push(at_least(Level::Engage));
             }
+            if y[0].len() > bounds[bounds.len() - 1] {
+                bounds.push(y[0].len());
+            }
         }
     }
-    Ok(Examples { x, y, negatives_seen, negatives_kept })
+    Ok(Examples { x, bounds, y, negatives_seen, negatives_kept })
 }
 
 /// Learns the ranker's three logistic heads from a log.
@@ -413,7 +482,7 @@ pub fn train_ranker(
             "no labelled product event to learn from",
         ));
     }
-    let Examples { x, y, negatives_seen, negatives_kept } =
+    let Examples { x, bounds, y, negatives_seen, negatives_kept } =
         collect_examples(rec, &users, &best, at, cfg)?;
     // Negatives were subsampled at rate r: the fitted log-odds are too high
     // by -ln r; the bias is corrected so the heads stay calibrated.
@@ -430,7 +499,12 @@ pub fn train_ranker(
     for h in 0..HEADS {
         positives[h] = y[h].iter().filter(|&&v| v > 0.0).count();
         if examples > 0 && positives[h] >= cfg.min_positives && positives[h] < examples {
-            let mut head = fit_logistic(&x, &y[h], F, cfg.l2, cfg.iterations)?;
+            let mut head = match cfg.objective {
+                Objective::Pointwise => fit_logistic(&x, &y[h], F, cfg.l2, cfg.iterations)?,
+                Objective::Listwise => {
+                    crate::train::fit_listwise(&x, &y[h], &bounds, F, cfg.l2, cfg.iterations)?
+                }
+            };
             if let Some(b) = head.last_mut() {
                 *b += bias_shift;
             }

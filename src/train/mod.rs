@@ -11,9 +11,13 @@
 //! loads.
 
 mod als;
+mod listwise;
 mod logreg;
 mod mlp;
 
 pub use als::{AlsConfig, Factors, MAX_FACTORS, MAX_ITERATIONS, fit_als};
-pub use logreg::{RankerTrainConfig, RankerTraining, fit_logistic, sample_examples, train_ranker};
+pub use listwise::fit_listwise;
+pub use logreg::{
+    Objective, RankerTrainConfig, RankerTraining, fit_logistic, sample_examples, train_ranker,
+};
 pub use mlp::{MlpTrainConfig, fit_mlp};
