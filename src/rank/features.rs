@@ -7,7 +7,7 @@ use crate::rank::kernels::dot;
 use crate::signals::{PurchaseState, Rate, Signals, UserProfile};
 
 /// Number of features per candidate.
-pub const F: usize = 25;
+pub const F: usize = 26;
 
 /// The feature columns by name. Code outside `rank` reads a feature row
 /// through these (or [`feature_index`]), never by number.
@@ -64,6 +64,10 @@ pub mod col {
     /// the best): how strongly products the user engaged with lately (or
     /// bought) are co-engaged with it by everyone.
     pub const CO_ENGAGED: usize = 24;
+    /// Engagement volume on the next shorter half-life than
+    /// [`TRENDING`]'s: popular lately (the ranker learns which time scale
+    /// predicts).
+    pub const TRENDING_RECENT: usize = 25;
 }
 
 use col::*;
@@ -95,6 +99,7 @@ pub const FEATURE_NAMES: [&str; F] = [
     "trending",
     "live_now",
     "co_engaged",
+    "trending_recent",
 ];
 
 /// Column of a named feature.
@@ -221,6 +226,7 @@ pub(crate) struct RankRow {
     pub(crate) content_ctr: f32,
     pub(crate) quality: f32,
     pub(crate) trending: f32,
+    pub(crate) trending_recent: f32,
     pub(crate) refund: f32,
     pub(crate) price_band: f32,
     pub(crate) listed_at: i64,
@@ -231,6 +237,7 @@ pub(crate) struct RankRow {
 pub(crate) fn rank_rows(catalog: &Catalog, signals: &Signals, price_band: &[f32]) -> Vec<RankRow> {
     use rayon::prelude::*;
     let trend = signals.trending_scores();
+    let recent = signals.recent_trending_scores();
     (0..catalog.len())
         .into_par_iter()
         .map(|i| {
@@ -250,6 +257,7 @@ pub(crate) fn rank_rows(catalog: &Catalog, signals: &Signals, price_band: &[f32]
                 content_ctr,
                 quality: signals.quality(r),
                 trending: trend[i],
+                trending_recent: recent[i],
                 refund: signals.rate(r, Rate::RefundRate),
                 price_band: price_band[i],
                 listed_at: catalog.listed_at()[i],
@@ -400,6 +408,7 @@ pub(crate) fn compute_features(
         row[PRICE_BAND] = rr.price_band;
         row[MERCHANT] = rr.quality;
         row[TRENDING] = rr.trending;
+        row[TRENDING_RECENT] = rr.trending_recent;
         row[LIVE] = if lists.live.binary_search(&r).is_ok() { 1.0 } else { 0.0 };
         row[AFFINITY] = lists.affinity.iter().find(|a| a.0 == rr.category).map_or(0.0, |a| a.1);
         row[DUE] = lists.due.iter().find(|d| d.0 == r).map_or(0.0, |d| d.1);
@@ -475,6 +484,7 @@ pub(crate) fn features_naive(
     f[PRICE_BAND] = ctx.rank_rows[row.index()].price_band;
     f[MERCHANT] = s.quality(row);
     f[TRENDING] = s.trending_scores()[row.index()];
+    f[TRENDING_RECENT] = s.recent_trending_scores()[row.index()];
     f[LIVE] = if ctx.catalog.contents_of(row).any(|c| s.is_on_air(c, ctx.at) == Some(true)) {
         1.0
     } else {

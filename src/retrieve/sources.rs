@@ -437,7 +437,9 @@ fn interleave(
 }
 
 /// Popular: trending products of the user's top categories (or the
-/// request's category filter); global trending for a cold user.
+/// request's category filter) and what is popular lately everywhere;
+/// global trending on both time scales for a cold user. The score is the
+/// higher of the two trending scores.
 #[derive(Debug, Clone)]
 pub struct Popular {
     /// Candidates in all.
@@ -450,16 +452,20 @@ impl CandidateSource for Popular {
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
-        let trend = ctx.signals.trending_scores();
+        let s = ctx.signals;
+        let (trend, recent) = (s.trending_scores(), s.recent_trending_scores());
+        let score = |r: ItemIdx| trend[r.index()].max(recent[r.index()]);
         let personal = ctx.profile.is_some_and(|p| !p.top_categories().is_empty());
-        if !personal && ctx.request.filters.categories.is_empty() {
-            interleave(ctx, &[ctx.signals.trending()], |r| trend[r.index()], self.k, out);
+        if ctx.request.filters.categories.is_empty() && !personal {
+            interleave(ctx, &[s.trending(), s.recent_trending()], score, self.k, out);
             return Ok(());
         }
         let cats = source_categories(ctx, 4);
-        let lists: Vec<&[ItemIdx]> =
-            cats.iter().map(|&c| ctx.signals.category_trending(c)).collect();
-        interleave(ctx, &lists, |r| trend[r.index()], self.k, out);
+        let mut lists: Vec<&[ItemIdx]> = cats.iter().map(|&c| s.category_trending(c)).collect();
+        if ctx.request.filters.categories.is_empty() {
+            lists.push(s.recent_trending());
+        }
+        interleave(ctx, &lists, score, self.k, out);
         Ok(())
     }
 }

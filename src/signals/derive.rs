@@ -37,6 +37,14 @@ pub(crate) struct Deriver<'a> {
     n_cats: usize,
 }
 
+/// Engagement volume on one half-life: a score per row in `[0, 1]`
+/// (`ln(1 + w) / ln(1 + max)`) and the most engaged listed rows.
+#[derive(Debug, Default)]
+pub(crate) struct Trend {
+    pub(crate) scores: Vec<f32>,
+    pub(crate) top: Vec<ItemIdx>,
+}
+
 /// Priors per category and rate, then the content and merchant priors.
 type Priors = (Vec<BetaPrior>, [BetaPrior; RATES], [BetaPrior; RATES]);
 
@@ -124,9 +132,10 @@ impl<'a> Deriver<'a> {
         (rates, content_rates)
     }
 
-    /// Ranking priors: conversion per impression, and trending volume.
-    pub(crate) fn ranking(&self, rates: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<ItemIdx>) {
-        let Deriver { tables, as_of, h, n, .. } = *self;
+    /// Ranking priors: conversion per impression, and trending volume on
+    /// the rate half-life (`h`) and on the next shorter one.
+    pub(crate) fn ranking(&self, rates: &[f32]) -> (Vec<f32>, Trend, Trend) {
+        let Deriver { n, .. } = *self;
         let mut rate_score: Vec<f32> = (0..n)
             .map(|row| {
                 rates[row * RATES + Rate::Ctr as usize] * rates[row * RATES + Rate::Cvr as usize]
@@ -136,26 +145,30 @@ impl<'a> Deriver<'a> {
         if max > 0.0 {
             rate_score.iter_mut().for_each(|x| *x /= max);
         }
+        (rate_score, self.trend(self.h), self.trend(self.h.saturating_sub(1)))
+    }
+
+    /// Engagement volume on half-life `h`: `ln(1 + w) / ln(1 + max)` per
+    /// row, and the most engaged listed rows.
+    fn trend(&self, h: usize) -> Trend {
+        let Deriver { tables, as_of, n, catalog, .. } = *self;
         let engagement: Vec<f32> = (0..n)
             .map(|row| tables.products.get(row, Counter::Engagement as usize, h, as_of))
             .collect();
         let max = engagement.iter().copied().fold(0.0f32, f32::max);
-        let trending_score: Vec<f32> = if max > 0.0 {
+        let scores: Vec<f32> = if max > 0.0 {
             engagement.iter().map(|&x| (x.ln_1p() / max.ln_1p()).clamp(0.0, 1.0)).collect()
         } else {
             vec![0.0; n]
         };
         // Delisted rows keep their counters but leave every list.
-        let catalog = self.catalog;
-        let mut trending: Vec<ItemIdx> = (0..n as u32)
+        let mut top: Vec<ItemIdx> = (0..n as u32)
             .map(ItemIdx)
             .filter(|&r| engagement[r.index()] > 0.0 && catalog.is_listed(r))
             .collect();
-        trending
-            .sort_by(|a, b| engagement[b.index()].total_cmp(&engagement[a.index()]).then(a.cmp(b)));
-        trending.truncate(TRENDING);
-
-        (rate_score, trending_score, trending)
+        top.sort_by(|a, b| engagement[b.index()].total_cmp(&engagement[a.index()]).then(a.cmp(b)));
+        top.truncate(TRENDING);
+        Trend { scores, top }
     }
 
     /// Governance: merchant scores, suspensions and product gates.

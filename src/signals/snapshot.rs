@@ -3,7 +3,7 @@
 use crate::catalog::{Catalog, ContentKind};
 use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, Timestamp, UserId, elapsed};
 use crate::signals::counters::decay_factor;
-use crate::signals::derive::{Deriver, cycles};
+use crate::signals::derive::{Deriver, Trend, cycles};
 use crate::signals::profile::UserProfile;
 use crate::signals::rates::BetaPrior;
 use crate::signals::report::IngestReport;
@@ -116,9 +116,11 @@ struct Derived {
     content_rates: Vec<f32>,
     /// `ctr · cvr`, scaled to [0, 1] by its maximum.
     rate_score: Vec<f32>,
-    /// `ln(1 + engagement) / ln(1 + max)`, decayed.
-    trending_score: Vec<f32>,
-    trending: Vec<ItemIdx>,
+    /// `ln(1 + engagement) / ln(1 + max)` on the rate half-life, and the
+    /// most engaged rows.
+    trend: Trend,
+    /// The same on the next shorter half-life.
+    trend_recent: Trend,
     merchant_score: Vec<f32>,
     merchant_suspended: Vec<bool>,
     gates: Vec<Option<Gate>>,
@@ -150,11 +152,11 @@ impl Signals {
             let d = Deriver::new(&shared, &tables, as_of);
             let (priors, content_priors, merchant_priors) = d.priors();
             let (rates, content_rates) = d.rates(&priors, &content_priors);
-            let (rate_score, trending_score, trending) = d.ranking(&rates);
+            let (rate_score, trend, trend_recent) = d.ranking(&rates);
             let (merchant_score, merchant_suspended, gates) =
                 d.governance(&merchant_priors, &rates, flagged, suspended);
             let best_content = d.best_content(&content_rates);
-            let (category_trending, category_fresh, rising, live) = d.lists(&trending);
+            let (category_trending, category_fresh, rising, live) = d.lists(&trend.top);
             Derived {
                 priors,
                 content_priors,
@@ -162,8 +164,8 @@ impl Signals {
                 rates,
                 content_rates,
                 rate_score,
-                trending_score,
-                trending,
+                trend,
+                trend_recent,
                 merchant_score,
                 merchant_suspended,
                 gates,
@@ -413,13 +415,27 @@ impl Signals {
 
     /// Decayed engagement volume of every row, `ln(1 + w) / ln(1 + max)`.
     pub fn trending_scores(&self) -> &[f32] {
-        &self.derived.trending_score
+        &self.derived.trend.scores
     }
 
     /// The most engaged rows on the rate half-life, most first (at most
     /// 2,000).
     pub fn trending(&self) -> &[ItemIdx] {
-        &self.derived.trending
+        &self.derived.trend.top
+    }
+
+    /// As [`trending_scores`](Self::trending_scores), on the next shorter
+    /// of [`SignalConfig::half_lives`](crate::signals::SignalConfig::half_lives)
+    /// than the rate half-life (the same one if it is the shortest): what
+    /// is popular lately rather than over the longer scale.
+    pub fn recent_trending_scores(&self) -> &[f32] {
+        &self.derived.trend_recent.scores
+    }
+
+    /// The most engaged rows on that shorter half-life, most first (at
+    /// most 2,000).
+    pub fn recent_trending(&self) -> &[ItemIdx] {
+        &self.derived.trend_recent.top
     }
 
     /// The most engaged products of a category, most first (at most 100);
@@ -549,7 +565,8 @@ impl Signals {
         let d = &self.derived;
         let derived_products = d.rates.len() * 4
             + d.rate_score.len() * 4
-            + d.trending_score.len() * 4
+            + (d.trend.scores.len() + d.trend_recent.scores.len()) * 4
+            + (d.trend.top.len() + d.trend_recent.top.len()) * 4
             + d.gates.len() * std::mem::size_of::<Option<Gate>>()
             + d.best_content.len() * 4
             + self.shared.product_cat.len() * 4;

@@ -1,5 +1,5 @@
 //! A listwise ranking head: a softmax over each request's candidates
-//! (the conditional logit), then Platt scaling so the head is again a
+//! (the conditional logit), then a calibrated bias so the head is again a
 //! probability the fusion can multiply.
 
 use crate::error::{Error, Result};
@@ -17,9 +17,11 @@ use nalgebra::{DMatrix, DVector};
 /// between a request's own candidates move the weights, so what separates
 /// users (how many positives they have, features constant within their
 /// list) cannot bend the ranking, as it does in a pointwise fit pooled over
-/// users. Then `P(y = 1) = σ(a · (w · x) + b)` is fitted pointwise over
-/// every row (Platt scaling, `a ≥ 0`), so the head stays a calibrated
-/// probability. Returns `dim` weights then the bias, on the original
+/// users. The softmax has learned the scale; the bias `b` of
+/// `P(y = 1) = σ(w · x + b)` is then fitted pointwise over every row, so
+/// the head is a probability again (its mean matches the base rate). Only
+/// the bias: a pooled fit of the scale too (Platt scaling) would let the
+/// confound back in and can flatten the ranking. Returns `dim` weights then the bias, on the original
 /// scale, as [`fit_logistic`](crate::train::fit_logistic) does.
 ///
 /// Errors: as `fit_logistic`, and `bounds` that do not partition the rows.
@@ -65,8 +67,7 @@ pub fn fit_listwise(
     let w = newton_listwise(&z, y, &groups, dim, f64::from(l2), iterations);
     let s: Vec<f64> =
         z.chunks_exact(dim).map(|zi| zi.iter().zip(w.iter()).map(|(a, b)| a * b).sum()).collect();
-    let (a, b) = platt(&s, y);
-    Ok(st.unscale(w.as_slice(), b, a))
+    Ok(st.unscale(w.as_slice(), calibrate_bias(&s, y), 1.0))
 }
 
 /// The listwise loss, its gradient and Hessian at `w`.
@@ -181,56 +182,28 @@ fn newton_listwise(
     w
 }
 
-/// Platt scaling: `(a, b)` minimizing the log-loss of `σ(a s + b)` against
-/// `y`, with `a ≥ 0` (a ranking is never turned upside down).
-fn platt(s: &[f64], y: &[f32]) -> (f64, f64) {
+/// The bias `b` minimizing the log-loss of `σ(s + b)` against `y`, by
+/// Newton's method on one variable (the loss is convex in `b`).
+fn calibrate_bias(s: &[f64], y: &[f32]) -> f64 {
     let n = s.len() as f64;
-    let rate = (y.iter().map(|&v| f64::from(v)).sum::<f64>() / n).clamp(1e-6, 1.0 - 1e-6);
-    let loss = |a: f64, b: f64| -> f64 {
-        s.iter()
-            .zip(y)
-            .map(|(&si, &yi)| {
-                let u = a * si + b;
-                u.max(0.0) + (-u.abs()).exp().ln_1p() - f64::from(yi) * u
-            })
-            .sum()
-    };
-    let (mut a, mut b) = (1.0, (rate / (1.0 - rate)).ln());
-    let mut current = loss(a, b);
-    for _ in 0..50 {
-        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
-        for (&si, &yi) in s.iter().zip(y) {
-            let p = 1.0 / (1.0 + (-(a * si + b)).exp());
-            let r = p - f64::from(yi);
-            let v = (p * (1.0 - p)).max(1e-12);
-            ga += r * si;
-            gb += r;
-            haa += v * si * si;
-            hab += v * si;
-            hbb += v;
+    let positives: f64 = y.iter().map(|&v| f64::from(v)).sum();
+    let rate = (positives / n).clamp(1e-6, 1.0 - 1e-6);
+    let mut b = (rate / (1.0 - rate)).ln() - s.iter().sum::<f64>() / n;
+    for _ in 0..100 {
+        let (mut g, mut h) = (0.0, 1e-12);
+        for &si in s {
+            let p = 1.0 / (1.0 + (-(si + b)).exp());
+            g += p;
+            h += p * (1.0 - p);
         }
-        let det = haa * hbb - hab * hab;
-        if det.abs() < 1e-18 {
-            break;
-        }
-        let (da, db) = ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det);
-        let mut t = 1.0;
-        let mut moved = false;
-        for _ in 0..30 {
-            let (na, nb) = ((a - t * da).max(0.0), b - t * db);
-            let value = loss(na, nb);
-            if value.is_finite() && value <= current {
-                moved = (na - a).abs() + (nb - b).abs() > 1e-10;
-                (a, b, current) = (na, nb, value);
-                break;
-            }
-            t *= 0.5;
-        }
-        if !moved {
+        g -= positives;
+        let step = (g / h).clamp(-5.0, 5.0);
+        b -= step;
+        if step.abs() < 1e-9 {
             break;
         }
     }
-    (a, b)
+    b
 }
 
 #[cfg(test)]
@@ -259,7 +232,7 @@ mod tests {
         let listwise = fit_listwise(&x, &y, &bounds, 1, 0.1, 50).unwrap();
         assert!(pooled[0] < 0.0, "pooled {pooled:?}");
         assert!(listwise[0] > 0.0, "listwise {listwise:?}");
-        // Platt scaling keeps it a probability near the base rate.
+        // The calibrated bias keeps it a probability near the base rate.
         let rate = y.iter().sum::<f32>() / y.len() as f32;
         let mean_p =
             x.iter().map(|&v| 1.0 / (1.0 + (-(listwise[0] * v + listwise[1])).exp())).sum::<f32>()

@@ -356,7 +356,7 @@ pub enum Objective {
     /// Log-loss of each candidate on its own, pooled over all requests
     /// ([`fit_logistic`]).
     Pointwise,
-    /// A softmax over each request's candidates, then Platt scaling
+    /// A softmax over each request's candidates, then a bias calibrated
     /// ([`fit_listwise`](crate::train::fit_listwise)).
     Listwise,
 }
