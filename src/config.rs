@@ -210,6 +210,9 @@ impl Default for RecommenderConfig {
                     category_cap: 8,
                     merchant_cap: 6,
                     live_every: 6,
+                    // The new product's slot at position 12, past the first
+                    // screen: at 10 it cost 5.7% of NDCG@10 on data/.
+                    exploration_every: 12,
                     ..RerankConfig::default()
                 },
                 // A searcher wants the best matches first: no caps (they

@@ -107,6 +107,21 @@ pub struct LogisticScorer {
     w: Vec<f32>,
 }
 
+/// The fewest feature columns an earlier version's weight matrix had that
+/// [`LogisticScorer::from_npy`] and [`LogisticScorer::from_matrix`] still
+/// load (24, before `co_engaged` and `trending_recent`).
+pub const MIN_OLDER_F: usize = 24;
+
+/// `3 × (f + 1)` weights (bias last) as `3 × (F + 1)`, the newer columns 0.
+fn widen(w: &[f32], f: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; HEADS * (F + 1)];
+    for h in 0..HEADS {
+        out[h * (F + 1)..h * (F + 1) + f].copy_from_slice(&w[h * (f + 1)..h * (f + 1) + f]);
+        out[h * (F + 1) + F] = w[h * (f + 1) + f];
+    }
+    out
+}
+
 impl LogisticScorer {
     /// From weights by name. Errors: an unknown feature name or a
     /// non-finite weight, naming the head and feature.
@@ -144,14 +159,17 @@ impl LogisticScorer {
     }
 
     /// From a `.npy` matrix of `3 × (F + 1)` (bias last), float32 or float64.
+    /// A matrix of an earlier version, with fewer feature columns
+    /// ([`MIN_OLDER_F`]`..F`; features are only ever appended), loads with
+    /// the newer columns at weight 0.
     pub fn from_npy(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let (rows, cols, w) = crate::load::read_npy_matrix(path)?;
-        if (rows, cols) != (HEADS, F + 1) {
+        if rows != HEADS || !(MIN_OLDER_F + 1..=F + 1).contains(&cols) {
             return Err(shape_error(path, "matrix", &[HEADS, F + 1], &[rows, cols]));
         }
         check_finite(path, "matrix", &w)?;
-        Ok(LogisticScorer { w })
+        Ok(LogisticScorer { w: widen(&w, cols - 1) })
     }
 
     /// From a safetensors file with `weight` (`[3, F]`) and `bias` (`[3]`),
@@ -178,12 +196,17 @@ impl LogisticScorer {
     }
 
     /// From the `3 × (F + 1)` matrix (row-major, bias last) that
-    /// [`matrix`](Self::matrix) returns. Errors: another length or a
+    /// [`matrix`](Self::matrix) returns; as [`from_npy`](Self::from_npy), a
+    /// matrix of an earlier version (`3 × (f + 1)`, `MIN_OLDER_F ≤ f < F`)
+    /// loads with the newer columns at 0. Errors: another length or a
     /// non-finite weight.
     pub fn from_matrix(w: Vec<f32>) -> Result<Self> {
-        if w.len() != HEADS * (F + 1) {
-            return Err(Error::dimension("scorer matrix", HEADS * (F + 1), w.len()));
-        }
+        let older = (MIN_OLDER_F..F).find(|f| w.len() == HEADS * (f + 1));
+        let w = match older {
+            Some(f) => widen(&w, f),
+            None if w.len() == HEADS * (F + 1) => w,
+            None => return Err(Error::dimension("scorer matrix", HEADS * (F + 1), w.len())),
+        };
         if let Some(i) = w.iter().position(|v| !v.is_finite()) {
             return Err(Error::invalid_value(
                 "scorer matrix",
@@ -231,6 +254,21 @@ impl Scorer for LogisticScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn older_weight_matrices_load_with_the_new_columns_at_zero() {
+        let f = F - 2;
+        let old: Vec<f32> = (0..HEADS * (f + 1)).map(|i| i as f32).collect();
+        let s = LogisticScorer::from_matrix(old.clone()).unwrap();
+        for h in 0..HEADS {
+            let row = &s.matrix()[h * (F + 1)..(h + 1) * (F + 1)];
+            assert_eq!(&row[..f], &old[h * (f + 1)..h * (f + 1) + f]);
+            assert_eq!(&row[f..F], &[0.0, 0.0]);
+            assert_eq!(row[F], old[h * (f + 1) + f], "bias of head {h}");
+        }
+        assert!(LogisticScorer::from_matrix(vec![0.0; HEADS * MIN_OLDER_F]).is_err());
+        assert!(LogisticScorer::from_matrix(vec![0.0; HEADS * (F + 2)]).is_err());
+    }
 
     #[test]
     fn fusion_is_the_product_of_powers() {

@@ -404,10 +404,19 @@ fn scorers_load_from_npy_and_safetensors() {
         let want = 1.0 / (1.0 + (-(0.5 * 4.0 * hidden - 1.0)).exp());
         assert!((item.explanation.heads[0].value - want).abs() < 1e-4);
     }
-    // Wrong shapes and foreign files are errors naming the problem.
+    // Wrong shapes and foreign files are errors naming the problem (an
+    // earlier version's narrower matrix loads: see `MIN_OLDER_F`).
     let bad = tmp("bad.npy");
-    omnifeed::load::write_npy_matrix(&bad, F, &vec![0.0; 3 * F]).unwrap();
+    omnifeed::load::write_npy_matrix(&bad, F + 2, &vec![0.0; 3 * (F + 2)]).unwrap();
     assert!(LogisticScorer::from_npy(&bad).unwrap_err().to_string().contains("shape"));
+    let narrow = tmp("narrow.npy");
+    omnifeed::load::write_npy_matrix(&narrow, 10, &[0.0; 3 * 10]).unwrap();
+    assert!(LogisticScorer::from_npy(&narrow).unwrap_err().to_string().contains("shape"));
+    let older = tmp("older.npy");
+    omnifeed::load::write_npy_matrix(&older, F, &vec![0.5; 3 * F]).unwrap();
+    let widened = LogisticScorer::from_npy(&older).unwrap();
+    assert_eq!(widened.head(0)[F - 1], 0.0, "the newest column starts at 0");
+    assert_eq!(widened.head(0)[F], 0.5, "the bias stays the bias");
     let junk = tmp("junk.safetensors");
     std::fs::write(&junk, b"not a tensor file at all").unwrap();
     assert!(matches!(
