@@ -9,7 +9,7 @@
 //!     [--factors 32] [--index ivf|exact] [--config recommender.toml]
 //!     [--variants experiments.toml]     A/B variants ([[experiments]] as in examples/omnifeed.toml),
 //!                                       each evaluated as the method pipeline:<experiment>/<variant>
-//!     [--weights-out heads.npy] [--no-train-ranker] [--cold skip|category-mean] [--l2 1]
+//!     [--weights-out heads.npy] [--no-train-ranker] [--cold skip|category-mean] [--l2 1 (no selection)]
 //!     [--weights-in heads.npy|heads.safetensors]  evaluate heads trained elsewhere (no training)
 //!     [--objective listwise|pointwise]   the logistic heads' loss (default listwise)
 //!     [--ranker logistic|mlp] [--mlp-out DIR] [--scorer layer0.npy,layer1.npy]
@@ -512,7 +512,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.als.factors = f;
     }
     if let (Some(l2), Some(r)) = (args.l2, cfg.ranker.as_mut()) {
+        // One penalty, no selection.
         r.l2 = l2;
+        r.l2_grid.clear();
     }
     if let (Some(o), Some(r)) = (args.objective, cfg.ranker.as_mut()) {
         r.objective = o;
@@ -564,8 +566,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = &exp.run.report;
     if let Some(r) = &exp.ranker {
         println!(
-            "ranker: {} requests, {} examples, positives {:?} (pCTR, pCVR, engagement), fitted {:?}",
-            r.requests, r.examples, r.positives, r.fitted
+            "ranker: {} requests, {} examples, positives {:?} (pCTR, pCVR, engagement), fitted {:?}, l2 {:?}",
+            r.requests, r.examples, r.positives, r.fitted, r.l2
         );
     }
     for (h, head) in ["pCTR", "pCVR", "engagement"].iter().enumerate() {

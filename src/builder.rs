@@ -264,7 +264,7 @@ fn parts(
         Arc::new(Blocked),
         Arc::new(Stock),
         Arc::new(Attributes),
-        Arc::new(Bought),
+        Arc::new(Bought { window: config.bought_window }),
         Arc::new(Seen { window: config.seen_window }),
     ];
     filters.extend(custom_filters.iter().cloned());

@@ -163,6 +163,14 @@ pub struct RecommenderConfig {
     /// Products shown to the user within this many seconds are left out;
     /// 0 keeps them. Default 1,800.
     pub seen_window: i64,
+    /// A product the user bought within this many seconds is left out
+    /// (unless it is a consumable due again); 0 keeps them. After that the
+    /// ranker decides, with the `bought` feature: on shopping logs users do
+    /// come back to what they bought (to reorder, review, compare), and
+    /// leaving every purchase out for good cost Taobao 13% of NDCG@10.
+    /// Default 86,400 (a day: nobody wants this morning's purchase pushed
+    /// back at them).
+    pub bought_window: i64,
     /// Candidates, best by fused value, the rerank stage chooses from
     /// (at least `k` are always passed). Default 150.
     pub rerank_pool: usize,
@@ -190,6 +198,7 @@ impl Default for RecommenderConfig {
         RecommenderConfig {
             sources: SourceConfig::default(),
             seen_window: 1_800,
+            bought_window: 86_400,
             rerank_pool: 150,
             fresh_scale: 7 * 86_400,
             explore_max_age: 7 * 86_400,
@@ -355,6 +364,7 @@ impl RecommenderConfig {
         }
         for (field, v) in [
             ("seen_window", self.seen_window),
+            ("bought_window", self.bought_window),
             ("fresh_scale", self.fresh_scale),
             ("explore_max_age", self.explore_max_age),
         ] {

@@ -122,17 +122,20 @@ impl Filter for Attributes {
     }
 }
 
-/// Products the user bought that are not due again
-/// ([`RemovalReason::Bought`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Bought;
+/// Products the user bought within the last `window` seconds that are not
+/// due again ([`RemovalReason::Bought`]); 0 keeps them.
+#[derive(Debug, Clone, Copy)]
+pub struct Bought {
+    /// Seconds.
+    pub window: i64,
+}
 
 impl Filter for Bought {
     fn id(&self) -> &'static str {
         "bought"
     }
     fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
-        ctx.profile.is_some_and(|p| p.purchases().next().is_some())
+        self.window > 0 && ctx.profile.is_some_and(|p| p.purchases().next().is_some())
     }
     fn filter(
         &self,
@@ -142,12 +145,13 @@ impl Filter for Bought {
     ) {
         let Some(p) = ctx.profile else { return };
         // At most `profiles.purchases` (≤ 1,024) rows: sorted once.
+        let since = ctx.at.saturating_sub(self.window);
         let mut bought: Vec<ItemIdx> = p
             .purchases()
             .filter(|pur| {
                 matches!(
                     ctx.signals.purchase_state(p, pur.row, ctx.at),
-                    PurchaseState::Bought { .. }
+                    PurchaseState::Bought { at } if at >= since
                 )
             })
             .map(|pur| pur.row)

@@ -7,7 +7,7 @@ use crate::rank::kernels::dot;
 use crate::signals::{PurchaseState, Rate, Signals, UserProfile};
 
 /// Number of features per candidate.
-pub const F: usize = 26;
+pub const F: usize = 27;
 
 /// The feature columns by name. Code outside `rank` reads a feature row
 /// through these (or [`feature_index`]), never by number.
@@ -68,6 +68,8 @@ pub mod col {
     /// [`TRENDING`]'s: popular lately (the ranker learns which time scale
     /// predicts).
     pub const TRENDING_RECENT: usize = 25;
+    /// 1 if the user bought the product (among their kept purchases).
+    pub const BOUGHT: usize = 26;
 }
 
 use col::*;
@@ -100,6 +102,7 @@ pub const FEATURE_NAMES: [&str; F] = [
     "live_now",
     "co_engaged",
     "trending_recent",
+    "bought",
 ];
 
 /// Column of a named feature.
@@ -298,6 +301,8 @@ pub(crate) struct RequestLists {
     affinity: Vec<(crate::ids::CategoryId, f32)>,
     /// The user's purchases due again, with their scores.
     due: Vec<(ItemIdx, f32)>,
+    /// The rows the user bought (kept purchases), sorted.
+    bought: Vec<ItemIdx>,
     /// Rows carried by a live stream on air, sorted.
     live: Vec<ItemIdx>,
     /// Candidates' title match with the query terms (BM25 over its bound),
@@ -345,10 +350,14 @@ impl RequestLists {
     ) {
         self.affinity.clear();
         self.due.clear();
+        self.bought.clear();
         self.live.clear();
         if let Some(p) = profile {
             self.affinity.extend(p.top_categories());
             self.due.extend(signals.due_purchases(p, at));
+            self.bought.extend(p.purchases().map(|b| b.row));
+            self.bought.sort_unstable();
+            self.bought.dedup();
         }
         for c in signals.on_air_rows(at) {
             self.live.extend(catalog.content_product_rows(c).iter().map(|&r| ItemIdx(r)));
@@ -412,6 +421,7 @@ pub(crate) fn compute_features(
         row[LIVE] = if lists.live.binary_search(&r).is_ok() { 1.0 } else { 0.0 };
         row[AFFINITY] = lists.affinity.iter().find(|a| a.0 == rr.category).map_or(0.0, |a| a.1);
         row[DUE] = lists.due.iter().find(|d| d.0 == r).map_or(0.0, |d| d.1);
+        row[BOUGHT] = if lists.bought.binary_search(&r).is_ok() { 1.0 } else { 0.0 };
         row[CO_ENGAGED] = ctx.co.binary_search_by_key(&r, |c| c.0).map_or(0.0, |k| ctx.co[k].1);
     }
 }
@@ -457,6 +467,7 @@ pub(crate) fn features_naive(
         if let PurchaseState::Due { score, .. } = s.purchase_state(p, row, ctx.at) {
             f[DUE] = score;
         }
+        f[BOUGHT] = if p.bought_at(row).is_some() { 1.0 } else { 0.0 };
         let (mut co, mut scratch) = (Vec::new(), Vec::new());
         s.co_scores(p, ctx.at, CO_SEEDS, &mut co, &mut scratch);
         f[CO_ENGAGED] = co.iter().find(|c| c.0 == row).map_or(0.0, |c| c.1);

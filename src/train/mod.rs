@@ -16,7 +16,7 @@ mod logreg;
 mod mlp;
 
 pub use als::{AlsConfig, Factors, MAX_FACTORS, MAX_ITERATIONS, fit_als};
-pub use listwise::fit_listwise;
+pub use listwise::{fit_listwise, fit_listwise_selected};
 pub use logreg::{
     Objective, RankerTrainConfig, RankerTraining, fit_logistic, sample_examples, train_ranker,
 };

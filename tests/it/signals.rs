@@ -382,6 +382,15 @@ fn the_feed_filters_gated_bought_and_seen_products_with_reasons() {
     let ids: Vec<ProductId> = later.items.iter().map(|i| i.product).collect();
     assert!(ids.contains(&ProductId(11)) && !ids.contains(&ProductId(10)), "{ids:?}");
     assert_eq!(ItemIdx(0), catalog.row(ProductId(10)).unwrap());
+    // After the bought window (a day) 10 is the ranker's to place again,
+    // with its `bought` feature set; nothing is removed as bought.
+    let window = rec.config().bought_window;
+    assert_eq!(window, 86_400);
+    let next_day = rec.recommend(&FeedRequest::new(UserId(1)).k(4).at(100 + window + 1)).unwrap();
+    assert!(next_day.trace.removed.iter().all(|r| r.0 != RemovalReason::Bought));
+    let ten = next_day.items.iter().find(|i| i.product == ProductId(10)).expect("10 is back");
+    let bought = ten.explanation.features.iter().find(|f| f.name == "bought").unwrap();
+    assert_eq!(bought.value, 1.0);
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn a_custom_source_score_reaches_its_feature_column() {
         .find(|i| !i.explanation.sources.iter().any(|s| s.source == "followed"))
         .unwrap();
     assert_eq!(plain.explanation.features[col::SRC_OTHER].value, 0.0);
-    assert_eq!(F, 26);
+    assert_eq!(F, 27);
 }
 
 /// Removes every product of one category.

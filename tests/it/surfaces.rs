@@ -70,8 +70,14 @@ fn check_feed(rec: &Recommender, req: &FeedRequest) -> Result<(), TestCaseError>
             req.filters.admits(catalog.categories()[row.index()], catalog.prices()[row.index()])
         );
         if let Some(p) = profile {
-            let bought = matches!(signals.purchase_state(p, row, at), PurchaseState::Bought { .. });
+            // Bought within the window and not due again: held back; after
+            // it the ranker decides (the `bought` feature says so).
+            let since = at - rec.config().bought_window;
+            let bought = matches!(signals.purchase_state(p, row, at), PurchaseState::Bought { at: t } if t >= since);
             prop_assert!(!bought);
+            let ever = p.bought_at(row).is_some();
+            let feature = e_feature(&item.explanation, "bought");
+            prop_assert_eq!(feature, if ever { 1.0 } else { 0.0 });
             let seen: Vec<ItemIdx> = p.seen_since(at - rec.config().seen_window).collect();
             prop_assert!(!seen.contains(&row));
         }
@@ -471,4 +477,9 @@ fn bad_requests_fail_closed_with_typed_errors() {
     assert!(rec.recommend(&FeedRequest::new(u).filters(f)).is_err());
     let e = rec.score_rows_naive(&FeedRequest::new(u), &[ItemIdx(u32::MAX)]).unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::InvalidValue { .. }));
+}
+
+/// The value of the named feature in an explanation.
+fn e_feature(e: &omnifeed::Explanation, name: &str) -> f32 {
+    e.features.iter().find(|f| f.name == name).map_or(f32::NAN, |f| f.value)
 }
