@@ -1,11 +1,21 @@
 //! Recall and speed of `HnswIndex` and `IvfIndex` against `ExactIndex` on a
-//! synthetic catalog.
+//! synthetic catalog, or on the ANN peers' files.
 //!
 //! ```text
 //! cargo run --release --example ann_recall -- [--n 20000] [--dim 64] [--queries 500]
 //!     [--ef 16,32,64,128,256] [--m 16] [--ef-construction 200] [--seed 42]
 //!     [--probes 8,16,24,32,64]   (--ef none skips HNSW, whose build is slow at scale)
+//! cargo run --release --example ann_recall -- --items items.npy --queries queries.npy
+//!     --truth truth.npy [--probes ...] [--ef ...]
 //! ```
+//!
+//! With `--items/--queries/--truth` (the `.npy` files
+//! `../shared/bench/ann-peers/gen.py` writes: float32 items and queries,
+//! int64 exact top-100 row ids) it measures every index on them and prints
+//! one JSON line per index and setting: `index`, `setting`, `build_s`,
+//! `bytes_per_vector`, `recall_at_10`, `recall_at_100`, `qps` (one thread,
+//! k = 100, one query per call, after a warm-up pass), to set beside
+//! `peers.py`'s hnswlib and faiss figures on the same vectors.
 //!
 //! Queries are the synthetic users' interest vectors (what the feed really
 //! searches with). Both indexes answer the same queries one at a time on one
@@ -17,9 +27,15 @@ use omnifeed::index::{
     ExactIndex, HnswIndex, HnswParams, IvfIndex, IvfParams, Neighbor, VectorIndex, recall,
 };
 use omnifeed::synth::{SynthConfig, generate};
+use std::path::PathBuf;
 use std::time::Instant;
 
+mod peers;
+
 struct Args {
+    items: Option<PathBuf>,
+    queries_file: Option<PathBuf>,
+    truth: Option<PathBuf>,
     n: usize,
     dim: usize,
     queries: usize,
@@ -32,6 +48,9 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
+        items: None,
+        queries_file: None,
+        truth: None,
         n: 20_000,
         dim: 64,
         queries: 500,
@@ -46,6 +65,9 @@ fn parse_args() -> Result<Args, String> {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         let num = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
+            "--items" => a.items = Some(value.into()),
+            "--queries" if value.ends_with(".npy") => a.queries_file = Some(value.into()),
+            "--truth" => a.truth = Some(value.into()),
             "--n" => a.n = num(&value)?,
             "--dim" => a.dim = num(&value)?,
             "--queries" => a.queries = num(&value)?,
@@ -63,6 +85,28 @@ fn parse_args() -> Result<Args, String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args().map_err(|e| format!("ann_recall: {e}"))?;
+    match (&args.items, &args.queries_file, &args.truth) {
+        (Some(items), Some(queries), Some(truth)) => {
+            let efs: &[usize] =
+                if args.efs == [16, 32, 64, 128, 256] { &[50, 100, 200, 400] } else { &args.efs };
+            let probes: &[usize] = if args.probes == [8, 16, 24, 32, 64] {
+                &[8, 12, 16, 24, 32, 48, 64, 96, 128]
+            } else {
+                &args.probes
+            };
+            return peers::run(&peers::PeerArgs {
+                items,
+                queries,
+                truth,
+                efs,
+                probes,
+                m: args.m,
+                ef_construction: args.ef_construction,
+            });
+        }
+        (None, None, None) => {}
+        _ => return Err("ann_recall: --items, --queries (.npy) and --truth go together".into()),
+    }
     let cfg = SynthConfig { seed: args.seed, ..SynthConfig::catalog_only(args.n, args.dim) };
     let world = generate(&cfg)?;
     let queries: Vec<&[f32]> = world.interest_vectors().take(args.queries).collect();
