@@ -7,6 +7,7 @@
 //!     [--probes 8,16,24,32,64]   (--ef none skips HNSW, whose build is slow at scale)
 //! cargo run --release --example ann_recall -- --items items.npy --queries queries.npy
 //!     --truth truth.npy [--probes ...] [--ef ...]
+//!     [--ivf-lists 0] [--ivf-iterations 8] [--ivf-train-sample 65536]
 //! ```
 //!
 //! With `--items/--queries/--truth` (the `.npy` files
@@ -36,6 +37,7 @@ struct Args {
     items: Option<PathBuf>,
     queries_file: Option<PathBuf>,
     truth: Option<PathBuf>,
+    ivf: IvfParams,
     n: usize,
     dim: usize,
     queries: usize,
@@ -51,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         items: None,
         queries_file: None,
         truth: None,
+        ivf: IvfParams::default(),
         n: 20_000,
         dim: 64,
         queries: 500,
@@ -68,6 +71,9 @@ fn parse_args() -> Result<Args, String> {
             "--items" => a.items = Some(value.into()),
             "--queries" if value.ends_with(".npy") => a.queries_file = Some(value.into()),
             "--truth" => a.truth = Some(value.into()),
+            "--ivf-lists" => a.ivf.lists = num(&value)?,
+            "--ivf-iterations" => a.ivf.iterations = num(&value)?,
+            "--ivf-train-sample" => a.ivf.train_sample = num(&value)?,
             "--n" => a.n = num(&value)?,
             "--dim" => a.dim = num(&value)?,
             "--queries" => a.queries = num(&value)?,
@@ -102,6 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 probes,
                 m: args.m,
                 ef_construction: args.ef_construction,
+                ivf: args.ivf,
             });
         }
         (None, None, None) => {}

@@ -117,7 +117,6 @@ fn ivf_params_have_upper_bounds() {
         (IvfParams { probes: usize::MAX, ..d() }, "ivf.probes"),
         (IvfParams { iterations: 0, ..d() }, "ivf.iterations"),
         (IvfParams { iterations: 101, ..d() }, "ivf.iterations"),
-        (IvfParams { train_sample: 0, ..d() }, "ivf.train_sample"),
         (IvfParams { train_sample: usize::MAX, ..d() }, "ivf.train_sample"),
         (IvfParams { lists: 4, probes: 5, ..d() }, "ivf.probes"),
     ] {
