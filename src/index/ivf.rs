@@ -197,7 +197,10 @@ fn assign_all(centroids: &[f32], dim: usize, m: &[f32], rows: &[u32]) -> Vec<u32
     const BLOCK: usize = 256;
     let lists = centroids.len() / dim;
     let Ok(c) = ArrayView2::from_shape((lists, dim), centroids) else {
-        return rows.iter().map(|&r| nearest(centroids, dim, &m[r as usize * dim..][..dim])).collect();
+        return rows
+            .iter()
+            .map(|&r| nearest(centroids, dim, &m[r as usize * dim..][..dim]))
+            .collect();
     };
     let mut out = vec![0u32; rows.len()];
     out.par_chunks_mut(BLOCK).zip(rows.par_chunks(BLOCK)).for_each_init(

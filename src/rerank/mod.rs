@@ -237,13 +237,20 @@ pub struct RerankScratch {
     allowed: Vec<bool>,
     /// Rules that held each candidate back while it waited.
     waited: Vec<u16>,
-    gain: Vec<f32>,
     /// MMR: best cosine to the placed items. DPP: `d_i²`.
     state: Vec<f32>,
     /// DPP: `c_i`, `pool × min(k, MAX_DIVERSE)`.
     c: Vec<f32>,
     ci: Vec<f32>,
     quota_counts: Vec<usize>,
+    /// MMR and DPP: the candidates' embeddings gathered once, `pool × dim`
+    /// contiguous, so each placement's similarity pass streams one small
+    /// matrix instead of gathering rows from the catalog again.
+    vecs: Vec<f32>,
+    /// MMR: the candidates placed so far, in order, and for each candidate
+    /// how many of them its `state` has seen (updated lazily, see `choose`).
+    mmr_placed: Vec<u32>,
+    mmr_seen: Vec<u32>,
 }
 
 /// A 64-bit mix of the seed and position, for exploration draws.
@@ -272,8 +279,9 @@ pub fn rerank(
     s.allowed.resize(n, false);
     s.waited.clear();
     s.waited.resize(n, 0);
-    s.gain.clear();
-    s.gain.resize(n, 0.0);
+    s.mmr_placed.clear();
+    s.mmr_seen.clear();
+    s.mmr_seen.resize(n, 0);
     s.quota_counts.clear();
     s.quota_counts.resize(quotas.len(), 0);
     let vmax = cands.iter().map(|c| c.value).fold(f32::MIN_POSITIVE, f32::max);
@@ -282,6 +290,13 @@ pub fn rerank(
     // O(k · n), not the O(k² · n) time and n · k memory of DPP.
     let diverse = k.min(MAX_DIVERSE);
     s.state.clear();
+    s.vecs.clear();
+    if !matches!(cfg.diversity, Diversity::None) {
+        s.vecs.reserve(n * emb.dim());
+        for c in cands {
+            s.vecs.extend_from_slice(emb.row(c.row));
+        }
+    }
     match cfg.diversity {
         Diversity::Mmr { .. } => s.state.resize(n, f32::NEG_INFINITY),
         Diversity::Dpp { theta } => {
@@ -412,12 +427,26 @@ fn choose(
             let g = match diversity {
                 Diversity::None => c.value,
                 Diversity::Mmr { lambda } => {
-                    let sim = if s.state[i].is_finite() { s.state[i] } else { 0.0 };
-                    lambda * c.value / vmax - (1.0 - lambda) * sim
+                    // Lazy greedy: a candidate's best similarity only grows
+                    // as items are placed, so once it has seen one, the gain
+                    // from its stale state bounds the true gain from above
+                    // (before that, "no similarity" counts as 0 and a
+                    // negative cosine would raise it). Only a candidate whose
+                    // bound beats the best so far is brought up to date: the
+                    // same pick as a full pass, with a few dot products
+                    // instead of one per candidate per placement.
+                    let stale = s.state[i];
+                    if stale.is_finite() || s.mmr_placed.is_empty() {
+                        let bound = mmr_gain(lambda, c.value / vmax, stale);
+                        if best.is_some_and(|(_, bg)| bound <= bg) {
+                            continue;
+                        }
+                    }
+                    mmr_refresh(s, i);
+                    mmr_gain(lambda, c.value / vmax, s.state[i])
                 }
                 Diversity::Dpp { .. } => s.state[i],
             };
-            s.gain[i] = g;
             if best.is_none_or(|(_, bg)| g > bg) {
                 best = Some((i, g));
             }
@@ -435,6 +464,29 @@ fn choose(
         }
     }
     (None, 0)
+}
+
+/// MMR's gain of a candidate of scaled value `v` whose best similarity to
+/// the placed items is `sim` (`-inf`: none placed yet, counted as 0).
+#[inline]
+fn mmr_gain(lambda: f32, v: f32, sim: f32) -> f32 {
+    let sim = if sim.is_finite() { sim } else { 0.0 };
+    lambda * v - (1.0 - lambda) * sim
+}
+
+/// Brings candidate `i`'s best similarity up to date with the items placed
+/// since it was last looked at.
+fn mmr_refresh(s: &mut RerankScratch, i: usize) {
+    let dim = s.vecs.len() / s.taken.len().max(1);
+    let seen = s.mmr_seen[i] as usize;
+    let vi = &s.vecs[i * dim..(i + 1) * dim];
+    let mut best = s.state[i];
+    for &j in &s.mmr_placed[seen..] {
+        let j = j as usize;
+        best = best.max(dot(vi, &s.vecs[j * dim..(j + 1) * dim]));
+    }
+    s.state[i] = best;
+    s.mmr_seen[i] = s.mmr_placed.len() as u32;
 }
 
 /// Marks `i` placed at position `p` and updates the diversity state
@@ -456,16 +508,11 @@ fn place(
             s.quota_counts[q] += 1;
         }
     }
-    let ei = emb.row(cands[i].row);
+    let dim = emb.dim();
+    let row_range = |j: usize| j * dim..(j + 1) * dim;
     match diversity {
         Diversity::None => {}
-        Diversity::Mmr { .. } => {
-            for (j, c) in cands.iter().enumerate() {
-                if !s.taken[j] {
-                    s.state[j] = s.state[j].max(dot(emb.row(c.row), ei));
-                }
-            }
-        }
+        Diversity::Mmr { .. } => s.mmr_placed.push(i as u32),
         Diversity::Dpp { theta } => {
             // Fast greedy MAP (Chen et al. 2018): c_j gains one entry, d_j²
             // drops by its square.
@@ -479,7 +526,7 @@ fn place(
                     continue;
                 }
                 let qj = (theta * c.value / vmax).exp();
-                let lij = qi * qj * dot(emb.row(c.row), ei);
+                let lij = qi * qj * dot(&s.vecs[row_range(j)], &s.vecs[row_range(i)]);
                 let e = (lij - dot(&s.ci, &s.c[j * k..j * k + p])) / di;
                 s.c[j * k + p] = e;
                 s.state[j] -= e * e;
@@ -543,6 +590,53 @@ mod tests {
             // Past the head, what is left goes in value order.
             let tail: Vec<usize> = out[MAX_DIVERSE..].iter().map(|p| p.index).collect();
             assert!(tail.windows(2).all(|w| w[0] < w[1]), "{diversity:?}");
+        }
+    }
+
+    /// The textbook MMR: every step, every remaining candidate's gain from
+    /// its best similarity to all placed items; the first best wins.
+    fn mmr_naive(cands: &[Candidate], e: &Embeddings, lambda: f32, k: usize) -> Vec<usize> {
+        let vmax = cands.iter().map(|c| c.value).fold(f32::MIN_POSITIVE, f32::max);
+        let mut placed: Vec<usize> = Vec::new();
+        while placed.len() < k.min(cands.len()) {
+            let mut best: Option<(usize, f32)> = None;
+            for (i, c) in cands.iter().enumerate() {
+                if placed.contains(&i) {
+                    continue;
+                }
+                let sim = placed
+                    .iter()
+                    .map(|&j| dot(e.row(c.row), e.row(cands[j].row)))
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let g = mmr_gain(lambda, c.value / vmax, sim);
+                if best.is_none_or(|(_, bg)| g > bg) {
+                    best = Some((i, g));
+                }
+            }
+            placed.push(best.unwrap().0);
+        }
+        placed
+    }
+
+    proptest::proptest! {
+        /// The lazy MMR places exactly what the full pass places.
+        #[test]
+        fn lazy_mmr_equals_the_full_pass(
+            points in proptest::collection::vec((-1.0f32..1.0, -1.0f32..1.0, 0.01f32..1.0), 1..40),
+            lambda in 0.0f32..=1.0,
+            k in 1usize..30,
+        ) {
+            let rows: Vec<[f32; 2]> = points
+                .iter()
+                .map(|&(x, y, _)| if x * x + y * y < 1e-6 { [1.0, 0.0] } else { [x, y] })
+                .collect();
+            let e = emb(&rows);
+            let mut cands: Vec<Candidate> =
+                points.iter().enumerate().map(|(i, p)| cand(i as u32, p.2, 0, i as u32)).collect();
+            cands.sort_by(|a, b| b.value.total_cmp(&a.value));
+            let cfg = RerankConfig { diversity: Diversity::Mmr { lambda }, ..plain() };
+            let got: Vec<usize> = run(&cands, &e, &cfg, k).iter().map(|p| p.index).collect();
+            proptest::prop_assert_eq!(got, mmr_naive(&cands, &e, lambda, k));
         }
     }
 
