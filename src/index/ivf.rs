@@ -603,6 +603,42 @@ mod tests {
         assert!(IvfIndex::build(Arc::clone(&ivf_emb()), bad).is_err());
     }
 
+    #[test]
+    fn the_integer_scan_is_the_exact_sum_on_every_path() {
+        let mut state = 1u64;
+        let mut next = || {
+            state = crate::ids::splitmix64(state);
+            state
+        };
+        for len in [1usize, 7, 16, 17, 64, 100, 255, 256, 257, 600] {
+            let q: Vec<i16> = (0..len).map(|_| next() as i16).collect();
+            let c: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let want: i64 = q.iter().zip(&c).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum();
+            assert_eq!(dot_i16(&q, &c, false), want, "portable, len {len}");
+            assert_eq!(dot_i16(&q, &c, has_avx2()), want, "dispatched, len {len}");
+        }
+    }
+
+    /// The default parameters (2·√N lists, 24 probes, 256 training rows per
+    /// list) against exact search at k = 100.
+    #[test]
+    fn default_parameters_keep_recall_at_100() {
+        let world = generate(&SynthConfig::catalog_only(20_000, 32)).unwrap();
+        let emb = world.catalog.shared_embeddings();
+        let ivf = IvfIndex::build(Arc::clone(&emb), IvfParams::default()).unwrap();
+        let exact = ExactIndex::new(emb);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let queries: Vec<&[f32]> = world.interest_vectors().take(100).collect();
+        let mut total = 0.0;
+        for q in &queries {
+            exact.search(q, 100, None, &mut a).unwrap();
+            ivf.search(q, 100, None, &mut b).unwrap();
+            total += recall(&b, &a);
+        }
+        let r = total / queries.len() as f64;
+        assert!(r >= 0.95, "recall@100 at the default probes: {r}");
+    }
+
     fn ivf_emb() -> Arc<Embeddings> {
         Arc::new(Embeddings::from_rows("t", 2, (0..40).map(|i| i as f32 + 1.0).collect()).unwrap())
     }

@@ -258,20 +258,10 @@ fn newton_listwise(
         }
         let Some(ch) = h.cholesky() else { break };
         let step = ch.solve(&g);
-        let mut t = 1.0;
-        let mut moved = false;
-        for _ in 0..30 {
-            let trial = &w - &step * t;
-            let value = listwise_terms(z, y, groups, dim, &trial, false).0 + penalty(&trial);
-            if value.is_finite() && value <= current {
-                w = trial;
-                current = value;
-                moved = true;
-                break;
-            }
-            t *= 0.5;
-        }
-        if !moved || step.amax() * t < 1e-7 {
+        let objective = |trial: &DVector<f64>| {
+            listwise_terms(z, y, groups, dim, trial, false).0 + penalty(trial)
+        };
+        if !crate::train::logreg::damped_step(&mut w, &step, &mut current, objective) {
             break;
         }
     }

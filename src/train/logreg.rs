@@ -92,24 +92,34 @@ pub fn fit_logistic(
         let Some(ch) = h.cholesky() else { break };
         let step = ch.solve(&g);
         // Damped Newton: halve the step until the objective does not rise.
-        let mut t = 1.0;
-        let mut moved = false;
-        for _ in 0..30 {
-            let trial = &w - &step * t;
-            let value = objective(&trial, &mut zi);
-            if value.is_finite() && value <= current {
-                w = trial;
-                current = value;
-                moved = true;
-                break;
-            }
-            t *= 0.5;
-        }
-        if !moved || step.amax() * t < 1e-7 {
+        if !damped_step(&mut w, &step, &mut current, |trial| objective(trial, &mut zi)) {
             break;
         }
     }
     Ok(st.unscale(w.as_slice(), w[dim], 1.0))
+}
+
+/// One damped Newton step: `w - t·step` with `t` halved (at most 30 times)
+/// until `objective` does not rise. Moves `w` and `current` there; false
+/// when no such `t` exists or the step has become negligible (converged).
+pub(crate) fn damped_step(
+    w: &mut DVector<f64>,
+    step: &DVector<f64>,
+    current: &mut f64,
+    mut objective: impl FnMut(&DVector<f64>) -> f64,
+) -> bool {
+    let mut t = 1.0;
+    for _ in 0..30 {
+        let trial = &*w - step * t;
+        let value = objective(&trial);
+        if value.is_finite() && value <= *current {
+            *w = trial;
+            *current = value;
+            return step.amax() * t >= 1e-7;
+        }
+        t *= 0.5;
+    }
+    false
 }
 
 /// Checks the shapes and values [`fit_logistic`] and
