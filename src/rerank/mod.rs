@@ -427,23 +427,10 @@ fn choose(
             let g = match diversity {
                 Diversity::None => c.value,
                 Diversity::Mmr { lambda } => {
-                    // Lazy greedy: a candidate's best similarity only grows
-                    // as items are placed, so once it has seen one, the gain
-                    // from its stale state bounds the true gain from above
-                    // (before that, "no similarity" counts as 0 and a
-                    // negative cosine would raise it). Only a candidate whose
-                    // bound beats the best so far is brought up to date: the
-                    // same pick as a full pass, with a few dot products
-                    // instead of one per candidate per placement.
-                    let stale = s.state[i];
-                    if stale.is_finite() || s.mmr_placed.is_empty() {
-                        let bound = mmr_gain(lambda, c.value / vmax, stale);
-                        if best.is_some_and(|(_, bg)| bound <= bg) {
-                            continue;
-                        }
+                    match mmr_lazy_gain(s, i, lambda, c.value / vmax, best.map(|b| b.1)) {
+                        Some(g) => g,
+                        None => continue,
                     }
-                    mmr_refresh(s, i);
-                    mmr_gain(lambda, c.value / vmax, s.state[i])
                 }
                 Diversity::Dpp { .. } => s.state[i],
             };
@@ -472,6 +459,32 @@ fn choose(
 fn mmr_gain(lambda: f32, v: f32, sim: f32) -> f32 {
     let sim = if sim.is_finite() { sim } else { 0.0 };
     lambda * v - (1.0 - lambda) * sim
+}
+
+/// Candidate `i`'s MMR gain, or `None` if it cannot beat `best`.
+///
+/// Lazy greedy: a candidate's best similarity only grows as items are
+/// placed, so once it has seen one, the gain from its stale state bounds
+/// the true gain from above (before that, "no similarity" counts as 0 and a
+/// negative cosine would raise it). Only a candidate whose bound beats the
+/// best so far is brought up to date: the same pick as a full pass, with a
+/// few dot products instead of one per candidate per placement.
+fn mmr_lazy_gain(
+    s: &mut RerankScratch,
+    i: usize,
+    lambda: f32,
+    v: f32,
+    best: Option<f32>,
+) -> Option<f32> {
+    let stale = s.state[i];
+    if stale.is_finite() || s.mmr_placed.is_empty() {
+        let bound = mmr_gain(lambda, v, stale);
+        if best.is_some_and(|bg| bound <= bg) {
+            return None;
+        }
+    }
+    mmr_refresh(s, i);
+    Some(mmr_gain(lambda, v, s.state[i]))
 }
 
 /// Brings candidate `i`'s best similarity up to date with the items placed

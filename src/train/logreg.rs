@@ -473,6 +473,25 @@ fn collect_examples(
     Ok(Examples { x, bounds, y, negatives_seen, negatives_kept })
 }
 
+/// One head's weights (and bias) by `cfg.objective`, with the penalty it
+/// used.
+fn fit_head(
+    x: &[f32],
+    y: &[f32],
+    bounds: &[usize],
+    cfg: &RankerTrainConfig,
+) -> Result<(Vec<f32>, f32)> {
+    match cfg.objective {
+        Objective::Pointwise => Ok((fit_logistic(x, y, F, cfg.l2, cfg.iterations)?, cfg.l2)),
+        Objective::Listwise if cfg.l2_grid.is_empty() => {
+            Ok((crate::train::fit_listwise(x, y, bounds, F, cfg.l2, cfg.iterations)?, cfg.l2))
+        }
+        Objective::Listwise => {
+            crate::train::fit_listwise_selected(x, y, bounds, F, &cfg.l2_grid, cfg.iterations)
+        }
+    }
+}
+
 /// Learns the ranker's three logistic heads from a log.
 ///
 /// `rec` must serve signals built from the events before the labels;
@@ -531,23 +550,7 @@ pub fn train_ranker(
     for h in 0..HEADS {
         positives[h] = y[h].iter().filter(|&&v| v > 0.0).count();
         if examples > 0 && positives[h] >= cfg.min_positives && positives[h] < examples {
-            let (mut head, penalty) = match cfg.objective {
-                Objective::Pointwise => {
-                    (fit_logistic(&x, &y[h], F, cfg.l2, cfg.iterations)?, cfg.l2)
-                }
-                Objective::Listwise if cfg.l2_grid.is_empty() => (
-                    crate::train::fit_listwise(&x, &y[h], &bounds, F, cfg.l2, cfg.iterations)?,
-                    cfg.l2,
-                ),
-                Objective::Listwise => crate::train::fit_listwise_selected(
-                    &x,
-                    &y[h],
-                    &bounds,
-                    F,
-                    &cfg.l2_grid,
-                    cfg.iterations,
-                )?,
-            };
+            let (mut head, penalty) = fit_head(&x, &y[h], &bounds, cfg)?;
             l2[h] = penalty;
             if let Some(b) = head.last_mut() {
                 *b += bias_shift;
