@@ -22,7 +22,8 @@ pub use exact::ExactIndex;
 pub use hnsw::{HnswIndex, HnswParams, MAX_EF};
 pub(crate) use ivf::IvfList;
 pub use ivf::{
-    IvfIndex, IvfParams, MAX_ITERATIONS as IVF_MAX_ITERATIONS, MAX_LISTS, MAX_TRAIN_SAMPLE,
+    AUTO_TRAIN_SAMPLE_MAX, IvfIndex, IvfParams, MAX_ITERATIONS as IVF_MAX_ITERATIONS, MAX_LISTS,
+    MAX_TRAIN_SAMPLE,
 };
 
 use crate::catalog::{Catalog, RowSet};
