@@ -22,8 +22,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn rank(c: &mut Criterion) {
-    let world = generate(&SynthConfig::catalog_only(100_000, 64)).expect("synthetic world");
+/// A synthetic catalog of `n` products × 64, its signals, and a
+/// recommender over an exact index at the signals' time.
+fn served_world(n: usize) -> (omnifeed::synth::World, Arc<omnifeed::Catalog>, Recommender) {
+    let world = generate(&SynthConfig::catalog_only(n, 64)).expect("synthetic world");
     let catalog = Arc::new(world.catalog.clone());
     let (signals, _) =
         Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())
@@ -32,6 +34,11 @@ fn rank(c: &mut Criterion) {
     let state = ServingState::new(Arc::clone(&catalog), index, Arc::new(signals)).expect("state");
     let rec =
         Recommender::builder().clock(Clock::SignalsAsOf).state(state).build().expect("recommender");
+    (world, catalog, rec)
+}
+
+fn rank(c: &mut Criterion) {
+    let (world, catalog, rec) = served_world(100_000);
     let users: Vec<FeedRequest> = world
         .users
         .iter()
@@ -85,15 +92,7 @@ fn random_rows(state: &mut u64, len: usize, n: usize) -> Vec<ItemIdx> {
 
 fn rank_cold(c: &mut Criterion) {
     const N: usize = 1_000_000;
-    let world = generate(&SynthConfig::catalog_only(N, 64)).expect("synthetic world");
-    let catalog = Arc::new(world.catalog.clone());
-    let (signals, _) =
-        Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())
-            .expect("signals");
-    let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
-    let state = ServingState::new(Arc::clone(&catalog), index, Arc::new(signals)).expect("state");
-    let rec =
-        Recommender::builder().clock(Clock::SignalsAsOf).state(state).build().expect("recommender");
+    let (world, catalog, rec) = served_world(N);
     let users: Vec<(FeedRequest, Vec<f32>)> = world
         .users
         .iter()
