@@ -111,64 +111,22 @@ fn encode(x: &[f32], lo: &[f32], step: &[f32], out: &mut Vec<u8>) {
     }
 }
 
-/// `Σ q_j · c_j` for byte codes and a query quantized to `i16`, exact in
-/// `i32` (|q| ≤ 32,767, c ≤ 255, dim ≤ 256 cannot overflow... and longer
-/// rows are summed in `i64` per block of 256). Written as pairs summed
-/// into eight lanes, the shape x86's `pmaddwd` computes, so the baseline
-/// SSE2 build vectorizes it (8 products per instruction against 4 for the
-/// `f32` path) and the AVX2 copy twice that.
-#[inline(always)]
-fn dot_i16_body(q: &[i16], c: &[u8]) -> i64 {
-    let mut total = 0i64;
-    for (qb, cb) in q.chunks(256).zip(c.chunks(256)) {
-        let mut acc = [0i32; 8];
-        let (qc, cc) = (qb.chunks_exact(16), cb.chunks_exact(16));
-        let (qr, cr) = (qc.remainder(), cc.remainder());
-        for (x, y) in qc.zip(cc) {
-            for i in 0..8 {
-                acc[i] += i32::from(x[2 * i]) * i32::from(y[2 * i])
-                    + i32::from(x[2 * i + 1]) * i32::from(y[2 * i + 1]);
-            }
-        }
-        let mut tail = 0i32;
-        for (&x, &y) in qr.iter().zip(cr) {
-            tail += i32::from(x) * i32::from(y);
-        }
-        total += i64::from(acc.iter().sum::<i32>() + tail);
-    }
-    total
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dot_i16_avx2(q: &[i16], c: &[u8]) -> i64 {
-    dot_i16_body(q, c)
-}
-
-/// [`dot_i16_body`], through the AVX2 copy where the CPU has it (checked
-/// once; CI builds portable binaries).
+/// `Σ q_j · c_j` for byte codes, in eight independent lanes.
 #[inline]
-fn dot_i16(q: &[i16], c: &[u8], avx2: bool) -> i64 {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `avx2` is true only where `is_x86_feature_detected!("avx2")`
-        // said the CPU has it (see `has_avx2`).
-        #[allow(unsafe_code)]
-        return unsafe { dot_i16_avx2(q, c) };
+fn dot_u8(q: &[f32], c: &[u8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (qc, cc) = (q.chunks_exact(8), c.chunks_exact(8));
+    let (qr, cr) = (qc.remainder(), cc.remainder());
+    for (x, y) in qc.zip(cc) {
+        for i in 0..8 {
+            acc[i] += x[i] * f32::from(y[i]);
+        }
     }
-    let _ = avx2;
-    dot_i16_body(q, c)
-}
-
-/// Whether this CPU runs the AVX2 kernels.
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
+    let mut tail = 0.0;
+    for (x, &y) in qr.iter().zip(cr) {
+        tail += x * f32::from(y);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
 }
 
 fn mix(x: u64) -> u64 {
@@ -455,15 +413,9 @@ impl IvfIndex {
             }
             top.finish();
         }
-        // Approximate scores from the codes: q·x ≈ Σ q_j lo_j + Σ (q_j step_j) c_j,
-        // the second sum in integers: q_j step_j quantized to i16.
+        // Approximate scores from the codes: q·x ≈ Σ q_j lo_j + Σ (q_j step_j) c_j.
         let bias: f32 = query.iter().zip(self.lo.iter()).map(|(q, l)| q * l).sum();
         let qs: Vec<f32> = query.iter().zip(self.step.iter()).map(|(q, s)| q * s).collect();
-        let max = qs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let scale = if max > 0.0 { 32_767.0 / max } else { 1.0 };
-        let qi: Vec<i16> = qs.iter().map(|v| (v * scale).round() as i16).collect();
-        let inv = 1.0 / scale;
-        let avx2 = has_avx2();
         {
             let mut top = TopK::new(out, k.saturating_add(32).min(self.len));
             for l in &near {
@@ -472,7 +424,7 @@ impl IvfIndex {
                 for (&r, c) in list.rows.iter().zip(codes) {
                     let idx = ItemIdx(r);
                     if keep.as_ref().is_none_or(|keep| keep(idx)) {
-                        top.push(idx, bias + dot_i16(&qi, c, avx2) as f32 * inv);
+                        top.push(idx, bias + dot_u8(&qs, c));
                     }
                 }
             }
@@ -601,22 +553,6 @@ mod tests {
         assert!(b.iter().all(|n| n.row.0 % 2 == 1));
         let bad = IvfParams { lists: 10, probes: 11, ..IvfParams::default() };
         assert!(IvfIndex::build(Arc::clone(&ivf_emb()), bad).is_err());
-    }
-
-    #[test]
-    fn the_integer_scan_is_the_exact_sum_on_every_path() {
-        let mut state = 1u64;
-        let mut next = || {
-            state = crate::ids::splitmix64(state);
-            state
-        };
-        for len in [1usize, 7, 16, 17, 64, 100, 255, 256, 257, 600] {
-            let q: Vec<i16> = (0..len).map(|_| next() as i16).collect();
-            let c: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            let want: i64 = q.iter().zip(&c).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum();
-            assert_eq!(dot_i16(&q, &c, false), want, "portable, len {len}");
-            assert_eq!(dot_i16(&q, &c, has_avx2()), want, "dispatched, len {len}");
-        }
     }
 
     /// The default parameters (2·√N lists, 24 probes, 256 training rows per
