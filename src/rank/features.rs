@@ -308,7 +308,6 @@ pub(crate) struct RequestLists {
     /// Candidates' title match with the query terms (BM25 over its bound),
     /// sorted by row.
     text: Vec<(ItemIdx, f32)>,
-    text_acc: Vec<(u32, f32)>,
 }
 
 /// Seeds of the co-engagement feature and source: the user's latest
@@ -332,12 +331,10 @@ impl RequestLists {
         if bound <= 0.0 {
             return;
         }
-        let keep = |r: ItemIdx| rows.binary_search(&r).is_ok();
-        lexical.search(terms, rows.len(), &keep, &mut self.text_acc, &mut self.text);
+        lexical.score_rows(terms, rows, &mut self.text);
         for t in &mut self.text {
             t.1 = (t.1 / bound).clamp(0.0, 1.0);
         }
-        self.text.sort_unstable_by_key(|t| t.0);
     }
 
     /// Fills the lists for one request.
