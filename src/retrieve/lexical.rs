@@ -211,16 +211,13 @@ impl LexicalIndex {
             return;
         }
         let idf: Vec<f32> = lists.iter().map(|l| self.idf(l)).collect();
-        let (k1, b) = (K1, B);
         for &r in rows {
             let mut score = 0.0f32;
             let mut hit = false;
-            let len = f32::from(self.doc_len.get(r.index()).copied().unwrap_or(0));
-            let norm = k1 * (1.0 - b + b * len / self.avg_len);
+            let norm = length_norm(&self.doc_len, self.avg_len, r.0);
             for (list, &w) in lists.iter().zip(&idf) {
                 if let Ok(p) = list.binary_search_by_key(&r.0, |e| e.0) {
-                    let tf = f32::from(list[p].1);
-                    score += w * tf * (k1 + 1.0) / (tf + norm);
+                    score += term_score(w, list[p].1, norm);
                     hit = true;
                 }
             }
@@ -253,7 +250,6 @@ impl LexicalIndex {
         if k == 0 || terms.is_empty() {
             return;
         }
-        let (k1, b) = (K1, B);
         // One cursor per distinct known term; `acc` holds the cursor
         // positions as (position, idf).
         let lists = self.query_lists(terms);
@@ -269,8 +265,7 @@ impl LexicalIndex {
         let (doc_len, avg_len): (&[u16], f32) = (&self.doc_len, self.avg_len);
         let mut top = crate::rank::kernels::TopK::new(&mut best, k.min(doc_len.len()));
         while let Some(&Reverse((row, _))) = heap.peek() {
-            let len = f32::from(doc_len.get(row as usize).copied().unwrap_or(0));
-            let norm = k1 * (1.0 - b + b * len / avg_len);
+            let norm = length_norm(doc_len, avg_len, row);
             let mut score = 0.0;
             while let Some(&Reverse((r, li))) = heap.peek() {
                 if r != row {
@@ -278,8 +273,7 @@ impl LexicalIndex {
                 }
                 heap.pop();
                 let (list, cursor) = (lists[li as usize], &mut acc[li as usize]);
-                let tf = f32::from(list[cursor.0 as usize].1);
-                score += cursor.1 * tf * (k1 + 1.0) / (tf + norm);
+                score += term_score(cursor.1, list[cursor.0 as usize].1, norm);
                 cursor.0 += 1;
                 if let Some(&(next, _)) = list.get(cursor.0 as usize) {
                     heap.push(Reverse((next, li)));
@@ -292,6 +286,20 @@ impl LexicalIndex {
         top.finish();
         out.extend(best.iter().map(|s| (s.row, s.score)));
     }
+}
+
+/// BM25's length normalization of `row`'s title: `k1 (1 − b + b · len / avg)`.
+#[inline]
+fn length_norm(doc_len: &[u16], avg_len: f32, row: u32) -> f32 {
+    let len = f32::from(doc_len.get(row as usize).copied().unwrap_or(0));
+    K1 * (1.0 - B + B * len / avg_len)
+}
+
+/// One term's BM25 contribution: `idf · tf (k1 + 1) / (tf + norm)`.
+#[inline]
+fn term_score(idf: f32, tf: u16, norm: f32) -> f32 {
+    let tf = f32::from(tf);
+    idf * tf * (K1 + 1.0) / (tf + norm)
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@ use nalgebra::{DMatrix, DVector};
 /// `P(y = 1) = σ(w · x + b)` is then fitted pointwise over every row, so
 /// the head is a probability again (its mean matches the base rate). Only
 /// the bias: a pooled fit of the scale too (Platt scaling) would let the
-/// confound back in and can flatten the ranking. Returns `dim` weights then the bias, on the original
-/// scale, as [`fit_logistic`](crate::train::fit_logistic) does.
+/// confound back in and can flatten the ranking. Returns `dim` weights then
+/// the bias, on the original scale, as
+/// [`fit_logistic`](crate::train::fit_logistic) does.
 ///
 /// Errors: as `fit_logistic`, and `bounds` that do not partition the rows.
 ///
@@ -43,7 +44,7 @@ pub fn fit_listwise(
     iterations: usize,
 ) -> Result<Vec<f32>> {
     let p = Prepared::new(x, y, bounds, dim, l2, iterations)?;
-    Ok(p.fit(&p.groups, f64::from(l2), iterations))
+    Ok(p.fit(f64::from(l2), iterations))
 }
 
 /// As [`fit_listwise`], with the penalty chosen from `grid` by held-out
@@ -107,7 +108,7 @@ pub fn fit_listwise_selected(
             }
         }
     }
-    Ok((p.fit(&p.groups, f64::from(chosen), iterations), chosen))
+    Ok((p.fit(f64::from(chosen), iterations), chosen))
 }
 
 /// Checked, standardized training data and its requests with a positive.
@@ -153,16 +154,16 @@ impl<'a> Prepared<'a> {
         Ok(Prepared { st, z, y, dim, groups })
     }
 
-    /// Fits on `groups` with penalty `l2`, calibrates the bias on every
-    /// row, and returns the weights on the original scale.
-    fn fit(&self, groups: &[(usize, usize)], l2: f64, iterations: usize) -> Vec<f32> {
-        let w = newton_listwise(&self.z, self.y, groups, self.dim, l2, iterations);
+    /// Fits on every request with a positive with penalty `l2`, calibrates
+    /// the bias on every row, and returns the weights on the original scale.
+    fn fit(&self, l2: f64, iterations: usize) -> Vec<f32> {
+        let w = newton_listwise(&self.z, self.y, &self.groups, self.dim, l2, iterations);
         let s: Vec<f64> = self
             .z
             .chunks_exact(self.dim)
             .map(|zi| zi.iter().zip(w.iter()).map(|(a, b)| a * b).sum())
             .collect();
-        self.st.unscale(w.as_slice(), calibrate_bias(&s, self.y), 1.0)
+        self.st.unscale(w.as_slice(), calibrate_bias(&s, self.y))
     }
 }
 

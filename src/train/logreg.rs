@@ -96,7 +96,7 @@ pub fn fit_logistic(
             break;
         }
     }
-    Ok(st.unscale(w.as_slice(), w[dim], 1.0))
+    Ok(st.unscale(w.as_slice(), w[dim]))
 }
 
 /// One damped Newton step: `w - t·step` with `t` halved (at most 30 times)
@@ -207,16 +207,16 @@ impl Standardizer {
         }
     }
 
-    /// Weights `scale · w` on standardized columns plus `bias`, back on the
+    /// Weights `w` on standardized columns plus `bias`, back on the
     /// original scale: `dim` weights, then the bias.
-    pub(crate) fn unscale(&self, w: &[f64], bias: f64, scale: f64) -> Vec<f32> {
+    pub(crate) fn unscale(&self, w: &[f64], bias: f64) -> Vec<f32> {
         let dim = self.mean.len();
         let mut out = vec![0.0f32; dim + 1];
         let mut b = bias;
         for j in 0..dim {
             if self.sd[j] > 1e-12 {
-                out[j] = (scale * w[j] / self.sd[j]) as f32;
-                b -= scale * w[j] * self.mean[j] / self.sd[j];
+                out[j] = (w[j] / self.sd[j]) as f32;
+                b -= w[j] * self.mean[j] / self.sd[j];
             }
         }
         out[dim] = b as f32;

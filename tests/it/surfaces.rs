@@ -447,6 +447,7 @@ fn config_reads_toml_and_names_bad_fields() {
         ),
         ("[scorer.pctr]\nshoe_size = 1.0", "scorer.weights"),
         ("seen_window = \"yes\"", "toml"),
+        ("bought_window = -1", "bought_window"),
     ] {
         let e = RecommenderConfig::from_toml_str(text).unwrap_err();
         assert!(

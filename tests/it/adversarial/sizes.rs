@@ -170,6 +170,9 @@ fn ranker_training_and_logistic_sizes_are_bounded() {
         (RankerTrainConfig { candidates: MAX_K + 1, ..d() }, "ranker.candidates"),
         (RankerTrainConfig { iterations: 0, ..d() }, "ranker.iterations"),
         (RankerTrainConfig { l2: f32::NAN, ..d() }, "ranker.l2"),
+        (RankerTrainConfig { l2_grid: vec![1.0, -1.0], ..d() }, "ranker.l2_grid"),
+        (RankerTrainConfig { l2_grid: vec![f32::INFINITY], ..d() }, "ranker.l2_grid"),
+        (RankerTrainConfig { l2_grid: vec![1.0; 65], ..d() }, "ranker.l2_grid"),
     ] {
         let err = cfg.validate().unwrap_err();
         assert!(matches!(err.kind(), ErrorKind::InvalidConfig { field: f, .. } if *f == field));
