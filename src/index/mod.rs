@@ -16,6 +16,7 @@ mod exact;
 #[cfg(feature = "hnsw")]
 mod hnsw;
 mod ivf;
+mod scan;
 
 pub use exact::ExactIndex;
 #[cfg(feature = "hnsw")]

@@ -430,16 +430,9 @@ pub(crate) fn compute_features(
 /// `unsafe`.
 #[inline(never)]
 fn warm(matrix: &[f32], dim: usize, rank_rows: &[RankRow], rows: &[ItemIdx]) {
-    const LINE: usize = 16; // f32 per 64-byte line
     let mut acc = 0.0f32;
     for &r in rows {
-        let start = r.index() * dim;
-        let mut off = 0;
-        while off < dim {
-            acc += matrix[start + off];
-            off += LINE;
-        }
-        acc += rank_rows[r.index()].ctr;
+        acc += super::kernels::touch_row(matrix, dim, r) + rank_rows[r.index()].ctr;
     }
     std::hint::black_box(acc);
 }

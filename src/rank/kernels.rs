@@ -65,6 +65,19 @@ pub struct Scored {
     pub score: f32,
 }
 
+/// Reads one `f32` from every 64-byte line of row `row` of a row-major
+/// `dim`-column matrix and returns their sum. A loop of these over many rows
+/// is a run of independent loads, so the memory system fetches the lines at
+/// once instead of one miss stalling each later dot product: a software
+/// prefetch without `unsafe`. Callers pass the sum to
+/// [`std::hint::black_box`].
+#[inline]
+pub(crate) fn touch_row(matrix: &[f32], dim: usize, row: ItemIdx) -> f32 {
+    const LINE: usize = 16; // f32 per 64-byte line
+    let start = row.index() * dim;
+    matrix.get(start..start + dim).map_or(0.0, |r| r.iter().step_by(LINE).sum())
+}
+
 /// Best first: higher score, then lower row (a total, deterministic order).
 /// A NaN score sinks below every number, `-inf` included.
 #[inline]
