@@ -178,6 +178,28 @@ pub enum ErrorKind {
         /// The version this build reads.
         supported: u32,
     },
+    /// The shared event log could not be reached (after the configured
+    /// retries), or it holds what no reader can follow (a gap in the
+    /// offsets, an entry written by something else than an `EventLog`).
+    Log {
+        /// The log (its URL or name).
+        log: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A request named a user this replica does not keep: its user shard is
+    /// another. Route it to a replica of `owner` (the same
+    /// [`UserShard::of`](crate::signals::UserShard::of) the caller routes by).
+    WrongShard {
+        /// The user asked for.
+        user: u64,
+        /// The shard that owns the user.
+        owner: u32,
+        /// This replica's shard.
+        shard: u32,
+        /// The number of shards.
+        shards: u32,
+    },
 }
 
 impl Error {
@@ -218,6 +240,10 @@ impl Error {
 
     pub(crate) fn dimension(what: &'static str, expected: usize, got: usize) -> Self {
         Error::new(ErrorKind::DimensionMismatch { what, expected, got })
+    }
+
+    pub(crate) fn log(log: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Log { log: log.into(), reason: reason.into() })
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -282,6 +308,11 @@ impl fmt::Display for Error {
             ErrorKind::Snapshot { path, section, reason } => {
                 write!(f, "{}: snapshot section {section}: {reason}", path.display())
             }
+            ErrorKind::Log { log, reason } => write!(f, "event log {log}: {reason}"),
+            ErrorKind::WrongShard { user, owner, shard, shards } => write!(
+                f,
+                "user {user} belongs to user shard {owner} of {shards}, this replica keeps shard {shard}"
+            ),
             ErrorKind::SnapshotVersion { path, found, supported } => write!(
                 f,
                 "{}: snapshot format version {found}, this build reads version {supported}",

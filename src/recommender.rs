@@ -193,6 +193,9 @@ impl Recommender {
             k = req.k
         )
         .entered();
+        if let Some(shard) = state.signals.user_shard() {
+            shard.check(req.user)?;
+        }
         let r = stage!("resolve", self.resolve(input, state, req))?;
         let rules = self.rules.load_full();
         let (catalog, signals) = (&*state.catalog, &*state.signals);

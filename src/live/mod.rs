@@ -17,8 +17,19 @@
 //! order and skips any at or below the last applied one, so a log replayed
 //! from a snapshot's offset, or delivered twice, applies each entry once.
 
+mod log;
+#[cfg(feature = "redis")]
+mod redis_log;
+mod replica;
 mod snapshot;
 
+pub use log::{
+    ENTRY_VERSION, EventLog, LogBatch, LogRecord, MAX_ENTRY_BYTES, MemoryLog, Rejected,
+    decode_entry, encode_entry, now_ms,
+};
+#[cfg(feature = "redis")]
+pub use redis_log::{RedisLog, RedisLogConfig};
+pub use replica::{Lag, Loaded, Polled, Replica, ReplicaConfig, ReplicaStats, SnapshotStore};
 pub use snapshot::{FORMAT_VERSION, Retention, SnapshotInfo, SnapshotIo, StdIo};
 
 use crate::catalog::{Catalog, CatalogChanges, CatalogDelta};
@@ -363,6 +374,22 @@ impl ShopWriter {
             return Err(Error::dimension("snapshot embeddings", dim, w.catalog.dim()));
         }
         Ok(w)
+    }
+
+    /// Records the entry at `offset` as passed over without applying it (an
+    /// entry no reader could decode, or one [`apply`](Self::apply)
+    /// rejected: every replica of the log does the same, so they stay
+    /// equal). Offsets at or below the current one change nothing.
+    pub fn skip(&mut self, offset: u64) {
+        if self.offset.is_none_or(|o| offset > o) {
+            self.offset = Some(offset);
+        }
+    }
+
+    /// Keeps profiles only for `shard`'s users (see
+    /// [`SignalStore::set_user_shard`]).
+    pub fn set_user_shard(&mut self, shard: Option<crate::signals::UserShard>) {
+        self.store.set_user_shard(shard);
     }
 
     pub(crate) fn parts(&self) -> (&Arc<Catalog>, &Arc<dyn VectorIndex>, &SignalStore) {

@@ -417,6 +417,37 @@ pub(super) fn load(root: &Path) -> Result<ShopWriter> {
     load_dir(&root.join(name))
 }
 
+/// Loads the newest snapshot under `root` that loads: every
+/// `snapshot-<offset>-<nanos>` directory, newest offset first, falls back to
+/// the next when one is corrupt or unreadable. Returns the writer, the
+/// directory it came from and what was passed over (each with its error).
+///
+/// Errors: no snapshot directory loads (the last error, or
+/// [`ErrorKind::Io`] when there is none).
+pub(crate) fn load_newest(root: &Path) -> Result<super::Loaded> {
+    let listing = std::fs::read_dir(root).map_err(io_err(root))?;
+    let mut dirs: Vec<((u64, u128), PathBuf)> = listing
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let rest = name.strip_prefix(PREFIX)?;
+            let (offset, nanos) = rest.split_once('-')?;
+            Some(((offset.parse().ok()?, u128::from_str_radix(nanos, 16).ok()?), e.path()))
+        })
+        .collect();
+    dirs.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
+    let mut skipped = Vec::new();
+    for (_, dir) in dirs {
+        match load_dir(&dir) {
+            Ok(writer) => return Ok(super::Loaded { writer, from: dir, skipped }),
+            Err(e) => skipped.push((dir, e)),
+        }
+    }
+    Err(skipped.pop().map(|(_, e)| e).unwrap_or_else(|| {
+        Error::io(root, std::io::Error::new(std::io::ErrorKind::NotFound, "no snapshot"))
+    }))
+}
+
 /// Loads one snapshot directory.
 pub(crate) fn load_dir(dir: &Path) -> Result<ShopWriter> {
     let path = dir.join(FILE);

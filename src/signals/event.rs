@@ -138,8 +138,9 @@ pub struct Event {
     pub kind: EventKind,
     /// The content the product was reached through (a click or order from a
     /// video or live stream's product card): the product's event is also
-    /// attributed to that content.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// attributed to that content. (Always serialized, `null` when absent:
+    /// the log's postcard encoding is positional.)
+    #[serde(default)]
     pub via: Option<ContentId>,
 }
 

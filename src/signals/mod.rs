@@ -54,6 +54,7 @@ mod report;
 mod snapshot;
 pub(crate) mod store;
 mod tables;
+mod user_shard;
 
 pub use config::{
     CoEngagementConfig, EngagementWeights, GovernanceConfig, LiveConfig, ProfileConfig,
@@ -67,6 +68,7 @@ pub use relevance::{Level, Relevance};
 pub use report::{IngestReport, Rejection};
 pub use snapshot::{Gate, MemoryReport, PurchaseState, RepurchaseCycle, Signals};
 pub use store::SignalStore;
+pub use user_shard::{MAX_USER_SHARDS, UserShard};
 
 /// A decayed counter kept per product, content item, merchant and category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

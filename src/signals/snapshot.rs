@@ -258,6 +258,13 @@ impl Signals {
         self.users[shard_of(user)].get(&user).map(|p| &**p)
     }
 
+    /// The user shard whose profiles these signals hold (`None`: all
+    /// users); requests for other users are refused
+    /// ([`ErrorKind::WrongShard`](crate::ErrorKind::WrongShard)).
+    pub fn user_shard(&self) -> Option<crate::signals::UserShard> {
+        self.shared.user_shard
+    }
+
     /// Number of users with a profile.
     pub fn user_count(&self) -> usize {
         self.users.iter().map(|s| s.len()).sum()

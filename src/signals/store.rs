@@ -11,7 +11,7 @@ use crate::signals::profile::{Purchase, SearchIntent};
 use crate::signals::report::{IngestReport, Rejection};
 use crate::signals::snapshot::Signals;
 use crate::signals::tables::{CycleStats, SHARDS, Shard, Shared, Tables, shard_of};
-use crate::signals::{COUNTERS, Counter, Event, EventKind, SearchQuery, Target};
+use crate::signals::{COUNTERS, Counter, Event, EventKind, SearchQuery, Target, UserShard};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -93,7 +93,14 @@ impl SignalStore {
         };
         let repurchase = vec![CycleStats::default(); categories.len()];
         Ok(SignalStore {
-            shared: Arc::new(Shared { catalog, config, categories, category_index, product_cat }),
+            shared: Arc::new(Shared {
+                catalog,
+                config,
+                categories,
+                category_index,
+                product_cat,
+                user_shard: None,
+            }),
             tables,
             users: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(),
             dirty: vec![Vec::new(); SHARDS],
@@ -242,8 +249,15 @@ impl SignalStore {
         t.categories.grow(categories.len());
         t.co.grow(catalog.len());
         self.repurchase.resize(categories.len(), CycleStats::default());
-        let config = self.shared.config.clone();
-        self.shared = Arc::new(Shared { catalog, config, categories, category_index, product_cat });
+        let (config, user_shard) = (self.shared.config.clone(), self.shared.user_shard);
+        self.shared = Arc::new(Shared {
+            catalog,
+            config,
+            categories,
+            category_index,
+            product_cat,
+            user_shard,
+        });
         Ok(())
     }
 
@@ -437,6 +451,36 @@ impl SignalStore {
     }
 }
 
+impl SignalStore {
+    /// Keeps profiles only for `shard`'s users from now on (all users with
+    /// `None`): profiles of other users already held are dropped, and
+    /// co-engagement and repurchase intervals are learned from the shard's
+    /// users, weighted by the shard count. Set it before the first event
+    /// (or right after loading a snapshot of the same layout) so that every
+    /// replica of the shard applies the whole stream under one rule.
+    pub fn set_user_shard(&mut self, shard: Option<UserShard>) {
+        if self.shared.user_shard == shard {
+            return;
+        }
+        let mut shared = (*self.shared).clone();
+        shared.user_shard = shard;
+        self.shared = Arc::new(shared);
+        if let Some(shard) = shard {
+            for (users, dirty) in self.users.iter_mut().zip(&mut self.dirty) {
+                if users.keys().any(|&u| !shard.owns(u)) {
+                    Arc::make_mut(users).retain(|&u, _| shard.owns(u));
+                }
+                dirty.retain(|&u| shard.owns(u));
+            }
+        }
+    }
+
+    /// The user shard whose profiles this store keeps (`None`: all users).
+    pub fn user_shard(&self) -> Option<UserShard> {
+        self.shared.user_shard
+    }
+}
+
 /// What one applied event says about its user.
 struct ProfileUpdate<'a> {
     shared: &'a Shared,
@@ -457,6 +501,13 @@ fn update_profile(
 ) {
     let ProfileUpdate { shared, e, credit, search, weight } = u;
     let (catalog, cfg, at) = (&*shared.catalog, &shared.config, e.at);
+    // Another user shard's user: nothing is kept. What is learned through
+    // profiles comes from this shard's users, standing for `count` each.
+    let sample = match shared.user_shard {
+        Some(shard) if !shard.owns(e.user) => return,
+        Some(shard) => shard.count(),
+        None => 1,
+    };
     // The user's profile.
     let s = shard_of(e.user);
     let profile = Arc::make_mut(Arc::make_mut(&mut users[s]).entry(e.user).or_default());
@@ -475,7 +526,7 @@ fn update_profile(
         profile.searched(intent, pcfg);
     }
     if weight > 0.0 {
-        pair_with_recent(co, profile, credit, weight, at, &cfg.co_engagement);
+        pair_with_recent(co, profile, credit, (weight, sample as f32), at, &cfg.co_engagement);
         let was_dirty = profile.dirty;
         for &(row, share) in credit.iter() {
             let category = catalog.categories()[row.index()];
@@ -492,11 +543,11 @@ fn update_profile(
         let category = shared.categories[cat as usize];
         let stats = &mut repurchase[cat as usize];
         match profile.last_purchase_in(category) {
-            None => stats.buyers = stats.buyers.saturating_add(1),
+            None => stats.buyers = stats.buyers.saturating_add(sample),
             Some(prev) => {
                 let gap = elapsed(at, prev.at).saturating_abs();
                 if gap >= cfg.repurchase.min_interval {
-                    stats.record_interval(gap);
+                    stats.record_interval(gap, sample);
                 }
             }
         }
@@ -505,12 +556,13 @@ fn update_profile(
 }
 
 /// Co-engagement: each credited product pairs with the user's latest
-/// engagements within the gap (before this one joins them).
+/// engagements within the gap (before this one joins them); `weight` is the
+/// event's weight and the number of users the profile stands for.
 fn pair_with_recent(
     co: &mut CoTable,
     profile: &crate::UserProfile,
     credit: &[(ItemIdx, f32)],
-    weight: f32,
+    (weight, sample): (f32, f32),
     at: Timestamp,
     cc: &crate::signals::CoEngagementConfig,
 ) {
@@ -523,7 +575,7 @@ fn pair_with_recent(
             if e.row == row || elapsed(at, e.at).saturating_abs() > cc.max_gap {
                 continue;
             }
-            let pw = w.min(e.weight);
+            let pw = w.min(e.weight) * sample;
             co.add(e.row.index(), row.0, pw, at);
             co.add(row.index(), e.row.0, pw, at);
         }
@@ -711,9 +763,8 @@ impl SignalStore {
         for c in catalog.categories() {
             product_cat.push(*category_index.get(c).ok_or(format!("category {c} unknown"))?);
         }
-        let cfg = config;
-        let built = counter_tables(&catalog, &cfg, record.categories.len(), tables)?;
-        let cc = cfg.co_engagement;
+        let built = counter_tables(&catalog, &config, record.categories.len(), tables)?;
+        let cc = config.co_engagement;
         let (t, total, offsets, rows, weights) = co;
         let co = CoTable::from_raw(t, total, offsets, rows, weights, cc.neighbours, cc.half_life)
             .filter(|t| t.len() == catalog.len())
@@ -731,10 +782,11 @@ impl SignalStore {
         let n_cats = record.categories.len();
         let shared = Shared {
             catalog: Arc::clone(&catalog),
-            config: cfg,
+            config,
             categories: record.categories,
             category_index,
             product_cat,
+            user_shard: None,
         };
         let mut store = SignalStore {
             shared: Arc::new(shared),

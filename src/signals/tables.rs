@@ -31,7 +31,7 @@ pub(crate) fn shard_of(user: UserId) -> usize {
 }
 
 /// Catalog-derived lookups shared by the store and its snapshots.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Shared {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) config: SignalConfig,
@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) category_index: HashMap<CategoryId, u32>,
     /// Product row → dense category index.
     pub(crate) product_cat: Vec<u32>,
+    /// The users whose profiles are kept (all when `None`).
+    pub(crate) user_shard: Option<crate::signals::UserShard>,
 }
 
 /// The counter tables, cloned (cheaply) into every snapshot.
@@ -74,11 +76,13 @@ impl Default for CycleStats {
 }
 
 impl CycleStats {
-    pub(crate) fn record_interval(&mut self, secs: i64) {
+    /// Counts one repeat purchase `secs` after the previous one, `weight`
+    /// times (a user shard's sample stands for `count` users).
+    pub(crate) fn record_interval(&mut self, secs: i64, weight: u32) {
         let hours = (secs as f64 / 3600.0).max(1.0);
         let bin = ((4.0 * hours.log2()) as usize).min(CYCLE_BINS - 1);
-        self.hist[bin] = self.hist[bin].saturating_add(1);
-        self.repeats = self.repeats.saturating_add(1);
+        self.hist[bin] = self.hist[bin].saturating_add(weight);
+        self.repeats = self.repeats.saturating_add(weight);
     }
 
     /// `(buyers, repeats, histogram)`, as a snapshot saves them.

@@ -2,6 +2,9 @@
 //! following them, cheap publishes, snapshots and restart from snapshot +
 //! tail.
 
+#[cfg(feature = "redis")]
+mod redis;
+mod replicas;
 mod snapshots;
 
 use omnifeed::index::{ExactIndex, IvfIndex, IvfParams, VectorIndex, recall};

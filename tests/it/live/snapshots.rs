@@ -28,7 +28,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// The log of the tiny world after its events: deltas, more events,
 /// governance, one entry each.
-fn tail(world: &omnifeed::synth::World) -> Vec<LogEntry> {
+pub fn tail(world: &omnifeed::synth::World) -> Vec<LogEntry> {
     let at = world.events.last().unwrap().at;
     let mut entries = Vec::new();
     for (i, batch) in random_deltas(world, 12, 5).into_iter().enumerate() {

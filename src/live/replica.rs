@@ -1,0 +1,388 @@
+//! Replicas: a ranking process that starts from the newest shared snapshot
+//! and follows the shared [`EventLog`] from the snapshot's offset.
+//!
+//! Every replica applies the same ordered entries through its own
+//! [`ShopWriter`], so two replicas (of the same user shard) at the same
+//! offset hold the same state and serve the same feeds. An entry no replica
+//! can decode, or one the writer rejects, is passed over by all of them
+//! alike ([`ShopWriter::skip`]).
+//!
+//! ```text
+//!   SnapshotStore root/
+//!     full/             snapshot-<offset>-<nanos>/state.osnap, CURRENT
+//!     shard-0-of-2/     (one layout per user-shard configuration)
+//!     shard-1-of-2/
+//! ```
+
+use super::log::{EventLog, LogRecord, Rejected, now_ms};
+use super::{Applied, Retention, ShopWriter, SnapshotInfo, StdIo};
+use crate::error::Result;
+use crate::recommender::Recommender;
+use crate::signals::UserShard;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A directory of snapshots shared by replicas (a network file system, or
+/// a local copy of an object-store prefix), one subdirectory per layout.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    root: PathBuf,
+}
+
+impl SnapshotStore {
+    /// Snapshots under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> SnapshotStore {
+        SnapshotStore { root: root.into() }
+    }
+
+    /// The directory of one layout: `root/full` or
+    /// `root/shard-<i>-of-<n>`. Replicas of different layouts never read
+    /// each other's snapshots (a shard learns co-engagement from its own
+    /// users, so its state is not a full replica's).
+    pub fn dir(&self, shard: Option<UserShard>) -> PathBuf {
+        self.root.join(shard.map_or_else(|| "full".to_string(), |s| s.name()))
+    }
+
+    /// Loads the newest snapshot of the layout that loads, falling back past
+    /// corrupt ones. `Ok(None)` when the layout has no snapshot yet.
+    ///
+    /// Errors: snapshots exist but none loads.
+    pub fn load_newest(&self, shard: Option<UserShard>) -> Result<Option<Loaded>> {
+        let dir = self.dir(shard);
+        let has_any = std::fs::read_dir(&dir).is_ok_and(|mut d| {
+            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("snapshot-")))
+        });
+        if !has_any {
+            return Ok(None);
+        }
+        super::snapshot::load_newest(&dir).map(Some)
+    }
+
+    /// Saves `writer` as the layout's newest snapshot.
+    ///
+    /// Errors: as [`ShopWriter::save_with`].
+    pub fn save(
+        &self,
+        writer: &mut ShopWriter,
+        shard: Option<UserShard>,
+        retention: Retention,
+    ) -> Result<SnapshotInfo> {
+        writer.save_with(&self.dir(shard), &StdIo, retention)
+    }
+}
+
+/// A snapshot [`SnapshotStore::load_newest`] loaded.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The writer, at the snapshot's offset.
+    pub writer: ShopWriter,
+    /// The directory it came from.
+    pub from: PathBuf,
+    /// Newer snapshots that did not load, with why.
+    pub skipped: Vec<(PathBuf, crate::Error)>,
+}
+
+/// How a [`Replica`] follows the log.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// The user shard whose profiles this replica keeps (`None`: all).
+    pub shard: Option<UserShard>,
+    /// Publish applied entries at most this often. Default 100 ms.
+    pub publish_every: Duration,
+    /// Write a snapshot after this many entries (0: this replica never
+    /// writes snapshots; one replica per layout is the snapshotter).
+    /// Default 0.
+    pub snapshot_every: u64,
+    /// Snapshots kept per layout. Default 3.
+    pub retention: Retention,
+    /// Entries per read. Default 512.
+    pub read_batch: usize,
+    /// How long a read waits for new entries. Default 20 ms.
+    pub wait: Duration,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            shard: None,
+            publish_every: Duration::from_millis(100),
+            snapshot_every: 0,
+            retention: Retention::default(),
+            read_batch: 512,
+            wait: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Counts of what a replica did since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicaStats {
+    /// Entries applied.
+    pub applied: u64,
+    /// Behaviour events in the applied entries.
+    pub events: u64,
+    /// Entries that did not decode (passed over).
+    pub rejected: u64,
+    /// Entries the writer refused (passed over).
+    pub failed: u64,
+    /// States published.
+    pub publishes: u64,
+    /// Snapshots written.
+    pub snapshots: u64,
+    /// The longest time from an entry's append to the publish that made it
+    /// visible, in milliseconds.
+    pub max_visible_delay_ms: i64,
+}
+
+/// How far a replica is behind the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lag {
+    /// Entries in the log after the last one applied.
+    pub entries: u64,
+    /// While behind: the age of the newest applied entry, in milliseconds
+    /// (how old the replica's view is); 0 when caught up.
+    pub ms: i64,
+}
+
+/// What one [`Replica::poll`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// Entries read (applied, rejected or failed).
+    pub read: usize,
+    /// Whether a state was published.
+    pub published: bool,
+}
+
+/// One ranking replica: a writer fed by the log, and the recommender it
+/// publishes to. Requests go to [`recommender`](Self::recommender) from
+/// any thread while [`poll`](Self::poll) or [`run`](Self::run) follow
+/// the log on one.
+#[derive(Debug)]
+pub struct Replica {
+    log: Arc<dyn EventLog>,
+    store: SnapshotStore,
+    config: ReplicaConfig,
+    writer: ShopWriter,
+    recommender: Arc<Recommender>,
+    last_publish: Instant,
+    /// Append time of the oldest entry applied since the last publish.
+    unpublished_since_ms: Option<i64>,
+    newest_applied_ms: i64,
+    since_snapshot: u64,
+    stats: ReplicaStats,
+    loaded_from: Option<PathBuf>,
+    skipped_snapshots: Vec<(PathBuf, crate::Error)>,
+}
+
+impl Replica {
+    /// Starts a replica: the newest snapshot of its layout that loads (or
+    /// `bootstrap()`, the writer over the base catalog at offset 0, when
+    /// the layout has none yet), restricted to `config.shard`, published
+    /// into a new recommender (with the snapshot's recommender config and
+    /// scorer when it has them). Call [`catch_up`](Self::catch_up) before
+    /// taking traffic.
+    ///
+    /// Errors: snapshots exist but none loads; `bootstrap`'s error; the
+    /// recommender's build errors.
+    pub fn start(
+        log: Arc<dyn EventLog>,
+        store: SnapshotStore,
+        config: ReplicaConfig,
+        bootstrap: impl FnOnce() -> Result<ShopWriter>,
+    ) -> Result<Replica> {
+        let (mut writer, loaded_from, skipped_snapshots) = match store.load_newest(config.shard)? {
+            Some(l) => (l.writer, Some(l.from), l.skipped),
+            None => (bootstrap()?, None, Vec::new()),
+        };
+        writer.set_user_shard(config.shard);
+        let mut builder = Recommender::builder().state(writer.publish()?);
+        if let Some(c) = writer.recommender_config() {
+            builder = builder.config(c.clone());
+        }
+        if let Some(s) = writer.scorer() {
+            builder = builder.scorer(Box::new(s));
+        }
+        let recommender = Arc::new(builder.build()?);
+        Ok(Replica {
+            log,
+            store,
+            config,
+            writer,
+            recommender,
+            last_publish: Instant::now(),
+            unpublished_since_ms: None,
+            newest_applied_ms: 0,
+            since_snapshot: 0,
+            stats: ReplicaStats::default(),
+            loaded_from,
+            skipped_snapshots,
+        })
+    }
+
+    /// The recommender this replica publishes to (share it with request
+    /// threads).
+    pub fn recommender(&self) -> &Arc<Recommender> {
+        &self.recommender
+    }
+
+    /// The writer (its offset, catalog and store).
+    pub fn writer(&self) -> &ShopWriter {
+        &self.writer
+    }
+
+    /// The offset of the last entry applied or passed over (0 before any).
+    pub fn offset(&self) -> u64 {
+        self.writer.offset().unwrap_or(0)
+    }
+
+    /// What this replica did since it started.
+    pub fn stats(&self) -> ReplicaStats {
+        self.stats
+    }
+
+    /// The snapshot directory it started from (`None`: bootstrapped).
+    pub fn loaded_from(&self) -> Option<&Path> {
+        self.loaded_from.as_deref()
+    }
+
+    /// Newer snapshots that did not load at start, with why.
+    pub fn skipped_snapshots(&self) -> &[(PathBuf, crate::Error)] {
+        &self.skipped_snapshots
+    }
+
+    /// How far behind the log this replica is (asks the log for its head).
+    ///
+    /// Errors: the log unreachable.
+    pub fn lag(&self) -> Result<Lag> {
+        let entries = self.log.head()?.saturating_sub(self.offset());
+        let ms = if entries == 0 { 0 } else { (now_ms() - self.newest_applied_ms).max(0) };
+        #[cfg(feature = "metrics")]
+        {
+            metrics::gauge!("omnifeed_replica_lag_entries").set(entries as f64);
+            metrics::gauge!("omnifeed_replica_lag_seconds").set(ms as f64 / 1000.0);
+        }
+        Ok(Lag { entries, ms })
+    }
+
+    /// Reads one batch after the current offset (waiting up to
+    /// `config.wait` when there is none), applies it in offset order,
+    /// publishes when `config.publish_every` has passed since the last
+    /// publish, and writes a snapshot when one is due.
+    ///
+    /// Errors: the log unreachable or gapped; a failed publish or snapshot
+    /// (the entries stay applied; the next poll tries again).
+    pub fn poll(&mut self) -> Result<Polled> {
+        let batch = self.log.read(self.offset(), self.config.read_batch, self.config.wait)?;
+        let read = batch.records.len() + batch.rejected.len();
+        self.apply_in_order(batch.records, batch.rejected);
+        // A batch of only rejected entries moves the offset too.
+        self.writer.skip(batch.last);
+        let due = self.last_publish.elapsed() >= self.config.publish_every;
+        let published = self.unpublished_since_ms.is_some() && due;
+        if published {
+            self.publish()?;
+        }
+        if self.config.snapshot_every > 0 && self.since_snapshot >= self.config.snapshot_every {
+            self.snapshot()?;
+        }
+        Ok(Polled { read, published })
+    }
+
+    /// Applies records and passes over rejected entries, merged by offset.
+    fn apply_in_order(&mut self, records: Vec<LogRecord>, rejected: Vec<Rejected>) {
+        let mut rejected = rejected.into_iter().peekable();
+        for r in records {
+            while let Some(bad) = rejected.next_if(|b| b.offset < r.offset) {
+                self.pass_over(&bad);
+            }
+            self.apply_record(&r);
+        }
+        for bad in rejected {
+            self.pass_over(&bad);
+        }
+    }
+
+    fn pass_over(&mut self, bad: &Rejected) {
+        tracing::warn!(offset = bad.offset, reason = %bad.reason, "log entry rejected");
+        #[cfg(feature = "metrics")]
+        metrics::counter!("omnifeed_log_rejected_total").increment(1);
+        self.stats.rejected += 1;
+        self.writer.skip(bad.offset);
+    }
+
+    fn apply_record(&mut self, r: &LogRecord) {
+        match self.writer.apply(r.offset, &r.entry) {
+            Ok(Applied::Duplicate) => return,
+            Ok(applied) => {
+                self.stats.applied += 1;
+                if let Applied::Events(report) = applied {
+                    self.stats.events += report.events;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(offset = r.offset, error = %e, "log entry refused by the writer");
+                self.stats.failed += 1;
+                self.writer.skip(r.offset);
+            }
+        }
+        self.since_snapshot += 1;
+        self.newest_applied_ms = r.appended_ms;
+        self.unpublished_since_ms.get_or_insert(r.appended_ms);
+    }
+
+    /// Publishes what was applied into the recommender now.
+    ///
+    /// Errors: as [`ShopWriter::publish`].
+    pub fn publish(&mut self) -> Result<()> {
+        self.writer.publish_to(&self.recommender)?;
+        if let Some(since) = self.unpublished_since_ms.take() {
+            let delay = (now_ms() - since).max(0);
+            self.stats.max_visible_delay_ms = self.stats.max_visible_delay_ms.max(delay);
+        }
+        self.stats.publishes += 1;
+        self.last_publish = Instant::now();
+        Ok(())
+    }
+
+    /// Writes a snapshot of the current state into the layout's directory.
+    ///
+    /// Errors: as [`SnapshotStore::save`].
+    pub fn snapshot(&mut self) -> Result<SnapshotInfo> {
+        let info = self.store.save(&mut self.writer, self.config.shard, self.config.retention)?;
+        self.since_snapshot = 0;
+        self.stats.snapshots += 1;
+        Ok(info)
+    }
+
+    /// Polls until the offset reaches the log's head as of the call (or
+    /// `timeout` passes), then publishes. Returns the offset reached.
+    ///
+    /// Errors: as [`poll`](Self::poll), and the log's head unreachable.
+    pub fn catch_up(&mut self, timeout: Duration) -> Result<u64> {
+        let target = self.log.head()?;
+        let start = Instant::now();
+        while self.offset() < target && start.elapsed() < timeout {
+            self.poll()?;
+        }
+        if self.unpublished_since_ms.is_some() {
+            self.publish()?;
+        }
+        Ok(self.offset())
+    }
+
+    /// Polls until `stop` is set, then publishes what was applied.
+    ///
+    /// Errors: the first error of [`poll`](Self::poll) (the log stayed
+    /// unreachable past its retries).
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            self.poll()?;
+        }
+        if self.unpublished_since_ms.is_some() {
+            self.publish()?;
+        }
+        Ok(())
+    }
+}
