@@ -104,6 +104,7 @@ pub mod index;
 pub mod limits;
 pub mod live;
 pub mod load;
+mod mem;
 pub mod pipeline;
 pub mod rank;
 mod recommender;

@@ -42,6 +42,7 @@ impl Embeddings {
             let hi = p.get(1).map_or(0, |x| u64::from(x.to_bits()));
             u64::from(p[0].to_bits()) | hi << 32
         }));
+        crate::mem::huge_pages(&data);
         Ok(Embeddings { dim, data, raw_norms, fingerprint: h.finish() })
     }
 

@@ -3,7 +3,7 @@
 
 use crate::catalog::Catalog;
 use crate::ids::{ItemIdx, Timestamp, elapsed};
-use crate::rank::kernels::dot;
+use crate::rank::kernels::{dot, prefetch};
 use crate::signals::{PurchaseState, Rate, Signals, UserProfile};
 
 /// Number of features per candidate.
@@ -241,7 +241,7 @@ pub(crate) fn rank_rows(catalog: &Catalog, signals: &Signals, price_band: &[f32]
     use rayon::prelude::*;
     let trend = signals.trending_scores();
     let recent = signals.recent_trending_scores();
-    (0..catalog.len())
+    let rows = (0..catalog.len())
         .into_par_iter()
         .map(|i| {
             let r = ItemIdx(i as u32);
@@ -267,7 +267,9 @@ pub(crate) fn rank_rows(catalog: &Catalog, signals: &Signals, price_band: &[f32]
                 category: catalog.categories()[i],
             }
         })
-        .collect()
+        .collect::<Vec<RankRow>>();
+    crate::mem::huge_pages(&rows);
+    rows
 }
 
 /// What the features of one request read; the per-request lists are
@@ -383,15 +385,28 @@ pub(crate) fn compute_features(
     let short = ctx.profile.and_then(|p| p.short_term(ctx.at));
     let inv_scale = 1.0 / ctx.fresh_scale;
     let lists = ctx.lists;
-    warm(emb.as_slice(), emb.dim(), ctx.rank_rows, rows);
+    // Each candidate's embedding and packed signal row are requested AHEAD
+    // rows before the loop reaches them, so their memory latency overlaps
+    // the arithmetic on the rows before.
+    let fetch = |r: ItemIdx| {
+        prefetch(emb.row(r));
+        prefetch(std::slice::from_ref(&ctx.rank_rows[r.index()]));
+    };
+    rows.iter().take(AHEAD).for_each(|&r| fetch(r));
+    // The interest centroids as one block, split per candidate without the
+    // division `UserProfile::interests` makes (7% of this loop in perf).
+    let (dim, interests) = (emb.dim(), ctx.profile.map_or(&[][..], |p| p.interest_block()));
     for (i, (&r, row)) in rows.iter().zip(out.data.chunks_exact_mut(F)).enumerate() {
+        if let Some(&next) = rows.get(i + AHEAD) {
+            fetch(next);
+        }
         let e = emb.row(r);
         let rr = &ctx.rank_rows[r.index()];
         row[SIM_LONG] = long.map_or(0.0, |v| dot(v, e));
         row[SIM_SHORT] = short.map_or(0.0, |v| dot(v, e));
-        if let Some(p) = ctx.profile {
+        if ctx.profile.is_some() {
             let mut best = 0.0f32;
-            for (_, v) in p.interests() {
+            for v in interests.chunks_exact(dim) {
                 best = best.max(dot(v, e));
             }
             row[SIM_INTEREST] = best;
@@ -423,19 +438,11 @@ pub(crate) fn compute_features(
     }
 }
 
-/// Touches every cache line the feature loop will read (the embedding row
-/// and the packed signal row of each candidate) in a loop of independent
-/// loads, so the memory system fetches many lines at once instead of one
-/// miss per candidate stalling the arithmetic: a software prefetch without
-/// `unsafe`.
-#[inline(never)]
-fn warm(matrix: &[f32], dim: usize, rank_rows: &[RankRow], rows: &[ItemIdx]) {
-    let mut acc = 0.0f32;
-    for &r in rows {
-        acc += super::kernels::touch_row(matrix, dim, r) + rank_rows[r.index()].ctr;
-    }
-    std::hint::black_box(acc);
-}
+/// How many rows ahead the feature loop prefetches. Against a warm pass
+/// over all rows first (a loop of independent loads), prefetching 16 rows
+/// ahead left ~105 µs of a cold 1,000-row ranking unhidden against ~150 µs
+/// (cold minus hot, alternated runs on a 1M-product catalog).
+const AHEAD: usize = 16;
 
 /// The features of one row computed the plain way, through the public
 /// signal accessors (no packed rows, no per-request lists): the oracle

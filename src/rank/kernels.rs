@@ -65,6 +65,32 @@ pub struct Scored {
     pub score: f32,
 }
 
+/// Asks the CPU to start fetching the cache lines of `data` (a hint: no
+/// result, no fault, nothing waits for it), so that a loop can fetch rows
+/// it reaches a few iterations later while it computes on the current one.
+/// A no-op off x86-64.
+#[inline(always)]
+pub(crate) fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let bytes = std::mem::size_of_val(data);
+        let base = data.as_ptr().cast::<i8>();
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: `base + off` lies inside `data` (off < its byte
+            // length); a prefetch only hints the cache and never faults.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(base.add(off))
+            };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Reads one `f32` from every 64-byte line of row `row` of a row-major
 /// `dim`-column matrix and returns their sum. A loop of these over many rows
 /// is a run of independent loads, so the memory system fetches the lines at

@@ -98,6 +98,13 @@ impl UserProfile {
         self.interest_weights.iter().copied().zip(self.interests.chunks_exact(dim))
     }
 
+    /// The interest centroids as one row-major block (`interests().len()`
+    /// rows of the catalog's dimension), for loops that read them per
+    /// candidate.
+    pub(crate) fn interest_block(&self) -> &[f32] {
+        &self.interests
+    }
+
     /// The most recent engagements, oldest first.
     pub fn recent(&self) -> impl DoubleEndedIterator<Item = &Engagement> + ExactSizeIterator + '_ {
         self.recent.iter()
