@@ -177,6 +177,15 @@ impl<'a> TopK<'a> {
         self.threshold = self.buf[k - 1].score;
     }
 
+    /// A score below which no later push can enter the best `k`: the
+    /// `k`-th best kept at the last truncation (−∞ until then). Rises
+    /// monotonically; a search can skip candidates whose upper bound is
+    /// below it.
+    #[inline]
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
     /// Finishes: the buffer holds the best `k`, best first.
     pub fn finish(self) {
         top_k_in_place(self.buf, self.k);

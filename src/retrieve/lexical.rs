@@ -4,8 +4,7 @@
 use crate::catalog::Catalog;
 use crate::ids::ItemIdx;
 use crate::limits::MAX_QUERY_TERMS;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Splits text into lowercase alphanumeric terms.
@@ -232,11 +231,15 @@ impl LexicalIndex {
     ///
     /// Repeated terms count once and at most
     /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS) distinct terms
-    /// are used. Posting lists are sorted by row, so the lists of the
-    /// query's terms are merged through a min-heap of cursors (no
-    /// per-request map or sort of all matches) and the matches stream
-    /// through a top-k: `O(P log T)` for `P` postings of `T` terms. `acc` is
-    /// scratch for the cursors.
+    /// are used. MaxScore (Turtle and Flood): a term contributes less than
+    /// `idf · (k1 + 1)`, so once the top-k's threshold exceeds the summed
+    /// bounds of the weakest terms, a title matching only those cannot
+    /// enter; only the other ("essential") terms' posting lists are walked,
+    /// and the weak terms are looked up for each candidate (galloping
+    /// search, skipped as soon as the bound says the candidate cannot make
+    /// it). The results equal an exhaustive scoring's: every title that
+    /// could enter is scored in full, its terms summed in the same order.
+    /// `acc` is scratch for the cursors.
     pub fn search(
         &self,
         terms: &[String],
@@ -250,42 +253,125 @@ impl LexicalIndex {
         if k == 0 || terms.is_empty() {
             return;
         }
-        // One cursor per distinct known term; `acc` holds the cursor
-        // positions as (position, idf).
         let lists = self.query_lists(terms);
+        // Cursors as (position, idf), in `lists` order.
         acc.extend(lists.iter().map(|l| (0, self.idf(l))));
-        // Min-heap of (row under the cursor, list).
-        let mut heap: BinaryHeap<Reverse<(u32, u32)>> = lists
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| l.first().map(|&(r, _)| Reverse((r, i as u32))))
-            .collect();
+        let mut m = MaxScore::new(&lists, acc);
         let mut best: Vec<crate::rank::kernels::Scored> = Vec::new();
-        // Hoisted: the posting loop reads them once per match.
         let (doc_len, avg_len): (&[u16], f32) = (&self.doc_len, self.avg_len);
         let mut top = crate::rank::kernels::TopK::new(&mut best, k.min(doc_len.len()));
-        while let Some(&Reverse((row, _))) = heap.peek() {
+        while let Some(row) = m.next_candidate() {
             let norm = length_norm(doc_len, avg_len, row);
-            let mut score = 0.0;
-            while let Some(&Reverse((r, li))) = heap.peek() {
-                if r != row {
-                    break;
+            if let Some(score) = m.score(row, norm, top.threshold()) {
+                if keep(ItemIdx(row)) {
+                    top.push(ItemIdx(row), score);
+                    m.raise(top.threshold());
                 }
-                heap.pop();
-                let (list, cursor) = (lists[li as usize], &mut acc[li as usize]);
-                score += term_score(cursor.1, list[cursor.0 as usize].1, norm);
-                cursor.0 += 1;
-                if let Some(&(next, _)) = list.get(cursor.0 as usize) {
-                    heap.push(Reverse((next, li)));
-                }
-            }
-            if keep(ItemIdx(row)) {
-                top.push(ItemIdx(row), score);
             }
         }
         top.finish();
         out.extend(best.iter().map(|s| (s.row, s.score)));
     }
+}
+
+/// The cursors of a MaxScore walk over a query's posting lists.
+struct MaxScore<'a> {
+    lists: &'a [&'a [(u32, u16)]],
+    /// (position, idf) per list.
+    cursors: &'a mut [(u32, f32)],
+    /// List indices by upper bound, weakest first.
+    order: Vec<usize>,
+    /// `prefix[j]`: the summed bounds of `order[..=j]`.
+    prefix: Vec<f32>,
+    /// `order[..essential]` are walked only by lookup.
+    essential: usize,
+    /// Each list's contribution to the candidate being scored (`None`: no
+    /// match), summed in list order as an exhaustive merge would.
+    contrib: Vec<Option<f32>>,
+}
+
+impl<'a> MaxScore<'a> {
+    fn new(lists: &'a [&'a [(u32, u16)]], cursors: &'a mut [(u32, f32)]) -> MaxScore<'a> {
+        // Bounds a hair above idf·(k1+1), so float rounding in the sums
+        // can never prune a title that would tie the threshold.
+        let bound = |i: usize| cursors[i].1.max(0.0) * (K1 + 1.0) * 1.0001;
+        let mut order: Vec<usize> = (0..lists.len()).collect();
+        order.sort_by(|&a, &b| bound(a).total_cmp(&bound(b)));
+        let prefix = order
+            .iter()
+            .scan(0.0f32, |sum, &i| {
+                *sum += bound(i);
+                Some(*sum)
+            })
+            .collect();
+        let contrib = vec![None; lists.len()];
+        MaxScore { lists, cursors, order, prefix, essential: 0, contrib }
+    }
+
+    /// The lowest row under an essential list's cursor (`None`: all done).
+    fn next_candidate(&self) -> Option<u32> {
+        self.order[self.essential..]
+            .iter()
+            .filter_map(|&i| self.lists[i].get(self.cursors[i].0 as usize).map(|p| p.0))
+            .min()
+    }
+
+    /// Scores `row` in full, or `None` as soon as its bound falls below
+    /// `threshold`. Moves the essential cursors past `row`.
+    fn score(&mut self, row: u32, norm: f32, threshold: f32) -> Option<f32> {
+        self.contrib.iter_mut().for_each(|c| *c = None);
+        let mut partial = 0.0f32;
+        for &i in &self.order[self.essential..] {
+            let (pos, idf) = &mut self.cursors[i];
+            if let Some(&(r, tf)) = self.lists[i].get(*pos as usize) {
+                if r == row {
+                    let c = term_score(*idf, tf, norm);
+                    self.contrib[i] = Some(c);
+                    partial += c;
+                    *pos += 1;
+                }
+            }
+        }
+        for j in (0..self.essential).rev() {
+            if partial + self.prefix[j] < threshold {
+                return None;
+            }
+            let i = self.order[j];
+            let list = self.lists[i];
+            let (pos, idf) = &mut self.cursors[i];
+            *pos = seek(list, *pos as usize, row) as u32;
+            if let Some(&(r, tf)) = list.get(*pos as usize) {
+                if r == row {
+                    let c = term_score(*idf, tf, norm);
+                    self.contrib[i] = Some(c);
+                    partial += c;
+                }
+            }
+        }
+        Some(self.contrib.iter().flatten().sum())
+    }
+
+    /// Moves terms whose summed bounds stay below `threshold` out of the
+    /// walk.
+    fn raise(&mut self, threshold: f32) {
+        while self.essential < self.order.len() && self.prefix[self.essential] < threshold {
+            self.essential += 1;
+        }
+    }
+}
+
+/// The first position at or after `from` whose row is at least `row`
+/// (galloping, then a binary search in the last step's range).
+fn seek(list: &[(u32, u16)], from: usize, row: u32) -> usize {
+    let (mut lo, mut step) = (from, 1usize);
+    let mut hi = from;
+    while hi < list.len() && list[hi].0 < row {
+        lo = hi + 1;
+        hi = hi.saturating_add(step);
+        step = step.saturating_mul(2);
+    }
+    let hi = hi.min(list.len());
+    lo + list[lo..hi].partition_point(|p| p.0 < row)
 }
 
 /// BM25's length normalization of `row`'s title: `k1 (1 − b + b · len / avg)`.
@@ -308,15 +394,14 @@ mod tests {
     use crate::catalog::{CatalogBuilder, Merchant, MerchantStatus, Product};
     use crate::ids::{CategoryId, MerchantId, ProductId};
 
-    #[test]
-    fn bm25_ranks_rarer_and_denser_matches_first() {
+    /// The index over one product per title, rows in title order.
+    fn index_of(titles: &[String]) -> LexicalIndex {
         let mut b = CatalogBuilder::new();
         b.add_merchant(Merchant {
             id: MerchantId(1),
             experience: 1.0,
             status: MerchantStatus::Active,
         });
-        let titles = ["red wool scarf", "red red scarf", "blue scarf", "red mug", "plain mug"];
         for (i, t) in titles.iter().enumerate() {
             let id = ProductId(i as u64 + 1);
             b.add_product(Product {
@@ -326,11 +411,68 @@ mod tests {
                 merchant: MerchantId(1),
                 stock: 1,
                 listed_at: 0,
-                title: Some((*t).into()),
+                title: Some(t.clone()),
             });
             b.add_embedding(id, &[1.0, i as f32]);
         }
-        let idx = LexicalIndex::build(&b.build().unwrap());
+        LexicalIndex::build(&b.build().unwrap())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// MaxScore's pruning changes nothing: the best `k` equal the
+        /// exhaustive scoring of every row (`score_rows`) sorted best
+        /// first, scores to the bit, under a filter too.
+        #[test]
+        fn maxscore_search_equals_exhaustive_scoring(
+            titles in proptest::collection::vec(
+                proptest::collection::vec(0usize..12, 1..6), 1..300),
+            query in proptest::collection::vec(0usize..14, 1..6),
+            k in 1usize..40,
+            skip in 0u32..7,
+        ) {
+            // A skewed vocabulary: w0 is in most titles, w11 in few.
+            let word = |w: usize| format!("w{}", w * w / 12);
+            let titles: Vec<String> = titles
+                .iter()
+                .map(|t| t.iter().map(|&w| word(w)).collect::<Vec<_>>().join(" "))
+                .collect();
+            let idx = index_of(&titles);
+            let q: Vec<String> = query.iter().map(|&w| word(w)).collect();
+            let keep = |r: ItemIdx| skip == 0 || r.0 % 7 != skip;
+            let (mut acc, mut got) = (Vec::new(), Vec::new());
+            idx.search(&q, k, &keep, &mut acc, &mut got);
+            let all: Vec<ItemIdx> = (0..titles.len() as u32).map(ItemIdx).collect();
+            let mut every = Vec::new();
+            idx.score_rows(&q, &all, &mut every);
+            let mut want: Vec<crate::rank::kernels::Scored> = every
+                .iter()
+                .filter(|e| keep(e.0))
+                .map(|&(row, score)| crate::rank::kernels::Scored { row, score })
+                .collect();
+            crate::rank::kernels::top_k_in_place(&mut want, k);
+            let want: Vec<(ItemIdx, f32)> = want.iter().map(|s| (s.row, s.score)).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn galloping_seek_finds_the_first_row_at_or_after() {
+        let list: Vec<(u32, u16)> = [1, 3, 4, 9, 10, 20, 21, 40].iter().map(|&r| (r, 1)).collect();
+        for from in 0..list.len() {
+            for row in 0..45 {
+                let want = from + list[from..].partition_point(|p| p.0 < row);
+                assert_eq!(seek(&list, from, row), want, "from {from} row {row}");
+            }
+        }
+        assert_eq!(seek(&[], 0, 5), 0);
+    }
+
+    #[test]
+    fn bm25_ranks_rarer_and_denser_matches_first() {
+        let titles = ["red wool scarf", "red red scarf", "blue scarf", "red mug", "plain mug"];
+        let idx = index_of(&titles.map(String::from));
         let (mut acc, mut out) = (Vec::new(), Vec::new());
         let q = tokenize("Red SCARF red");
         idx.search(&q, 10, &|_| true, &mut acc, &mut out);
