@@ -81,7 +81,8 @@
 //! # Features
 //!
 //! `default = ["hnsw", "safetensors", "synth", "train", "eval"]`; `metrics`
-//! (stage latencies and counters through the `metrics` facade) is off by
+//! (stage latencies and counters through the `metrics` facade) and `redis`
+//! (`live::RedisLog`, the shared event log on Redis Streams) are off by
 //! default. `--no-default-features` is the serving core.
 #![doc(test(attr(deny(warnings))))]
 #![deny(missing_docs)]

@@ -1,6 +1,9 @@
 //! The living shop: one writer applies an ordered log of events, catalog
 //! deltas and governance actions, publishes serving states cheaply, and
-//! saves and restores the whole state as a snapshot.
+//! saves and restores the whole state as a snapshot. Past one process,
+//! [`Replica`]s follow a shared [`EventLog`] ([`MemoryLog`], or `RedisLog`
+//! with the `redis` feature) from the newest snapshot in a
+//! [`SnapshotStore`] (ARCHITECTURE.md, "Deployment").
 //!
 //! ```text
 //!   log entries (offset 1, 2, 3, ...)         readers (any thread)
