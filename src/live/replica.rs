@@ -253,6 +253,9 @@ impl Replica {
     }
 
     /// How far behind the log this replica is (asks the log for its head).
+    /// With the `metrics` feature it also sets the gauges
+    /// `omnifeed_replica_lag_entries` and `omnifeed_replica_lag_seconds`,
+    /// which [`poll`](Self::poll) keeps current.
     ///
     /// Errors: the log unreachable.
     pub fn lag(&self) -> Result<Lag> {
@@ -286,6 +289,15 @@ impl Replica {
         }
         if self.config.snapshot_every > 0 && self.since_snapshot >= self.config.snapshot_every {
             self.snapshot()?;
+        }
+        // The lag gauges follow every poll: a short batch means caught up;
+        // after a full one the log's head is asked (one round trip).
+        #[cfg(feature = "metrics")]
+        if read < self.config.read_batch.max(1) {
+            metrics::gauge!("omnifeed_replica_lag_entries").set(0.0);
+            metrics::gauge!("omnifeed_replica_lag_seconds").set(0.0);
+        } else {
+            self.lag()?;
         }
         Ok(Polled { read, published })
     }

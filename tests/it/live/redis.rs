@@ -3,7 +3,7 @@
 //! directory, so it can kill and restart it. Without the binary they say so
 //! and pass, except under `OMNIFEED_REQUIRE_REDIS=1` (CI), where they fail.
 
-use super::replicas::{bootstrap, world_log};
+use super::replicas::{bootstrap, snapshot_dirs, world_log};
 use super::snapshots::{assert_same_state, temp_dir};
 use crate::redis_server::{RedisServer, binary_or_skip};
 use omnifeed::live::{
@@ -133,12 +133,7 @@ fn a_killed_replica_restarts_from_the_newest_good_snapshot_and_catches_up() {
     }
     drop(a); // killed
     // Its newest snapshot was cut short by the crash.
-    let mut snaps: Vec<_> = std::fs::read_dir(store.dir(None))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("snapshot-"))
-        .collect();
-    snaps.sort();
+    let snaps = snapshot_dirs(&store.dir(None));
     let newest = snaps.last().unwrap().join("state.osnap");
     let len = std::fs::metadata(&newest).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(len / 2).unwrap();

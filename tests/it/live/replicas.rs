@@ -36,6 +36,17 @@ fn direct(world: &World, log: &[(u64, LogEntry)], shard: Option<UserShard>) -> S
     w
 }
 
+/// The snapshot directories under a layout's directory, oldest first.
+pub fn snapshot_dirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut snaps: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("snapshot-"))
+        .collect();
+    snaps.sort();
+    snaps
+}
+
 fn quick(shard: Option<UserShard>) -> ReplicaConfig {
     ReplicaConfig { shard, wait: Duration::ZERO, read_batch: 3, ..ReplicaConfig::default() }
 }
@@ -89,13 +100,7 @@ fn a_restarted_replica_catches_up_from_the_newest_snapshot_that_loads() {
     let died_at = a.offset();
     drop(a);
     // The newest snapshot is corrupt: the restart falls back to the older.
-    let dir = store.dir(None);
-    let mut snaps: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("snapshot-"))
-        .collect();
-    snaps.sort();
+    let snaps = snapshot_dirs(&store.dir(None));
     let newest = snaps.last().unwrap().join("state.osnap");
     let mut bytes = std::fs::read(&newest).unwrap();
     let mid = bytes.len() / 2;
