@@ -12,9 +12,21 @@
 /// Asks the kernel to back the 2 MiB-aligned part of `data` with huge
 /// pages (`MADV_HUGEPAGE`) and to collapse the pages already touched now
 /// (`MADV_COLLAPSE`, Linux 6.1+; on older kernels khugepaged does it in the
-/// background). Returns whether the collapse succeeded. Contents never
-/// change; a refusal (no THP, not enough free huge pages) is harmless.
+/// background). For a buffer already filled; it costs a copy of the pages
+/// (a build or a load, not a request). Returns whether the collapse
+/// succeeded. Contents never change; a refusal (no THP, no free huge
+/// pages) is harmless.
 pub(crate) fn huge_pages<T>(data: &[T]) -> bool {
+    advise(data, true)
+}
+
+/// Asks for huge pages on a buffer about to be filled (a `Vec`'s spare
+/// capacity): its first touches then fault in 2 MiB pages, with no copy.
+pub(crate) fn huge_pages_before_fill<T>(spare: &[std::mem::MaybeUninit<T>]) {
+    advise(spare, false);
+}
+
+fn advise<T>(data: &[T], collapse: bool) -> bool {
     #[cfg(target_os = "linux")]
     {
         /// The Linux UAPI value (include/uapi/asm-generic/mman-common.h).
@@ -34,12 +46,12 @@ pub(crate) fn huge_pages<T>(data: &[T]) -> bool {
         #[allow(unsafe_code)]
         unsafe {
             libc::madvise(ptr, len, libc::MADV_HUGEPAGE);
-            libc::madvise(ptr, len, MADV_COLLAPSE) == 0
+            collapse && libc::madvise(ptr, len, MADV_COLLAPSE) == 0
         }
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = data;
+        let _ = (data, collapse);
         false
     }
 }

@@ -102,6 +102,7 @@ impl Embeddings {
         raw_norms: Vec<f32>,
         fingerprint: u64,
     ) -> Embeddings {
+        crate::mem::huge_pages(&data);
         Embeddings { dim, data, raw_norms, fingerprint }
     }
 
@@ -113,6 +114,7 @@ impl Embeddings {
     pub(crate) fn with_rows(&self, rows: &[(u32, Vec<f32>, f32)]) -> Embeddings {
         let appended = rows.iter().filter(|r| r.0 as usize >= self.len()).count();
         let mut data = Vec::with_capacity(self.data.len() + appended * self.dim);
+        crate::mem::huge_pages_before_fill(data.spare_capacity_mut());
         data.extend_from_slice(&self.data);
         let mut raw_norms = self.raw_norms.clone();
         let mut h = super::Fingerprint::new();

@@ -145,14 +145,14 @@ pub fn decode_entry(bytes: &[u8]) -> std::result::Result<(i64, LogEntry), String
 pub(crate) fn decode_batch(log: &str, after: u64, raw: Vec<(u64, Vec<u8>)>) -> Result<LogBatch> {
     let mut batch = LogBatch { last: after, ..LogBatch::default() };
     for (offset, bytes) in raw {
-        if offset != batch.last + 1 {
+        if batch.last.checked_add(1) != Some(offset) {
             return Err(Error::log(
                 log,
                 format!(
                     "offset {offset} follows {}: entries are missing (trimmed?); \
                      load a snapshot at or after offset {}",
                     batch.last,
-                    offset - 1
+                    offset.saturating_sub(1)
                 ),
             ));
         }

@@ -281,7 +281,9 @@ impl Replica {
         let read = batch.records.len() + batch.rejected.len();
         self.apply_in_order(batch.records, batch.rejected);
         // A batch of only rejected entries moves the offset too.
-        self.writer.skip(batch.last);
+        if batch.last > self.offset() {
+            self.writer.skip(batch.last);
+        }
         let due = self.last_publish.elapsed() >= self.config.publish_every;
         let published = self.unpublished_since_ms.is_some() && due;
         if published {

@@ -241,34 +241,34 @@ pub(crate) fn rank_rows(catalog: &Catalog, signals: &Signals, price_band: &[f32]
     use rayon::prelude::*;
     let trend = signals.trending_scores();
     let recent = signals.recent_trending_scores();
-    let rows = (0..catalog.len())
-        .into_par_iter()
-        .map(|i| {
-            let r = ItemIdx(i as u32);
-            let (content_watch, content_ctr) = match signals.best_content(r) {
-                Some(c) => (
-                    signals.content_rate(c, Rate::WatchCompletion).unwrap_or(0.0),
-                    signals.content_rate(c, Rate::Ctr).unwrap_or(0.0),
-                ),
-                None => (0.0, 0.0),
-            };
-            RankRow {
-                ctr: signals.rate(r, Rate::Ctr),
-                cvr: signals.rate(r, Rate::Cvr),
-                cart: signals.rate(r, Rate::CartRate),
-                content_watch,
-                content_ctr,
-                quality: signals.quality(r),
-                trending: trend[i],
-                trending_recent: recent[i],
-                refund: signals.rate(r, Rate::RefundRate),
-                price_band: price_band[i],
-                listed_at: catalog.listed_at()[i],
-                category: catalog.categories()[i],
-            }
-        })
-        .collect::<Vec<RankRow>>();
-    crate::mem::huge_pages(&rows);
+    // Huge pages requested before the rows are written: no copy at
+    // publish (see `crate::mem`).
+    let mut rows: Vec<RankRow> = Vec::with_capacity(catalog.len());
+    crate::mem::huge_pages_before_fill(rows.spare_capacity_mut());
+    rows.par_extend((0..catalog.len()).into_par_iter().map(|i| {
+        let r = ItemIdx(i as u32);
+        let (content_watch, content_ctr) = match signals.best_content(r) {
+            Some(c) => (
+                signals.content_rate(c, Rate::WatchCompletion).unwrap_or(0.0),
+                signals.content_rate(c, Rate::Ctr).unwrap_or(0.0),
+            ),
+            None => (0.0, 0.0),
+        };
+        RankRow {
+            ctr: signals.rate(r, Rate::Ctr),
+            cvr: signals.rate(r, Rate::Cvr),
+            cart: signals.rate(r, Rate::CartRate),
+            content_watch,
+            content_ctr,
+            quality: signals.quality(r),
+            trending: trend[i],
+            trending_recent: recent[i],
+            refund: signals.rate(r, Rate::RefundRate),
+            price_band: price_band[i],
+            listed_at: catalog.listed_at()[i],
+            category: catalog.categories()[i],
+        }
+    }));
     rows
 }
 
