@@ -192,8 +192,9 @@ impl RedisLog {
                     *conn = None;
                     self.reconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(what, error = %e, ?pause, "redis unavailable, retrying");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(self.config.retry_max);
+                    let left = self.config.give_up_after.saturating_sub(start.elapsed());
+                    std::thread::sleep(pause.min(left));
+                    pause = pause.saturating_mul(2).min(self.config.retry_max);
                 }
                 Err(e) => {
                     *conn = None;
@@ -302,6 +303,31 @@ mod tests {
         assert_eq!(offset_of("0-18446744073709551615"), Some(u64::MAX));
         assert_eq!(offset_of("1700000000000-0"), None);
         assert_eq!(offset_of("0-x"), None);
+    }
+
+    #[test]
+    fn an_unreachable_server_is_a_typed_error_after_the_retry_budget_whatever_the_config() {
+        // Port 1 on loopback refuses at once; the extreme pauses and
+        // timeouts neither panic nor outlast `give_up_after`.
+        for (initial, max, io) in [
+            (Duration::MAX, Duration::MAX, Duration::from_secs(1)),
+            (Duration::ZERO, Duration::ZERO, Duration::from_secs(1)),
+            (Duration::from_millis(1), Duration::from_millis(2), Duration::ZERO),
+        ] {
+            let config = RedisLogConfig {
+                retry_initial: initial,
+                retry_max: max,
+                io_timeout: io,
+                give_up_after: Duration::from_millis(100),
+                ..RedisLogConfig::new("redis://127.0.0.1:1/")
+            };
+            let log = RedisLog::open(config).unwrap();
+            let t = Instant::now();
+            let e = log.read(0, 10, Duration::from_millis(10)).unwrap_err();
+            assert!(matches!(e.kind(), crate::ErrorKind::Log { .. }), "{e}");
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+            assert!(log.append(&[]).is_err());
+        }
     }
 
     #[test]
