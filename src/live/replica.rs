@@ -48,16 +48,10 @@ impl SnapshotStore {
     /// Loads the newest snapshot of the layout that loads, falling back past
     /// corrupt ones. `Ok(None)` when the layout has no snapshot yet.
     ///
-    /// Errors: snapshots exist but none loads.
+    /// Errors: the layout's directory unreadable; snapshots exist but none
+    /// loads.
     pub fn load_newest(&self, shard: Option<UserShard>) -> Result<Option<Loaded>> {
-        let dir = self.dir(shard);
-        let has_any = std::fs::read_dir(&dir).is_ok_and(|mut d| {
-            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("snapshot-")))
-        });
-        if !has_any {
-            return Ok(None);
-        }
-        super::snapshot::load_newest(&dir).map(Some)
+        super::snapshot::load_newest(&self.dir(shard))
     }
 
     /// Saves `writer` as the layout's newest snapshot.
@@ -261,12 +255,10 @@ impl Replica {
     pub fn lag(&self) -> Result<Lag> {
         let entries = self.log.head()?.saturating_sub(self.offset());
         let ms = if entries == 0 { 0 } else { (now_ms() - self.newest_applied_ms).max(0) };
+        let lag = Lag { entries, ms };
         #[cfg(feature = "metrics")]
-        {
-            metrics::gauge!("omnifeed_replica_lag_entries").set(entries as f64);
-            metrics::gauge!("omnifeed_replica_lag_seconds").set(ms as f64 / 1000.0);
-        }
-        Ok(Lag { entries, ms })
+        record_lag(lag);
+        Ok(lag)
     }
 
     /// Reads one batch after the current offset (waiting up to
@@ -279,11 +271,9 @@ impl Replica {
     pub fn poll(&mut self) -> Result<Polled> {
         let batch = self.log.read(self.offset(), self.config.read_batch, self.config.wait)?;
         let read = batch.records.len() + batch.rejected.len();
+        // Every entry of the batch is applied or passed over, so the offset
+        // reaches `batch.last`.
         self.apply_in_order(batch.records, batch.rejected);
-        // A batch of only rejected entries moves the offset too.
-        if batch.last > self.offset() {
-            self.writer.skip(batch.last);
-        }
         let due = self.last_publish.elapsed() >= self.config.publish_every;
         let published = self.unpublished_since_ms.is_some() && due;
         if published {
@@ -296,8 +286,7 @@ impl Replica {
         // after a full one the log's head is asked (one round trip).
         #[cfg(feature = "metrics")]
         if read < self.config.read_batch.max(1) {
-            metrics::gauge!("omnifeed_replica_lag_entries").set(0.0);
-            metrics::gauge!("omnifeed_replica_lag_seconds").set(0.0);
+            record_lag(Lag::default());
         } else {
             self.lag()?;
         }
@@ -399,4 +388,11 @@ impl Replica {
         }
         Ok(())
     }
+}
+
+/// Sets the lag gauges.
+#[cfg(feature = "metrics")]
+fn record_lag(lag: Lag) {
+    metrics::gauge!("omnifeed_replica_lag_entries").set(lag.entries as f64);
+    metrics::gauge!("omnifeed_replica_lag_seconds").set(lag.ms as f64 / 1000.0);
 }

@@ -374,12 +374,7 @@ fn write_snapshot(
 /// stays) and any newer than the current one (left by a crashed save).
 /// Failures are ignored: the save itself is complete.
 fn retain(root: &Path, io: &dyn SnapshotIo, current: &str, retention: Retention) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(PREFIX))
-        .collect();
-    names.sort_unstable();
+    let Ok(names) = snapshot_names(root) else { return };
     // The current one counts towards `keep`; older ones fill the rest.
     let mut older = 0;
     for n in names.iter().rev() {
@@ -417,35 +412,40 @@ pub(super) fn load(root: &Path) -> Result<ShopWriter> {
     load_dir(&root.join(name))
 }
 
-/// Loads the newest snapshot under `root` that loads: every
-/// `snapshot-<offset>-<nanos>` directory, newest offset first, falls back to
-/// the next when one is corrupt or unreadable. Returns the writer, the
-/// directory it came from and what was passed over (each with its error).
-///
-/// Errors: no snapshot directory loads (the last error, or
-/// [`ErrorKind::Io`] when there is none).
-pub(crate) fn load_newest(root: &Path) -> Result<super::Loaded> {
-    let listing = std::fs::read_dir(root).map_err(io_err(root))?;
-    let mut dirs: Vec<((u64, u128), PathBuf)> = listing
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let rest = name.strip_prefix(PREFIX)?;
-            let (offset, nanos) = rest.split_once('-')?;
-            Some(((offset.parse().ok()?, u128::from_str_radix(nanos, 16).ok()?), e.path()))
-        })
+/// The snapshot directory names under `root`, oldest first: the names are
+/// fixed-width (`snapshot-<20-digit offset>-<16-hex nanos>`), so their
+/// string order is their order of offset, then of time.
+fn snapshot_names(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(root)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(PREFIX))
         .collect();
-    dirs.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// Loads the newest snapshot under `root` that loads: every snapshot
+/// directory, newest first, falls back to the next when one is corrupt or
+/// unreadable. `Ok(None)` when `root` holds no snapshot (or does not
+/// exist).
+///
+/// Errors: `root` unreadable; snapshots exist but none loads (the oldest
+/// one's error).
+pub(crate) fn load_newest(root: &Path) -> Result<Option<super::Loaded>> {
+    let names = match snapshot_names(root) {
+        Ok(names) => names,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(root, e)),
+    };
     let mut skipped = Vec::new();
-    for (_, dir) in dirs {
+    for name in names.iter().rev() {
+        let dir = root.join(name);
         match load_dir(&dir) {
-            Ok(writer) => return Ok(super::Loaded { writer, from: dir, skipped }),
+            Ok(writer) => return Ok(Some(super::Loaded { writer, from: dir, skipped })),
             Err(e) => skipped.push((dir, e)),
         }
     }
-    Err(skipped.pop().map(|(_, e)| e).unwrap_or_else(|| {
-        Error::io(root, std::io::Error::new(std::io::ErrorKind::NotFound, "no snapshot"))
-    }))
+    skipped.pop().map_or(Ok(None), |(_, e)| Err(e))
 }
 
 /// Loads one snapshot directory.

@@ -449,9 +449,7 @@ impl SignalStore {
             })
             .sum()
     }
-}
 
-impl SignalStore {
     /// Keeps profiles only for `shard`'s users from now on (all users with
     /// `None`): profiles of other users already held are dropped, and
     /// co-engagement and repurchase intervals are learned from the shard's

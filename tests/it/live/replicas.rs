@@ -21,6 +21,14 @@ pub fn world_log(world: &World) -> Vec<LogEntry> {
     entries
 }
 
+/// An in-memory log holding the world's log, and its entries.
+fn logged(world: &World) -> (Arc<dyn EventLog>, Vec<LogEntry>) {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::default());
+    let entries = world_log(world);
+    log.append(&entries).unwrap();
+    (log, entries)
+}
+
 pub fn bootstrap(world: &World) -> impl FnOnce() -> omnifeed::Result<ShopWriter> + '_ {
     move || ShopWriter::new(world.catalog.clone(), SignalConfig::default(), IndexConfig::default())
 }
@@ -86,9 +94,7 @@ fn replicas_at_the_same_offset_equal_a_writer_that_applied_the_log() {
 #[test]
 fn a_restarted_replica_catches_up_from_the_newest_snapshot_that_loads() {
     let world = generate(&SynthConfig::tiny()).unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::default());
-    let entries = world_log(&world);
-    log.append(&entries).unwrap();
+    let (log, _) = logged(&world);
     let store = SnapshotStore::new(temp_dir("restart-replica"));
     let snapshotter = ReplicaConfig { snapshot_every: 4, ..quick(None) };
     let mut a =
@@ -135,9 +141,7 @@ fn a_restarted_replica_catches_up_from_the_newest_snapshot_that_loads() {
 #[test]
 fn user_shards_keep_their_users_share_product_signals_and_refuse_others() {
     let world = generate(&SynthConfig::tiny()).unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::default());
-    let entries = world_log(&world);
-    log.append(&entries).unwrap();
+    let (log, entries) = logged(&world);
     let store = SnapshotStore::new(temp_dir("shards"));
     let start = |shard: Option<UserShard>| {
         let mut r =
