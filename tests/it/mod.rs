@@ -6,6 +6,7 @@ mod coengage;
 mod data;
 mod eval;
 mod feed;
+mod golden;
 mod live;
 mod signals;
 mod stages;
