@@ -9,7 +9,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use omnifeed::index::ExactIndex;
-use omnifeed::retrieve::query_terms;
+use omnifeed::index::query_terms;
 use omnifeed::synth::{SynthConfig, generate};
 use omnifeed::{Clock, FeedRequest, Recommender, ServingState, SignalConfig, Signals, Surface};
 use std::hint::black_box;

@@ -130,7 +130,7 @@ fn rank_cold(c: &mut Criterion) {
                 let q = &users[j].1;
                 let mut sum = 0.0f32;
                 for r in &rows {
-                    sum += omnifeed::rank::kernels::dot(q, emb.row(*r));
+                    sum += omnifeed::kernels::dot(q, emb.row(*r));
                 }
                 black_box(sum)
             },

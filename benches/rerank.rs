@@ -8,7 +8,7 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use omnifeed::ItemIdx;
-use omnifeed::rerank::{Candidate, Diversity, RerankConfig, RerankScratch, rerank};
+use omnifeed::rerank::{Candidate, Diversity, RerankConfig, RerankInput, RerankScratch, rerank};
 use omnifeed::synth::{SynthConfig, generate};
 use std::hint::black_box;
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn bench(c: &mut Criterion) {
     // 200 candidates near one interest (a realistic, redundant pool).
     let q = world.interest_vectors().next().expect("a user");
     let mut scored: Vec<(u32, f32)> = (0..catalog.len() as u32)
-        .map(|r| (r, omnifeed::rank::kernels::dot(catalog.embeddings().row(ItemIdx(r)), q)))
+        .map(|r| (r, omnifeed::kernels::dot(catalog.embeddings().row(ItemIdx(r)), q)))
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     let cands: Vec<Candidate> = scored[..200]
@@ -46,16 +46,15 @@ fn bench(c: &mut Criterion) {
         let mut out = Vec::new();
         group.bench_function(BenchmarkId::new(name, "200to50"), |b| {
             b.iter(|| {
-                rerank(
-                    black_box(&cands),
-                    catalog.embeddings(),
-                    &cfg,
-                    &[],
-                    50,
-                    1,
-                    &mut scratch,
-                    &mut out,
-                );
+                let input = RerankInput {
+                    pool: black_box(&cands),
+                    embeddings: catalog.embeddings(),
+                    config: &cfg,
+                    quotas: &[],
+                    k: 50,
+                    seed: 1,
+                };
+                rerank(&input, &mut scratch, &mut out);
                 black_box(out.len())
             })
         });

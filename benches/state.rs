@@ -16,8 +16,8 @@
 #![allow(missing_docs)] // criterion_group! defines an undocumented pub fn.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use omnifeed::index::IndexConfig;
 use omnifeed::live::{LogEntry, ShopWriter};
-use omnifeed::service::IndexConfig;
 use omnifeed::synth::{ShopSim, SynthConfig, generate};
 use omnifeed::{Recommender, SignalConfig};
 use std::time::{Duration, Instant};

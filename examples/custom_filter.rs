@@ -9,8 +9,8 @@
 
 use omnifeed::index::{IvfIndex, IvfParams};
 use omnifeed::load::read_dataset;
-use omnifeed::pipeline::Filter;
-use omnifeed::retrieve::RequestContext;
+use omnifeed::stage::Filter;
+use omnifeed::stage::RequestContext;
 use omnifeed::{
     CategoryId, FeedRequest, ItemIdx, Recommender, RemovalReason, ServingState, SignalConfig,
     Signals, UserId,

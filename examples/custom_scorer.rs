@@ -24,7 +24,7 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 impl Scorer for InterestTimesConversion {
-    fn name(&self) -> &'static str {
+    fn id(&self) -> &'static str {
         "interest_x_conversion"
     }
 

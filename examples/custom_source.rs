@@ -10,7 +10,7 @@
 use omnifeed::index::{IvfIndex, IvfParams};
 use omnifeed::load::read_dataset;
 use omnifeed::rank::col;
-use omnifeed::retrieve::{CandidateBuf, CandidateSource, RequestContext};
+use omnifeed::stage::{CandidateBuf, CandidateSource, RequestContext};
 use omnifeed::{
     FeedRequest, ItemIdx, MerchantId, Recommender, ServingState, SignalConfig, Signals, UserId,
 };

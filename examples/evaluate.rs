@@ -314,7 +314,7 @@ fn search_report(
         return Ok(None);
     }
     let (signals, _) = Signals::from_events(Arc::clone(catalog), &split.train, &cfg.signals)?;
-    let index = omnifeed::service::IndexConfig::default().build(catalog.shared_embeddings())?;
+    let index = omnifeed::index::IndexConfig::default().build(catalog.shared_embeddings())?;
     let state = ServingState::new(Arc::clone(catalog), index, Arc::new(signals))?;
     let rec = omnifeed::Recommender::builder()
         .config(cfg.recommender.clone())
@@ -343,7 +343,7 @@ fn search_report(
             FeedRequest::new(e.user).surface(Surface::Search).query((**q).clone()).at(e.at).k(10);
         let pipeline: Vec<ProductId> =
             rec.recommend(&req)?.items.iter().map(|i| i.product).collect();
-        let terms = omnifeed::retrieve::query_terms(q.text.as_deref().unwrap_or(""));
+        let terms = omnifeed::index::query_terms(q.text.as_deref().unwrap_or(""));
         state.lexical().search(&terms, 10, &|r| state.catalog().is_listed(r), &mut acc, &mut hits);
         let bm25: Vec<ProductId> = hits.iter().map(|h| state.catalog().product_id(h.0)).collect();
         let embedding: Vec<ProductId> = match &q.embedding {

@@ -14,8 +14,8 @@
 //! The last line is one JSON object with the figures and two checked
 //! booleans: `delta_visible_next_request` and `state_equal_after_restart`.
 
+use omnifeed::index::IndexConfig;
 use omnifeed::live::{LogEntry, ShopWriter};
-use omnifeed::service::IndexConfig;
 use omnifeed::synth::{ShopSim, SynthConfig, World, generate};
 use omnifeed::{
     CatalogDelta, Clock, FeedRequest, ItemIdx, ProductId, Recommender, ServingState, SignalConfig,

@@ -17,8 +17,8 @@
 //! that found it, its heads and features, the content it is shown with and
 //! the rerank rules that placed it.
 
+use omnifeed::index::{IndexConfig, IndexKind};
 use omnifeed::load::read_dataset;
-use omnifeed::service::{IndexConfig, IndexKind};
 use omnifeed::{
     FeedRequest, Recommender, RequestFilters, ServiceConfig, ServingState, SignalStore, Surface,
     UserId,

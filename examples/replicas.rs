@@ -21,10 +21,10 @@
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 
+use omnifeed::index::IndexConfig;
 use omnifeed::live::{
     EventLog, LogEntry, RedisLog, RedisLogConfig, Replica, ReplicaConfig, ShopWriter, SnapshotStore,
 };
-use omnifeed::service::IndexConfig;
 use omnifeed::signals::UserShard;
 use omnifeed::synth::{ShopSim, SynthConfig, World, generate};
 use omnifeed::{FeedRequest, Recommender, SignalConfig, UserId};

@@ -2,22 +2,23 @@
 //! and checked once.
 
 use crate::business::BusinessRules;
+use crate::clock::Clock;
 use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
+use crate::features::{col, source_slot};
 use crate::pipeline::{
-    Attributes, Blocked, Bought, DefaultReranker, Exclusion, Filter, Governance, Reranker, Scratch,
-    Seen, SideEffect, Stock,
+    Arm, Attributes, Blocked, Bought, Exclusion, Governance, Pipeline, Scratch, Seen, Stock,
 };
-use crate::rank::features::source_slot;
-use crate::rank::scorer::{LogisticScorer, Scorer};
+use crate::rank::LogisticScorer;
 use crate::recommender::Recommender;
 use crate::request::Surface;
 use crate::rerank::QuotaMask;
 use crate::retrieve::{
-    CandidateSource, CartPull, CoEngaged, ContentDriven, Fresh, InterestAnn, Pins, Popular,
-    Repurchase, SearchSource, SimilarItems,
+    CartPull, CoEngaged, ContentDriven, Fresh, InterestAnn, Pins, Popular, Repurchase,
+    SearchSource, SimilarItems,
 };
+use crate::stage::{CandidateSource, DefaultReranker, Filter, Reranker, Scorer, SideEffect};
 use crate::state::ServingState;
 use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex};
@@ -39,47 +40,11 @@ pub struct RecommenderBuilder {
     clock: Clock,
 }
 
-/// Where a request without [`FeedRequest::at`](crate::FeedRequest::at)
-/// takes its time from.
-///
-/// A service serves *now*: [`Clock::Wall`], the default, so "live now",
-/// freshness and sessions move on when events pause. An offline replay of a
-/// recorded log passes `at` on every request (evaluation does), or sets
-/// [`Clock::SignalsAsOf`] to serve as of the newest event applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Clock {
-    /// The system clock, in Unix seconds.
-    #[default]
-    Wall,
-    /// The newest event time in the serving signals ([`Signals::as_of`](crate::Signals::as_of)).
-    SignalsAsOf,
-    /// A fixed time.
-    Fixed(crate::Timestamp),
-}
-
-impl Clock {
-    /// The time a request without `at` is served at.
-    pub fn now(self, signals: &crate::Signals) -> crate::Timestamp {
-        match self {
-            Clock::Wall => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as crate::Timestamp),
-            Clock::SignalsAsOf => signals.as_of(),
-            Clock::Fixed(t) => t,
-        }
+impl Recommender {
+    /// Starts a builder.
+    pub fn builder() -> RecommenderBuilder {
+        RecommenderBuilder::default()
     }
-}
-
-/// The stages one config gives: what a base recommender and each A/B arm
-/// are made of.
-struct Parts {
-    config: RecommenderConfig,
-    sources: Vec<Arc<dyn CandidateSource>>,
-    filters: Vec<Arc<dyn Filter>>,
-    scorer: Arc<dyn Scorer>,
-    quotas: Vec<Vec<QuotaMask>>,
-    slots: Vec<usize>,
-    search_mask: u32,
 }
 
 impl RecommenderBuilder {
@@ -192,29 +157,8 @@ impl RecommenderBuilder {
         let rules = Arc::new(ArcSwap::from_pointee(self.rules.compile()?));
         let reranker: Arc<dyn Reranker> =
             self.reranker.clone().unwrap_or_else(|| Arc::new(DefaultReranker));
-        let state = Arc::new(ArcSwap::from_pointee(state));
         let custom: Custom<'_> =
             (&self.replaced[..], &self.removed[..], &self.sources[..], &self.filters[..]);
-        let assemble = |config: RecommenderConfig, scorer: Option<Arc<dyn Scorer>>| {
-            let parts = parts(config, custom, scorer)?;
-            Ok::<_, Error>(Recommender {
-                search_mask: parts.search_mask,
-                slots: parts.slots,
-                state: Arc::clone(&state),
-                rules: Arc::clone(&rules),
-                config: parts.config,
-                sources: parts.sources,
-                filters: parts.filters,
-                effects: Vec::new(),
-                scorer: parts.scorer,
-                reranker: Arc::clone(&reranker),
-                quotas: parts.quotas,
-                experiments: Vec::new(),
-                arms: Vec::new(),
-                pool: Mutex::new(Vec::<Scratch>::new()),
-                clock: self.clock,
-            })
-        };
         let mut arms = Vec::new();
         for (e, exp) in self.experiments.iter().enumerate() {
             for (v, variant) in exp.variants.iter().enumerate() {
@@ -222,26 +166,22 @@ impl RecommenderBuilder {
                 // A variant that sets its own weights scores with them.
                 let scorer =
                     if config.scorer == self.config.scorer { self.scorer.clone() } else { None };
+                let pipeline = pipeline(config, custom, scorer, Arc::clone(&reranker))?;
                 let label = format!("{}/{}", exp.name, variant.name);
-                arms.push(Arm { experiment: e, variant: v, label, rec: assemble(config, scorer)? });
+                arms.push(Arm { experiment: e, variant: v, label, pipeline });
             }
         }
-        let mut rec = assemble(self.config, self.scorer)?;
-        rec.effects = self.effects;
-        rec.arms = arms;
-        rec.experiments = self.experiments;
-        Ok(rec)
+        Ok(Recommender {
+            state: Arc::new(ArcSwap::from_pointee(state)),
+            rules,
+            pipeline: pipeline(self.config, custom, self.scorer, reranker)?,
+            effects: self.effects,
+            experiments: self.experiments,
+            arms,
+            pool: Mutex::new(Vec::<Scratch>::new()),
+            clock: self.clock,
+        })
     }
-}
-
-/// An A/B arm: the recommender of one variant (sharing the state, the
-/// rules and the custom stages with the base).
-#[derive(Debug)]
-pub(crate) struct Arm {
-    pub(crate) experiment: usize,
-    pub(crate) variant: usize,
-    pub(crate) label: String,
-    pub(crate) rec: Recommender,
 }
 
 type Custom<'a> = (
@@ -251,12 +191,14 @@ type Custom<'a> = (
     &'a [Arc<dyn Filter>],
 );
 
-/// The stages of one config: built-ins sized by it, the custom ones shared.
-fn parts(
+/// The pipeline of one config: built-ins sized by it, the custom ones
+/// shared.
+fn pipeline(
     config: RecommenderConfig,
     (replaced, removed, added, custom_filters): Custom<'_>,
     scorer: Option<Arc<dyn Scorer>>,
-) -> Result<Parts> {
+    reranker: Arc<dyn Reranker>,
+) -> Result<Pipeline> {
     let sources = assemble_sources(&config, replaced, removed, added)?;
     let mut filters: Vec<Arc<dyn Filter>> = vec![
         Arc::new(Exclusion),
@@ -269,13 +211,12 @@ fn parts(
     ];
     filters.extend(custom_filters.iter().cloned());
     check_ids(&config, &sources, &filters)?;
-    let scorer = match scorer {
-        Some(s) => s,
-        None => Arc::new(LogisticScorer::from_weights(&config.scorer)?),
+    let default_scorer: Arc<dyn Scorer> = Arc::new(LogisticScorer::from_weights(&config.scorer)?);
+    let scorer = scorer.unwrap_or_else(|| Arc::clone(&default_scorer));
+    let mask_where = |hit: &dyn Fn(&dyn CandidateSource) -> bool| {
+        sources.iter().enumerate().filter(|(_, s)| hit(&***s)).fold(0u32, |m, (i, _)| m | 1 << i)
     };
-    let mask_of = |id: &str| {
-        sources.iter().enumerate().filter(|(_, s)| s.id() == id).fold(0u32, |m, (i, _)| m | 1 << i)
-    };
+    let mask_of = |id: &str| mask_where(&|s| s.id() == id);
     let quotas = Surface::ALL
         .iter()
         .map(|&surface| {
@@ -290,13 +231,15 @@ fn parts(
                 .collect()
         })
         .collect();
-    Ok(Parts {
-        search_mask: mask_of("search"),
-        slots: sources.iter().map(|s| source_slot(s.id())).collect(),
+    Ok(Pipeline {
+        search_mask: mask_where(&|s| s.feature() == col::SRC_SEARCH),
+        slots: sources.iter().map(|s| source_slot(s.feature())).collect(),
         config,
         sources,
         filters,
         scorer,
+        default_scorer,
+        reranker,
         quotas,
     })
 }

@@ -137,7 +137,7 @@ impl BusinessRules {
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let de = toml::Deserializer::parse(text)
             .map_err(|e| Error::invalid_config("rules", e.to_string().trim().to_string()))?;
-        let rules: BusinessRules = crate::config::deserialize_with_path(de, "rules", "")?;
+        let rules: BusinessRules = crate::error::deserialize_with_path(de, "rules", "")?;
         rules.compile()?;
         Ok(rules)
     }

@@ -250,20 +250,6 @@ impl Default for RecommenderConfig {
     }
 }
 
-/// Deserializes `de` into `T`; an error (an unknown key, a wrong type)
-/// becomes [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)
-/// for `field` whose message starts with the key path, after `prefix`.
-pub(crate) fn deserialize_with_path<'de, T: Deserialize<'de>>(
-    de: impl serde::Deserializer<'de>,
-    field: &'static str,
-    prefix: &str,
-) -> Result<T> {
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        Error::invalid_config(field, format!("{prefix}{path}: {}", e.inner().to_string().trim()))
-    })
-}
-
 /// Deep-merges `over` into `base`: tables merge key by key, anything else
 /// replaces. A table that names its `kind` (a tagged choice such as
 /// `diversity` or `search_fusion`) replaces the default whole: the fields
@@ -293,7 +279,7 @@ impl RecommenderConfig {
             toml::Table::try_from(RecommenderConfig::default()).map_err(|e| bad(&e))?;
         merge(&mut merged, user);
         let cfg: RecommenderConfig =
-            deserialize_with_path(toml::Value::Table(merged), "toml", prefix)?;
+            crate::error::deserialize_with_path(toml::Value::Table(merged), "toml", prefix)?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -61,6 +61,17 @@ pub enum ErrorKind {
         /// The dimension that was given.
         got: usize,
     },
+    /// Two parts that must have the same number of rows do not (a serving
+    /// state's index or signals built for another catalog, a successor
+    /// catalog with fewer rows, weight files for another layer count).
+    CountMismatch {
+        /// What was counted (for example "index rows").
+        what: &'static str,
+        /// The count required.
+        expected: usize,
+        /// The count found.
+        got: usize,
+    },
     /// A value was NaN or infinite. `index` is the row (or position) of the
     /// first bad value.
     NonFinite {
@@ -114,10 +125,17 @@ pub enum ErrorKind {
         /// The largest `k` allowed there.
         max: usize,
     },
-    /// A configuration or parameter value is out of range.
+    /// A configuration or parameter value is out of range, or a config
+    /// file has an unknown key or a wrong type.
     InvalidConfig {
-        /// The field's name, as in the config struct.
+        /// The field's name, as in the config struct (`"toml"` or `"rules"`
+        /// for a file-level error such as an unknown key).
         field: &'static str,
+        /// The full key path in the config file where it is known (an
+        /// unknown key: `signals.latenes`; a bad value: the field's path,
+        /// e.g. `recommender.rerank.feed.window`), else `field` itself:
+        /// what code matches on to point at the offending key.
+        key: String,
         /// What is allowed and what was found.
         reason: String,
     },
@@ -219,7 +237,20 @@ impl Error {
     }
 
     pub(crate) fn invalid_config(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::new(ErrorKind::InvalidConfig { field, reason: reason.into() })
+        Error::new(ErrorKind::InvalidConfig {
+            field,
+            key: field.to_string(),
+            reason: reason.into(),
+        })
+    }
+
+    /// An invalid config value at the key path `key` of a file.
+    pub(crate) fn invalid_config_at(
+        field: &'static str,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::new(ErrorKind::InvalidConfig { field, key: key.into(), reason: reason.into() })
     }
 
     pub(crate) fn invalid_value(
@@ -240,6 +271,10 @@ impl Error {
 
     pub(crate) fn dimension(what: &'static str, expected: usize, got: usize) -> Self {
         Error::new(ErrorKind::DimensionMismatch { what, expected, got })
+    }
+
+    pub(crate) fn count(what: &'static str, expected: usize, got: usize) -> Self {
+        Error::new(ErrorKind::CountMismatch { what, expected, got })
     }
 
     pub(crate) fn log(log: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -271,6 +306,9 @@ impl fmt::Display for Error {
             ErrorKind::DimensionMismatch { what, expected, got } => {
                 write!(f, "{what}: expected dimension {expected}, got {got}")
             }
+            ErrorKind::CountMismatch { what, expected, got } => {
+                write!(f, "{what}: expected {expected}, got {got}")
+            }
             ErrorKind::NonFinite { what, index } => {
                 write!(f, "{what}: non-finite value (NaN or infinity) at row {index}")
             }
@@ -289,7 +327,10 @@ impl fmt::Display for Error {
                 write!(f, "k must be at least 1, got {k}")
             }
             ErrorKind::InvalidK { k, max } => write!(f, "k must be in 1..={max}, got {k}"),
-            ErrorKind::InvalidConfig { field, reason } => {
+            ErrorKind::InvalidConfig { field, key, reason } if key != field => {
+                write!(f, "invalid config field {field}: {key}: {reason}")
+            }
+            ErrorKind::InvalidConfig { field, reason, .. } => {
                 write!(f, "invalid config field {field}: {reason}")
             }
             ErrorKind::Parse { path, line: Some(line), reason } => {
@@ -329,6 +370,21 @@ impl std::error::Error for Error {
             _ => None,
         }
     }
+}
+
+/// Deserializes `de` into `T`; an error (an unknown key, a wrong type)
+/// becomes [`ErrorKind::InvalidConfig`] for `field` whose `key` is the
+/// key path after `prefix` (and whose message starts with it).
+pub(crate) fn deserialize_with_path<'de, T: serde::Deserialize<'de>>(
+    de: impl serde::Deserializer<'de>,
+    field: &'static str,
+    prefix: &str,
+) -> Result<T> {
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = format!("{prefix}{}", e.path());
+        let reason = format!("{key}: {}", e.inner().to_string().trim());
+        Error::invalid_config_at(field, key, reason)
+    })
 }
 
 #[cfg(test)]

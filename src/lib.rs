@@ -19,7 +19,7 @@
 //! | [`Catalog`], [`CatalogBuilder`] | products, merchants, content, embeddings; validated once |
 //! | [`index::VectorIndex`] | [`index::IvfIndex`], `index::HnswIndex` (feature `hnsw`) and [`index::ExactIndex`] (oracle) |
 //! | [`signals::SignalStore`], [`Signals`] | events → decayed counters, smoothed rates, profiles, governance; published as snapshots |
-//! | [`retrieve::CandidateSource`], [`pipeline::Filter`], [`rank::Scorer`], [`pipeline::SideEffect`] | the stage traits; implement one to extend |
+//! | [`retrieve::CandidateSource`], [`stage::Filter`], [`rank::Scorer`], [`stage::SideEffect`] | the stage traits; implement one to extend |
 //! | [`Recommender`] | orchestration: `Send + Sync`, `&self` queries, atomic state and rule swaps, A/B arms |
 //! | [`business`] | pins, boosts and blocklists, changed at runtime |
 //! | [`experiment`] | A/B experiments with deterministic bucketing |
@@ -74,7 +74,7 @@
 //! # Performance
 //!
 //! Rows are `u32` indices into contiguous `f32` storage; kernels
-//! ([`rank::kernels`]) are allocation-free; each thread reuses a
+//! ([`kernels`]) are allocation-free; each thread reuses a
 //! [`Scratch`]; batches run on rayon ([`Recommender::recommend_batch`]).
 //! Figures, machine and commands are in `BENCHMARKS.md`.
 //!
@@ -95,13 +95,16 @@
 mod builder;
 pub mod business;
 pub mod catalog;
+mod clock;
 mod config;
 pub mod error;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod experiment;
+pub mod features;
 pub mod ids;
 pub mod index;
+pub mod kernels;
 pub mod limits;
 pub mod live;
 pub mod load;
@@ -114,17 +117,19 @@ pub mod rerank;
 pub mod retrieve;
 pub mod service;
 pub mod signals;
+pub mod stage;
 mod state;
 #[cfg(feature = "synth")]
 pub mod synth;
 #[cfg(feature = "train")]
 pub mod train;
 
-pub use builder::{Clock, RecommenderBuilder};
+pub use builder::RecommenderBuilder;
 pub use catalog::{
     Catalog, CatalogBuilder, CatalogChanges, CatalogDelta, Content, ContentKind, Embeddings,
     Merchant, MerchantStatus, Product,
 };
+pub use clock::Clock;
 pub use config::{PerSurface, RecommenderConfig, SourceConfig};
 pub use error::{Error, ErrorKind, IdKind, Result};
 pub use ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Score, Timestamp, UserId};

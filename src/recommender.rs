@@ -7,18 +7,16 @@
 //! never mixes with the old one (tantivy's searcher discipline, through
 //! `arc-swap`).
 
-use crate::builder::{Arm, RecommenderBuilder};
 use crate::business::{BusinessRules, RuleSet};
+use crate::clock::Clock;
 use crate::config::RecommenderConfig;
 use crate::error::Result;
 use crate::experiment::Experiment;
-#[cfg(feature = "metrics")]
-use crate::pipeline::record_metrics;
-use crate::pipeline::{Filter, RequestInput, Reranker, Scratch, SideEffect, stage};
-use crate::rank::scorer::Scorer;
-use crate::request::{Feed, FeedRequest, Trace};
-use crate::rerank::QuotaMask;
-use crate::retrieve::{CandidateSource, RequestContext};
+use crate::features::FeatureMatrix;
+use crate::ids::ItemIdx;
+use crate::kernels::Scored;
+use crate::pipeline::{Arm, Pipeline, Scratch, Serving, SideEffect};
+use crate::request::{Feed, FeedRequest};
 use crate::state::ServingState;
 use arc_swap::ArcSwap;
 use rayon::prelude::*;
@@ -49,45 +47,31 @@ pub struct Recommender {
     /// Shared with the A/B arms: one swap serves them all.
     pub(crate) state: Arc<ArcSwap<ServingState>>,
     pub(crate) rules: Arc<ArcSwap<RuleSet>>,
-    pub(crate) config: RecommenderConfig,
-    pub(crate) sources: Vec<Arc<dyn CandidateSource>>,
-    pub(crate) filters: Vec<Arc<dyn Filter>>,
+    /// The control's stages.
+    pub(crate) pipeline: Pipeline,
     pub(crate) effects: Vec<Arc<dyn SideEffect>>,
     /// The A/B experiments and one arm per variant.
     pub(crate) experiments: Vec<Experiment>,
     pub(crate) arms: Vec<Arm>,
-    /// Feature slot of each source's score.
-    pub(crate) slots: Vec<usize>,
-    pub(crate) scorer: Arc<dyn Scorer>,
-    pub(crate) reranker: Arc<dyn Reranker>,
-    /// Quotas per surface (in `Surface::ALL` order), resolved to masks.
-    pub(crate) quotas: Vec<Vec<QuotaMask>>,
-    /// Bits of the sources with id `search`.
-    pub(crate) search_mask: u32,
     pub(crate) pool: Mutex<Vec<Scratch>>,
     /// The time of a request without `at`.
-    pub(crate) clock: crate::builder::Clock,
+    pub(crate) clock: Clock,
 }
 
 impl std::fmt::Debug for Recommender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recommender")
-            .field("sources", &self.sources.iter().map(|s| s.id()).collect::<Vec<_>>())
-            .field("filters", &self.filters.iter().map(|s| s.id()).collect::<Vec<_>>())
-            .field("scorer", &self.scorer.name())
+            .field("sources", &self.source_ids())
+            .field("filters", &self.filter_ids())
+            .field("scorer", &self.pipeline.scorer.id())
             .finish()
     }
 }
 
 impl Recommender {
-    /// Starts a builder.
-    pub fn builder() -> RecommenderBuilder {
-        RecommenderBuilder::default()
-    }
-
     /// The config.
     pub fn config(&self) -> &RecommenderConfig {
-        &self.config
+        &self.pipeline.config
     }
 
     /// The current serving state.
@@ -124,12 +108,12 @@ impl Recommender {
 
     /// The ids of the sources, in the order they run.
     pub fn source_ids(&self) -> Vec<&'static str> {
-        self.sources.iter().map(|s| s.id()).collect()
+        self.pipeline.sources.iter().map(|s| s.id()).collect()
     }
 
     /// The ids of the filters, in the order they run.
     pub fn filter_ids(&self) -> Vec<&'static str> {
-        self.filters.iter().map(|f| f.id()).collect()
+        self.pipeline.filters.iter().map(|f| f.id()).collect()
     }
 
     /// Ranks a feed for one request.
@@ -159,97 +143,69 @@ impl Recommender {
     }
 
     /// [`recommend`](Self::recommend) with caller-owned working memory:
-    /// resolve, retrieve, merge, filter, features and fusion, select,
-    /// present, then the side effects.
+    /// the user's arm (or the control) runs its [`Pipeline`] (resolve,
+    /// retrieve, merge, filter, rank, select, present), then the side
+    /// effects.
     pub fn recommend_with(&self, s: &mut Scratch, req: &FeedRequest) -> Result<Feed> {
-        let (rec, label) = match self.arm_of(req.user) {
-            Some(arm) => (&arm.rec, Some(arm.label.clone())),
-            None => (self, None),
+        let (pipeline, label) = match self.arm_of(req.user) {
+            Some(arm) => (&arm.pipeline, Some(arm.label.clone())),
+            None => (&self.pipeline, None),
         };
         let state = self.state.load_full();
-        let mut input = std::mem::take(&mut s.input);
-        let feed = rec.run(s, &mut input, &state, req);
-        s.input = input;
-        let mut feed = feed?;
-        feed.trace.variant = label;
-        if !self.effects.is_empty() {
-            self.spawn_effects(req, &feed);
-        }
-        Ok(feed)
-    }
-
-    #[allow(clippy::let_and_return)]
-    fn run(
-        &self,
-        s: &mut Scratch,
-        input: &mut RequestInput,
-        state: &ServingState,
-        req: &FeedRequest,
-    ) -> Result<Feed> {
-        let _span = tracing::debug_span!(
-            "recommend",
-            user = req.user.0,
-            surface = req.surface.name(),
-            k = req.k
-        )
-        .entered();
-        if let Some(shard) = state.signals.user_shard() {
-            shard.check(req.user)?;
-        }
-        let r = stage!("resolve", self.resolve(input, state, req))?;
         let rules = self.rules.load_full();
-        let (catalog, signals) = (&*state.catalog, &*state.signals);
-        let ctx = RequestContext {
-            request: req,
-            catalog,
-            index: &*state.index,
-            lexical: &state.lexical,
-            signals,
-            profile: signals.profile(req.user),
-            excluded: &input.excluded,
-            at: r.at,
-            query: (!input.query.is_empty()).then_some(&input.query[..]),
-            terms: &input.terms,
-            co_engaged: &input.co,
-            rules: &rules,
-        };
-        let mut trace = Trace {
-            surface: req.surface,
-            stale_excludes: r.stale,
-            query_terms: input.terms.len(),
-            state_version: state.version,
-            ..Trace::default()
-        };
-        stage!("retrieve", self.retrieve(s, &ctx, &mut trace));
-        stage!("merge", self.merge(s, catalog));
-        trace.candidates = s.rows.len();
-        stage!("filter", self.filter(s, &ctx, &mut trace));
-        trace.scored = s.rows.len();
-        let (has_relevance, repaired) =
-            stage!("rank", self.features_and_fusion(s, input, state, req, &r));
-        trace.repaired = repaired;
-        stage!("boost", self.boost(s, &ctx));
-        stage!("select", self.select(s, &ctx));
-        trace.rerank_pool = s.pool.len();
-        let items = stage!("present", self.present(s, &ctx, state, has_relevance));
-        #[cfg(feature = "metrics")]
-        record_metrics(&trace);
-        Ok(Feed { items, trace })
+        let on = Serving { state: &state, rules: &rules, clock: self.clock };
+        pipeline.run(s, on, req, &self.effects, label)
     }
 
-    /// Runs the side effects on the rayon pool with copies of the request
-    /// and the feed; a panicking effect is contained there.
-    fn spawn_effects(&self, req: &FeedRequest, feed: &Feed) {
-        let shared = Arc::new((req.clone(), feed.clone()));
-        let on = self.effects.iter().filter(|e| e.enabled(req) && self.stage_on(e.id(), req));
-        for effect in on {
-            let (effect, shared) = (Arc::clone(effect), Arc::clone(&shared));
-            rayon::spawn(move || {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    effect.run(&shared.0, &shared.1)
-                }));
-            });
-        }
+    /// Features, scorer, fusion and top-k over given rows (no retrieval, no
+    /// filters, no rerank): the ranking core, for callers with their own
+    /// candidates and for benchmarks. Rows are `(row, value)` best first in
+    /// the returned slice of `scratch`.
+    ///
+    /// Errors: as [`recommend`](Self::recommend), and a row outside the
+    /// catalog.
+    pub fn score_rows<'s>(
+        &self,
+        s: &'s mut Scratch,
+        req: &FeedRequest,
+        rows: &[ItemIdx],
+    ) -> Result<&'s [Scored]> {
+        let (state, rules) = (self.state(), self.rules());
+        let on = Serving { state: &state, rules: &rules, clock: self.clock };
+        crate::pipeline::score_rows(&self.pipeline, s, on, req, rows)
+    }
+
+    /// The feature rows the ranking stage would see for `products` in a
+    /// Feed request of `user` at `at` (no source found them, so the
+    /// source-score columns are 0): what an ML engineer builds training
+    /// data from. Rows are in the order of `products`; read them by
+    /// [`col`](crate::features::col).
+    ///
+    /// Errors: a product the catalog does not know
+    /// ([`ErrorKind::UnknownId`](crate::ErrorKind::UnknownId)), a time outside
+    /// the signals' window.
+    pub fn features_for(
+        &self,
+        user: crate::UserId,
+        products: &[crate::ProductId],
+        at: crate::Timestamp,
+    ) -> Result<FeatureMatrix> {
+        let (state, rules) = (self.state(), self.rules());
+        let rows = products
+            .iter()
+            .map(|&p| state.catalog.require_row(p, "features_for"))
+            .collect::<Result<Vec<_>>>()?;
+        let on = Serving { state: &state, rules: &rules, clock: self.clock };
+        crate::pipeline::features_for(&self.pipeline, on, &FeedRequest::new(user).at(at), &rows)
+    }
+
+    /// [`score_rows`](Self::score_rows) the plain way: a feature vector
+    /// allocated per row, the scorer called row by row, a full sort. The
+    /// oracle the fast path is tested against and the benchmarks' baseline.
+    pub fn score_rows_naive(&self, req: &FeedRequest, rows: &[ItemIdx]) -> Result<Vec<Scored>> {
+        let (state, rules) = (self.state(), self.rules());
+        let on = Serving { state: &state, rules: &rules, clock: self.clock };
+        crate::pipeline::score_rows_naive(&self.pipeline, on, req, rows)
     }
 
     /// The A/B arm `user` is in: the first experiment (in order) whose

@@ -341,7 +341,7 @@ pub enum RemovalReason {
     /// On a [`business`](crate::business) blocklist (product, merchant or
     /// category).
     Blocked,
-    /// A custom [`Filter`](crate::pipeline::Filter); the filter's id.
+    /// A custom [`Filter`](crate::stage::Filter); the filter's id.
     Custom(&'static str),
 }
 

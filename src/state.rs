@@ -2,9 +2,9 @@
 
 use crate::catalog::{Catalog, CatalogChanges};
 use crate::error::{Error, ErrorKind, Result};
+use crate::features::{RankRow, rank_rows};
+use crate::index::LexicalIndex;
 use crate::index::VectorIndex;
-use crate::rank::features::{RankRow, rank_rows};
-use crate::retrieve::LexicalIndex;
 use crate::signals::Signals;
 use std::sync::Arc;
 
@@ -31,8 +31,9 @@ impl ServingState {
     /// Puts a catalog, an index over its embeddings and signals learned
     /// against it together, and builds the title index and price bands.
     ///
-    /// Errors: the index's size or dimension, or the signals' catalog size,
-    /// differ from the catalog's ([`ErrorKind::DimensionMismatch`]); the
+    /// Errors: the index's or the signals' row count differs from the
+    /// catalog's ([`ErrorKind::CountMismatch`]), or their dimension
+    /// ([`ErrorKind::DimensionMismatch`]); the
     /// index or the signals were built over another catalog, even one of
     /// the same size and dimension ([`ErrorKind::CatalogMismatch`], by
     /// [`Catalog::fingerprint`]).
@@ -67,7 +68,7 @@ impl ServingState {
     /// index is updated for the changed titles only.
     ///
     /// Errors: as [`new`](Self::new), and a catalog that is not a successor
-    /// of this one (fewer rows: [`ErrorKind::DimensionMismatch`]).
+    /// of this one (fewer rows: [`ErrorKind::CountMismatch`]).
     pub fn with_delta(
         &self,
         catalog: Arc<Catalog>,
@@ -77,7 +78,7 @@ impl ServingState {
     ) -> Result<ServingState> {
         check_parts(&catalog, &*index, &signals)?;
         if catalog.len() < self.catalog.len() {
-            return Err(Error::dimension("catalog rows", self.catalog.len(), catalog.len()));
+            return Err(Error::count("catalog rows", self.catalog.len(), catalog.len()));
         }
         let lexical = Arc::new(self.lexical.updated(&self.catalog, &catalog, &changes.retitled));
         let price_bands = Arc::new(price_bands(&catalog));
@@ -144,10 +145,10 @@ fn check_parts(catalog: &Arc<Catalog>, index: &dyn VectorIndex, signals: &Signal
         return Err(Error::dimension("index", catalog.dim(), index.dim()));
     }
     if index.len() != catalog.len() {
-        return Err(Error::dimension("index rows", catalog.len(), index.len()));
+        return Err(Error::count("index rows", catalog.len(), index.len()));
     }
     if signals.catalog().len() != catalog.len() {
-        return Err(Error::dimension("signals rows", catalog.len(), signals.catalog().len()));
+        return Err(Error::count("signals rows", catalog.len(), signals.catalog().len()));
     }
     if signals.catalog().dim() != catalog.dim() {
         return Err(Error::dimension("signals", catalog.dim(), signals.catalog().dim()));

@@ -493,7 +493,7 @@ impl Market<'_> {
     ) {
         let (bonus, via, p) = self.shown(rng, user, c, t, events);
         let row = crate::ItemIdx(p as u32);
-        let sim = crate::rank::kernels::dot(v, self.emb.row(row));
+        let sim = crate::kernels::dot(v, self.emb.row(row));
         let m_exp = self.experience[self.product_merchant[p]];
         let utility = 4.0 * sim + 0.5 * self.quality[p] + 1.5 * (m_exp - 0.5)
             - price_sensitivity

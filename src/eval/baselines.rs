@@ -10,7 +10,7 @@ use super::{Method, Relevance};
 use crate::ItemIdx;
 use crate::error::Result;
 use crate::ids::{ProductId, Timestamp, UserId};
-use crate::rank::kernels::{Scored, top_k_in_place};
+use crate::kernels::{Scored, top_k_in_place};
 use crate::signals::Event;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -278,7 +278,7 @@ impl Method for MfMethod {
                     .filter(|(i, _)| !excluded(exclude, self.factors.items()[*i]))
                     .map(|(i, v)| Scored {
                         row: ItemIdx(i as u32),
-                        score: crate::rank::kernels::dot(u, v),
+                        score: crate::kernels::dot(u, v),
                     }),
             );
         }

@@ -4,7 +4,7 @@ use super::{Neighbor, RowFilter, VectorIndex, check_successor, live_only, with_u
 use crate::catalog::{Catalog, Embeddings, RowSet};
 use crate::error::Result;
 use crate::ids::ItemIdx;
-use crate::rank::kernels::{TopK, dot};
+use crate::kernels::{TopK, dot};
 use std::sync::Arc;
 
 /// Exact inner-product search: one pass over the contiguous matrix with a

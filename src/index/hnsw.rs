@@ -20,7 +20,7 @@ use super::{Neighbor, RowFilter, VectorIndex, check_successor, with_unit_query};
 use crate::catalog::{Catalog, Embeddings, RowSet};
 use crate::error::{Error, Result};
 use crate::ids::ItemIdx;
-use crate::rank::kernels::{TopK, best_first, dot};
+use crate::kernels::{TopK, best_first, dot};
 use hnsw_rs::prelude::{Distance, Hnsw};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -274,7 +274,11 @@ impl VectorIndex for HnswIndex {
         let mut fresh: Vec<u32> = (*self.fresh).clone();
         for &row in changed {
             if row.index() >= catalog.len() {
-                return Err(Error::dimension("changed row", catalog.len(), row.index()));
+                return Err(Error::invalid_value(
+                    "index update",
+                    format_args!("row {}", row.0),
+                    format!("a changed row outside the catalog of {}", catalog.len()),
+                ));
             }
             if row.index() < built {
                 stale.insert(row.0);

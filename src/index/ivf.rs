@@ -17,7 +17,7 @@ use super::{Neighbor, RowFilter, VectorIndex, check_successor, live_only, with_u
 use crate::catalog::{Catalog, Embeddings, RowSet};
 use crate::error::{Error, Result};
 use crate::ids::ItemIdx;
-use crate::rank::kernels::{TopK, dot, touch_row};
+use crate::kernels::{TopK, dot, touch_row};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -429,7 +429,7 @@ impl IvfIndex {
         for n in out.iter_mut() {
             n.score = dot(self.embeddings.row(n.row), query);
         }
-        crate::rank::kernels::top_k_in_place(out, k);
+        crate::kernels::top_k_in_place(out, k);
     }
 }
 
@@ -481,7 +481,11 @@ impl VectorIndex for IvfIndex {
         assign.resize(catalog.len(), u32::MAX);
         for &row in changed {
             let Some(slot) = assign.get_mut(row.index()) else {
-                return Err(Error::dimension("changed row", catalog.len(), row.index()));
+                return Err(Error::invalid_value(
+                    "index update",
+                    format_args!("row {}", row.0),
+                    format!("a changed row outside the catalog of {}", catalog.len()),
+                ));
             };
             if *slot != u32::MAX {
                 let list = Arc::make_mut(&mut lists[*slot as usize]);

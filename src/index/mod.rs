@@ -12,12 +12,15 @@
 //!   million products in seconds and searches them in a fraction of a
 //!   millisecond at recall set by `probes`.
 
+mod config;
 mod exact;
 #[cfg(feature = "hnsw")]
 mod hnsw;
 mod ivf;
+mod lexical;
 mod scan;
 
+pub use config::{IndexConfig, IndexKind};
 pub use exact::ExactIndex;
 #[cfg(feature = "hnsw")]
 pub use hnsw::{HnswIndex, HnswParams, MAX_EF};
@@ -26,11 +29,12 @@ pub use ivf::{
     AUTO_TRAIN_SAMPLE_MAX, IvfIndex, IvfParams, MAX_ITERATIONS as IVF_MAX_ITERATIONS, MAX_LISTS,
     MAX_TRAIN_SAMPLE,
 };
+pub use lexical::{LexicalIndex, query_terms, tokenize};
 
 use crate::catalog::{Catalog, RowSet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::ItemIdx;
-pub use crate::rank::kernels::Scored as Neighbor;
+pub use crate::kernels::Scored as Neighbor;
 use std::sync::Arc;
 
 /// A row predicate: search returns only rows for which it is true.

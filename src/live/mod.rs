@@ -38,9 +38,9 @@ pub use snapshot::{FORMAT_VERSION, Retention, SnapshotInfo, SnapshotIo, StdIo};
 use crate::catalog::{Catalog, CatalogChanges, CatalogDelta};
 use crate::error::{Error, Result};
 use crate::ids::{ItemIdx, MerchantId, ProductId};
+use crate::index::IndexConfig;
 use crate::index::VectorIndex;
 use crate::recommender::Recommender;
-use crate::service::IndexConfig;
 use crate::signals::{Event, IngestReport, SignalConfig, SignalStore};
 use crate::state::ServingState;
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,7 @@ pub enum Applied {
 /// # #[cfg(feature = "synth")] {
 /// use omnifeed::live::{LogEntry, ShopWriter};
 /// use omnifeed::{synth, CatalogDelta, FeedRequest, Recommender, SignalConfig};
-/// use omnifeed::service::IndexConfig;
+/// use omnifeed::index::IndexConfig;
 /// let world = synth::generate(&synth::SynthConfig::tiny())?;
 /// let mut writer = ShopWriter::new(world.catalog.clone(), SignalConfig::default(), IndexConfig::default())?;
 /// writer.apply(1, &LogEntry::Events(world.events.clone()))?;

@@ -40,8 +40,8 @@
 use super::ShopWriter;
 use crate::catalog::{Catalog, CatalogRecord, Embeddings};
 use crate::error::{Error, ErrorKind, Result};
+use crate::index::{IndexConfig, IndexKind};
 use crate::index::{IvfIndex, IvfList, VectorIndex};
-use crate::service::{IndexConfig, IndexKind};
 use crate::signals::store::{StoreRecord, TABLES};
 use crate::signals::{SignalConfig, SignalStore};
 use serde::{Deserialize, Serialize};

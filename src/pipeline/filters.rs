@@ -1,11 +1,10 @@
 //! The built-in filters: what the request path always removed, each now a
 //! [`Filter`] with its own [`RemovalReason`].
 
-use super::Filter;
 use crate::ids::ItemIdx;
 use crate::request::RemovalReason;
-use crate::retrieve::RequestContext;
 use crate::signals::PurchaseState;
+use crate::stage::{Filter, RequestContext};
 
 /// Marks every open slot whose row `gone` says must go with `reason`.
 fn mark(

@@ -1,174 +1,172 @@
-//! The request path as stages with one contract each, after X's
-//! `candidate-pipeline` (named stage traits, each with `enabled`, filters
-//! that return what they removed and why, scorers that never reorder, a
-//! selector that sorts with NaN sinking, side effects after the response):
+//! The request path as a value: a [`Pipeline`] is the stages one config
+//! gives (sources, filters, scorer, reranker, and their settings), and
+//! [`Pipeline::run`] calls one function per stage, each in its own file,
+//! each with explicit inputs and one output buffer:
 //!
 //! ```text
-//! resolve ─► retrieve (CandidateSource…) ─► merge ─► filter (Filter…) ─► features
-//!        ─► score (Scorer) ─► fuse ─► select (rerank) ─► present ─► Feed ─► SideEffect…
+//! FeedRequest ─► resolve  (resolve.rs)  ─► RequestInput + Resolved
+//!             ─► retrieve (retrieve.rs) ─► Retrieved     one CandidateBuf per source
+//!             ─► merge    (merge.rs)    ─► Candidates    rows, source masks, source scores
+//!             ─► filter   (filter.rs)   ─► Candidates    compacted, removals counted
+//!             ─► rank     (rank.rs)     ─► Ranked        features, heads, fused values, boosts
+//!             ─► select   (select.rs)   ─► Placement     pool, rerank, pins
+//!             ─► present  (present.rs)  ─► Vec<FeedItem> content cards, explanations
+//!             ─► effects  (effects.rs)     SideEffect… on the rayon pool
 //! ```
 //!
-//! | stage | trait / type | built-ins | room |
-//! |---|---|---|---|
-//! | retrieve | [`CandidateSource`](crate::retrieve::CandidateSource) | eight sources | `retrieve/` |
-//! | filter | [`Filter`] | [`Exclusion`], [`Governance`], [`Blocked`], [`Stock`], [`Attributes`], [`Bought`], [`Seen`] | `pipeline/filters.rs` |
-//! | features | [`FeatureMatrix`](crate::rank::FeatureMatrix), [`col`](crate::rank::col) | the 24 columns | `rank/features.rs` |
-//! | score | [`Scorer`](crate::rank::Scorer) | logistic heads, MLP | `rank/scorer.rs` |
-//! | select | [`Reranker`] | [`DefaultReranker`]: caps, MMR/DPP, slots, quotas; then pins | `rerank/` |
-//! | side effects | [`SideEffect`] | none | here |
+//! The buffers are reused from request to request ([`Scratch`] holds one
+//! of each), so no stage allocates per candidate. The stage contracts are
+//! in [`stage`](crate::stage); the built-in filters are here:
 //!
-//! Every source and filter can be switched off per surface and per
-//! request: its own `enabled` decides from the request, the config's
-//! [`disabled`](crate::RecommenderConfig::disabled) lists per surface,
-//! and a request's [`skip`](crate::FeedRequest::skip) names stages to skip
-//! for that request (a [`Filter::required`] one cannot be skipped).
+//! | filter | removes | required |
+//! |---|---|---|
+//! | [`Exclusion`] | the caller's `exclude` list | yes |
+//! | [`Governance`] | suspended merchants, problem products | yes |
+//! | [`Blocked`] | the business rules' blocklists | yes |
+//! | [`Stock`] | out of stock, when asked | no |
+//! | [`Attributes`] | outside the request's categories and prices | no |
+//! | [`Bought`] | bought within `bought_window`, unless due again | no |
+//! | [`Seen`] | shown within `seen_window` | no |
 
+mod buffers;
+mod effects;
+mod filter;
 mod filters;
+mod merge;
 mod observe;
-mod scratch;
-mod stages;
+mod present;
+mod rank;
+mod resolve;
+mod retrieve;
+mod select;
 
+pub use buffers::Scratch;
 pub use filters::{Attributes, Blocked, Bought, Exclusion, Governance, Seen, Stock};
 #[cfg(feature = "metrics")]
 pub(crate) use observe::record_metrics;
 pub(crate) use observe::stage;
-pub(crate) use scratch::RequestInput;
-pub use scratch::Scratch;
+pub(crate) use rank::{features_for, score_rows, score_rows_naive};
 
-use crate::catalog::Embeddings;
-use crate::ids::ItemIdx;
-use crate::request::{Feed, FeedRequest, RemovalReason};
-use crate::rerank::{Candidate, Placed, QuotaMask, RerankConfig, RerankScratch};
-use crate::retrieve::RequestContext;
+pub use crate::stage::{
+    CandidateBuf, CandidateSource, DefaultReranker, Filter, RequestContext, Reranker, Scorer,
+    SideEffect,
+};
 
-/// A filter: removes candidates, and says why.
-///
-/// Filters run in order after the merge; each sees only what earlier ones
-/// kept (`removed[i]` is `None`), so the first reason that applies is the
-/// one counted. The built-in filters run first, in the order of the table
-/// in [`pipeline`](self); custom ones after them, in the order added.
-///
-/// ```
-/// use omnifeed::pipeline::Filter;
-/// use omnifeed::retrieve::RequestContext;
-/// use omnifeed::{ItemIdx, RemovalReason};
-///
-/// /// Leaves out products above a price, e.g. for a budget surface.
-/// #[derive(Debug)]
-/// struct Budget(f32);
-///
-/// impl Filter for Budget {
-///     fn id(&self) -> &'static str { "budget" }
-///     fn filter(&self, ctx: &RequestContext<'_>, rows: &[ItemIdx], removed: &mut [Option<RemovalReason>]) {
-///         let prices = ctx.catalog.prices();
-///         for (r, slot) in rows.iter().zip(removed) {
-///             if slot.is_none() && prices[r.index()] > self.0 {
-///                 *slot = Some(RemovalReason::Custom("budget"));
-///             }
-///         }
-///     }
-/// }
-/// # let _: Box<dyn Filter> = Box::new(Budget(100.0));
-/// ```
-pub trait Filter: Send + Sync + std::fmt::Debug {
-    /// A stable id for traces and config (distinct from every source id
-    /// and other filter id).
-    fn id(&self) -> &'static str;
+use crate::business::RuleSet;
+use crate::clock::Clock;
+use crate::config::RecommenderConfig;
+use crate::error::Result;
+use crate::request::{Feed, FeedRequest, Trace};
+use crate::rerank::QuotaMask;
+use crate::state::ServingState;
+use std::sync::Arc;
 
-    /// True if the filter runs for this request (default: always); a
-    /// filter for one surface returns `ctx.surface() == ...`.
-    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
-        let _ = ctx;
-        true
-    }
-
-    /// True if no request may skip it (governance and the caller's own
-    /// exclusions are). Default false.
-    fn required(&self) -> bool {
-        false
-    }
-
-    /// For every `i` with `removed[i] == None` whose `rows[i]` must go, sets
-    /// `removed[i]` to the reason. Leaves other entries as they are.
-    fn filter(
-        &self,
-        ctx: &RequestContext<'_>,
-        rows: &[ItemIdx],
-        removed: &mut [Option<RemovalReason>],
-    );
+/// The stages one config gives, assembled and checked by the
+/// [`RecommenderBuilder`](crate::RecommenderBuilder): what the base
+/// recommender and each A/B arm run.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) config: RecommenderConfig,
+    pub(crate) sources: Vec<Arc<dyn CandidateSource>>,
+    pub(crate) filters: Vec<Arc<dyn Filter>>,
+    /// The scorer, and the config's logistic heads that score the requests
+    /// it is not enabled for.
+    pub(crate) scorer: Arc<dyn Scorer>,
+    pub(crate) default_scorer: Arc<dyn Scorer>,
+    pub(crate) reranker: Arc<dyn Reranker>,
+    /// Source-score slot (`0..SOURCE_SLOTS`) of each source.
+    pub(crate) slots: Vec<usize>,
+    /// Quotas per surface (in `Surface::ALL` order), resolved to masks.
+    pub(crate) quotas: Vec<Vec<QuotaMask>>,
+    /// Bits of the sources whose score is `src_search`.
+    pub(crate) search_mask: u32,
 }
 
-/// What a [`Reranker`] places from: the pool (best value first), the
-/// embeddings, the surface's rerank config and quotas, `k`, the request's
-/// seed and its context.
+/// What a request runs against: one state and one rule set, loaded once.
 #[derive(Debug, Clone, Copy)]
-pub struct RerankInput<'a> {
-    /// The candidates, best fused value first.
-    pub pool: &'a [Candidate],
-    /// The catalog's embeddings (for diversity).
-    pub embeddings: &'a Embeddings,
-    /// The surface's rerank settings.
-    pub config: &'a RerankConfig,
-    /// The surface's quotas, resolved to source masks.
-    pub quotas: &'a [QuotaMask],
-    /// How many to place at most.
-    pub k: usize,
-    /// The request's seed for random choices.
-    pub seed: u64,
-    /// The request.
-    pub ctx: &'a RequestContext<'a>,
+pub(crate) struct Serving<'a> {
+    pub(crate) state: &'a ServingState,
+    pub(crate) rules: &'a RuleSet,
+    pub(crate) clock: Clock,
 }
 
-/// The select stage (重排): places up to `k` of the pool. The default,
-/// [`DefaultReranker`], is [`rerank`](crate::rerank::rerank) (fixed live
-/// positions, exploration, quotas, MMR / DPP under caps). Pins are applied
-/// after any reranker; indexes outside the pool or repeated are dropped.
-pub trait Reranker: Send + Sync + std::fmt::Debug {
-    /// A stable id for traces.
-    fn id(&self) -> &'static str;
-
-    /// Writes the placed candidates into `out` (empty on entry), in feed
-    /// order. `scratch` is reusable per-thread memory.
-    fn rerank(&self, input: &RerankInput<'_>, scratch: &mut RerankScratch, out: &mut Vec<Placed>);
-}
-
-/// The built-in reranker: [`rerank`](crate::rerank::rerank).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DefaultReranker;
-
-impl Reranker for DefaultReranker {
-    fn id(&self) -> &'static str {
-        "rerank"
-    }
-
-    fn rerank(&self, input: &RerankInput<'_>, scratch: &mut RerankScratch, out: &mut Vec<Placed>) {
-        crate::rerank::rerank(
-            input.pool,
-            input.embeddings,
-            input.config,
-            input.quotas,
-            input.k,
-            input.seed,
-            scratch,
-            out,
+impl Pipeline {
+    /// Runs every stage for `req` into `s`'s buffers and returns the feed,
+    /// with the side effects in `effects` that are on for it spawned.
+    pub(crate) fn run(
+        &self,
+        s: &mut Scratch,
+        on: Serving<'_>,
+        req: &FeedRequest,
+        effects: &[Arc<dyn SideEffect>],
+        variant: Option<String>,
+    ) -> Result<Feed> {
+        let _span = tracing::debug_span!(
+            "recommend",
+            user = req.user.0,
+            surface = req.surface.name(),
+            k = req.k
+        )
+        .entered();
+        let state = on.state;
+        if let Some(shard) = state.signals.user_shard() {
+            shard.check(req.user)?;
+        }
+        let Scratch { input, retrieved, candidates, ranked, placement } = s;
+        let r = stage!("resolve", resolve::resolve(self, effects, input, (state, on.clock), req))?;
+        let ctx = resolve::context(req, state, on.rules, input, &r);
+        let mut trace = Trace {
+            surface: req.surface,
+            stale_excludes: r.stale,
+            query_terms: input.terms.len(),
+            state_version: state.version,
+            variant,
+            ..Trace::default()
+        };
+        stage!("retrieve", retrieve::retrieve(self, &ctx, retrieved, &mut trace));
+        stage!("merge", merge::merge(retrieved, &self.slots, &state.catalog, candidates));
+        trace.candidates = candidates.rows.len();
+        stage!("filter", filter::filter(self, &ctx, candidates, &mut trace));
+        trace.scored = candidates.rows.len();
+        let ranking = stage!(
+            "rank",
+            rank::rank(self, &ctx, &state.rank_rows, r.has_query, candidates, ranked)
         );
+        trace.repaired = ranking.repaired;
+        stage!("boost", rank::boost(&ctx, candidates, ranked));
+        stage!("select", select::select(self, &ctx, candidates, ranked, placement));
+        trace.rerank_pool = placement.pool.len();
+        let items = stage!(
+            "present",
+            present::present(
+                self,
+                &ctx,
+                state,
+                (retrieved, candidates, ranked, placement),
+                ranking
+            )
+        );
+        #[cfg(feature = "metrics")]
+        record_metrics(&trace);
+        let feed = Feed { items, trace };
+        effects::spawn(self, effects, &ctx, &feed);
+        Ok(feed)
+    }
+
+    /// True if stage `id` runs for `req`: not disabled for its surface in
+    /// the config, not skipped by the request.
+    pub(crate) fn stage_on(&self, id: &str, req: &FeedRequest) -> bool {
+        !self.config.disabled.get(req.surface).iter().any(|d| d == id)
+            && !req.skip.iter().any(|d| d == id)
     }
 }
 
-/// Work done with a finished feed, after the response: impression logging,
-/// counters, cache warming. Side effects run on the rayon pool once the
-/// feed is built, never delay it and cannot change it; a panic in one is
-/// contained there.
-pub trait SideEffect: Send + Sync + std::fmt::Debug {
-    /// A stable id (switch it off per surface or request like any stage).
-    fn id(&self) -> &'static str;
-
-    /// True if it runs for this request (default: always).
-    fn enabled(&self, request: &FeedRequest) -> bool {
-        let _ = request;
-        true
-    }
-
-    /// Called with the request and the feed it got.
-    fn run(&self, request: &FeedRequest, feed: &Feed);
+/// An A/B arm: the pipeline of one variant (sharing the state, the rules,
+/// the custom stages and the side effects with the base).
+#[derive(Debug)]
+pub(crate) struct Arm {
+    pub(crate) experiment: usize,
+    pub(crate) variant: usize,
+    pub(crate) label: String,
+    pub(crate) pipeline: Pipeline,
 }

@@ -1,11 +1,12 @@
 //! [`MlpScorer`]: a small multi-layer perceptron over the feature rows.
 
-use super::features::{F, FeatureMatrix};
-use super::scorer::{HEADS, Scorer, sigmoid};
+use super::scorer::sigmoid;
 use super::weights::check_finite;
 #[cfg(feature = "safetensors")]
 use super::weights::{parse_safetensors, shape_error, tensor};
 use crate::error::{Error, Result};
+use crate::features::{F, FeatureMatrix, HEADS};
+use crate::stage::Scorer;
 use std::path::Path;
 
 /// A small multi-layer perceptron: ReLU hidden layers, a 3-unit sigmoid
@@ -143,7 +144,7 @@ impl MlpScorer {
     /// last), the files [`from_npy`](Self::from_npy) reads, in order.
     pub fn write_npy(&self, paths: &[impl AsRef<Path>]) -> Result<()> {
         if paths.len() != self.layers.len() {
-            return Err(Error::dimension("mlp layer files", self.layers.len(), paths.len()));
+            return Err(Error::count("mlp layer files", self.layers.len(), paths.len()));
         }
         for (p, (out, inp, w, b)) in paths.iter().zip(&self.layers) {
             let mut m = Vec::with_capacity(out * (inp + 1));
@@ -158,7 +159,7 @@ impl MlpScorer {
 }
 
 impl Scorer for MlpScorer {
-    fn name(&self) -> &'static str {
+    fn id(&self) -> &'static str {
         "mlp"
     }
 
@@ -170,8 +171,8 @@ impl Scorer for MlpScorer {
             let last = self.layers.len() - 1;
             for (l, (n_out, n_in, w, bias)) in self.layers.iter().enumerate() {
                 for j in 0..*n_out {
-                    let z = bias[j]
-                        + crate::rank::kernels::dot(&w[j * n_in..(j + 1) * n_in], &a[..*n_in]);
+                    let z =
+                        bias[j] + crate::kernels::dot(&w[j * n_in..(j + 1) * n_in], &a[..*n_in]);
                     b[j] = if l == last { sigmoid(z) } else { z.max(0.0) };
                 }
                 std::mem::swap(&mut a, &mut b);

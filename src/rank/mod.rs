@@ -1,12 +1,13 @@
-//! Ranking (精排): the kernels every hot loop is made of, the feature
-//! matrix, the scorers and fusion.
+//! Ranking (精排): the built-in scorers (logistic heads, MLP), their weight
+//! files, and fusion of the heads into one value per candidate. The
+//! [`Scorer`] contract is in [`stage`](crate::stage); the feature rows they
+//! read are declared in [`features`](crate::features).
 
-pub mod features;
 mod fusion;
-pub mod kernels;
 mod mlp;
 pub mod scorer;
 mod weights;
 
-pub use features::{F, FEATURE_NAMES, FeatureMatrix, col, feature_index};
-pub use scorer::{Fusion, HeadWeights, LogisticScorer, MlpScorer, Scorer};
+pub use crate::features::{F, FEATURE_NAMES, FeatureMatrix, HEAD_NAMES, HEADS, col, feature_index};
+pub use crate::stage::Scorer;
+pub use scorer::{Fusion, HeadWeights, LogisticScorer, MlpScorer};

@@ -1,4 +1,4 @@
-//! Scoring (精排): a [`Scorer`] maps each feature row to head outputs
+//! Scoring (精排): a [`Scorer`](crate::stage::Scorer) maps each feature row to head outputs
 //! (pCTR, pCVR, engagement); [`Fusion`] turns the heads and a few signals
 //! into one value per candidate.
 //!
@@ -9,7 +9,8 @@
 //! the bias last; for the MLP one `out × (in + 1)` matrix per layer).
 
 use crate::error::{Error, Result};
-use crate::rank::features::{F, FEATURE_NAMES, FeatureMatrix, feature_index};
+use crate::features::{F, FEATURE_NAMES, FeatureMatrix, HEADS, feature_index};
+pub use crate::stage::Scorer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,24 +20,6 @@ pub use super::mlp::MlpScorer;
 use super::weights::{check_finite, shape_error};
 #[cfg(feature = "safetensors")]
 use super::weights::{parse_safetensors, tensor};
-
-/// Number of heads.
-pub const HEADS: usize = 3;
-/// Head names, in output order.
-pub const HEAD_NAMES: [&str; HEADS] = ["pctr", "pcvr", "engagement"];
-
-/// Maps feature rows to head outputs in `(0, 1)`.
-///
-/// The contract keeps scoring from dropping or reordering: the caller hands
-/// a slice of exactly `features.rows() × HEADS` outputs, row `i`'s heads at
-/// `out[i * HEADS..]`. Non-finite outputs are replaced by 0 after the call.
-pub trait Scorer: Send + Sync + std::fmt::Debug {
-    /// A name for traces.
-    fn name(&self) -> &'static str;
-
-    /// Writes the heads of every row of `features` into `out`.
-    fn score(&self, features: &FeatureMatrix, out: &mut [f32]);
-}
 
 #[inline]
 pub(crate) fn sigmoid(x: f32) -> f32 {
@@ -236,7 +219,7 @@ impl LogisticScorer {
 }
 
 impl Scorer for LogisticScorer {
-    fn name(&self) -> &'static str {
+    fn id(&self) -> &'static str {
         "logistic"
     }
 
@@ -244,7 +227,7 @@ impl Scorer for LogisticScorer {
         for (x, o) in features.as_slice().chunks_exact(F).zip(out.chunks_exact_mut(HEADS)) {
             for (h, o) in o.iter_mut().enumerate() {
                 let w = &self.w[h * (F + 1)..(h + 1) * (F + 1)];
-                let z = w[F] + crate::rank::kernels::dot(&w[..F], x);
+                let z = w[F] + crate::kernels::dot(&w[..F], x);
                 *o = sigmoid(z);
             }
         }

@@ -24,7 +24,7 @@
 use crate::catalog::Embeddings;
 use crate::error::{Error, Result};
 use crate::ids::{CategoryId, ItemIdx};
-use crate::rank::kernels::dot;
+use crate::kernels::dot;
 use serde::{Deserialize, Serialize};
 
 /// The diversity objective.
@@ -258,18 +258,29 @@ fn mix(seed: u64, p: u64) -> u64 {
     crate::ids::finalize64(seed ^ p.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
-/// Places up to `k` of `cands` (sorted by value, best first) into `out`.
-#[allow(clippy::too_many_arguments)]
-pub fn rerank(
-    cands: &[Candidate],
-    emb: &Embeddings,
-    cfg: &RerankConfig,
-    quotas: &[QuotaMask],
-    k: usize,
-    seed: u64,
-    s: &mut RerankScratch,
-    out: &mut Vec<Placed>,
-) {
+/// What the rerank places from: the pool (best value first), the
+/// embeddings (for diversity), the surface's settings and quotas, how many
+/// to place and the request's seed.
+#[derive(Debug, Clone, Copy)]
+pub struct RerankInput<'a> {
+    /// The candidates, best fused value first.
+    pub pool: &'a [Candidate],
+    /// The catalog's embeddings (for diversity).
+    pub embeddings: &'a Embeddings,
+    /// The surface's rerank settings.
+    pub config: &'a RerankConfig,
+    /// The surface's quotas, resolved to source masks.
+    pub quotas: &'a [QuotaMask],
+    /// How many to place at most.
+    pub k: usize,
+    /// The request's seed for random choices.
+    pub seed: u64,
+}
+
+/// Places up to `input.k` of `input.pool` (sorted by value, best first)
+/// into `out`.
+pub fn rerank(input: &RerankInput<'_>, s: &mut RerankScratch, out: &mut Vec<Placed>) {
+    let RerankInput { pool: cands, embeddings: emb, config: cfg, quotas, k, seed } = *input;
     out.clear();
     let n = cands.len();
     let k = k.min(n);
@@ -570,7 +581,9 @@ mod tests {
 
     fn run(cands: &[Candidate], e: &Embeddings, cfg: &RerankConfig, k: usize) -> Vec<Placed> {
         let mut out = Vec::new();
-        rerank(cands, e, cfg, &[], k, 7, &mut RerankScratch::default(), &mut out);
+        let input =
+            RerankInput { pool: cands, embeddings: e, config: cfg, quotas: &[], k, seed: 7 };
+        rerank(&input, &mut RerankScratch::default(), &mut out);
         out
     }
 
@@ -596,7 +609,15 @@ mod tests {
             let cfg = RerankConfig { diversity, ..plain() };
             let mut s = RerankScratch::default();
             let mut out = Vec::new();
-            rerank(&cands, &e, &cfg, &[], usize::MAX, 7, &mut s, &mut out);
+            let input = RerankInput {
+                pool: &cands,
+                embeddings: &e,
+                config: &cfg,
+                quotas: &[],
+                k: usize::MAX,
+                seed: 7,
+            };
+            rerank(&input, &mut s, &mut out);
             assert_eq!(out.len(), n);
             // The DPP state is pool × MAX_DIVERSE, not pool × k.
             assert!(s.c.len() <= n * MAX_DIVERSE, "{}", s.c.len());
@@ -713,7 +734,9 @@ mod tests {
             RerankConfig { live_every: 3, exploration_slots: 1, exploration_every: 4, ..plain() };
         let mut out = Vec::new();
         let quotas = [QuotaMask { mask: 2, min_share: 0.2, max_share: 1.0 }];
-        rerank(&c, &e, &cfg, &quotas, 5, 1, &mut RerankScratch::default(), &mut out);
+        let input =
+            RerankInput { pool: &c, embeddings: &e, config: &cfg, quotas: &quotas, k: 5, seed: 1 };
+        rerank(&input, &mut RerankScratch::default(), &mut out);
         let got: Vec<usize> = out.iter().map(|p| p.index).collect();
         // 0, 1, live 6 at position 2, exploration 7 at position 3, and the
         // last position forced to source 2's candidate (5) for its 20%.

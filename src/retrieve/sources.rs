@@ -1,10 +1,11 @@
 //! The built-in candidate sources (see the table in the module above).
 
-use super::{CandidateBuf, CandidateSource, RequestContext};
 use crate::error::Result;
+use crate::features::col;
 use crate::ids::{CategoryId, ItemIdx};
 use crate::index::{Neighbor, RowFilter};
 use crate::request::Surface;
+use crate::stage::{CandidateBuf, CandidateSource, RequestContext};
 use serde::{Deserialize, Serialize};
 
 fn feed_or_omni(surface: Surface) -> bool {
@@ -24,9 +25,12 @@ impl CandidateSource for InterestAnn {
     fn id(&self) -> &'static str {
         "interest_ann"
     }
+    fn feature(&self) -> usize {
+        col::SRC_INTEREST
+    }
 
-    fn serves(&self, surface: Surface) -> bool {
-        feed_or_omni(surface)
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        feed_or_omni(ctx.surface())
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
@@ -64,9 +68,12 @@ impl CandidateSource for SimilarItems {
     fn id(&self) -> &'static str {
         "similar"
     }
+    fn feature(&self) -> usize {
+        col::SRC_SIMILAR
+    }
 
-    fn serves(&self, surface: Surface) -> bool {
-        feed_or_omni(surface)
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        feed_or_omni(ctx.surface())
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
@@ -98,9 +105,12 @@ impl CandidateSource for CoEngaged {
     fn id(&self) -> &'static str {
         "coengaged"
     }
+    fn feature(&self) -> usize {
+        col::SRC_SIMILAR
+    }
 
-    fn serves(&self, surface: Surface) -> bool {
-        feed_or_omni(surface)
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        feed_or_omni(ctx.surface())
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
@@ -148,9 +158,12 @@ impl CandidateSource for ContentDriven {
     fn id(&self) -> &'static str {
         "content"
     }
+    fn feature(&self) -> usize {
+        col::SRC_CONTENT
+    }
 
-    fn serves(&self, surface: Surface) -> bool {
-        feed_or_omni(surface)
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        feed_or_omni(ctx.surface())
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
@@ -268,8 +281,12 @@ impl CandidateSource for SearchSource {
     fn id(&self) -> &'static str {
         "search"
     }
+    fn feature(&self) -> usize {
+        col::SRC_SEARCH
+    }
 
-    fn serves(&self, surface: Surface) -> bool {
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        let surface = ctx.surface();
         matches!(surface, Surface::Search | Surface::Omni)
     }
 
@@ -303,12 +320,12 @@ impl CandidateSource for SearchSource {
                     semantic.extend_from_slice(&part);
                 }
                 if let Some(t) = &s.text {
-                    terms.extend(super::query_terms(t));
+                    terms.extend(crate::index::query_terms(t));
                 }
             }
             // Several intents may find the same row: keep its best score
             // (a score sort leaves a row's copies apart, so dedup by row).
-            super::best_per_row(&mut semantic, usize::MAX);
+            crate::stage::best_per_row(&mut semantic, usize::MAX);
             ctx.lexical.search(&terms, self.k, &pushed, &mut acc, &mut lexical);
         }
         self.fusion.fuse(&semantic, &lexical, self.k, out);
@@ -327,9 +344,12 @@ impl CandidateSource for Repurchase {
     fn id(&self) -> &'static str {
         "repurchase"
     }
+    fn feature(&self) -> usize {
+        col::SRC_REPURCHASE
+    }
 
-    fn serves(&self, surface: Surface) -> bool {
-        feed_or_omni(surface)
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        feed_or_omni(ctx.surface())
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
@@ -358,8 +378,12 @@ impl CandidateSource for CartPull {
     fn id(&self) -> &'static str {
         "cart"
     }
+    fn feature(&self) -> usize {
+        col::SRC_SIMILAR
+    }
 
-    fn serves(&self, surface: Surface) -> bool {
+    fn enabled(&self, ctx: &RequestContext<'_>) -> bool {
+        let surface = ctx.surface();
         surface == Surface::Omni
     }
 
@@ -450,6 +474,9 @@ impl CandidateSource for Popular {
     fn id(&self) -> &'static str {
         "popular"
     }
+    fn feature(&self) -> usize {
+        col::SRC_POPULAR
+    }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
         let s = ctx.signals;
@@ -481,6 +508,9 @@ pub struct Fresh {
 impl CandidateSource for Fresh {
     fn id(&self) -> &'static str {
         "fresh"
+    }
+    fn feature(&self) -> usize {
+        col::SRC_POPULAR
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {

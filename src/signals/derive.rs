@@ -8,10 +8,51 @@ use crate::ids::{ItemIdx, Timestamp, elapsed};
 use crate::signals::config::RepurchaseConfig;
 use crate::signals::counters::CounterTable;
 use crate::signals::rates::{BetaPrior, MomentSums};
-use crate::signals::snapshot::{Gate, RepurchaseCycle};
 use crate::signals::tables::{CycleStats, Shared, Tables};
 use crate::signals::{Counter, RATES, Rate, SignalConfig};
 use std::collections::HashSet;
+
+/// A category's repurchase cycle, estimated from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepurchaseCycle {
+    /// Users who bought in the category.
+    pub buyers: u32,
+    /// Repeat purchases (a later purchase in the category by the same
+    /// user, at least `min_interval` after the previous one).
+    pub repeats: u32,
+    /// The median interval between repeat purchases, seconds (quarter-octave
+    /// resolution), if there were any.
+    pub cycle: Option<i64>,
+    /// True if enough buyers come back to treat it as a consumable; false
+    /// for a durable (suppressed after purchase).
+    pub consumable: bool,
+}
+
+/// A hard governance gate: the product gets no exposure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Its merchant is suspended (catalog, by hand, or automatically).
+    MerchantSuspended,
+    /// Flagged by hand as a problem product.
+    Flagged,
+    /// Its refund rate passed the problem threshold.
+    Refunds,
+    /// Its complaint rate passed the problem threshold.
+    Complaints,
+}
+
+impl Gate {
+    /// The lowercase name used in traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Gate::MerchantSuspended => "merchant_suspended",
+            Gate::Flagged => "flagged",
+            Gate::Refunds => "refunds",
+            Gate::Complaints => "complaints",
+        }
+    }
+}
 
 /// How many of the most engaged rows `Signals::trending` keeps.
 const TRENDING: usize = 2000;

@@ -3,7 +3,7 @@
 
 use crate::catalog::Embeddings;
 use crate::ids::{CategoryId, ItemIdx, Timestamp, elapsed, shift};
-use crate::rank::kernels::dot;
+use crate::kernels::dot;
 use crate::signals::config::ProfileConfig;
 use crate::signals::counters::decay_factor;
 use std::collections::VecDeque;

@@ -4,6 +4,7 @@ use crate::catalog::{Catalog, ContentKind};
 use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, Timestamp, UserId, elapsed};
 use crate::signals::counters::decay_factor;
 use crate::signals::derive::{Deriver, Trend, cycles};
+pub use crate::signals::derive::{Gate, RepurchaseCycle};
 use crate::signals::profile::UserProfile;
 use crate::signals::rates::BetaPrior;
 use crate::signals::report::IngestReport;
@@ -11,22 +12,6 @@ use crate::signals::tables::{CycleStats, Shard, Shared, Tables, profile_bytes, s
 use crate::signals::{Counter, RATES, Rate, SignalConfig};
 use std::collections::HashSet;
 use std::sync::Arc;
-
-/// A category's repurchase cycle, estimated from the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RepurchaseCycle {
-    /// Users who bought in the category.
-    pub buyers: u32,
-    /// Repeat purchases (a later purchase in the category by the same
-    /// user, at least `min_interval` after the previous one).
-    pub repeats: u32,
-    /// The median interval between repeat purchases, seconds (quarter-octave
-    /// resolution), if there were any.
-    pub cycle: Option<i64>,
-    /// True if enough buyers come back to treat it as a consumable; false
-    /// for a durable (suppressed after purchase).
-    pub consumable: bool,
-}
 
 /// A user's purchase relation to a product.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,32 +32,6 @@ pub enum PurchaseState {
         /// How due, 1 exactly one cycle after purchase.
         score: f32,
     },
-}
-
-/// A hard governance gate: the product gets no exposure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// Its merchant is suspended (catalog, by hand, or automatically).
-    MerchantSuspended,
-    /// Flagged by hand as a problem product.
-    Flagged,
-    /// Its refund rate passed the problem threshold.
-    Refunds,
-    /// Its complaint rate passed the problem threshold.
-    Complaints,
-}
-
-impl Gate {
-    /// The lowercase name used in traces.
-    pub fn name(self) -> &'static str {
-        match self {
-            Gate::MerchantSuspended => "merchant_suspended",
-            Gate::Flagged => "flagged",
-            Gate::Refunds => "refunds",
-            Gate::Complaints => "complaints",
-        }
-    }
 }
 
 /// Bytes of signal state, per entity and in all (see `BENCHMARKS.md`).

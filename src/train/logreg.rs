@@ -3,9 +3,9 @@
 
 use crate::Recommender;
 use crate::error::{Error, Result};
+use crate::features::{F, HEADS, feature_index};
 use crate::ids::{ProductId, Timestamp, UserId};
-use crate::rank::features::{F, feature_index};
-use crate::rank::scorer::{HEADS, HeadWeights, LogisticScorer};
+use crate::rank::scorer::{HeadWeights, LogisticScorer};
 use crate::request::{FeedRequest, Surface};
 use crate::signals::Event;
 use crate::signals::{Level, Relevance};

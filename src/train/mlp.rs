@@ -4,9 +4,8 @@
 //! layer, so the scorer reads raw features). Deterministic for a seed.
 
 use crate::error::{Error, Result};
+use crate::features::{F, HEADS};
 use crate::rank::MlpScorer;
-use crate::rank::features::F;
-use crate::rank::scorer::HEADS;
 use serde::{Deserialize, Serialize};
 
 /// Settings of [`fit_mlp`].
@@ -230,7 +229,7 @@ impl Net {
 
     /// Adds one example's cross-entropy gradient (all heads) to `g`.
     fn backprop(&mut self, xs: &[f32; F], labels: [f32; HEADS], g: &mut Net) {
-        let (h, dot) = (self.h, crate::rank::kernels::dot);
+        let (h, dot) = (self.h, crate::kernels::dot);
         for u in 0..h {
             self.pre[u] = self.b1[u] + dot(&self.w1[u * F..(u + 1) * F], xs);
             self.hid[u] = self.pre[u].max(0.0);
@@ -276,8 +275,8 @@ impl Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::FeatureMatrix;
     use crate::rank::Scorer;
-    use crate::rank::features::FeatureMatrix;
 
     /// Mean binary cross-entropy of head 0 on rows `x`.
     fn logloss(scores: &[f32], y: &[f32]) -> f64 {
@@ -322,7 +321,7 @@ mod tests {
         for (i, row) in xv.chunks_exact(F).enumerate() {
             m.set_single(row);
             mlp.score(&m, &mut mlp_scores[i * HEADS..(i + 1) * HEADS]);
-            let z = lin[F] + crate::rank::kernels::dot(&lin[..F], row);
+            let z = lin[F] + crate::kernels::dot(&lin[..F], row);
             lin_scores[i * HEADS] = 1.0 / (1.0 + (-z).exp());
         }
         let (l_mlp, l_lin) = (logloss(&mlp_scores, &yv), logloss(&lin_scores, &yv));

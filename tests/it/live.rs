@@ -8,9 +8,9 @@ mod replicas;
 mod snapshots;
 
 use omnifeed::index::{ExactIndex, IvfIndex, IvfParams, VectorIndex, recall};
+use omnifeed::index::{IndexConfig, IndexKind};
+use omnifeed::index::{LexicalIndex, tokenize};
 use omnifeed::live::{Applied, LogEntry, ShopWriter};
-use omnifeed::retrieve::{LexicalIndex, tokenize};
-use omnifeed::service::{IndexConfig, IndexKind};
 use omnifeed::synth::{SynthConfig, World, generate};
 use omnifeed::{
     Catalog, CatalogBuilder, CatalogDelta, CategoryId, Clock, Content, ContentId, ContentKind,

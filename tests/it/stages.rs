@@ -5,9 +5,9 @@
 //! the ranking stage's rows.
 
 use crate::it::adversarial::{recommender, store, user, world};
-use omnifeed::pipeline::{Filter, SideEffect};
 use omnifeed::rank::{F, FeatureMatrix, Scorer, col};
-use omnifeed::retrieve::{CandidateBuf, CandidateSource, RequestContext};
+use omnifeed::stage::{CandidateBuf, CandidateSource, RequestContext};
+use omnifeed::stage::{Filter, SideEffect};
 use omnifeed::{
     ErrorKind, Feed, FeedRequest, ItemIdx, ProductId, Recommender, RecommenderConfig,
     RemovalReason, ServingState, Surface,
@@ -41,7 +41,7 @@ impl CandidateSource for Fixed {
 struct Echo;
 
 impl Scorer for Echo {
-    fn name(&self) -> &'static str {
+    fn id(&self) -> &'static str {
         "echo"
     }
     fn score(&self, features: &FeatureMatrix, out: &mut [f32]) {
@@ -383,13 +383,14 @@ fn fresh_with_failing_source() -> Recommender {
 #[derive(Debug)]
 struct Ascending;
 
-impl omnifeed::pipeline::Reranker for Ascending {
+impl omnifeed::stage::Reranker for Ascending {
     fn id(&self) -> &'static str {
         "ascending"
     }
     fn rerank(
         &self,
-        input: &omnifeed::pipeline::RerankInput<'_>,
+        input: &omnifeed::rerank::RerankInput<'_>,
+        _: &omnifeed::stage::RequestContext<'_>,
         _: &mut omnifeed::rerank::RerankScratch,
         out: &mut Vec<omnifeed::rerank::Placed>,
     ) {

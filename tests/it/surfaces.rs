@@ -2,11 +2,12 @@
 //! synthetic worlds, the fast ranking path against the naive one, search
 //! with filters, scorer files, config and bad requests.
 
+use omnifeed::features::F;
 use omnifeed::index::ExactIndex;
-use omnifeed::rank::features::F;
 use omnifeed::rank::{HeadWeights, LogisticScorer, MlpScorer};
-use omnifeed::retrieve::{CandidateBuf, SearchFusion};
+use omnifeed::retrieve::SearchFusion;
 use omnifeed::signals::PurchaseState;
+use omnifeed::stage::CandidateBuf;
 use omnifeed::synth::{SynthConfig, World, generate};
 use omnifeed::{
     CategoryId, Clock, ErrorKind, Event, FeedRequest, ItemIdx, ProductId, Recommender,
@@ -225,7 +226,7 @@ fn omni_blends_search_intents_with_interest() {
 
 #[test]
 fn a_text_only_query_reaches_relevance_and_search_keeps_matches_in_order() {
-    use omnifeed::rank::features::col;
+    use omnifeed::features::col;
     let world = generate(&SynthConfig::tiny()).unwrap();
     let rec = setup(&world, RecommenderConfig::default());
     let catalog = &world.catalog;
@@ -240,7 +241,7 @@ fn a_text_only_query_reaches_relevance_and_search_keeps_matches_in_order() {
             let title = catalog.title(catalog.row(item.product).unwrap()).unwrap_or("");
             let rel = item.explanation.features[col::RELEVANCE].value;
             assert!((0.0..=1.0).contains(&rel));
-            if omnifeed::retrieve::tokenize(title).iter().any(|t| t == noun) {
+            if omnifeed::index::tokenize(title).iter().any(|t| t == noun) {
                 assert!(rel > 0.0, "{title:?} matches {noun:?} but relevance is 0");
             }
         }

@@ -5,7 +5,7 @@
 use super::*;
 use omnifeed::ErrorKind;
 use omnifeed::load::{LogOptions, OutOfPeriod, read_events};
-use omnifeed::retrieve::{CandidateBuf, CandidateSource, RequestContext};
+use omnifeed::stage::{CandidateBuf, CandidateSource, RequestContext};
 use proptest::prelude::*;
 
 fn toml_err(text: &str) -> String {

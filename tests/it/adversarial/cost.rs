@@ -5,8 +5,8 @@
 //! search text has a criterion bench (`benches/input.rs`).
 
 use super::*;
+use omnifeed::index::{LexicalIndex, query_terms, tokenize};
 use omnifeed::limits::{MAX_QUERY_BYTES, MAX_QUERY_TERMS};
-use omnifeed::retrieve::{LexicalIndex, query_terms, tokenize};
 use omnifeed::{
     Content, ContentId, ContentKind, ErrorKind, Event, FeedRequest, SearchQuery, Surface, UserId,
 };

@@ -4,7 +4,7 @@
 
 use super::*;
 use omnifeed::index::{HnswIndex, HnswParams, IvfIndex, IvfParams, VectorIndex};
-use omnifeed::rank::kernels::{Scored, best_first};
+use omnifeed::kernels::{Scored, best_first};
 use omnifeed::rank::{FeatureMatrix, Fusion, Scorer};
 use omnifeed::signals::{Counter, Rejection};
 use omnifeed::{
@@ -273,7 +273,7 @@ fn fusion_values_stay_finite_at_the_extreme_exponents() {
 struct Broken;
 
 impl Scorer for Broken {
-    fn name(&self) -> &'static str {
+    fn id(&self) -> &'static str {
         "broken"
     }
     fn score(&self, features: &FeatureMatrix, out: &mut [f32]) {

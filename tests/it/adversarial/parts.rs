@@ -72,7 +72,7 @@ fn size_and_dimension_mismatches_stay_dimension_errors() {
     let fewer = small_catalog(39, emb_a).shared_embeddings();
     let e = ServingState::new(Arc::clone(&a), Arc::new(ExactIndex::new(fewer)), signals_of(&a))
         .unwrap_err();
-    assert!(matches!(e.kind(), ErrorKind::DimensionMismatch { what: "index rows", .. }), "{e}");
+    assert!(matches!(e.kind(), ErrorKind::CountMismatch { what: "index rows", .. }), "{e}");
     let wider = small_catalog(40, |i| vec![1.0, i as f32, 0.0, 1.0]).shared_embeddings();
     let e = ServingState::new(Arc::clone(&a), Arc::new(ExactIndex::new(wider)), signals_of(&a))
         .unwrap_err();

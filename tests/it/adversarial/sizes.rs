@@ -6,8 +6,8 @@ use super::*;
 use omnifeed::index::{
     ExactIndex, HnswIndex, HnswParams, IvfIndex, IvfParams, MAX_EF, Neighbor, VectorIndex,
 };
+use omnifeed::kernels::TopK;
 use omnifeed::limits::{MAX_FILTER_CATEGORIES, MAX_K};
-use omnifeed::rank::kernels::TopK;
 use omnifeed::train::{AlsConfig, RankerTrainConfig, fit_als, fit_logistic};
 use omnifeed::{ErrorKind, Event, EventKind, FeedRequest, RequestFilters, Target, UserId};
 use proptest::prelude::*;

@@ -4,10 +4,10 @@
 //! Redis server are in `tests/redis.rs`.
 
 use super::snapshots::{assert_same_state, tail, temp_dir};
+use omnifeed::index::IndexConfig;
 use omnifeed::live::{
     EventLog, LogEntry, MemoryLog, Replica, ReplicaConfig, ShopWriter, SnapshotStore,
 };
-use omnifeed::service::IndexConfig;
 use omnifeed::signals::{Rate, UserShard};
 use omnifeed::synth::{SynthConfig, World, generate};
 use omnifeed::{ErrorKind, FeedRequest, ItemIdx, SignalConfig, UserId};

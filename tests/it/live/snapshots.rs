@@ -2,8 +2,8 @@
 //! and failed writes, the committed format-v1 golden snapshot.
 
 use super::{random_deltas, small_catalog, world_writer};
+use omnifeed::index::IndexKind;
 use omnifeed::live::{FORMAT_VERSION, LogEntry, Retention, ShopWriter, SnapshotIo, StdIo};
-use omnifeed::service::IndexKind;
 use omnifeed::signals::Rate;
 use omnifeed::{
     Clock, ErrorKind, Event, EventKind, FeedRequest, ItemIdx, ProductId, Recommender, ServingState,

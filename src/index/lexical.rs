@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// Splits text into lowercase alphanumeric terms.
 ///
 /// ```
-/// use omnifeed::retrieve::tokenize;
+/// use omnifeed::index::tokenize;
 /// assert_eq!(tokenize("Red-Wool SCARF, 2026!"), ["red", "wool", "scarf", "2026"]);
 /// ```
 pub fn tokenize(text: &str) -> Vec<String> {
@@ -27,7 +27,7 @@ pub fn tokenize(text: &str) -> Vec<String> {
 /// in the text's length, whatever it holds.
 ///
 /// ```
-/// use omnifeed::retrieve::query_terms;
+/// use omnifeed::index::query_terms;
 /// assert_eq!(query_terms("red Scarf RED wool"), ["red", "scarf", "wool"]);
 /// // 1 MB of text costs what its first 1,024 bytes cost.
 /// assert_eq!(query_terms(&"abc ".repeat(250_000)), ["abc"]);
@@ -257,9 +257,9 @@ impl LexicalIndex {
         // Cursors as (position, idf), in `lists` order.
         acc.extend(lists.iter().map(|l| (0, self.idf(l))));
         let mut m = MaxScore::new(&lists, acc);
-        let mut best: Vec<crate::rank::kernels::Scored> = Vec::new();
+        let mut best: Vec<crate::kernels::Scored> = Vec::new();
         let (doc_len, avg_len): (&[u16], f32) = (&self.doc_len, self.avg_len);
-        let mut top = crate::rank::kernels::TopK::new(&mut best, k.min(doc_len.len()));
+        let mut top = crate::kernels::TopK::new(&mut best, k.min(doc_len.len()));
         while let Some(row) = m.next_candidate() {
             let norm = length_norm(doc_len, avg_len, row);
             if let Some(score) = m.score(row, norm, top.threshold()) {
@@ -446,12 +446,12 @@ mod tests {
             let all: Vec<ItemIdx> = (0..titles.len() as u32).map(ItemIdx).collect();
             let mut every = Vec::new();
             idx.score_rows(&q, &all, &mut every);
-            let mut want: Vec<crate::rank::kernels::Scored> = every
+            let mut want: Vec<crate::kernels::Scored> = every
                 .iter()
                 .filter(|e| keep(e.0))
-                .map(|&(row, score)| crate::rank::kernels::Scored { row, score })
+                .map(|&(row, score)| crate::kernels::Scored { row, score })
                 .collect();
-            crate::rank::kernels::top_k_in_place(&mut want, k);
+            crate::kernels::top_k_in_place(&mut want, k);
             let want: Vec<(ItemIdx, f32)> = want.iter().map(|s| (s.row, s.score)).collect();
             proptest::prop_assert_eq!(got, want);
         }

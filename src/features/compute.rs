@@ -1,221 +1,13 @@
-//! The feature matrix: one dense `f32` row per candidate, in a buffer that
-//! is reused from request to request.
+//! Feature assembly: the packed per-product rank rows, the per-request
+//! lists, [`compute_features`] (one pass over the candidates) and its plain
+//! oracle [`features_naive`].
 
+use super::matrix::FeatureMatrix;
+use super::schema::{F, SOURCE_SLOTS, SRC0, col::*};
 use crate::catalog::Catalog;
 use crate::ids::{ItemIdx, Timestamp, elapsed};
-use crate::rank::kernels::{dot, prefetch};
+use crate::kernels::{dot, prefetch};
 use crate::signals::{PurchaseState, Rate, Signals, UserProfile};
-
-/// Number of features per candidate.
-pub const F: usize = 27;
-
-/// The feature columns by name. Code outside `rank` reads a feature row
-/// through these (or [`feature_index`]), never by number.
-pub mod col {
-    /// Cosine of the product with the user's long-term interest vector.
-    pub const SIM_LONG: usize = 0;
-    /// Cosine with the user's session (short-term) vector.
-    pub const SIM_SHORT: usize = 1;
-    /// Best cosine with any of the user's interest clusters.
-    pub const SIM_INTEREST: usize = 2;
-    /// How many sources found the candidate.
-    pub const N_SOURCES: usize = 3;
-    /// The `interest_ann` source's normalized score.
-    pub const SRC_INTEREST: usize = 4;
-    /// The `similar` and `cart` sources' normalized score.
-    pub const SRC_SIMILAR: usize = 5;
-    /// The `content` source's normalized score.
-    pub const SRC_CONTENT: usize = 6;
-    /// The `search` source's normalized score.
-    pub const SRC_SEARCH: usize = 7;
-    /// The `repurchase` source's normalized score.
-    pub const SRC_REPURCHASE: usize = 8;
-    /// The `popular` and `fresh` sources' normalized score.
-    pub const SRC_POPULAR: usize = 9;
-    /// The best normalized score of any custom source.
-    pub const SRC_OTHER: usize = 10;
-    /// Smoothed click-through rate.
-    pub const CTR: usize = 11;
-    /// Smoothed conversion rate (orders per click).
-    pub const CVR: usize = 12;
-    /// Smoothed add-to-cart rate.
-    pub const CART: usize = 13;
-    /// Watch completion of the product's best content.
-    pub const CONTENT_WATCH: usize = 14;
-    /// Click-through rate of the product's best content.
-    pub const CONTENT_CTR: usize = 15;
-    /// `exp(-age / fresh_scale)`.
-    pub const FRESHNESS: usize = 16;
-    /// `ln(price / category median)`, clamped to ±3.
-    pub const PRICE_BAND: usize = 17;
-    /// The merchant's governance score.
-    pub const MERCHANT: usize = 18;
-    /// The user's affinity to the product's category.
-    pub const AFFINITY: usize = 19;
-    /// How due a repurchase of the product is.
-    pub const DUE: usize = 20;
-    /// Best cosine with the query (or recent search intents).
-    pub const RELEVANCE: usize = 21;
-    /// Trending score.
-    pub const TRENDING: usize = 22;
-    /// 1 if a live stream on air carries the product.
-    pub const LIVE: usize = 23;
-    /// The user's co-engagement score for the product (in `[0, 1]`, 1 for
-    /// the best): how strongly products the user engaged with lately (or
-    /// bought) are co-engaged with it by everyone.
-    pub const CO_ENGAGED: usize = 24;
-    /// Engagement volume on the next shorter half-life than
-    /// [`TRENDING`]'s: popular lately (the ranker learns which time scale
-    /// predicts).
-    pub const TRENDING_RECENT: usize = 25;
-    /// 1 if the user bought the product (among their kept purchases).
-    pub const BOUGHT: usize = 26;
-}
-
-use col::*;
-
-/// Feature names, in column order.
-pub const FEATURE_NAMES: [&str; F] = [
-    "sim_long",
-    "sim_short",
-    "sim_interest",
-    "n_sources",
-    "src_interest",
-    "src_similar",
-    "src_content",
-    "src_search",
-    "src_repurchase",
-    "src_popular",
-    "src_other",
-    "ctr",
-    "cvr",
-    "cart_rate",
-    "content_watch",
-    "content_ctr",
-    "freshness",
-    "price_band",
-    "merchant_score",
-    "category_affinity",
-    "repurchase_due",
-    "query_relevance",
-    "trending",
-    "live_now",
-    "co_engaged",
-    "trending_recent",
-    "bought",
-];
-
-/// Column of a named feature.
-pub fn feature_index(name: &str) -> Option<usize> {
-    FEATURE_NAMES.iter().position(|&n| n == name)
-}
-
-/// Source-score columns: the built-in sources map onto the first six, every
-/// custom source onto the last ([`col::SRC_OTHER`]).
-pub const SOURCE_SLOTS: usize = 7;
-
-/// The first source-score column.
-const SRC0: usize = SRC_INTEREST;
-
-/// The source-score slot of a source id: the built-in ones share six,
-/// every other (custom) id feeds `src_other`.
-pub fn source_slot(id: &str) -> usize {
-    match id {
-        "interest_ann" => 0,
-        "similar" | "cart" | "coengaged" => 1,
-        "content" => 2,
-        "search" => 3,
-        "repurchase" => 4,
-        "popular" | "fresh" => 5,
-        _ => SRC_OTHER - SRC0,
-    }
-}
-
-/// `rows × F` features, row-major, reused between requests.
-#[derive(Debug, Clone, Default)]
-pub struct FeatureMatrix {
-    data: Vec<f32>,
-    rows: usize,
-}
-
-impl FeatureMatrix {
-    /// An empty matrix.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A matrix of the given rows (`F` values each, row-major): how a
-    /// custom [`Scorer`](crate::rank::Scorer) is tested, or features built
-    /// elsewhere are scored.
-    ///
-    /// ```
-    /// use omnifeed::rank::{F, FeatureMatrix, col};
-    /// let mut row = [0.0f32; F];
-    /// row[col::CTR] = 0.2;
-    /// let m = FeatureMatrix::from_rows(&row)?;
-    /// assert_eq!((m.rows(), m.row(0)[col::CTR]), (1, 0.2));
-    /// # Ok::<(), omnifeed::Error>(())
-    /// ```
-    ///
-    /// Errors: a length that is not a multiple of `F`
-    /// ([`ErrorKind::DimensionMismatch`](crate::ErrorKind::DimensionMismatch)),
-    /// a NaN or infinite value ([`ErrorKind::NonFinite`](crate::ErrorKind::NonFinite),
-    /// naming the row).
-    pub fn from_rows(values: &[f32]) -> crate::Result<Self> {
-        if values.len() % F != 0 {
-            return Err(crate::Error::dimension("feature rows", F, values.len() % F));
-        }
-        if let Some(i) = values.iter().position(|x| !x.is_finite()) {
-            return Err(crate::Error::new(crate::ErrorKind::NonFinite {
-                what: "feature rows",
-                index: i / F,
-            }));
-        }
-        Ok(FeatureMatrix { data: values.to_vec(), rows: values.len() / F })
-    }
-
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Row `i`.
-    #[inline]
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * F..(i + 1) * F]
-    }
-
-    /// All rows, row-major.
-    pub fn as_slice(&self) -> &[f32] {
-        &self.data[..self.rows * F]
-    }
-
-    /// Replaces every NaN or infinite value by 0; returns how many there
-    /// were. The request path runs it after feature assembly so that no
-    /// non-finite value can reach a scorer.
-    pub(crate) fn repair_non_finite(&mut self) -> usize {
-        let cells = &mut self.data[..self.rows * F];
-        // A branch-free count first (it vectorizes); the repair loop runs
-        // only when something is wrong.
-        let bad = cells.iter().map(|x| usize::from(!x.is_finite())).sum();
-        if bad > 0 {
-            cells.iter_mut().filter(|x| !x.is_finite()).for_each(|x| *x = 0.0);
-        }
-        bad
-    }
-
-    /// Makes it the one row `f` (`F` values).
-    pub(crate) fn set_single(&mut self, f: &[f32]) {
-        self.reset(1);
-        self.data.copy_from_slice(&f[..F]);
-    }
-
-    fn reset(&mut self, rows: usize) {
-        self.rows = rows;
-        self.data.clear();
-        self.data.resize(rows * F, 0.0);
-    }
-}
 
 /// Per-product signals the ranking gather reads, packed into one cache
 /// line so a candidate costs one line here plus its embedding row.
@@ -289,7 +81,7 @@ pub(crate) struct FeatureContext<'a> {
     pub(crate) lists: &'a RequestLists,
     /// The title index and the request's query terms: a text match counts
     /// as query relevance too.
-    pub(crate) lexical: &'a crate::retrieve::LexicalIndex,
+    pub(crate) lexical: &'a crate::index::LexicalIndex,
     pub(crate) terms: &'a [String],
     /// The user's co-engagement scores, sorted by row.
     pub(crate) co: &'a [(ItemIdx, f32)],
@@ -318,10 +110,10 @@ pub(crate) const CO_SEEDS: usize = 20;
 
 impl RequestLists {
     /// The title match of each of `rows` (sorted) with `terms`, as BM25
-    /// divided by [`LexicalIndex::score_bound`](crate::retrieve::LexicalIndex::score_bound).
+    /// divided by [`LexicalIndex::score_bound`](crate::index::LexicalIndex::score_bound).
     pub(crate) fn prepare_text(
         &mut self,
-        lexical: &crate::retrieve::LexicalIndex,
+        lexical: &crate::index::LexicalIndex,
         terms: &[String],
         rows: &[ItemIdx],
     ) {
@@ -396,7 +188,7 @@ pub(crate) fn compute_features(
     // The interest centroids as one block, split per candidate without the
     // division `UserProfile::interests` makes (7% of this loop in perf).
     let (dim, interests) = (emb.dim(), ctx.profile.map_or(&[][..], |p| p.interest_block()));
-    for (i, (&r, row)) in rows.iter().zip(out.data.chunks_exact_mut(F)).enumerate() {
+    for (i, (&r, row)) in rows.iter().zip(out.rows_mut()).enumerate() {
         if let Some(&next) = rows.get(i + AHEAD) {
             fetch(next);
         }

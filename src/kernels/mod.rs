@@ -13,7 +13,7 @@ const LANES: usize = 8;
 /// The inner product of two equal-length slices.
 ///
 /// ```
-/// assert_eq!(omnifeed::rank::kernels::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
+/// assert_eq!(omnifeed::kernels::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
 /// ```
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -1,0 +1,275 @@
+//! Rank (精排): the candidates' feature rows, the scorer's heads, their
+//! fusion into one value per candidate, then the business boosts
+//! ([`Ranked`]). Also the ranking core on given rows (no retrieval, no
+//! filters, no rerank) and its naive oracle.
+
+use super::merge::Candidates;
+use super::resolve::{RequestInput, context, resolve};
+use super::{Pipeline, Scratch, Serving};
+use crate::error::{Error, Result};
+use crate::features::{
+    FeatureContext, FeatureMatrix, HEADS, RankRow, RequestLists, SOURCE_SLOTS, col,
+    compute_features, features_naive,
+};
+use crate::ids::ItemIdx;
+use crate::kernels::{Scored, top_k_in_place};
+use crate::rank::Fusion;
+use crate::request::{FeedRequest, Surface};
+use crate::signals::Rate;
+use crate::stage::{RequestContext, Scorer};
+
+/// What ranking wrote: per candidate (in [`Candidates`] order) its feature
+/// row, `HEADS` heads and fused value; and the per-request lists features
+/// read.
+#[derive(Debug, Default)]
+pub(crate) struct Ranked {
+    pub(crate) features: FeatureMatrix,
+    pub(crate) heads: Vec<f32>,
+    pub(crate) values: Vec<f32>,
+    lists: RequestLists,
+}
+
+/// What ranking found out about the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ranking {
+    /// The request has something to be relevant to (a query, search
+    /// intents, or candidates from a search source).
+    pub(crate) has_relevance: bool,
+    /// Non-finite features and heads replaced by 0.
+    pub(crate) repaired: usize,
+}
+
+/// Features of `c.rows`, then heads and fused values into `out`.
+pub(crate) fn rank(
+    p: &Pipeline,
+    ctx: &RequestContext<'_>,
+    rank_rows: &[RankRow],
+    has_query: bool,
+    c: &Candidates,
+    out: &mut Ranked,
+) -> Ranking {
+    out.lists.prepare(ctx.catalog, ctx.signals, ctx.profile, ctx.at);
+    out.lists.prepare_text(ctx.lexical, ctx.terms, &c.rows);
+    let intents = query_vectors(p, ctx, has_query);
+    let fctx = feature_context(p, ctx, rank_rows, &intents, &out.lists);
+    compute_features(&fctx, &c.rows, &c.src_scores, &c.counts, &mut out.features);
+    let repaired = out.features.repair_non_finite();
+    let searched = c.masks.iter().any(|&m| m & p.search_mask != 0);
+    let has_relevance = has_query || !intents.is_empty() || searched;
+    let fusion = p.config.fusion.get(ctx.surface());
+    let scorer = if p.scorer.enabled(ctx) { &*p.scorer } else { &*p.default_scorer };
+    let repaired = repaired + score_and_fuse(scorer, rank_rows, fusion, has_relevance, c, out);
+    Ranking { has_relevance, repaired }
+}
+
+/// The unit vectors query relevance is measured against: the request's
+/// query, else on omni the user's recent search intents.
+fn query_vectors<'a>(p: &Pipeline, ctx: &RequestContext<'a>, has_query: bool) -> Vec<&'a [f32]> {
+    if let Some(q) = ctx.query {
+        return vec![q];
+    }
+    if has_query || ctx.surface() != Surface::Omni {
+        return Vec::new();
+    }
+    let Some(profile) = ctx.profile else { return Vec::new() };
+    let n = profile.searches().len();
+    profile
+        .searches()
+        .skip(n.saturating_sub(p.config.sources.intents))
+        .filter_map(|x| x.vector.as_deref())
+        .collect()
+}
+
+/// What feature assembly reads for one request (the fast path and the
+/// naive oracle alike).
+fn feature_context<'a>(
+    p: &Pipeline,
+    ctx: &RequestContext<'a>,
+    rank_rows: &'a [RankRow],
+    queries: &'a [&'a [f32]],
+    lists: &'a RequestLists,
+) -> FeatureContext<'a> {
+    FeatureContext {
+        catalog: ctx.catalog,
+        signals: ctx.signals,
+        profile: ctx.profile,
+        at: ctx.at,
+        rank_rows,
+        fresh_scale: p.config.fresh_scale as f32,
+        queries,
+        lists,
+        lexical: ctx.lexical,
+        terms: ctx.terms,
+        co: ctx.co_engaged,
+    }
+}
+
+/// Runs `scorer` over the features into `out.heads` and fuses into
+/// `out.values`; returns how many non-finite heads were replaced by 0.
+fn score_and_fuse(
+    scorer: &dyn Scorer,
+    rank_rows: &[RankRow],
+    fusion: &Fusion,
+    has_relevance: bool,
+    c: &Candidates,
+    out: &mut Ranked,
+) -> usize {
+    let n = out.features.rows();
+    out.heads.clear();
+    out.heads.resize(n * HEADS, 0.0);
+    scorer.score(&out.features, &mut out.heads);
+    let mut repaired = 0;
+    for h in &mut out.heads {
+        *h = if h.is_finite() {
+            h.clamp(0.0, 1.0)
+        } else {
+            repaired += 1;
+            0.0
+        };
+    }
+    out.values.clear();
+    let (heads, features) = (&out.heads, &out.features);
+    out.values.extend((0..n).map(|i| {
+        let rr = &rank_rows[c.rows[i].index()];
+        let h = &heads[i * HEADS..(i + 1) * HEADS];
+        fusion.value(&fusion_terms(h, features.row(i), rr, has_relevance))
+    }));
+    repaired
+}
+
+/// Boosts: each candidate's fused value times the business rules' boosts
+/// in force for it.
+pub(crate) fn boost(ctx: &RequestContext<'_>, c: &Candidates, out: &mut Ranked) {
+    if !ctx.rules.has_boosts() {
+        return;
+    }
+    let (catalog, cats) = (ctx.catalog, ctx.catalog.categories());
+    for (v, &r) in out.values.iter_mut().zip(&c.rows) {
+        let (product, merchant) = (catalog.product_id(r), catalog.merchant_of(r).id);
+        *v *= ctx.rules.boost(product, merchant, cats[r.index()], ctx.at);
+    }
+}
+
+/// The fusion terms of one candidate.
+#[inline]
+pub(crate) fn fusion_terms(
+    heads: &[f32],
+    features: &[f32],
+    rr: &RankRow,
+    has_relevance: bool,
+) -> [f32; 7] {
+    let relevance = has_relevance.then(|| features[col::RELEVANCE].max(features[col::SRC_SEARCH]));
+    Fusion::terms(heads, rr.price_band, rr.quality, relevance, rr.refund)
+}
+
+/// Resolves `req` and ranks `rows` (no source found them) into `s`;
+/// `what` names the caller in errors.
+fn rank_given(
+    p: &Pipeline,
+    s: &mut Scratch,
+    on: Serving<'_>,
+    req: &FeedRequest,
+    rows: &[ItemIdx],
+    what: &'static str,
+) -> Result<()> {
+    let Scratch { input, candidates, ranked, .. } = s;
+    let r = resolve(p, &[], input, (on.state, on.clock), req)?;
+    let n = on.state.catalog.len();
+    if let Some(bad) = rows.iter().find(|r| r.index() >= n) {
+        return Err(Error::invalid_value(
+            "rows",
+            what,
+            format!("row {} is outside the catalog of {n}", bad.0),
+        ));
+    }
+    let ctx = context(req, on.state, on.rules, input, &r);
+    candidates.set_given(rows);
+    rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
+    Ok(())
+}
+
+/// Features, scorer, fusion and top-k over given rows: `(row, value)` best
+/// first, `req.k` at most, in `s`'s placement buffer.
+pub(crate) fn score_rows<'s>(
+    p: &Pipeline,
+    s: &'s mut Scratch,
+    on: Serving<'_>,
+    req: &FeedRequest,
+    rows: &[ItemIdx],
+) -> Result<&'s [Scored]> {
+    rank_given(p, s, on, req, rows, "score_rows")?;
+    let scored = &mut s.placement.scored;
+    scored.clear();
+    let (rows, values) = (&s.candidates.rows, &s.ranked.values);
+    scored.extend(rows.iter().zip(values).map(|(&row, &v)| Scored { row, score: v }));
+    top_k_in_place(scored, req.k);
+    Ok(&s.placement.scored[..])
+}
+
+/// The feature rows ranking would see for `rows` in `req`.
+pub(crate) fn features_for(
+    p: &Pipeline,
+    on: Serving<'_>,
+    req: &FeedRequest,
+    rows: &[ItemIdx],
+) -> Result<FeatureMatrix> {
+    let mut s = Scratch::default();
+    rank_given(p, &mut s, on, req, rows, "features_for")?;
+    Ok(s.ranked.features)
+}
+
+/// [`score_rows`] the plain way: a feature vector allocated per row
+/// through the public signal accessors, the scorer called row by row, a
+/// full sort. The oracle the fast path is tested against.
+pub(crate) fn score_rows_naive(
+    p: &Pipeline,
+    on: Serving<'_>,
+    req: &FeedRequest,
+    rows: &[ItemIdx],
+) -> Result<Vec<Scored>> {
+    let mut input = RequestInput::default();
+    let r = resolve(p, &[], &mut input, (on.state, on.clock), req)?;
+    let ctx = context(req, on.state, on.rules, &input, &r);
+    let (catalog, signals) = (ctx.catalog, ctx.signals);
+    if rows.iter().any(|r| r.index() >= catalog.len()) {
+        return Err(Error::invalid_value("rows", "score_rows_naive", "row outside the catalog"));
+    }
+    let intents = query_vectors(p, &ctx, r.has_query);
+    let lists = RequestLists::default();
+    let fctx = feature_context(p, &ctx, &on.state.rank_rows, &intents, &lists);
+    let fusion = p.config.fusion.get(req.surface);
+    let has_relevance = r.has_query || !intents.is_empty();
+    let scorer = if p.scorer.enabled(&ctx) { &*p.scorer } else { &*p.default_scorer };
+    let mut out: Vec<Scored> = rows
+        .iter()
+        .map(|&row| {
+            let f = features_naive(&fctx, row, &[0.0; SOURCE_SLOTS], 0);
+            let heads = naive_heads(scorer, &f);
+            // The oracle reads the public accessors, not the packed rows.
+            let relevance = has_relevance.then(|| f[col::RELEVANCE].max(f[col::SRC_SEARCH]));
+            let terms = Fusion::terms(
+                &heads,
+                f[col::PRICE_BAND],
+                signals.quality(row),
+                relevance,
+                signals.rate(row, Rate::RefundRate),
+            );
+            Scored { row, score: fusion.value(&terms) }
+        })
+        .collect();
+    out.sort_by(crate::kernels::best_first);
+    out.truncate(req.k);
+    Ok(out)
+}
+
+/// One feature row's heads, scored alone and clamped as ranking does.
+fn naive_heads(scorer: &dyn Scorer, f: &[f32]) -> [f32; HEADS] {
+    let mut one = FeatureMatrix::new();
+    one.set_single(f);
+    let mut heads = [0.0f32; HEADS];
+    scorer.score(&one, &mut heads);
+    for h in &mut heads {
+        *h = if h.is_finite() { h.clamp(0.0, 1.0) } else { 0.0 };
+    }
+    heads
+}

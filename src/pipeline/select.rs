@@ -1,0 +1,128 @@
+//! Select (重排): the best by value (at least `k`, and every pinned
+//! candidate) form the rerank pool; the reranker places up to `k` of them;
+//! pins take their positions ([`Placement`]).
+
+use super::Pipeline;
+use super::merge::Candidates;
+use super::rank::Ranked;
+use crate::features::col;
+use crate::ids::{ItemIdx, elapsed};
+use crate::kernels::{Scored, top_k_in_place};
+use crate::request::Surface;
+use crate::rerank::{Candidate, Placed, RerankInput, RerankScratch, rules};
+use crate::stage::{DefaultReranker, RequestContext, Reranker};
+
+/// What selection decided: the pool (`scored[i].row` indexes
+/// [`Candidates`], best value first, and `pool[i]` is that candidate) and
+/// the placed pool indexes in feed order.
+#[derive(Debug, Default)]
+pub(crate) struct Placement {
+    pub(crate) scored: Vec<Scored>,
+    pub(crate) pool: Vec<Candidate>,
+    pub(crate) placed: Vec<Placed>,
+    /// Pool indexes already placed (checks a reranker's output).
+    taken: Vec<bool>,
+    rerank: RerankScratch,
+}
+
+/// Fills `out` from the ranked candidates.
+pub(crate) fn select(
+    p: &Pipeline,
+    ctx: &RequestContext<'_>,
+    c: &Candidates,
+    ranked: &Ranked,
+    out: &mut Placement,
+) {
+    let req = ctx.request;
+    pool(p, ctx, c, ranked, out);
+    let surface_index = Surface::ALL.iter().position(|&x| x == req.surface).unwrap_or(0);
+    let input = RerankInput {
+        pool: &out.pool,
+        embeddings: ctx.catalog.embeddings(),
+        config: p.config.rerank.get(req.surface),
+        quotas: &p.quotas[surface_index],
+        k: req.k,
+        seed: req.seed ^ req.user.0.rotate_left(17),
+    };
+    out.placed.clear();
+    let reranker: &dyn Reranker =
+        if p.reranker.enabled(ctx) { &*p.reranker } else { &DefaultReranker };
+    reranker.rerank(&input, ctx, &mut out.rerank, &mut out.placed);
+    // A custom reranker is user code: only valid, distinct indexes stay.
+    let n = out.pool.len();
+    out.taken.clear();
+    out.taken.resize(n, false);
+    let taken = &mut out.taken;
+    out.placed.retain(|pl| pl.index < n && !std::mem::replace(&mut taken[pl.index], true));
+    out.placed.truncate(req.k);
+    place_pins(ctx, out);
+}
+
+/// The rerank pool: the top `rerank_pool` (at least `k`) by value plus
+/// every pinned candidate, as rerank candidates.
+fn pool(
+    p: &Pipeline,
+    ctx: &RequestContext<'_>,
+    c: &Candidates,
+    ranked: &Ranked,
+    out: &mut Placement,
+) {
+    let (catalog, signals, req) = (ctx.catalog, ctx.signals, ctx.request);
+    out.scored.clear();
+    out.scored.extend(
+        ranked.values.iter().enumerate().map(|(i, &v)| Scored { row: ItemIdx(i as u32), score: v }),
+    );
+    top_k_in_place(&mut out.scored, p.config.rerank_pool.max(req.k));
+    for pin in ctx.rules.pins(req.surface, ctx.at) {
+        let Some(row) = catalog.row(pin.product) else { continue };
+        if let Ok(i) = c.rows.binary_search(&row) {
+            if !out.scored.iter().any(|x| x.row.index() == i) {
+                out.scored.push(Scored { row: ItemIdx(i as u32), score: ranked.values[i] });
+            }
+        }
+    }
+    let (listed, cats, rate) = (catalog.listed_at(), catalog.categories(), signals.rate_scores());
+    out.pool.clear();
+    for sc in &out.scored {
+        let i = sc.row.index();
+        let row = c.rows[i];
+        let fresh = elapsed(ctx.at, listed[row.index()]) <= p.config.explore_max_age;
+        out.pool.push(Candidate {
+            row,
+            value: sc.score,
+            sources: c.masks[i],
+            category: cats[row.index()],
+            merchant: catalog.merchant_row_of(row),
+            live: ranked.features.row(i)[col::LIVE] > 0.0,
+            explore: fresh && rate[row.index()] >= p.config.explore_min_rate,
+        });
+    }
+}
+
+/// Moves each pinned candidate to its position (caps do not apply to it),
+/// then cuts the feed to `k`. Pinned rows leave their rerank places first,
+/// then go in by position, so no pin shifts another (two at one position:
+/// the later lands just after); a product pinned twice takes its lowest
+/// position.
+fn place_pins(ctx: &RequestContext<'_>, out: &mut Placement) {
+    let mut pins: Vec<(usize, usize)> = Vec::new();
+    for pin in ctx.rules.pins(ctx.surface(), ctx.at) {
+        let Some(row) = ctx.catalog.row(pin.product) else { continue };
+        let Some(index) = out.pool.iter().position(|c| c.row == row) else { continue };
+        if !pins.iter().any(|p| p.1 == index) {
+            pins.push((pin.position, index));
+        }
+    }
+    if pins.is_empty() {
+        return;
+    }
+    out.placed.retain(|p| !pins.iter().any(|&(_, i)| i == p.index));
+    // Pins come by position; one at a taken position lands just after.
+    let mut next = 0;
+    for (position, index) in pins {
+        let at = position.max(next).min(out.placed.len());
+        out.placed.insert(at, Placed { index, rules: rules::PIN });
+        next = at + 1;
+    }
+    out.placed.truncate(ctx.request.k);
+}
