@@ -68,8 +68,10 @@ pub struct LogBatch {
 /// entries of one call get consecutive offsets, in order. `Send + Sync`:
 /// producers and readers on any thread share one handle.
 pub trait EventLog: Send + Sync + std::fmt::Debug {
-    /// A name for messages and metrics (a URL without credentials, a key).
-    fn name(&self) -> String;
+    /// A stable id for messages and metrics (a URL without credentials, a
+    /// key), as every stage trait has ([`stage`](crate::stage)). A log
+    /// serves no request, so it has no `enabled`.
+    fn id(&self) -> String;
 
     /// Appends already-encoded entries (see [`encode_entry`]) as one atomic
     /// run; returns the offset of the first. The log does not decode them:
@@ -141,8 +143,13 @@ pub fn decode_entry(bytes: &[u8]) -> std::result::Result<(i64, LogEntry), String
 }
 
 /// Decodes `raw` (offset, bytes) entries read after `after` into a batch,
-/// checking that offsets continue from `after` without a gap.
-pub(crate) fn decode_batch(log: &str, after: u64, raw: Vec<(u64, Vec<u8>)>) -> Result<LogBatch> {
+/// checking that offsets continue from `after` without a gap: what an
+/// [`EventLog::read`] of any backend returns from its raw records. An entry
+/// that does not decode is a [`Rejected`] in the batch, not an error.
+///
+/// Errors: an offset that does not follow the one before (entries missing:
+/// [`ErrorKind::Log`](crate::ErrorKind::Log) naming `log`).
+pub fn decode_batch(log: &str, after: u64, raw: Vec<(u64, Vec<u8>)>) -> Result<LogBatch> {
     let mut batch = LogBatch { last: after, ..LogBatch::default() };
     for (offset, bytes) in raw {
         if batch.last.checked_add(1) != Some(offset) {
@@ -167,7 +174,13 @@ pub(crate) fn decode_batch(log: &str, after: u64, raw: Vec<(u64, Vec<u8>)>) -> R
     Ok(batch)
 }
 
-pub(crate) fn check_append(log: &str, entries: &[Vec<u8>]) -> Result<()> {
+/// Checks an append before a backend writes it: at least one entry, none
+/// over [`MAX_ENTRY_BYTES`]. Every [`EventLog::append_encoded`] calls it
+/// first.
+///
+/// Errors: [`ErrorKind::Log`](crate::ErrorKind::Log) naming `log` and the
+/// entry.
+pub fn check_append(log: &str, entries: &[Vec<u8>]) -> Result<()> {
     if entries.is_empty() {
         return Err(Error::log(log, "append of no entries"));
     }
@@ -211,7 +224,7 @@ impl MemoryLog {
 }
 
 impl EventLog for MemoryLog {
-    fn name(&self) -> String {
+    fn id(&self) -> String {
         "memory".into()
     }
 

@@ -28,7 +28,7 @@ mod snapshot;
 
 pub use log::{
     ENTRY_VERSION, EventLog, LogBatch, LogRecord, MAX_ENTRY_BYTES, MemoryLog, Rejected,
-    decode_entry, encode_entry, now_ms,
+    check_append, decode_batch, decode_entry, encode_entry, now_ms,
 };
 #[cfg(feature = "redis")]
 pub use redis_log::{RedisLog, RedisLogConfig};

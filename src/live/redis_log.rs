@@ -198,7 +198,7 @@ impl RedisLog {
                 }
                 Err(e) => {
                     *conn = None;
-                    return Err(Error::log(self.name(), format!("{what}: {e}")));
+                    return Err(Error::log(self.id(), format!("{what}: {e}")));
                 }
             }
         }
@@ -231,7 +231,7 @@ impl RedisLog {
 }
 
 impl EventLog for RedisLog {
-    fn name(&self) -> String {
+    fn id(&self) -> String {
         // The URL without credentials.
         let url = &self.config.url;
         let host = url.rsplit('@').next().unwrap_or(url).trim_start_matches("redis://");
@@ -239,7 +239,7 @@ impl EventLog for RedisLog {
     }
 
     fn append_encoded(&self, entries: &[Vec<u8>]) -> Result<u64> {
-        check_append(&self.name(), entries)?;
+        check_append(&self.id(), entries)?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let dedupe = format!("{}:producers", self.config.stream);
         let first: u64 = self.call("append", |c| {
@@ -263,7 +263,7 @@ impl EventLog for RedisLog {
         for (id, fields) in raw {
             let Some(offset) = offset_of(&id) else {
                 return Err(Error::log(
-                    self.name(),
+                    self.id(),
                     format!("entry id {id} was not written by an omnifeed producer"),
                 ));
             };
@@ -276,7 +276,7 @@ impl EventLog for RedisLog {
                 .unwrap_or_default();
             entries.push((offset, payload));
         }
-        decode_batch(&self.name(), after, entries)
+        decode_batch(&self.id(), after, entries)
     }
 
     fn head(&self) -> Result<u64> {
@@ -287,7 +287,7 @@ impl EventLog for RedisLog {
         match top.first() {
             None => Ok(0),
             Some((id, _)) => offset_of(id).ok_or_else(|| {
-                Error::log(self.name(), format!("entry id {id} was not written by omnifeed"))
+                Error::log(self.id(), format!("entry id {id} was not written by omnifeed"))
             }),
         }
     }
@@ -334,6 +334,6 @@ mod tests {
     fn a_bad_url_is_a_typed_error_and_names_hide_credentials() {
         assert!(RedisLog::open(RedisLogConfig::new("not a url")).is_err());
         let log = RedisLog::open(RedisLogConfig::new("redis://user:secret@127.0.0.1:1/")).unwrap();
-        assert!(!log.name().contains("secret"), "{}", log.name());
+        assert!(!log.id().contains("secret"), "{}", log.id());
     }
 }

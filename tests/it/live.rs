@@ -2,6 +2,7 @@
 //! following them, cheap publishes, snapshots and restart from snapshot +
 //! tail.
 
+mod file_log;
 #[cfg(feature = "redis")]
 mod redis;
 mod replicas;
