@@ -5,22 +5,71 @@
 //! omnifeed turns user interest, content signals and product embeddings into
 //! ranked product feeds. Two ways meet in it: *goods find people* (a feed
 //! pushes products by predicted interest) and *people find goods* (search,
-//! shelf browsing, repurchase). A request runs the stages of
-//! `ARCHITECTURE.md` in a fixed order, each a trait with one contract
-//! ([`pipeline`]):
+//! shelf browsing, repurchase).
+//!
+//! # The serving path
 //!
 //! ```text
-//! request ─► resolve ─► retrieve ─► merge ─► filter ─► features ─► score ─► fuse/boost
-//!         ─► select (rerank, pins) ─► present ─► Feed (items with sources, score parts, rules)
+//! ordered log (LogEntry: events, catalog deltas, flags, suspensions)
+//!   ─► live::ShopWriter (the one writer: catalog, signals, index follow the log)
+//!   ─► ServingState (catalog, index, signals, title index; published, immutable)
+//!   ─► Recommender::swap_state (atomic) ─► recommend(&FeedRequest) from any thread
+//!   ─► Feed (items with sources, features, heads, score parts, rules; a trace)
 //! ```
+//!
+//! ```
+//! # #[cfg(feature = "synth")] {
+//! use omnifeed::index::IndexConfig;
+//! use omnifeed::live::{LogEntry, ShopWriter};
+//! use omnifeed::synth::{generate, SynthConfig};
+//! use omnifeed::{Clock, FeedRequest, Recommender, SignalConfig};
+//!
+//! let world = generate(&SynthConfig::tiny())?;
+//! let mut writer = ShopWriter::new(world.catalog, SignalConfig::default(), IndexConfig::default())?;
+//! writer.apply(1, &LogEntry::Events(world.events))?;
+//! let rec = Recommender::builder().clock(Clock::SignalsAsOf).state(writer.publish()?).build()?;
+//! let feed = rec.recommend(&FeedRequest::new(world.users[0].id).k(10))?;
+//! assert_eq!(feed.items.len(), 10);
+//! // Later entries: writer.apply(offset, &entry)?, then rec.swap_state(writer.publish()?).
+//! # }
+//! # Ok::<(), omnifeed::Error>(())
+//! ```
+//!
+//! Replicas of that writer follow a shared log ([`live::Replica`] over a
+//! [`live::EventLog`]: in memory, Redis Streams, or a backend of yours) and
+//! restart from snapshots plus the log's tail.
+//!
+//! A request runs the stages of [`pipeline`] in a fixed order, one file per
+//! stage:
+//!
+//! ```text
+//! request ─► resolve ─► retrieve ─► merge ─► filter ─► rank (features, score, fuse, boost)
+//!         ─► select (rerank, pins) ─► present ─► Feed ─► side effects
+//! ```
+//!
+//! # Extension points
+//!
+//! Every stage is a trait in [`stage`], each with `id()` and
+//! `enabled(&ctx)`; add one through the [`RecommenderBuilder`]:
+//!
+//! | to add | implement | where it goes |
+//! |---|---|---|
+//! | a candidate source | [`stage::CandidateSource`] | `builder.source(...)` (`examples/custom_source.rs`) |
+//! | a filter | [`stage::Filter`] | `builder.filter(...)` (`examples/custom_filter.rs`) |
+//! | a scorer | [`stage::Scorer`] | `builder.scorer(...)` (`examples/custom_scorer.rs`) |
+//! | a reranker | [`stage::Reranker`] | `builder.reranker(...)` |
+//! | work after the response | [`stage::SideEffect`] | `builder.side_effect(...)` |
+//! | a log backend | [`live::EventLog`] | [`live::Replica::start`] |
+//! | a ranking feature | one declaration in [`features::schema`] | plus its computation |
 //!
 //! | type | role |
 //! |---|---|
 //! | [`Catalog`], [`CatalogBuilder`] | products, merchants, content, embeddings; validated once |
-//! | [`index::VectorIndex`] | [`index::IvfIndex`], `index::HnswIndex` (feature `hnsw`) and [`index::ExactIndex`] (oracle) |
+//! | [`index::VectorIndex`], [`index::LexicalIndex`] | [`index::IvfIndex`], `index::HnswIndex` (feature `hnsw`), [`index::ExactIndex`] (oracle); BM25 over titles |
 //! | [`signals::SignalStore`], [`Signals`] | events → decayed counters, smoothed rates, profiles, governance; published as snapshots |
-//! | [`retrieve::CandidateSource`], [`stage::Filter`], [`rank::Scorer`], [`stage::SideEffect`] | the stage traits; implement one to extend |
+//! | [`live::ShopWriter`], [`live::Replica`] | the one writer over an ordered log; replicas, snapshots |
 //! | [`Recommender`] | orchestration: `Send + Sync`, `&self` queries, atomic state and rule swaps, A/B arms |
+//! | [`features`], [`kernels`] | the feature schema and matrix; dot products and top-k |
 //! | [`business`] | pins, boosts and blocklists, changed at runtime |
 //! | [`experiment`] | A/B experiments with deterministic bucketing |
 //! | [`ServiceConfig`] | one TOML file: recommender, signals, index, experiments, rules |
@@ -69,6 +118,9 @@
 //! - `cargo run --release --example evaluate`: offline evaluation against baselines
 //!   (`-- --variants examples/variants.toml` compares A/B variants).
 //! - `cargo run --release --example ann_recall -- --n 20000`: HNSW and IVF recall and speed.
+//! - `cargo run --release --example live_shop`: a simulated shop day on a living catalog,
+//!   then a restart from snapshot + log tail.
+//! - `cargo run --release --features redis --example replicas`: replicas on Redis Streams.
 //! - `cargo run --release --example signals_scale`, `gen_data`.
 //!
 //! # Performance

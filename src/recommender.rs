@@ -122,9 +122,9 @@ impl Recommender {
     /// request without a query, a query embedding of the wrong dimension,
     /// not finite or (near) zero, bad price bounds, a time outside the
     /// signals' window, a `skip` naming an unknown or required stage. Stale
-    /// `exclude` ids are not errors (see [`Trace::stale_excludes`]); a
+    /// `exclude` ids are not errors (see [`Trace::stale_excludes`](crate::Trace::stale_excludes)); a
     /// failing candidate source does not fail the request; it is recorded
-    /// in [`Trace::sources`].
+    /// in [`Trace::sources`](crate::Trace::sources).
     pub fn recommend(&self, req: &FeedRequest) -> Result<Feed> {
         let mut scratch = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
         let feed = self.recommend_with(&mut scratch, req);
@@ -143,7 +143,7 @@ impl Recommender {
     }
 
     /// [`recommend`](Self::recommend) with caller-owned working memory:
-    /// the user's arm (or the control) runs its [`Pipeline`] (resolve,
+    /// the user's arm (or the control) runs its pipeline (resolve,
     /// retrieve, merge, filter, rank, select, present), then the side
     /// effects.
     pub fn recommend_with(&self, s: &mut Scratch, req: &FeedRequest) -> Result<Feed> {

@@ -5,7 +5,7 @@
 //! test, so they cannot disagree.
 //!
 //! Adding a feature is one declaration here plus its computation in
-//! [`compute_features`](super::compute) and the oracle `features_naive`
+//! `compute_features` and the oracle `features_naive`
 //! (a test compares the two on every column); a source that fills a new
 //! column names it in [`CandidateSource::feature`](crate::stage::CandidateSource::feature).
 

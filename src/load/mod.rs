@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | products, merchants, content | [`read_catalog_dir`] | CSV with header, or JSON Lines |
 //! | embeddings | [`read_npy_matrix`], [`read_npy_ids`] | `.npy` (NumPy `np.save`, also of a PyTorch tensor's `.numpy()`) |
-//! | omnifeed events | [`read_events`] | CSV `at,user,target,target_id,kind,value` |
+//! | omnifeed events | [`read_events`] | CSV `at,user,target,target_id,kind,value,via,query` |
 //! | Taobao UserBehavior | [`read_taobao`] | CSV without header |
 //! | MovieLens ratings | [`read_movielens`] | `ratings.csv` with header |
 //! | MovieLens films | [`read_movielens_movies`] | `movies.csv` with header |
@@ -58,7 +58,7 @@ pub mod files {
     pub const EMBEDDINGS: &str = "embeddings.npy";
     /// The product id of each embedding row: `int64` or `uint64` vector.
     pub const EMBEDDING_IDS: &str = "embedding_ids.npy";
-    /// Events: `at,user,target,target_id,kind,value`.
+    /// Events: `at,user,target,target_id,kind,value,via,query`.
     pub const EVENTS: &str = "events.csv";
 }
 

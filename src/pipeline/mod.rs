@@ -1,6 +1,6 @@
-//! The request path as a value: a [`Pipeline`] is the stages one config
+//! The request path as a value: a `Pipeline` is the stages one config
 //! gives (sources, filters, scorer, reranker, and their settings), and
-//! [`Pipeline::run`] calls one function per stage, each in its own file,
+//! `Pipeline::run` calls one function per stage, each in its own file,
 //! each with explicit inputs and one output buffer:
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Scoring (精排): a [`Scorer`](crate::stage::Scorer) maps each feature row to head outputs
+//! Scoring (精排): a [`Scorer`] maps each feature row to head outputs
 //! (pCTR, pCVR, engagement); [`Fusion`] turns the heads and a few signals
 //! into one value per candidate.
 //!

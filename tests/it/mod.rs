@@ -4,6 +4,7 @@ mod bad_input;
 mod business;
 mod coengage;
 mod data;
+mod docs;
 mod eval;
 mod feed;
 mod golden;
