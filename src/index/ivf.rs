@@ -17,7 +17,7 @@ use super::{Neighbor, RowFilter, VectorIndex, check_successor, live_only, with_u
 use crate::catalog::{Catalog, Embeddings, RowSet};
 use crate::error::{Error, Result};
 use crate::ids::ItemIdx;
-use crate::kernels::{TopK, dot, touch_row};
+use crate::kernels::{TopK, dot, kmeans, touch_row};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -112,66 +112,78 @@ fn encode(x: &[f32], lo: &[f32], step: &[f32], out: &mut Vec<u8>) {
     }
 }
 
-fn mix(x: u64) -> u64 {
-    crate::ids::splitmix64(x)
+/// The rows k-means trains on: a seeded sample without repeats (a random
+/// permutation's prefix) of `train_sample` rows, or 256 per list up to
+/// [`AUTO_TRAIN_SAMPLE_MAX`], sorted.
+fn train_sample(n: usize, lists: usize, params: &IvfParams) -> Vec<u32> {
+    let wanted = match params.train_sample {
+        0 => lists.saturating_mul(256).min(AUTO_TRAIN_SAMPLE_MAX),
+        s => s,
+    };
+    let sample_n = wanted.clamp(lists, n.max(lists));
+    if sample_n >= n {
+        return (0..n as u32).collect();
+    }
+    let mut keyed: Vec<(u64, u32)> =
+        (0..n as u32).map(|r| (mix(params.seed ^ u64::from(r)), r)).collect();
+    keyed.select_nth_unstable(sample_n - 1);
+    let mut s: Vec<u32> = keyed[..sample_n].iter().map(|k| k.1).collect();
+    s.sort_unstable();
+    s
 }
 
-/// The closest centroid to `x` (ties to the lower list).
-fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> u32 {
-    let mut best = (0u32, f32::NEG_INFINITY);
-    for (l, c) in centroids.chunks_exact(dim).enumerate() {
-        let s = dot(c, x);
-        if s > best.1 {
-            best = (l as u32, s);
+/// The 8-bit grid per dimension: the lowest value and the step to the
+/// highest in 255 steps.
+fn quantizer_grid(m: &[f32], dim: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut lo = vec![f32::INFINITY; dim];
+    let mut hi = vec![f32::NEG_INFINITY; dim];
+    for v in m.chunks_exact(dim) {
+        for j in 0..dim {
+            lo[j] = lo[j].min(v[j]);
+            hi[j] = hi[j].max(v[j]);
         }
     }
-    best.0
+    let step = lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(1e-12)).collect();
+    (lo, step)
 }
 
-/// The nearest centroid of each of `rows` (ties to the lower list), as
-/// [`nearest`] gives it, computed a block of rows at a time as one matrix
-/// product (`matrixmultiply`'s SIMD sgemm through ndarray) in parallel:
-/// the k-means iterations and the final assignment are `rows × lists × dim`
-/// multiply-adds, which the row-at-a-time loop did at a fifth of the speed.
-fn assign_all(centroids: &[f32], dim: usize, m: &[f32], rows: &[u32]) -> Vec<u32> {
-    use ndarray::{ArrayView2, linalg::general_mat_mul};
-    const BLOCK: usize = 256;
-    let lists = centroids.len() / dim;
-    let Ok(c) = ArrayView2::from_shape((lists, dim), centroids) else {
-        return rows
-            .iter()
-            .map(|&r| nearest(centroids, dim, &m[r as usize * dim..][..dim]))
-            .collect();
-    };
-    let mut out = vec![0u32; rows.len()];
-    out.par_chunks_mut(BLOCK).zip(rows.par_chunks(BLOCK)).for_each_init(
-        || (Vec::<f32>::new(), Vec::<f32>::new()),
-        |(block, scores), (out, rows)| {
-            block.clear();
-            for &r in rows {
-                block.extend_from_slice(&m[r as usize * dim..(r as usize + 1) * dim]);
+/// The lists: each row of `m` under its list `all[row]`, in row order, with
+/// its 8-bit codes.
+fn lay_out(
+    all: &[u32],
+    lists: usize,
+    (m, dim): (&[f32], usize),
+    lo: &[f32],
+    step: &[f32],
+) -> Vec<Arc<IvfList>> {
+    let mut offsets = vec![0u32; lists + 1];
+    for &a in all {
+        offsets[a as usize + 1] += 1;
+    }
+    for l in 0..lists {
+        offsets[l + 1] += offsets[l];
+    }
+    let mut next = offsets.clone();
+    let mut rows = vec![0u32; all.len()];
+    for (r, &a) in all.iter().enumerate() {
+        rows[next[a as usize] as usize] = r as u32;
+        next[a as usize] += 1;
+    }
+    (0..lists)
+        .into_par_iter()
+        .map(|l| {
+            let rows = rows[offsets[l] as usize..offsets[l + 1] as usize].to_vec();
+            let mut codes = Vec::with_capacity(rows.len() * dim);
+            for &r in &rows {
+                encode(&m[r as usize * dim..(r as usize + 1) * dim], lo, step, &mut codes);
             }
-            scores.clear();
-            scores.resize(rows.len() * lists, 0.0);
-            let (Ok(b), Ok(mut s)) = (
-                ArrayView2::from_shape((rows.len(), dim), &block[..]),
-                ndarray::ArrayViewMut2::from_shape((rows.len(), lists), &mut scores[..]),
-            ) else {
-                return;
-            };
-            general_mat_mul(1.0, &b, &c.t(), 0.0, &mut s);
-            for (o, row) in out.iter_mut().zip(scores.chunks_exact(lists)) {
-                let mut best = (0u32, f32::NEG_INFINITY);
-                for (l, &v) in row.iter().enumerate() {
-                    if v > best.1 {
-                        best = (l as u32, v);
-                    }
-                }
-                *o = best.0;
-            }
-        },
-    );
-    out
+            Arc::new(IvfList { rows, codes })
+        })
+        .collect()
+}
+
+fn mix(x: u64) -> u64 {
+    crate::ids::splitmix64(x)
 }
 
 impl IvfIndex {
@@ -198,22 +210,7 @@ impl IvfIndex {
             ));
         }
         let m = embeddings.as_slice();
-        // A seeded sample without repeats: a random permutation's prefix.
-        let wanted = match params.train_sample {
-            0 => lists.saturating_mul(256).min(AUTO_TRAIN_SAMPLE_MAX),
-            s => s,
-        };
-        let sample_n = wanted.clamp(lists, n.max(lists));
-        let sample: Vec<u32> = if sample_n >= n {
-            (0..n as u32).collect()
-        } else {
-            let mut keyed: Vec<(u64, u32)> =
-                (0..n as u32).map(|r| (mix(params.seed ^ u64::from(r)), r)).collect();
-            keyed.select_nth_unstable(sample_n - 1);
-            let mut s: Vec<u32> = keyed[..sample_n].iter().map(|k| k.1).collect();
-            s.sort_unstable();
-            s
-        };
+        let sample = train_sample(n, lists, &params);
         let row = |r: u32| &m[r as usize * dim..(r as usize + 1) * dim];
         // Seed the centroids with distinct sample rows in a seeded order,
         // then iterate.
@@ -223,65 +220,15 @@ impl IvfIndex {
         for &r in order.iter().cycle().take(lists) {
             centroids.extend_from_slice(row(r));
         }
-        for _ in 0..params.iterations {
-            let assign = assign_all(&centroids, dim, m, &sample);
-            let mut sums = vec![0.0f32; lists * dim];
-            let mut counts = vec![0u32; lists];
-            for (&a, &r) in assign.iter().zip(&sample) {
-                counts[a as usize] += 1;
-                for (s, &x) in sums[a as usize * dim..(a as usize + 1) * dim].iter_mut().zip(row(r))
-                {
-                    *s += x;
-                }
-            }
-            for l in 0..lists {
-                let s = &mut sums[l * dim..(l + 1) * dim];
-                let norm = dot(s, s).sqrt();
-                if counts[l] > 0 && norm > 1e-12 {
-                    for (c, &x) in centroids[l * dim..(l + 1) * dim].iter_mut().zip(s.iter()) {
-                        *c = x / norm;
-                    }
-                }
-                // An empty list keeps its centroid (a sample point).
-            }
-        }
+        // An empty list keeps its centroid (a sample point).
+        let points = (m, dim);
+        let (its, blocked) = (params.iterations, kmeans::Assign::Blocked);
+        kmeans::spherical_kmeans(points, &sample, None, &mut centroids, its, blocked);
         // Assign every row, then lay the vectors out list by list.
         let every: Vec<u32> = (0..n as u32).collect();
-        let all = assign_all(&centroids, dim, m, &every);
-        let mut offsets = vec![0u32; lists + 1];
-        for &a in &all {
-            offsets[a as usize + 1] += 1;
-        }
-        for l in 0..lists {
-            offsets[l + 1] += offsets[l];
-        }
-        let mut next = offsets.clone();
-        let mut rows = vec![0u32; n];
-        for (r, &a) in all.iter().enumerate() {
-            rows[next[a as usize] as usize] = r as u32;
-            next[a as usize] += 1;
-        }
-        let mut lo = vec![f32::INFINITY; dim];
-        let mut hi = vec![f32::NEG_INFINITY; dim];
-        for v in m.chunks_exact(dim) {
-            for j in 0..dim {
-                lo[j] = lo[j].min(v[j]);
-                hi[j] = hi[j].max(v[j]);
-            }
-        }
-        let step: Vec<f32> =
-            lo.iter().zip(&hi).map(|(l, h)| ((h - l) / 255.0).max(1e-12)).collect();
-        let lists = (0..lists)
-            .into_par_iter()
-            .map(|l| {
-                let rows = rows[offsets[l] as usize..offsets[l + 1] as usize].to_vec();
-                let mut codes = Vec::with_capacity(rows.len() * dim);
-                for &r in &rows {
-                    encode(row(r), &lo, &step, &mut codes);
-                }
-                Arc::new(IvfList { rows, codes })
-            })
-            .collect();
+        let all = kmeans::assign_blocked(&centroids, dim, m, &every);
+        let (lo, step) = quantizer_grid(m, dim);
+        let lists = lay_out(&all, lists, (m, dim), &lo, &step);
         Ok(IvfIndex {
             dim,
             len: n,
@@ -495,7 +442,7 @@ impl VectorIndex for IvfIndex {
                 }
             }
             let v = emb.row(row);
-            let l = nearest(&self.centroids, self.dim, v);
+            let l = kmeans::nearest(&self.centroids, self.dim, v);
             *slot = l;
             let list = Arc::make_mut(&mut lists[l as usize]);
             list.rows.push(row.0);

@@ -1,8 +1,13 @@
-//! The hot loops: dot products, gathers and top-k selection.
+//! The foundations every floor above uses: dot products, gathers, top-k
+//! selection, and one weighted spherical k-means (`kmeans`, for IVF lists
+//! and user interests).
 //!
-//! Every loop here works on equal-length slices with no branch in the body,
-//! written so that the compiler vectorizes it (eight independent
-//! accumulators break the add dependency chain). Nothing here allocates.
+//! Every hot loop here works on equal-length slices with no branch in the
+//! body, written so that the compiler vectorizes it (eight independent
+//! accumulators break the add dependency chain). The dot, gather and top-k
+//! kernels allocate nothing.
+
+pub(crate) mod kmeans;
 
 use crate::ids::ItemIdx;
 use std::cmp::Ordering;

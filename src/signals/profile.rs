@@ -3,7 +3,7 @@
 
 use crate::catalog::Embeddings;
 use crate::ids::{CategoryId, ItemIdx, Timestamp, elapsed, shift};
-use crate::kernels::dot;
+use crate::kernels::{dot, kmeans};
 use crate::signals::config::ProfileConfig;
 use crate::signals::counters::decay_factor;
 use std::collections::VecDeque;
@@ -356,10 +356,10 @@ fn normalize(v: &mut [f32]) -> bool {
 }
 
 /// Weighted spherical k-means of the unit rows `rows` of `emb`, at most `k`
-/// clusters. Seeds deterministically (the heaviest point, then the point
-/// farthest from the seeds so far, weighted), so equal input gives equal
-/// output. Returns `k' × dim` unit centroids, heaviest first, and their
-/// weight shares.
+/// clusters ([`kernels::kmeans`](crate::kernels)), seeded deterministically
+/// (the heaviest point, then the point farthest from the seeds so far,
+/// weighted), so equal input gives equal output. Returns `k' × dim` unit
+/// centroids, heaviest first, and their weight shares.
 pub(crate) fn spherical_kmeans(
     emb: &Embeddings,
     rows: &[ItemIdx],
@@ -368,65 +368,23 @@ pub(crate) fn spherical_kmeans(
     iterations: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     let dim = emb.dim();
-    let n = rows.len();
-    let k = k.min(n);
-    if k == 0 {
+    let points = (emb.as_slice(), dim);
+    let rows: Vec<u32> = rows.iter().map(|r| r.0).collect();
+    let mut centroids = kmeans::farthest_first(points, &rows, weights, k);
+    if centroids.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let mut centroids: Vec<f32> = Vec::with_capacity(k * dim);
-    let heaviest = (0..n).max_by(|&a, &b| weights[a].total_cmp(&weights[b]).then(b.cmp(&a)));
-    centroids.extend_from_slice(emb.row(rows[heaviest.unwrap_or(0)]));
-    let mut best_sim: Vec<f32> = rows.iter().map(|&r| dot(emb.row(r), &centroids[..dim])).collect();
-    while centroids.len() < k * dim {
-        // Farthest (weighted) from every seed so far; stop if all coincide.
-        let (far, gap) = (0..n)
-            .map(|i| (i, weights[i] * (1.0 - best_sim[i])))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-            .unwrap_or((0, 0.0));
-        if gap <= 1e-6 {
-            break;
-        }
-        let c = emb.row(rows[far]);
-        centroids.extend_from_slice(c);
-        for (s, &r) in best_sim.iter_mut().zip(rows) {
-            *s = s.max(dot(emb.row(r), c));
-        }
-    }
-    let k = centroids.len() / dim;
-    let mut assign = vec![usize::MAX; n];
-    let mut mass = vec![0.0f32; k];
-    for _ in 0..iterations {
-        let mut changed = false;
-        for (i, &r) in rows.iter().enumerate() {
-            let x = emb.row(r);
-            let best = (0..k)
-                .map(|c| (c, dot(x, &centroids[c * dim..(c + 1) * dim])))
-                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-                .map_or(0, |b| b.0);
-            changed |= assign[i] != best;
-            assign[i] = best;
-        }
-        let mut sums = vec![0.0f32; k * dim];
-        mass.iter_mut().for_each(|m| *m = 0.0);
-        for (i, &r) in rows.iter().enumerate() {
-            let c = assign[i];
-            mass[c] += weights[i];
-            for (s, &y) in sums[c * dim..(c + 1) * dim].iter_mut().zip(emb.row(r)) {
-                *s += weights[i] * y;
-            }
-        }
-        for c in 0..k {
-            let s = &mut sums[c * dim..(c + 1) * dim];
-            if normalize(s) {
-                centroids[c * dim..(c + 1) * dim].copy_from_slice(s);
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
+    let clusters = kmeans::spherical_kmeans(
+        points,
+        &rows,
+        Some(weights),
+        &mut centroids,
+        iterations,
+        kmeans::Assign::Scalar,
+    );
+    let mass = clusters.mass;
     // Heaviest first; drop clusters that ended empty.
-    let mut order: Vec<usize> = (0..k).filter(|&c| mass[c] > 0.0).collect();
+    let mut order: Vec<usize> = (0..mass.len()).filter(|&c| mass[c] > 0.0).collect();
     order.sort_by(|&a, &b| mass[b].total_cmp(&mass[a]).then(a.cmp(&b)));
     let total: f32 = order.iter().map(|&c| mass[c]).sum();
     let mut out = Vec::with_capacity(order.len() * dim);
