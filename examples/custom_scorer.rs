@@ -40,7 +40,20 @@ impl Scorer for InterestTimesConversion {
     }
 }
 
+/// The command line (`--help` lists every flag with its default).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "custom_scorer",
+    about = "One extension point: a custom scorer, on the shipped data"
+)]
+struct Cli {
+    /// The data directory it reads.
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    data: String,
+}
+
 fn main() -> Result<(), omnifeed::Error> {
+    let cli = <Cli as clap::Parser>::parse();
     // Tested on hand-built rows first: interest without conversion scores
     // below interest with it.
     let mut rows = vec![0.0f32; 2 * F];
@@ -55,7 +68,7 @@ fn main() -> Result<(), omnifeed::Error> {
     println!("pcvr for cvr 0.01 vs 0.4: {:.3} vs {:.3}", heads[1], heads[4]);
     assert!(heads[4] > heads[1]);
 
-    let data = read_dataset("data")?;
+    let data = read_dataset(&cli.data)?;
     let catalog = Arc::new(data.catalog);
     let (signals, _) =
         Signals::from_events(Arc::clone(&catalog), &data.events, &SignalConfig::default())?;

@@ -48,8 +48,21 @@ impl CandidateSource for FollowedMerchants {
     }
 }
 
+/// The command line (`--help` lists every flag with its default).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "custom_source",
+    about = "One extension point: a custom candidate source, on the shipped data"
+)]
+struct Cli {
+    /// The data directory it reads.
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    data: String,
+}
+
 fn main() -> Result<(), omnifeed::Error> {
-    let data = read_dataset("data")?;
+    let cli = <Cli as clap::Parser>::parse();
+    let data = read_dataset(&cli.data)?;
     let catalog = Arc::new(data.catalog);
     let (signals, _) =
         Signals::from_events(Arc::clone(&catalog), &data.events, &SignalConfig::default())?;

@@ -51,9 +51,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
 enum Format {
     Taobao,
+    #[value(name = "movielens")]
     MovieLens,
     Omnifeed,
 }
@@ -91,122 +92,185 @@ struct Args {
     als_embeddings: bool,
 }
 
+/// The command line (`--help` lists every flag with its default).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "evaluate",
+    about = "Offline evaluation of the full pipeline against baselines on a log"
+)]
+struct Cli {
+    /// The log (a file, or a directory in omnifeed's format) [default: the
+    /// shipped data/ sample].
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// The log's format.
+    #[arg(long, value_enum, default_value = "omnifeed")]
+    format: Format,
+    /// Write the report (and how it was made) as JSON [default: none].
+    #[arg(long, value_name = "OUT.json")]
+    json: Option<PathBuf>,
+    /// Write the NDCG@K chart as SVG [default: none].
+    #[arg(long, value_name = "OUT.svg")]
+    plot: Option<PathBuf>,
+    /// Write every method's lists as JSON Lines [default: none].
+    #[arg(long, value_name = "OUT.jsonl")]
+    recs: Option<PathBuf>,
+    /// A split given as two files of --format: the train part [default:
+    /// none: --split splits --data].
+    #[arg(long, value_name = "PATH", requires = "test")]
+    train: Option<PathBuf>,
+    /// The test part of a given split [default: none].
+    #[arg(long, value_name = "PATH", requires = "train")]
+    test: Option<PathBuf>,
+    /// Split at this fraction of the events in time, or `last` (leave the
+    /// last one of each user out).
+    #[arg(long, default_value = "0.8", conflicts_with = "split_at")]
+    split: String,
+    /// Split at this Unix time instead [default: none: --split].
+    #[arg(long, value_name = "UNIX")]
+    split_at: Option<i64>,
+    /// What counts as relevant: click, engage or order [default: click;
+    /// order for movielens, ratings of 4 and above].
+    #[arg(long)]
+    target: Option<String>,
+    /// Replay windows over the test period.
+    #[arg(long, default_value_t = 1)]
+    steps: usize,
+    /// Exclude what the user already interacted with from the lists
+    /// [default: the format's preset: false; true for movielens].
+    #[arg(long)]
+    exclude_known: Option<bool>,
+    /// ALS factors [default: the preset's, 32].
+    #[arg(long)]
+    factors: Option<usize>,
+    /// The vector index of the pipeline.
+    #[arg(long, value_enum, default_value = "ivf")]
+    index: IndexArg,
+    /// A recommender config (TOML, the [recommender] keys) [default: none:
+    /// the preset's].
+    #[arg(long, value_name = "recommender.toml")]
+    config: Option<PathBuf>,
+    /// A/B variants ([[experiments]] as in examples/omnifeed.toml), each
+    /// evaluated as the method pipeline:<experiment>/<variant> [default: none].
+    #[arg(long, value_name = "experiments.toml")]
+    variants: Option<PathBuf>,
+    /// The heads' L2 penalty (no held-out selection) [default: the preset's, 10].
+    #[arg(long)]
+    l2: Option<f32>,
+    /// Omnifeed format: the catalog's own embeddings, or ALS factors.
+    #[arg(long, value_enum, default_value = "given")]
+    embeddings: EmbeddingsArg,
+    /// Products nobody touched in training: left out, or placed at their
+    /// category's mean vector.
+    #[arg(long, value_enum, default_value = "skip")]
+    cold: ColdArg,
+    /// Write the learned heads (.npy) [default: none].
+    #[arg(long, value_name = "heads.npy")]
+    weights_out: Option<PathBuf>,
+    /// Evaluate heads trained elsewhere (.npy or .safetensors; no training)
+    /// [default: none: train them].
+    #[arg(long, value_name = "heads.npy")]
+    weights_in: Option<PathBuf>,
+    /// Evaluate an MLP trained elsewhere: its layer files, comma-separated
+    /// [default: none].
+    #[arg(long, value_name = "layer0.npy,layer1.npy", value_delimiter = ',')]
+    scorer: Option<Vec<PathBuf>>,
+    /// Where to write a learned MLP's layers [default: none].
+    #[arg(long, value_name = "DIR")]
+    mlp_out: Option<PathBuf>,
+    /// The logistic heads' loss.
+    #[arg(long, value_enum, default_value = "listwise")]
+    objective: ObjectiveArg,
+    /// The ranker to learn and score with.
+    #[arg(long, value_enum, default_value = "logistic")]
+    ranker: RankerArg,
+    /// Keep the heads' priors (train no ranker).
+    #[arg(long)]
+    no_train_ranker: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum IndexArg {
+    Ivf,
+    Exact,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EmbeddingsArg {
+    Given,
+    Als,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ColdArg {
+    Skip,
+    CategoryMean,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ObjectiveArg {
+    Listwise,
+    Pointwise,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RankerArg {
+    Logistic,
+    Mlp,
+}
+
+/// The parsed command line as the run reads it.
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        data: None,
-        format: None,
-        json: None,
-        weights_in: None,
-        scorer: None,
-        mlp: false,
-        objective: None,
-        mlp_out: None,
-        plot: None,
-        recs: None,
-        train: None,
-        test: None,
-        split: None,
-        target: None,
-        steps: 1,
-        exclude_known: None,
-        factors: None,
-        index: IndexKind::Ivf,
-        config: None,
-        variants: None,
-        weights_out: None,
-        train_ranker: true,
-        cold: ColdItems::Skip,
-        l2: None,
-        als_embeddings: false,
+    let c = <Cli as clap::Parser>::parse();
+    let split = match (c.split_at, c.split.as_str()) {
+        (Some(t), _) => Split::At(t),
+        (None, "last") => Split::LeaveLastOut,
+        (None, v) => Split::Fraction(
+            v.parse::<f64>().map_err(|e| format!("--split {v}: {e} (a fraction or `last`)"))?,
+        ),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--no-train-ranker" {
-            a.train_ranker = false;
-            continue;
+    let target = match &c.target {
+        Some(v) => {
+            Some(Level::parse(v).ok_or(format!("--target {v}: expected click, engage or order"))?)
         }
-        let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<f64>().map_err(|e| format!("{flag} {v}: {e}"));
-        match flag.as_str() {
-            "--data" => a.data = Some(v.into()),
-            "--format" => {
-                a.format = Some(match v.as_str() {
-                    "taobao" => Format::Taobao,
-                    "movielens" => Format::MovieLens,
-                    "omnifeed" => Format::Omnifeed,
-                    _ => {
-                        return Err(format!(
-                            "--format {v}: expected taobao, movielens or omnifeed"
-                        ));
-                    }
-                })
-            }
-            "--json" => a.json = Some(v.into()),
-            "--plot" => a.plot = Some(v.into()),
-            "--recs" => a.recs = Some(v.into()),
-            "--train" => a.train = Some(v.into()),
-            "--test" => a.test = Some(v.into()),
-            "--split" if v == "last" => a.split = Some(Split::LeaveLastOut),
-            "--split" => a.split = Some(Split::Fraction(num(&v)?)),
-            "--split-at" => a.split = Some(Split::At(num(&v)? as i64)),
-            "--target" => {
-                a.target = Some(
-                    Level::parse(&v)
-                        .ok_or(format!("--target {v}: expected click, engage or order"))?,
-                )
-            }
-            "--steps" => a.steps = num(&v)? as usize,
-            "--exclude-known" => a.exclude_known = Some(v == "true"),
-            "--factors" => a.factors = Some(num(&v)? as usize),
-            "--index" => {
-                a.index = match v.as_str() {
-                    "ivf" => IndexKind::Ivf,
-                    "exact" => IndexKind::Exact,
-                    _ => return Err(format!("--index {v}: expected ivf or exact")),
-                }
-            }
-            "--config" => a.config = Some(v.into()),
-            "--variants" => a.variants = Some(v.into()),
-            "--l2" => a.l2 = Some(num(&v)? as f32),
-            "--embeddings" => {
-                a.als_embeddings = match v.as_str() {
-                    "given" => false,
-                    "als" => true,
-                    _ => return Err(format!("--embeddings {v}: expected given or als")),
-                }
-            }
-            "--cold" => {
-                a.cold = match v.as_str() {
-                    "skip" => ColdItems::Skip,
-                    "category-mean" => ColdItems::CategoryMean,
-                    _ => return Err(format!("--cold {v}: expected skip or category-mean")),
-                }
-            }
-            "--weights-out" => a.weights_out = Some(v.into()),
-            "--weights-in" => a.weights_in = Some(v.into()),
-            "--scorer" => a.scorer = Some(v.split(',').map(PathBuf::from).collect()),
-            "--mlp-out" => a.mlp_out = Some(v.into()),
-            "--objective" => {
-                a.objective = Some(match v.as_str() {
-                    "pointwise" => omnifeed::train::Objective::Pointwise,
-                    "listwise" => omnifeed::train::Objective::Listwise,
-                    _ => return Err(format!("--objective {v}: expected pointwise or listwise")),
-                })
-            }
-            "--ranker" => {
-                a.mlp = match v.as_str() {
-                    "mlp" => true,
-                    "logistic" => false,
-                    _ => return Err(format!("--ranker {v}: expected logistic or mlp")),
-                }
-            }
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    if a.train.is_some() != a.test.is_some() {
-        return Err("--train and --test go together".into());
-    }
-    Ok(a)
+        None => None,
+    };
+    Ok(Args {
+        data: c.data,
+        format: Some(c.format),
+        json: c.json,
+        weights_in: c.weights_in,
+        scorer: c.scorer,
+        mlp: matches!(c.ranker, RankerArg::Mlp),
+        objective: Some(match c.objective {
+            ObjectiveArg::Listwise => omnifeed::train::Objective::Listwise,
+            ObjectiveArg::Pointwise => omnifeed::train::Objective::Pointwise,
+        }),
+        mlp_out: c.mlp_out,
+        plot: c.plot,
+        recs: c.recs,
+        train: c.train,
+        test: c.test,
+        split: Some(split),
+        target,
+        steps: c.steps,
+        exclude_known: c.exclude_known,
+        factors: c.factors,
+        index: match c.index {
+            IndexArg::Ivf => IndexKind::Ivf,
+            IndexArg::Exact => IndexKind::Exact,
+        },
+        config: c.config,
+        variants: c.variants,
+        weights_out: c.weights_out,
+        train_ranker: !c.no_train_ranker,
+        cold: match c.cold {
+            ColdArg::Skip => ColdItems::Skip,
+            ColdArg::CategoryMean => ColdItems::CategoryMean,
+        },
+        l2: c.l2,
+        als_embeddings: matches!(c.embeddings, EmbeddingsArg::Als),
+    })
 }
 
 /// A loaded log: events and where the catalog comes from.

@@ -17,31 +17,39 @@
 
 use omnifeed::synth::{SynthConfig, generate};
 
+/// The command line (`--help` lists every flag with its default).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "gen_data",
+    about = "Regenerates data/ or writes a synthetic world of a chosen size"
+)]
+struct Cli {
+    /// Where to write the world (the same as --out).
+    #[arg(value_name = "OUT_DIR", conflicts_with = "out")]
+    dir: Option<String>,
+    /// Where to write the world.
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    out: String,
+    /// Users [default: the sample's 600].
+    #[arg(long)]
+    users: Option<usize>,
+    /// Products [default: the sample's 3,000]; merchants, categories and
+    /// content scale with it.
+    #[arg(long)]
+    products: Option<usize>,
+    /// At least this many events [default: the sample's log].
+    #[arg(long)]
+    events: Option<usize>,
+    /// The share of sessions that start with a search, in [0, 1]
+    /// [default: the sample's].
+    #[arg(long)]
+    search_share: Option<f32>,
+}
+
 fn main() -> Result<(), omnifeed::Error> {
-    let mut out: Option<String> = None;
-    let (mut users, mut products, mut events, mut search) = (None, None, None, None);
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut num = |flag: &str| -> usize {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{flag} needs a number"))
-        };
-        match a.as_str() {
-            "--users" => users = Some(num("--users")),
-            "--products" => products = Some(num("--products")),
-            "--events" => events = Some(num("--events")),
-            "--search-share" => {
-                search = it.next().and_then(|v| v.parse::<f32>().ok());
-                assert!(search.is_some(), "--search-share needs a number in [0, 1]");
-            }
-            "--out" => out = it.next(),
-            other if !other.starts_with("--") && out.is_none() => out = Some(other.to_string()),
-            other => {
-                panic!("unknown argument {other} (--users N --products N --events N --out DIR)")
-            }
-        }
-    }
+    let cli = <Cli as clap::Parser>::parse();
+    let (users, products, events, search) = (cli.users, cli.products, cli.events, cli.search_share);
+    let out = cli.dir.or(Some(cli.out));
     let dir = out.unwrap_or_else(|| "data".to_string());
     let mut cfg = SynthConfig::sample();
     if let Some(p) = products {

@@ -23,25 +23,23 @@ use omnifeed::{
 };
 use std::time::Instant;
 
+/// The command line (`--help` lists every flag with its default).
+#[derive(Debug, clap::Parser)]
+#[command(name = "live_shop", about = "A simulated shop day on a living catalog, then a restart")]
 struct Args {
+    /// Products in the catalog.
+    #[arg(long, default_value_t = 1_000_000)]
     products: usize,
+    /// Simulated steps of the day.
+    #[arg(long, default_value_t = 60)]
     steps: usize,
+    /// Where snapshots go [default: a new temporary directory].
+    #[arg(long, value_name = "DIR")]
     dir: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
-    let mut a = Args { products: 1_000_000, steps: 60, dir: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--products" => a.products = value().parse().expect("--products N"),
-            "--steps" => a.steps = value().parse().expect("--steps N"),
-            "--dir" => a.dir = Some(value().into()),
-            other => panic!("unknown flag {other} (--products N, --steps N, --dir DIR)"),
-        }
-    }
-    a
+    <Args as clap::Parser>::parse()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -26,6 +26,20 @@ use omnifeed::{
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The command line (`--help` lists every flag with its default).
+#[derive(Debug, clap::Parser)]
+#[command(name = "quickstart", about = "A ranked feed from the data that ships in data/")]
+struct Cli {
+    /// The data directory (products.csv, merchants.csv, content.csv,
+    /// embeddings, events.csv).
+    #[arg(value_name = "DATA_DIR", default_value = "data")]
+    dir: String,
+    /// A service config (TOML); the flag alone reads examples/omnifeed.toml
+    /// [default: none: defaults with an HNSW index].
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "examples/omnifeed.toml")]
+    config: Option<String>,
+}
+
 fn main() -> Result<(), omnifeed::Error> {
     // Observability: the library opens a `tracing` span per request and per
     // stage and installs no subscriber; this one prints each span's time
@@ -46,10 +60,9 @@ fn main() -> Result<(), omnifeed::Error> {
         let _ = recorder.install();
         snapshotter
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match args.iter().position(|a| a == "--config") {
-        Some(i) => {
-            let path = args.get(i + 1).map_or("examples/omnifeed.toml", String::as_str);
+    let cli = <Cli as clap::Parser>::parse();
+    let config = match &cli.config {
+        Some(path) => {
             println!("service config: {path}");
             ServiceConfig::from_file(path)?
         }
@@ -58,11 +71,7 @@ fn main() -> Result<(), omnifeed::Error> {
             ..Default::default()
         },
     };
-    let dir = args
-        .iter()
-        .enumerate()
-        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--config"))
-        .map_or_else(|| "data".to_string(), |(_, a)| a.clone());
+    let dir = cli.dir;
     let t = Instant::now();
     let data = read_dataset(&dir)?;
     let catalog = Arc::new(data.catalog);

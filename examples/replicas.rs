@@ -170,17 +170,20 @@ impl Pacer {
     }
 }
 
+/// The command line (`--help` lists every flag with its default).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "replicas",
+    about = "A producer and four replicas on a shared log in Redis Streams"
+)]
+struct Cli {
+    /// Events per second the producer sends (0: unpaced).
+    #[arg(long, value_name = "EVENTS_PER_S", default_value_t = 40_000.0)]
+    rate: f64,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut rate = 40_000.0;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next()) {
-            ("--rate", Some(v)) => rate = v.parse()?,
-            _ => {
-                return Err(format!("unknown flag {flag} (--rate EVENTS_PER_S, 0: unpaced)").into());
-            }
-        }
-    }
+    let rate = <Cli as clap::Parser>::parse().rate;
     // Redis: REDIS_URL, else a server of our own on a free loopback port.
     let mut own_server = None;
     let url = match std::env::var("REDIS_URL") {

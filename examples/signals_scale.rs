@@ -20,28 +20,29 @@ use omnifeed::{
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The command line (`--help` lists every flag with its default).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "signals_scale",
+    about = "Ingest speed, publish time and memory of the signal store"
+)]
 struct Args {
+    /// Products in the catalog.
+    #[arg(long, default_value_t = 100_000)]
     products: usize,
+    /// Users sending events.
+    #[arg(long, default_value_t = 100_000)]
     users: u64,
+    /// Events per user.
+    #[arg(long, default_value_t = 40)]
     events_per_user: u64,
+    /// Embedding dimension.
+    #[arg(long, default_value_t = 64)]
     dim: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { products: 100_000, users: 100_000, events_per_user: 40, dim: 64 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
-        match flag.as_str() {
-            "--products" => a.products = num(&value)? as usize,
-            "--users" => a.users = num(&value)?,
-            "--events-per-user" => a.events_per_user = num(&value)?,
-            "--dim" => a.dim = num(&value)? as usize,
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(a)
+    Ok(<Args as clap::Parser>::parse())
 }
 
 /// splitmix64: a tiny, seedable stream for the synthetic events.

@@ -48,45 +48,87 @@ struct Args {
     seed: u64,
 }
 
+/// The command line (`--help` lists every flag with its default).
+#[derive(Debug, clap::Parser)]
+#[command(name = "ann_recall", about = "HNSW and IVF recall and speed against exact search")]
+struct Cli {
+    /// The peers' items (.npy); with --queries FILE.npy and --truth
+    /// [default: none: a synthetic catalog].
+    #[arg(long, value_name = "FILE.npy", requires = "truth")]
+    items: Option<PathBuf>,
+    /// The peers' true neighbours (.npy) [default: none].
+    #[arg(long, value_name = "FILE.npy", requires = "items")]
+    truth: Option<PathBuf>,
+    /// Queries: a count of synthetic users' interest vectors, or the
+    /// peers' queries (.npy).
+    #[arg(long, value_name = "N|FILE.npy", default_value = "500")]
+    queries: String,
+    /// Synthetic catalog size.
+    #[arg(long, default_value_t = 20_000)]
+    n: usize,
+    /// Synthetic embedding dimension.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// HNSW ef values to sweep, comma-separated, or `none` [default with
+    /// the peers' files: 50,100,200,400].
+    #[arg(long, default_value = "16,32,64,128,256")]
+    ef: String,
+    /// IVF probes to sweep, comma-separated [default with the peers'
+    /// files: a finer sweep].
+    #[arg(long, value_delimiter = ',', default_value = "8,16,24,32,64")]
+    probes: Vec<usize>,
+    /// HNSW max connections.
+    #[arg(long, default_value_t = 16)]
+    m: usize,
+    /// HNSW ef at construction.
+    #[arg(long, default_value_t = 200)]
+    ef_construction: usize,
+    /// The synthetic world's seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// IVF lists (0: 2·sqrt(n)).
+    #[arg(long, default_value_t = 0)]
+    ivf_lists: usize,
+    /// IVF k-means iterations.
+    #[arg(long, default_value_t = 12)]
+    ivf_iterations: usize,
+    /// IVF k-means training sample (0: 256 per list).
+    #[arg(long, default_value_t = 0)]
+    ivf_train_sample: usize,
+}
+
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        items: None,
-        queries_file: None,
-        truth: None,
-        ivf: IvfParams::default(),
-        n: 20_000,
-        dim: 64,
-        queries: 500,
-        efs: vec![16, 32, 64, 128, 256],
-        probes: vec![8, 16, 24, 32, 64],
-        m: 16,
-        ef_construction: 200,
-        seed: 42,
+    let c = <Cli as clap::Parser>::parse();
+    let num = |flag: &str, v: &str| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
+    let (queries, queries_file) = if c.queries.ends_with(".npy") {
+        (500, Some(PathBuf::from(&c.queries)))
+    } else {
+        (num("--queries", &c.queries)?, None)
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
-        match flag.as_str() {
-            "--items" => a.items = Some(value.into()),
-            "--queries" if value.ends_with(".npy") => a.queries_file = Some(value.into()),
-            "--truth" => a.truth = Some(value.into()),
-            "--ivf-lists" => a.ivf.lists = num(&value)?,
-            "--ivf-iterations" => a.ivf.iterations = num(&value)?,
-            "--ivf-train-sample" => a.ivf.train_sample = num(&value)?,
-            "--n" => a.n = num(&value)?,
-            "--dim" => a.dim = num(&value)?,
-            "--queries" => a.queries = num(&value)?,
-            "--m" => a.m = num(&value)?,
-            "--ef-construction" => a.ef_construction = num(&value)?,
-            "--seed" => a.seed = num(&value)? as u64,
-            "--ef" if value == "none" => a.efs.clear(),
-            "--ef" => a.efs = value.split(',').map(num).collect::<Result<_, _>>()?,
-            "--probes" => a.probes = value.split(',').map(num).collect::<Result<_, _>>()?,
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(a)
+    let efs = match c.ef.as_str() {
+        "none" => Vec::new(),
+        v => v.split(',').map(|x| num("--ef", x)).collect::<Result<_, _>>()?,
+    };
+    let ivf = IvfParams {
+        lists: c.ivf_lists,
+        iterations: c.ivf_iterations,
+        train_sample: c.ivf_train_sample,
+        ..IvfParams::default()
+    };
+    Ok(Args {
+        items: c.items,
+        queries_file,
+        truth: c.truth,
+        ivf,
+        n: c.n,
+        dim: c.dim,
+        queries,
+        efs,
+        probes: c.probes,
+        m: c.m,
+        ef_construction: c.ef_construction,
+        seed: c.seed,
+    })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

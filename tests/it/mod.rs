@@ -6,6 +6,7 @@ mod coengage;
 mod data;
 mod docs;
 mod eval;
+mod examples;
 mod feed;
 mod golden;
 mod live;
