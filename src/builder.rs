@@ -64,7 +64,7 @@ impl RecommenderBuilder {
     /// Takes the recommender config, the experiments and the business rules
     /// of a service config (the signals and index settings are for building
     /// the [`ServingState`]).
-    pub fn service(mut self, service: &crate::ServiceConfig) -> Self {
+    pub fn service(mut self, service: &crate::service::ServiceConfig) -> Self {
         self.config = service.recommender.clone();
         self.experiments = service.experiments.clone();
         self.rules = service.rules.clone();
@@ -108,7 +108,7 @@ impl RecommenderBuilder {
 
     /// Removes a built-in source everywhere (to switch one off per surface
     /// or per request, see [`RecommenderConfig::disabled`] and
-    /// [`FeedRequest::skip`](crate::FeedRequest::skip)).
+    /// [`FeedRequest::skip`](crate::request::FeedRequest::skip)).
     pub fn without_source(mut self, id: &'static str) -> Self {
         self.removed.push(id);
         self
@@ -144,7 +144,7 @@ impl RecommenderBuilder {
 
     /// Validates the config and builds.
     ///
-    /// Errors ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)):
+    /// Errors ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)):
     /// an invalid config field, no state, more than 32 sources, two stages
     /// with the same id, a replaced or removed source that is not built in,
     /// a rerank quota or a `disabled` entry naming an id no stage has, a

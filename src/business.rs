@@ -2,12 +2,12 @@
 //! changed at runtime without rebuilding any state.
 //!
 //! [`BusinessRules`] is the editable form (serde, TOML or JSON);
-//! [`Recommender::set_rules`](crate::Recommender::set_rules) checks it,
+//! [`Recommender::set_rules`](crate::recommender::Recommender::set_rules) checks it,
 //! compiles it into a [`RuleSet`] (sorted lookups) and swaps it in
 //! atomically: a request reads one rule set from start to end.
 //!
 //! - **Blocklists** (products, merchants, categories) are the required
-//!   filter `blocklist` ([`RemovalReason::Blocked`](crate::RemovalReason::Blocked)):
+//!   filter `blocklist` ([`RemovalReason::Blocked`](crate::request::RemovalReason::Blocked)):
 //!   a blocked product is never shown, pinned or not.
 //! - **Boosts** multiply a candidate's fused value (product, merchant or
 //!   category; several multiply), optionally inside a time window; the
@@ -144,7 +144,7 @@ impl BusinessRules {
 
     /// Checks every rule and compiles the lookups.
     ///
-    /// Errors ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)):
+    /// Errors ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)):
     /// more than [`MAX_RULES`] entries in a list, a boost factor that is not
     /// finite or outside `(0, MAX_WEIGHT]`, a pin position of `MAX_K` or
     /// more, a window with `start >= end`. Two pins at one position keep

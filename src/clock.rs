@@ -1,6 +1,6 @@
 //! [`Clock`]: the time a request without `at` is served at.
 
-/// Where a request without [`FeedRequest::at`](crate::FeedRequest::at)
+/// Where a request without [`FeedRequest::at`](crate::request::FeedRequest::at)
 /// takes its time from.
 ///
 /// A service serves *now*: [`Clock::Wall`], the default, so "live now",
@@ -12,19 +12,19 @@ pub enum Clock {
     /// The system clock, in Unix seconds.
     #[default]
     Wall,
-    /// The newest event time in the serving signals ([`Signals::as_of`](crate::Signals::as_of)).
+    /// The newest event time in the serving signals ([`Signals::as_of`](crate::signals::Signals::as_of)).
     SignalsAsOf,
     /// A fixed time.
-    Fixed(crate::Timestamp),
+    Fixed(crate::ids::Timestamp),
 }
 
 impl Clock {
     /// The time a request without `at` is served at.
-    pub fn now(self, signals: &crate::Signals) -> crate::Timestamp {
+    pub fn now(self, signals: &crate::signals::Signals) -> crate::ids::Timestamp {
         match self {
             Clock::Wall => std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as crate::Timestamp),
+                .map_or(0, |d| d.as_secs() as crate::ids::Timestamp),
             Clock::SignalsAsOf => signals.as_of(),
             Clock::Fixed(t) => t,
         }

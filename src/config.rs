@@ -288,7 +288,7 @@ impl RecommenderConfig {
     /// Errors: a TOML syntax or type error, an unknown (misspelled) key
     /// (every config type denies unknown fields; the message starts with
     /// the key's path, e.g. `sources.intrest`), or an invalid value
-    /// ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)).
+    /// ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)).
     ///
     /// Every field missing from the text keeps its default, at any depth: a
     /// `[fusion.search]` table that sets only `relevance` keeps the search

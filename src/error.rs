@@ -26,13 +26,13 @@ pub struct Error(Box<ErrorKind>);
 /// [`ErrorKind::DuplicateId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdKind {
-    /// A [`UserId`](crate::UserId).
+    /// A [`UserId`](crate::ids::UserId).
     User,
-    /// A [`ProductId`](crate::ProductId).
+    /// A [`ProductId`](crate::ids::ProductId).
     Product,
-    /// A [`ContentId`](crate::ContentId).
+    /// A [`ContentId`](crate::ids::ContentId).
     Content,
-    /// A [`MerchantId`](crate::MerchantId).
+    /// A [`MerchantId`](crate::ids::MerchantId).
     Merchant,
 }
 

@@ -5,7 +5,7 @@
 //!
 //! A request belongs to at most one variant: experiments are checked in
 //! order and the first whose buckets hold the user decides; everyone else
-//! is served the base config (the control). The [`Trace`](crate::Trace)
+//! is served the base config (the control). The [`Trace`](crate::request::Trace)
 //! names the variant as `experiment/variant`. Offline, `evaluate
 //! --variants FILE` compares the variants of a file on a log.
 //!

@@ -3,7 +3,7 @@
 //! External ids are `u64` newtypes, one per id space, so a product id can
 //! never be passed where a merchant id is expected. Inside the engine a
 //! product is a dense row, [`ItemIdx`], a `u32` index into the contiguous
-//! columns and the embedding matrix of a [`Catalog`](crate::Catalog).
+//! columns and the embedding matrix of a [`Catalog`](crate::catalog::Catalog).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -111,7 +111,7 @@ impl fmt::Display for CategoryId {
     }
 }
 
-/// A product's dense row in a [`Catalog`](crate::Catalog): `0..catalog.len()`.
+/// A product's dense row in a [`Catalog`](crate::catalog::Catalog): `0..catalog.len()`.
 ///
 /// Rows index every per-product column and the embedding matrix. They are
 /// stable for the life of one catalog, not across rebuilds: store

@@ -7,21 +7,21 @@
 //!
 //! | bound | value | past it |
 //! |---|---|---|
-//! | [`MAX_K`] | 10,000 | a request's `k` above it is [`ErrorKind::InvalidK`](crate::ErrorKind::InvalidK); an index search's `k` is clamped to the index's `len()` |
+//! | [`MAX_K`] | 10,000 | a request's `k` above it is [`ErrorKind::InvalidK`](crate::error::ErrorKind::InvalidK); an index search's `k` is clamped to the index's `len()` |
 //! | [`MAX_QUERY_BYTES`] | 1,024 | search text is cut at the last char boundary before it |
 //! | [`MAX_QUERY_TERMS`] | 32 | terms past the 32nd distinct one are dropped |
-//! | [`MAX_FILTER_CATEGORIES`] | 256 | a request naming more categories is [`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue) |
-//! | [`MIN_NORM`] | 1e-20 | a vector whose L2 norm is below it is [`ErrorKind::ZeroVector`](crate::ErrorKind::ZeroVector) |
-//! | [`MAX_PRICE`] | 1e9 | a catalog price, an order's price: [`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue) / [`Rejection::BadValue`](crate::signals::Rejection::BadValue) |
+//! | [`MAX_FILTER_CATEGORIES`] | 256 | a request naming more categories is [`ErrorKind::InvalidValue`](crate::error::ErrorKind::InvalidValue) |
+//! | [`MIN_NORM`] | 1e-20 | a vector whose L2 norm is below it is [`ErrorKind::ZeroVector`](crate::error::ErrorKind::ZeroVector) |
+//! | [`MAX_PRICE`] | 1e9 | a catalog price, an order's price: [`ErrorKind::InvalidValue`](crate::error::ErrorKind::InvalidValue) / [`Rejection::BadValue`](crate::signals::Rejection::BadValue) |
 //! | [`MAX_EVENT_VALUE`] | 1e9 | watch seconds and ratings: [`Rejection::BadValue`](crate::signals::Rejection::BadValue) |
-//! | [`MAX_WEIGHT`] | 1e6 | engagement weights and other config multipliers: [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) |
+//! | [`MAX_WEIGHT`] | 1e6 | engagement weights and other config multipliers: [`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig) |
 //! | [`MAX_SPAN_SECS`] | 100 years | every duration in a config |
-//! | [`TimeWindow::default`](crate::signals::TimeWindow) | 1970-01-01 .. 2100-01-01 | events outside: [`Rejection::OutOfWindow`](crate::signals::Rejection::OutOfWindow); a request's `at` outside: [`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue) |
+//! | [`TimeWindow::default`](crate::signals::TimeWindow) | 1970-01-01 .. 2100-01-01 | events outside: [`Rejection::OutOfWindow`](crate::signals::Rejection::OutOfWindow); a request's `at` outside: [`ErrorKind::InvalidValue`](crate::error::ErrorKind::InvalidValue) |
 //!
 //! A request's `exclude` may name products that have left the catalog: they
-//! are ignored and counted in [`Trace::stale_excludes`](crate::Trace::stale_excludes).
+//! are ignored and counted in [`Trace::stale_excludes`](crate::request::Trace::stale_excludes).
 
-/// The largest `k` a [`FeedRequest`](crate::FeedRequest) may ask for.
+/// The largest `k` a [`FeedRequest`](crate::request::FeedRequest) may ask for.
 pub const MAX_K: usize = 10_000;
 
 /// Bytes of search text kept per query; longer text is cut at the last
@@ -32,8 +32,8 @@ pub const MAX_QUERY_BYTES: usize = 1_024;
 pub const MAX_QUERY_TERMS: usize = 32;
 
 /// The most categories a request's
-/// [`RequestFilters::categories`](crate::RequestFilters::categories) may
-/// name; more is [`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue).
+/// [`RequestFilters::categories`](crate::request::RequestFilters::categories) may
+/// name; more is [`ErrorKind::InvalidValue`](crate::error::ErrorKind::InvalidValue).
 pub const MAX_FILTER_CATEGORIES: usize = 256;
 
 /// The smallest L2 norm a vector may have and still be normalized: below it

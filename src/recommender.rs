@@ -122,9 +122,9 @@ impl Recommender {
     /// request without a query, a query embedding of the wrong dimension,
     /// not finite or (near) zero, bad price bounds, a time outside the
     /// signals' window, a `skip` naming an unknown or required stage. Stale
-    /// `exclude` ids are not errors (see [`Trace::stale_excludes`](crate::Trace::stale_excludes)); a
+    /// `exclude` ids are not errors (see [`Trace::stale_excludes`](crate::request::Trace::stale_excludes)); a
     /// failing candidate source does not fail the request; it is recorded
-    /// in [`Trace::sources`](crate::Trace::sources).
+    /// in [`Trace::sources`](crate::request::Trace::sources).
     pub fn recommend(&self, req: &FeedRequest) -> Result<Feed> {
         let mut scratch = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
         let feed = self.recommend_with(&mut scratch, req);
@@ -182,13 +182,13 @@ impl Recommender {
     /// [`col`](crate::features::col).
     ///
     /// Errors: a product the catalog does not know
-    /// ([`ErrorKind::UnknownId`](crate::ErrorKind::UnknownId)), a time outside
+    /// ([`ErrorKind::UnknownId`](crate::error::ErrorKind::UnknownId)), a time outside
     /// the signals' window.
     pub fn features_for(
         &self,
-        user: crate::UserId,
-        products: &[crate::ProductId],
-        at: crate::Timestamp,
+        user: crate::ids::UserId,
+        products: &[crate::ids::ProductId],
+        at: crate::ids::Timestamp,
     ) -> Result<FeatureMatrix> {
         let (state, rules) = (self.state(), self.rules());
         let rows = products
@@ -210,7 +210,7 @@ impl Recommender {
 
     /// The A/B arm `user` is in: the first experiment (in order) whose
     /// buckets hold the user decides; `None` is the control.
-    pub(crate) fn arm_of(&self, user: crate::UserId) -> Option<&Arm> {
+    pub(crate) fn arm_of(&self, user: crate::ids::UserId) -> Option<&Arm> {
         self.experiments.iter().enumerate().find_map(|(e, exp)| {
             let v = exp.variant_of(user)?;
             self.arms.iter().find(|a| a.experiment == e && a.variant == v)
@@ -219,7 +219,7 @@ impl Recommender {
 
     /// The variant `user` is served, as `experiment/variant`; `None` for
     /// the control.
-    pub fn variant_of(&self, user: crate::UserId) -> Option<&str> {
+    pub fn variant_of(&self, user: crate::ids::UserId) -> Option<&str> {
         self.arm_of(user).map(|a| a.label.as_str())
     }
 }

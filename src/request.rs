@@ -368,7 +368,7 @@ impl RemovalReason {
 pub struct Trace {
     /// The surface served.
     pub surface: Surface,
-    /// The [`ServingState::version`](crate::ServingState::version) that
+    /// The [`ServingState::version`](crate::state::ServingState::version) that
     /// served it: every product in the feed exists, listed, in that version.
     pub state_version: u64,
     /// Each candidate source, in order.

@@ -63,7 +63,7 @@ impl ServiceConfig {
     /// Parses and validates a service config. Every key missing takes its
     /// default, at any depth.
     ///
-    /// Errors ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)):
+    /// Errors ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)):
     /// a TOML syntax or type error, an unknown key (the message starts with
     /// its path, e.g. `signals.latenes`), or an invalid value in any table.
     pub fn from_toml_str(text: &str) -> Result<Self> {

@@ -64,7 +64,7 @@ impl ServingState {
     /// [`Catalog::apply`] on this state's catalog, `changes` what it
     /// returned, `index` this state's index
     /// [`updated`](VectorIndex::updated) for it and `signals` published by
-    /// a store that [`follow`](crate::SignalStore::follow)ed it. The title
+    /// a store that [`follow`](crate::signals::SignalStore::follow)ed it. The title
     /// index is updated for the changed titles only.
     ///
     /// Errors: as [`new`](Self::new), and a catalog that is not a successor
@@ -96,7 +96,7 @@ impl ServingState {
 
     /// 0 for a state made by [`new`](Self::new); each
     /// [`with_signals`](Self::with_signals) or [`with_delta`](Self::with_delta)
-    /// adds one. Reported in [`Trace::state_version`](crate::Trace::state_version).
+    /// adds one. Reported in [`Trace::state_version`](crate::request::Trace::state_version).
     pub fn version(&self) -> u64 {
         self.version
     }

@@ -430,7 +430,7 @@ struct Market<'a> {
     products_of_cat: &'a [Vec<usize>],
     contents_of_cat: &'a [Vec<(usize, Vec<usize>)>],
     content_quality: &'a [f32],
-    emb: &'a crate::Embeddings,
+    emb: &'a crate::catalog::Embeddings,
 }
 
 impl Market<'_> {
@@ -492,7 +492,7 @@ impl Market<'_> {
         events: &mut Vec<Event>,
     ) {
         let (bonus, via, p) = self.shown(rng, user, c, t, events);
-        let row = crate::ItemIdx(p as u32);
+        let row = crate::ids::ItemIdx(p as u32);
         let sim = crate::kernels::dot(v, self.emb.row(row));
         let m_exp = self.experience[self.product_merchant[p]];
         let utility = 4.0 * sim + 0.5 * self.quality[p] + 1.5 * (m_exp - 0.5)
@@ -705,7 +705,7 @@ mod tests {
         let e = generate(&SynthConfig { products: 0, ..SynthConfig::tiny() }).unwrap_err();
         assert!(matches!(
             e.kind(),
-            crate::ErrorKind::InvalidConfig { field: "synth.products", .. }
+            crate::error::ErrorKind::InvalidConfig { field: "synth.products", .. }
         ));
     }
 }

@@ -138,9 +138,9 @@ impl Catalog {
     /// price outside `[0, 1e9]`, an experience score outside `[0, 1]`, an
     /// embedding of the wrong dimension, with NaN/inf or zero, a new product
     /// without an embedding, a content item ending before it starts, a
-    /// content item linking a product twice ([`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue),
-    /// [`ErrorKind::DimensionMismatch`](crate::ErrorKind::DimensionMismatch));
-    /// an unknown merchant, product or content ([`ErrorKind::UnknownId`](crate::ErrorKind::UnknownId)).
+    /// content item linking a product twice ([`ErrorKind::InvalidValue`](crate::error::ErrorKind::InvalidValue),
+    /// [`ErrorKind::DimensionMismatch`](crate::error::ErrorKind::DimensionMismatch));
+    /// an unknown merchant, product or content ([`ErrorKind::UnknownId`](crate::error::ErrorKind::UnknownId)).
     ///
     /// ```
     /// use omnifeed::{CatalogBuilder, CatalogDelta, CategoryId, Merchant, MerchantId, Product, ProductId};

@@ -435,7 +435,7 @@ impl Catalog {
     /// A 64-bit digest of the catalog's identity: its product ids in row
     /// order, their merchants and categories, its content links and its
     /// embeddings. Two catalogs with the same fingerprint serve the same
-    /// rows; [`ServingState::new`](crate::ServingState::new) uses it to
+    /// rows; [`ServingState::new`](crate::state::ServingState::new) uses it to
     /// reject parts built over another catalog of the same size.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint

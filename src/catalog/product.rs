@@ -4,8 +4,8 @@ use crate::ids::{CategoryId, MerchantId, ProductId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// One product (an item for sale) as given to a
-/// [`CatalogBuilder`](crate::CatalogBuilder). Inside the catalog products are
-/// stored by column; [`Catalog::product`](crate::Catalog::product) rebuilds
+/// [`CatalogBuilder`](crate::catalog::CatalogBuilder). Inside the catalog products are
+/// stored by column; [`Catalog::product`](crate::catalog::Catalog::product) rebuilds
 /// this record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {

@@ -7,8 +7,8 @@
 //! of list length.
 
 use super::{Method, Relevance};
-use crate::ItemIdx;
 use crate::error::Result;
+use crate::ids::ItemIdx;
 use crate::ids::{ProductId, Timestamp, UserId};
 use crate::kernels::{Scored, top_k_in_place};
 use crate::signals::Event;

@@ -24,7 +24,7 @@
 //! of what people do.
 //!
 //! Methods are anything implementing [`Method`]: the [`Pipeline`] (a
-//! [`Recommender`](crate::Recommender)), the [baselines] and matrix
+//! [`Recommender`](crate::recommender::Recommender)), the [baselines] and matrix
 //! factorization ([`MfMethod`]).
 
 pub mod baselines;

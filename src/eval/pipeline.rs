@@ -2,10 +2,10 @@
 //! that have no catalog of their own.
 
 use super::Method;
-use crate::Recommender;
 use crate::catalog::{Catalog, CatalogBuilder, Merchant, MerchantStatus, Product};
 use crate::error::Result;
 use crate::ids::{CategoryId, MerchantId, ProductId, Timestamp, UserId};
+use crate::recommender::Recommender;
 use crate::request::{FeedRequest, Surface};
 use crate::train::Factors;
 use std::collections::HashMap;
@@ -127,7 +127,7 @@ pub fn catalog_with_factors(catalog: &Catalog, factors: &Factors) -> Result<Cata
         b.add_merchant(m.clone());
     }
     for (i, &(id, _)) in items.iter().enumerate() {
-        b.add_product(catalog.product(crate::ItemIdx(i as u32)));
+        b.add_product(catalog.product(crate::ids::ItemIdx(i as u32)));
         b.add_embedding(id, &vectors[i]);
     }
     for c in catalog.contents() {
@@ -203,7 +203,7 @@ mod tests {
             b.add_embedding(ProductId(id), &[1.0, 0.0, id as f32]);
         }
         b.add_content(Content {
-            id: crate::ContentId(9),
+            id: crate::ids::ContentId(9),
             kind: ContentKind::ShortVideo,
             creator: UserId(7),
             starts_at: 0,
@@ -222,7 +222,7 @@ mod tests {
         let c = catalog_with_factors(&catalog, &f).unwrap();
         assert_eq!(c.len(), 4);
         assert_eq!(c.content_len(), 1);
-        assert_eq!(c.product(crate::ItemIdx(0)), catalog.product(crate::ItemIdx(0)));
+        assert_eq!(c.product(crate::ids::ItemIdx(0)), catalog.product(crate::ids::ItemIdx(0)));
         let cos = |a: &[f32], b: &[f32]| {
             let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
             a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (n(a) * n(b))

@@ -41,7 +41,7 @@ impl Split {
     /// Splits `events` (any order). The events are sorted by time, stably.
     ///
     /// Errors: an empty log, a fraction outside `(0, 1)`, or a split that
-    /// leaves either side empty ([`ErrorKind::InvalidValue`](crate::ErrorKind)).
+    /// leaves either side empty ([`ErrorKind::InvalidValue`](crate::error::ErrorKind)).
     pub fn apply(&self, events: &[Event], relevance: &Relevance) -> Result<SplitLog> {
         if events.is_empty() {
             return Err(Error::invalid_value("events", "split", "the log is empty"));

@@ -30,15 +30,15 @@ impl FeatureMatrix {
     /// ```
     ///
     /// Errors: a length that is not a multiple of `F`
-    /// ([`ErrorKind::DimensionMismatch`](crate::ErrorKind::DimensionMismatch)),
-    /// a NaN or infinite value ([`ErrorKind::NonFinite`](crate::ErrorKind::NonFinite),
+    /// ([`ErrorKind::DimensionMismatch`](crate::error::ErrorKind::DimensionMismatch)),
+    /// a NaN or infinite value ([`ErrorKind::NonFinite`](crate::error::ErrorKind::NonFinite),
     /// naming the row).
-    pub fn from_rows(values: &[f32]) -> crate::Result<Self> {
+    pub fn from_rows(values: &[f32]) -> crate::error::Result<Self> {
         if values.len() % F != 0 {
-            return Err(crate::Error::dimension("feature rows", F, values.len() % F));
+            return Err(crate::error::Error::dimension("feature rows", F, values.len() % F));
         }
         if let Some(i) = values.iter().position(|x| !x.is_finite()) {
-            return Err(crate::Error::new(crate::ErrorKind::NonFinite {
+            return Err(crate::error::Error::new(crate::error::ErrorKind::NonFinite {
                 what: "feature rows",
                 index: i / F,
             }));

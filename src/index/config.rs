@@ -1,6 +1,6 @@
 //! The index settings of a service: which vector index, with which
 //! parameters ([`IndexConfig`]), as read from the `[index]` table of a
-//! [`ServiceConfig`](crate::ServiceConfig).
+//! [`ServiceConfig`](crate::service::ServiceConfig).
 
 use crate::catalog::Embeddings;
 #[cfg(not(feature = "hnsw"))]
@@ -40,7 +40,7 @@ impl IndexConfig {
     /// Builds the configured index over `embeddings`.
     ///
     /// Errors: invalid parameters, an empty matrix, or `hnsw` without the
-    /// `hnsw` feature ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)).
+    /// `hnsw` feature ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)).
     pub fn build(&self, embeddings: Arc<Embeddings>) -> Result<Arc<dyn VectorIndex>> {
         Ok(match self.kind {
             IndexKind::Ivf => Arc::new(IvfIndex::build(embeddings, self.ivf)?),

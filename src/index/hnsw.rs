@@ -127,12 +127,12 @@ impl fmt::Debug for HnswIndex {
 impl HnswIndex {
     /// Builds the graph over every row of `embeddings`.
     ///
-    /// Errors: invalid `params` ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)),
-    /// no rows ([`ErrorKind::EmptyCatalog`](crate::ErrorKind::EmptyCatalog)).
+    /// Errors: invalid `params` ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)),
+    /// no rows ([`ErrorKind::EmptyCatalog`](crate::error::ErrorKind::EmptyCatalog)).
     pub fn build(embeddings: Arc<Embeddings>, params: HnswParams) -> Result<Self> {
         params.validate()?;
         if embeddings.is_empty() {
-            return Err(Error::new(crate::ErrorKind::EmptyCatalog { what: "index rows" }));
+            return Err(Error::new(crate::error::ErrorKind::EmptyCatalog { what: "index rows" }));
         }
         let n = embeddings.len();
         let mut graph = Hnsw::<f32, DotDistance>::new(
@@ -301,7 +301,7 @@ impl VectorIndex for HnswIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorKind;
+    use crate::error::ErrorKind;
 
     #[test]
     fn out_of_range_params_are_errors_not_exits() {

@@ -191,12 +191,12 @@ impl IvfIndex {
     ///
     /// Errors: an empty matrix, a field outside [`IvfParams::validate`]'s
     /// bounds, or `probes` above the number of lists
-    /// ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)).
+    /// ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)).
     pub fn build(embeddings: Arc<Embeddings>, params: IvfParams) -> Result<IvfIndex> {
         params.validate()?;
         let (n, dim) = (embeddings.len(), embeddings.dim());
         if n == 0 {
-            return Err(Error::new(crate::ErrorKind::EmptyCatalog { what: "ivf index" }));
+            return Err(Error::new(crate::error::ErrorKind::EmptyCatalog { what: "ivf index" }));
         }
         let lists = if params.lists == 0 {
             ((2.0 * (n as f64).sqrt()) as usize).clamp(1, n)

@@ -117,7 +117,7 @@ impl LexicalIndex {
 
     /// The index for `new`, the next version of `old` (the catalog this
     /// index was built or updated for), where the titles of `rows` entered,
-    /// changed or left (see [`CatalogChanges::retitled`](crate::CatalogChanges::retitled)).
+    /// changed or left (see [`CatalogChanges::retitled`](crate::catalog::CatalogChanges::retitled)).
     /// Only the posting lists of the terms involved are copied; the result
     /// equals [`build`](Self::build) on `new`.
     pub fn updated(&self, old: &Catalog, new: &Catalog, rows: &[ItemIdx]) -> LexicalIndex {

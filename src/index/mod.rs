@@ -60,7 +60,7 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
         self.len() == 0
     }
 
-    /// The [`Embeddings::fingerprint`](crate::Embeddings::fingerprint) of
+    /// The [`Embeddings::fingerprint`](crate::catalog::Embeddings::fingerprint) of
     /// the vectors it indexes, where it knows them; a state built with it
     /// checks this against its catalog's. `None` (the default, for a remote
     /// engine) skips the check.

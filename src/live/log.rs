@@ -79,7 +79,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// to count, as they would be on any shared log).
     ///
     /// Errors: an entry over [`MAX_ENTRY_BYTES`], an empty slice, or the log
-    /// unreachable ([`ErrorKind::Log`](crate::ErrorKind::Log)).
+    /// unreachable ([`ErrorKind::Log`](crate::error::ErrorKind::Log)).
     fn append_encoded(&self, entries: &[Vec<u8>]) -> Result<u64>;
 
     /// Up to `max` entries after offset `after` (at least 1 is asked for),
@@ -110,7 +110,7 @@ pub fn now_ms() -> i64 {
 
 /// The envelope of `entry` appended at `appended_ms`.
 ///
-/// Errors: the entry does not serialize ([`ErrorKind::Log`](crate::ErrorKind::Log)).
+/// Errors: the entry does not serialize ([`ErrorKind::Log`](crate::error::ErrorKind::Log)).
 pub fn encode_entry(entry: &LogEntry, appended_ms: i64) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(MAGIC);
@@ -148,7 +148,7 @@ pub fn decode_entry(bytes: &[u8]) -> std::result::Result<(i64, LogEntry), String
 /// that does not decode is a [`Rejected`] in the batch, not an error.
 ///
 /// Errors: an offset that does not follow the one before (entries missing:
-/// [`ErrorKind::Log`](crate::ErrorKind::Log) naming `log`).
+/// [`ErrorKind::Log`](crate::error::ErrorKind::Log) naming `log`).
 pub fn decode_batch(log: &str, after: u64, raw: Vec<(u64, Vec<u8>)>) -> Result<LogBatch> {
     let mut batch = LogBatch { last: after, ..LogBatch::default() };
     for (offset, bytes) in raw {
@@ -178,7 +178,7 @@ pub fn decode_batch(log: &str, after: u64, raw: Vec<(u64, Vec<u8>)>) -> Result<L
 /// over [`MAX_ENTRY_BYTES`]. Every [`EventLog::append_encoded`] calls it
 /// first.
 ///
-/// Errors: [`ErrorKind::Log`](crate::ErrorKind::Log) naming `log` and the
+/// Errors: [`ErrorKind::Log`](crate::error::ErrorKind::Log) naming `log` and the
 /// entry.
 pub fn check_append(log: &str, entries: &[Vec<u8>]) -> Result<()> {
     if entries.is_empty() {
@@ -287,8 +287,8 @@ mod tests {
 
     #[test]
     fn events_with_and_without_attribution_round_trip() {
+        use crate::ids::{ContentId, UserId};
         use crate::signals::{Event, EventKind, Target};
-        use crate::{ContentId, UserId};
         let mut via = Event::new(5, UserId(1), Target::Product(ProductId(2)), EventKind::Click);
         via.via = Some(ContentId(3));
         let plain = Event::new(6, UserId(1), Target::None, EventKind::Order { price: None });

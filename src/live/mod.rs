@@ -121,7 +121,7 @@ pub struct ShopWriter {
     /// numbering of the states published before it).
     pub(crate) first_version: u64,
     /// Saved with snapshots for the ranking side.
-    pub(crate) recommender_config: Option<crate::RecommenderConfig>,
+    pub(crate) recommender_config: Option<crate::config::RecommenderConfig>,
     pub(crate) scorer: Option<Vec<f32>>,
 }
 
@@ -166,12 +166,12 @@ impl ShopWriter {
     }
 
     /// Keeps a recommender config in the writer's snapshots.
-    pub fn set_recommender_config(&mut self, config: crate::RecommenderConfig) {
+    pub fn set_recommender_config(&mut self, config: crate::config::RecommenderConfig) {
         self.recommender_config = Some(config);
     }
 
     /// The recommender config saved with (or loaded from) snapshots.
-    pub fn recommender_config(&self) -> Option<&crate::RecommenderConfig> {
+    pub fn recommender_config(&self) -> Option<&crate::config::RecommenderConfig> {
         self.recommender_config.as_ref()
     }
 
@@ -337,7 +337,7 @@ impl ShopWriter {
     /// and protocol in `ARCHITECTURE.md`, "The living shop"), makes it
     /// current and applies `retention`. Returns what was written.
     ///
-    /// Errors: a failed write, fsync or rename ([`ErrorKind::Io`](crate::ErrorKind::Io));
+    /// Errors: a failed write, fsync or rename ([`ErrorKind::Io`](crate::error::ErrorKind::Io));
     /// the snapshot `CURRENT` named before stays current.
     pub fn save_with(
         &mut self,
@@ -359,8 +359,8 @@ impl ShopWriter {
     /// [`offset`](Self::offset) + 1.
     ///
     /// Errors: no snapshot, or a corrupt, truncated or foreign one
-    /// ([`ErrorKind::Snapshot`](crate::ErrorKind::Snapshot),
-    /// [`ErrorKind::SnapshotVersion`](crate::ErrorKind::SnapshotVersion)).
+    /// ([`ErrorKind::Snapshot`](crate::error::ErrorKind::Snapshot),
+    /// [`ErrorKind::SnapshotVersion`](crate::error::ErrorKind::SnapshotVersion)).
     pub fn load(dir: impl AsRef<std::path::Path>) -> Result<ShopWriter> {
         snapshot::load(dir.as_ref())
     }
@@ -369,7 +369,7 @@ impl ShopWriter {
     /// dimension `dim` (the one the service's models and queries use).
     ///
     /// Errors: as `load`, and another dimension
-    /// ([`ErrorKind::DimensionMismatch`](crate::ErrorKind::DimensionMismatch)
+    /// ([`ErrorKind::DimensionMismatch`](crate::error::ErrorKind::DimensionMismatch)
     /// naming both).
     pub fn load_expecting(dir: impl AsRef<std::path::Path>, dim: usize) -> Result<ShopWriter> {
         let w = Self::load(dir)?;

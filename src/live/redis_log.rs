@@ -13,7 +13,7 @@
 //! Every call reconnects and retries with exponential backoff while the
 //! server is unreachable or loading, up to
 //! [`RedisLogConfig::give_up_after`]; then it is
-//! [`ErrorKind::Log`](crate::ErrorKind::Log). Durability is the server's:
+//! [`ErrorKind::Log`](crate::error::ErrorKind::Log). Durability is the server's:
 //! run it with `appendonly yes` (and `appendfsync always` where a
 //! server crash must lose nothing acknowledged).
 
@@ -132,7 +132,7 @@ impl RedisLog {
     /// first call), so a server that is still starting is retried like
     /// one that restarts.
     ///
-    /// Errors: a malformed URL ([`ErrorKind::Log`](crate::ErrorKind::Log)).
+    /// Errors: a malformed URL ([`ErrorKind::Log`](crate::error::ErrorKind::Log)).
     pub fn open(config: RedisLogConfig) -> Result<RedisLog> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| Error::log(&config.url, format!("bad URL: {e}")))?;
@@ -324,7 +324,7 @@ mod tests {
             let log = RedisLog::open(config).unwrap();
             let t = Instant::now();
             let e = log.read(0, 10, Duration::from_millis(10)).unwrap_err();
-            assert!(matches!(e.kind(), crate::ErrorKind::Log { .. }), "{e}");
+            assert!(matches!(e.kind(), crate::error::ErrorKind::Log { .. }), "{e}");
             assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
             assert!(log.append(&[]).is_err());
         }

@@ -75,7 +75,7 @@ pub struct Loaded {
     /// The directory it came from.
     pub from: PathBuf,
     /// Newer snapshots that did not load, with why.
-    pub skipped: Vec<(PathBuf, crate::Error)>,
+    pub skipped: Vec<(PathBuf, crate::error::Error)>,
 }
 
 /// How a [`Replica`] follows the log.
@@ -167,7 +167,7 @@ pub struct Replica {
     since_snapshot: u64,
     stats: ReplicaStats,
     loaded_from: Option<PathBuf>,
-    skipped_snapshots: Vec<(PathBuf, crate::Error)>,
+    skipped_snapshots: Vec<(PathBuf, crate::error::Error)>,
 }
 
 impl Replica {
@@ -242,7 +242,7 @@ impl Replica {
     }
 
     /// Newer snapshots that did not load at start, with why.
-    pub fn skipped_snapshots(&self) -> &[(PathBuf, crate::Error)] {
+    pub fn skipped_snapshots(&self) -> &[(PathBuf, crate::error::Error)] {
         &self.skipped_snapshots
     }
 

@@ -634,7 +634,7 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
 /// The ranking side's config and weights a snapshot carries, checked.
 fn model_meta(w: &mut ShopWriter, meta: Meta, path: &Path) -> Result<()> {
     if let Some(text) = meta.recommender_config {
-        let cfg = crate::RecommenderConfig::from_toml_str(&text)
+        let cfg = crate::config::RecommenderConfig::from_toml_str(&text)
             .map_err(|e| bad(path, "meta", format!("recommender config: {e}")))?;
         w.recommender_config = Some(cfg);
     }

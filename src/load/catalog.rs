@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c.title(ItemIdx(0)), Some("tea"));
         assert_eq!(c.title(ItemIdx(1)), None);
-        assert_eq!(c.merchants()[0].status, crate::MerchantStatus::Suspended);
+        assert_eq!(c.merchants()[0].status, crate::catalog::MerchantStatus::Suspended);
         assert_eq!(c.content(ContentId(3)).unwrap().products, vec![ProductId(11), ProductId(10)]);
 
         // And the CSV writer round-trips what it wrote.

@@ -51,7 +51,7 @@ impl LogOptions {
 
     /// Checks that a period, if set, is not empty (`start < end`).
     ///
-    /// Errors: [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)
+    /// Errors: [`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)
     /// naming `log.period`.
     pub fn validate(&self) -> Result<()> {
         if let Some((start, end)) = self.period {
@@ -393,7 +393,7 @@ mod tests {
     fn bad_rows_name_the_line() {
         let p = tmp("tb-bad.csv", "1,10,5,pv,1511544070\n1,10,5,teleport,1511544070\n");
         let e = read_taobao(&p, &LogOptions::taobao()).unwrap_err();
-        assert!(matches!(e.kind(), crate::ErrorKind::Parse { line: Some(2), .. }), "{e}");
+        assert!(matches!(e.kind(), crate::error::ErrorKind::Parse { line: Some(2), .. }), "{e}");
         let p = tmp("ev-bad.csv", "at,user,target,target_id,kind,value\n5,1,product,3,view,\n");
         let e = read_events(&p, &LogOptions::default()).unwrap_err();
         assert!(e.to_string().contains("missing value"), "{e}");

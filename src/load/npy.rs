@@ -183,7 +183,7 @@ mod tests {
         let bad = dir.join("bad.npy");
         std::fs::write(&bad, &bytes).unwrap();
         let e = read_npy_matrix(&bad).unwrap_err();
-        assert!(matches!(e.kind(), crate::ErrorKind::Parse { .. }), "{e}");
+        assert!(matches!(e.kind(), crate::error::ErrorKind::Parse { .. }), "{e}");
         std::fs::write(&bad, b"hello").unwrap();
         assert!(read_npy_matrix(&bad).is_err());
         std::fs::remove_dir_all(&dir).ok();

@@ -9,7 +9,7 @@ use super::select::Placement;
 /// Per-thread working memory of the request path: one buffer per stage
 /// (resolve, retrieve, merge and filter, rank, select), each written by
 /// its stage and read by the later ones; cleared between requests, never
-/// shrunk. Get one from [`Recommender::new_scratch`](crate::Recommender::new_scratch).
+/// shrunk. Get one from [`Recommender::new_scratch`](crate::recommender::Recommender::new_scratch).
 #[derive(Debug, Default)]
 pub struct Scratch {
     pub(crate) input: RequestInput,

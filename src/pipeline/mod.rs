@@ -62,7 +62,7 @@ use crate::state::ServingState;
 use std::sync::Arc;
 
 /// The stages one config gives, assembled and checked by the
-/// [`RecommenderBuilder`](crate::RecommenderBuilder): what the base
+/// [`RecommenderBuilder`](crate::builder::RecommenderBuilder): what the base
 /// recommender and each A/B arm run.
 #[derive(Debug)]
 pub(crate) struct Pipeline {

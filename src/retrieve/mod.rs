@@ -4,7 +4,7 @@
 //! Each source is a [`CandidateSource`](crate::stage::CandidateSource): object-safe, `Send + Sync`, called
 //! through `&self`, writing into a buffer the caller owns, with a stable id.
 //! A source that fails is skipped and recorded in the
-//! [`Trace`](crate::Trace); the feed goes on with the others (fail open).
+//! [`Trace`](crate::request::Trace); the feed goes on with the others (fail open).
 //!
 //! | id | surfaces | what it proposes |
 //! |---|---|---|

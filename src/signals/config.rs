@@ -107,7 +107,7 @@ impl EngagementWeights {
     }
 }
 
-/// The event times a [`SignalStore`](crate::SignalStore) accepts,
+/// The event times a [`SignalStore`](crate::signals::SignalStore) accepts,
 /// `[min, max)` in Unix seconds. An event outside is rejected as
 /// [`Rejection::OutOfWindow`](crate::signals::Rejection::OutOfWindow) and
 /// changes nothing, so one absurd timestamp can neither wrap the decay
@@ -172,7 +172,7 @@ pub struct SignalConfig {
     /// long gaps must pass); a live service sets it, e.g. to one day.
     pub max_ahead: Option<i64>,
     /// A product listed within this many seconds of the snapshot time is
-    /// fresh ([`Signals::category_fresh`](crate::Signals::category_fresh)).
+    /// fresh ([`Signals::category_fresh`](crate::signals::Signals::category_fresh)).
     /// Default 7 days.
     pub fresh_age: i64,
     /// Weight of each event kind in profiles and trending.

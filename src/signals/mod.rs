@@ -35,8 +35,8 @@
 //!   costs the derived tables (rates, governance, trending) plus the
 //!   profiles that changed; the writer's next update of a chunk a snapshot
 //!   still holds copies that chunk only.
-//! - Put the snapshot in a [`ServingState`](crate::ServingState) and swap
-//!   it into the [`Recommender`](crate::Recommender). A query loads one
+//! - Put the snapshot in a [`ServingState`](crate::state::ServingState) and swap
+//!   it into the [`Recommender`](crate::recommender::Recommender). A query loads one
 //!   `Arc<ServingState>` and reads one snapshot from start to end: it sees
 //!   every event up to the publish and none after it, never a mix.
 //! - Staleness is the publish interval; the store never blocks readers and

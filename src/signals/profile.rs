@@ -42,7 +42,7 @@ pub struct SearchIntent {
 }
 
 /// What the engine knows about one user. Read it through
-/// [`Signals::profile`](crate::Signals::profile); the
+/// [`Signals::profile`](crate::signals::Signals::profile); the
 /// [`SignalStore`](crate::signals::SignalStore) writes it.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserProfile {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub enum Rejection {
     /// Dated outside the config's [`TimeWindow`](crate::signals::TimeWindow),
     /// or further ahead of the newest event than
-    /// [`SignalConfig::max_ahead`](crate::SignalConfig::max_ahead) allows.
+    /// [`SignalConfig::max_ahead`](crate::signals::SignalConfig::max_ahead) allows.
     OutOfWindow {
         /// The event's time.
         at: Timestamp,

@@ -52,7 +52,7 @@ pub struct MemoryReport {
 }
 
 /// An immutable snapshot of every signal, what a query reads. Made by
-/// [`SignalStore::publish`](crate::SignalStore::publish) or [`Signals::from_events`]; cheap to clone.
+/// [`SignalStore::publish`](crate::signals::SignalStore::publish) or [`Signals::from_events`]; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Signals {
     shared: Arc<Shared>,
@@ -219,7 +219,7 @@ impl Signals {
 
     /// The user shard whose profiles these signals hold (`None`: all
     /// users); requests for other users are refused
-    /// ([`ErrorKind::WrongShard`](crate::ErrorKind::WrongShard)).
+    /// ([`ErrorKind::WrongShard`](crate::error::ErrorKind::WrongShard)).
     pub fn user_shard(&self) -> Option<crate::signals::UserShard> {
         self.shared.user_shard
     }
@@ -344,7 +344,7 @@ impl Signals {
     }
 
     /// [`live_momentum`](Self::live_momentum) by content row (see
-    /// [`Catalog::content_row`](crate::Catalog::content_row)). Panics if
+    /// [`Catalog::content_row`](crate::catalog::Catalog::content_row)). Panics if
     /// `crow` is out of range.
     pub fn live_momentum_row(&self, crow: u32, at: Timestamp) -> f32 {
         let (kind, starts, ends) = self.shared.catalog.content_times(crow);
@@ -366,7 +366,7 @@ impl Signals {
     /// Content rows of the live streams on air at `at` (from the streams
     /// not ended at the snapshot time; no id lookups): what the built-in
     /// `content` source and the `live_now` feature read, for custom sources
-    /// ([`Catalog::content_product_rows`](crate::Catalog::content_product_rows)
+    /// ([`Catalog::content_product_rows`](crate::catalog::Catalog::content_product_rows)
     /// gives each stream's products).
     pub fn on_air_rows(&self, at: Timestamp) -> impl Iterator<Item = u32> + '_ {
         let catalog = &self.shared.catalog;

@@ -63,7 +63,7 @@ pub struct SignalStore {
 impl SignalStore {
     /// An empty store over `catalog`.
     ///
-    /// Errors: an invalid config field ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)).
+    /// Errors: an invalid config field ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)).
     pub fn new(catalog: Arc<Catalog>, config: SignalConfig) -> Result<SignalStore> {
         config.validate()?;
         let mut category_index = HashMap::new();
@@ -211,7 +211,7 @@ impl SignalStore {
     ///
     /// Errors: `catalog` is not a successor of the store's catalog (fewer
     /// rows, another dimension, or another product at an old row:
-    /// [`ErrorKind::CatalogMismatch`](crate::ErrorKind::CatalogMismatch)).
+    /// [`ErrorKind::CatalogMismatch`](crate::error::ErrorKind::CatalogMismatch)).
     pub fn follow(&mut self, catalog: Arc<Catalog>) -> Result<()> {
         let old = &self.shared.catalog;
         let n_old = old.len();
@@ -221,7 +221,7 @@ impl SignalStore {
             || catalog.merchants().len() < old.merchants().len()
             || catalog.product_ids()[..n_old] != old.product_ids()[..]
         {
-            return Err(Error::new(crate::ErrorKind::CatalogMismatch {
+            return Err(Error::new(crate::error::ErrorKind::CatalogMismatch {
                 part: "signal store",
                 expected: catalog.fingerprint(),
                 got: old.fingerprint(),
@@ -333,7 +333,7 @@ impl SignalStore {
                 }
                 let mut unit = Vec::with_capacity(v.len());
                 unit_into("search embedding", v, &mut unit).map_err(|e| match e.kind() {
-                    crate::ErrorKind::NonFinite { .. } => {
+                    crate::error::ErrorKind::NonFinite { .. } => {
                         Rejection::BadQuery("embedding is not finite")
                     }
                     _ => Rejection::BadQuery("embedding is zero or too small to normalize"),
@@ -558,7 +558,7 @@ fn update_profile(
 /// event's weight and the number of users the profile stands for.
 fn pair_with_recent(
     co: &mut CoTable,
-    profile: &crate::UserProfile,
+    profile: &crate::signals::UserProfile,
     credit: &[(ItemIdx, f32)],
     (weight, sample): (f32, f32),
     at: Timestamp,
@@ -709,7 +709,7 @@ impl SignalStore {
     #[allow(clippy::type_complexity)]
     pub(crate) fn to_parts(
         &self,
-    ) -> (StoreRecord, Vec<(Vec<i64>, Vec<f32>)>, Vec<(UserId, &crate::UserProfile)>) {
+    ) -> (StoreRecord, Vec<(Vec<i64>, Vec<f32>)>, Vec<(UserId, &crate::signals::UserProfile)>) {
         let mut flagged: Vec<u32> = self.flagged.iter().copied().collect();
         let mut suspended: Vec<u32> = self.suspended.iter().copied().collect();
         flagged.sort_unstable();
@@ -727,7 +727,7 @@ impl SignalStore {
             .iter()
             .map(|t| t.raw())
             .collect();
-        let mut profiles: Vec<(UserId, &crate::UserProfile)> =
+        let mut profiles: Vec<(UserId, &crate::signals::UserProfile)> =
             self.users.iter().flat_map(|shard| shard.iter().map(|(&u, p)| (u, &**p))).collect();
         profiles.sort_unstable_by_key(|p| p.0);
         (record, tables, profiles)
@@ -748,7 +748,7 @@ impl SignalStore {
         record: StoreRecord,
         tables: &[(&[i64], &[f32])],
         co: CoSlices<'_>,
-        profiles: Vec<(UserId, crate::UserProfile)>,
+        profiles: Vec<(UserId, crate::signals::UserProfile)>,
     ) -> std::result::Result<SignalStore, String> {
         config.validate().map_err(|e| format!("signal config: {e}"))?;
         let mut category_index = HashMap::with_capacity(record.categories.len());

@@ -34,7 +34,7 @@ pub struct RequestContext<'a> {
     /// The business rules in force (pins, boosts, blocklists).
     pub rules: &'a crate::business::RuleSet,
     /// The user's co-engagement scores, sorted by row, in `[0, 1]`
-    /// ([`Signals::co_scores`](crate::Signals::co_scores)); empty for a
+    /// ([`Signals::co_scores`](crate::signals::Signals::co_scores)); empty for a
     /// cold user.
     pub co_engaged: &'a [(ItemIdx, f32)],
 }

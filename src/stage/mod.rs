@@ -22,8 +22,8 @@
 //!   config's logistic heads, [`DefaultReranker`]); a side effect that is
 //!   not enabled is not spawned.
 //!
-//! The config's [`disabled`](crate::RecommenderConfig::disabled) lists per
-//! surface and a request's [`skip`](crate::FeedRequest::skip) switch off
+//! The config's [`disabled`](crate::config::RecommenderConfig::disabled) lists per
+//! surface and a request's [`skip`](crate::request::FeedRequest::skip) switch off
 //! sources, filters and side effects by id on top of `enabled` (a
 //! [`Filter::required`] one cannot be switched off). The event log seam,
 //! [`EventLog`](crate::live::EventLog), shares `id()`; it serves no

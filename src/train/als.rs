@@ -140,8 +140,8 @@ type Obs = Vec<(u32, f32)>;
 /// zero-weight kinds, such as impressions, are ignored).
 ///
 /// Errors: a config outside [`AlsConfig::validate`]'s bounds
-/// ([`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)), or no
-/// weighted product event ([`ErrorKind::InvalidValue`](crate::ErrorKind)).
+/// ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)), or no
+/// weighted product event ([`ErrorKind::InvalidValue`](crate::error::ErrorKind)).
 /// Events whose value is NaN, infinite, negative or above
 /// [`MAX_EVENT_VALUE`](crate::limits::MAX_EVENT_VALUE) are skipped.
 ///

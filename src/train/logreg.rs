@@ -1,11 +1,11 @@
 //! L2-regularized logistic regression by Newton's method, and the ranker's
 //! heads learned from a log with it.
 
-use crate::Recommender;
 use crate::error::{Error, Result};
 use crate::features::{F, HEADS, feature_index};
 use crate::ids::{ProductId, Timestamp, UserId};
 use crate::rank::scorer::{HeadWeights, LogisticScorer};
+use crate::recommender::Recommender;
 use crate::request::{FeedRequest, Surface};
 use crate::signals::Event;
 use crate::signals::{Level, Relevance};
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 /// column gets weight 0.
 ///
 /// Errors: a shape mismatch, non-finite input, labels outside `{0, 1}`, or
-/// no rows ([`ErrorKind::InvalidValue`](crate::ErrorKind)).
+/// no rows ([`ErrorKind::InvalidValue`](crate::error::ErrorKind)).
 ///
 /// ```
 /// use omnifeed::train::fit_logistic;

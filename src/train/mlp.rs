@@ -134,7 +134,10 @@ pub fn fit_mlp(x: &[f32], y: &[Vec<f32>; HEADS], cfg: &MlpTrainConfig) -> Result
         ));
     }
     if x.iter().any(|v| !v.is_finite()) {
-        return Err(Error::new(crate::ErrorKind::NonFinite { what: "mlp features", index: 0 }));
+        return Err(Error::new(crate::error::ErrorKind::NonFinite {
+            what: "mlp features",
+            index: 0,
+        }));
     }
     let (mu, inv) = standardize(x, n);
     let mut net = Net::init(cfg, y, n);
