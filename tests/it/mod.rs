@@ -12,6 +12,7 @@ mod golden;
 mod live;
 mod signals;
 mod stages;
+mod structure;
 mod surfaces;
 
 use std::path::PathBuf;
