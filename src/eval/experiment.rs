@@ -166,7 +166,7 @@ enum Model {
 }
 
 impl Model {
-    fn boxed(&self) -> Box<dyn crate::rank::Scorer> {
+    fn boxed(&self) -> Box<dyn crate::stage::Scorer> {
         match self {
             Model::Logistic(s) => Box::new(s.clone()),
             Model::Mlp(m) => Box::new(m.clone()),

@@ -17,7 +17,7 @@ impl FeatureMatrix {
     }
 
     /// A matrix of the given rows (`F` values each, row-major): how a
-    /// custom [`Scorer`](crate::rank::Scorer) is tested, or features built
+    /// custom [`Scorer`](crate::stage::Scorer) is tested, or features built
     /// elsewhere are scored.
     ///
     /// ```

@@ -291,3 +291,35 @@ fn no_function_is_longer_than_80_lines_but_the_listed_kernels() {
         long.join("\n")
     );
 }
+
+/// Every file of `src/` has its row in ARCHITECTURE.md's "Which file is
+/// which room" table, and every row names a file that exists.
+#[test]
+fn the_room_table_lists_every_file() {
+    let arch = read("ARCHITECTURE.md");
+    let table = arch.split("## Which file is which room").nth(1).unwrap();
+    let table = table.split("\n## ").next().unwrap();
+    let mut listed: Vec<String> = Vec::new();
+    for line in table.lines().filter(|l| l.starts_with("| `src/")) {
+        let cell = line.split('`').nth(1).unwrap();
+        // `src/load/{catalog,npy,logs}.rs` lists three files.
+        match (cell.find('{'), cell.find('}')) {
+            (Some(a), Some(b)) => {
+                for name in cell[a + 1..b].split(',') {
+                    listed.push(format!("{}{name}{}", &cell[..a], &cell[b + 1..]));
+                }
+            }
+            _ => listed.push(cell.to_string()),
+        }
+    }
+    let files: Vec<String> = rust_files(&root().join("src"))
+        .iter()
+        .map(|f| f.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    let missing: Vec<&String> = files.iter().filter(|f| !listed.contains(f)).collect();
+    let gone: Vec<&String> = listed.iter().filter(|f| !files.contains(f)).collect();
+    assert!(
+        missing.is_empty() && gone.is_empty(),
+        "not in the table: {missing:?}; no such file: {gone:?}"
+    );
+}
