@@ -2,11 +2,12 @@
 //! sources, filters, surfaces, the events header, the examples, the
 //! feature table, the long-function exceptions) is compared with the code.
 
+use super::rust_files;
 use omnifeed::features::{F, FEATURES};
 use omnifeed::index::ExactIndex;
 use omnifeed::synth::{SynthConfig, generate};
 use omnifeed::{Recommender, ServingState, SignalConfig, Signals, Surface};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 fn root() -> PathBuf {
@@ -33,20 +34,6 @@ fn docs() -> Vec<(String, String)> {
             .collect();
         out.push((file.strip_prefix(root()).unwrap().display().to_string(), doc));
     }
-    out
-}
-
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(rust_files(&p));
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-    out.sort();
     out
 }
 

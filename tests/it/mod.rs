@@ -15,7 +15,7 @@ mod stages;
 mod structure;
 mod surfaces;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `../shared/data/<rel>` from the crate root, or `None` (with a message)
 /// where that folder is absent, as on a user's fresh clone.
@@ -30,4 +30,19 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
         );
         None
     }
+}
+
+/// The `.rs` files under `dir`, recursively, sorted.
+pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }

@@ -4,27 +4,15 @@
 //! and no module reaches another through the crate root's re-exports
 //! (`crate::Name`), which would tie it to every room `lib.rs` re-exports.
 
+use super::rust_files;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-    out
-}
+use std::path::PathBuf;
 
 /// The room of a file under `src/`, and its text without unit-test modules.
 fn rooms() -> BTreeMap<String, String> {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut out: BTreeMap<String, String> = BTreeMap::new();
-    for f in files(&src) {
+    for f in rust_files(&src) {
         let rel = f.strip_prefix(&src).unwrap();
         let first = rel.components().next().unwrap().as_os_str().to_string_lossy().to_string();
         let room = first.trim_end_matches(".rs").to_string();
