@@ -175,8 +175,13 @@ fn main() -> Result<(), omnifeed::Error> {
             feed.trace.scored,
             feed.trace.rerank_pool,
             feed.trace.variant.as_deref().unwrap_or("control"),
-            match feed.trace.query_matched {
-                Some(false) => "; the query matched nothing: these are not search results",
+            match feed.trace.query {
+                omnifeed::QueryOutcome::NoMatch => {
+                    "; the query matched nothing: these are not search results"
+                }
+                omnifeed::QueryOutcome::NoSearchableTerm => {
+                    "; the query has no searchable term: these are not search results"
+                }
                 _ => "",
             }
         );

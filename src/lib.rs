@@ -188,8 +188,8 @@ pub use ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Score, Time
 pub use pipeline::Scratch;
 pub use recommender::Recommender;
 pub use request::{
-    Explanation, Feed, FeedItem, FeedRequest, NamedValue, RemovalReason, RequestFilters, ScorePart,
-    SourceHit, SourceTrace, Surface, Trace,
+    Explanation, Feed, FeedItem, FeedRequest, NamedValue, QueryOutcome, RemovalReason,
+    RequestFilters, ScorePart, SourceHit, SourceTrace, Surface, Trace,
 };
 pub use service::ServiceConfig;
 pub use signals::{

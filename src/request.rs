@@ -321,6 +321,44 @@ pub struct ScorePart {
     pub weight: f32,
 }
 
+/// What became of a request's query ([`Trace::query`]).
+///
+/// ```
+/// # #[cfg(feature = "synth")] {
+/// use std::sync::Arc;
+/// use omnifeed::index::ExactIndex;
+/// use omnifeed::{synth, FeedRequest, QueryOutcome, Recommender, ServingState, Signals, SignalConfig, Surface};
+/// let world = synth::generate(&synth::SynthConfig::tiny())?;
+/// let catalog = Arc::new(world.catalog);
+/// let (signals, _) = Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())?;
+/// let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
+/// let rec = Recommender::builder().state(ServingState::new(catalog, index, Arc::new(signals))?).build()?;
+/// let search = |text: &str| FeedRequest::new(world.users[0].id).surface(Surface::Search).search_text(text);
+/// assert_eq!(rec.recommend(&search("!!!"))?.trace.query, QueryOutcome::NoSearchableTerm);
+/// assert_eq!(rec.recommend(&search("zzqxj"))?.trace.query, QueryOutcome::NoMatch);
+/// let feed = FeedRequest::new(world.users[0].id).search_text("headphones");
+/// assert_eq!(rec.recommend(&feed)?.trace.query, QueryOutcome::NotSearch);
+/// # }
+/// # Ok::<(), omnifeed::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryOutcome {
+    /// No search ran with a query: the request has none, or no search
+    /// source serves its surface (a Feed carrying search text: the text
+    /// only counts as relevance in ranking), or they were switched off.
+    #[default]
+    NotSearch,
+    /// The query has no searchable term (`"!!!"`) and no embedding: the
+    /// search sources had nothing to look for.
+    NoSearchableTerm,
+    /// The search sources ran and found nothing: the items are what the
+    /// other sources found, not search results.
+    NoMatch,
+    /// The search sources found candidates for the query.
+    Matched,
+}
+
 /// Why a candidate was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -388,11 +426,10 @@ pub struct Trace {
     /// replaced by 0 before scoring or fusion. Always 0 with the built-in
     /// parts; non-zero points at a custom scorer or source.
     pub repaired: usize,
-    /// For a request with a query: whether the search source found
-    /// anything for it. `Some(false)` means the query matched nothing and
-    /// the items are what the other sources (popular, fresh, ...) found, not
-    /// search results; `None` without a query.
-    pub query_matched: Option<bool>,
+    /// What became of the request's query: not a search, no searchable
+    /// term, no match (the items are what the other sources found, not
+    /// search results), or matched.
+    pub query: QueryOutcome,
     /// The A/B variant that served the request, as `experiment/variant`;
     /// `None` for the control (see [`experiment`](crate::experiment)).
     pub variant: Option<String>,

@@ -4,7 +4,7 @@
 
 use super::Pipeline;
 use crate::error::Error;
-use crate::request::{SourceTrace, Trace};
+use crate::request::{QueryOutcome, SourceTrace, Trace};
 use crate::stage::{CandidateBuf, RequestContext};
 
 /// What retrieval found: one buffer per source (in source order, empty
@@ -26,12 +26,14 @@ pub(crate) fn retrieve(
     out.bufs.resize_with(p.sources.len(), Default::default);
     out.max.clear();
     let n = ctx.catalog.len();
-    for (source, buf) in p.sources.iter().zip(&mut out.bufs) {
+    let mut searched = false;
+    for (i, (source, buf)) in p.sources.iter().zip(&mut out.bufs).enumerate() {
         buf.clear();
         if !source.enabled(ctx) || !p.stage_on(source.id(), ctx.request) {
             out.max.push(0.0);
             continue;
         }
+        searched |= p.search_mask & (1 << i) != 0;
         let mut outcome = source.retrieve(ctx, buf);
         if outcome.is_ok() {
             if let Some(bad) = buf.as_slice().iter().find(|h| h.row.index() >= n) {
@@ -53,11 +55,23 @@ pub(crate) fn retrieve(
         let max = buf.as_slice().iter().map(|h| h.score).fold(0.0f32, f32::max);
         out.max.push(if max.is_finite() { max } else { 0.0 });
     }
-    if ctx.query.is_some() || !ctx.terms.is_empty() {
-        let found: usize = (0..p.sources.len())
-            .filter(|&i| p.search_mask & (1 << i) != 0)
-            .map(|i| out.bufs[i].len())
-            .sum();
-        trace.query_matched = Some(found > 0);
+    trace.query = query_outcome(p, ctx, searched, out);
+}
+
+/// What became of the request's query: see [`QueryOutcome`].
+fn query_outcome(
+    p: &Pipeline,
+    ctx: &RequestContext<'_>,
+    searched: bool,
+    out: &Retrieved,
+) -> QueryOutcome {
+    if ctx.request.query.is_none() || !searched {
+        return QueryOutcome::NotSearch;
     }
+    if ctx.query.is_none() && ctx.terms.is_empty() {
+        return QueryOutcome::NoSearchableTerm;
+    }
+    let found =
+        (0..p.sources.len()).any(|i| p.search_mask & (1 << i) != 0 && !out.bufs[i].is_empty());
+    if found { QueryOutcome::Matched } else { QueryOutcome::NoMatch }
 }

@@ -9,7 +9,7 @@ use omnifeed::rank::{F, FeatureMatrix, Scorer, col};
 use omnifeed::stage::{CandidateBuf, CandidateSource, RequestContext};
 use omnifeed::stage::{Filter, SideEffect};
 use omnifeed::{
-    ErrorKind, Feed, FeedRequest, ItemIdx, ProductId, Recommender, RecommenderConfig,
+    ErrorKind, Feed, FeedRequest, ItemIdx, ProductId, QueryOutcome, Recommender, RecommenderConfig,
     RemovalReason, ServingState, Surface,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -235,14 +235,25 @@ fn a_query_that_matched_nothing_says_so() {
     let noun = omnifeed::synth::category_noun(world().catalog.categories()[0]);
     let req = FeedRequest::new(user()).surface(Surface::Search).search_text(noun);
     let hit = rec.recommend(&req).unwrap();
-    assert_eq!(hit.trace.query_matched, Some(true));
+    assert_eq!(hit.trace.query, QueryOutcome::Matched);
     let miss = rec
         .recommend(&FeedRequest::new(user()).surface(Surface::Search).search_text("zzqxj"))
         .unwrap();
-    assert_eq!(miss.trace.query_matched, Some(false));
+    assert_eq!(miss.trace.query, QueryOutcome::NoMatch);
     assert!(miss.items.iter().all(|i| i.explanation.sources.iter().all(|s| s.source != "search")));
     let none = rec.recommend(&FeedRequest::new(user())).unwrap();
-    assert_eq!(none.trace.query_matched, None);
+    assert_eq!(none.trace.query, QueryOutcome::NotSearch);
+    // Punctuation only: nothing to search for, said as such.
+    for text in ["!!!", "?!.,;", "-- + --"] {
+        let req = FeedRequest::new(user()).surface(Surface::Search).search_text(text);
+        assert_eq!(rec.recommend(&req).unwrap().trace.query, QueryOutcome::NoSearchableTerm);
+    }
+    // A Feed carrying search text runs no search: not a search, not "no match".
+    let feed = rec.recommend(&FeedRequest::new(user()).search_text(noun)).unwrap();
+    assert_eq!(feed.trace.query, QueryOutcome::NotSearch);
+    // The search source switched off for the request: not a search either.
+    let skipped = rec.recommend(&req.clone().skip("search")).unwrap();
+    assert_eq!(skipped.trace.query, QueryOutcome::NotSearch);
 }
 
 #[test]

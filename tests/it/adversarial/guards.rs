@@ -9,18 +9,7 @@ use omnifeed::{
     ContentId, Event, EventKind, FeedRequest, RequestFilters, SearchQuery, Surface, Target, UserId,
 };
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "rs") {
-            out.push(p);
-        }
-    }
-}
+use std::path::PathBuf;
 
 /// The code of a source file outside its `#[cfg(test)]` module and its
 /// comments (doc examples may unwrap).
@@ -41,8 +30,7 @@ fn library_code(text: &str) -> String {
 #[test]
 fn library_code_has_no_unwrap_expect_or_panic() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
+    let files = crate::it::rust_files(&root.join("src"));
     assert!(files.len() > 30);
     let banned = [".unwrap()", ".expect(", "panic!(", "unreachable!(", "todo!(", "unimplemented!("];
     for f in files {

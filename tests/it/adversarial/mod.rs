@@ -7,6 +7,7 @@
 //! overflow panics, so a new wrap is caught.
 
 mod config;
+mod contracts;
 mod cost;
 mod floats;
 mod guards;

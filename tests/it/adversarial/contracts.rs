@@ -1,0 +1,64 @@
+//! Class 10 (issue 22): data contracts that never fail silently. What a
+//! request's query became is stated in the trace; a rule naming a product
+//! the catalog does not serve is an error; experiments that would bucket
+//! users alike are an error.
+
+use super::*;
+use omnifeed::index::query_terms;
+use omnifeed::{FeedRequest, QueryOutcome, SearchQuery, Surface};
+use proptest::prelude::*;
+
+fn search(text: &str) -> FeedRequest {
+    FeedRequest::new(user()).surface(Surface::Search).search_text(text)
+}
+
+#[test]
+fn the_trace_says_what_became_of_the_query() {
+    let rec = recommender();
+    let noun = omnifeed::synth::category_noun(world().catalog.categories()[0]);
+    let vector = world().catalog.embeddings().row(ItemIdx(3)).to_vec();
+    let with_vector = SearchQuery { text: Some("!!!".into()), embedding: Some(vector) };
+    let cases: Vec<(&str, FeedRequest, QueryOutcome)> = vec![
+        ("no query", FeedRequest::new(user()), QueryOutcome::NotSearch),
+        (
+            "omni, no query",
+            FeedRequest::new(user()).surface(Surface::Omni),
+            QueryOutcome::NotSearch,
+        ),
+        ("feed with text", FeedRequest::new(user()).search_text(noun), QueryOutcome::NotSearch),
+        ("punctuation", search("!!!"), QueryOutcome::NoSearchableTerm),
+        ("symbols", search("@#$%^&*()"), QueryOutcome::NoSearchableTerm),
+        ("unknown word", search("zzqxjwv"), QueryOutcome::NoMatch),
+        ("a known word", search(noun), QueryOutcome::Matched),
+        ("punctuation and a vector", search("x").query(with_vector), QueryOutcome::Matched),
+        ("search skipped", search(noun).skip("search"), QueryOutcome::NotSearch),
+        ("omni with text", search(noun).surface(Surface::Omni), QueryOutcome::Matched),
+    ];
+    for (what, req, want) in cases {
+        let feed = rec.recommend(&req).unwrap();
+        assert_eq!(feed.trace.query, want, "{what}");
+        if want != QueryOutcome::Matched {
+            let from_search = feed
+                .items
+                .iter()
+                .any(|i| i.explanation.sources.iter().any(|s| s.source == "search"));
+            assert!(!from_search || req.surface == Surface::Omni, "{what}: search results claimed");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// On the Search surface every text gets a stated outcome: no
+    /// searchable term exactly when tokenizing leaves none, never "not a
+    /// search".
+    #[test]
+    fn every_search_text_gets_a_stated_outcome(text in "[a-z !?.,#]{1,24}") {
+        prop_assume!(!text.trim().is_empty());
+        let feed = recommender().recommend(&search(&text)).unwrap();
+        let none = query_terms(&text).is_empty();
+        prop_assert_ne!(feed.trace.query, QueryOutcome::NotSearch);
+        prop_assert_eq!(feed.trace.query == QueryOutcome::NoSearchableTerm, none);
+    }
+}
