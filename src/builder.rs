@@ -149,12 +149,14 @@ impl RecommenderBuilder {
     /// with the same id, a replaced or removed source that is not built in,
     /// a rerank quota or a `disabled` entry naming an id no stage has, a
     /// required filter disabled, an invalid experiment or variant config,
-    /// invalid business rules.
+    /// invalid business rules or rules naming a product the state's
+    /// catalog does not serve ([`BusinessRules::check_products`]).
     pub fn build(self) -> Result<Recommender> {
         self.config.validate()?;
         let state = self.state.ok_or_else(|| Error::invalid_config("state", "no serving state"))?;
         crate::experiment::validate_all(&self.experiments, &self.config)?;
         let rules = Arc::new(ArcSwap::from_pointee(self.rules.compile()?));
+        self.rules.check_products(&state.catalog)?;
         let reranker: Arc<dyn Reranker> =
             self.reranker.clone().unwrap_or_else(|| Arc::new(DefaultReranker));
         let custom: Custom<'_> =

@@ -42,6 +42,7 @@
 //! # Ok::<(), omnifeed::Error>(())
 //! ```
 
+use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::ids::{CategoryId, MerchantId, ProductId, Timestamp};
 use crate::limits::{MAX_K, MAX_WEIGHT};
@@ -140,6 +141,41 @@ impl BusinessRules {
         let rules: BusinessRules = crate::error::deserialize_with_path(de, "rules", "")?;
         rules.compile()?;
         Ok(rules)
+    }
+
+    /// Checks that every product the rules name is one `catalog` serves:
+    /// a pin or a product boost of an unknown or delisted product would do
+    /// nothing, and a product block of an unknown one too. (A block of a
+    /// delisted product is kept: it holds if the product is listed again.)
+    /// [`Recommender::set_rules`](crate::recommender::Recommender::set_rules)
+    /// and the builder check the rules against the serving catalog.
+    ///
+    /// Errors: [`ErrorKind::UnknownId`](crate::error::ErrorKind::UnknownId)
+    /// for an unknown product; [`ErrorKind::InvalidValue`](crate::error::ErrorKind::InvalidValue)
+    /// (field `rules.pins` or `rules.boosts`) for a delisted one.
+    pub fn check_products(&self, catalog: &Catalog) -> Result<()> {
+        let known = |field: &'static str, p: ProductId, listed: bool| -> Result<()> {
+            let Some(row) = catalog.row(p) else {
+                return Err(Error::unknown(crate::error::IdKind::Product, p.0, field));
+            };
+            if listed && !catalog.is_listed(row) {
+                let at = format_args!("product {}", p.0);
+                return Err(Error::invalid_value(field, at, "the product is delisted"));
+            }
+            Ok(())
+        };
+        for pin in &self.pins {
+            known("rules.pins", pin.product, true)?;
+        }
+        for boost in &self.boosts {
+            if let BoostTarget::Product(p) = boost.target {
+                known("rules.boosts", p, true)?;
+            }
+        }
+        for &p in &self.blocks.products {
+            known("rules.blocks.products", p, false)?;
+        }
+        Ok(())
     }
 
     /// Checks every rule and compiles the lookups.

@@ -89,10 +89,13 @@ impl Recommender {
     /// already running finish with the old rules, later ones use the new.
     /// Nothing else is rebuilt.
     ///
-    /// Errors: a rule [`BusinessRules::compile`] rejects; the rules in force
-    /// stay.
+    /// Errors: a rule [`BusinessRules::compile`] rejects, or one naming a
+    /// product the serving catalog does not know or has delisted
+    /// ([`BusinessRules::check_products`]); the rules in force stay.
     pub fn set_rules(&self, rules: &BusinessRules) -> Result<()> {
-        self.rules.store(Arc::new(rules.compile()?));
+        let compiled = rules.compile()?;
+        rules.check_products(&self.state.load().catalog)?;
+        self.rules.store(Arc::new(compiled));
         Ok(())
     }
 

@@ -62,3 +62,65 @@ proptest! {
         prop_assert_eq!(feed.trace.query == QueryOutcome::NoSearchableTerm, none);
     }
 }
+
+/// Pins, product boosts and product blocks of products the catalog does
+/// not serve, each alone in an otherwise valid rule set.
+fn rules_naming(p: omnifeed::ProductId) -> Vec<(&'static str, omnifeed::business::BusinessRules)> {
+    use omnifeed::business::{Blocklist, Boost, BoostTarget, BusinessRules, Pin};
+    let pin = Pin { product: p, surface: Surface::Feed, position: 0, window: None };
+    let boost = Boost { target: BoostTarget::Product(p), factor: 2.0, window: None };
+    vec![
+        ("pin", BusinessRules { pins: vec![pin], ..Default::default() }),
+        ("boost", BusinessRules { boosts: vec![boost], ..Default::default() }),
+        (
+            "block",
+            BusinessRules {
+                blocks: Blocklist { products: vec![p], ..Default::default() },
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+#[test]
+fn rules_naming_an_unknown_product_are_refused_and_the_rules_in_force_stay() {
+    use omnifeed::ErrorKind;
+    // A recommender of its own: the suite's shared one serves other tests.
+    let rec = recommender_with(store().publish(), omnifeed::RecommenderConfig::default());
+    let before = rec.rules();
+    for (what, rules) in rules_naming(omnifeed::ProductId(u64::MAX - 3)) {
+        let e = rec.set_rules(&rules).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::UnknownId { id, .. } if *id == u64::MAX - 3),
+            "{what}: {e}"
+        );
+        assert!(Arc::ptr_eq(&before, &rec.rules()), "{what}: the rules in force changed");
+        // The builder refuses them too.
+        let state = rec.state();
+        let built = Recommender::builder().state((*state).clone()).rules(rules).build();
+        assert!(matches!(built.unwrap_err().kind(), ErrorKind::UnknownId { .. }), "{what}");
+    }
+    // A known product is accepted by each kind of rule.
+    for (what, rules) in rules_naming(world().catalog.product(ItemIdx(4)).id) {
+        rec.set_rules(&rules).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    rec.set_rules(&Default::default()).unwrap();
+}
+
+#[test]
+fn rules_naming_a_delisted_product_are_refused_except_blocks() {
+    use omnifeed::{CatalogDelta, ErrorKind};
+    let p = world().catalog.product(ItemIdx(7)).id;
+    let (delisted, _) = world().catalog.apply(&[CatalogDelta::Delist { product: p }]).unwrap();
+    for (what, rules) in rules_naming(p) {
+        let out = rules.check_products(&delisted);
+        match what {
+            "block" => assert!(out.is_ok(), "a block holds if it is listed again"),
+            _ => {
+                let e = out.unwrap_err();
+                assert!(matches!(e.kind(), ErrorKind::InvalidValue { .. }), "{what}: {e}");
+                assert!(e.to_string().contains("delisted"), "{e}");
+            }
+        }
+    }
+}
