@@ -32,6 +32,7 @@ use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
 use crate::ids::UserId;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 /// One arm of an experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,22 +106,35 @@ pub fn bucket(user: UserId, salt: &str) -> f64 {
     (crate::ids::splitmix64(user.0 ^ h) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Checks names, shares and every variant's config against `base`.
+/// Checks names, salts, shares and every variant's config against `base`.
+/// Names are unique, and so are salts (a salt defaults to the name): two
+/// experiments with one salt would put every user in the same buckets of
+/// both, so their arms would not be independent.
 pub(crate) fn validate_all(exps: &[Experiment], base: &RecommenderConfig) -> Result<()> {
     let bad = |why: String| Err(Error::invalid_config("experiments", why));
-    for (i, e) in exps.iter().enumerate() {
-        if e.name.is_empty() || exps[..i].iter().any(|o| o.name == e.name) {
+    let (mut names, mut salts) = (HashSet::new(), HashSet::new());
+    for e in exps {
+        if e.name.is_empty() || !names.insert(e.name.as_str()) {
             return bad(format!("experiment names must be unique and non-empty: {:?}", e.name));
+        }
+        if !salts.insert(e.salt()) {
+            return bad(format!(
+                "{}: salt {:?} is another experiment's salt (or name): the two would bucket \
+                 every user alike",
+                e.name,
+                e.salt()
+            ));
         }
         let total: f64 = e.variants.iter().map(|v| v.share).sum();
         if e.variants.is_empty() || total.is_nan() || total > 1.0 + 1e-9 {
             return bad(format!("{}: one variant at least, shares summing to <= 1", e.name));
         }
-        for (j, v) in e.variants.iter().enumerate() {
+        let mut variants = HashSet::new();
+        for v in &e.variants {
             if !(v.share > 0.0 && v.share <= 1.0) {
                 return bad(format!("{}/{}: share {} outside (0, 1]", e.name, v.name, v.share));
             }
-            if v.name.is_empty() || e.variants[..j].iter().any(|o| o.name == v.name) {
+            if v.name.is_empty() || !variants.insert(v.name.as_str()) {
                 return bad(format!("{}: variant names must be unique and non-empty", e.name));
             }
             v.apply(base).map_err(|err| {

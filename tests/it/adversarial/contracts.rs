@@ -124,3 +124,60 @@ fn rules_naming_a_delisted_product_are_refused_except_blocks() {
         }
     }
 }
+
+#[test]
+fn experiments_that_would_bucket_users_alike_are_refused() {
+    use omnifeed::experiment::{Experiment, Variant};
+    let variant =
+        |name: &str| Variant { name: name.into(), share: 0.5, config: toml::Table::new() };
+    let exp = |name: &str, salt: Option<&str>| Experiment {
+        name: name.into(),
+        salt: salt.map(str::to_string),
+        variants: vec![variant("a")],
+    };
+    let cases = [
+        ("the same salt", vec![exp("x", Some("s")), exp("y", Some("s"))], false),
+        ("a salt that is another's name", vec![exp("x", None), exp("y", Some("x"))], false),
+        ("the same name", vec![exp("x", Some("s1")), exp("x", Some("s2"))], false),
+        ("distinct salts", vec![exp("x", Some("s1")), exp("y", Some("s2"))], true),
+        ("distinct names, default salts", vec![exp("x", None), exp("y", None)], true),
+    ];
+    let state = (*recommender().state()).clone();
+    for (what, exps, ok) in cases {
+        let built = Recommender::builder().state(state.clone()).experiments(exps).build();
+        match built {
+            Ok(_) => assert!(ok, "{what}: accepted"),
+            Err(e) => {
+                assert!(!ok, "{what}: {e}");
+                assert_config_field(&e, "experiments");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Whatever the names and salts, the builder accepts them exactly when
+    /// the names and the effective salts are distinct and non-empty.
+    #[test]
+    fn salts_are_unique_or_refused(
+        specs in proptest::collection::vec(("[ab]{1,2}", proptest::option::of("[ab]{1,2}")), 1..5)
+    ) {
+        use omnifeed::experiment::{Experiment, Variant};
+        let exps: Vec<Experiment> = specs
+            .iter()
+            .map(|(n, s)| Experiment {
+                name: n.clone(),
+                salt: s.clone(),
+                variants: vec![Variant { name: "v".into(), share: 0.1, config: toml::Table::new() }],
+            })
+            .collect();
+        let names: std::collections::HashSet<&str> = exps.iter().map(|e| e.name.as_str()).collect();
+        let salts: std::collections::HashSet<&str> = exps.iter().map(|e| e.salt()).collect();
+        let distinct = names.len() == exps.len() && salts.len() == exps.len();
+        let state = (*recommender().state()).clone();
+        let built = Recommender::builder().state(state).experiments(exps).build();
+        prop_assert_eq!(built.is_ok(), distinct);
+    }
+}
