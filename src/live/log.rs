@@ -9,14 +9,18 @@
 //!
 //! ```text
 //! 0   magic "OFLG"
-//! 4   u8  envelope version (1)
+//! 4   u8  envelope version (2)
 //! 5   i64 LE milliseconds since the Unix epoch at append (for lag)
-//! 13  postcard LogEntry, to the end
+//! 13  u32 LE CRC32 of bytes 4..13 and the payload
+//! 17  postcard LogEntry, to the end
 //! ```
 //!
-//! Readers validate every entry: a foreign, truncated, future-version or
-//! undecodable one is returned as [`Rejected`] with its offset and reason,
-//! counted and passed over; it never stops the stream.
+//! Readers validate every entry: a foreign, truncated, future-version,
+//! corrupt (checksum) or undecodable one is returned as [`Rejected`] with its
+//! offset and reason, counted and passed over alike by every replica; it
+//! never stops the stream. Version 1 envelopes (no checksum) of earlier
+//! builds are rejected with a reason that says so: reading them would let a
+//! corrupt version byte bypass the checksum.
 
 use super::LogEntry;
 use crate::error::{Error, Result};
@@ -24,11 +28,14 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// The envelope version this build writes and reads.
-pub const ENTRY_VERSION: u8 = 1;
+pub const ENTRY_VERSION: u8 = 2;
 /// The largest encoded entry a log accepts or a reader decodes (64 MiB).
 pub const MAX_ENTRY_BYTES: usize = 64 << 20;
 const MAGIC: &[u8; 4] = b"OFLG";
-const HEADER: usize = 13;
+/// Magic, version and append time: the header of every version.
+const HEADER_V1: usize = 13;
+/// Version 2 adds the checksum.
+const HEADER: usize = 17;
 
 /// One decoded entry of the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +123,20 @@ pub fn encode_entry(entry: &LogEntry, appended_ms: i64) -> Result<Vec<u8>> {
     out.extend_from_slice(MAGIC);
     out.push(ENTRY_VERSION);
     out.extend_from_slice(&appended_ms.to_le_bytes());
-    postcard::to_extend(entry, out).map_err(|e| Error::log("encode", e.to_string()))
+    out.extend_from_slice(&[0; 4]);
+    let mut out =
+        postcard::to_extend(entry, out).map_err(|e| Error::log("encode", e.to_string()))?;
+    let crc = checksum(&out);
+    out[HEADER_V1..HEADER].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// The CRC32 of a version 2 envelope: its version and time, and its payload.
+fn checksum(bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[4..HEADER_V1]);
+    h.update(&bytes[HEADER..]);
+    h.finalize()
 }
 
 /// Decodes an envelope: `(appended_ms, entry)`, or why not.
@@ -124,17 +144,23 @@ pub fn decode_entry(bytes: &[u8]) -> std::result::Result<(i64, LogEntry), String
     if bytes.len() > MAX_ENTRY_BYTES {
         return Err(format!("{} bytes, over the {MAX_ENTRY_BYTES}-byte limit", bytes.len()));
     }
-    if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+    if bytes.len() < HEADER_V1 || &bytes[..4] != MAGIC {
         return Err("not an omnifeed log entry (magic)".into());
     }
-    if bytes[4] != ENTRY_VERSION {
-        return Err(format!(
-            "entry version {}, this build reads version {ENTRY_VERSION}",
-            bytes[4]
-        ));
+    match bytes[4] {
+        1 => return Err("entry version 1 (no checksum) of an earlier build; re-append it".into()),
+        ENTRY_VERSION if bytes.len() < HEADER => return Err("truncated envelope".into()),
+        ENTRY_VERSION => {}
+        v => return Err(format!("entry version {v}, this build reads version {ENTRY_VERSION}")),
+    }
+    let mut stored = [0u8; 4];
+    stored.copy_from_slice(&bytes[HEADER_V1..HEADER]);
+    let (stored, actual) = (u32::from_le_bytes(stored), checksum(bytes));
+    if stored != actual {
+        return Err(format!("checksum {actual:08x} differs from the stored {stored:08x}: corrupt"));
     }
     let mut ms = [0u8; 8];
-    ms.copy_from_slice(&bytes[5..HEADER]);
+    ms.copy_from_slice(&bytes[5..HEADER_V1]);
     match postcard::take_from_bytes::<LogEntry>(&bytes[HEADER..]) {
         Ok((entry, [])) => Ok((i64::from_le_bytes(ms), entry)),
         Ok((_, rest)) => Err(format!("{} trailing bytes after the entry", rest.len())),
@@ -271,17 +297,23 @@ mod tests {
     fn envelope_round_trips_and_rejects_what_is_not_one() {
         let e = LogEntry::Suspend { merchant: MerchantId(9), suspended: true };
         let bytes = encode_entry(&e, 1_234).unwrap();
-        assert_eq!(decode_entry(&bytes), Ok((1_234, e)));
+        assert_eq!(decode_entry(&bytes), Ok((1_234, e.clone())));
         // Every truncation is a reason, never a panic.
         for cut in 0..bytes.len() {
             assert!(decode_entry(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut future = bytes.clone();
         future[4] = ENTRY_VERSION + 1;
-        assert!(decode_entry(&future).unwrap_err().contains("version 2"));
+        assert!(decode_entry(&future).unwrap_err().contains("version 3"));
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert!(decode_entry(&trailing).unwrap_err().contains("trailing"));
+        assert!(decode_entry(&trailing).unwrap_err().contains("checksum"));
+        // A version 1 envelope (no checksum) of an earlier build is refused
+        // by name: reading it would let a corrupt version byte skip the check.
+        let mut v1 = bytes[..HEADER_V1].to_vec();
+        v1[4] = 1;
+        v1.extend_from_slice(&bytes[HEADER..]);
+        assert!(decode_entry(&v1).unwrap_err().contains("version 1"));
         assert!(decode_entry(b"{\"flag\":1}").unwrap_err().contains("magic"));
     }
 

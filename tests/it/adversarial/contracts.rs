@@ -181,3 +181,47 @@ proptest! {
         prop_assert_eq!(built.is_ok(), distinct);
     }
 }
+
+/// Log integrity: a byte changed anywhere in an entry's envelope makes the
+/// entry a rejection with its offset, never a different entry, for every
+/// reader alike.
+#[test]
+fn a_flipped_byte_in_a_log_entry_is_rejected_by_every_reader() {
+    use omnifeed::live::{EventLog, LogEntry, MemoryLog, encode_entry};
+    use std::time::Duration;
+    let entry = LogEntry::Flag { product: omnifeed::ProductId(42), flagged: true };
+    let good = encode_entry(&entry, 1_700_000_000_000).unwrap();
+    let log = MemoryLog::default();
+    let mut corrupt = good.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x01; // the product id's last varint byte: still decodes without a checksum
+    log.append_encoded(&[good.clone(), corrupt, good]).unwrap();
+    for _reader in 0..2 {
+        let batch = log.read(0, 10, Duration::ZERO).unwrap();
+        assert_eq!(batch.records.len(), 2);
+        assert_eq!(batch.rejected.len(), 1);
+        assert_eq!(batch.rejected[0].offset, 2);
+        assert!(batch.rejected[0].reason.contains("checksum"), "{}", batch.rejected[0].reason);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn no_single_byte_change_goes_unnoticed(
+        product in any::<u64>(),
+        flagged in any::<bool>(),
+        at in any::<i64>(),
+        index in any::<prop::sample::Index>(),
+        mask in 1u8..=255,
+    ) {
+        use omnifeed::live::{LogEntry, decode_entry, encode_entry};
+        let entry = LogEntry::Flag { product: omnifeed::ProductId(product), flagged };
+        let mut bytes = encode_entry(&entry, at).unwrap();
+        prop_assert_eq!(decode_entry(&bytes), Ok((at, entry)));
+        let i = index.index(bytes.len());
+        bytes[i] ^= mask;
+        prop_assert!(decode_entry(&bytes).is_err(), "byte {} ^ {:#x} went unnoticed", i, mask);
+    }
+}
