@@ -1,6 +1,6 @@
 //! Catalog files: products, merchants and content.
 
-use super::{RecordFormat, find_file, for_each_record, format_of};
+use super::{Columns, RecordFormat, find_file, for_each_record, format_of};
 use crate::catalog::{Catalog, CatalogBuilder, Content, ContentKind, Merchant, Product};
 use crate::error::{Error, Result};
 use crate::ids::{ContentId, ItemIdx, ProductId, Timestamp, UserId};
@@ -64,32 +64,47 @@ impl ContentRow {
 /// Reads `products`, `merchants` and (if present) `content` from `dir`, each
 /// as `.csv` or `.jsonl`, into a builder. Embeddings are added by the
 /// caller; [`CatalogBuilder::build`] validates.
+///
+/// Errors: a file missing, a bad row (file and line), or a column the
+/// record does not have ([`Columns::Strict`]; see
+/// [`read_catalog_dir_with`] to read past them).
 pub fn read_catalog_dir(dir: impl AsRef<Path>) -> Result<CatalogBuilder> {
+    read_catalog_dir_with(dir, Columns::Strict).map(|(b, _)| b)
+}
+
+/// [`read_catalog_dir`] with a column policy; also returns the columns a
+/// [`Columns::Lenient`] read passed over, as `file: column`.
+pub fn read_catalog_dir_with(
+    dir: impl AsRef<Path>,
+    columns: Columns,
+) -> Result<(CatalogBuilder, Vec<String>)> {
     let dir = dir.as_ref();
     let mut b = CatalogBuilder::new();
+    let mut ignored = Vec::new();
     let merchants = find_file(dir, "merchants").ok_or_else(|| missing(dir, "merchants"))?;
-    for_each_record(&merchants, |m: Merchant, _| {
+    for_each_record(&merchants, (columns, &mut ignored), |m: Merchant, _| {
         b.add_merchant(m);
         Ok(())
     })?;
     let products = find_file(dir, "products").ok_or_else(|| missing(dir, "products"))?;
-    for_each_record(&products, |p: Product, _| {
+    for_each_record(&products, (columns, &mut ignored), |p: Product, _| {
         b.add_product(p);
         Ok(())
     })?;
     if let Some(content) = find_file(dir, "content") {
+        let policy = (columns, &mut ignored);
         match format_of(&content) {
-            RecordFormat::Csv => for_each_record(&content, |row: ContentRow, line| {
+            RecordFormat::Csv => for_each_record(&content, policy, |row: ContentRow, line| {
                 b.add_content(row.into_content(&content, line)?);
                 Ok(())
             })?,
-            RecordFormat::JsonLines => for_each_record(&content, |c: Content, _| {
+            RecordFormat::JsonLines => for_each_record(&content, policy, |c: Content, _| {
                 b.add_content(c);
                 Ok(())
             })?,
         }
     }
-    Ok(b)
+    Ok((b, ignored))
 }
 
 fn missing(dir: &Path, stem: &str) -> Error {

@@ -7,7 +7,7 @@
 //! [`OutOfPeriod::Drop`] (the default where a period is set), `Clamp` to the
 //! nearest end, or `Keep`. Either way the [`LogReport`] counts them.
 
-use super::{csv_error, for_each_record, open};
+use super::{Columns, csv_error, for_each_record, open};
 use crate::error::{Error, Result};
 use crate::ids::{CategoryId, ContentId, MerchantId, ProductId, Timestamp, UserId};
 use crate::signals::{Event, EventKind, Target};
@@ -37,6 +37,10 @@ pub struct LogOptions {
     pub period: Option<(Timestamp, Timestamp)>,
     /// What to do with events outside it.
     pub out_of_period: OutOfPeriod,
+    /// What to do with a column the format does not have (omnifeed's
+    /// event CSV and the MovieLens files; Taobao has no header).
+    #[serde(default)]
+    pub columns: Columns,
 }
 
 impl LogOptions {
@@ -46,6 +50,7 @@ impl LogOptions {
         LogOptions {
             period: Some((1_511_539_200, 1_512_316_800)),
             out_of_period: OutOfPeriod::Drop,
+            columns: Columns::Strict,
         }
     }
 
@@ -81,7 +86,7 @@ impl LogOptions {
 }
 
 /// What reading a log counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogReport {
     /// Data rows read.
     pub rows: u64,
@@ -92,6 +97,9 @@ pub struct LogReport {
     /// Taobao only: rows whose item had another category earlier in the log
     /// (the first category is kept).
     pub category_conflicts: u64,
+    /// Columns a [`Columns::Lenient`] read passed over, as `file: column`.
+    #[serde(default)]
+    pub ignored_columns: Vec<String>,
 }
 
 /// A Taobao UserBehavior log: events, and each item's category.
@@ -184,7 +192,8 @@ pub fn read_movielens(
     opts.validate()?;
     let mut events = Vec::new();
     let mut report = LogReport::default();
-    for_each_record(path, |r: MovieLensRow, line| {
+    let mut ignored = Vec::new();
+    for_each_record(path, (opts.columns, &mut ignored), |r: MovieLensRow, line| {
         if !(r.rating.is_finite() && (0.0..=5.0).contains(&r.rating)) {
             return Err(Error::parse(
                 path,
@@ -204,6 +213,7 @@ pub fn read_movielens(
         Ok(())
     })?;
     report.events = events.len() as u64;
+    report.ignored_columns = ignored;
     Ok((events, report))
 }
 
@@ -256,7 +266,7 @@ pub struct Movie {
 pub fn read_movielens_movies(path: impl AsRef<Path>) -> Result<Vec<Movie>> {
     let path = path.as_ref();
     let mut out = Vec::new();
-    for_each_record(path, |r: MovieRow, _line| {
+    for_each_record(path, (Columns::Strict, &mut Vec::new()), |r: MovieRow, _line| {
         let first = r.genres.split('|').next().unwrap_or("");
         let category = MOVIELENS_GENRES
             .iter()
@@ -293,7 +303,8 @@ pub fn read_events(path: impl AsRef<Path>, opts: &LogOptions) -> Result<(Vec<Eve
     opts.validate()?;
     let mut events = Vec::new();
     let mut report = LogReport::default();
-    for_each_record(path, |r: EventRow, line| {
+    let mut ignored = Vec::new();
+    for_each_record(path, (opts.columns, &mut ignored), |r: EventRow, line| {
         let bad = |why: String| Error::parse(path, Some(line), why);
         let target = match r.target.as_str() {
             "product" => Target::Product(ProductId(r.target_id)),
@@ -320,6 +331,7 @@ pub fn read_events(path: impl AsRef<Path>, opts: &LogOptions) -> Result<(Vec<Eve
         Ok(())
     })?;
     report.events = events.len() as u64;
+    report.ignored_columns = ignored;
     Ok((events, report))
 }
 

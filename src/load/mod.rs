@@ -19,7 +19,7 @@ mod catalog;
 mod logs;
 mod npy;
 
-pub use catalog::{ContentRow, read_catalog_dir, write_catalog_dir};
+pub use catalog::{ContentRow, read_catalog_dir, read_catalog_dir_with, write_catalog_dir};
 pub use logs::{
     LogOptions, LogReport, MOVIELENS_GENRES, Movie, OutOfPeriod, TaobaoLog, read_events,
     read_movielens, read_movielens_movies, read_taobao, write_events,
@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::ids::ProductId;
 use crate::signals::Event;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -100,8 +101,91 @@ fn open(path: &Path) -> Result<BufReader<File>> {
     File::open(path).map(|f| BufReader::with_capacity(1 << 16, f)).map_err(|e| Error::io(path, e))
 }
 
-/// Streams the records of a CSV (with header) or JSON Lines file into `f`.
-fn for_each_record<T, F>(path: &Path, mut f: F) -> Result<()>
+/// What a reader does with a column (a JSON key) its records do not have.
+///
+/// Files are strict like the config: a `titel` column in `products.csv`
+/// would otherwise leave every title empty and turn text search off
+/// without a word. A column the record type has but the file lacks is an
+/// error at the first row when the field is required; an optional one (a
+/// product's `title`, an event's `via` and `query`) may be absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Columns {
+    /// An unknown column is an error naming it, the file and the known
+    /// ones. The default.
+    #[default]
+    Strict,
+    /// Unknown columns are read past and reported (`file: column`).
+    Lenient,
+}
+
+/// The field names `T` deserializes as a struct (after renames), or none
+/// when it is not a struct: read off the `deserialize_struct` call.
+fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Names<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Names<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> std::result::Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> std::result::Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("names read"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Names(&mut fields));
+    fields
+}
+
+/// Checks `names` (a header, or a JSON object's keys) against `T`'s fields.
+fn check_columns<'n, T: DeserializeOwned>(
+    path: &Path,
+    line: Option<u64>,
+    names: impl Iterator<Item = &'n str>,
+    (columns, ignored): (Columns, &mut Vec<String>),
+) -> Result<()> {
+    let known = field_names::<T>();
+    if known.is_empty() {
+        return Ok(());
+    }
+    for name in names.filter(|n| !known.contains(n)) {
+        match columns {
+            Columns::Strict => {
+                let why = format!("unknown column {name:?} (known: {})", known.join(", "));
+                return Err(Error::parse(path, line, why));
+            }
+            Columns::Lenient => {
+                let entry = format!("{}: {name}", path.display());
+                if !ignored.contains(&entry) {
+                    ignored.push(entry);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Streams the records of a CSV (with header) or JSON Lines file into `f`,
+/// checking the columns (every JSON line's keys) against `T`'s fields.
+fn for_each_record<T, F>(
+    path: &Path,
+    (columns, ignored): (Columns, &mut Vec<String>),
+    mut f: F,
+) -> Result<()>
 where
     T: DeserializeOwned,
     F: FnMut(T, u64) -> Result<()>,
@@ -110,6 +194,8 @@ where
         RecordFormat::Csv => {
             let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(open(path)?);
             let headers = rdr.byte_headers().map_err(|e| csv_error(path, e))?.clone();
+            let names = headers.iter().map(|h| std::str::from_utf8(h).unwrap_or("\u{fffd}"));
+            check_columns::<T>(path, Some(1), names, (columns, ignored))?;
             let mut record = csv::ByteRecord::new();
             loop {
                 match rdr.read_byte_record(&mut record) {
@@ -125,25 +211,41 @@ where
                 }
             }
         }
-        RecordFormat::JsonLines => {
-            let mut rdr = open(path)?;
-            let mut buf = String::new();
-            let mut line = 0u64;
-            loop {
-                buf.clear();
-                line += 1;
-                let n = rdr.read_line(&mut buf).map_err(|e| Error::io(path, e))?;
-                if n == 0 {
-                    return Ok(());
-                }
-                if buf.trim().is_empty() {
-                    continue;
-                }
-                let row: T = serde_json::from_str(&buf)
-                    .map_err(|e| Error::parse(path, Some(line), e.to_string()))?;
-                f(row, line)?;
-            }
+        RecordFormat::JsonLines => for_each_json_line(path, (columns, ignored), f),
+    }
+}
+
+/// [`for_each_record`] for JSON Lines: each line an object.
+fn for_each_json_line<T, F>(
+    path: &Path,
+    (columns, ignored): (Columns, &mut Vec<String>),
+    mut f: F,
+) -> Result<()>
+where
+    T: DeserializeOwned,
+    F: FnMut(T, u64) -> Result<()>,
+{
+    let mut rdr = open(path)?;
+    let mut buf = String::new();
+    let mut line = 0u64;
+    loop {
+        buf.clear();
+        line += 1;
+        let n = rdr.read_line(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(());
         }
+        if buf.trim().is_empty() {
+            continue;
+        }
+        let bad = |e: serde_json::Error| Error::parse(path, Some(line), e.to_string());
+        let value: serde_json::Value = serde_json::from_str(&buf).map_err(bad)?;
+        if let serde_json::Value::Object(map) = &value {
+            let keys = map.keys().map(String::as_str);
+            check_columns::<T>(path, Some(line), keys, (columns, &mut *ignored))?;
+        }
+        let row: T = serde_json::from_value(value).map_err(bad)?;
+        f(row, line)?;
     }
 }
 

@@ -134,14 +134,22 @@ fn an_empty_log_period_is_an_error() {
     let p = dir.join("events.csv");
     omnifeed::load::write_events(&p, &world().events[..10]).unwrap();
     for period in [(5, 5), (6, 5), (i64::MAX, i64::MIN)] {
-        let opts = LogOptions { period: Some(period), out_of_period: OutOfPeriod::Clamp };
+        let opts = LogOptions {
+            period: Some(period),
+            out_of_period: OutOfPeriod::Clamp,
+            ..LogOptions::default()
+        };
         let e = read_events(&p, &opts).unwrap_err();
         assert!(
             matches!(e.kind(), ErrorKind::InvalidConfig { field: "log.period", .. }),
             "{period:?}"
         );
     }
-    let ok = LogOptions { period: Some((i64::MIN, i64::MAX)), out_of_period: OutOfPeriod::Clamp };
+    let ok = LogOptions {
+        period: Some((i64::MIN, i64::MAX)),
+        out_of_period: OutOfPeriod::Clamp,
+        ..LogOptions::default()
+    };
     assert_eq!(read_events(&p, &ok).unwrap().0.len(), 10);
 }
 

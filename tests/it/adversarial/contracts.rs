@@ -225,3 +225,93 @@ proptest! {
         prop_assert!(decode_entry(&bytes).is_err(), "byte {} ^ {:#x} went unnoticed", i, mask);
     }
 }
+
+/// A folder with one merchant and one product, the product file's header
+/// and row as given.
+fn catalog_dir(name: &str, products_header: &str, products_row: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("omnifeed-contracts-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("merchants.csv"), "id,experience,status\n1,0.5,active\n").unwrap();
+    std::fs::write(dir.join("products.csv"), format!("{products_header}\n{products_row}\n"))
+        .unwrap();
+    dir
+}
+
+#[test]
+fn an_unknown_or_missing_column_is_an_error_that_names_it() {
+    use omnifeed::ErrorKind;
+    use omnifeed::load::{
+        Columns, LogOptions, read_catalog_dir, read_catalog_dir_with, read_events,
+    };
+    let good = "id,category,price,merchant,stock,listed_at,title";
+    let cases = [
+        ("typo", "id,category,price,merchant,stock,listed_at,titel", Some("titel")),
+        ("extra", "id,category,price,merchant,stock,listed_at,title,colour", Some("colour")),
+        ("missing required", "id,category,merchant,stock,listed_at,title", Some("price")),
+        ("good", good, None),
+        ("optional title absent", "id,category,price,merchant,stock,listed_at", None),
+    ];
+    for (what, header, bad) in cases {
+        let cols = header.split(',').count();
+        let row = ["10", "1", "9.5", "1", "3", "0", "red tea", "x"];
+        let row = match what {
+            "missing required" => "10,1,1,3,0,red tea".to_string(),
+            _ => row[..cols].join(","),
+        };
+        let dir = catalog_dir(what, header, &row);
+        match (read_catalog_dir(&dir), bad) {
+            (Ok(b), None) => assert_eq!(b.build().map(|c| c.len()).unwrap_or(1), 1, "{what}"),
+            (Err(e), Some(name)) => {
+                assert!(matches!(e.kind(), ErrorKind::Parse { .. }), "{what}: {e}");
+                assert!(e.to_string().contains(name), "{what}: {e}");
+            }
+            (got, _) => panic!("{what}: {got:?}"),
+        }
+    }
+    // Lenient: the typo is read past and reported.
+    let dir = catalog_dir(
+        "lenient",
+        "id,category,price,merchant,stock,listed_at,titel",
+        "10,1,9.5,1,3,0,tea",
+    );
+    let (_, ignored) = read_catalog_dir_with(&dir, Columns::Lenient).unwrap();
+    assert_eq!(ignored.len(), 1);
+    assert!(ignored[0].ends_with("products.csv: titel"), "{ignored:?}");
+    // Events: a typo in an optional column is an error too, and reported when lenient.
+    let events = dir.join("events.csv");
+    std::fs::write(&events, "at,user,target,target_id,kind,value,vai\n5,1,product,10,click,,\n")
+        .unwrap();
+    let e = read_events(&events, &LogOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("vai"), "{e}");
+    let lenient = LogOptions { columns: Columns::Lenient, ..LogOptions::default() };
+    let (read, report) = read_events(&events, &lenient).unwrap();
+    assert_eq!((read.len(), report.ignored_columns.len()), (1, 1));
+    // JSON Lines: an unknown key is an unknown column.
+    let jsonl = dir.join("products.jsonl");
+    std::fs::remove_file(dir.join("products.csv")).unwrap();
+    let line =
+        r#"{"id":10,"category":1,"price":9.5,"merchant":1,"stock":3,"listed_at":0,"titel":"t"}"#;
+    std::fs::write(&jsonl, format!("{line}\n")).unwrap();
+    assert!(read_catalog_dir(&dir).unwrap_err().to_string().contains("titel"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any extra column is an error exactly when it is not one of the
+    /// product's own, in any position.
+    #[test]
+    fn any_extra_product_column_is_named(extra in "[a-z_]{1,10}", at in 0usize..8) {
+        use omnifeed::load::read_catalog_dir;
+        let mut cols = vec!["id", "category", "price", "merchant", "stock", "listed_at", "title"];
+        let mut vals = vec!["10", "1", "9.5", "1", "3", "0", "tea"];
+        prop_assume!(!cols.contains(&extra.as_str()));
+        let at = at.min(cols.len());
+        cols.insert(at, &extra);
+        vals.insert(at, "x");
+        let dir = catalog_dir(&format!("prop-{extra}-{at}"), &cols.join(","), &vals.join(","));
+        let e = read_catalog_dir(&dir).unwrap_err();
+        prop_assert!(e.to_string().contains(&format!("{extra:?}")), "{}", e);
+    }
+}
