@@ -123,6 +123,8 @@ pub struct ShopWriter {
     /// Saved with snapshots for the ranking side.
     pub(crate) recommender_config: Option<crate::config::RecommenderConfig>,
     pub(crate) scorer: Option<Vec<f32>>,
+    /// An events entry with any event ingest would reject is an error.
+    strict_events: bool,
 }
 
 impl ShopWriter {
@@ -157,7 +159,25 @@ impl ShopWriter {
             recommender_config: None,
             scorer: None,
             first_version: 0,
+            strict_events: false,
         }
+    }
+
+    /// Makes an events entry with any event the store would reject (too
+    /// late, outside the time window, an unknown id, a bad value) an error
+    /// naming the first one, with nothing of the entry applied and the
+    /// offset where it was; for a producer that must never lose an event
+    /// quietly. Off by default: rejections are counted in
+    /// [`Applied::Events`]'s report, warned about through `tracing` (the
+    /// 1st, 10th, 100th, ... of each kind) and, with the `metrics` feature,
+    /// counted in `omnifeed_events_rejected_total{reason}`.
+    ///
+    /// Lateness: an event older than the newest one applied minus
+    /// [`SignalConfig::lateness`] is rejected as too late. A log exported
+    /// per user rather than in time order loses most of its events that
+    /// way; sort it first ([`load::sort_by_time`](crate::load::sort_by_time)).
+    pub fn set_strict_events(&mut self, strict: bool) {
+        self.strict_events = strict;
     }
 
     /// The version the next [`publish`](Self::publish) gives its state.
@@ -217,13 +237,23 @@ impl ShopWriter {
     ///
     /// Errors (the entry is not applied and the offset does not move, so
     /// it can be fixed and resent): a delta [`Catalog::apply`] rejects, a
-    /// flag or suspension of an unknown id.
+    /// flag or suspension of an unknown id, and with
+    /// [`set_strict_events`](Self::set_strict_events) an events entry with an
+    /// event the store would reject.
     pub fn apply(&mut self, offset: u64, entry: &LogEntry) -> Result<Applied> {
         if self.offset.is_some_and(|o| offset <= o) {
             return Ok(Applied::Duplicate);
         }
         let applied = match entry {
-            LogEntry::Events(events) => Applied::Events(self.store.ingest_batch(events)),
+            LogEntry::Events(events) => {
+                if self.strict_events {
+                    if let Some((i, r)) = self.store.first_rejection(events) {
+                        let at = format_args!("event {i} of the entry at offset {offset}");
+                        return Err(Error::invalid_value("log entry events", at, r.to_string()));
+                    }
+                }
+                Applied::Events(self.store.ingest_batch(events))
+            }
             LogEntry::Delta(deltas) => Applied::Delta(self.apply_delta(deltas)?),
             LogEntry::Flag { product, flagged } => {
                 self.store.flag_product(*product, *flagged)?;

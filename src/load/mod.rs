@@ -83,6 +83,16 @@ pub fn read_dataset(dir: impl AsRef<Path>) -> Result<Dataset> {
     Ok(Dataset { catalog, events, report })
 }
 
+/// Sorts events by time, keeping the file order among equal times (a
+/// stable sort): what a log exported per user (or per shop) needs before a
+/// [`SignalStore`](crate::signals::SignalStore) or a writer reads it, since
+/// an event older than the newest one seen minus
+/// [`SignalConfig::lateness`](crate::signals::SignalConfig::lateness) is
+/// rejected as too late.
+pub fn sort_by_time(events: &mut [Event]) {
+    events.sort_by_key(|e| e.at);
+}
+
 /// The file's format, from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecordFormat {

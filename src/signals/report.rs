@@ -53,6 +53,23 @@ pub enum Rejection {
     },
 }
 
+impl Rejection {
+    /// The rejection's kind as a short snake_case name (for warnings,
+    /// metrics labels and [`IngestReport`] fields).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rejection::OutOfWindow { .. } => "out_of_window",
+            Rejection::TooLate { .. } => "too_late",
+            Rejection::UnknownProduct(_) => "unknown_product",
+            Rejection::UnknownContent(_) => "unknown_content",
+            Rejection::UnknownMerchant(_) => "unknown_merchant",
+            Rejection::BadValue { .. } => "bad_value",
+            Rejection::BadQuery(_) => "bad_query",
+            Rejection::WrongTarget { .. } => "wrong_target",
+        }
+    }
+}
+
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -113,7 +130,8 @@ impl IngestReport {
         self.events - self.applied
     }
 
-    pub(crate) fn count(&mut self, r: &Rejection) {
+    /// Counts `r`; returns the count of its kind so far.
+    pub(crate) fn count(&mut self, r: &Rejection) -> u64 {
         let slot = match r {
             Rejection::OutOfWindow { .. } => &mut self.out_of_window,
             Rejection::TooLate { .. } => &mut self.too_late,
@@ -125,5 +143,6 @@ impl IngestReport {
             Rejection::WrongTarget { .. } => &mut self.wrong_target,
         };
         *slot += 1;
+        *slot
     }
 }

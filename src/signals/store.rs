@@ -144,10 +144,26 @@ impl SignalStore {
                 Ok(())
             }
             Err(r) => {
-                self.report.count(&r);
+                let n = self.report.count(&r);
+                warn_rejected(&r, n);
                 Err(r)
             }
         }
+    }
+
+    /// The first event of `events` that [`ingest`](Self::ingest) would
+    /// reject, with its position, checked in order as ingest would (each
+    /// accepted event moves the watermark that lateness is measured from);
+    /// nothing is applied. `None` when every event would be applied.
+    pub fn first_rejection(&self, events: &[Event]) -> Option<(usize, Rejection)> {
+        let mut watermark = self.watermark;
+        for (i, e) in events.iter().enumerate() {
+            match self.check_at(e, watermark) {
+                Ok(_) => watermark = watermark.max(e.at),
+                Err(r) => return Some((i, r)),
+            }
+        }
+        None
     }
 
     /// Ingests events in order; returns what this batch did.
@@ -262,6 +278,16 @@ impl SignalStore {
     }
 
     fn check(&self, e: &Event) -> std::result::Result<Resolved, Rejection> {
+        self.check_at(e, self.watermark)
+    }
+
+    /// [`check`](Self::check) against the given watermark (the newest
+    /// event time applied, `Timestamp::MIN` before any).
+    fn check_at(
+        &self,
+        e: &Event,
+        watermark: Timestamp,
+    ) -> std::result::Result<Resolved, Rejection> {
         let kind = e.kind.name();
         if let Some(v) = e.kind.value() {
             let max = match e.kind {
@@ -273,7 +299,8 @@ impl SignalStore {
             }
         }
         let window = self.shared.config.time_window;
-        let ahead = match (self.shared.config.max_ahead, self.watermark()) {
+        let newest = (watermark != Timestamp::MIN).then_some(watermark);
+        let ahead = match (self.shared.config.max_ahead, newest) {
             (Some(a), Some(w)) => shift(w, a).saturating_add(1),
             _ => Timestamp::MAX,
         };
@@ -282,8 +309,8 @@ impl SignalStore {
             return Err(Rejection::OutOfWindow { at: e.at, min: window.min, max });
         }
         let lateness = self.shared.config.lateness;
-        if self.watermark != Timestamp::MIN && e.at < self.watermark.saturating_sub(lateness) {
-            return Err(Rejection::TooLate { at: e.at, watermark: self.watermark });
+        if watermark != Timestamp::MIN && e.at < watermark.saturating_sub(lateness) {
+            return Err(Rejection::TooLate { at: e.at, watermark });
         }
         let catalog = &*self.shared.catalog;
         let wrong = |target| Err(Rejection::WrongTarget { kind, target });
@@ -822,4 +849,27 @@ impl SignalStore {
         store.report = record.report;
         Ok(store)
     }
+}
+/// Makes a rejection visible without reading a counter: a `tracing`
+/// warning for the 1st, 10th, 100th, ... rejection of each kind (so a flood
+/// of one kind costs a handful of lines), and with the `metrics` feature the
+/// counter `omnifeed_events_rejected_total{reason}`.
+fn warn_rejected(r: &Rejection, n: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("omnifeed_events_rejected_total", "reason" => r.name()).increment(1);
+    if power_of_ten(n) {
+        tracing::warn!(
+            reason = r.name(),
+            count = n,
+            "event rejected: {r} ({n} of this kind so far)"
+        );
+    }
+}
+
+/// True for `1, 10, 100, ...`: the counts a warning is logged at.
+fn power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
 }

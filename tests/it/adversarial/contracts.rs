@@ -315,3 +315,112 @@ proptest! {
         prop_assert!(e.to_string().contains(&format!("{extra:?}")), "{}", e);
     }
 }
+
+/// The world's events in the order a per-user export gives them: each
+/// user's events together, users one after another.
+fn exported_per_user() -> Vec<omnifeed::Event> {
+    let mut events = world().events.clone();
+    events.sort_by_key(|e| (e.user, e.at));
+    events
+}
+
+#[test]
+fn rejected_events_are_visible_and_a_strict_writer_refuses_them() {
+    use omnifeed::index::IndexConfig;
+    use omnifeed::live::{Applied, LogEntry, ShopWriter};
+    use omnifeed::load::sort_by_time;
+    let w = world();
+    let exported = exported_per_user();
+    // Read as exported: most events are too late, and the report says so.
+    let mut store =
+        omnifeed::SignalStore::new(Arc::new(w.catalog.clone()), SignalConfig::default()).unwrap();
+    let (first, _) = store.first_rejection(&exported).expect("an export per user has late events");
+    let report = store.clone().ingest_batch(&exported);
+    assert!(report.too_late > 0);
+    assert!(report.applied >= first as u64, "the events before the first rejection apply");
+    // Sorted by time, nothing is rejected.
+    let mut sorted = exported.clone();
+    sort_by_time(&mut sorted);
+    assert_eq!(store.first_rejection(&sorted), None);
+    assert_eq!(store.ingest_batch(&sorted).rejected(), 0);
+    // A strict writer refuses the unsorted entry whole and keeps its offset.
+    let new = || {
+        ShopWriter::new(w.catalog.clone(), SignalConfig::default(), IndexConfig::default()).unwrap()
+    };
+    let mut strict = new();
+    strict.set_strict_events(true);
+    let e = strict.apply(1, &LogEntry::Events(exported.clone())).unwrap_err();
+    assert!(
+        matches!(e.kind(), omnifeed::ErrorKind::InvalidValue { field: "log entry events", .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&format!("event {first} ")), "{e}");
+    assert_eq!((strict.offset(), strict.store().report().events), (None, 0));
+    assert!(
+        matches!(strict.apply(1, &LogEntry::Events(sorted)).unwrap(), Applied::Events(r) if r.rejected() == 0)
+    );
+    // The lenient default applies what it can and counts the rest.
+    let Applied::Events(r) = new().apply(1, &LogEntry::Events(exported)).unwrap() else { panic!() };
+    assert_eq!(r.too_late, report.too_late);
+}
+
+#[test]
+fn rejections_are_warned_about_sparingly() {
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let mut store =
+        omnifeed::SignalStore::new(Arc::new(world().catalog.clone()), SignalConfig::default())
+            .unwrap();
+    let unknown: Vec<omnifeed::Event> = (0..1_000u64)
+        .map(|i| {
+            omnifeed::Event::new(
+                1_700_000_000,
+                omnifeed::UserId(i),
+                omnifeed::Target::Product(omnifeed::ProductId(u64::MAX - i)),
+                omnifeed::EventKind::Click,
+            )
+        })
+        .collect();
+    tracing::subscriber::with_default(subscriber, || store.ingest_batch(&unknown));
+    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("unknown_product")).collect();
+    assert_eq!(lines.len(), 4, "warned at the 1st, 10th, 100th and 1000th: {text}");
+    assert!(lines[3].contains("1000 of this kind"), "{}", lines[3]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The dry run names exactly the first event ingest rejects.
+    #[test]
+    fn first_rejection_is_where_ingest_first_rejects(
+        times in proptest::collection::vec(0i64..20_000, 1..60),
+    ) {
+        let w = world();
+        let p = w.catalog.product(ItemIdx(0)).id;
+        let events: Vec<omnifeed::Event> = times
+            .iter()
+            .map(|&t| omnifeed::Event::new(1_700_000_000 + t, omnifeed::UserId(1), omnifeed::Target::Product(p), omnifeed::EventKind::Click))
+            .collect();
+        let mut store = omnifeed::SignalStore::new(Arc::new(w.catalog.clone()), SignalConfig::default()).unwrap();
+        let dry = store.first_rejection(&events).map(|(i, _)| i);
+        let real = events.iter().position(|e| store.ingest(e).is_err());
+        prop_assert_eq!(dry, real);
+    }
+}
