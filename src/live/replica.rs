@@ -16,7 +16,7 @@
 
 use super::log::{EventLog, LogRecord, Rejected, now_ms};
 use super::{Applied, Retention, ShopWriter, SnapshotInfo, StdIo};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::recommender::Recommender;
 use crate::signals::UserShard;
 use std::path::{Path, PathBuf};
@@ -178,7 +178,8 @@ impl Replica {
     /// scorer when it has them). Call [`catch_up`](Self::catch_up) before
     /// taking traffic.
     ///
-    /// Errors: snapshots exist but none loads; `bootstrap`'s error; the
+    /// Errors: snapshots exist but none loads; the snapshot is ahead of the
+    /// log's head (a reset log, or another shop's: `ErrorKind::Log`); `bootstrap`'s error; the
     /// recommender's build errors.
     pub fn start(
         log: Arc<dyn EventLog>,
@@ -199,7 +200,7 @@ impl Replica {
             builder = builder.scorer(Box::new(s));
         }
         let recommender = Arc::new(builder.build()?);
-        Ok(Replica {
+        let replica = Replica {
             log,
             store,
             config,
@@ -212,7 +213,9 @@ impl Replica {
             stats: ReplicaStats::default(),
             loaded_from,
             skipped_snapshots,
-        })
+        };
+        replica.check_head(replica.log.head()?)?;
+        Ok(replica)
     }
 
     /// The recommender this replica publishes to (share it with request
@@ -253,7 +256,9 @@ impl Replica {
     ///
     /// Errors: the log unreachable.
     pub fn lag(&self) -> Result<Lag> {
-        let entries = self.log.head()?.saturating_sub(self.offset());
+        let head = self.log.head()?;
+        self.check_head(head)?;
+        let entries = head - self.offset();
         let ms = if entries == 0 { 0 } else { (now_ms() - self.newest_applied_ms).max(0) };
         let lag = Lag { entries, ms };
         #[cfg(feature = "metrics")]
@@ -271,6 +276,11 @@ impl Replica {
     pub fn poll(&mut self) -> Result<Polled> {
         let batch = self.log.read(self.offset(), self.config.read_batch, self.config.wait)?;
         let read = batch.records.len() + batch.rejected.len();
+        if read == 0 {
+            // Nothing after our offset: fine if the log ends there, not if
+            // it ends before it (a reset log, or another one).
+            self.check_head(self.log.head()?)?;
+        }
         // Every entry of the batch is applied or passed over, so the offset
         // reaches `batch.last`.
         self.apply_in_order(batch.records, batch.rejected);
@@ -291,6 +301,22 @@ impl Replica {
             self.lag()?;
         }
         Ok(Polled { read, published })
+    }
+
+    /// A replica ahead of its log's head follows a log that was reset or is
+    /// another one: it must stop, not report lag 0 and wait forever.
+    fn check_head(&self, head: u64) -> Result<()> {
+        if self.offset() > head {
+            return Err(Error::log(
+                self.log.id(),
+                format!(
+                    "the replica is at offset {} but the log's head is {head}: the log was \
+                     reset or is another shop's; start from a snapshot of this log or bootstrap",
+                    self.offset()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Applies records and passes over rejected entries, merged by offset.
@@ -365,6 +391,7 @@ impl Replica {
     /// Errors: as [`poll`](Self::poll), and the log's head unreachable.
     pub fn catch_up(&mut self, timeout: Duration) -> Result<u64> {
         let target = self.log.head()?;
+        self.check_head(target)?;
         let start = Instant::now();
         while self.offset() < target && start.elapsed() < timeout {
             self.poll()?;

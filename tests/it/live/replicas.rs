@@ -191,3 +191,61 @@ fn user_shards_keep_their_users_share_product_signals_and_refuse_others() {
     }
     assert!(a1.recommender().recommend(&FeedRequest::new(foreign).k(10)).is_ok());
 }
+
+/// A replica whose snapshot is ahead of its log's head (the log was reset,
+/// or it is another shop's) stops with a typed error at start, and one
+/// whose log is reset under it does too, instead of reporting lag 0.
+#[test]
+fn a_replica_ahead_of_its_log_stops_with_a_typed_error() {
+    let world = generate(&SynthConfig::tiny()).unwrap();
+    let (log, _) = logged(&world);
+    let store = SnapshotStore::new(temp_dir("ahead-of-log"));
+    let snapshotter = ReplicaConfig { snapshot_every: 2, ..quick(None) };
+    let mut a =
+        Replica::start(Arc::clone(&log), store.clone(), snapshotter, bootstrap(&world)).unwrap();
+    a.catch_up(Duration::from_secs(60)).unwrap();
+    assert!(a.stats().snapshots > 0);
+    // A fresh, shorter log under the same snapshots.
+    let reset: Arc<dyn EventLog> = Arc::new(MemoryLog::default());
+    reset.append(&world_log(&world)[..1]).unwrap();
+    let e = Replica::start(Arc::clone(&reset), store, quick(None), bootstrap(&world)).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Log { .. }), "{e}");
+    assert!(e.to_string().contains("head is 1"), "{e}");
+    // A running replica whose log is reset under it: poll and lag refuse.
+    let swappable = Arc::new(Swappable(std::sync::Mutex::new(Arc::clone(&log))));
+    let as_log: Arc<dyn EventLog> = swappable.clone();
+    let dir = SnapshotStore::new(temp_dir("ahead-b"));
+    let mut b = Replica::start(as_log, dir, quick(None), bootstrap(&world)).unwrap();
+    b.catch_up(Duration::from_secs(60)).unwrap();
+    assert_eq!(b.lag().unwrap().entries, 0);
+    *swappable.0.lock().unwrap() = reset;
+    assert!(matches!(b.lag().unwrap_err().kind(), ErrorKind::Log { .. }));
+    assert!(matches!(b.poll().unwrap_err().kind(), ErrorKind::Log { .. }));
+}
+
+/// A log whose backing log can be replaced, as a reset would.
+#[derive(Debug)]
+struct Swappable(std::sync::Mutex<Arc<dyn EventLog>>);
+
+impl EventLog for Swappable {
+    fn id(&self) -> String {
+        "swappable".into()
+    }
+    fn append_encoded(&self, entries: &[Vec<u8>]) -> omnifeed::Result<u64> {
+        let log = Arc::clone(&self.0.lock().unwrap());
+        log.append_encoded(entries)
+    }
+    fn read(
+        &self,
+        after: u64,
+        max: usize,
+        wait: Duration,
+    ) -> omnifeed::Result<omnifeed::live::LogBatch> {
+        let log = Arc::clone(&self.0.lock().unwrap());
+        log.read(after, max, wait)
+    }
+    fn head(&self) -> omnifeed::Result<u64> {
+        let log = Arc::clone(&self.0.lock().unwrap());
+        log.head()
+    }
+}
