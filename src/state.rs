@@ -68,7 +68,10 @@ impl ServingState {
     /// index is updated for the changed titles only.
     ///
     /// Errors: as [`new`](Self::new), and a catalog that is not a successor
-    /// of this one (fewer rows: [`ErrorKind::CountMismatch`]).
+    /// of this one: fewer rows ([`ErrorKind::CountMismatch`]), or another
+    /// product at any of this one's rows, or an older version
+    /// ([`ErrorKind::CatalogMismatch`], part `successor catalog`): another
+    /// shop's catalog of the same size is refused, not served.
     pub fn with_delta(
         &self,
         catalog: Arc<Catalog>,
@@ -79,6 +82,17 @@ impl ServingState {
         check_parts(&catalog, &*index, &signals)?;
         if catalog.len() < self.catalog.len() {
             return Err(Error::count("catalog rows", self.catalog.len(), catalog.len()));
+        }
+        // A successor keeps every row's product (rows are stable: new ones
+        // are appended, delisted ones kept) and a version at least as new.
+        let old = self.catalog.product_ids();
+        if catalog.version() < self.catalog.version() || catalog.product_ids()[..old.len()] != *old
+        {
+            return Err(Error::new(ErrorKind::CatalogMismatch {
+                part: "successor catalog",
+                expected: self.catalog.fingerprint(),
+                got: catalog.fingerprint(),
+            }));
         }
         let lexical = Arc::new(self.lexical.updated(&self.catalog, &catalog, &changes.retitled));
         let price_bands = Arc::new(price_bands(&catalog));

@@ -136,3 +136,60 @@ proptest! {
         prop_assert_eq!(got.is_ok(), same);
     }
 }
+
+/// A catalog of `n` products with ids `offset..offset + n`.
+fn shop(n: u64, offset: u64) -> Catalog {
+    let mut b = CatalogBuilder::new();
+    b.add_merchant(Merchant { id: MerchantId(1), experience: 0.8, status: MerchantStatus::Active });
+    for i in 0..n {
+        b.add_product(product(offset + i, 10.0));
+        b.add_embedding(ProductId(offset + i), &emb_a(i));
+    }
+    b.build().unwrap()
+}
+
+fn state_of(c: &Arc<Catalog>) -> ServingState {
+    let index = Arc::new(ExactIndex::new(c.shared_embeddings()));
+    ServingState::new(Arc::clone(c), index, signals_of(c)).unwrap()
+}
+
+/// `with_delta` takes a successor by identity (each of the old rows holds
+/// the same product, the version does not go back), not by row count.
+#[test]
+fn a_successor_state_is_checked_by_identity() {
+    use omnifeed::CatalogDelta;
+    let base = Arc::new(shop(30, 1));
+    let old = state_of(&base);
+    let (next, changes) = base
+        .apply(&[CatalogDelta::UpsertProduct {
+            product: product(999, 3.0),
+            embedding: Some(emb_a(7)),
+        }])
+        .unwrap();
+    let next = Arc::new(next);
+    let index = Arc::new(ExactIndex::new(next.shared_embeddings()));
+    assert!(old.with_delta(Arc::clone(&next), index, signals_of(&next), &changes).is_ok());
+    // Another shop with as many rows (or more), and the old state of this one.
+    let other_shop = Arc::new(shop(30, 1_000));
+    let bigger_other = Arc::new(shop(31, 1_000));
+    let reordered = Arc::new(shop(30, 2));
+    for (what, c) in [
+        ("another shop", &other_shop),
+        ("another, bigger", &bigger_other),
+        ("shifted ids", &reordered),
+    ] {
+        let index = Arc::new(ExactIndex::new(c.shared_embeddings()));
+        let e =
+            old.with_delta(Arc::clone(c), index, signals_of(c), &Default::default()).unwrap_err();
+        assert!(mismatch(&e, "successor catalog"), "{what}: {e}");
+    }
+    let newer = state_of(&next);
+    let index = Arc::new(ExactIndex::new(base.shared_embeddings()));
+    let e = newer
+        .with_delta(Arc::clone(&base), index, signals_of(&base), &Default::default())
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::CountMismatch { .. } | ErrorKind::CatalogMismatch { .. }),
+        "{e}"
+    );
+}
