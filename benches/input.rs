@@ -3,6 +3,11 @@
 //! same request with a two-word text, on the tiny synthetic world, plus
 //! `query_terms` alone on the 1 MB text. The ratio is in `BENCHMARKS.md`.
 //!
+//! Inputs a caller scales (issue 22): a batch of link deltas on one
+//! content item at 1×, 10× and 100× (2,000 to 200,000 deltas), and a Feed
+//! request under 10, 100 and 1,000 pins; linear cost keeps each step near
+//! 10× the one before.
+//!
 //! `cargo bench --bench input`
 
 #![allow(missing_docs)] // criterion_group! defines an undocumented pub fn.
@@ -38,6 +43,57 @@ fn input(c: &mut Criterion) {
         b.iter(|| black_box(rec.recommend(black_box(&long)).expect("feed")))
     });
     g.bench_function("query_terms_1mb", |b| b.iter(|| black_box(query_terms(black_box(&mb)))));
+    g.finish();
+    links(c);
+    pins(c, &world, &rec);
+}
+
+/// Link deltas on one content item, then as many unlinks of every other.
+fn links(c: &mut Criterion) {
+    use omnifeed::CatalogDelta;
+    let world = generate(&SynthConfig::catalog_only(200_000, 8)).expect("catalog");
+    let catalog = world.catalog;
+    let content = catalog.contents().next().expect("content").id;
+    let ids = catalog.product_ids();
+    let mut g = c.benchmark_group("input_links");
+    g.sample_size(10);
+    for n in [2_000usize, 20_000, 200_000] {
+        let mut deltas: Vec<CatalogDelta> =
+            ids[..n].iter().map(|&product| CatalogDelta::Link { content, product }).collect();
+        deltas.extend(
+            ids[..n].iter().step_by(2).map(|&product| CatalogDelta::Unlink { content, product }),
+        );
+        g.bench_function(format!("link_unlink_{n}"), |b| {
+            b.iter(|| black_box(catalog.apply(black_box(&deltas)).expect("apply").0.len()))
+        });
+    }
+    g.finish();
+}
+
+/// A Feed request of k = 1,000 under 10, 100 and 1,000 pins.
+fn pins(c: &mut Criterion, world: &omnifeed::synth::World, rec: &Recommender) {
+    use omnifeed::business::{BusinessRules, Pin};
+    let user = world.users[0].id;
+    let req = FeedRequest::new(user).k(1_000);
+    let mut g = c.benchmark_group("input_pins");
+    for n in [10usize, 100, 1_000] {
+        let pins = (0..n)
+            .map(|i| Pin {
+                product: world
+                    .catalog
+                    .product(omnifeed::ItemIdx((i % world.catalog.len()) as u32))
+                    .id,
+                surface: Surface::Feed,
+                position: i,
+                window: None,
+            })
+            .collect();
+        rec.set_rules(&BusinessRules { pins, ..BusinessRules::default() }).expect("rules");
+        g.bench_function(format!("feed_k1000_pins_{n}"), |b| {
+            b.iter(|| black_box(rec.recommend(black_box(&req)).expect("feed").items.len()))
+        });
+    }
+    rec.set_rules(&BusinessRules::default()).expect("rules");
     g.finish();
 }
 

@@ -127,8 +127,17 @@ struct Next {
     vectors: Vec<(u32, Vec<f32>, f32)>,
     vector_of: HashMap<u32, usize>,
     /// Content links by content row, materialized on the first content delta.
+    /// An unlinked entry becomes [`UNLINKED`] until `finish` compacts.
     links: Option<Vec<Vec<u32>>>,
+    /// For the content rows a link or unlink touched: each linked product
+    /// row's position in its list, so a link or unlink costs `O(1)`, not a
+    /// scan of the list (built once per content, dropped when an upsert
+    /// replaces the list).
+    link_index: HashMap<u32, HashMap<u32, usize>>,
 }
+
+/// A list slot whose link was removed in this batch (compacted at the end).
+const UNLINKED: u32 = u32::MAX;
 
 impl Catalog {
     /// Applies a batch of deltas: returns the next version and what changed.
@@ -169,6 +178,7 @@ impl Catalog {
             vectors: Vec::new(),
             vector_of: HashMap::new(),
             links: None,
+            link_index: HashMap::new(),
         };
         for (i, d) in deltas.iter().enumerate() {
             next.one(i, d)?;
@@ -209,14 +219,27 @@ impl Next {
             }
             CatalogDelta::Link { content, product } | CatalogDelta::Unlink { content, product } => {
                 let crow = self.content_row(*content, "delta.link")?;
-                let row = self.c.require_row(*product, "delta.link")?;
-                let links = self.links();
+                let row = self.c.require_row(*product, "delta.link")?.0;
+                self.links();
+                let (Some(links), index) = (self.links.as_mut(), &mut self.link_index) else {
+                    return Ok(());
+                };
                 let list = &mut links[crow as usize];
-                let pos = list.iter().position(|&r| r == row.0);
-                match (d, pos) {
-                    (CatalogDelta::Link { .. }, None) => list.push(row.0),
+                let positions = index.entry(crow).or_insert_with(|| {
+                    list.iter()
+                        .enumerate()
+                        .filter(|e| *e.1 != UNLINKED)
+                        .map(|(p, &r)| (r, p))
+                        .collect()
+                });
+                match (d, positions.get(&row).copied()) {
+                    (CatalogDelta::Link { .. }, None) => {
+                        positions.insert(row, list.len());
+                        list.push(row);
+                    }
                     (CatalogDelta::Unlink { .. }, Some(p)) => {
-                        list.remove(p);
+                        positions.remove(&row);
+                        list[p] = UNLINKED;
                     }
                     _ => return Ok(()),
                 }
@@ -386,6 +409,7 @@ impl Next {
             }
         };
         self.links()[crow as usize] = rows;
+        self.link_index.remove(&crow);
         self.changes.contents.push(crow);
         Ok(())
     }
@@ -399,7 +423,9 @@ impl Next {
             let pairs: Vec<(u32, u32)> = links
                 .iter()
                 .enumerate()
-                .flat_map(|(cr, list)| list.iter().map(move |&r| (cr as u32, r)))
+                .flat_map(|(cr, list)| {
+                    list.iter().filter(|&&r| r != UNLINKED).map(move |&r| (cr as u32, r))
+                })
                 .collect();
             c.content_products = Csr::from_lists(links.len(), &pairs);
             let reversed: Vec<(u32, u32)> = pairs.iter().map(|&(cr, r)| (r, cr)).collect();

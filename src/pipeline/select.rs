@@ -20,8 +20,17 @@ pub(crate) struct Placement {
     pub(crate) scored: Vec<Scored>,
     pub(crate) pool: Vec<Candidate>,
     pub(crate) placed: Vec<Placed>,
-    /// Pool indexes already placed (checks a reranker's output).
+    /// Pool indexes already placed (checks a reranker's output), and
+    /// pinned ones.
     taken: Vec<bool>,
+    /// Per candidate (in [`Candidates`] order): its pool index, or
+    /// `u32::MAX` when it is not in the pool.
+    pool_of: Vec<u32>,
+    /// The pins in force that found a pool candidate: (position, pool index),
+    /// by position.
+    pins: Vec<(usize, usize)>,
+    /// The placement with the pins in their positions.
+    merged: Vec<Placed>,
     rerank: RerankScratch,
 }
 
@@ -55,7 +64,7 @@ pub(crate) fn select(
     let taken = &mut out.taken;
     out.placed.retain(|pl| pl.index < n && !std::mem::replace(&mut taken[pl.index], true));
     out.placed.truncate(req.k);
-    place_pins(ctx, out);
+    place_pins(ctx, c, out);
 }
 
 /// The rerank pool: the top `rerank_pool` (at least `k`) by value plus
@@ -73,10 +82,16 @@ fn pool(
         ranked.values.iter().enumerate().map(|(i, &v)| Scored { row: ItemIdx(i as u32), score: v }),
     );
     top_k_in_place(&mut out.scored, p.config.rerank_pool.max(req.k));
+    out.pool_of.clear();
+    out.pool_of.resize(c.rows.len(), u32::MAX);
+    for (k, sc) in out.scored.iter().enumerate() {
+        out.pool_of[sc.row.index()] = k as u32;
+    }
     for pin in ctx.rules.pins(req.surface, ctx.at) {
         let Some(row) = catalog.row(pin.product) else { continue };
         if let Ok(i) = c.rows.binary_search(&row) {
-            if !out.scored.iter().any(|x| x.row.index() == i) {
+            if out.pool_of[i] == u32::MAX {
+                out.pool_of[i] = out.scored.len() as u32;
                 out.scored.push(Scored { row: ItemIdx(i as u32), score: ranked.values[i] });
             }
         }
@@ -103,26 +118,35 @@ fn pool(
 /// then cuts the feed to `k`. Pinned rows leave their rerank places first,
 /// then go in by position, so no pin shifts another (two at one position:
 /// the later lands just after); a product pinned twice takes its lowest
-/// position.
-fn place_pins(ctx: &RequestContext<'_>, out: &mut Placement) {
-    let mut pins: Vec<(usize, usize)> = Vec::new();
+/// position. Linear in the pins and the feed: one merge, no search per pin.
+fn place_pins(ctx: &RequestContext<'_>, c: &Candidates, out: &mut Placement) {
+    out.pins.clear();
+    out.taken.clear();
+    out.taken.resize(out.pool.len(), false);
     for pin in ctx.rules.pins(ctx.surface(), ctx.at) {
         let Some(row) = ctx.catalog.row(pin.product) else { continue };
-        let Some(index) = out.pool.iter().position(|c| c.row == row) else { continue };
-        if !pins.iter().any(|p| p.1 == index) {
-            pins.push((pin.position, index));
+        let Ok(i) = c.rows.binary_search(&row) else { continue };
+        let index = out.pool_of[i] as usize;
+        if index < out.pool.len() && !std::mem::replace(&mut out.taken[index], true) {
+            out.pins.push((pin.position, index));
         }
     }
-    if pins.is_empty() {
+    if out.pins.is_empty() {
         return;
     }
-    out.placed.retain(|p| !pins.iter().any(|&(_, i)| i == p.index));
+    let taken = &out.taken;
+    out.placed.retain(|p| !taken[p.index]);
     // Pins come by position; one at a taken position lands just after.
-    let mut next = 0;
-    for (position, index) in pins {
-        let at = position.max(next).min(out.placed.len());
-        out.placed.insert(at, Placed { index, rules: rules::PIN });
-        next = at + 1;
+    out.merged.clear();
+    let mut rest = out.placed.iter().copied();
+    for &(position, index) in &out.pins {
+        while out.merged.len() < position {
+            let Some(next) = rest.next() else { break };
+            out.merged.push(next);
+        }
+        out.merged.push(Placed { index, rules: rules::PIN });
     }
-    out.placed.truncate(ctx.request.k);
+    out.merged.extend(rest);
+    out.merged.truncate(ctx.request.k);
+    std::mem::swap(&mut out.placed, &mut out.merged);
 }

@@ -11,6 +11,7 @@ mod contracts;
 mod cost;
 mod floats;
 mod guards;
+mod linear;
 mod parts;
 mod sizes;
 mod stale;
