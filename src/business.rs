@@ -248,15 +248,19 @@ fn sorted(it: impl Iterator<Item = u64>) -> Vec<u64> {
     v
 }
 
-/// The product of the factors of the entries of `key` in force at `at`.
+/// The product of the factors of the entries of `key` in force at `at`;
+/// where the plain product would overflow (a stack of the largest factors),
+/// it is taken in the log domain and capped at `f32::MAX`.
 fn factor(list: &[(u64, f32, Option<TimeRange>)], key: u64, at: Timestamp) -> f32 {
     let start = list.partition_point(|e| e.0 < key);
-    list[start..]
-        .iter()
-        .take_while(|e| e.0 == key)
-        .filter(|e| TimeRange::contains(e.2, at))
-        .map(|e| e.1)
-        .product()
+    let entries =
+        || list[start..].iter().take_while(|e| e.0 == key).filter(|e| TimeRange::contains(e.2, at));
+    let plain: f32 = entries().map(|e| e.1).product();
+    if plain.is_finite() {
+        return plain;
+    }
+    let ln: f64 = entries().map(|e| f64::from(e.1).ln()).sum();
+    ln.exp().min(f64::from(f32::MAX)) as f32
 }
 
 /// Compiled rules: what a request reads (sorted lookups, `O(log n)` per
@@ -304,11 +308,20 @@ impl RuleSet {
     }
 
     /// The multiplier of every boost in force at `at` for this product, its
-    /// merchant and its category (1 if none).
+    /// merchant and its category (1 if none). Each factor is bounded, but a
+    /// stack of them is a product: it is computed so that it never becomes
+    /// infinite (at most `f32::MAX`), and a boosted score stays finite.
     pub fn boost(&self, p: ProductId, m: MerchantId, c: CategoryId, at: Timestamp) -> f32 {
-        factor(&self.product_boosts, p.0, at)
-            * factor(&self.merchant_boosts, m.0, at)
-            * factor(&self.category_boosts, u64::from(c.0), at)
+        let (fp, fm, fc) = (
+            factor(&self.product_boosts, p.0, at),
+            factor(&self.merchant_boosts, m.0, at),
+            factor(&self.category_boosts, u64::from(c.0), at),
+        );
+        let plain = fp * fm * fc;
+        if plain.is_finite() {
+            return plain;
+        }
+        (f64::from(fp) * f64::from(fm) * f64::from(fc)).min(f64::from(f32::MAX)) as f32
     }
 
     /// The pins of `surface` in force at `at`, by position.

@@ -146,7 +146,8 @@ pub(crate) fn boost(ctx: &RequestContext<'_>, c: &Candidates, out: &mut Ranked) 
     let (catalog, cats) = (ctx.catalog, ctx.catalog.categories());
     for (v, &r) in out.values.iter_mut().zip(&c.rows) {
         let (product, merchant) = (catalog.product_id(r), catalog.merchant_of(r).id);
-        *v *= ctx.rules.boost(product, merchant, cats[r.index()], ctx.at);
+        // Both finite; the product saturates rather than becoming infinite.
+        *v = (*v * ctx.rules.boost(product, merchant, cats[r.index()], ctx.at)).min(f32::MAX);
     }
 }
 

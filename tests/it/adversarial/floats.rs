@@ -363,3 +363,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Bounded combinations (issue 22, class 4): stacks of boosts at the
+    /// bounds (every factor `MAX_WEIGHT` or a tiny one, many per product,
+    /// its merchant and its category) still give finite scores and a finite
+    /// stacked factor.
+    #[test]
+    fn stacked_boosts_at_the_bounds_keep_scores_finite(
+        stack in proptest::collection::vec((0u8..3, prop_oneof![Just(omnifeed::limits::MAX_WEIGHT), Just(1e-30f32), Just(1.0f32)]), 1..40),
+    ) {
+        use omnifeed::business::{Boost, BoostTarget, BusinessRules};
+        let w = world();
+        let p = w.catalog.product(ItemIdx(1));
+        let boosts = stack
+            .iter()
+            .map(|&(kind, factor)| Boost {
+                target: match kind {
+                    0 => BoostTarget::Product(p.id),
+                    1 => BoostTarget::Merchant(p.merchant),
+                    _ => BoostTarget::Category(p.category),
+                },
+                factor,
+                window: None,
+            })
+            .collect();
+        let rec = recommender_with(store().publish(), RecommenderConfig::default());
+        rec.set_rules(&BusinessRules { boosts, ..BusinessRules::default() }).unwrap();
+        for surface in [omnifeed::Surface::Feed, omnifeed::Surface::Omni] {
+            let feed = rec.recommend(&omnifeed::FeedRequest::new(user()).surface(surface).k(50)).unwrap();
+            assert_feed_finite(&feed);
+        }
+        let b = rec.rules().boost(p.id, p.merchant, p.category, 0);
+        prop_assert!(b.is_finite() && b >= 0.0, "{}", b);
+    }
+}
