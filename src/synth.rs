@@ -157,6 +157,37 @@ impl SynthConfig {
         if self.products > u32::MAX as usize / 4 {
             return Err(Error::invalid_config("synth.products", "too many products"));
         }
+        // Sizes whose product is what gets allocated or generated.
+        if self.products.saturating_mul(self.dim) > 1 << 32 {
+            return Err(Error::invalid_config(
+                "synth.dim",
+                format!("{} products × {} dimensions is over 2^32 values", self.products, self.dim),
+            ));
+        }
+        let impressions = (self.users as u128)
+            * (self.sessions_per_user as u128)
+            * (self.impressions_per_session as u128);
+        if impressions > 10_000_000_000 || self.max_interests > 1_000 || self.contents > 1 << 30 {
+            return Err(Error::invalid_config(
+                "synth.users",
+                "users × sessions × impressions over 10^10, more than 1,000 interests, or over \
+                 2^30 content items",
+            ));
+        }
+        // The log, and listings up to 180 days before it, inside the signal
+        // store's default time window (1970 .. 2100) with no arithmetic wrap.
+        let (earliest, latest) = (180 * 86_400, 4_102_444_800 - 86_400);
+        let end = self.start.checked_add(i64::from(self.days) * 86_400);
+        if self.start < earliest || end.is_none_or(|e| e > latest) {
+            return Err(Error::invalid_config(
+                "synth.start",
+                format!(
+                    "start {} and {} days must lie in [{earliest}, {latest}] (listings go back \
+                     180 days; the default time window ends in 2100)",
+                    self.start, self.days
+                ),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.search_share) {
             return Err(Error::invalid_config("synth.search_share", "expected a share in [0, 1]"));
         }

@@ -424,3 +424,38 @@ proptest! {
         prop_assert_eq!(dry, real);
     }
 }
+
+/// Generator parameters near the integer limits are typed errors, never a
+/// wrap, a panic or a world whose events the default store rejects.
+#[test]
+fn synthetic_world_parameters_at_the_limits_are_checked() {
+    use omnifeed::synth::{SynthConfig, generate};
+    let tiny = SynthConfig::tiny;
+    let cases: Vec<(&str, SynthConfig, &str)> = vec![
+        ("start at i64::MAX", SynthConfig { start: i64::MAX, ..tiny() }, "synth.start"),
+        ("start at i64::MIN", SynthConfig { start: i64::MIN, ..tiny() }, "synth.start"),
+        ("start before listings can go back", SynthConfig { start: 0, ..tiny() }, "synth.start"),
+        ("days to past 2100", SynthConfig { days: u32::MAX, ..tiny() }, "synth.start"),
+        ("start in 2101", SynthConfig { start: 4_133_980_800, ..tiny() }, "synth.start"),
+        ("huge dim", SynthConfig { dim: usize::MAX, ..tiny() }, "synth.dim"),
+        ("huge users", SynthConfig { users: usize::MAX, ..tiny() }, "synth.users"),
+        ("huge sessions", SynthConfig { sessions_per_user: usize::MAX, ..tiny() }, "synth.users"),
+        ("huge interests", SynthConfig { max_interests: usize::MAX, ..tiny() }, "synth.users"),
+        ("huge contents", SynthConfig { contents: usize::MAX, ..tiny() }, "synth.users"),
+    ];
+    for (what, cfg, field) in cases {
+        let e = generate(&cfg).unwrap_err();
+        assert!(
+            matches!(e.kind(), omnifeed::ErrorKind::InvalidConfig { field: f, .. } if *f == field),
+            "{what}: {e}"
+        );
+    }
+    // The latest start allowed still makes a world the default store takes whole.
+    let late = SynthConfig { start: 4_102_444_800 - 86_400 - 30 * 86_400, days: 30, ..tiny() };
+    let world = generate(&late).unwrap();
+    let mut store =
+        omnifeed::SignalStore::new(Arc::new(world.catalog.clone()), SignalConfig::default())
+            .unwrap();
+    assert_eq!(store.first_rejection(&world.events), None);
+    assert_eq!(store.ingest_batch(&world.events).rejected(), 0);
+}
