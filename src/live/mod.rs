@@ -409,6 +409,31 @@ impl ShopWriter {
         Ok(w)
     }
 
+    /// [`load`](Self::load), checking that the snapshot is of the shop whose
+    /// base catalog is `base`: the same dimension, and the same product at
+    /// every row of `base` (rows are stable: a shop's later catalogs only
+    /// append rows). A snapshot of another shop with the same dimension is
+    /// refused instead of served. After a compaction
+    /// ([`Catalog::to_builder`](crate::catalog::Catalog::to_builder)) renumbers
+    /// rows, the compacted catalog is the base to check against.
+    ///
+    /// Errors: as `load`; another dimension
+    /// ([`ErrorKind::DimensionMismatch`](crate::error::ErrorKind::DimensionMismatch));
+    /// another shop ([`ErrorKind::CatalogMismatch`](crate::error::ErrorKind::CatalogMismatch),
+    /// part `snapshot catalog`).
+    pub fn load_for_shop(dir: impl AsRef<std::path::Path>, base: &Catalog) -> Result<ShopWriter> {
+        let w = Self::load_expecting(dir, base.dim())?;
+        let (ours, theirs) = (base.product_ids(), w.catalog.product_ids());
+        if theirs.len() < ours.len() || theirs[..ours.len()] != *ours {
+            return Err(Error::new(crate::error::ErrorKind::CatalogMismatch {
+                part: "snapshot catalog",
+                expected: base.fingerprint(),
+                got: w.catalog.fingerprint(),
+            }));
+        }
+        Ok(w)
+    }
+
     /// Records the entry at `offset` as passed over without applying it (an
     /// entry no reader could decode, or one [`apply`](Self::apply)
     /// rejected: every replica of the log does the same, so they stay

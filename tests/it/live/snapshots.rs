@@ -197,6 +197,47 @@ proptest! {
     }
 }
 
+/// A snapshot of another shop with the same dimension is refused by
+/// `load_for_shop`, and a later catalog of the same shop is accepted.
+#[test]
+fn a_snapshot_of_another_shop_is_refused() {
+    let (dir, _, _) = saved_tiny();
+    let ours = small_catalog();
+    assert!(ShopWriter::load_for_shop(&dir, &ours).is_ok());
+    // Another shop: the same size and dimension, other product ids.
+    let mut b = omnifeed::CatalogBuilder::new();
+    b.add_merchant(omnifeed::Merchant {
+        id: omnifeed::MerchantId(1),
+        experience: 0.5,
+        status: omnifeed::MerchantStatus::Active,
+    });
+    for i in 0..4u64 {
+        let id = ProductId(500 + i);
+        b.add_product(omnifeed::Product {
+            id,
+            category: omnifeed::CategoryId(0),
+            price: 1.0,
+            merchant: omnifeed::MerchantId(1),
+            stock: 1,
+            listed_at: 0,
+            title: None,
+        });
+        b.add_embedding(id, &[1.0, i as f32]);
+    }
+    let theirs = b.build().unwrap();
+    assert_eq!((theirs.len(), theirs.dim()), (ours.len(), ours.dim()));
+    let e = ShopWriter::load_for_shop(&dir, &theirs).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::CatalogMismatch { part: "snapshot catalog", .. }), "{e}");
+    // A base with a row the snapshot does not have is not this snapshot's shop either.
+    let (bigger, _) = ours
+        .apply(&[omnifeed::CatalogDelta::UpsertProduct {
+            product: omnifeed::Product { id: ProductId(77), ..ours.product(omnifeed::ItemIdx(0)) },
+            embedding: Some(vec![0.0, 1.0]),
+        }])
+        .unwrap();
+    assert!(ShopWriter::load_for_shop(&dir, &bigger).is_err());
+}
+
 #[test]
 fn another_version_or_dimension_is_named() {
     let (dir, _, bytes) = saved_tiny();
