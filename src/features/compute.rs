@@ -297,9 +297,8 @@ pub(crate) fn features_naive(
 mod tests {
     use super::*;
     use crate::features::FEATURE_NAMES;
-    use crate::index::{ExactIndex, query_terms};
+    use crate::index::{LexicalIndex, query_terms};
     use crate::signals::{SignalConfig, Signals};
-    use crate::state::ServingState;
     use crate::synth::{SynthConfig, generate};
     use std::sync::Arc;
 
@@ -313,9 +312,11 @@ mod tests {
         let (signals, _) =
             Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())
                 .unwrap();
-        let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
-        let state = ServingState::new(Arc::clone(&catalog), index, Arc::new(signals)).unwrap();
-        let (signals, at) = (&*state.signals, state.signals.as_of());
+        // Both paths read the price band from the packed rows: any values do.
+        let bands: Vec<f32> = (0..catalog.len()).map(|i| (i % 7) as f32 / 3.0 - 1.0).collect();
+        let packed = rank_rows(&catalog, &signals, &bands);
+        let lexical = LexicalIndex::build(&catalog);
+        let (signals, at) = (&signals, signals.as_of());
         let rows: Vec<ItemIdx> = (0..catalog.len() as u32).step_by(2).map(ItemIdx).collect();
         let n = rows.len();
         let src: Vec<f32> = (0..n * SOURCE_SLOTS).map(|i| (i % 5 + 1) as f32 / 6.0).collect();
@@ -333,17 +334,17 @@ mod tests {
             }
             let mut lists = RequestLists::default();
             lists.prepare(&catalog, signals, profile, at);
-            lists.prepare_text(&state.lexical, &terms, &rows);
+            lists.prepare_text(&lexical, &terms, &rows);
             let ctx = FeatureContext {
                 catalog: &catalog,
                 signals,
                 profile,
                 at,
-                rank_rows: &state.rank_rows,
+                rank_rows: &packed,
                 fresh_scale: 7.0 * 86_400.0,
                 queries: &queries,
                 lists: &lists,
-                lexical: &state.lexical,
+                lexical: &lexical,
                 terms: &terms,
                 co: &co,
             };
