@@ -161,14 +161,14 @@ fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     fields
 }
 
-/// Checks `names` (a header, or a JSON object's keys) against `T`'s fields.
-fn check_columns<'n, T: DeserializeOwned>(
+/// Checks `names` (a header, or a JSON object's keys) against `known`, the
+/// record's fields ([`field_names`], read once per file; none: no check).
+fn check_columns<'n>(
     path: &Path,
     line: Option<u64>,
-    names: impl Iterator<Item = &'n str>,
+    (names, known): (impl Iterator<Item = &'n str>, &[&str]),
     (columns, ignored): (Columns, &mut Vec<String>),
 ) -> Result<()> {
-    let known = field_names::<T>();
     if known.is_empty() {
         return Ok(());
     }
@@ -205,7 +205,7 @@ where
             let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(open(path)?);
             let headers = rdr.byte_headers().map_err(|e| csv_error(path, e))?.clone();
             let names = headers.iter().map(|h| std::str::from_utf8(h).unwrap_or("\u{fffd}"));
-            check_columns::<T>(path, Some(1), names, (columns, ignored))?;
+            check_columns(path, Some(1), (names, field_names::<T>()), (columns, ignored))?;
             let mut record = csv::ByteRecord::new();
             loop {
                 match rdr.read_byte_record(&mut record) {
@@ -235,6 +235,7 @@ where
     T: DeserializeOwned,
     F: FnMut(T, u64) -> Result<()>,
 {
+    let known = field_names::<T>();
     let mut rdr = open(path)?;
     let mut buf = String::new();
     let mut line = 0u64;
@@ -252,7 +253,7 @@ where
         let value: serde_json::Value = serde_json::from_str(&buf).map_err(bad)?;
         if let serde_json::Value::Object(map) = &value {
             let keys = map.keys().map(String::as_str);
-            check_columns::<T>(path, Some(line), keys, (columns, &mut *ignored))?;
+            check_columns(path, Some(line), (keys, known), (columns, &mut *ignored))?;
         }
         let row: T = serde_json::from_value(value).map_err(bad)?;
         f(row, line)?;

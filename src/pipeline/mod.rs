@@ -153,6 +153,12 @@ impl Pipeline {
         Ok(feed)
     }
 
+    /// The scorer of this request: the pipeline's, or the config's logistic
+    /// heads when it is not enabled for it.
+    pub(crate) fn scorer_for(&self, ctx: &RequestContext<'_>) -> &dyn Scorer {
+        if self.scorer.enabled(ctx) { &*self.scorer } else { &*self.default_scorer }
+    }
+
     /// True if stage `id` runs for `req`: not disabled for its surface in
     /// the config, not skipped by the request.
     pub(crate) fn stage_on(&self, id: &str, req: &FeedRequest) -> bool {

@@ -4,7 +4,7 @@
 
 use super::Pipeline;
 use super::merge::Candidates;
-use super::rank::{Ranked, Ranking, fusion_terms};
+use super::rank::{Ranked, Ranking, boost_factor, fusion_terms};
 use super::retrieve::Retrieved;
 use super::select::Placement;
 use crate::catalog::Catalog;
@@ -37,7 +37,7 @@ pub(crate) fn present(
             let cand = placement.pool[pl.index];
             let i = placement.scored[pl.index].row.index();
             let (content, live) = content_card(catalog, signals, cand.row, ctx.at);
-            let factor = boost_of(ctx, cand.row);
+            let factor = boost_factor(ctx, cand.row);
             let bits = pl.rules | if factor != 1.0 { rules::BOOST } else { 0 };
             let heads = &ranked.heads[i * HEADS..(i + 1) * HEADS];
             let frow = ranked.features.row(i);
@@ -76,16 +76,6 @@ pub(crate) fn present(
 /// Names zipped with values.
 fn named(names: &[&'static str], values: &[f32]) -> Vec<NamedValue> {
     names.iter().zip(values).map(|(&name, &value)| NamedValue { name, value }).collect()
-}
-
-/// The business boost in force for `row` (1 is none).
-fn boost_of(ctx: &RequestContext<'_>, row: ItemIdx) -> f32 {
-    if !ctx.rules.has_boosts() {
-        return 1.0;
-    }
-    let catalog = ctx.catalog;
-    let (product, merchant) = (catalog.product_id(row), catalog.merchant_of(row).id);
-    ctx.rules.boost(product, merchant, catalog.categories()[row.index()], ctx.at)
 }
 
 /// Where each source that found `row` ranked it.

@@ -57,8 +57,8 @@ pub(crate) fn rank(
     let searched = c.masks.iter().any(|&m| m & p.search_mask != 0);
     let has_relevance = has_query || !intents.is_empty() || searched;
     let fusion = p.config.fusion.get(ctx.surface());
-    let scorer = if p.scorer.enabled(ctx) { &*p.scorer } else { &*p.default_scorer };
-    let repaired = repaired + score_and_fuse(scorer, rank_rows, fusion, has_relevance, c, out);
+    let repaired =
+        repaired + score_and_fuse(p.scorer_for(ctx), rank_rows, fusion, has_relevance, c, out);
     Ranking { has_relevance, repaired }
 }
 
@@ -143,12 +143,21 @@ pub(crate) fn boost(ctx: &RequestContext<'_>, c: &Candidates, out: &mut Ranked) 
     if !ctx.rules.has_boosts() {
         return;
     }
-    let (catalog, cats) = (ctx.catalog, ctx.catalog.categories());
     for (v, &r) in out.values.iter_mut().zip(&c.rows) {
-        let (product, merchant) = (catalog.product_id(r), catalog.merchant_of(r).id);
         // Both finite; the product saturates rather than becoming infinite.
-        *v = (*v * ctx.rules.boost(product, merchant, cats[r.index()], ctx.at)).min(f32::MAX);
+        *v = (*v * boost_factor(ctx, r)).min(f32::MAX);
     }
+}
+
+/// The business boost in force for `row` (1 when there is none): what the
+/// boost stage multiplies and the explanation reports.
+pub(crate) fn boost_factor(ctx: &RequestContext<'_>, row: ItemIdx) -> f32 {
+    if !ctx.rules.has_boosts() {
+        return 1.0;
+    }
+    let catalog = ctx.catalog;
+    let (product, merchant) = (catalog.product_id(row), catalog.merchant_of(row).id);
+    ctx.rules.boost(product, merchant, catalog.categories()[row.index()], ctx.at)
 }
 
 /// The fusion terms of one candidate.
@@ -240,7 +249,7 @@ pub(crate) fn score_rows_naive(
     let fctx = feature_context(p, &ctx, &on.state.rank_rows, &intents, &lists);
     let fusion = p.config.fusion.get(req.surface);
     let has_relevance = r.has_query || !intents.is_empty();
-    let scorer = if p.scorer.enabled(&ctx) { &*p.scorer } else { &*p.default_scorer };
+    let scorer = p.scorer_for(&ctx);
     let mut out: Vec<Scored> = rows
         .iter()
         .map(|&row| {

@@ -26,8 +26,9 @@ pub(crate) struct Placement {
     /// Per candidate (in [`Candidates`] order): its pool index, or
     /// `u32::MAX` when it is not in the pool.
     pool_of: Vec<u32>,
-    /// The pins in force that found a pool candidate: (position, pool index),
-    /// by position.
+    /// The pins in force that found a candidate, by position: (position,
+    /// candidate index) as the pool resolves them, then (position, pool
+    /// index), each pool index once, as placement uses them.
     pins: Vec<(usize, usize)>,
     /// The placement with the pins in their positions.
     merged: Vec<Placed>,
@@ -64,7 +65,7 @@ pub(crate) fn select(
     let taken = &mut out.taken;
     out.placed.retain(|pl| pl.index < n && !std::mem::replace(&mut taken[pl.index], true));
     out.placed.truncate(req.k);
-    place_pins(ctx, c, out);
+    place_pins(ctx, out);
 }
 
 /// The rerank pool: the top `rerank_pool` (at least `k`) by value plus
@@ -87,9 +88,12 @@ fn pool(
     for (k, sc) in out.scored.iter().enumerate() {
         out.pool_of[sc.row.index()] = k as u32;
     }
+    // Each pin in force is resolved to its candidate once, here.
+    out.pins.clear();
     for pin in ctx.rules.pins(req.surface, ctx.at) {
         let Some(row) = catalog.row(pin.product) else { continue };
         if let Ok(i) = c.rows.binary_search(&row) {
+            out.pins.push((pin.position, i));
             if out.pool_of[i] == u32::MAX {
                 out.pool_of[i] = out.scored.len() as u32;
                 out.scored.push(Scored { row: ItemIdx(i as u32), score: ranked.values[i] });
@@ -119,18 +123,21 @@ fn pool(
 /// then go in by position, so no pin shifts another (two at one position:
 /// the later lands just after); a product pinned twice takes its lowest
 /// position. Linear in the pins and the feed: one merge, no search per pin.
-fn place_pins(ctx: &RequestContext<'_>, c: &Candidates, out: &mut Placement) {
-    out.pins.clear();
+fn place_pins(ctx: &RequestContext<'_>, out: &mut Placement) {
     out.taken.clear();
     out.taken.resize(out.pool.len(), false);
-    for pin in ctx.rules.pins(ctx.surface(), ctx.at) {
-        let Some(row) = ctx.catalog.row(pin.product) else { continue };
-        let Ok(i) = c.rows.binary_search(&row) else { continue };
+    // The pool resolved the pins to candidates; map them to pool indexes,
+    // each once (a product pinned twice keeps its lowest position).
+    let mut kept = 0;
+    for j in 0..out.pins.len() {
+        let (position, i) = out.pins[j];
         let index = out.pool_of[i] as usize;
-        if index < out.pool.len() && !std::mem::replace(&mut out.taken[index], true) {
-            out.pins.push((pin.position, index));
+        if !std::mem::replace(&mut out.taken[index], true) {
+            out.pins[kept] = (position, index);
+            kept += 1;
         }
     }
+    out.pins.truncate(kept);
     if out.pins.is_empty() {
         return;
     }
