@@ -3,12 +3,9 @@
 //! feature table, the long-function exceptions) is compared with the code.
 
 use super::rust_files;
+use omnifeed::Surface;
 use omnifeed::features::{F, FEATURES};
-use omnifeed::index::ExactIndex;
-use omnifeed::synth::{SynthConfig, generate};
-use omnifeed::{Recommender, ServingState, SignalConfig, Signals, Surface};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,17 +32,6 @@ fn docs() -> Vec<(String, String)> {
         out.push((file.strip_prefix(root()).unwrap().display().to_string(), doc));
     }
     out
-}
-
-fn default_recommender() -> Recommender {
-    let world = generate(&SynthConfig::tiny()).unwrap();
-    let catalog = Arc::new(world.catalog);
-    let (signals, _) =
-        Signals::from_events(Arc::clone(&catalog), &world.events, &SignalConfig::default())
-            .unwrap();
-    let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
-    let state = ServingState::new(catalog, index, Arc::new(signals)).unwrap();
-    Recommender::builder().state(state).build().unwrap()
 }
 
 const NUMBER_WORDS: [&str; 31] = [
@@ -122,7 +108,7 @@ fn stated_counts(nouns: &[&str]) -> Vec<(String, usize, String)> {
 
 #[test]
 fn every_stated_count_matches_the_code() {
-    let rec = default_recommender();
+    let rec = super::adversarial::recommender();
     let expect = [
         (&["features", "columns"][..], F),
         (&["sources"][..], rec.source_ids().len()),
@@ -150,7 +136,7 @@ fn every_stated_count_matches_the_code() {
 
 #[test]
 fn the_source_and_filter_tables_list_the_built_in_stages() {
-    let rec = default_recommender();
+    let rec = super::adversarial::recommender();
     // The first column of the table whose header names `id` / `filter`.
     let table_ids = |text: &str, header: &str| -> Vec<String> {
         let lines: Vec<&str> = text.lines().collect();
