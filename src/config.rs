@@ -286,8 +286,9 @@ impl RecommenderConfig {
 
     /// Parses TOML (missing fields take their defaults) and validates.
     /// Errors: a TOML syntax or type error, an unknown (misspelled) key
-    /// (every config type denies unknown fields; the message starts with
-    /// the key's path, e.g. `sources.intrest`), or an invalid value
+    /// (every config type denies unknown fields; the error's `key` is the
+    /// key's path, e.g. `sources.intrest`, and its message names it), or an
+    /// invalid value
     /// ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)).
     ///
     /// Every field missing from the text keeps its default, at any depth: a

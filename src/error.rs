@@ -374,7 +374,7 @@ impl std::error::Error for Error {
 
 /// Deserializes `de` into `T`; an error (an unknown key, a wrong type)
 /// becomes [`ErrorKind::InvalidConfig`] for `field` whose `key` is the
-/// key path after `prefix` (and whose message starts with it).
+/// key path after `prefix` (the message shows it once, before the reason).
 pub(crate) fn deserialize_with_path<'de, T: serde::Deserialize<'de>>(
     de: impl serde::Deserializer<'de>,
     field: &'static str,
@@ -382,8 +382,7 @@ pub(crate) fn deserialize_with_path<'de, T: serde::Deserialize<'de>>(
 ) -> Result<T> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = format!("{prefix}{}", e.path());
-        let reason = format!("{key}: {}", e.inner().to_string().trim());
-        Error::invalid_config_at(field, key, reason)
+        Error::invalid_config_at(field, key, e.inner().to_string().trim())
     })
 }
 

@@ -64,8 +64,9 @@ impl ServiceConfig {
     /// default, at any depth.
     ///
     /// Errors ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)):
-    /// a TOML syntax or type error, an unknown key (the message starts with
-    /// its path, e.g. `signals.latenes`), or an invalid value in any table.
+    /// a TOML syntax or type error, an unknown key (the error's `key` is its
+    /// path, e.g. `signals.latenes`, and the message names it), or an invalid
+    /// value in any table.
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let bad = |e: &dyn std::fmt::Display| {
             Error::invalid_config("toml", e.to_string().trim().to_string())
