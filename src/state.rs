@@ -83,11 +83,8 @@ impl ServingState {
         if catalog.len() < self.catalog.len() {
             return Err(Error::count("catalog rows", self.catalog.len(), catalog.len()));
         }
-        // A successor keeps every row's product (rows are stable: new ones
-        // are appended, delisted ones kept) and a version at least as new.
-        let old = self.catalog.product_ids();
-        if catalog.version() < self.catalog.version() || catalog.product_ids()[..old.len()] != *old
-        {
+        // A successor keeps every row's product and a version as new.
+        if catalog.version() < self.catalog.version() || !catalog.extends(&self.catalog) {
             return Err(Error::new(ErrorKind::CatalogMismatch {
                 part: "successor catalog",
                 expected: self.catalog.fingerprint(),

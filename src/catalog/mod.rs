@@ -241,6 +241,15 @@ impl Catalog {
         &self.product_ids
     }
 
+    /// True if this catalog is `base` or a later catalog of the same shop by
+    /// row identity: every row of `base` holds the same product here (rows
+    /// are stable: deltas append rows and keep delisted ones). A catalog of
+    /// another shop, even of the same size, is not.
+    pub fn extends(&self, base: &Catalog) -> bool {
+        let ours = &base.product_ids;
+        self.product_ids.get(..ours.len()) == Some(&ours[..])
+    }
+
     /// The category column, by row.
     pub fn categories(&self) -> &[CategoryId] {
         &self.category

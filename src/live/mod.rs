@@ -423,8 +423,7 @@ impl ShopWriter {
     /// part `snapshot catalog`).
     pub fn load_for_shop(dir: impl AsRef<std::path::Path>, base: &Catalog) -> Result<ShopWriter> {
         let w = Self::load_expecting(dir, base.dim())?;
-        let (ours, theirs) = (base.product_ids(), w.catalog.product_ids());
-        if theirs.len() < ours.len() || theirs[..ours.len()] != *ours {
+        if !w.catalog.extends(base) {
             return Err(Error::new(crate::error::ErrorKind::CatalogMismatch {
                 part: "snapshot catalog",
                 expected: base.fingerprint(),
