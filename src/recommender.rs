@@ -156,8 +156,8 @@ impl Recommender {
         };
         let state = self.state.load_full();
         let rules = self.rules.load_full();
-        let on = Serving { state: &state, rules: &rules, clock: self.clock };
-        pipeline.run(s, on, req, &self.effects, label)
+        let on = self.serving(&state, &rules);
+        pipeline.run(s, on, req, label)
     }
 
     /// Features, scorer, fusion and top-k over given rows (no retrieval, no
@@ -174,7 +174,7 @@ impl Recommender {
         rows: &[ItemIdx],
     ) -> Result<&'s [Scored]> {
         let (state, rules) = (self.state(), self.rules());
-        let on = Serving { state: &state, rules: &rules, clock: self.clock };
+        let on = self.serving(&state, &rules);
         crate::pipeline::score_rows(&self.pipeline, s, on, req, rows)
     }
 
@@ -198,7 +198,7 @@ impl Recommender {
             .iter()
             .map(|&p| state.catalog.require_row(p, "features_for"))
             .collect::<Result<Vec<_>>>()?;
-        let on = Serving { state: &state, rules: &rules, clock: self.clock };
+        let on = self.serving(&state, &rules);
         crate::pipeline::features_for(&self.pipeline, on, &FeedRequest::new(user).at(at), &rows)
     }
 
@@ -207,8 +207,13 @@ impl Recommender {
     /// oracle the fast path is tested against and the benchmarks' baseline.
     pub fn score_rows_naive(&self, req: &FeedRequest, rows: &[ItemIdx]) -> Result<Vec<Scored>> {
         let (state, rules) = (self.state(), self.rules());
-        let on = Serving { state: &state, rules: &rules, clock: self.clock };
+        let on = self.serving(&state, &rules);
         crate::pipeline::score_rows_naive(&self.pipeline, on, req, rows)
+    }
+
+    /// What a request runs against, from the state and rules it loaded.
+    fn serving<'a>(&'a self, state: &'a ServingState, rules: &'a RuleSet) -> Serving<'a> {
+        Serving { state, rules, clock: self.clock, effects: &self.effects }
     }
 
     /// The A/B arm `user` is in: the first experiment (in order) whose

@@ -82,23 +82,24 @@ pub(crate) struct Pipeline {
     pub(crate) search_mask: u32,
 }
 
-/// What a request runs against: one state and one rule set, loaded once.
+/// What a request runs against: one state and one rule set, loaded once,
+/// the recommender's clock and its side effects.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Serving<'a> {
     pub(crate) state: &'a ServingState,
     pub(crate) rules: &'a RuleSet,
     pub(crate) clock: Clock,
+    pub(crate) effects: &'a [Arc<dyn SideEffect>],
 }
 
 impl Pipeline {
     /// Runs every stage for `req` into `s`'s buffers and returns the feed,
-    /// with the side effects in `effects` that are on for it spawned.
+    /// with the side effects that are on for it spawned.
     pub(crate) fn run(
         &self,
         s: &mut Scratch,
         on: Serving<'_>,
         req: &FeedRequest,
-        effects: &[Arc<dyn SideEffect>],
         variant: Option<String>,
     ) -> Result<Feed> {
         let _span = tracing::debug_span!(
@@ -113,7 +114,7 @@ impl Pipeline {
             shard.check(req.user)?;
         }
         let Scratch { input, retrieved, candidates, ranked, placement } = s;
-        let r = stage!("resolve", resolve::resolve(self, effects, input, (state, on.clock), req))?;
+        let r = stage!("resolve", resolve::resolve(self, input, on, req))?;
         let ctx = resolve::context(req, state, on.rules, input, &r);
         let mut trace = Trace {
             surface: req.surface,
@@ -149,7 +150,7 @@ impl Pipeline {
         #[cfg(feature = "metrics")]
         record_metrics(&trace);
         let feed = Feed { items, trace };
-        effects::spawn(self, effects, &ctx, &feed);
+        effects::spawn(self, on.effects, &ctx, &feed);
         Ok(feed)
     }
 

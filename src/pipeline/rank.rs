@@ -183,7 +183,7 @@ fn rank_given(
     what: &'static str,
 ) -> Result<()> {
     let Scratch { input, candidates, ranked, .. } = s;
-    let r = resolve(p, &[], input, (on.state, on.clock), req)?;
+    let r = resolve(p, input, on, req)?;
     let n = on.state.catalog.len();
     if let Some(bad) = rows.iter().find(|r| r.index() >= n) {
         return Err(Error::invalid_value(
@@ -238,7 +238,7 @@ pub(crate) fn score_rows_naive(
     rows: &[ItemIdx],
 ) -> Result<Vec<Scored>> {
     let mut input = RequestInput::default();
-    let r = resolve(p, &[], &mut input, (on.state, on.clock), req)?;
+    let r = resolve(p, &mut input, on, req)?;
     let ctx = context(req, on.state, on.rules, &input, &r);
     let (catalog, signals) = (ctx.catalog, ctx.signals);
     if rows.iter().any(|r| r.index() >= catalog.len()) {

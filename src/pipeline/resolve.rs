@@ -3,10 +3,9 @@
 //! co-engagement scores ([`RequestInput`], [`Resolved`]), then the
 //! [`RequestContext`] over them.
 
-use super::Pipeline;
+use super::{Pipeline, Serving};
 use crate::business::RuleSet;
 use crate::catalog::unit_into;
-use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::features::CO_SEEDS;
 use crate::ids::ItemIdx;
@@ -45,13 +44,13 @@ pub(crate) struct Resolved {
 /// `input`.
 pub(crate) fn resolve(
     p: &Pipeline,
-    effects: &[Arc<dyn SideEffect>],
     input: &mut RequestInput,
-    (state, clock): (&ServingState, Clock),
+    on: Serving<'_>,
     req: &FeedRequest,
 ) -> Result<Resolved> {
     req.validate()?;
-    check_skips(p, effects, req)?;
+    check_skips(p, on.effects, req)?;
+    let (state, clock) = (on.state, on.clock);
     let catalog = &*state.catalog;
     input.excluded.clear();
     let mut stale = 0;

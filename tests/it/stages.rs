@@ -227,6 +227,14 @@ fn side_effects_see_every_feed_after_it_is_built() {
     rec.recommend(&FeedRequest::new(user()).k(3).skip("impressions")).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(log.feeds.load(Ordering::SeqCst), 3);
+    // The ranking core takes the same request (a side effect's id is a
+    // valid skip there too) and spawns no side effect.
+    let rows: Vec<ItemIdx> = (0..20).map(ItemIdx).collect();
+    let skip = FeedRequest::new(user()).k(3).skip("impressions");
+    assert_eq!(rec.score_rows(&mut rec.new_scratch(), &skip, &rows).unwrap().len(), 3);
+    assert_eq!(rec.score_rows_naive(&skip, &rows).unwrap().len(), 3);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(log.feeds.load(Ordering::SeqCst), 3);
 }
 
 #[test]
