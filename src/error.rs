@@ -166,6 +166,16 @@ pub enum ErrorKind {
         /// The part's catalog (or embeddings) fingerprint.
         got: u64,
     },
+    /// A snapshot (or a replica's snapshot) is of another shop than the one
+    /// expected: its shop id differs, or it names none.
+    ShopMismatch {
+        /// Where the snapshot was read.
+        path: PathBuf,
+        /// The shop id expected.
+        expected: String,
+        /// The snapshot's shop id (`None`: it names no shop).
+        found: Option<String>,
+    },
     /// The approximate-nearest-neighbour library reported a failure.
     Index {
         /// What failed.
@@ -344,6 +354,18 @@ impl fmt::Display for Error {
                 f,
                 "{part} was built over another catalog (fingerprint {got:016x}, expected {expected:016x})"
             ),
+            ErrorKind::ShopMismatch { path, expected, found } => match found {
+                Some(found) => write!(
+                    f,
+                    "{}: the snapshot is of shop {found:?}, expected shop {expected:?}",
+                    path.display()
+                ),
+                None => write!(
+                    f,
+                    "{}: the snapshot names no shop, expected shop {expected:?}",
+                    path.display()
+                ),
+            },
             ErrorKind::Index { reason } => write!(f, "index: {reason}"),
             ErrorKind::Unsupported { what } => write!(f, "unsupported: {what}"),
             ErrorKind::Snapshot { path, section, reason } => {

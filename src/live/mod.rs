@@ -85,6 +85,24 @@ pub enum Applied {
 
 /// The single writer of a living shop: applies the log, publishes states.
 ///
+/// What it promises a service, and what it refuses:
+/// - **Events.** An event older than the newest applied minus
+///   [`SignalConfig::lateness`], outside the time window, of an unknown id
+///   or with a bad value is rejected, counted in the entry's report, warned
+///   about through `tracing` and (feature `metrics`) counted in
+///   `omnifeed_events_rejected_total{reason}`;
+///   [`set_strict_events`](Self::set_strict_events) makes such an entry an
+///   error with nothing applied. Sort a log exported per user by time first
+///   ([`load::sort_by_time`](crate::load::sort_by_time)).
+/// - **Deltas.** A batch applies whole or not; its cost is linear in its
+///   length (links, unlinks and re-embedded rows included).
+/// - **Snapshots.** Each is tied to one identity (the shop id of
+///   [`set_shop_id`](Self::set_shop_id), the catalog fingerprint, offset,
+///   version and save time): a spliced file, another shop's file
+///   ([`load_expecting`](Self::load_expecting),
+///   [`load_for_shop`](Self::load_for_shop)) or a corrupt one is a typed
+///   error, never a served state.
+///
 /// ```
 /// # #[cfg(feature = "synth")] {
 /// use omnifeed::live::{LogEntry, ShopWriter};
@@ -125,6 +143,9 @@ pub struct ShopWriter {
     pub(crate) scorer: Option<Vec<f32>>,
     /// An events entry with any event ingest would reject is an error.
     strict_events: bool,
+    /// The shop this writer's snapshots belong to (see
+    /// [`set_shop_id`](Self::set_shop_id)).
+    pub(crate) shop_id: Option<String>,
 }
 
 impl ShopWriter {
@@ -160,6 +181,7 @@ impl ShopWriter {
             scorer: None,
             first_version: 0,
             strict_events: false,
+            shop_id: None,
         }
     }
 
@@ -178,6 +200,28 @@ impl ShopWriter {
     /// way; sort it first ([`load::sort_by_time`](crate::load::sort_by_time)).
     pub fn set_strict_events(&mut self, strict: bool) {
         self.strict_events = strict;
+    }
+
+    /// Names the shop this writer serves. The id is saved in every snapshot's
+    /// identity, with the catalog's fingerprint, and every section's checksum
+    /// is keyed by that identity: a section spliced in from another shop's
+    /// (or another) snapshot fails to load, and
+    /// [`load_expecting`](Self::load_expecting) and a replica configured with
+    /// [`ReplicaConfig::shop`](crate::live::ReplicaConfig::shop) refuse a snapshot of another shop.
+    ///
+    /// Errors: an empty id, one over [`MAX_SHOP_ID_BYTES`], or one with a
+    /// control character
+    /// ([`ErrorKind::InvalidValue`](crate::error::ErrorKind::InvalidValue)).
+    pub fn set_shop_id(&mut self, id: &str) -> Result<()> {
+        check_shop_id(id)?;
+        self.shop_id = Some(id.to_string());
+        Ok(())
+    }
+
+    /// The shop id saved with (or loaded from) snapshots; `None` until set
+    /// (and for a snapshot saved before format 2).
+    pub fn shop_id(&self) -> Option<&str> {
+        self.shop_id.as_deref()
     }
 
     /// The version the next [`publish`](Self::publish) gives its state.
@@ -395,18 +439,40 @@ impl ShopWriter {
         snapshot::load(dir.as_ref())
     }
 
-    /// [`load`](Self::load), checking that the snapshot's embeddings have
-    /// dimension `dim` (the one the service's models and queries use).
+    /// [`load`](Self::load), checking that the snapshot is of shop `shop`
+    /// (the id its writer was given with [`set_shop_id`](Self::set_shop_id))
+    /// and that its embeddings have dimension `dim` (the one the service's
+    /// models and queries use). A snapshot of another shop, or one that
+    /// names no shop, is refused instead of served.
     ///
-    /// Errors: as `load`, and another dimension
+    /// Errors: as `load`; another shop or none
+    /// ([`ErrorKind::ShopMismatch`](crate::error::ErrorKind::ShopMismatch)
+    /// naming both); another dimension
     /// ([`ErrorKind::DimensionMismatch`](crate::error::ErrorKind::DimensionMismatch)
     /// naming both).
-    pub fn load_expecting(dir: impl AsRef<std::path::Path>, dim: usize) -> Result<ShopWriter> {
-        let w = Self::load(dir)?;
+    pub fn load_expecting(
+        dir: impl AsRef<std::path::Path>,
+        shop: &str,
+        dim: usize,
+    ) -> Result<ShopWriter> {
+        let w = Self::load(dir.as_ref())?;
+        w.expect_shop(dir.as_ref(), shop)?;
         if w.catalog.dim() != dim {
             return Err(Error::dimension("snapshot embeddings", dim, w.catalog.dim()));
         }
         Ok(w)
+    }
+
+    /// Checks that this writer (loaded from `path`) is of shop `shop`.
+    pub(crate) fn expect_shop(&self, path: &std::path::Path, shop: &str) -> Result<()> {
+        if self.shop_id.as_deref() == Some(shop) {
+            return Ok(());
+        }
+        Err(Error::new(crate::error::ErrorKind::ShopMismatch {
+            path: path.to_path_buf(),
+            expected: shop.to_string(),
+            found: self.shop_id.clone(),
+        }))
     }
 
     /// [`load`](Self::load), checking that the snapshot is of the shop whose
@@ -422,7 +488,10 @@ impl ShopWriter {
     /// another shop ([`ErrorKind::CatalogMismatch`](crate::error::ErrorKind::CatalogMismatch),
     /// part `snapshot catalog`).
     pub fn load_for_shop(dir: impl AsRef<std::path::Path>, base: &Catalog) -> Result<ShopWriter> {
-        let w = Self::load_expecting(dir, base.dim())?;
+        let w = Self::load(dir)?;
+        if w.catalog.dim() != base.dim() {
+            return Err(Error::dimension("snapshot embeddings", base.dim(), w.catalog.dim()));
+        }
         if !w.catalog.extends(base) {
             return Err(Error::new(crate::error::ErrorKind::CatalogMismatch {
                 part: "snapshot catalog",
@@ -452,6 +521,23 @@ impl ShopWriter {
     pub(crate) fn parts(&self) -> (&Arc<Catalog>, &Arc<dyn VectorIndex>, &SignalStore) {
         (&self.catalog, &self.index, &self.store)
     }
+}
+
+/// The longest shop id [`ShopWriter::set_shop_id`] takes, in bytes.
+pub const MAX_SHOP_ID_BYTES: usize = 128;
+
+/// A shop id is 1 to [`MAX_SHOP_ID_BYTES`] bytes with no control character.
+pub(crate) fn check_shop_id(id: &str) -> Result<()> {
+    let reason = if id.is_empty() {
+        "is empty"
+    } else if id.len() > MAX_SHOP_ID_BYTES {
+        "is longer than 128 bytes"
+    } else if id.chars().any(char::is_control) {
+        "holds a control character"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid_value("shop id", format!("{id:?}"), reason))
 }
 
 /// An index rebuild job (see [`ShopWriter::start_rebuild`]); `Send`, so it

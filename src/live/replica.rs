@@ -95,6 +95,13 @@ pub struct ReplicaConfig {
     pub read_batch: usize,
     /// How long a read waits for new entries. Default 20 ms.
     pub wait: Duration,
+    /// The shop this replica serves (`None`: not checked). When set, a
+    /// snapshot of another shop, or one that names none, stops
+    /// [`Replica::start`] with
+    /// [`ErrorKind::ShopMismatch`](crate::error::ErrorKind::ShopMismatch),
+    /// and a bootstrapped writer with no shop id is given this one. Default
+    /// `None`.
+    pub shop: Option<String>,
 }
 
 impl Default for ReplicaConfig {
@@ -106,6 +113,7 @@ impl Default for ReplicaConfig {
             retention: Retention::default(),
             read_batch: 512,
             wait: Duration::from_millis(20),
+            shop: None,
         }
     }
 }
@@ -178,9 +186,11 @@ impl Replica {
     /// scorer when it has them). Call [`catch_up`](Self::catch_up) before
     /// taking traffic.
     ///
-    /// Errors: snapshots exist but none loads; the snapshot is ahead of the
-    /// log's head (a reset log, or another shop's: `ErrorKind::Log`); `bootstrap`'s error; the
-    /// recommender's build errors.
+    /// Errors: snapshots exist but none loads; the snapshot (or the
+    /// bootstrapped writer) is of another shop than `config.shop`
+    /// (`ErrorKind::ShopMismatch`); the snapshot is ahead of the log's head
+    /// (a reset log, or another shop's: `ErrorKind::Log`); `bootstrap`'s
+    /// error; the recommender's build errors.
     pub fn start(
         log: Arc<dyn EventLog>,
         store: SnapshotStore,
@@ -191,6 +201,13 @@ impl Replica {
             Some(l) => (l.writer, Some(l.from), l.skipped),
             None => (bootstrap()?, None, Vec::new()),
         };
+        if let Some(shop) = &config.shop {
+            if loaded_from.is_none() && writer.shop_id().is_none() {
+                writer.set_shop_id(shop)?;
+            }
+            let from = loaded_from.clone().unwrap_or_else(|| store.dir(config.shard));
+            writer.expect_shop(&from, shop)?;
+        }
         writer.set_user_shard(config.shard);
         let mut builder = Recommender::builder().state(writer.publish()?);
         if let Some(c) = writer.recommender_config() {

@@ -10,7 +10,7 @@
 //!   snapshot-00000000000000000017-<nanos>/state.osnap   (kept by retention)
 //! ```
 //!
-//! `state.osnap`, format version 1:
+//! `state.osnap`, format version 2:
 //!
 //! ```text
 //! 0   magic "OMNISNAP"
@@ -18,9 +18,20 @@
 //! 12  u32 LE manifest length M
 //! 16  u32 LE CRC32 of the manifest
 //! 20  u32 reserved (0)
-//! 24  manifest (postcard): [(name, offset, length, CRC32)] per section
+//! 24  manifest (postcard): the identity (shop id, catalog fingerprint,
+//!     log offset, next state version, save time), then [(name, offset,
+//!     length, checksum)] per section
 //! ..  sections, each at a 64-byte aligned offset
 //! ```
+//!
+//! A section's checksum is CRC32 started from a key derived from the
+//! identity, so every section is tied to its file: a section spliced in
+//! from another shop's snapshot, or from another snapshot of the same shop,
+//! fails its check even with a recomputed plain CRC32, and a manifest
+//! spliced in from another file fails every section. After decoding, the
+//! catalog's fingerprint, offset and version are checked against the
+//! identity. Format 1 (no identity; plain CRC32 per section, the manifest a
+//! bare list) is still read; its writer has no shop id.
 //!
 //! Sections: `meta`, `catalog`, `store`, `profiles` and `index` are postcard;
 //! `embeddings`, `raw_norms`, `ivf.*` and `counters.*` are raw little-endian
@@ -51,7 +62,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The snapshot format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Format 1: no identity, plain section checksums.
+const FORMAT_V1: u32 = 1;
 const MAGIC: &[u8; 8] = b"OMNISNAP";
 const HEADER: usize = 24;
 const ALIGN: usize = 64;
@@ -137,6 +150,33 @@ struct Entry {
     offset: u64,
     len: u64,
     crc: u32,
+}
+
+/// Whose state a snapshot file holds; keys every section's checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Identity {
+    shop: Option<String>,
+    catalog_fingerprint: u64,
+    offset: Option<u64>,
+    next_version: u64,
+    /// When the file was saved (Unix nanoseconds, the directory name's):
+    /// two saves of the same shop at the same offset (from two histories)
+    /// still key their sections apart.
+    saved_at: u64,
+}
+
+impl Identity {
+    /// The CRC32 start state of the file's section checksums.
+    fn key(&self) -> Result<u32, postcard::Error> {
+        Ok(crc32fast::hash(&postcard::to_allocvec(self)?) ^ 0x6f6d_6e69)
+    }
+}
+
+/// A section's checksum: CRC32 from `key` (0: plain CRC32, format 1).
+fn checksum(key: u32, bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new_with_initial(key);
+    h.update(bytes);
+    h.finalize()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -271,7 +311,16 @@ pub(super) fn save(
         sections.push(("ivf.rows".into(), raw_bytes(rows)));
         sections.push(("ivf.codes".into(), raw_bytes(codes)));
     }
-    write_snapshot(root, io, retention, w.offset, &sections)
+    let identity = Identity {
+        shop: w.shop_id.clone(),
+        catalog_fingerprint: catalog.fingerprint(),
+        offset: w.offset,
+        next_version: w.next_version(),
+        saved_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    };
+    write_snapshot(root, io, retention, &identity, &sections)
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -280,10 +329,16 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// The header (magic, version, manifest) and the section entries, laid
 /// out at aligned offsets after it.
-fn layout(root: &Path, sections: &[(String, Cow<'_, [u8]>)]) -> Result<(Vec<u8>, Vec<Entry>)> {
+fn layout(
+    root: &Path,
+    identity: &Identity,
+    sections: &[(String, Cow<'_, [u8]>)],
+) -> Result<(Vec<u8>, Vec<Entry>)> {
+    let key = identity.key().map_err(|e| bad(root, "manifest", e.to_string()))?;
     // Offsets: the manifest's size depends on the offsets' varint sizes,
     // so lay the sections out after a bound on it.
-    let bound: usize = 64 + sections.iter().map(|(n, _)| n.len() + 32).sum::<usize>();
+    let id_len = identity.shop.as_ref().map_or(0, String::len);
+    let bound: usize = 96 + id_len + sections.iter().map(|(n, _)| n.len() + 32).sum::<usize>();
     let mut at = (HEADER + bound).next_multiple_of(ALIGN);
     let mut entries = Vec::with_capacity(sections.len());
     for (name, bytes) in sections {
@@ -291,12 +346,12 @@ fn layout(root: &Path, sections: &[(String, Cow<'_, [u8]>)]) -> Result<(Vec<u8>,
             name: name.clone(),
             offset: at as u64,
             len: bytes.len() as u64,
-            crc: crc32fast::hash(bytes),
+            crc: checksum(key, bytes),
         });
         at = (at + bytes.len()).next_multiple_of(ALIGN);
     }
-    let manifest =
-        postcard::to_allocvec(&entries).map_err(|e| bad(root, "manifest", e.to_string()))?;
+    let manifest = postcard::to_allocvec(&(identity, &entries))
+        .map_err(|e| bad(root, "manifest", e.to_string()))?;
     if manifest.len() > bound {
         return Err(bad(root, "manifest", "section names too long for the manifest"));
     }
@@ -314,10 +369,11 @@ fn write_snapshot(
     root: &Path,
     io: &dyn SnapshotIo,
     retention: Retention,
-    offset: Option<u64>,
+    identity: &Identity,
     sections: &[(String, Cow<'_, [u8]>)],
 ) -> Result<SnapshotInfo> {
-    let (header, entries) = layout(root, sections)?;
+    let offset = identity.offset;
+    let (header, entries) = layout(root, identity, sections)?;
     let zeros = [0u8; ALIGN];
     let mut parts: Vec<&[u8]> = vec![&header];
     let first = entries.first().map_or(header.len(), |e| e.offset as usize);
@@ -332,9 +388,7 @@ fn write_snapshot(
         parts.push(&zeros[..next - pos]);
         pos = next;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let nanos = identity.saved_at;
     let name = format!("{PREFIX}{:020}-{nanos:016x}", offset.unwrap_or(0));
     let dir = root.join(&name);
     io.create_dir(&dir).map_err(io_err(&dir))?;
@@ -467,6 +521,10 @@ struct SnapFile<'a> {
     path: &'a Path,
     bytes: &'a [u8],
     entries: Vec<Entry>,
+    /// Format 2's identity (`None`: format 1).
+    identity: Option<Identity>,
+    /// The section checksums' CRC32 start state.
+    key: u32,
 }
 
 impl<'a> SnapFile<'a> {
@@ -478,7 +536,7 @@ impl<'a> SnapFile<'a> {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let version = word(8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_V1 {
             return Err(Error::new(ErrorKind::SnapshotVersion {
                 path: path.to_path_buf(),
                 found: version,
@@ -492,15 +550,22 @@ impl<'a> SnapFile<'a> {
         if crc32fast::hash(manifest) != word(16) {
             return Err(bad(path, "manifest", "checksum mismatch"));
         }
-        let entries: Vec<Entry> =
-            postcard::from_bytes(manifest).map_err(|e| bad(path, "manifest", e.to_string()))?;
+        let manifest_err = |e: postcard::Error| bad(path, "manifest", e.to_string());
+        let (identity, entries) = if version == FORMAT_V1 {
+            (None, postcard::from_bytes::<Vec<Entry>>(manifest).map_err(manifest_err)?)
+        } else {
+            let (identity, entries): (Identity, Vec<Entry>) =
+                postcard::from_bytes(manifest).map_err(manifest_err)?;
+            (Some(identity), entries)
+        };
+        let key = identity.as_ref().map_or(Ok(0), Identity::key).map_err(manifest_err)?;
         for e in &entries {
             let end = e.offset.checked_add(e.len).filter(|&end| end <= bytes.len() as u64);
             if end.is_none() {
                 return Err(bad(path, &e.name, "truncated: the section runs past the file's end"));
             }
         }
-        Ok(SnapFile { path, bytes, entries })
+        Ok(SnapFile { path, bytes, entries, identity, key })
     }
 
     /// A section's bytes, checksum verified.
@@ -511,8 +576,14 @@ impl<'a> SnapFile<'a> {
             .find(|e| e.name == name)
             .ok_or_else(|| bad(self.path, name, "missing"))?;
         let bytes = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
-        if crc32fast::hash(bytes) != e.crc {
-            return Err(bad(self.path, name, "checksum mismatch"));
+        if checksum(self.key, bytes) != e.crc {
+            let reason = if self.identity.is_some() {
+                "checksum mismatch: the section is corrupt, or spliced in from another snapshot \
+                 (the checksums are keyed by this file's shop identity)"
+            } else {
+                "checksum mismatch"
+            };
+            return Err(bad(self.path, name, reason));
         }
         Ok(bytes)
     }
@@ -625,10 +696,45 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
             .map_err(|r| bad(f.path, "store", r))
         },
     );
+    check_identity(f, &catalog, &meta)?;
     let mut w = ShopWriter::from_parts(catalog, index?, index_config, store?, meta.offset);
     w.first_version = meta.next_version;
+    w.shop_id = f.identity.as_ref().and_then(|i| i.shop.clone());
     model_meta(&mut w, meta, f.path)?;
     Ok(w)
+}
+
+/// Format 2: the decoded parts are the ones the identity names (a spliced
+/// file whose checksums were all recomputed still fails here).
+fn check_identity(f: &SnapFile<'_>, catalog: &Catalog, meta: &Meta) -> Result<()> {
+    let Some(id) = &f.identity else { return Ok(()) };
+    if catalog.fingerprint() != id.catalog_fingerprint {
+        return Err(bad(
+            f.path,
+            "catalog",
+            format!(
+                "catalog fingerprint {:016x} is not the identity's {:016x}: the section is of \
+                 another shop or snapshot",
+                catalog.fingerprint(),
+                id.catalog_fingerprint
+            ),
+        ));
+    }
+    if meta.offset != id.offset || meta.next_version != id.next_version {
+        return Err(bad(
+            f.path,
+            "meta",
+            format!(
+                "offset {:?} and version {} are not the identity's ({:?}, {}): the section is of \
+                 another snapshot",
+                meta.offset, meta.next_version, id.offset, id.next_version
+            ),
+        ));
+    }
+    if let Some(shop) = &id.shop {
+        super::check_shop_id(shop).map_err(|e| bad(f.path, "manifest", e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// The ranking side's config and weights a snapshot carries, checked.

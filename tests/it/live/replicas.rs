@@ -223,6 +223,41 @@ fn a_replica_ahead_of_its_log_stops_with_a_typed_error() {
     assert!(matches!(b.poll().unwrap_err().kind(), ErrorKind::Log { .. }));
 }
 
+/// A replica configured with a shop names it in the snapshots it writes,
+/// and a replica of another shop pointed at those snapshots stops with
+/// `ShopMismatch` instead of serving them.
+#[test]
+fn a_replica_refuses_another_shops_snapshots() {
+    let world = generate(&SynthConfig::tiny()).unwrap();
+    let (log, _) = logged(&world);
+    let store = SnapshotStore::new(temp_dir("shop-id"));
+    let of = |shop: &str| ReplicaConfig { shop: Some(shop.into()), ..quick(None) };
+    let snapshotter = ReplicaConfig { snapshot_every: 2, ..of("north") };
+    let mut a =
+        Replica::start(Arc::clone(&log), store.clone(), snapshotter, bootstrap(&world)).unwrap();
+    a.catch_up(Duration::from_secs(60)).unwrap();
+    assert!(a.stats().snapshots > 0);
+    assert_eq!(a.writer().shop_id(), Some("north"));
+    let same = Replica::start(Arc::clone(&log), store.clone(), of("north"), bootstrap(&world));
+    assert_eq!(same.unwrap().writer().shop_id(), Some("north"));
+    let e = Replica::start(Arc::clone(&log), store.clone(), of("south"), bootstrap(&world))
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::ShopMismatch { expected, found: Some(f), .. }
+            if expected == "south" && f == "north"),
+        "{e}"
+    );
+    // A bootstrapped writer that already names another shop is refused too.
+    let named = || {
+        let mut w = bootstrap(&world)()?;
+        w.set_shop_id("south")?;
+        Ok(w)
+    };
+    let fresh = SnapshotStore::new(temp_dir("shop-id-fresh"));
+    let e = Replica::start(Arc::clone(&log), fresh, of("north"), named).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::ShopMismatch { .. }), "{e}");
+}
+
 /// A log whose backing log can be replaced, as a reset would.
 #[derive(Debug)]
 struct Swappable(std::sync::Mutex<Arc<dyn EventLog>>);

@@ -148,6 +148,7 @@ fn current_file(dir: &Path) -> PathBuf {
 fn saved_tiny() -> (PathBuf, ServingState, Vec<u8>) {
     let dir = temp_dir("corrupt");
     let mut w = ShopWriter::new(small_catalog(), SignalConfig::default(), super::exact()).unwrap();
+    w.set_shop_id("tiny").unwrap();
     let e = |t, u, p| Event::new(t, UserId(u), Target::Product(ProductId(p)), EventKind::Click);
     w.apply(1, &LogEntry::Events(vec![e(200, 1, 10), e(201, 1, 11), e(202, 2, 13)])).unwrap();
     w.save(&dir).unwrap();
@@ -250,12 +251,12 @@ fn another_version_or_dimension_is_named() {
         "{err}"
     );
     std::fs::write(current_file(&dir), &bytes).unwrap();
-    let err = ShopWriter::load_expecting(&dir, 64).unwrap_err();
+    let err = ShopWriter::load_expecting(&dir, "tiny", 64).unwrap_err();
     assert!(
         matches!(err.kind(), ErrorKind::DimensionMismatch { expected: 64, got: 2, .. }),
         "{err}"
     );
-    assert!(ShopWriter::load_expecting(&dir, 2).is_ok());
+    assert!(ShopWriter::load_expecting(&dir, "tiny", 2).is_ok());
     std::fs::write(dir.join("CURRENT"), "../../etc\n").unwrap();
     assert!(is_typed(&ShopWriter::load(&dir).unwrap_err()));
     std::fs::write(current_file(&dir).with_file_name("x"), b"").unwrap();
