@@ -5,8 +5,10 @@
 //!
 //! Inputs a caller scales (issue 22): a batch of link deltas on one
 //! content item at 1×, 10× and 100× (2,000 to 200,000 deltas), and a Feed
-//! request under 10, 100 and 1,000 pins; linear cost keeps each step near
-//! 10× the one before.
+//! request under 10, 100 and 1,000 pins; an IVF index updated for 2,000,
+//! 20,000 and 200,000 re-embedded rows; a Feed request of k = 100, 1,000
+//! and 10,000 (every item's explanation looks its sources up); linear cost
+//! keeps each step near 10× the one before.
 //!
 //! `cargo bench --bench input`
 
@@ -46,6 +48,52 @@ fn input(c: &mut Criterion) {
     g.finish();
     links(c);
     pins(c, &world, &rec);
+    ivf_update(c);
+    long_feeds(c, &world, &rec);
+}
+
+/// An IVF index over 200,000 products updated for 1×, 10× and 100× rows
+/// re-embedded (the writer's path for an embedding delta batch).
+fn ivf_update(c: &mut Criterion) {
+    use omnifeed::index::{IvfIndex, IvfParams, VectorIndex};
+    use omnifeed::{CatalogDelta, ItemIdx};
+    let world = generate(&SynthConfig::catalog_only(200_000, 8)).expect("catalog");
+    let catalog = world.catalog;
+    let params = IvfParams { lists: 256, ..IvfParams::default() };
+    let ivf = IvfIndex::build(catalog.shared_embeddings(), params).expect("ivf");
+    let mut g = c.benchmark_group("input_ivf_update");
+    g.sample_size(10);
+    for n in [2_000usize, 20_000, 200_000] {
+        // Each row takes the vector of a row half the catalog away.
+        let deltas: Vec<CatalogDelta> = (0..n)
+            .map(|i| {
+                let from = ItemIdx(((i + 100_000) % catalog.len()) as u32);
+                CatalogDelta::UpsertProduct {
+                    product: catalog.product(ItemIdx(i as u32)),
+                    embedding: Some(catalog.embeddings().row(from).to_vec()),
+                }
+            })
+            .collect();
+        let (next, changes) = catalog.apply(&deltas).expect("apply");
+        g.bench_function(format!("reembed_{n}"), |b| {
+            b.iter(|| black_box(ivf.updated(&next, black_box(&changes.embedded)).expect("update")))
+        });
+    }
+    g.finish();
+}
+
+/// Feeds of k = 100, 1,000 and 10,000 (each item's explanation names the
+/// sources that found it and where).
+fn long_feeds(c: &mut Criterion, world: &omnifeed::synth::World, rec: &Recommender) {
+    let user = world.users[0].id;
+    let mut g = c.benchmark_group("input_long_feeds");
+    for k in [100usize, 1_000, 10_000] {
+        let req = FeedRequest::new(user).k(k);
+        g.bench_function(format!("feed_k{k}"), |b| {
+            b.iter(|| black_box(rec.recommend(black_box(&req)).expect("feed").items.len()))
+        });
+    }
+    g.finish();
 }
 
 /// Link deltas on one content item, then as many unlinks of every other.

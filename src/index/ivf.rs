@@ -248,6 +248,19 @@ impl IvfIndex {
         self.lists.len()
     }
 
+    /// The catalog rows in list `list`, in list order (`None`: no such
+    /// list). For inspection: list balance, or checking an updated index
+    /// against one rebuilt under the same centroids.
+    pub fn list_rows(&self, list: usize) -> Option<&[u32]> {
+        self.lists.get(list).map(|l| &l.rows[..])
+    }
+
+    /// The 8-bit codes of list `list`'s rows, `dim` per row, in the order
+    /// of [`list_rows`](Self::list_rows) (`None`: no such list).
+    pub fn list_codes(&self, list: usize) -> Option<&[u8]> {
+        self.lists.get(list).map(|l| &l.codes[..])
+    }
+
     /// The parts a snapshot saves.
     #[allow(clippy::type_complexity)]
     pub(crate) fn parts(&self) -> (usize, &[f32], &[Arc<IvfList>], &[f32], &[f32]) {
@@ -426,24 +439,46 @@ impl VectorIndex for IvfIndex {
         let mut lists = self.lists.clone();
         let mut assign = (*self.assign).clone();
         assign.resize(catalog.len(), u32::MAX);
+        // Each changed row once, in the order given (a row named twice is
+        // placed once, by its final vector).
+        let mut moving = vec![false; catalog.len()];
+        let mut rows = Vec::with_capacity(changed.len());
         for &row in changed {
-            let Some(slot) = assign.get_mut(row.index()) else {
+            let Some(m) = moving.get_mut(row.index()) else {
                 return Err(Error::invalid_value(
                     "index update",
                     format_args!("row {}", row.0),
                     format!("a changed row outside the catalog of {}", catalog.len()),
                 ));
             };
-            if *slot != u32::MAX {
-                let list = Arc::make_mut(&mut lists[*slot as usize]);
-                if let Some(p) = list.rows.iter().position(|&r| r == row.0) {
-                    list.rows.remove(p);
-                    list.codes.drain(p * self.dim..(p + 1) * self.dim);
+            if !std::mem::replace(m, true) {
+                rows.push(row);
+            }
+        }
+        // Out of their old lists in one pass over each touched list (no
+        // search of a list per changed row).
+        let mut touched: Vec<u32> =
+            rows.iter().map(|r| assign[r.index()]).filter(|&l| l != u32::MAX).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for &l in &touched {
+            let list = Arc::make_mut(&mut lists[l as usize]);
+            let (mut keep, dim) = (0, self.dim);
+            for i in 0..list.rows.len() {
+                let r = list.rows[i];
+                if !moving[r as usize] {
+                    list.rows[keep] = r;
+                    list.codes.copy_within(i * dim..(i + 1) * dim, keep * dim);
+                    keep += 1;
                 }
             }
+            list.rows.truncate(keep);
+            list.codes.truncate(keep * dim);
+        }
+        for row in rows {
             let v = emb.row(row);
             let l = kmeans::nearest(&self.centroids, self.dim, v);
-            *slot = l;
+            assign[row.index()] = l;
             let list = Arc::make_mut(&mut lists[l as usize]);
             list.rows.push(row.0);
             encode(v, &self.lo, &self.step, &mut list.codes);
