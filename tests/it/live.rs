@@ -6,7 +6,7 @@ mod file_log;
 #[cfg(feature = "redis")]
 mod redis;
 mod replicas;
-mod snapshots;
+pub(crate) mod snapshots;
 
 use omnifeed::index::{ExactIndex, IvfIndex, IvfParams, VectorIndex, recall};
 use omnifeed::index::{IndexConfig, IndexKind};

@@ -175,3 +175,134 @@ proptest! {
         prop_assert!(msg.contains(&key), "{text}: {msg}");
     }
 }
+
+/// Every integer key of a config, as a TOML key path, found by walking the
+/// default config's own serialization (a new field is audited without
+/// being listed here).
+fn integer_keys(value: &toml::Value, path: &str, out: &mut Vec<String>) {
+    match value {
+        toml::Value::Integer(_) => out.push(path.to_string()),
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                integer_keys(v, &p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `text` with the key at `path` set to `v`.
+fn with_key(text: &str, path: &str, v: i64) -> String {
+    let mut doc: toml::Value = toml::from_str(text).unwrap();
+    let mut at = &mut doc;
+    let parts: Vec<&str> = path.split('.').collect();
+    for p in &parts[..parts.len() - 1] {
+        at = at.get_mut(*p).unwrap();
+    }
+    at.as_table_mut().unwrap().insert(parts[parts.len() - 1].to_string(), toml::Value::Integer(v));
+    toml::to_string(&doc).unwrap()
+}
+
+const EXTREMES: [i64; 8] =
+    [i64::MIN, -1, 0, 1, u32::MAX as i64, u32::MAX as i64 + 1, i64::MAX / 2, i64::MAX];
+
+/// Class 5: every integer parameter of the recommender config, at every
+/// extreme a TOML file can hold, is an `InvalidConfig` naming its key or
+/// a config that builds and serves Feed, Search and Omni requests with no
+/// panic, wrap (the debug run) or non-finite score.
+#[test]
+fn every_integer_config_parameter_at_the_limits_is_checked_or_served() {
+    let default = toml::to_string(&RecommenderConfig::default()).unwrap();
+    let mut keys = Vec::new();
+    integer_keys(&toml::from_str(&default).unwrap(), "", &mut keys);
+    assert!(keys.len() >= 15, "found only {keys:?}");
+    let w = world();
+    let user = w.users[0].id;
+    let requests = [
+        omnifeed::FeedRequest::new(user).k(50),
+        omnifeed::FeedRequest::new(user)
+            .surface(omnifeed::Surface::Search)
+            .k(50)
+            .query(omnifeed::SearchQuery { text: Some("mug".into()), ..Default::default() }),
+        omnifeed::FeedRequest::new(user).surface(omnifeed::Surface::Omni).k(50),
+    ];
+    let state = {
+        let signals = store().publish();
+        let catalog = Arc::clone(signals.catalog());
+        let index = Arc::new(ExactIndex::new(catalog.shared_embeddings()));
+        ServingState::new(catalog, index, Arc::new(signals)).unwrap()
+    };
+    let mut served = 0;
+    for key in &keys {
+        for v in EXTREMES {
+            let text = with_key(&default, key, v);
+            let cfg = match RecommenderConfig::from_toml_str(&text) {
+                Err(e) => {
+                    assert!(
+                        matches!(e.kind(), ErrorKind::InvalidConfig { .. }),
+                        "{key} = {v}: {e}"
+                    );
+                    let leaf = key.rsplit('.').next().unwrap();
+                    assert!(
+                        e.to_string().contains(leaf),
+                        "{key} = {v}: the error does not name it: {e}"
+                    );
+                    continue;
+                }
+                Ok(cfg) => cfg,
+            };
+            let rec = match Recommender::builder().config(cfg).state(state.clone()).build() {
+                Err(e) => {
+                    assert!(
+                        matches!(e.kind(), ErrorKind::InvalidConfig { .. }),
+                        "{key} = {v}: {e}"
+                    );
+                    continue;
+                }
+                Ok(r) => r,
+            };
+            for req in &requests {
+                let feed = rec.recommend(req).unwrap_or_else(|e| panic!("{key} = {v}: {e}"));
+                assert_feed_finite(&feed);
+            }
+            served += 1;
+        }
+    }
+    assert!(served > keys.len(), "served only {served} configs");
+}
+
+/// The signal config's integer parameters likewise: refused by name, or a
+/// store that ingests the world's log and publishes finite signals.
+#[test]
+fn every_integer_signal_parameter_at_the_limits_is_checked_or_applied() {
+    let default = toml::to_string(&SignalConfig::default()).unwrap();
+    let mut keys = Vec::new();
+    integer_keys(&toml::from_str(&default).unwrap(), "", &mut keys);
+    assert!(keys.len() >= 10, "found only {keys:?}");
+    let w = world();
+    let catalog = Arc::new(w.catalog.clone());
+    for key in &keys {
+        for v in EXTREMES {
+            let text = with_key(&default, key, v);
+            let cfg: SignalConfig = match toml::from_str(&text) {
+                Err(_) => continue, // out of the field's integer type: serde refuses it
+                Ok(c) => c,
+            };
+            match Signals::from_events(Arc::clone(&catalog), &w.events[..2_000], &cfg) {
+                Err(e) => {
+                    assert!(
+                        matches!(e.kind(), ErrorKind::InvalidConfig { .. }),
+                        "{key} = {v}: {e}"
+                    );
+                    let leaf = key.rsplit('.').next().unwrap();
+                    assert!(
+                        e.to_string().contains(leaf),
+                        "{key} = {v}: the error does not name it: {e}"
+                    );
+                }
+                Ok((s, _)) => assert_signals_finite(&s),
+            }
+        }
+    }
+}
