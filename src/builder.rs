@@ -260,7 +260,12 @@ fn assemble_sources(
         Arc::new(SimilarItems { k: s.similar, seeds: s.similar_seeds }),
         Arc::new(CoEngaged { k: s.coengaged }),
         Arc::new(ContentDriven { k: s.content }),
-        Arc::new(SearchSource { k: s.search, fusion: s.search_fusion, intents: s.intents }),
+        Arc::new(SearchSource {
+            k: s.search,
+            fusion: s.search_fusion,
+            intents: s.intents,
+            query: s.query,
+        }),
         Arc::new(Repurchase { k: s.repurchase }),
         Arc::new(CartPull { k: s.cart }),
         Arc::new(Popular { k: s.popular }),

@@ -32,6 +32,8 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::features::RelevanceWeights;
+use crate::index::QueryConfig;
 use crate::rank::scorer::{Fusion, HeadWeights};
 use crate::request::Surface;
 use crate::rerank::{Diversity, Quota, RerankConfig};
@@ -121,6 +123,10 @@ pub struct SourceConfig {
     pub search_fusion: SearchFusion,
     /// Recent searches `search` uses on omni. Default 2.
     pub intents: usize,
+    /// How query words match title terms: typos, split and joined words,
+    /// a prefix for the last word. Default: all on, one typo from 5
+    /// characters, two from 9.
+    pub query: QueryConfig,
     /// `repurchase`. Default 20.
     pub repurchase: usize,
     /// `cart`. Default 40.
@@ -144,6 +150,7 @@ impl Default for SourceConfig {
             search: 200,
             search_fusion: SearchFusion::default(),
             intents: 2,
+            query: QueryConfig::default(),
             repurchase: 20,
             cart: 40,
             popular: 100,
@@ -184,6 +191,10 @@ pub struct RecommenderConfig {
     pub explore_min_rate: f32,
     /// Logistic head weights of the default scorer.
     pub scorer: HeadWeights,
+    /// How a request's text match, query-word coverage and query-vector
+    /// cosine make the `relevance` feature when it carries a query (fitted
+    /// on product-search judgments; see `rank::RelevanceWeights`).
+    pub relevance: RelevanceWeights,
     /// Fusion exponents per surface.
     pub fusion: PerSurface<Fusion>,
     /// Rerank settings per surface.
@@ -204,6 +215,7 @@ impl Default for RecommenderConfig {
             explore_max_age: 7 * 86_400,
             explore_min_rate: 0.3,
             scorer: HeadWeights::default(),
+            relevance: RelevanceWeights::default(),
             fusion: PerSurface {
                 feed: Fusion::default(),
                 search: Fusion { relevance: 3.0, ctr: 0.5, engagement: 0.0, ..Fusion::default() },
@@ -329,6 +341,8 @@ impl RecommenderConfig {
                 ));
             }
         }
+        s.query.validate()?;
+        self.relevance.validate()?;
         match s.search_fusion {
             SearchFusion::Rrf { k } if !(k.is_finite() && k >= 0.0) => {
                 return Err(Error::invalid_config(

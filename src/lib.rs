@@ -121,6 +121,8 @@
 //! - `cargo run --release --example live_shop`: a simulated shop day on a living catalog,
 //!   then a restart from snapshot + log tail.
 //! - `cargo run --release --features redis --example replicas`: replicas on Redis Streams.
+//! - `cargo run --release --example search_eval -- --judgments ../shared/data/home-depot-search/judgments.csv`:
+//!   Search on real queries with human relevance grades, beside its ablations.
 //! - `cargo run --release --example signals_scale`, `gen_data`.
 //!
 //! # Performance

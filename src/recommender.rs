@@ -178,6 +178,32 @@ impl Recommender {
         crate::pipeline::score_rows(&self.pipeline, s, on, req, rows)
     }
 
+    /// Ranks `products` (a caller's candidate list: a shelf, a category
+    /// page, the products a search engine of its own returned) as `req`'s
+    /// surface would rank them: every source that would have found one
+    /// fills its score column (on Search, the query's cosine and BM25
+    /// fused as the search source fuses them), then features, scorer and
+    /// fusion. No filter, no diversity, no rules: every given product comes
+    /// back once, best first, with its value. `req.k` is not a cut.
+    ///
+    /// Errors: as [`recommend`](Self::recommend), and a product the catalog
+    /// does not know ([`ErrorKind::UnknownId`](crate::error::ErrorKind::UnknownId)).
+    pub fn rank_products(
+        &self,
+        req: &FeedRequest,
+        products: &[crate::ids::ProductId],
+    ) -> Result<Vec<(crate::ids::ProductId, f32)>> {
+        let (state, rules) = (self.state(), self.rules());
+        let rows = products
+            .iter()
+            .map(|&p| state.catalog.require_row(p, "rank_products"))
+            .collect::<Result<Vec<_>>>()?;
+        let on = self.serving(&state, &rules);
+        let mut s = Scratch::default();
+        let scored = crate::pipeline::rank_candidates(&self.pipeline, &mut s, on, req, &rows)?;
+        Ok(scored.iter().map(|x| (state.catalog.product_id(x.row), x.score)).collect())
+    }
+
     /// The feature rows the ranking stage would see for `products` in a
     /// Feed request of `user` at `at` (no source found them, so the
     /// source-score columns are 0): what an ML engineer builds training

@@ -105,6 +105,30 @@ impl ServingState {
         })
     }
 
+    /// The next version with the title index rebuilt by `analyzer` (titles
+    /// and queries both go through it; later
+    /// [`with_delta`](Self::with_delta)s keep it). For another language
+    /// than English, or a tokenizer of your own:
+    ///
+    /// ```
+    /// # #[cfg(feature = "synth")] {
+    /// use omnifeed::index::{Language, TextAnalyzer, TextConfig};
+    /// # let world = omnifeed::synth::generate(&omnifeed::synth::SynthConfig::tiny())?;
+    /// # let catalog = std::sync::Arc::new(world.catalog.clone());
+    /// # let (signals, _) = omnifeed::Signals::from_events(std::sync::Arc::clone(&catalog), &[], &Default::default())?;
+    /// # let index = std::sync::Arc::new(omnifeed::index::ExactIndex::for_catalog(&catalog));
+    /// # let state = omnifeed::ServingState::new(catalog, index, std::sync::Arc::new(signals))?;
+    /// let german = TextAnalyzer::new(TextConfig { language: Language::German, ..TextConfig::default() });
+    /// let state = state.with_analyzer(std::sync::Arc::new(german));
+    /// assert_eq!(state.lexical().analyzer().terms("Häuser"), ["haus"]);
+    /// # }
+    /// # Ok::<(), omnifeed::Error>(())
+    /// ```
+    pub fn with_analyzer(&self, analyzer: Arc<dyn crate::index::Analyzer>) -> ServingState {
+        let lexical = Arc::new(LexicalIndex::build_with(&self.catalog, analyzer));
+        ServingState { lexical, version: self.version + 1, ..self.clone() }
+    }
+
     /// 0 for a state made by [`new`](Self::new); each
     /// [`with_signals`](Self::with_signals) or [`with_delta`](Self::with_delta)
     /// adds one. Reported in [`Trace::state_version`](crate::request::Trace::state_version).

@@ -82,7 +82,11 @@ pub(crate) struct FeatureContext<'a> {
     /// The title index and the request's query terms: a text match counts
     /// as query relevance too.
     pub(crate) lexical: &'a crate::index::LexicalIndex,
-    pub(crate) terms: &'a [String],
+    pub(crate) plan: &'a crate::index::QueryPlan,
+    /// Set when the request carries a query: its text match, coverage and
+    /// vector cosine make `relevance` through these weights (else it is the
+    /// best cosine with `queries`, or the text match).
+    pub(crate) relevance: Option<&'a super::RelevanceWeights>,
     /// The user's co-engagement scores, sorted by row.
     pub(crate) co: &'a [(ItemIdx, f32)],
 }
@@ -99,9 +103,10 @@ pub(crate) struct RequestLists {
     bought: Vec<ItemIdx>,
     /// Rows carried by a live stream on air, sorted.
     live: Vec<ItemIdx>,
-    /// Candidates' title match with the query terms (BM25 over its bound),
-    /// sorted by row.
-    text: Vec<(ItemIdx, f32)>,
+    /// Candidates' title match with the query plan: (row, BM25 over its
+    /// bound, share of query words matched), sorted by row.
+    text: Vec<(ItemIdx, f32, f32)>,
+    matches: Vec<crate::index::TextMatch>,
 }
 
 /// Seeds of the co-engagement feature and source: the user's latest
@@ -114,21 +119,22 @@ impl RequestLists {
     pub(crate) fn prepare_text(
         &mut self,
         lexical: &crate::index::LexicalIndex,
-        terms: &[String],
+        plan: &crate::index::QueryPlan,
         rows: &[ItemIdx],
     ) {
         self.text.clear();
-        if terms.is_empty() || rows.is_empty() {
+        if plan.is_empty() || rows.is_empty() {
             return;
         }
-        let bound = lexical.score_bound(terms);
+        let bound = lexical.score_bound_plan(plan);
         if bound <= 0.0 {
             return;
         }
-        lexical.score_rows(terms, rows, &mut self.text);
-        for t in &mut self.text {
-            t.1 = (t.1 / bound).clamp(0.0, 1.0);
-        }
+        lexical.match_rows(plan, rows, &mut self.matches);
+        let slots = plan.slots().len().max(1) as f32;
+        self.text.extend(self.matches.iter().map(|m| {
+            (m.row, (m.score / bound).clamp(0.0, 1.0), (m.matched as f32 / slots).min(1.0))
+        }));
     }
 
     /// Fills the lists for one request.
@@ -207,8 +213,18 @@ pub(crate) fn compute_features(
         for q in ctx.queries {
             rel = rel.max(dot(q, e));
         }
-        let text = lists.text.binary_search_by_key(&r, |t| t.0).map_or(0.0, |k| lists.text[k].1);
-        row[RELEVANCE] = rel.max(text);
+        let (text, coverage) = lists
+            .text
+            .binary_search_by_key(&r, |t| t.0)
+            .map_or((0.0, 0.0), |k| (lists.text[k].1, lists.text[k].2));
+        row[RELEVANCE] = match ctx.relevance {
+            Some(w) => w.value(super::RelevanceInputs {
+                text,
+                coverage,
+                cosine: if ctx.queries.is_empty() { 0.0 } else { rel },
+            }),
+            None => rel.max(text),
+        };
         row[N_SOURCES] = f32::from(source_counts[i]);
         row[SRC0..SRC0 + SOURCE_SLOTS]
             .copy_from_slice(&source_scores[i * SOURCE_SLOTS..(i + 1) * SOURCE_SLOTS]);
@@ -262,14 +278,29 @@ pub(crate) fn features_naive(
         f[CO_ENGAGED] = co.iter().find(|c| c.0 == row).map_or(0.0, |c| c.1);
     }
     f[RELEVANCE] = ctx.queries.iter().map(|q| dot(q, e)).fold(0.0, f32::max);
-    if !ctx.terms.is_empty() {
-        let bound = ctx.lexical.score_bound(ctx.terms);
+    let (mut text, mut coverage) = (0.0, 0.0);
+    if !ctx.plan.is_empty() {
+        let bound = ctx.lexical.score_bound_plan(ctx.plan);
         let (mut acc, mut hit) = (Vec::new(), Vec::new());
-        ctx.lexical.search(ctx.terms, 1, &|r| r == row, &mut acc, &mut hit);
+        ctx.lexical.search_plan(ctx.plan, 1, &|r| r == row, &mut acc, &mut hit);
         if let Some(&(_, score)) = hit.first().filter(|_| bound > 0.0) {
-            f[RELEVANCE] = f[RELEVANCE].max((score / bound).clamp(0.0, 1.0));
+            text = (score / bound).clamp(0.0, 1.0);
+            let matched = ctx
+                .plan
+                .slots()
+                .iter()
+                .filter(|slot| slot.iter().any(|a| ctx.lexical.title_has(&a.term, row)))
+                .count();
+            coverage = (matched as f32 / ctx.plan.slots().len().max(1) as f32).min(1.0);
         }
     }
+    f[RELEVANCE] = match ctx.relevance {
+        Some(w) => {
+            let cosine = if ctx.queries.is_empty() { 0.0 } else { f[RELEVANCE] };
+            w.value(super::RelevanceInputs { text, coverage, cosine })
+        }
+        None => f[RELEVANCE].max(text),
+    };
     f[N_SOURCES] = f32::from(source_count);
     f[SRC0..SRC0 + SOURCE_SLOTS].copy_from_slice(source_scores);
     f[CTR] = s.rate(row, Rate::Ctr);
@@ -297,7 +328,7 @@ pub(crate) fn features_naive(
 mod tests {
     use super::*;
     use crate::features::FEATURE_NAMES;
-    use crate::index::{LexicalIndex, query_terms};
+    use crate::index::LexicalIndex;
     use crate::signals::{SignalConfig, Signals};
     use crate::synth::{SynthConfig, generate};
     use std::sync::Arc;
@@ -322,9 +353,10 @@ mod tests {
         let src: Vec<f32> = (0..n * SOURCE_SLOTS).map(|i| (i % 5 + 1) as f32 / 6.0).collect();
         let counts: Vec<u8> = (0..n).map(|i| (i % 4) as u8).collect();
         let word = catalog.title(rows[3]).and_then(|t| t.split_whitespace().last()).unwrap();
-        let terms = query_terms(word);
+        let plan = lexical.plan(word, &crate::index::QueryConfig::default());
         let query = catalog.embeddings().row(rows[5]).to_vec();
         let queries = [&query[..]];
+        let weights = crate::features::RelevanceWeights::default();
         let mut nonzero = [0usize; F];
         for user in world.users.iter().take(160) {
             let profile = signals.profile(user.id);
@@ -334,7 +366,7 @@ mod tests {
             }
             let mut lists = RequestLists::default();
             lists.prepare(&catalog, signals, profile, at);
-            lists.prepare_text(&lexical, &terms, &rows);
+            lists.prepare_text(&lexical, &plan, &rows);
             let ctx = FeatureContext {
                 catalog: &catalog,
                 signals,
@@ -345,7 +377,8 @@ mod tests {
                 queries: &queries,
                 lists: &lists,
                 lexical: &lexical,
-                terms: &terms,
+                plan: &plan,
+                relevance: Some(&weights),
                 co: &co,
             };
             let mut fast = FeatureMatrix::new();

@@ -1,13 +1,17 @@
-//! Lexical matching of query terms against product titles: an inverted
-//! index with BM25 scoring.
+//! Lexical matching of query text against product titles: an inverted
+//! index with BM25 scoring, over the terms of an [`Analyzer`], searched by
+//! a [`QueryPlan`] (exact terms, split and joined words, typos, prefixes).
 
+use super::analyzer::{Analyzer, TextAnalyzer};
+use super::query::{QueryConfig, QueryPlan, Vocabulary};
 use crate::catalog::Catalog;
 use crate::ids::ItemIdx;
 use crate::limits::MAX_QUERY_TERMS;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Splits text into lowercase alphanumeric terms.
+/// Splits text into lowercase alphanumeric runs (no stemming, no units):
+/// the plain tokenizer.
 ///
 /// ```
 /// use omnifeed::index::tokenize;
@@ -20,20 +24,21 @@ pub fn tokenize(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The terms a query's text searches with: the text cut to
-/// [`MAX_QUERY_BYTES`](crate::limits::MAX_QUERY_BYTES), tokenized, repeats
-/// dropped (first appearance kept) and at most
-/// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS) kept. `O(n log n)`
-/// in the text's length, whatever it holds.
+/// The terms a query's text searches with under the default
+/// [`TextAnalyzer`]: the text cut to
+/// [`MAX_QUERY_BYTES`](crate::limits::MAX_QUERY_BYTES), analyzed (stemmed,
+/// stop words dropped), repeats dropped (first appearance kept) and at
+/// most [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS) kept.
+/// `O(n log n)` in the text's length, whatever it holds.
 ///
 /// ```
 /// use omnifeed::index::query_terms;
-/// assert_eq!(query_terms("red Scarf RED wool"), ["red", "scarf", "wool"]);
+/// assert_eq!(query_terms("red Scarves RED wool"), ["red", "scarv", "wool"]);
 /// // 1 MB of text costs what its first 1,024 bytes cost.
 /// assert_eq!(query_terms(&"abc ".repeat(250_000)), ["abc"]);
 /// ```
 pub fn query_terms(text: &str) -> Vec<String> {
-    let mut terms = tokenize(crate::limits::cut_query(text));
+    let mut terms = TextAnalyzer::default().terms(crate::limits::cut_query(text));
     distinct_in_order(&mut terms);
     terms.truncate(MAX_QUERY_TERMS);
     terms
@@ -58,22 +63,61 @@ fn distinct_in_order(terms: &mut Vec<String>) {
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
 
-/// An inverted index over product titles (BM25, `k1 = 1.2`, `b = 0.75`).
+/// An inverted index over product titles (BM25, `k1 = 1.2`, `b = 0.75`)
+/// with the terms of its [`Analyzer`] (the default [`TextAnalyzer`]:
+/// English stemming, stop words, numbers with units), and the sorted
+/// vocabulary as an `fst` set for typo and prefix lookups.
 ///
 /// Posting lists are shared copy-on-write between versions:
 /// [`updated`](Self::updated) copies only the lists of the terms a catalog
-/// delta touches, so a small delta does not rebuild the index.
-#[derive(Debug, Clone, Default)]
+/// delta touches, so a small delta does not rebuild the index; the
+/// vocabulary set is rebuilt only when a term enters or leaves.
+#[derive(Debug, Clone)]
 pub struct LexicalIndex {
-    postings: HashMap<Box<str>, Arc<Vec<(u32, u16)>>>,
+    analyzer: Arc<dyn Analyzer>,
+    postings: Postings,
+    vocab: Arc<fst::Set<Vec<u8>>>,
     doc_len: Arc<Vec<u16>>,
     total_len: u64,
     avg_len: f32,
 }
 
+impl Default for LexicalIndex {
+    fn default() -> Self {
+        LexicalIndex {
+            analyzer: Arc::new(TextAnalyzer::default()),
+            postings: HashMap::new(),
+            vocab: Arc::new(fst::Set::default()),
+            doc_len: Arc::default(),
+            total_len: 0,
+            avg_len: 1.0,
+        }
+    }
+}
+
+impl Vocabulary for LexicalIndex {
+    fn df(&self, term: &str) -> usize {
+        self.postings.get(term).map_or(0, |l| l.len())
+    }
+    fn set(&self) -> &fst::Set<Vec<u8>> {
+        &self.vocab
+    }
+}
+
+/// Per term, its `(row, term frequency)` list, sorted by row.
+type Postings = HashMap<Box<str>, Arc<Vec<(u32, u16)>>>;
+
+/// The vocabulary of `postings` as an `fst` set.
+fn vocab_of(postings: &Postings) -> Arc<fst::Set<Vec<u8>>> {
+    let mut terms: Vec<&str> = postings.keys().map(|k| &**k).collect();
+    terms.sort_unstable();
+    // Sorted and distinct, so building cannot fail.
+    Arc::new(fst::Set::from_iter(terms).unwrap_or_default())
+}
+
 /// A title's distinct terms with their counts, sorted.
-fn term_counts(title: Option<&str>) -> Vec<(String, u16)> {
-    let mut terms = title.map(tokenize).unwrap_or_default();
+fn term_counts(analyzer: &dyn Analyzer, title: Option<&str>) -> Vec<(String, u16)> {
+    let mut terms = title.map(|t| analyzer.terms(t)).unwrap_or_default();
     terms.sort();
     let mut out: Vec<(String, u16)> = Vec::new();
     for t in terms {
@@ -87,15 +131,21 @@ fn term_counts(title: Option<&str>) -> Vec<(String, u16)> {
 
 impl LexicalIndex {
     /// Indexes the titles of `catalog` (products without a title, and
-    /// delisted ones, have none).
+    /// delisted ones, have none) with the default [`TextAnalyzer`].
     pub fn build(catalog: &Catalog) -> LexicalIndex {
+        LexicalIndex::build_with(catalog, Arc::new(TextAnalyzer::default()))
+    }
+
+    /// Indexes the titles of `catalog` with `analyzer` (used for queries
+    /// too).
+    pub fn build_with(catalog: &Catalog, analyzer: Arc<dyn Analyzer>) -> LexicalIndex {
         let mut postings: HashMap<Box<str>, Vec<(u32, u16)>> = HashMap::new();
         let mut doc_len = Vec::with_capacity(catalog.len());
         let mut total = 0u64;
         for r in 0..catalog.len() as u32 {
             let row = ItemIdx(r);
             let title = catalog.is_listed(row).then(|| catalog.title(row)).flatten();
-            let terms = term_counts(title);
+            let terms = term_counts(&*analyzer, title);
             let len: u64 = terms.iter().map(|t| u64::from(t.1)).sum();
             doc_len.push(len.min(u64::from(u16::MAX)) as u16);
             total += len;
@@ -104,8 +154,15 @@ impl LexicalIndex {
             }
         }
         let postings = postings.into_iter().map(|(t, l)| (t, Arc::new(l))).collect();
-        let mut index =
-            LexicalIndex { postings, doc_len: Arc::new(doc_len), total_len: total, avg_len: 1.0 };
+        let vocab = vocab_of(&postings);
+        let mut index = LexicalIndex {
+            analyzer,
+            postings,
+            vocab,
+            doc_len: Arc::new(doc_len),
+            total_len: total,
+            avg_len: 1.0,
+        };
         index.set_avg();
         index
     }
@@ -131,13 +188,13 @@ impl LexicalIndex {
         for &row in rows {
             let r = row.index();
             if r < old.len() && old.is_listed(row) {
-                for (term, _) in term_counts(old.title(row)) {
+                for (term, _) in term_counts(&*self.analyzer, old.title(row)) {
                     edits.entry(term).or_default().0.push(row.0);
                 }
             }
             next.total_len -= u64::from(doc_len.get(r).copied().unwrap_or(0));
             let title = (r < new.len() && new.is_listed(row)).then(|| new.title(row)).flatten();
-            let terms = term_counts(title);
+            let terms = term_counts(&*self.analyzer, title);
             let len: u64 = terms.iter().map(|t| u64::from(t.1)).sum();
             if let Some(d) = doc_len.get_mut(r) {
                 *d = len.min(u64::from(u16::MAX)) as u16;
@@ -147,9 +204,11 @@ impl LexicalIndex {
                 edits.entry(term).or_default().1.push((row.0, tf));
             }
         }
+        let mut vocab_changed = false;
         for (term, (mut out, mut into)) in edits {
             out.sort_unstable();
             into.sort_unstable();
+            let known = next.postings.contains_key(term.as_str());
             let list = next.postings.entry(term.into_boxed_str()).or_default();
             let merged: Vec<(u32, u16)> = {
                 let kept = list.iter().filter(|p| out.binary_search(&p.0).is_err()).copied();
@@ -157,33 +216,84 @@ impl LexicalIndex {
                 m.sort_unstable_by_key(|p| p.0);
                 m
             };
+            vocab_changed |= known == merged.is_empty();
             *Arc::make_mut(list) = merged;
         }
         next.postings.retain(|_, l| !l.is_empty());
+        if vocab_changed {
+            next.vocab = vocab_of(&next.postings);
+        }
         next.set_avg();
         next
     }
 
-    /// The most BM25 any title can score for `terms`: `Σ idf · (k1 + 1)`
-    /// over the distinct known terms (at most
-    /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS)). Dividing by it
-    /// puts a title's match on `[0, 1]` whatever the catalog.
-    pub fn score_bound(&self, terms: &[String]) -> f32 {
-        self.query_lists(terms).iter().map(|l| self.idf(l) * (K1 + 1.0)).sum()
+    /// The analyzer titles and queries go through.
+    pub fn analyzer(&self) -> &Arc<dyn Analyzer> {
+        &self.analyzer
     }
 
-    /// The posting lists of the distinct known terms of `terms`, at most
-    /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS) of them: what a
-    /// query searches with.
-    fn query_lists(&self, terms: &[String]) -> Vec<&[(u32, u16)]> {
-        let mut distinct: Vec<&String> = terms.iter().collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        distinct
+    /// The plan a search text runs as against this index's vocabulary (see
+    /// [`QueryPlan`]).
+    ///
+    /// ```
+    /// use omnifeed::index::{LexicalIndex, MatchKind, QueryConfig};
+    /// # use omnifeed::{CatalogBuilder, CategoryId, Merchant, MerchantId, MerchantStatus, Product, ProductId};
+    /// # let mut b = CatalogBuilder::new();
+    /// # b.add_merchant(Merchant { id: MerchantId(1), experience: 1.0, status: MerchantStatus::Active });
+    /// # for (i, t) in ["Cordless Drill", "Deck Paint, 1 gal."].iter().enumerate() {
+    /// #     let id = ProductId(i as u64);
+    /// #     b.add_product(Product { id, category: CategoryId(0), price: 1.0, merchant: MerchantId(1),
+    /// #         stock: 1, listed_at: 0, title: Some(t.to_string()) });
+    /// #     b.add_embedding(id, &[1.0, i as f32]);
+    /// # }
+    /// # let catalog = b.build()?;
+    /// let index = LexicalIndex::build(&catalog);
+    /// let plan = index.plan("drils deckpaint", &QueryConfig::default());
+    /// let kinds: Vec<Vec<MatchKind>> =
+    ///     plan.slots().iter().map(|s| s.iter().map(|a| a.kind).collect()).collect();
+    /// assert_eq!(kinds, [vec![MatchKind::Typo(1)], vec![MatchKind::Split], vec![MatchKind::Split]]);
+    /// # Ok::<(), omnifeed::Error>(())
+    /// ```
+    pub fn plan(&self, text: &str, config: &QueryConfig) -> QueryPlan {
+        super::query::plan(&*self.analyzer, self, config, text)
+    }
+
+    /// The most BM25 any title can score for `plan`: per slot, its best
+    /// alternative's `weight · idf · (k1 + 1)`, summed. Dividing by it puts
+    /// a title's match on `[0, 1]` whatever the catalog.
+    pub fn score_bound_plan(&self, plan: &QueryPlan) -> f32 {
+        plan.slots
             .iter()
-            .filter_map(|t| self.postings.get(t.as_str()).map(|l| &l[..]))
-            .take(MAX_QUERY_TERMS)
-            .collect()
+            .map(|slot| {
+                slot.iter()
+                    .filter_map(|a| self.postings.get(&*a.term).map(|l| a.weight * self.idf(l)))
+                    .fold(0.0f32, f32::max)
+                    * (K1 + 1.0)
+            })
+            .sum()
+    }
+
+    /// [`score_bound_plan`](Self::score_bound_plan) of the exact plan of
+    /// `terms`.
+    pub fn score_bound(&self, terms: &[String]) -> f32 {
+        self.score_bound_plan(&QueryPlan::exact(terms))
+    }
+
+    /// The posting lists of `plan`'s alternatives that the vocabulary has,
+    /// with their weight times idf and their slot.
+    fn plan_lists<'s>(&'s self, plan: &QueryPlan) -> PlanLists<'s> {
+        let mut lists = PlanLists::default();
+        for (s, slot) in plan.slots.iter().enumerate() {
+            for a in slot {
+                if let Some(l) = self.postings.get(&*a.term) {
+                    lists.lists.push(&l[..]);
+                    lists.weights.push(a.weight * self.idf(l));
+                    lists.slots.push(s as u32);
+                }
+            }
+        }
+        lists.n_slots = plan.slots.len();
+        lists
     }
 
     /// BM25's inverse document frequency of a term with posting list `list`.
@@ -192,54 +302,70 @@ impl LexicalIndex {
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
+    /// True if `row`'s title holds `term` (an analyzed term).
+    pub fn title_has(&self, term: &str, row: ItemIdx) -> bool {
+        self.postings.get(term).is_some_and(|l| l.binary_search_by_key(&row.0, |e| e.0).is_ok())
+    }
+
     /// Number of distinct terms.
     pub fn terms(&self) -> usize {
         self.postings.len()
     }
 
-    /// The BM25 score over `terms` of each of `rows` (sorted, distinct)
-    /// that matches any, as `(row, score)` in row order: the scores
-    /// [`search`](Self::search) gives them, found by a binary search of
-    /// each row in each term's posting list, so a few hundred candidates
-    /// cost `rows × terms × log P` instead of a walk over every posting
-    /// (a common term's list holds a tenth of a large catalog).
-    pub fn score_rows(&self, terms: &[String], rows: &[ItemIdx], out: &mut Vec<(ItemIdx, f32)>) {
+    /// The score under `plan` of each of `rows` (sorted, distinct) that
+    /// matches any alternative, as `(row, score)` in row order: the scores
+    /// [`search_plan`](Self::search_plan) gives them, found by a binary
+    /// search of each row in each alternative's posting list, so a few
+    /// hundred candidates cost `rows × alternatives × log P` instead of a
+    /// walk over every posting.
+    pub fn score_rows_plan(
+        &self,
+        plan: &QueryPlan,
+        rows: &[ItemIdx],
+        out: &mut Vec<(ItemIdx, f32)>,
+    ) {
+        let mut matches = Vec::new();
+        self.match_rows(plan, rows, &mut matches);
         out.clear();
-        let lists = self.query_lists(terms);
-        if lists.is_empty() {
+        out.extend(matches.iter().map(|m| (m.row, m.score)));
+    }
+
+    /// [`score_rows_plan`](Self::score_rows_plan) with each matching row's
+    /// number of query slots matched: `(row, score, slots matched)` in row
+    /// order.
+    pub fn match_rows(&self, plan: &QueryPlan, rows: &[ItemIdx], out: &mut Vec<TextMatch>) {
+        out.clear();
+        let lists = self.plan_lists(plan);
+        if lists.lists.is_empty() {
             return;
         }
-        let idf: Vec<f32> = lists.iter().map(|l| self.idf(l)).collect();
+        let mut contrib = vec![None; lists.lists.len()];
         for &r in rows {
-            let mut score = 0.0f32;
-            let mut hit = false;
             let norm = length_norm(&self.doc_len, self.avg_len, r.0);
-            for (list, &w) in lists.iter().zip(&idf) {
-                if let Ok(p) = list.binary_search_by_key(&r.0, |e| e.0) {
-                    score += term_score(w, list[p].1, norm);
-                    hit = true;
-                }
+            let mut hit = false;
+            for (i, list) in lists.lists.iter().enumerate() {
+                contrib[i] = list
+                    .binary_search_by_key(&r.0, |e| e.0)
+                    .ok()
+                    .map(|p| term_score(lists.weights[i], list[p].1, norm));
+                hit |= contrib[i].is_some();
             }
             if hit {
-                out.push((r, score));
+                let (score, matched) = lists.sum_and_count(&contrib);
+                out.push(TextMatch { row: r, score, matched });
             }
         }
     }
 
-    /// The best `k` rows by BM25 over `terms` among those `keep` admits,
-    /// written into `out` as `(row, score)`, best first.
-    ///
-    /// Repeated terms count once and at most
-    /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS) distinct terms
-    /// are used. MaxScore (Turtle and Flood): a term contributes less than
-    /// `idf · (k1 + 1)`, so once the top-k's threshold exceeds the summed
-    /// bounds of the weakest terms, a title matching only those cannot
-    /// enter; only the other ("essential") terms' posting lists are walked,
-    /// and the weak terms are looked up for each candidate (galloping
-    /// search, skipped as soon as the bound says the candidate cannot make
-    /// it). The results equal an exhaustive scoring's: every title that
-    /// could enter is scored in full, its terms summed in the same order.
-    /// `acc` is scratch for the cursors.
+    /// [`score_rows_plan`](Self::score_rows_plan) with the exact plan of
+    /// `terms`.
+    pub fn score_rows(&self, terms: &[String], rows: &[ItemIdx], out: &mut Vec<(ItemIdx, f32)>) {
+        self.score_rows_plan(&QueryPlan::exact(terms), rows, out);
+    }
+
+    /// [`search_plan`](Self::search_plan) with the exact plan of `terms`
+    /// (repeated terms count once; at most
+    /// [`MAX_QUERY_TERMS`](crate::limits::MAX_QUERY_TERMS) distinct terms).
     pub fn search(
         &self,
         terms: &[String],
@@ -248,14 +374,38 @@ impl LexicalIndex {
         acc: &mut Vec<(u32, f32)>,
         out: &mut Vec<(ItemIdx, f32)>,
     ) {
+        self.search_plan(&QueryPlan::exact(terms), k, keep, acc, out);
+    }
+
+    /// The best `k` rows under `plan` among those `keep` admits, written
+    /// into `out` as `(row, score)`, best first. A row's score is, per
+    /// slot, its best alternative's `weight ×` BM25, summed over the slots.
+    ///
+    /// MaxScore (Turtle and Flood): an alternative contributes less than
+    /// `weight · idf · (k1 + 1)`, so once the top-k's threshold exceeds the
+    /// summed bounds of the weakest lists, a title matching only those
+    /// cannot enter; only the other ("essential") lists are walked, and the
+    /// weak ones are looked up for each candidate (galloping search,
+    /// skipped as soon as the bound says the candidate cannot make it). The
+    /// results equal an exhaustive scoring's: every title that could enter
+    /// is scored in full, in the same order. `acc` is scratch for the
+    /// cursors.
+    pub fn search_plan(
+        &self,
+        plan: &QueryPlan,
+        k: usize,
+        keep: &dyn Fn(ItemIdx) -> bool,
+        acc: &mut Vec<(u32, f32)>,
+        out: &mut Vec<(ItemIdx, f32)>,
+    ) {
         out.clear();
         acc.clear();
-        if k == 0 || terms.is_empty() {
+        if k == 0 || plan.slots.is_empty() {
             return;
         }
-        let lists = self.query_lists(terms);
-        // Cursors as (position, idf), in `lists` order.
-        acc.extend(lists.iter().map(|l| (0, self.idf(l))));
+        let lists = self.plan_lists(plan);
+        // Cursors as (position, weight · idf), in `lists` order.
+        acc.extend(lists.weights.iter().map(|&w| (0, w)));
         let mut m = MaxScore::new(&lists, acc);
         let mut best: Vec<crate::kernels::Scored> = Vec::new();
         let (doc_len, avg_len): (&[u16], f32) = (&self.doc_len, self.avg_len);
@@ -274,8 +424,56 @@ impl LexicalIndex {
     }
 }
 
+/// A title's match with a query plan.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextMatch {
+    /// The row.
+    pub row: ItemIdx,
+    /// Its score: per slot the best alternative's weighted BM25, summed.
+    pub score: f32,
+    /// How many of the plan's slots it matches.
+    pub matched: u32,
+}
+
+/// A plan's posting lists, each with its weight times idf and its slot.
+#[derive(Default)]
+struct PlanLists<'a> {
+    lists: Vec<&'a [(u32, u16)]>,
+    weights: Vec<f32>,
+    slots: Vec<u32>,
+    n_slots: usize,
+}
+
+impl PlanLists<'_> {
+    /// A row's score from its per-list contributions: per slot the best,
+    /// summed over the slots in order.
+    fn sum(&self, contrib: &[Option<f32>]) -> f32 {
+        self.sum_and_count(contrib).0
+    }
+
+    /// The score, and how many slots matched.
+    fn sum_and_count(&self, contrib: &[Option<f32>]) -> (f32, u32) {
+        let mut best = [None::<f32>; MAX_QUERY_TERMS * 2];
+        let (mut total, mut matched) = (0.0f32, 0);
+        if self.n_slots <= best.len() {
+            for (c, &s) in contrib.iter().zip(&self.slots) {
+                if let Some(c) = c {
+                    let b = &mut best[s as usize];
+                    *b = Some(b.map_or(*c, |b| b.max(*c)));
+                }
+            }
+            for b in best[..self.n_slots].iter().flatten() {
+                total += b;
+                matched += 1;
+            }
+        }
+        (total, matched)
+    }
+}
+
 /// The cursors of a MaxScore walk over a query's posting lists.
 struct MaxScore<'a> {
+    plan: &'a PlanLists<'a>,
     lists: &'a [&'a [(u32, u16)]],
     /// (position, idf) per list.
     cursors: &'a mut [(u32, f32)],
@@ -286,12 +484,13 @@ struct MaxScore<'a> {
     /// `order[..essential]` are walked only by lookup.
     essential: usize,
     /// Each list's contribution to the candidate being scored (`None`: no
-    /// match), summed in list order as an exhaustive merge would.
+    /// match), combined per slot as an exhaustive scoring would.
     contrib: Vec<Option<f32>>,
 }
 
 impl<'a> MaxScore<'a> {
-    fn new(lists: &'a [&'a [(u32, u16)]], cursors: &'a mut [(u32, f32)]) -> MaxScore<'a> {
+    fn new(plan: &'a PlanLists<'a>, cursors: &'a mut [(u32, f32)]) -> MaxScore<'a> {
+        let lists = &plan.lists[..];
         // Bounds a hair above idf·(k1+1), so float rounding in the sums
         // can never prune a title that would tie the threshold.
         let bound = |i: usize| cursors[i].1.max(0.0) * (K1 + 1.0) * 1.0001;
@@ -305,7 +504,7 @@ impl<'a> MaxScore<'a> {
             })
             .collect();
         let contrib = vec![None; lists.len()];
-        MaxScore { lists, cursors, order, prefix, essential: 0, contrib }
+        MaxScore { plan, lists, cursors, order, prefix, essential: 0, contrib }
     }
 
     /// The lowest row under an essential list's cursor (`None`: all done).
@@ -348,7 +547,7 @@ impl<'a> MaxScore<'a> {
                 }
             }
         }
-        Some(self.contrib.iter().flatten().sum())
+        Some(self.plan.sum(&self.contrib))
     }
 
     /// Moves terms whose summed bounds stay below `threshold` out of the

@@ -12,14 +12,17 @@
 //!   million products in seconds and searches them in a fraction of a
 //!   millisecond at recall set by `probes`.
 
+mod analyzer;
 mod config;
 mod exact;
 #[cfg(feature = "hnsw")]
 mod hnsw;
 mod ivf;
 mod lexical;
+mod query;
 mod scan;
 
+pub use analyzer::{Analyzer, Language, TextAnalyzer, TextConfig};
 pub use config::{IndexConfig, IndexKind};
 pub use exact::ExactIndex;
 #[cfg(feature = "hnsw")]
@@ -29,7 +32,11 @@ pub use ivf::{
     AUTO_TRAIN_SAMPLE_MAX, IvfIndex, IvfParams, MAX_ITERATIONS as IVF_MAX_ITERATIONS, MAX_LISTS,
     MAX_TRAIN_SAMPLE,
 };
-pub use lexical::{LexicalIndex, query_terms, tokenize};
+pub use lexical::{LexicalIndex, TextMatch, query_terms, tokenize};
+pub use query::{
+    Alternative, MAX_EXPANSIONS, MAX_FUZZY_BYTES, MatchKind, PREFIX_WEIGHT, QueryConfig, QueryPlan,
+    TYPO_FREQUENCY_RATIO, TYPO_WEIGHT,
+};
 
 use crate::catalog::{Catalog, RowSet};
 use crate::error::{Error, ErrorKind, Result};

@@ -45,7 +45,7 @@ pub use filters::{Attributes, Blocked, Bought, Exclusion, Governance, Seen, Stoc
 #[cfg(feature = "metrics")]
 pub(crate) use observe::record_metrics;
 pub(crate) use observe::stage;
-pub(crate) use rank::{features_for, score_rows, score_rows_naive};
+pub(crate) use rank::{features_for, rank_candidates, score_rows, score_rows_naive};
 
 pub use crate::stage::{
     CandidateBuf, CandidateSource, DefaultReranker, Filter, RequestContext, Reranker, Scorer,
@@ -119,7 +119,7 @@ impl Pipeline {
         let mut trace = Trace {
             surface: req.surface,
             stale_excludes: r.stale,
-            query_terms: input.terms.len(),
+            query_terms: input.plan.slots().len(),
             state_version: state.version,
             variant,
             ..Trace::default()

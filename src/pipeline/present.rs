@@ -43,7 +43,7 @@ pub(crate) fn present(
             let heads = &ranked.heads[i * HEADS..(i + 1) * HEADS];
             let frow = ranked.features.row(i);
             let rr = &state.rank_rows[cand.row.index()];
-            let terms = fusion_terms(heads, frow, rr, ranking.has_relevance);
+            let terms = fusion_terms(heads, frow, rr, ranking.relevance);
             let parts = FUSION_TERMS.iter().zip(terms).zip(fusion.exponents());
             FeedItem {
                 product: catalog.product_id(cand.row),

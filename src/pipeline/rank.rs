@@ -32,9 +32,8 @@ pub(crate) struct Ranked {
 /// What ranking found out about the request.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ranking {
-    /// The request has something to be relevant to (a query, search
-    /// intents, or candidates from a search source).
-    pub(crate) has_relevance: bool,
+    /// What relevance the fusion reads, if any.
+    pub(crate) relevance: RelevanceFrom,
     /// Non-finite features and heads replaced by 0.
     pub(crate) repaired: usize,
 }
@@ -49,17 +48,50 @@ pub(crate) fn rank(
     out: &mut Ranked,
 ) -> Ranking {
     out.lists.prepare(ctx.catalog, ctx.signals, ctx.profile, ctx.at);
-    out.lists.prepare_text(ctx.lexical, ctx.terms, &c.rows);
+    out.lists.prepare_text(ctx.lexical, ctx.plan, &c.rows);
     let intents = query_vectors(p, ctx, has_query);
-    let fctx = feature_context(p, ctx, rank_rows, &intents, &out.lists);
+    let fctx = feature_context(p, ctx, rank_rows, &intents, &out.lists, has_query);
     compute_features(&fctx, &c.rows, &c.src_scores, &c.counts, &mut out.features);
     let repaired = out.features.repair_non_finite();
     let searched = c.masks.iter().any(|&m| m & p.search_mask != 0);
-    let has_relevance = has_query || !intents.is_empty() || searched;
+    let relevance = RelevanceFrom::of(has_query, !intents.is_empty() || searched);
     let fusion = p.config.fusion.get(ctx.surface());
     let repaired =
-        repaired + score_and_fuse(p.scorer_for(ctx), rank_rows, fusion, has_relevance, c, out);
-    Ranking { has_relevance, repaired }
+        repaired + score_and_fuse(p.scorer_for(ctx), rank_rows, fusion, relevance, c, out);
+    Ranking { relevance, repaired }
+}
+
+/// Where the fusion's relevance term comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RelevanceFrom {
+    /// Nothing to be relevant to: no relevance term.
+    None,
+    /// The request's query: the `relevance` feature (the fitted model of
+    /// text match, coverage and cosine).
+    Query,
+    /// Search intents or a search source's candidates without a request
+    /// query: the larger of `relevance` and the search source's score.
+    Other,
+}
+
+impl RelevanceFrom {
+    fn of(has_query: bool, other: bool) -> RelevanceFrom {
+        match (has_query, other) {
+            (true, _) => RelevanceFrom::Query,
+            (false, true) => RelevanceFrom::Other,
+            (false, false) => RelevanceFrom::None,
+        }
+    }
+
+    /// The relevance term of a candidate with `features`.
+    #[inline]
+    fn term(self, features: &[f32]) -> Option<f32> {
+        match self {
+            RelevanceFrom::None => None,
+            RelevanceFrom::Query => Some(features[col::RELEVANCE]),
+            RelevanceFrom::Other => Some(features[col::RELEVANCE].max(features[col::SRC_SEARCH])),
+        }
+    }
 }
 
 /// The unit vectors query relevance is measured against: the request's
@@ -83,11 +115,12 @@ fn query_vectors<'a>(p: &Pipeline, ctx: &RequestContext<'a>, has_query: bool) ->
 /// What feature assembly reads for one request (the fast path and the
 /// naive oracle alike).
 fn feature_context<'a>(
-    p: &Pipeline,
+    p: &'a Pipeline,
     ctx: &RequestContext<'a>,
     rank_rows: &'a [RankRow],
     queries: &'a [&'a [f32]],
     lists: &'a RequestLists,
+    has_query: bool,
 ) -> FeatureContext<'a> {
     FeatureContext {
         catalog: ctx.catalog,
@@ -99,7 +132,8 @@ fn feature_context<'a>(
         queries,
         lists,
         lexical: ctx.lexical,
-        terms: ctx.terms,
+        plan: ctx.plan,
+        relevance: has_query.then_some(&p.config.relevance),
         co: ctx.co_engaged,
     }
 }
@@ -110,7 +144,7 @@ fn score_and_fuse(
     scorer: &dyn Scorer,
     rank_rows: &[RankRow],
     fusion: &Fusion,
-    has_relevance: bool,
+    relevance: RelevanceFrom,
     c: &Candidates,
     out: &mut Ranked,
 ) -> usize {
@@ -132,7 +166,7 @@ fn score_and_fuse(
     out.values.extend((0..n).map(|i| {
         let rr = &rank_rows[c.rows[i].index()];
         let h = &heads[i * HEADS..(i + 1) * HEADS];
-        fusion.value(&fusion_terms(h, features.row(i), rr, has_relevance))
+        fusion.value(&fusion_terms(h, features.row(i), rr, relevance))
     }));
     repaired
 }
@@ -166,10 +200,9 @@ pub(crate) fn fusion_terms(
     heads: &[f32],
     features: &[f32],
     rr: &RankRow,
-    has_relevance: bool,
+    relevance: RelevanceFrom,
 ) -> [f32; 7] {
-    let relevance = has_relevance.then(|| features[col::RELEVANCE].max(features[col::SRC_SEARCH]));
-    Fusion::terms(heads, rr.price_band, rr.quality, relevance, rr.refund)
+    Fusion::terms(heads, rr.price_band, rr.quality, relevance.term(features), rr.refund)
 }
 
 /// Resolves `req` and ranks `rows` (no source found them) into `s`;
@@ -196,6 +229,68 @@ fn rank_given(
     candidates.set_given(rows);
     rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
     Ok(())
+}
+
+/// Ranks a caller's candidates as the request's surface would: every
+/// enabled source scores the given rows it would have found
+/// ([`CandidateSource::score_given`](crate::stage::CandidateSource::score_given)),
+/// their scores fill the source columns as the merge stage fills them,
+/// then features, scorer and fusion. `(row, value)` best first, every
+/// given row once, in `s`'s placement buffer.
+pub(crate) fn rank_candidates<'s>(
+    p: &Pipeline,
+    s: &'s mut Scratch,
+    on: Serving<'_>,
+    req: &FeedRequest,
+    rows: &[ItemIdx],
+) -> Result<&'s [Scored]> {
+    let Scratch { input, retrieved, candidates, ranked, placement } = s;
+    let r = resolve(p, input, on, req)?;
+    let n = on.state.catalog.len();
+    let mut given = rows.to_vec();
+    given.sort_unstable();
+    given.dedup();
+    if let Some(bad) = given.iter().find(|r| r.index() >= n) {
+        return Err(Error::invalid_value(
+            "rows",
+            "rank_products",
+            format!("row {} is outside the catalog of {n}", bad.0),
+        ));
+    }
+    let ctx = context(req, on.state, on.rules, input, &r);
+    candidates.set_given(&given);
+    retrieved.bufs.resize_with(p.sources.len(), Default::default);
+    for (i, src) in p.sources.iter().enumerate() {
+        let buf = &mut retrieved.bufs[i];
+        buf.clear();
+        if !src.enabled(&ctx) || !p.stage_on(src.id(), req) {
+            continue;
+        }
+        // A source that fails scores none of them, as in retrieval.
+        if src.score_given(&ctx, &given, buf).is_err() {
+            buf.clear();
+        }
+        let max = buf.as_slice().iter().map(|h| h.score).fold(0.0f32, f32::max);
+        for h in buf.as_slice() {
+            let Ok(at) = given.binary_search(&h.row) else { continue };
+            let bit = 1u32 << i;
+            if candidates.masks[at] & bit == 0 {
+                candidates.masks[at] |= bit;
+                candidates.counts[at] += 1;
+            }
+            let v = if max > 0.0 && h.score.is_finite() { h.score / max } else { 0.0 };
+            let cell = &mut candidates.src_scores[at * SOURCE_SLOTS + p.slots[i]];
+            *cell = cell.max(v);
+        }
+    }
+    rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
+    let scored = &mut placement.scored;
+    scored.clear();
+    scored.extend(
+        candidates.rows.iter().zip(&ranked.values).map(|(&row, &v)| Scored { row, score: v }),
+    );
+    top_k_in_place(scored, given.len());
+    Ok(&placement.scored[..])
 }
 
 /// Features, scorer, fusion and top-k over given rows: `(row, value)` best
@@ -246,9 +341,9 @@ pub(crate) fn score_rows_naive(
     }
     let intents = query_vectors(p, &ctx, r.has_query);
     let lists = RequestLists::default();
-    let fctx = feature_context(p, &ctx, &on.state.rank_rows, &intents, &lists);
+    let fctx = feature_context(p, &ctx, &on.state.rank_rows, &intents, &lists, r.has_query);
     let fusion = p.config.fusion.get(req.surface);
-    let has_relevance = r.has_query || !intents.is_empty();
+    let relevance = RelevanceFrom::of(r.has_query, !intents.is_empty());
     let scorer = p.scorer_for(&ctx);
     let mut out: Vec<Scored> = rows
         .iter()
@@ -256,7 +351,7 @@ pub(crate) fn score_rows_naive(
             let f = features_naive(&fctx, row, &[0.0; SOURCE_SLOTS], 0);
             let heads = naive_heads(scorer, &f);
             // The oracle reads the public accessors, not the packed rows.
-            let relevance = has_relevance.then(|| f[col::RELEVANCE].max(f[col::SRC_SEARCH]));
+            let relevance = relevance.term(&f);
             let terms = Fusion::terms(
                 &heads,
                 f[col::PRICE_BAND],

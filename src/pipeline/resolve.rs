@@ -9,7 +9,6 @@ use crate::catalog::unit_into;
 use crate::error::{Error, Result};
 use crate::features::CO_SEEDS;
 use crate::ids::ItemIdx;
-use crate::index::query_terms;
 use crate::request::FeedRequest;
 use crate::stage::{RequestContext, SideEffect};
 use crate::state::ServingState;
@@ -22,8 +21,10 @@ pub(crate) struct RequestInput {
     pub(crate) excluded: Vec<ItemIdx>,
     /// The query embedding, unit length, or empty.
     pub(crate) query: Vec<f32>,
-    /// The query terms (bounded, distinct).
+    /// The query terms the vocabulary has verbatim (bounded, distinct).
     pub(crate) terms: Vec<String>,
+    /// The query text's plan against the title index.
+    pub(crate) plan: crate::index::QueryPlan,
     /// The user's co-engagement scores, sorted by row: computed once, read
     /// by the `coengaged` source and the `co_engaged` feature.
     pub(crate) co: Vec<(ItemIdx, f32)>,
@@ -64,15 +65,22 @@ pub(crate) fn resolve(
     input.excluded.dedup();
     input.query.clear();
     input.terms.clear();
+    input.plan = crate::index::QueryPlan::default();
     if let Some(q) = &req.query {
+        if let Some(t) = &q.text {
+            input.plan = state.lexical.plan(t, &p.config.sources.query);
+            input.terms = input.plan.exact_terms();
+        }
         if let Some(e) = &q.embedding {
             if e.len() != catalog.dim() {
                 return Err(Error::dimension("request.query.embedding", catalog.dim(), e.len()));
             }
-            unit_into("request.query.embedding", e, &mut input.query)?;
-        }
-        if let Some(t) = &q.text {
-            input.terms = query_terms(t);
+            // A zero vector beside text falls back to the text; alone it
+            // is an error (there is nothing to search with).
+            let zero = e.iter().all(|&x| x == 0.0);
+            if !zero || input.plan.slots().is_empty() {
+                unit_into("request.query.embedding", e, &mut input.query)?;
+            }
         }
     }
     let signals = &*state.signals;
@@ -89,7 +97,7 @@ pub(crate) fn resolve(
     if let Some(profile) = signals.profile(req.user) {
         signals.co_scores(profile, at, CO_SEEDS, &mut input.co, &mut input.co_scratch);
     }
-    let has_query = !input.query.is_empty() || !input.terms.is_empty();
+    let has_query = !input.query.is_empty() || !input.plan.slots().is_empty();
     Ok(Resolved { at, stale, has_query })
 }
 
@@ -113,6 +121,7 @@ pub(crate) fn context<'a>(
         at: r.at,
         query: (!input.query.is_empty()).then_some(&input.query[..]),
         terms: &input.terms,
+        plan: &input.plan,
         co_engaged: &input.co,
         rules,
     }

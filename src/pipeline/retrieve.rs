@@ -68,7 +68,7 @@ fn query_outcome(
     if ctx.request.query.is_none() || !searched {
         return QueryOutcome::NotSearch;
     }
-    if ctx.query.is_none() && ctx.terms.is_empty() {
+    if ctx.query.is_none() && ctx.plan.slots().is_empty() {
         return QueryOutcome::NoSearchableTerm;
     }
     let found =

@@ -9,5 +9,6 @@ pub mod scorer;
 mod weights;
 
 pub use crate::features::{F, FEATURE_NAMES, FeatureMatrix, HEAD_NAMES, HEADS, col, feature_index};
+pub use crate::features::{MAX_RELEVANCE_WEIGHT, RelevanceInputs, RelevanceWeights};
 pub use crate::stage::Scorer;
 pub use scorer::{Fusion, HeadWeights, LogisticScorer, MlpScorer};

@@ -4,6 +4,7 @@ use crate::error::Result;
 use crate::features::col;
 use crate::ids::{CategoryId, ItemIdx};
 use crate::index::{Neighbor, RowFilter};
+use crate::kernels::dot;
 use crate::request::Surface;
 use crate::stage::{CandidateBuf, CandidateSource, RequestContext};
 use serde::{Deserialize, Serialize};
@@ -275,6 +276,9 @@ pub struct SearchSource {
     pub fusion: SearchFusion,
     /// Recent searches used on omni.
     pub intents: usize,
+    /// How the words of an omni intent's text match title terms (a
+    /// request's text is planned once, in the request's context).
+    pub query: crate::index::QueryConfig,
 }
 
 impl CandidateSource for SearchSource {
@@ -305,30 +309,58 @@ impl CandidateSource for SearchSource {
         let mut part: Vec<Neighbor> = Vec::new();
         let mut lexical: Vec<(ItemIdx, f32)> = Vec::new();
         let mut acc = Vec::new();
-        if ctx.query.is_some() || !ctx.terms.is_empty() {
+        // A search asks for as many as the request shows (up to MAX_K),
+        // never fewer than the configured depth.
+        let k = self.k.max(ctx.request.k);
+        if ctx.query.is_some() || !ctx.plan.slots().is_empty() {
             if let Some(q) = ctx.query {
-                ctx.index.search(q, self.k, filter, &mut semantic)?;
+                ctx.index.search(q, k, filter, &mut semantic)?;
             }
-            ctx.lexical.search(ctx.terms, self.k, &pushed, &mut acc, &mut lexical);
+            ctx.lexical.search_plan(ctx.plan, k, &pushed, &mut acc, &mut lexical);
         } else if ctx.surface() == Surface::Omni {
             let Some(p) = ctx.profile else { return Ok(()) };
             let n = p.searches().len();
-            let mut terms: Vec<String> = Vec::new();
+            let mut plan = crate::index::QueryPlan::default();
             for s in p.searches().skip(n.saturating_sub(self.intents)) {
                 if let Some(v) = &s.vector {
                     ctx.index.search(v, self.k, filter, &mut part)?;
                     semantic.extend_from_slice(&part);
                 }
                 if let Some(t) = &s.text {
-                    terms.extend(crate::index::query_terms(t));
+                    plan.append(ctx.lexical.plan(t, &self.query));
                 }
             }
             // Several intents may find the same row: keep its best score
             // (a score sort leaves a row's copies apart, so dedup by row).
             crate::stage::best_per_row(&mut semantic, usize::MAX);
-            ctx.lexical.search(&terms, self.k, &pushed, &mut acc, &mut lexical);
+            ctx.lexical.search_plan(&plan, self.k, &pushed, &mut acc, &mut lexical);
         }
-        self.fusion.fuse(&semantic, &lexical, self.k, out);
+        self.fusion.fuse(&semantic, &lexical, k, out);
+        Ok(())
+    }
+
+    /// The given rows as this search would score them: each row's cosine
+    /// with the query vector and its BM25 under the query plan, ranked
+    /// among the given rows, fused as in [`retrieve`](Self::retrieve).
+    fn score_given(
+        &self,
+        ctx: &RequestContext<'_>,
+        rows: &[ItemIdx],
+        out: &mut CandidateBuf,
+    ) -> Result<()> {
+        if ctx.surface() != Surface::Search && ctx.surface() != Surface::Omni {
+            return Ok(());
+        }
+        let mut semantic: Vec<Neighbor> = Vec::new();
+        if let Some(q) = ctx.query {
+            let e = ctx.catalog.embeddings();
+            semantic.extend(rows.iter().map(|&row| Neighbor { row, score: dot(q, e.row(row)) }));
+            semantic.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+        }
+        let mut lexical: Vec<(ItemIdx, f32)> = Vec::new();
+        ctx.lexical.score_rows_plan(ctx.plan, rows, &mut lexical);
+        lexical.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.fusion.fuse(&semantic, &lexical, rows.len(), out);
         Ok(())
     }
 }

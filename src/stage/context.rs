@@ -3,7 +3,7 @@
 
 use crate::catalog::Catalog;
 use crate::ids::{ItemIdx, Score, Timestamp};
-use crate::index::LexicalIndex;
+use crate::index::{LexicalIndex, QueryPlan};
 use crate::index::{Neighbor, VectorIndex};
 use crate::request::{FeedRequest, Surface};
 use crate::signals::{Signals, UserProfile};
@@ -29,8 +29,13 @@ pub struct RequestContext<'a> {
     pub at: Timestamp,
     /// The request's query embedding, normalized, if it has one.
     pub query: Option<&'a [f32]>,
-    /// The request's query terms (tokenized), empty without text.
+    /// The request's query terms the title vocabulary has verbatim
+    /// (analyzed: stemmed, stop words dropped), empty without text.
     pub terms: &'a [String],
+    /// The request's query text as the title index searches it: per query
+    /// word its alternatives (exact, split, joined, typos, prefix). Empty
+    /// without text.
+    pub plan: &'a QueryPlan,
     /// The business rules in force (pins, boosts, blocklists).
     pub rules: &'a crate::business::RuleSet,
     /// The user's co-engagement scores, sorted by row, in `[0, 1]`

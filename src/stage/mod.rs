@@ -86,6 +86,22 @@ pub trait CandidateSource: Send + Sync + std::fmt::Debug {
     /// Writes candidates for `ctx` into `out` (empty on entry), best first.
     /// Must not return rows for which `ctx.is_excluded` is true.
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()>;
+
+    /// Writes into `out` (empty on entry), best first, the rows of `rows`
+    /// (given candidates, sorted, distinct) this source would have found
+    /// for `ctx`, with the scores it would have given them: what
+    /// [`Recommender::rank_products`](crate::recommender::Recommender::rank_products)
+    /// ranks a caller's list with. The default finds none of them (their
+    /// score column stays 0); the search source scores each by the query.
+    fn score_given(
+        &self,
+        ctx: &RequestContext<'_>,
+        rows: &[ItemIdx],
+        out: &mut CandidateBuf,
+    ) -> Result<()> {
+        let _ = (ctx, rows, out);
+        Ok(())
+    }
 }
 
 /// A filter: removes candidates, and says why.

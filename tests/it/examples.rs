@@ -24,6 +24,7 @@ fn names() -> Vec<&'static str> {
         "signals_scale",
         "ann_recall",
         "evaluate",
+        "search_eval",
     ];
     if cfg!(feature = "redis") {
         names.push("replicas");

@@ -10,6 +10,7 @@ mod examples;
 mod feed;
 mod golden;
 mod live;
+mod search;
 mod signals;
 mod stages;
 mod structure;

@@ -144,8 +144,9 @@ fn the_largest_k_under_the_largest_sources_stays_linear_past_the_diversified_hea
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Any text: at most MAX_QUERY_TERMS distinct terms, each a token of
-    /// the text's first MAX_QUERY_BYTES bytes, in order of first appearance.
+    /// Any text: at most MAX_QUERY_TERMS distinct terms, each a term of the
+    /// default analyzer over the text's first MAX_QUERY_BYTES bytes, in
+    /// order of first appearance.
     #[test]
     fn query_terms_are_bounded_distinct_and_from_the_text(
         words in prop::collection::vec("[a-zA-Z0-9éü🎧]{1,8}", 0..600),
@@ -162,7 +163,8 @@ proptest! {
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        let head = tokenize(&text[..end]);
+        use omnifeed::index::Analyzer;
+        let head = omnifeed::index::TextAnalyzer::default().terms(&text[..end]);
         let mut firsts: Vec<String> = Vec::new();
         for t in head {
             if !firsts.contains(&t) {

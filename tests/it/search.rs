@@ -1,0 +1,185 @@
+//! People find goods (issue 23): text analysis, typo tolerance, split and
+//! joined words, search depth, a zero query vector, the relevance model
+//! and ranking a caller's list as Search would. Hand-checkable cases on a
+//! small catalog of hardware titles written for this test.
+
+use omnifeed::index::{ExactIndex, MatchKind, QueryConfig};
+use omnifeed::{
+    CatalogBuilder, CategoryId, Clock, ErrorKind, FeedRequest, Merchant, MerchantId,
+    MerchantStatus, Product, ProductId, QueryOutcome, Recommender, RecommenderConfig, SearchQuery,
+    ServingState, SignalConfig, Signals, Surface, UserId,
+};
+use std::sync::Arc;
+
+const TITLES: &[&str] = &[
+    "Cordless Drill Driver 20-Volt",
+    "Hammer Drill Kit with Case",
+    "Paint Brush Set (3-Piece)",
+    "Deck Paint 1 gal. Cedar",
+    "Lawn Mower 21 in. Gas Self-Propelled",
+    "Kitchen Faucet Pull-Down Chrome",
+    "Wet/Dry Vacuum 12 gal.",
+    "Toilet Seat Elongated White",
+    "Copper Pipe 1/2 in. x 10 ft.",
+    "PVC Pipe 3/4 in. x 10 ft.",
+    "Paintbrush 2 in. Angled",
+    "LED Light Bulb 60W Equivalent Soft White",
+];
+
+/// The catalog (product i has id 100 + i) with 2-d vectors, and a
+/// recommender with `config`.
+fn shop(config: RecommenderConfig) -> Recommender {
+    let mut b = CatalogBuilder::new();
+    b.add_merchant(Merchant { id: MerchantId(1), experience: 0.8, status: MerchantStatus::Active });
+    for (i, t) in TITLES.iter().enumerate() {
+        let id = ProductId(100 + i as u64);
+        b.add_product(Product {
+            id,
+            category: CategoryId(0),
+            price: 10.0,
+            merchant: MerchantId(1),
+            stock: 5,
+            listed_at: 0,
+            title: Some(t.to_string()),
+        });
+        let a = i as f32 * 0.5;
+        b.add_embedding(id, &[a.cos(), a.sin()]);
+    }
+    let catalog = Arc::new(b.build().unwrap());
+    let (signals, _) =
+        Signals::from_events(Arc::clone(&catalog), &[], &SignalConfig::default()).unwrap();
+    let index = Arc::new(ExactIndex::for_catalog(&catalog));
+    let state = ServingState::new(catalog, index, Arc::new(signals)).unwrap();
+    Recommender::builder().config(config).clock(Clock::Fixed(0)).state(state).build().unwrap()
+}
+
+fn search(rec: &Recommender, text: &str, k: usize) -> Vec<u64> {
+    let req = FeedRequest::new(UserId(1)).surface(Surface::Search).search_text(text).k(k);
+    rec.recommend(&req).unwrap().items.iter().map(|i| i.product.0 - 100).collect()
+}
+
+#[test]
+fn plurals_typos_and_glued_words_find_their_products() {
+    let rec = shop(RecommenderConfig::default());
+    for (query, want) in [
+        ("drills", &[0, 1][..]),   // plural folded by the stemmer
+        ("drils", &[0, 1]),        // one typo in five letters
+        ("vacume", &[6]),          // vacuum
+        ("lawnmowers", &[4]),      // glued and plural: lawn + mower
+        ("deckpaint", &[3]),       // glued
+        ("kitchenfaucet", &[5]),   // glued
+        ("toliet seat", &[7]),     // a misspelling, and "seat"
+        ("1/2 inch copper", &[8]), // a fraction with its unit
+        ("1/2\" pipe", &[8]),      // the inch mark
+        ("60 watt bulb", &[11]),   // a unit spelled out
+        ("vacu", &[6]),            // a prefix of the last word
+    ] {
+        let got = search(&rec, query, 5);
+        assert!(got.first().is_some_and(|g| want.contains(g)), "{query:?} → {got:?}");
+    }
+    // Without typo tolerance a misspelling finds nothing by text.
+    let mut exact = RecommenderConfig::default();
+    exact.sources.query = QueryConfig::exact();
+    let strict = shop(exact);
+    let req = FeedRequest::new(UserId(1)).surface(Surface::Search).search_text("vacume").k(5);
+    assert_eq!(strict.recommend(&req).unwrap().trace.query, QueryOutcome::NoMatch);
+}
+
+#[test]
+fn the_plan_says_how_each_word_matched() {
+    let rec = shop(RecommenderConfig::default());
+    let state = rec.state();
+    let lexical = state.lexical();
+    let kinds = |q: &str| -> Vec<Vec<MatchKind>> {
+        lexical
+            .plan(q, &QueryConfig::default())
+            .slots()
+            .iter()
+            .map(|s| s.iter().map(|a| a.kind).collect())
+            .collect()
+    };
+    assert_eq!(kinds("drill"), [vec![MatchKind::Exact]]);
+    // "drils" is one edit from "drill" (and from "dri", the stem of "dry").
+    let plan = lexical.plan("drils", &QueryConfig::default());
+    assert!(plan.slots()[0].iter().all(|a| a.kind == MatchKind::Typo(1)));
+    assert!(plan.slots()[0].iter().any(|a| &*a.term == "drill"));
+    assert_eq!(kinds("deckpaint"), [vec![MatchKind::Split], vec![MatchKind::Split]]);
+    // "paint brush": each word exact, and the joined "paintbrush" stands
+    // for both.
+    assert_eq!(
+        kinds("paint brush"),
+        [vec![MatchKind::Exact, MatchKind::Joined], vec![MatchKind::Exact, MatchKind::Joined]]
+    );
+    // Too short for a typo; the last word's prefix; nothing at all.
+    assert_eq!(kinds("dril"), [vec![MatchKind::Prefix]]);
+    assert_eq!(kinds("zzzzzz"), [Vec::<MatchKind>::new()]);
+    assert!(kinds("the of").is_empty(), "stop words only: no slot");
+    // A typo scores below the exact word.
+    let plan = lexical.plan("drils", &QueryConfig::default());
+    assert!(plan.slots()[0][0].weight < 1.0);
+}
+
+#[test]
+fn search_honours_k_beyond_the_source_depth() {
+    // A source depth of 2: a Search of k = 6 still returns every match.
+    let mut cfg = RecommenderConfig::default();
+    cfg.sources.search = 2;
+    let rec = shop(cfg);
+    let got = search(&rec, "pipe paint drill", 6);
+    assert_eq!(got.len(), 6, "{got:?}");
+}
+
+#[test]
+fn a_zero_query_vector_falls_back_to_the_text() {
+    let rec = shop(RecommenderConfig::default());
+    let q = SearchQuery { text: Some("copper pipe".into()), embedding: Some(vec![0.0, 0.0]) };
+    let req = FeedRequest::new(UserId(1)).surface(Surface::Search).query(q).k(3);
+    let feed = rec.recommend(&req).unwrap();
+    assert_eq!(feed.items[0].product, ProductId(108));
+    // With nothing else to search with, a zero vector is still an error.
+    let q = SearchQuery { text: None, embedding: Some(vec![0.0, 0.0]) };
+    let req = FeedRequest::new(UserId(1)).surface(Surface::Search).query(q).k(3);
+    let e = rec.recommend(&req).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::ZeroVector { .. }), "{e}");
+}
+
+#[test]
+fn the_text_is_not_drowned_by_a_vector_pointing_elsewhere() {
+    // The query vector points at the bulb (row 11); the text names the
+    // copper pipe. The exact text match comes first.
+    let rec = shop(RecommenderConfig::default());
+    let a = 11.0f32 * 0.5;
+    let q =
+        SearchQuery { text: Some("copper pipe".into()), embedding: Some(vec![a.cos(), a.sin()]) };
+    let req = FeedRequest::new(UserId(1)).surface(Surface::Search).query(q).k(3);
+    let feed = rec.recommend(&req).unwrap();
+    assert_eq!(feed.items[0].product, ProductId(108), "{:?}", feed.items);
+}
+
+#[test]
+fn rank_products_orders_a_given_list_as_search_would() {
+    let rec = shop(RecommenderConfig::default());
+    let given: Vec<ProductId> = [2u64, 10, 3, 0, 6].iter().map(|i| ProductId(100 + i)).collect();
+    let req = FeedRequest::new(UserId(1)).surface(Surface::Search).search_text("paint brush").k(1);
+    let ranked = rec.rank_products(&req, &given).unwrap();
+    // Every given product once, best first; the two brushes lead.
+    assert_eq!(ranked.len(), given.len());
+    let ids: Vec<u64> = ranked.iter().map(|r| r.0.0 - 100).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 2, 3, 6, 10]);
+    assert!(ranked.windows(2).all(|w| w[0].1 >= w[1].1));
+    assert_eq!(ids[..2].iter().copied().collect::<std::collections::HashSet<_>>(), [2, 10].into());
+    // The order is Search's own order of these products.
+    let full = rec
+        .recommend(
+            &FeedRequest::new(UserId(1)).surface(Surface::Search).search_text("paint brush").k(12),
+        )
+        .unwrap();
+    let searched: Vec<u64> =
+        full.items.iter().map(|i| i.product.0 - 100).filter(|i| ids.contains(i)).collect();
+    assert_eq!(ids[..searched.len()], searched[..]);
+    // An unknown product is a typed error.
+    let e = rec.rank_products(&req, &[ProductId(7)]).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::UnknownId { .. }), "{e}");
+}
