@@ -76,6 +76,43 @@ fn feed(c: &mut Criterion) {
             })
         });
     }
+    // The query plan's cost (issue 23): the same searches with exact terms
+    // only (no typos, splits, joins or prefixes), and searches whose first
+    // word is misspelled (the typo path finds its alternatives).
+    let typo_reqs: Vec<FeedRequest> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let noun = category_noun(CategoryId(i as u32 % 40));
+            let mut typo: Vec<char> = noun.chars().collect();
+            typo.swap(1, 2);
+            FeedRequest::new(u.id).k(50).surface(Surface::Search).query(SearchQuery {
+                text: Some(format!("{} soft", typo.iter().collect::<String>())),
+                embedding: Some(u.interests[0].1.clone()),
+            })
+        })
+        .collect();
+    let mut exact_terms = omnifeed::RecommenderConfig::default();
+    exact_terms.sources.query = omnifeed::index::QueryConfig::exact();
+    let rec_exact = Recommender::builder()
+        .clock(Clock::SignalsAsOf)
+        .config(exact_terms)
+        .state(rec.state().as_ref().clone())
+        .build()
+        .expect("recommender");
+    for (name, r, reqs) in
+        [("search_exact_terms", &rec_exact, &search_reqs), ("search_typo", &rec, &typo_reqs)]
+    {
+        let mut scratch = r.new_scratch();
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new(name, N), |b| {
+            b.iter(|| {
+                i = (i + 1) % reqs.len();
+                let feed = r.recommend_with(&mut scratch, black_box(&reqs[i])).expect("feed");
+                black_box(feed.items.len())
+            })
+        });
+    }
     let state = ServingState::new(Arc::clone(&catalog), exact, signals).expect("state");
     let rec =
         Recommender::builder().clock(Clock::SignalsAsOf).state(state).build().expect("recommender");

@@ -770,8 +770,11 @@ impl NgramEncoder {
             let s = eig.eigenvalues[e].max(1e-12).sqrt();
             for h in 0..BUCKETS {
                 let r = &b[h * l..(h + 1) * l];
-                let acc: f64 =
-                    r.iter().enumerate().map(|(x, &v)| f64::from(v) * eig.eigenvectors[(x, e)]).sum();
+                let acc: f64 = r
+                    .iter()
+                    .enumerate()
+                    .map(|(x, &v)| f64::from(v) * eig.eigenvectors[(x, e)])
+                    .sum();
                 basis[h * dim + c] = (acc / s) as f32;
             }
         }

@@ -239,7 +239,12 @@ impl TextAnalyzer {
 /// (apostrophes inside a word dropped), numbers with `/` or `.` between
 /// digits, and `"` / `'` right after a number as inch / foot marks.
 fn raw_tokens(text: &str, out: &mut Vec<String>) {
-    let chars: Vec<char> = text.nfkc().flat_map(char::to_lowercase).collect();
+    // NFKC leaves ASCII as it is: most titles skip the normalizer.
+    let chars: Vec<char> = if text.is_ascii() {
+        text.chars().map(|c| c.to_ascii_lowercase()).collect()
+    } else {
+        text.nfkc().flat_map(char::to_lowercase).collect()
+    };
     let mut cur = String::new();
     let flush = |cur: &mut String, out: &mut Vec<String>| {
         if !cur.is_empty() {

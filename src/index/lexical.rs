@@ -142,15 +142,32 @@ impl LexicalIndex {
         let mut postings: HashMap<Box<str>, Vec<(u32, u16)>> = HashMap::new();
         let mut doc_len = Vec::with_capacity(catalog.len());
         let mut total = 0u64;
-        for r in 0..catalog.len() as u32 {
-            let row = ItemIdx(r);
-            let title = catalog.is_listed(row).then(|| catalog.title(row)).flatten();
-            let terms = term_counts(&*analyzer, title);
-            let len: u64 = terms.iter().map(|t| u64::from(t.1)).sum();
-            doc_len.push(len.min(u64::from(u16::MAX)) as u16);
-            total += len;
-            for (term, tf) in terms {
-                postings.entry(term.into_boxed_str()).or_default().push((r, tf));
+        // Titles are analyzed in parallel, a block of rows at a time (the
+        // block's terms are held at once), and posted in row order.
+        use rayon::prelude::*;
+        const BLOCK: u32 = 1 << 15;
+        let n = catalog.len() as u32;
+        for start in (0..n).step_by(BLOCK as usize) {
+            let block: Vec<Vec<(String, u16)>> = (start..n.min(start + BLOCK))
+                .into_par_iter()
+                .map(|r| {
+                    let row = ItemIdx(r);
+                    let title = catalog.is_listed(row).then(|| catalog.title(row)).flatten();
+                    term_counts(&*analyzer, title)
+                })
+                .collect();
+            for (r, terms) in (start..).zip(block) {
+                let len: u64 = terms.iter().map(|t| u64::from(t.1)).sum();
+                doc_len.push(len.min(u64::from(u16::MAX)) as u16);
+                total += len;
+                for (term, tf) in terms {
+                    match postings.get_mut(term.as_str()) {
+                        Some(list) => list.push((r, tf)),
+                        None => {
+                            postings.insert(term.into_boxed_str(), vec![(r, tf)]);
+                        }
+                    }
+                }
             }
         }
         let postings = postings.into_iter().map(|(t, l)| (t, Arc::new(l))).collect();

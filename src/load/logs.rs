@@ -291,13 +291,38 @@ struct EventRow {
     via: Option<u64>,
     #[serde(default)]
     query: Option<String>,
+    #[serde(default)]
+    query_embedding: Option<String>,
+}
+
+/// A search's query embedding as the events file holds it: its components
+/// separated by spaces (empty: none).
+fn parse_embedding(text: &str) -> std::result::Result<Option<Vec<f32>>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let mut v = Vec::new();
+    for (i, part) in text.split_ascii_whitespace().enumerate() {
+        match part.parse::<f32>() {
+            Ok(x) if x.is_finite() => v.push(x),
+            _ => {
+                return Err(format!(
+                    "query_embedding component {i} is {part:?}, not a finite number"
+                ));
+            }
+        }
+    }
+    Ok(Some(v))
 }
 
 /// Reads omnifeed's event CSV (`at,user,target,target_id,kind,value,via,query`,
-/// with `target` = `product`, `content`, `merchant` or `none`, `kind` an
-/// [`EventKind::name`], `value` the watch seconds, price or rating, `via` the
-/// content a product event is attributed to, and `query` a search's text).
-/// The last two columns may be absent.
+/// and optionally `query_embedding`, with `target` = `product`,
+/// `content`, `merchant` or `none`, `kind` an [`EventKind::name`], `value`
+/// the watch seconds, price or rating, `via` the content a product event is
+/// attributed to, `query` a search's text and `query_embedding` its query
+/// vector, components separated by spaces). The last three columns may be
+/// absent.
 pub fn read_events(path: impl AsRef<Path>, opts: &LogOptions) -> Result<(Vec<Event>, LogReport)> {
     let path = path.as_ref();
     opts.validate()?;
@@ -322,6 +347,8 @@ pub fn read_events(path: impl AsRef<Path>, opts: &LogOptions) -> Result<(Vec<Eve
             .ok_or_else(|| bad(format!("unknown kind {:?} or missing value", r.kind)))?;
         if let EventKind::Search(q) = &mut kind {
             q.text = r.query.filter(|t| !t.is_empty());
+            q.embedding =
+                parse_embedding(r.query_embedding.as_deref().unwrap_or("")).map_err(bad)?;
         }
         report.rows += 1;
         if let Some(at) = opts.place(r.at, &mut report) {
@@ -346,9 +373,14 @@ pub fn write_events(path: impl AsRef<Path>, events: &[Event]) -> Result<()> {
             Target::Merchant(m) => ("merchant", m.0),
             Target::None => ("none", 0),
         };
-        let query = match &e.kind {
-            EventKind::Search(q) => q.text.clone(),
-            _ => None,
+        let (query, query_embedding) = match &e.kind {
+            EventKind::Search(q) => (
+                q.text.clone(),
+                q.embedding
+                    .as_ref()
+                    .map(|v| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")),
+            ),
+            _ => (None, None),
         };
         w.serialize(EventRow {
             at: e.at,
@@ -359,6 +391,7 @@ pub fn write_events(path: impl AsRef<Path>, events: &[Event]) -> Result<()> {
             value: e.kind.value(),
             via: e.via.map(|c| c.0),
             query,
+            query_embedding,
         })
         .map_err(|e| csv_error(path, e))?;
     }
@@ -434,12 +467,24 @@ mod tests {
                 UserId(2),
                 SearchQuery { text: Some("red, warm scarf".into()), embedding: None },
             ),
+            Event::search(
+                10,
+                UserId(3),
+                SearchQuery { text: Some("mug".into()), embedding: Some(vec![0.25, -1.5, 3e-7]) },
+            ),
         ];
         let p = tmp("ev.csv", "");
         write_events(&p, &events).unwrap();
         let (back, report) = read_events(&p, &LogOptions::default()).unwrap();
         assert_eq!(back, events);
-        assert_eq!(report.events, 5);
+        assert_eq!(report.events, 6);
+        // A component that is not a finite number is an error naming it.
+        let bad = tmp(
+            "bad-emb.csv",
+            "at,user,target,target_id,kind,value,via,query,query_embedding\n1,1,none,0,search,,,mug,0.5 NaN\n",
+        );
+        let e = read_events(&bad, &LogOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("query_embedding component 1"), "{e}");
     }
 
     #[test]
