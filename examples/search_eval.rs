@@ -70,8 +70,9 @@ struct Cli {
     /// Write the scores as JSON here [default: stdout only].
     #[arg(long, value_name = "OUT.json")]
     json: Option<PathBuf>,
-    /// The stand-in encoder's dimension.
-    #[arg(long, default_value_t = 64)]
+    /// The stand-in encoder's dimension (64 is the setup; 256
+    /// keeps more of the n-gram space).
+    #[arg(long, default_value_t = 256)]
     dim: usize,
     /// Results per query.
     #[arg(long, default_value_t = 1000)]
@@ -96,6 +97,11 @@ struct Cli {
     /// A recommender config (TOML) for the full pipeline [default: the defaults].
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Write, per judged query, its run's first 300 products and its judged
+    /// products with their relevance inputs and grade (empty: unjudged), as
+    /// TSV for offline model work [default: none].
+    #[arg(long, value_name = "OUT.tsv", requires = "judgments")]
+    dump_features: Option<PathBuf>,
     /// Ask only the first N queries (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -182,6 +188,9 @@ fn main() -> Res<()> {
         }
         report.insert("retrieve".into(), retrieve.into());
     }
+    if let (Some(out), Some(j)) = (&cli.dump_features, &judged) {
+        dump_features(&shop, j, &queries, &run, out)?;
+    }
     if let (Some(out), Some(j)) = (&cli.fit_relevance, &judged) {
         let fitted = fit_relevance(&shop, j, &queries, &run, &cli)?;
         report.insert("fit_relevance".into(), fitted);
@@ -210,6 +219,90 @@ fn main() -> Res<()> {
         std::fs::write(p, &text)?;
     }
     Ok(())
+}
+
+/// The columns of `--dump-features`.
+const DUMP_HEADER: &str = "query_id\tproduct_uid\trank\tgrade\ttext\tcoverage\tcosine\tlast_word\tsurface\ttitle_terms\tslots";
+
+fn dump_features(
+    shop: &Shop<'_>,
+    j: &Judgments,
+    queries: &[(u64, String)],
+    run: &[Vec<u64>],
+    out: &Path,
+) -> Res<()> {
+    let plain = TextAnalyzer::new(TextConfig { stemming: false, ..TextConfig::default() });
+    let lines: Vec<String> = queries
+        .par_iter()
+        .zip(run)
+        .filter_map(|((qid, q), list)| {
+            let g = j.grades.get(qid)?;
+            let grade: HashMap<u64, f64> = g.iter().copied().collect();
+            let mut uids: Vec<u64> = list.iter().take(300).copied().collect();
+            for (u, _) in g {
+                if !uids.contains(u) {
+                    uids.push(*u);
+                }
+            }
+            let x = inputs(shop, q, &uids);
+            let extra = text_extras(shop, &plain, q, &uids);
+            let mut text = String::new();
+            for (i, u) in uids.iter().enumerate() {
+                let rank = list.iter().position(|v| v == u).map_or(0, |p| p + 1);
+                let gr = grade.get(u).map_or(String::new(), |g| g.to_string());
+                let e = extra[i];
+                text.push_str(&format!(
+                    "{qid}\t{u}\t{rank}\t{gr}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                    x[i][0], x[i][1], x[i][2], e.0, e.1, e.2, e.3
+                ));
+            }
+            Some(text)
+        })
+        .collect();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(out)?);
+    writeln!(f, "{DUMP_HEADER}")?;
+    for l in lines {
+        f.write_all(l.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Per product: whether the query's last slot matched, the share of query
+/// words found in the title unstemmed, the title's term count, and the
+/// query's slot count.
+fn text_extras(
+    shop: &Shop<'_>,
+    plain: &TextAnalyzer,
+    q: &str,
+    uids: &[u64],
+) -> Vec<(u8, f32, usize, usize)> {
+    let lexical = shop.state.lexical();
+    let catalog = shop.state.catalog();
+    let plan = lexical.plan(q, &shop.full.config().sources.query);
+    let n = plan.slots().len();
+    let mut qwords = Vec::new();
+    plain.words(q, &mut qwords);
+    qwords.retain(|w| plain.term(w).is_some());
+    let mut rows: Vec<omnifeed::ItemIdx> =
+        uids.iter().filter_map(|u| catalog.row(ProductId(*u))).collect();
+    rows.sort_unstable();
+    let mut m = Vec::new();
+    lexical.match_rows(&plan, &rows, &mut m);
+    uids.iter()
+        .map(|u| {
+            let Some(row) = catalog.row(ProductId(*u)) else { return (0, 0.0, 0, n) };
+            let mask = m.binary_search_by_key(&row, |x| x.row).map_or(0, |k| m[k].slots);
+            let last = u8::from(n > 0 && n <= 64 && mask & (1u64 << (n - 1)) != 0);
+            let mut tw = Vec::new();
+            plain.words(catalog.title(row).unwrap_or(""), &mut tw);
+            let surface = if qwords.is_empty() {
+                0.0
+            } else {
+                qwords.iter().filter(|w| tw.contains(w)).count() as f32 / qwords.len() as f32
+            };
+            (last, surface, tw.len(), n)
+        })
+        .collect()
 }
 
 /// One query's fitting rows: relevance inputs and gains.

@@ -192,8 +192,9 @@ pub struct RecommenderConfig {
     /// Logistic head weights of the default scorer.
     pub scorer: HeadWeights,
     /// How a request's text match, query-word coverage and query-vector
-    /// cosine make the `relevance` feature when it carries a query (fitted
-    /// on product-search judgments; see `rank::RelevanceWeights`).
+    /// cosine make the `relevance` feature when it carries a query (checked
+    /// on product-search judgments; fit your own with
+    /// `examples/search_eval.rs --fit-relevance`; see `rank::RelevanceWeights`).
     pub relevance: RelevanceWeights,
     /// Fusion exponents per surface.
     pub fusion: PerSurface<Fusion>,

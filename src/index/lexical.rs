@@ -368,8 +368,8 @@ impl LexicalIndex {
                 hit |= contrib[i].is_some();
             }
             if hit {
-                let (score, matched) = lists.sum_and_count(&contrib);
-                out.push(TextMatch { row: r, score, matched });
+                let (score, matched, slots) = lists.sum_and_count(&contrib);
+                out.push(TextMatch { row: r, score, matched, slots });
             }
         }
     }
@@ -450,6 +450,8 @@ pub struct TextMatch {
     pub score: f32,
     /// How many of the plan's slots it matches.
     pub matched: u32,
+    /// Which of the plan's first 64 slots it matches (bit `i`: slot `i`).
+    pub slots: u64,
 }
 
 /// A plan's posting lists, each with its weight times idf and its slot.
@@ -468,10 +470,10 @@ impl PlanLists<'_> {
         self.sum_and_count(contrib).0
     }
 
-    /// The score, and how many slots matched.
-    fn sum_and_count(&self, contrib: &[Option<f32>]) -> (f32, u32) {
+    /// The score, how many slots matched, and which (the first 64).
+    fn sum_and_count(&self, contrib: &[Option<f32>]) -> (f32, u32, u64) {
         let mut best = [None::<f32>; MAX_QUERY_TERMS * 2];
-        let (mut total, mut matched) = (0.0f32, 0);
+        let (mut total, mut matched, mut mask) = (0.0f32, 0, 0u64);
         if self.n_slots <= best.len() {
             for (c, &s) in contrib.iter().zip(&self.slots) {
                 if let Some(c) = c {
@@ -479,12 +481,15 @@ impl PlanLists<'_> {
                     *b = Some(b.map_or(*c, |b| b.max(*c)));
                 }
             }
-            for b in best[..self.n_slots].iter().flatten() {
-                total += b;
-                matched += 1;
+            for (i, b) in best[..self.n_slots].iter().enumerate() {
+                if let Some(b) = b {
+                    total += b;
+                    matched += 1;
+                    mask |= 1u64.checked_shl(i as u32).unwrap_or(0);
+                }
             }
         }
-        (total, matched)
+        (total, matched, mask)
     }
 }
 
