@@ -42,8 +42,20 @@ impl ServingState {
         index: Arc<dyn VectorIndex>,
         signals: Arc<Signals>,
     ) -> Result<Self> {
+        Self::new_with(catalog, index, signals, Arc::new(crate::index::TextAnalyzer::default()))
+    }
+
+    /// [`new`](Self::new) with the title index built by `analyzer`.
+    ///
+    /// Errors: as [`new`](Self::new).
+    pub fn new_with(
+        catalog: Arc<Catalog>,
+        index: Arc<dyn VectorIndex>,
+        signals: Arc<Signals>,
+        analyzer: Arc<dyn crate::index::Analyzer>,
+    ) -> Result<Self> {
         check_parts(&catalog, &*index, &signals)?;
-        let lexical = Arc::new(LexicalIndex::build(&catalog));
+        let lexical = Arc::new(LexicalIndex::build_with(&catalog, analyzer));
         let price_bands = Arc::new(price_bands(&catalog));
         let rank_rows = Arc::new(rank_rows(&catalog, &signals, &price_bands));
         Ok(ServingState { catalog, index, signals, lexical, rank_rows, price_bands, version: 0 })

@@ -34,6 +34,9 @@ pub struct IndexConfig {
     /// HNSW parameters (used when `kind = "hnsw"`).
     #[cfg(feature = "hnsw")]
     pub hnsw: crate::index::HnswParams,
+    /// How the title index analyzes titles and queries (language,
+    /// stemming, stop words). Default English.
+    pub text: crate::index::TextConfig,
 }
 
 impl IndexConfig {

@@ -146,6 +146,9 @@ pub struct ShopWriter {
     /// The shop this writer's snapshots belong to (see
     /// [`set_shop_id`](Self::set_shop_id)).
     pub(crate) shop_id: Option<String>,
+    /// A caller's analyzer for the title index (`None`: the built-in one
+    /// `index_config.text` describes).
+    analyzer: Option<Arc<dyn crate::index::Analyzer>>,
 }
 
 impl ShopWriter {
@@ -182,6 +185,7 @@ impl ShopWriter {
             first_version: 0,
             strict_events: false,
             shop_id: None,
+            analyzer: None,
         }
     }
 
@@ -222,6 +226,18 @@ impl ShopWriter {
     /// (and for a snapshot saved before format 2).
     pub fn shop_id(&self) -> Option<&str> {
         self.shop_id.as_deref()
+    }
+
+    /// Makes `analyzer` the title index's (titles and queries), in place of
+    /// the built-in one the index config's `text` settings describe; it
+    /// takes effect at the next publish (a published title index is rebuilt
+    /// with it). Snapshots do not hold a caller's analyzer: set it again
+    /// after a load.
+    pub fn set_analyzer(&mut self, analyzer: Arc<dyn crate::index::Analyzer>) {
+        if let Some(prev) = self.published.take() {
+            self.published = Some(prev.with_analyzer(Arc::clone(&analyzer)));
+        }
+        self.analyzer = Some(analyzer);
     }
 
     /// The version the next [`publish`](Self::publish) gives its state.
@@ -344,7 +360,17 @@ impl ShopWriter {
     pub fn publish(&mut self) -> Result<ServingState> {
         let signals = Arc::new(self.store.publish());
         let state = match &self.published {
-            None => ServingState::new(Arc::clone(&self.catalog), Arc::clone(&self.index), signals)?,
+            None => {
+                let analyzer = self.analyzer.clone().unwrap_or_else(|| {
+                    Arc::new(crate::index::TextAnalyzer::new(self.index_config.text))
+                });
+                ServingState::new_with(
+                    Arc::clone(&self.catalog),
+                    Arc::clone(&self.index),
+                    signals,
+                    analyzer,
+                )?
+            }
             Some(prev) if !self.catalog_changed && Arc::ptr_eq(&prev.index, &self.index) => {
                 prev.with_signals(signals)?
             }

@@ -250,3 +250,43 @@ fn the_query_plan_beats_plain_stemmed_bm25_on_real_queries() {
     assert!(plan_empty < exact_empty, "{plan_empty} vs {exact_empty} empty");
     assert!(plan_recall > exact_recall + 0.01, "{plan_recall} vs {exact_recall}");
 }
+
+/// The index config's `text` settings reach the writer's title index and
+/// survive a snapshot; a caller's analyzer replaces the built-in one.
+#[test]
+fn the_catalogue_language_is_configured_and_kept_in_snapshots() {
+    use omnifeed::index::{Analyzer, IndexConfig, IndexKind, Language, TextConfig};
+    use omnifeed::live::ShopWriter;
+    let rec = shop(RecommenderConfig::default());
+    let catalog = rec.state().catalog().clone();
+    let text = TextConfig { language: Language::German, ..TextConfig::default() };
+    let config = IndexConfig { kind: IndexKind::Exact, text, ..IndexConfig::default() };
+    let mut w = ShopWriter::new(catalog, SignalConfig::default(), config).unwrap();
+    let state = w.publish().unwrap();
+    assert_eq!(state.lexical().analyzer().terms("Häuser"), ["haus"]);
+    let dir = std::env::temp_dir().join(format!("omnifeed-lang-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    w.save(&dir).unwrap();
+    let mut back = ShopWriter::load(&dir).unwrap();
+    assert_eq!(back.publish().unwrap().lexical().analyzer().terms("Häuser"), ["haus"]);
+    // A caller's analyzer: every word is one term, lowercased, unstemmed.
+    #[derive(Debug)]
+    struct Plain;
+    impl Analyzer for Plain {
+        fn id(&self) -> &str {
+            "plain"
+        }
+        fn words(&self, text: &str, out: &mut Vec<String>) {
+            out.extend(text.split_whitespace().map(str::to_lowercase));
+        }
+        fn term(&self, word: &str) -> Option<String> {
+            Some(word.to_string())
+        }
+    }
+    back.set_analyzer(Arc::new(Plain));
+    let state = back.publish().unwrap();
+    assert_eq!(state.lexical().analyzer().id(), "plain");
+    let plan = state.lexical().plan("drills", &QueryConfig::exact());
+    assert!(plan.is_empty(), "\"drills\" is no title word unstemmed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -204,6 +204,13 @@ fn with_key(text: &str, path: &str, v: i64) -> String {
     toml::to_string(&doc).unwrap()
 }
 
+/// `e` is an `InvalidConfig` whose message names the key's last part.
+fn assert_refused_by_name(e: &omnifeed::Error, key: &str, v: i64) {
+    assert!(matches!(e.kind(), ErrorKind::InvalidConfig { .. }), "{key} = {v}: {e}");
+    let leaf = key.rsplit('.').next().unwrap();
+    assert!(e.to_string().contains(leaf), "{key} = {v}: the error does not name it: {e}");
+}
+
 const EXTREMES: [i64; 8] =
     [i64::MIN, -1, 0, 1, u32::MAX as i64, u32::MAX as i64 + 1, i64::MAX / 2, i64::MAX];
 
@@ -239,15 +246,7 @@ fn every_integer_config_parameter_at_the_limits_is_checked_or_served() {
             let text = with_key(&default, key, v);
             let cfg = match RecommenderConfig::from_toml_str(&text) {
                 Err(e) => {
-                    assert!(
-                        matches!(e.kind(), ErrorKind::InvalidConfig { .. }),
-                        "{key} = {v}: {e}"
-                    );
-                    let leaf = key.rsplit('.').next().unwrap();
-                    assert!(
-                        e.to_string().contains(leaf),
-                        "{key} = {v}: the error does not name it: {e}"
-                    );
+                    assert_refused_by_name(&e, key, v);
                     continue;
                 }
                 Ok(cfg) => cfg,
@@ -291,15 +290,7 @@ fn every_integer_signal_parameter_at_the_limits_is_checked_or_applied() {
             };
             match Signals::from_events(Arc::clone(&catalog), &w.events[..2_000], &cfg) {
                 Err(e) => {
-                    assert!(
-                        matches!(e.kind(), ErrorKind::InvalidConfig { .. }),
-                        "{key} = {v}: {e}"
-                    );
-                    let leaf = key.rsplit('.').next().unwrap();
-                    assert!(
-                        e.to_string().contains(leaf),
-                        "{key} = {v}: the error does not name it: {e}"
-                    );
+                    assert_refused_by_name(&e, key, v);
                 }
                 Ok((s, _)) => assert_signals_finite(&s),
             }
