@@ -83,9 +83,9 @@ pub(crate) struct FeatureContext<'a> {
     /// as query relevance too.
     pub(crate) lexical: &'a crate::index::LexicalIndex,
     pub(crate) plan: &'a crate::index::QueryPlan,
-    /// Set when the request carries a query: its text match, coverage and
-    /// vector cosine make `relevance` through these weights (else it is the
-    /// best cosine with `queries`, or the text match).
+    /// Set when the request carries query text: its text match, coverage
+    /// and vector cosine make `relevance` through these weights (else it is
+    /// the best cosine with `queries`).
     pub(crate) relevance: Option<&'a super::RelevanceWeights>,
     /// The user's co-engagement scores, sorted by row.
     pub(crate) co: &'a [(ItemIdx, f32)],

@@ -8,8 +8,8 @@
 //! the three inputs enter one logistic model, checked against weights
 //! fitted listwise on product-search judgments (`examples/search_eval.rs
 //! --fit-relevance`; BENCHMARKS.md, "Search on real queries"), so neither
-//! signal drowns the other, and a request with only text (or only a
-//! vector) is ordered by what it has.
+//! signal drowns the other. The model applies to requests with query text;
+//! a vector-only query keeps the cosine as its relevance.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

@@ -50,11 +50,14 @@ pub(crate) fn rank(
     out.lists.prepare(ctx.catalog, ctx.signals, ctx.profile, ctx.at);
     out.lists.prepare_text(ctx.lexical, ctx.plan, &c.rows);
     let intents = query_vectors(p, ctx, has_query);
-    let fctx = feature_context(p, ctx, rank_rows, &intents, &out.lists, has_query);
+    // The relevance model needs the query's text; a vector-only query is
+    // ordered by its cosine (and the search source's score), as before.
+    let has_text = !ctx.plan.slots().is_empty();
+    let fctx = feature_context(p, ctx, rank_rows, &intents, &out.lists, has_text);
     compute_features(&fctx, &c.rows, &c.src_scores, &c.counts, &mut out.features);
     let repaired = out.features.repair_non_finite();
     let searched = c.masks.iter().any(|&m| m & p.search_mask != 0);
-    let relevance = RelevanceFrom::of(has_query, !intents.is_empty() || searched);
+    let relevance = RelevanceFrom::of(has_text, has_query || !intents.is_empty() || searched);
     let fusion = p.config.fusion.get(ctx.surface());
     let repaired =
         repaired + score_and_fuse(p.scorer_for(ctx), rank_rows, fusion, relevance, c, out);
@@ -66,17 +69,18 @@ pub(crate) fn rank(
 pub(crate) enum RelevanceFrom {
     /// Nothing to be relevant to: no relevance term.
     None,
-    /// The request's query: the `relevance` feature (the fitted model of
+    /// The request's query text: the `relevance` feature (the model of
     /// text match, coverage and cosine).
     Query,
-    /// Search intents or a search source's candidates without a request
-    /// query: the larger of `relevance` and the search source's score.
+    /// A query vector without text, search intents or a search source's
+    /// candidates: the larger of `relevance` (the best cosine) and the
+    /// search source's score.
     Other,
 }
 
 impl RelevanceFrom {
-    fn of(has_query: bool, other: bool) -> RelevanceFrom {
-        match (has_query, other) {
+    fn of(has_text: bool, other: bool) -> RelevanceFrom {
+        match (has_text, other) {
             (true, _) => RelevanceFrom::Query,
             (false, true) => RelevanceFrom::Other,
             (false, false) => RelevanceFrom::None,
@@ -120,7 +124,7 @@ fn feature_context<'a>(
     rank_rows: &'a [RankRow],
     queries: &'a [&'a [f32]],
     lists: &'a RequestLists,
-    has_query: bool,
+    has_text: bool,
 ) -> FeatureContext<'a> {
     FeatureContext {
         catalog: ctx.catalog,
@@ -133,7 +137,7 @@ fn feature_context<'a>(
         lists,
         lexical: ctx.lexical,
         plan: ctx.plan,
-        relevance: has_query.then_some(&p.config.relevance),
+        relevance: has_text.then_some(&p.config.relevance),
         co: ctx.co_engaged,
     }
 }
@@ -341,9 +345,10 @@ pub(crate) fn score_rows_naive(
     }
     let intents = query_vectors(p, &ctx, r.has_query);
     let lists = RequestLists::default();
-    let fctx = feature_context(p, &ctx, &on.state.rank_rows, &intents, &lists, r.has_query);
+    let has_text = !ctx.plan.slots().is_empty();
+    let fctx = feature_context(p, &ctx, &on.state.rank_rows, &intents, &lists, has_text);
     let fusion = p.config.fusion.get(req.surface);
-    let relevance = RelevanceFrom::of(r.has_query, !intents.is_empty());
+    let relevance = RelevanceFrom::of(has_text, r.has_query || !intents.is_empty());
     let scorer = p.scorer_for(&ctx);
     let mut out: Vec<Scored> = rows
         .iter()

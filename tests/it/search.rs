@@ -290,3 +290,17 @@ fn the_catalogue_language_is_configured_and_kept_in_snapshots() {
     assert!(plan.is_empty(), "\"drills\" is no title word unstemmed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A query vector without text is ordered by its cosine: the nearest
+/// product first.
+#[test]
+fn a_vector_only_search_is_ordered_by_its_cosine() {
+    let rec = shop(RecommenderConfig::default());
+    for target in [2u64, 7, 11] {
+        let a = target as f32 * 0.5;
+        let q = SearchQuery { text: None, embedding: Some(vec![a.cos(), a.sin()]) };
+        let req = FeedRequest::new(UserId(1)).surface(Surface::Search).query(q).k(3);
+        let feed = rec.recommend(&req).unwrap();
+        assert_eq!(feed.items[0].product, ProductId(100 + target), "{:?}", feed.items);
+    }
+}
