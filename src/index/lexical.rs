@@ -470,25 +470,28 @@ impl PlanLists<'_> {
         self.sum_and_count(contrib).0
     }
 
-    /// The score, how many slots matched, and which (the first 64).
+    /// The score, how many slots matched, and which (the first 64). A
+    /// slot's lists are contiguous (`plan_lists` pushes them slot by slot),
+    /// so one pass keeps the running slot's best.
+    #[inline]
     fn sum_and_count(&self, contrib: &[Option<f32>]) -> (f32, u32, u64) {
-        let mut best = [None::<f32>; MAX_QUERY_TERMS * 2];
         let (mut total, mut matched, mut mask) = (0.0f32, 0, 0u64);
-        if self.n_slots <= best.len() {
-            for (c, &s) in contrib.iter().zip(&self.slots) {
-                if let Some(c) = c {
-                    let b = &mut best[s as usize];
-                    *b = Some(b.map_or(*c, |b| b.max(*c)));
-                }
+        let mut slot: Option<(u32, f32)> = None;
+        let mut flush = |s: Option<(u32, f32)>| {
+            if let Some((i, best)) = s {
+                total += best;
+                matched += 1;
+                mask |= 1u64.checked_shl(i).unwrap_or(0);
             }
-            for (i, b) in best[..self.n_slots].iter().enumerate() {
-                if let Some(b) = b {
-                    total += b;
-                    matched += 1;
-                    mask |= 1u64.checked_shl(i as u32).unwrap_or(0);
-                }
+        };
+        for (c, &s) in contrib.iter().zip(&self.slots) {
+            let Some(c) = *c else { continue };
+            match &mut slot {
+                Some((i, best)) if *i == s => *best = best.max(c),
+                _ => flush(slot.replace((s, c))),
             }
         }
+        flush(slot);
         (total, matched, mask)
     }
 }
