@@ -34,8 +34,8 @@ pub use ivf::{
 };
 pub use lexical::{LexicalIndex, TextMatch, query_terms, tokenize};
 pub use query::{
-    Alternative, MAX_EXPANSIONS, MAX_FUZZY_BYTES, MatchKind, PREFIX_WEIGHT, QueryConfig, QueryPlan,
-    TYPO_FREQUENCY_RATIO, TYPO_WEIGHT,
+    Alternative, MAX_EXPANSIONS, MAX_FUZZY_BYTES, MAX_PREFIX_SCAN, MatchKind, PREFIX_WEIGHT,
+    QueryConfig, QueryPlan, TYPO_FREQUENCY_RATIO, TYPO_WEIGHT,
 };
 
 use crate::catalog::{Catalog, RowSet};

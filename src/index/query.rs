@@ -40,6 +40,10 @@ pub const TYPO_FREQUENCY_RATIO: usize = 20;
 pub const MAX_EXPANSIONS: usize = 8;
 /// Query words longer than this (in bytes) are not matched fuzzily.
 pub const MAX_FUZZY_BYTES: usize = 32;
+/// Vocabulary terms a prefix lookup reads at most (in term order) before
+/// keeping the most frequent: a short prefix of a large vocabulary costs
+/// this, not the number of terms that start with it.
+pub const MAX_PREFIX_SCAN: usize = 4_096;
 
 /// How query words are matched against the title vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,9 +339,14 @@ fn prefixed(vocab: &dyn Vocabulary, term: &str) -> Vec<Alternative> {
     let automaton = fst::automaton::Str::new(term).starts_with();
     let mut stream = vocab.set().search(automaton).into_stream();
     let mut found: Vec<(usize, u8, String)> = Vec::new();
+    let mut read = 0;
     while let Some(key) = stream.next() {
         if let Ok(t) = std::str::from_utf8(key) {
             found.push((vocab.df(t), 0, t.to_string()));
+        }
+        read += 1;
+        if read == MAX_PREFIX_SCAN {
+            break;
         }
     }
     top_expansions(found, |_| PREFIX_WEIGHT, |_| MatchKind::Prefix)

@@ -175,3 +175,31 @@ proptest! {
         prop_assert_eq!(terms, firsts);
     }
 }
+
+/// A last word that is the prefix of 20,000 vocabulary terms costs a
+/// bounded prefix scan and yields at most MAX_EXPANSIONS alternatives; a
+/// long misspelled word costs the automaton's reach, not the vocabulary.
+#[test]
+fn prefix_and_typo_lookups_are_bounded_on_a_large_vocabulary() {
+    use omnifeed::index::{MAX_EXPANSIONS, MatchKind, QueryConfig};
+    let mut titled = omnifeed::CatalogBuilder::new();
+    titled.add_merchant(Merchant {
+        id: MerchantId(1),
+        experience: 0.8,
+        status: MerchantStatus::Active,
+    });
+    for i in 0..20_000u64 {
+        titled.add_product(Product { title: Some(format!("pre{i:05}x item")), ..product(i, 1.0) });
+        titled.add_embedding(ProductId(i), &[1.0, (i % 97) as f32 * 0.01, 0.5]);
+    }
+    let catalog = titled.build().unwrap();
+    let lexical = LexicalIndex::build(&catalog);
+    let plan = lexical.plan("pre", &QueryConfig::default());
+    assert_eq!(plan.slots().len(), 1);
+    let slot = &plan.slots()[0];
+    assert!(!slot.is_empty() && slot.len() <= MAX_EXPANSIONS, "{}", slot.len());
+    assert!(slot.iter().all(|a| a.kind == MatchKind::Prefix));
+    // Two typos in a long word: the terms within reach only.
+    let plan = lexical.plan("pre12345xx", &QueryConfig::default());
+    assert!(plan.slots()[0].len() <= MAX_EXPANSIONS);
+}
