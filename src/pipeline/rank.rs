@@ -221,18 +221,37 @@ fn rank_given(
 ) -> Result<()> {
     let Scratch { input, candidates, ranked, .. } = s;
     let r = resolve(p, input, on, req)?;
-    let n = on.state.catalog.len();
-    if let Some(bad) = rows.iter().find(|r| r.index() >= n) {
-        return Err(Error::invalid_value(
-            "rows",
-            what,
-            format!("row {} is outside the catalog of {n}", bad.0),
-        ));
-    }
+    check_rows(rows, on.state.catalog.len(), what)?;
     let ctx = context(req, on.state, on.rules, input, &r);
     candidates.set_given(rows);
     rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
     Ok(())
+}
+
+/// Errors: a row outside a catalog of `n` rows, for the caller `what`.
+fn check_rows(rows: &[ItemIdx], n: usize, what: &'static str) -> Result<()> {
+    match rows.iter().find(|r| r.index() >= n) {
+        Some(bad) => Err(Error::invalid_value(
+            "rows",
+            what,
+            format!("row {} is outside the catalog of {n}", bad.0),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The candidates' fused values as `(row, value)`, best first, `k` at
+/// most, in `scored`.
+fn best_values<'s>(
+    c: &Candidates,
+    ranked: &Ranked,
+    scored: &'s mut Vec<Scored>,
+    k: usize,
+) -> &'s [Scored] {
+    scored.clear();
+    scored.extend(c.rows.iter().zip(&ranked.values).map(|(&row, &v)| Scored { row, score: v }));
+    top_k_in_place(scored, k);
+    &scored[..]
 }
 
 /// Ranks a caller's candidates as the request's surface would: every
@@ -250,17 +269,10 @@ pub(crate) fn rank_candidates<'s>(
 ) -> Result<&'s [Scored]> {
     let Scratch { input, retrieved, candidates, ranked, placement } = s;
     let r = resolve(p, input, on, req)?;
-    let n = on.state.catalog.len();
     let mut given = rows.to_vec();
     given.sort_unstable();
     given.dedup();
-    if let Some(bad) = given.iter().find(|r| r.index() >= n) {
-        return Err(Error::invalid_value(
-            "rows",
-            "rank_products",
-            format!("row {} is outside the catalog of {n}", bad.0),
-        ));
-    }
+    check_rows(&given, on.state.catalog.len(), "rank_products")?;
     let ctx = context(req, on.state, on.rules, input, &r);
     candidates.set_given(&given);
     retrieved.bufs.resize_with(p.sources.len(), Default::default);
@@ -288,13 +300,7 @@ pub(crate) fn rank_candidates<'s>(
         }
     }
     rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
-    let scored = &mut placement.scored;
-    scored.clear();
-    scored.extend(
-        candidates.rows.iter().zip(&ranked.values).map(|(&row, &v)| Scored { row, score: v }),
-    );
-    top_k_in_place(scored, given.len());
-    Ok(&placement.scored[..])
+    Ok(best_values(candidates, ranked, &mut placement.scored, given.len()))
 }
 
 /// Features, scorer, fusion and top-k over given rows: `(row, value)` best
@@ -307,12 +313,7 @@ pub(crate) fn score_rows<'s>(
     rows: &[ItemIdx],
 ) -> Result<&'s [Scored]> {
     rank_given(p, s, on, req, rows, "score_rows")?;
-    let scored = &mut s.placement.scored;
-    scored.clear();
-    let (rows, values) = (&s.candidates.rows, &s.ranked.values);
-    scored.extend(rows.iter().zip(values).map(|(&row, &v)| Scored { row, score: v }));
-    top_k_in_place(scored, req.k);
-    Ok(&s.placement.scored[..])
+    Ok(best_values(&s.candidates, &s.ranked, &mut s.placement.scored, req.k))
 }
 
 /// The feature rows ranking would see for `rows` in `req`.
