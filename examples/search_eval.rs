@@ -318,23 +318,18 @@ fn inputs(shop: &Shop<'_>, q: &str, uids: &[u64]) -> Vec<[f32; 3]> {
     let lexical = shop.state.lexical();
     let catalog = shop.state.catalog();
     let plan = lexical.plan(q, &shop.full.config().sources.query);
-    let bound = lexical.score_bound_plan(&plan);
     let v = shop.encoder.encode(q);
     let mut rows: Vec<omnifeed::ItemIdx> =
         uids.iter().filter_map(|u| catalog.row(ProductId(*u))).collect();
     rows.sort_unstable();
-    let mut m = Vec::new();
-    lexical.match_rows(&plan, &rows, &mut m);
-    let slots = plan.slots().len().max(1) as f32;
+    rows.dedup();
+    let (mut scratch, mut m) = (Vec::new(), Vec::new());
+    lexical.text_inputs(&plan, &rows, &mut scratch, &mut m);
     uids.iter()
         .map(|u| {
             let Some(row) = catalog.row(ProductId(*u)) else { return [0.0; 3] };
-            let (t, c) = m.binary_search_by_key(&row, |x| x.row).map_or((0.0, 0.0), |k| {
-                (
-                    (m[k].score / bound.max(1e-12)).clamp(0.0, 1.0),
-                    (m[k].matched as f32 / slots).min(1.0),
-                )
-            });
+            let (t, c) =
+                m.binary_search_by_key(&row, |x| x.0).map_or((0.0, 0.0), |k| (m[k].1, m[k].2));
             let e = catalog.embeddings().row(row);
             let cos: f32 = v.iter().zip(e).map(|(a, b)| a * b).sum();
             [t, c, cos.max(0.0)]

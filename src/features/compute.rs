@@ -122,19 +122,7 @@ impl RequestLists {
         plan: &crate::index::QueryPlan,
         rows: &[ItemIdx],
     ) {
-        self.text.clear();
-        if plan.is_empty() || rows.is_empty() {
-            return;
-        }
-        let bound = lexical.score_bound_plan(plan);
-        if bound <= 0.0 {
-            return;
-        }
-        lexical.match_rows(plan, rows, &mut self.matches);
-        let slots = plan.slots().len().max(1) as f32;
-        self.text.extend(self.matches.iter().map(|m| {
-            (m.row, (m.score / bound).clamp(0.0, 1.0), (m.matched as f32 / slots).min(1.0))
-        }));
+        lexical.text_inputs(plan, rows, &mut self.matches, &mut self.text);
     }
 
     /// Fills the lists for one request.

@@ -3,7 +3,7 @@
 //! a [`QueryPlan`] (exact terms, split and joined words, typos, prefixes).
 
 use super::analyzer::{Analyzer, TextAnalyzer};
-use super::query::{QueryConfig, QueryPlan, Vocabulary};
+use super::query::{QueryConfig, QueryPlan, Vocabulary, distinct_in_order};
 use crate::catalog::Catalog;
 use crate::ids::ItemIdx;
 use crate::limits::MAX_QUERY_TERMS;
@@ -42,21 +42,6 @@ pub fn query_terms(text: &str) -> Vec<String> {
     distinct_in_order(&mut terms);
     terms.truncate(MAX_QUERY_TERMS);
     terms
-}
-
-/// Drops repeated strings, keeping each one's first appearance, by sorting
-/// positions: `O(n log n)`.
-fn distinct_in_order(terms: &mut Vec<String>) {
-    let mut order: Vec<u32> = (0..terms.len() as u32).collect();
-    order.sort_by(|&a, &b| terms[a as usize].cmp(&terms[b as usize]).then(a.cmp(&b)));
-    let mut keep = vec![false; terms.len()];
-    for (i, &pos) in order.iter().enumerate() {
-        if i == 0 || terms[order[i - 1] as usize] != terms[pos as usize] {
-            keep[pos as usize] = true;
-        }
-    }
-    let mut flags = keep.into_iter();
-    terms.retain(|_| flags.next().unwrap_or(false));
 }
 
 /// BM25's term-frequency saturation and length normalization.
@@ -309,7 +294,6 @@ impl LexicalIndex {
                 }
             }
         }
-        lists.n_slots = plan.slots.len();
         lists
     }
 
@@ -372,6 +356,33 @@ impl LexicalIndex {
                 out.push(TextMatch { row: r, score, matched, slots });
             }
         }
+    }
+
+    /// The text inputs of query relevance
+    /// ([`RelevanceInputs`](crate::features::RelevanceInputs)) for each of
+    /// `rows` (sorted, distinct) that matches `plan`: `(row, score over
+    /// the plan's bound, share of the plan's slots matched)`, both in
+    /// `[0, 1]`, in row order. `matches` is scratch.
+    pub fn text_inputs(
+        &self,
+        plan: &QueryPlan,
+        rows: &[ItemIdx],
+        matches: &mut Vec<TextMatch>,
+        out: &mut Vec<(ItemIdx, f32, f32)>,
+    ) {
+        out.clear();
+        if plan.is_empty() || rows.is_empty() {
+            return;
+        }
+        let bound = self.score_bound_plan(plan);
+        if bound <= 0.0 {
+            return;
+        }
+        self.match_rows(plan, rows, matches);
+        let slots = plan.slots.len().max(1) as f32;
+        out.extend(matches.iter().map(|m| {
+            (m.row, (m.score / bound).clamp(0.0, 1.0), (m.matched as f32 / slots).min(1.0))
+        }));
     }
 
     /// [`score_rows_plan`](Self::score_rows_plan) with the exact plan of
@@ -460,7 +471,6 @@ struct PlanLists<'a> {
     lists: Vec<&'a [(u32, u16)]>,
     weights: Vec<f32>,
     slots: Vec<u32>,
-    n_slots: usize,
 }
 
 impl PlanLists<'_> {

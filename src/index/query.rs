@@ -209,16 +209,8 @@ pub(crate) fn plan(
 ) -> QueryPlan {
     let mut words = Vec::new();
     analyzer.words(crate::limits::cut_query(text), &mut words);
-    let mut seen: Vec<&String> = Vec::new();
-    let words: Vec<&String> = words
-        .iter()
-        .filter(|w| {
-            let new = !seen.contains(w);
-            seen.push(w);
-            new
-        })
-        .take(MAX_QUERY_TERMS)
-        .collect();
+    distinct_in_order(&mut words);
+    words.truncate(MAX_QUERY_TERMS);
     let mut slots: Vec<Vec<Alternative>> = Vec::new();
     // The slot each word went to (a split word fills two), for joins.
     let mut slot_of: Vec<Option<usize>> = Vec::with_capacity(words.len());
@@ -258,7 +250,7 @@ pub(crate) fn plan(
     if config.join_words {
         for i in 0..words.len().saturating_sub(1) {
             let (Some(a), Some(b)) = (slot_of[i], slot_of[i + 1]) else { continue };
-            let (x, y) = (words[i], words[i + 1]);
+            let (x, y) = (&words[i], &words[i + 1]);
             if !(x.chars().all(char::is_alphabetic) && y.chars().all(char::is_alphabetic)) {
                 continue;
             }
@@ -273,6 +265,21 @@ pub(crate) fn plan(
         }
     }
     QueryPlan { slots }
+}
+
+/// Drops repeated strings, keeping each one's first appearance, by sorting
+/// positions: `O(n log n)`.
+pub(super) fn distinct_in_order(terms: &mut Vec<String>) {
+    let mut order: Vec<u32> = (0..terms.len() as u32).collect();
+    order.sort_by(|&a, &b| terms[a as usize].cmp(&terms[b as usize]).then(a.cmp(&b)));
+    let mut keep = vec![false; terms.len()];
+    for (i, &pos) in order.iter().enumerate() {
+        if i == 0 || terms[order[i - 1] as usize] != terms[pos as usize] {
+            keep[pos as usize] = true;
+        }
+    }
+    let mut flags = keep.into_iter();
+    terms.retain(|_| flags.next().unwrap_or(false));
 }
 
 fn alt(term: &str, weight: f32, kind: MatchKind) -> Alternative {
