@@ -573,6 +573,7 @@ fn build_state(products: &[(u64, String)], vectors: &[Vec<f32>]) -> Res<ServingS
             stock: 10,
             listed_at: 0,
             title: Some(title.clone()),
+            ..Product::default()
         });
         b.add_embedding(ProductId(*uid), v);
     }

@@ -54,8 +54,24 @@ impl ServingState {
         signals: Arc<Signals>,
         analyzer: Arc<dyn crate::index::Analyzer>,
     ) -> Result<Self> {
+        Self::new_text(catalog, index, signals, analyzer, crate::index::FieldWeights::default())
+    }
+
+    /// [`new_with`](Self::new_with) with the text index weighting its
+    /// fields by `fields` (BM25F).
+    ///
+    /// Errors: as [`new`](Self::new), or invalid weights
+    /// ([`FieldWeights::validate`](crate::index::FieldWeights::validate)).
+    pub fn new_text(
+        catalog: Arc<Catalog>,
+        index: Arc<dyn VectorIndex>,
+        signals: Arc<Signals>,
+        analyzer: Arc<dyn crate::index::Analyzer>,
+        fields: crate::index::FieldWeights,
+    ) -> Result<Self> {
         check_parts(&catalog, &*index, &signals)?;
-        let lexical = Arc::new(LexicalIndex::build_with(&catalog, analyzer));
+        fields.validate()?;
+        let lexical = Arc::new(LexicalIndex::build_fields(&catalog, analyzer, fields));
         let price_bands = Arc::new(price_bands(&catalog));
         let rank_rows = Arc::new(rank_rows(&catalog, &signals, &price_bands));
         Ok(ServingState { catalog, index, signals, lexical, rank_rows, price_bands, version: 0 })
@@ -137,8 +153,21 @@ impl ServingState {
     /// # Ok::<(), omnifeed::Error>(())
     /// ```
     pub fn with_analyzer(&self, analyzer: Arc<dyn crate::index::Analyzer>) -> ServingState {
-        let lexical = Arc::new(LexicalIndex::build_with(&self.catalog, analyzer));
+        let fields = self.lexical.field_weights();
+        let lexical = Arc::new(LexicalIndex::build_fields(&self.catalog, analyzer, fields));
         ServingState { lexical, version: self.version + 1, ..self.clone() }
+    }
+
+    /// The next version with the text index's fields weighted by `fields`
+    /// (BM25F; the analyzer is kept).
+    ///
+    /// Errors: invalid weights
+    /// ([`FieldWeights::validate`](crate::index::FieldWeights::validate)).
+    pub fn with_fields(&self, fields: crate::index::FieldWeights) -> Result<ServingState> {
+        fields.validate()?;
+        let analyzer = Arc::clone(self.lexical.analyzer());
+        let lexical = Arc::new(LexicalIndex::build_fields(&self.catalog, analyzer, fields));
+        Ok(ServingState { lexical, version: self.version + 1, ..self.clone() })
     }
 
     /// 0 for a state made by [`new`](Self::new); each

@@ -386,6 +386,7 @@ fn add_products(
             stock,
             listed_at,
             title: Some(title.trim_end().to_string()),
+            ..Product::default()
         });
         products_of_cat[c].push(p);
         product_cat.push(c);

@@ -13,7 +13,7 @@ use super::{
     Catalog, ContentMeta, Csr, Fingerprint, check_content_times, check_experience, check_price,
     linked_twice,
 };
-use crate::catalog::{Content, Merchant, Product};
+use crate::catalog::{Content, Merchant, Product, TextFields};
 use crate::error::{Error, IdKind, Result};
 use crate::ids::{ContentId, ItemIdx, ProductId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -86,8 +86,9 @@ pub struct CatalogChanges {
     pub updated: Vec<ItemIdx>,
     /// Rows whose embedding was written (new rows and changed vectors).
     pub embedded: Vec<ItemIdx>,
-    /// Rows whose title entered, changed or left the title index
-    /// (delisted rows included).
+    /// Rows whose title or text fields (brand, category names,
+    /// attributes) entered, changed or left the text index (delisted rows
+    /// included).
     pub retitled: Vec<ItemIdx>,
     /// Rows delisted by this batch.
     pub delisted: Vec<ItemIdx>,
@@ -156,7 +157,8 @@ impl Catalog {
     /// let mut b = CatalogBuilder::new();
     /// b.add_merchant(Merchant { id: MerchantId(1), experience: 0.9, status: Default::default() });
     /// let mug = Product { id: ProductId(10), category: CategoryId(3), price: 19.9,
-    ///     merchant: MerchantId(1), stock: 5, listed_at: 0, title: Some("mug".into()) };
+    ///     merchant: MerchantId(1), stock: 5, listed_at: 0, title: Some("mug".into()),
+    ///     ..Product::default() };
     /// b.add_product(mug.clone());
     /// b.add_embedding(ProductId(10), &[1.0, 0.0]);
     /// let v0 = b.build()?;
@@ -293,8 +295,12 @@ impl Next {
         let row = match c.product_rows.get(&p.id) {
             Some(&row) => {
                 let r = row.index();
-                if c.titles[r].as_deref() != p.title.as_deref() {
+                let fields = TextFields::of(p);
+                if c.titles[r].as_deref() != p.title.as_deref()
+                    || c.fields[r].as_deref() != fields.as_ref()
+                {
                     c.titles[r] = p.title.as_deref().map(Arc::from);
+                    c.fields[r] = fields.map(Arc::new);
                     self.changes.retitled.push(row);
                 }
                 if c.delisted.remove(row.0) {
@@ -328,9 +334,12 @@ impl Next {
                 c.stock.push(0);
                 c.listed_at.push(0);
                 c.titles.push(p.title.as_deref().map(Arc::from));
+                let fields = TextFields::of(p);
+                let has_text = p.title.is_some() || fields.is_some();
+                c.fields.push(fields.map(Arc::new));
                 c.product_contents.offsets.push(*c.product_contents.offsets.last().unwrap_or(&0));
                 self.changes.added.push(row);
-                if p.title.is_some() {
+                if has_text {
                     self.changes.retitled.push(row);
                 }
                 row

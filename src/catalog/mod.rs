@@ -18,7 +18,7 @@ pub use embeddings::Embeddings;
 pub(crate) use embeddings::{checked_norm, unit_into};
 
 pub use merchant::{Merchant, MerchantStatus};
-pub use product::Product;
+pub use product::{Product, TextFields};
 
 use crate::error::{Error, ErrorKind, IdKind, Result};
 use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Timestamp, UserId};
@@ -34,8 +34,7 @@ use std::sync::Arc;
 /// b.add_merchant(Merchant { id: MerchantId(1), experience: 0.9, status: MerchantStatus::Active });
 /// b.add_product(Product {
 ///     id: ProductId(10), category: CategoryId(3), price: 19.9, merchant: MerchantId(1),
-///     stock: 5, listed_at: 0, title: Some("ceramic mug".into()),
-/// });
+///     stock: 5, listed_at: 0, title: Some("ceramic mug".into()), ..Product::default() });
 /// b.add_embedding(ProductId(10), &[0.0, 2.0]);
 /// let catalog = b.build()?;
 /// let row = catalog.row(ProductId(10)).unwrap();
@@ -53,6 +52,9 @@ pub struct Catalog {
     listed_at: Vec<Timestamp>,
     /// Shared strings: a new catalog version clones pointers, not titles.
     titles: Vec<Option<Arc<str>>>,
+    /// Brand, category names and attributes (`None`: none), shared like
+    /// titles.
+    fields: Vec<Option<Arc<TextFields>>>,
     /// Tombstones: rows delisted (never served; kept until a rebuild).
     delisted: RowSet,
     merchants: Vec<Merchant>,
@@ -277,6 +279,13 @@ impl Catalog {
         self.titles[row.index()].as_deref()
     }
 
+    /// A product's brand, category names and attributes, if it has any.
+    ///
+    /// Panics if `row` is not a row of this catalog (rows come from it).
+    pub fn fields(&self, row: ItemIdx) -> Option<&TextFields> {
+        self.fields[row.index()].as_deref()
+    }
+
     /// The merchant selling row `row`.
     ///
     /// Panics if `row` is not a row of this catalog (rows come from it).
@@ -297,6 +306,11 @@ impl Catalog {
             stock: self.stock[i],
             listed_at: self.listed_at[i],
             title: self.titles[i].as_deref().map(str::to_owned),
+            brand: self.fields[i].as_ref().and_then(|f| f.brand.clone()),
+            category_names: self.fields[i]
+                .as_ref()
+                .map_or_else(Vec::new, |f| f.category_names.clone()),
+            attributes: self.fields[i].as_ref().map_or_else(Vec::new, |f| f.attributes.clone()),
         }
     }
 
@@ -566,6 +580,7 @@ impl CatalogBuilder {
             stock: p.stock,
             listed_at: p.listed_at,
             titles: p.titles,
+            fields: p.fields,
             delisted: RowSet::default(),
             merchants: self.merchants,
             merchant_rows,
@@ -645,6 +660,7 @@ struct ProductColumns {
     stock: Vec<u32>,
     listed_at: Vec<Timestamp>,
     titles: Vec<Option<Arc<str>>>,
+    fields: Vec<Option<Arc<TextFields>>>,
 }
 
 impl ProductColumns {
@@ -666,6 +682,7 @@ impl ProductColumns {
             stock: Vec::with_capacity(n),
             listed_at: Vec::with_capacity(n),
             titles: Vec::with_capacity(n),
+            fields: Vec::with_capacity(n),
         };
         for (i, p) in products.into_iter().enumerate() {
             if c.rows.insert(p.id, ItemIdx(i as u32)).is_some() {
@@ -681,6 +698,7 @@ impl ProductColumns {
             c.merchant_row.push(m);
             c.stock.push(p.stock);
             c.listed_at.push(p.listed_at);
+            c.fields.push(TextFields::of(&p).map(Arc::new));
             c.titles.push(p.title.map(Arc::from));
         }
         Ok(c)
@@ -847,6 +865,7 @@ mod tests {
                 stock: 1,
                 listed_at: 0,
                 title: None,
+                ..Product::default()
             });
         }
         b.add_embedding(ProductId(102), &[0.0, 1.0]);
@@ -957,6 +976,32 @@ impl Catalog {
         }
     }
 
+    /// The rows with text fields and their fields: the snapshot section
+    /// `catalog.fields` (absent from snapshots saved before fields existed).
+    pub(crate) fn fields_record(&self) -> Vec<(u32, TextFields)> {
+        self.fields
+            .iter()
+            .enumerate()
+            .filter_map(|(r, f)| f.as_ref().map(|f| (r as u32, TextFields::clone(f))))
+            .collect()
+    }
+
+    /// Puts back the fields of [`fields_record`](Self::fields_record).
+    /// Errors: a row out of range or named twice.
+    pub(crate) fn set_fields_record(
+        &mut self,
+        record: Vec<(u32, TextFields)>,
+    ) -> std::result::Result<(), String> {
+        for (r, f) in record {
+            match self.fields.get_mut(r as usize) {
+                Some(slot @ None) => *slot = Some(Arc::new(f)),
+                Some(Some(_)) => return Err(format!("row {r}'s fields appear twice")),
+                None => return Err(format!("fields for row {r}, past the last row")),
+            }
+        }
+        Ok(())
+    }
+
     /// Reassembles a catalog from a record and its embeddings, checking
     /// every length, id and link (a record is data from disk).
     pub(crate) fn from_record(
@@ -1002,6 +1047,7 @@ impl Catalog {
             stock: r.stock,
             listed_at: r.listed_at,
             titles: r.titles.into_iter().map(|t| t.map(Arc::from)).collect(),
+            fields: vec![None; n],
             delisted: RowSet::from_words(r.delisted),
             merchants: r.merchants,
             merchant_rows,

@@ -106,6 +106,7 @@ pub fn catalog_from_log(
             stock: 1,
             listed_at: 0,
             title: titles.get(&id).cloned(),
+            ..Product::default()
         });
         b.add_embedding(id, v);
     }
@@ -199,6 +200,7 @@ mod tests {
                 stock: 3,
                 listed_at: 5,
                 title: None,
+                ..Product::default()
             });
             b.add_embedding(ProductId(id), &[1.0, 0.0, id as f32]);
         }

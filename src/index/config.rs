@@ -37,14 +37,18 @@ pub struct IndexConfig {
     /// How the title index analyzes titles and queries (language,
     /// stemming, stop words). Default English.
     pub text: crate::index::TextConfig,
+    /// The weight and length normalization of each text field in search
+    /// (BM25F: title, brand, category names, attributes).
+    pub fields: crate::index::FieldWeights,
 }
 
 impl IndexConfig {
     /// Builds the configured index over `embeddings`.
     ///
-    /// Errors: invalid parameters, an empty matrix, or `hnsw` without the
+    /// Errors: invalid parameters (field weights included), an empty matrix, or `hnsw` without the
     /// `hnsw` feature ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)).
     pub fn build(&self, embeddings: Arc<Embeddings>) -> Result<Arc<dyn VectorIndex>> {
+        self.fields.validate()?;
         Ok(match self.kind {
             IndexKind::Ivf => Arc::new(IvfIndex::build(embeddings, self.ivf)?),
             IndexKind::Exact => Arc::new(ExactIndex::new(embeddings)),

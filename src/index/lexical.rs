@@ -7,6 +7,7 @@ use super::query::{QueryConfig, QueryPlan, Vocabulary, distinct_in_order};
 use crate::catalog::Catalog;
 use crate::ids::ItemIdx;
 use crate::limits::MAX_QUERY_TERMS;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -44,14 +45,118 @@ pub fn query_terms(text: &str) -> Vec<String> {
     terms
 }
 
-/// BM25's term-frequency saturation and length normalization.
+/// BM25's term-frequency saturation.
 const K1: f32 = 1.2;
-const B: f32 = 0.75;
 
-/// An inverted index over product titles (BM25, `k1 = 1.2`, `b = 0.75`)
-/// with the terms of its [`Analyzer`] (the default [`TextAnalyzer`]:
-/// English stemming, stop words, numbers with units), and the sorted
-/// vocabulary as an `fst` set for typo and prefix lookups.
+/// The text fields of a product, in the order postings hold them.
+pub const FIELDS: usize = 4;
+
+/// One field's part in BM25F: its weight and its length normalization.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldWeight {
+    /// How much one occurrence here counts against one in a title
+    /// (weight 1); 0 leaves the field out of the index. Finite, not
+    /// negative.
+    pub weight: f32,
+    /// Length normalization, in `[0, 1]`: 0 ignores the field's length, 1
+    /// divides fully by its length over the average (of the products that
+    /// have the field).
+    pub b: f32,
+}
+
+/// Per-field weights of BM25F (Robertson, Zaragoza and Taylor 2004): a
+/// term's frequency is summed over the fields, each occurrence times its
+/// field's weight over its field's length normalization, and saturated
+/// once (`k1 = 1.2`), so a word in the title and the brand counts more than
+/// in one, but never more than a saturated term can.
+///
+/// The defaults: the title 1 (`b` 0.75, BM25's); the brand 1 (`b` 0.5: a
+/// brand is short and its words are all the brand); category names 0.5
+/// and attributes 0.5 (`b` 0.75): they describe, and are shared by many
+/// products, so their words count half a title's. They are set by judgment,
+/// not fitted: the public judgments this crate measures search on have
+/// titles only (see BENCHMARKS.md).
+///
+/// ```
+/// use omnifeed::index::{FieldWeight, FieldWeights};
+/// let w: FieldWeights = toml::from_str("brand = { weight = 2.0, b = 0.0 }").unwrap();
+/// assert_eq!(w.brand, FieldWeight { weight: 2.0, b: 0.0 });
+/// assert_eq!(w.title, FieldWeights::default().title);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FieldWeights {
+    /// The title.
+    pub title: FieldWeight,
+    /// The brand.
+    pub brand: FieldWeight,
+    /// Category names.
+    pub categories: FieldWeight,
+    /// Attribute values.
+    pub attributes: FieldWeight,
+}
+
+impl Default for FieldWeights {
+    fn default() -> Self {
+        FieldWeights {
+            title: FieldWeight { weight: 1.0, b: 0.75 },
+            brand: FieldWeight { weight: 1.0, b: 0.5 },
+            categories: FieldWeight { weight: 0.5, b: 0.75 },
+            attributes: FieldWeight { weight: 0.5, b: 0.75 },
+        }
+    }
+}
+
+impl FieldWeights {
+    /// The fields in posting order, with their names.
+    pub fn named(&self) -> [(&'static str, FieldWeight); FIELDS] {
+        [
+            ("title", self.title),
+            ("brand", self.brand),
+            ("categories", self.categories),
+            ("attributes", self.attributes),
+        ]
+    }
+
+    /// Checks every weight is finite and not negative and every `b` in
+    /// `[0, 1]`.
+    ///
+    /// Errors: the first that is not
+    /// ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig),
+    /// naming `index.fields.<field>`).
+    pub fn validate(&self) -> crate::error::Result<()> {
+        for (name, f) in self.named() {
+            if !(f.weight.is_finite() && f.weight >= 0.0) {
+                return Err(crate::error::Error::invalid_config_at(
+                    "index.fields",
+                    format!("index.fields.{name}.weight"),
+                    format!("{} is not a finite number >= 0", f.weight),
+                ));
+            }
+            if !(0.0..=1.0).contains(&f.b) {
+                return Err(crate::error::Error::invalid_config_at(
+                    "index.fields",
+                    format!("index.fields.{name}.b"),
+                    format!("{} is not in [0, 1]", f.b),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A term's frequency in each field (saturating at 255).
+type Tf = [u8; FIELDS];
+/// A posting: the row and its per-field term frequencies.
+type Posting = (u32, Tf);
+
+/// An inverted index over product text (BM25F, `k1 = 1.2`: the title,
+/// brand, category names and attributes, weighted by [`FieldWeights`]) with
+/// the terms of its [`Analyzer`] (the default [`TextAnalyzer`]: English
+/// stemming, stop words, numbers with units), and the sorted vocabulary as
+/// an `fst` set for typo and prefix lookups. With titles only it is BM25
+/// (`b = 0.75`).
 ///
 /// Posting lists are shared copy-on-write between versions:
 /// [`updated`](Self::updated) copies only the lists of the terms a catalog
@@ -60,22 +165,38 @@ const B: f32 = 0.75;
 #[derive(Debug, Clone)]
 pub struct LexicalIndex {
     analyzer: Arc<dyn Analyzer>,
+    fields: FieldWeights,
     postings: Postings,
     vocab: Arc<fst::Set<Vec<u8>>>,
+    /// Per row, its title's length in terms (read for every candidate:
+    /// kept apart and small).
     doc_len: Arc<Vec<u16>>,
-    total_len: u64,
-    avg_len: f32,
+    /// Per row, the lengths of its other fields (read only for a term
+    /// found in them).
+    field_len: Arc<Vec<[u16; FIELDS - 1]>>,
+    /// Per field: the summed lengths, and the rows that have it.
+    total_len: [u64; FIELDS],
+    with_field: [u64; FIELDS],
+    /// Per field: the average length over the rows that have it.
+    avg_len: [f32; FIELDS],
+    /// Per field: its weight, `1 − b` and `b / avg`, so a row's factor is
+    /// `weight / (1 − b + b/avg · len)`.
+    norm: [[f32; 3]; FIELDS],
 }
 
 impl Default for LexicalIndex {
     fn default() -> Self {
         LexicalIndex {
             analyzer: Arc::new(TextAnalyzer::default()),
+            fields: FieldWeights::default(),
             postings: HashMap::new(),
             vocab: Arc::new(fst::Set::default()),
             doc_len: Arc::default(),
-            total_len: 0,
-            avg_len: 1.0,
+            field_len: Arc::default(),
+            total_len: [0; FIELDS],
+            with_field: [0; FIELDS],
+            avg_len: [1.0; FIELDS],
+            norm: [[0.0; 3]; FIELDS],
         }
     }
 }
@@ -89,8 +210,8 @@ impl Vocabulary for LexicalIndex {
     }
 }
 
-/// Per term, its `(row, term frequency)` list, sorted by row.
-type Postings = HashMap<Box<str>, Arc<Vec<(u32, u16)>>>;
+/// Per term, its `(row, term frequency per field)` list, sorted by row.
+type Postings = HashMap<Box<str>, Arc<Vec<Posting>>>;
 
 /// The vocabulary of `postings` as an `fst` set.
 fn vocab_of(postings: &Postings) -> Arc<fst::Set<Vec<u8>>> {
@@ -100,51 +221,95 @@ fn vocab_of(postings: &Postings) -> Arc<fst::Set<Vec<u8>>> {
     Arc::new(fst::Set::from_iter(terms).unwrap_or_default())
 }
 
-/// A title's distinct terms with their counts, sorted.
-fn term_counts(analyzer: &dyn Analyzer, title: Option<&str>) -> Vec<(String, u16)> {
-    let mut terms = title.map(|t| analyzer.terms(t)).unwrap_or_default();
-    terms.sort();
-    let mut out: Vec<(String, u16)> = Vec::new();
-    for t in terms {
+/// A product's analyzed text: its distinct terms with their per-field
+/// counts, sorted, and its length in terms per field.
+type DocTerms = (Vec<(String, Tf)>, [u16; FIELDS]);
+
+/// The terms of `row` in `catalog` (none if delisted), over the fields
+/// `weights` keeps (weight above 0).
+fn doc_terms(
+    analyzer: &dyn Analyzer,
+    weights: &FieldWeights,
+    catalog: &Catalog,
+    row: ItemIdx,
+) -> DocTerms {
+    let mut terms: Vec<(String, usize)> = Vec::new();
+    let mut lens = [0u16; FIELDS];
+    if row.index() >= catalog.len() || !catalog.is_listed(row) {
+        return (Vec::new(), lens);
+    }
+    let fields = catalog.fields(row);
+    let keep = weights.named().map(|(_, f)| f.weight > 0.0);
+    let mut add = |f: usize, text: &str| {
+        if keep[f] {
+            let before = terms.len();
+            terms.extend(analyzer.terms(text).into_iter().map(|t| (t, f)));
+            let n = (terms.len() - before).min(usize::from(u16::MAX));
+            lens[f] = lens[f].saturating_add(n as u16);
+        }
+    };
+    if let Some(t) = catalog.title(row) {
+        add(0, t);
+    }
+    if let Some(f) = fields {
+        if let Some(b) = &f.brand {
+            add(1, b);
+        }
+        f.category_names.iter().for_each(|c| add(2, c));
+        f.attributes.iter().for_each(|a| add(3, a));
+    }
+    terms.sort_unstable();
+    let mut out: Vec<(String, Tf)> = Vec::new();
+    for (t, f) in terms {
         match out.last_mut() {
-            Some((last, n)) if *last == t => *n = n.saturating_add(1),
-            _ => out.push((t, 1)),
+            Some((last, tf)) if *last == t => tf[f] = tf[f].saturating_add(1),
+            _ => {
+                let mut tf = [0; FIELDS];
+                tf[f] = 1;
+                out.push((t, tf));
+            }
         }
     }
-    out
+    (out, lens)
 }
 
 impl LexicalIndex {
-    /// Indexes the titles of `catalog` (products without a title, and
-    /// delisted ones, have none) with the default [`TextAnalyzer`].
+    /// Indexes the text of `catalog` (delisted products have none) with
+    /// the default [`TextAnalyzer`] and [`FieldWeights`].
     pub fn build(catalog: &Catalog) -> LexicalIndex {
         LexicalIndex::build_with(catalog, Arc::new(TextAnalyzer::default()))
     }
 
-    /// Indexes the titles of `catalog` with `analyzer` (used for queries
-    /// too).
+    /// Indexes the text of `catalog` with `analyzer` (used for queries
+    /// too) and the default [`FieldWeights`].
     pub fn build_with(catalog: &Catalog, analyzer: Arc<dyn Analyzer>) -> LexicalIndex {
-        let mut postings: HashMap<Box<str>, Vec<(u32, u16)>> = HashMap::new();
+        LexicalIndex::build_fields(catalog, analyzer, FieldWeights::default())
+    }
+
+    /// Indexes the text of `catalog` with `analyzer` and per-field
+    /// `weights` (see [`FieldWeights::validate`]; a weight that is not
+    /// finite and positive leaves its field out).
+    pub fn build_fields(
+        catalog: &Catalog,
+        analyzer: Arc<dyn Analyzer>,
+        weights: FieldWeights,
+    ) -> LexicalIndex {
+        let mut postings: HashMap<Box<str>, Vec<Posting>> = HashMap::new();
         let mut doc_len = Vec::with_capacity(catalog.len());
-        let mut total = 0u64;
-        // Titles are analyzed in parallel, a block of rows at a time (the
+        let mut field_len = Vec::with_capacity(catalog.len());
+        // Texts are analyzed in parallel, a block of rows at a time (the
         // block's terms are held at once), and posted in row order.
         use rayon::prelude::*;
         const BLOCK: u32 = 1 << 15;
         let n = catalog.len() as u32;
         for start in (0..n).step_by(BLOCK as usize) {
-            let block: Vec<Vec<(String, u16)>> = (start..n.min(start + BLOCK))
+            let block: Vec<DocTerms> = (start..n.min(start + BLOCK))
                 .into_par_iter()
-                .map(|r| {
-                    let row = ItemIdx(r);
-                    let title = catalog.is_listed(row).then(|| catalog.title(row)).flatten();
-                    term_counts(&*analyzer, title)
-                })
+                .map(|r| doc_terms(&*analyzer, &weights, catalog, ItemIdx(r)))
                 .collect();
-            for (r, terms) in (start..).zip(block) {
-                let len: u64 = terms.iter().map(|t| u64::from(t.1)).sum();
-                doc_len.push(len.min(u64::from(u16::MAX)) as u16);
-                total += len;
+            for (r, (terms, lens)) in (start..).zip(block) {
+                doc_len.push(lens[0]);
+                field_len.push([lens[1], lens[2], lens[3]]);
                 for (term, tf) in terms {
                     match postings.get_mut(term.as_str()) {
                         Some(list) => list.push((r, tf)),
@@ -159,19 +324,61 @@ impl LexicalIndex {
         let vocab = vocab_of(&postings);
         let mut index = LexicalIndex {
             analyzer,
+            fields: weights,
             postings,
             vocab,
             doc_len: Arc::new(doc_len),
-            total_len: total,
-            avg_len: 1.0,
+            field_len: Arc::new(field_len),
+            ..LexicalIndex::default()
         };
+        for r in 0..index.doc_len.len() {
+            for (f, len) in index.lens(r).into_iter().enumerate() {
+                index.total_len[f] += u64::from(len);
+                index.with_field[f] += u64::from(len > 0);
+            }
+        }
         index.set_avg();
         index
     }
 
     fn set_avg(&mut self) {
-        let n = self.doc_len.len().max(1) as f32;
-        self.avg_len = (self.total_len as f32 / n).max(1.0);
+        for (f, (_, FieldWeight { weight, b })) in self.fields.named().into_iter().enumerate() {
+            let n = self.with_field[f].max(1) as f32;
+            self.avg_len[f] = (self.total_len[f] as f32 / n).max(1.0);
+            self.norm[f] = [weight, 1.0 - b, b / self.avg_len[f]];
+        }
+    }
+
+    /// The per-field weights this index scores with.
+    pub fn field_weights(&self) -> FieldWeights {
+        self.fields
+    }
+
+    /// Per field, the factor a term's count in `row`'s field is multiplied
+    /// by before saturation: its weight over its length normalization
+    /// `1 − b + b · len / avg` (0 where the row lacks the field).
+    #[inline]
+    fn coef(&self, f: usize, len: u16) -> f32 {
+        if len == 0 {
+            return 0.0;
+        }
+        let [weight, one_minus_b, b_over_avg] = self.norm[f];
+        weight / (one_minus_b + b_over_avg * f32::from(len))
+    }
+
+    /// The title's factor of `row`; the other fields' are computed only
+    /// for a term found in them ([`RowNorm::t`]).
+    #[inline]
+    fn row_norm(&self, row: u32) -> RowNorm<'_> {
+        let len = self.doc_len.get(row as usize).copied().unwrap_or(0);
+        RowNorm { index: self, row, title: self.coef(0, len) }
+    }
+
+    /// `row`'s length in each field.
+    fn lens(&self, row: usize) -> [u16; FIELDS] {
+        let t = self.doc_len.get(row).copied().unwrap_or(0);
+        let [b, c, a] = self.field_len.get(row).copied().unwrap_or([0; FIELDS - 1]);
+        [t, b, c, a]
     }
 
     /// The index for `new`, the next version of `old` (the catalog this
@@ -181,27 +388,30 @@ impl LexicalIndex {
     /// equals [`build`](Self::build) on `new`.
     pub fn updated(&self, old: &Catalog, new: &Catalog, rows: &[ItemIdx]) -> LexicalIndex {
         let mut next = self.clone();
-        let doc_len = Arc::make_mut(&mut next.doc_len);
-        doc_len.resize(new.len(), 0);
-        // Per term: rows leaving and (row, tf) entering.
+        Arc::make_mut(&mut next.doc_len).resize(new.len(), 0);
+        Arc::make_mut(&mut next.field_len).resize(new.len(), [0; FIELDS - 1]);
         // Per term: (rows leaving, postings entering).
-        type Edit = (Vec<u32>, Vec<(u32, u16)>);
+        type Edit = (Vec<u32>, Vec<Posting>);
         let mut edits: HashMap<String, Edit> = HashMap::new();
+        let (analyzer, weights) = (&*self.analyzer, &self.fields);
         for &row in rows {
             let r = row.index();
-            if r < old.len() && old.is_listed(row) {
-                for (term, _) in term_counts(&*self.analyzer, old.title(row)) {
-                    edits.entry(term).or_default().0.push(row.0);
-                }
+            for (term, _) in doc_terms(analyzer, weights, old, row).0 {
+                edits.entry(term).or_default().0.push(row.0);
             }
-            next.total_len -= u64::from(doc_len.get(r).copied().unwrap_or(0));
-            let title = (r < new.len() && new.is_listed(row)).then(|| new.title(row)).flatten();
-            let terms = term_counts(&*self.analyzer, title);
-            let len: u64 = terms.iter().map(|t| u64::from(t.1)).sum();
-            if let Some(d) = doc_len.get_mut(r) {
-                *d = len.min(u64::from(u16::MAX)) as u16;
+            let before = next.lens(r);
+            let (terms, lens) = doc_terms(analyzer, weights, new, row);
+            for f in 0..FIELDS {
+                next.total_len[f] = next.total_len[f] - u64::from(before[f]) + u64::from(lens[f]);
+                next.with_field[f] =
+                    next.with_field[f] - u64::from(before[f] > 0) + u64::from(lens[f] > 0);
             }
-            next.total_len += len;
+            if let Some(d) = Arc::make_mut(&mut next.doc_len).get_mut(r) {
+                *d = lens[0];
+            }
+            if let Some(d) = Arc::make_mut(&mut next.field_len).get_mut(r) {
+                *d = [lens[1], lens[2], lens[3]];
+            }
             for (term, tf) in terms {
                 edits.entry(term).or_default().1.push((row.0, tf));
             }
@@ -212,9 +422,9 @@ impl LexicalIndex {
             into.sort_unstable();
             let known = next.postings.contains_key(term.as_str());
             let list = next.postings.entry(term.into_boxed_str()).or_default();
-            let merged: Vec<(u32, u16)> = {
+            let merged: Vec<Posting> = {
                 let kept = list.iter().filter(|p| out.binary_search(&p.0).is_err()).copied();
-                let mut m: Vec<(u32, u16)> = kept.chain(into).collect();
+                let mut m: Vec<Posting> = kept.chain(into).collect();
                 m.sort_unstable_by_key(|p| p.0);
                 m
             };
@@ -245,7 +455,8 @@ impl LexicalIndex {
     /// # for (i, t) in ["Cordless Drill", "Deck Paint, 1 gal."].iter().enumerate() {
     /// #     let id = ProductId(i as u64);
     /// #     b.add_product(Product { id, category: CategoryId(0), price: 1.0, merchant: MerchantId(1),
-    /// #         stock: 1, listed_at: 0, title: Some(t.to_string()) });
+    /// #         stock: 1, listed_at: 0, title: Some(t.to_string()),
+    /// #         ..Product::default() });
     /// #     b.add_embedding(id, &[1.0, i as f32]);
     /// # }
     /// # let catalog = b.build()?;
@@ -298,12 +509,13 @@ impl LexicalIndex {
     }
 
     /// BM25's inverse document frequency of a term with posting list `list`.
-    fn idf(&self, list: &[(u32, u16)]) -> f32 {
+    fn idf(&self, list: &[Posting]) -> f32 {
         let (n, df) = (self.doc_len.len() as f32, list.len() as f32);
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
-    /// True if `row`'s title holds `term` (an analyzed term).
+    /// True if `row`'s text (title or another field) holds `term` (an
+    /// analyzed term).
     pub fn title_has(&self, term: &str, row: ItemIdx) -> bool {
         self.postings.get(term).is_some_and(|l| l.binary_search_by_key(&row.0, |e| e.0).is_ok())
     }
@@ -342,13 +554,13 @@ impl LexicalIndex {
         }
         let mut contrib = vec![None; lists.lists.len()];
         for &r in rows {
-            let norm = length_norm(&self.doc_len, self.avg_len, r.0);
+            let norm = self.row_norm(r.0);
             let mut hit = false;
             for (i, list) in lists.lists.iter().enumerate() {
                 contrib[i] = list
                     .binary_search_by_key(&r.0, |e| e.0)
                     .ok()
-                    .map(|p| term_score(lists.weights[i], list[p].1, norm));
+                    .map(|p| term_score(lists.weights[i], list[p].1, &norm));
                 hit |= contrib[i].is_some();
             }
             if hit {
@@ -436,11 +648,10 @@ impl LexicalIndex {
         acc.extend(lists.weights.iter().map(|&w| (0, w)));
         let mut m = MaxScore::new(&lists, acc);
         let mut best: Vec<crate::kernels::Scored> = Vec::new();
-        let (doc_len, avg_len): (&[u16], f32) = (&self.doc_len, self.avg_len);
-        let mut top = crate::kernels::TopK::new(&mut best, k.min(doc_len.len()));
+        let mut top = crate::kernels::TopK::new(&mut best, k.min(self.doc_len.len()));
         while let Some(row) = m.next_candidate() {
-            let norm = length_norm(doc_len, avg_len, row);
-            if let Some(score) = m.score(row, norm, top.threshold()) {
+            let norm = self.row_norm(row);
+            if let Some(score) = m.score(row, &norm, top.threshold()) {
                 if keep(ItemIdx(row)) {
                     top.push(ItemIdx(row), score);
                     m.raise(top.threshold());
@@ -468,7 +679,7 @@ pub struct TextMatch {
 /// A plan's posting lists, each with its weight times idf and its slot.
 #[derive(Default)]
 struct PlanLists<'a> {
-    lists: Vec<&'a [(u32, u16)]>,
+    lists: Vec<&'a [Posting]>,
     weights: Vec<f32>,
     slots: Vec<u32>,
 }
@@ -509,7 +720,7 @@ impl PlanLists<'_> {
 /// The cursors of a MaxScore walk over a query's posting lists.
 struct MaxScore<'a> {
     plan: &'a PlanLists<'a>,
-    lists: &'a [&'a [(u32, u16)]],
+    lists: &'a [&'a [Posting]],
     /// (position, idf) per list.
     cursors: &'a mut [(u32, f32)],
     /// List indices by upper bound, weakest first.
@@ -552,7 +763,7 @@ impl<'a> MaxScore<'a> {
 
     /// Scores `row` in full, or `None` as soon as its bound falls below
     /// `threshold`. Moves the essential cursors past `row`.
-    fn score(&mut self, row: u32, norm: f32, threshold: f32) -> Option<f32> {
+    fn score(&mut self, row: u32, norm: &RowNorm<'_>, threshold: f32) -> Option<f32> {
         self.contrib.iter_mut().for_each(|c| *c = None);
         let mut partial = 0.0f32;
         for &i in &self.order[self.essential..] {
@@ -596,7 +807,7 @@ impl<'a> MaxScore<'a> {
 
 /// The first position at or after `from` whose row is at least `row`
 /// (galloping, then a binary search in the last step's range).
-fn seek(list: &[(u32, u16)], from: usize, row: u32) -> usize {
+fn seek(list: &[Posting], from: usize, row: u32) -> usize {
     let (mut lo, mut step) = (from, 1usize);
     let mut hi = from;
     while hi < list.len() && list[hi].0 < row {
@@ -608,18 +819,36 @@ fn seek(list: &[(u32, u16)], from: usize, row: u32) -> usize {
     lo + list[lo..hi].partition_point(|p| p.0 < row)
 }
 
-/// BM25's length normalization of `row`'s title: `k1 (1 − b + b · len / avg)`.
+/// One term's BM25F contribution: `idf · t (k1 + 1) / (t + k1)`, where `t`
+/// sums the term's count in each field times the row's factor for the field
+/// (its weight over its length normalization).
 #[inline]
-fn length_norm(doc_len: &[u16], avg_len: f32, row: u32) -> f32 {
-    let len = f32::from(doc_len.get(row as usize).copied().unwrap_or(0));
-    K1 * (1.0 - B + B * len / avg_len)
+fn term_score(idf: f32, tf: Tf, norm: &RowNorm<'_>) -> f32 {
+    let t = norm.t(tf);
+    idf * t * (K1 + 1.0) / (t + K1)
 }
 
-/// One term's BM25 contribution: `idf · tf (k1 + 1) / (tf + norm)`.
-#[inline]
-fn term_score(idf: f32, tf: u16, norm: f32) -> f32 {
-    let tf = f32::from(tf);
-    idf * tf * (K1 + 1.0) / (tf + norm)
+/// A candidate row's length normalization: its title's factor, and the way
+/// to the other fields' lengths.
+struct RowNorm<'a> {
+    index: &'a LexicalIndex,
+    row: u32,
+    title: f32,
+}
+
+impl RowNorm<'_> {
+    /// A term's frequency summed over the fields, each count times its
+    /// field's weight over its length normalization.
+    #[inline]
+    fn t(&self, tf: Tf) -> f32 {
+        let title = f32::from(tf[0]) * self.title;
+        // Most terms are in the title alone: the other lengths stay unread.
+        if u32::from_le_bytes(tf) & 0xffff_ff00 == 0 {
+            return title;
+        }
+        let lens = self.index.lens(self.row as usize);
+        (1..FIELDS).fold(title, |t, f| t + f32::from(tf[f]) * self.index.coef(f, lens[f]))
+    }
 }
 
 #[cfg(test)]
@@ -646,6 +875,7 @@ mod tests {
                 stock: 1,
                 listed_at: 0,
                 title: Some(t.clone()),
+                ..Product::default()
             });
             b.add_embedding(id, &[1.0, i as f32]);
         }
@@ -691,9 +921,93 @@ mod tests {
         }
     }
 
+    /// A product's title, brand, category names and attributes.
+    type Doc<'a> = (&'a str, Option<&'a str>, &'a [&'a str], &'a [&'a str]);
+
+    /// An index over products with text fields, rows in order.
+    fn fields_index(docs: &[Doc<'_>], w: FieldWeights) -> LexicalIndex {
+        let mut b = CatalogBuilder::new();
+        b.add_merchant(Merchant {
+            id: MerchantId(1),
+            experience: 1.0,
+            status: MerchantStatus::Active,
+        });
+        for (i, (title, brand, cats, attrs)) in docs.iter().enumerate() {
+            let id = ProductId(i as u64 + 1);
+            b.add_product(Product {
+                id,
+                merchant: MerchantId(1),
+                title: Some(title.to_string()),
+                brand: brand.map(String::from),
+                category_names: cats.iter().map(|c| c.to_string()).collect(),
+                attributes: attrs.iter().map(|a| a.to_string()).collect(),
+                ..Product::default()
+            });
+            b.add_embedding(id, &[1.0, i as f32]);
+        }
+        LexicalIndex::build_fields(&b.build().unwrap(), Arc::new(TextAnalyzer::default()), w)
+    }
+
+    /// BM25F by hand: each field's count times its weight over its length
+    /// normalization (the average over the rows that have the field),
+    /// summed, then saturated once.
+    #[test]
+    fn bm25f_weights_each_field_and_saturates_once() {
+        let docs: &[Doc<'_>] = &[
+            ("cordless drill", Some("Makita"), &["Power Tools", "Drills"], &[]),
+            ("makita drill bit", None, &[], &[]),
+            ("hammer", Some("Estwing"), &[], &["steel", "makita compatible"]),
+            ("saw", None, &["Power Tools"], &[]),
+        ];
+        let w = FieldWeights::default();
+        let idx = fields_index(docs, w);
+        let all: Vec<ItemIdx> = (0..4).map(ItemIdx).collect();
+        let mut got = Vec::new();
+        idx.score_rows(&query_terms("makita"), &all, &mut got);
+        // Average lengths over the rows that have the field: titles
+        // (2+3+1+1)/4, brands 1, categories (3+2)/2 ("power tool drill" and
+        // "power tool"), attributes 3.
+        let (avg_t, avg_b, avg_a) = (7.0 / 4.0, 1.0, 3.0);
+        let norm = |f: FieldWeight, len: f32, avg: f32| f.weight / (1.0 - f.b + f.b * len / avg);
+        let idf = (1.0f32 + (4.0 - 3.0 + 0.5) / (3.0 + 0.5)).ln();
+        let score = |t: f32| idf * t * 2.2 / (t + 1.2);
+        let want = [
+            (0, score(norm(w.brand, 1.0, avg_b))),
+            (1, score(norm(w.title, 3.0, avg_t))),
+            (2, score(norm(w.attributes, 3.0, avg_a))),
+        ];
+        assert_eq!(got.len(), 3, "{got:?}");
+        for ((row, s), (want_row, want_s)) in got.iter().zip(want) {
+            assert_eq!(row.0, want_row);
+            assert!((s - want_s).abs() < 1e-5, "row {want_row}: {s} against {want_s}");
+        }
+        // A word in two fields sums before saturating: "drill" in row 0's
+        // title and categories beats the title alone, under the bound.
+        idx.score_rows(&query_terms("drill"), &all, &mut got);
+        let idf = (1.0f32 + (4.0 - 2.0 + 0.5) / (2.0 + 0.5)).ln();
+        let t0 = norm(w.title, 2.0, avg_t) + norm(w.categories, 3.0, 2.5);
+        assert!((got[0].1 - idf * t0 * 2.2 / (t0 + 1.2)).abs() < 1e-5, "{got:?}");
+        assert!(got[0].1 < idf * 2.2);
+        // Weight 0 leaves a field out: "makita" is then in row 1's title only.
+        let title_only = FieldWeights {
+            brand: FieldWeight { weight: 0.0, b: 0.5 },
+            attributes: FieldWeight { weight: 0.0, b: 0.75 },
+            ..w
+        };
+        let idx = fields_index(docs, title_only);
+        idx.score_rows(&query_terms("makita"), &all, &mut got);
+        assert_eq!(got.iter().map(|g| g.0.0).collect::<Vec<_>>(), [1]);
+        // Invalid weights are named.
+        let bad = FieldWeights { brand: FieldWeight { weight: f32::NAN, b: 0.5 }, ..w };
+        assert!(bad.validate().unwrap_err().to_string().contains("index.fields.brand.weight"));
+        let bad = FieldWeights { title: FieldWeight { weight: 1.0, b: 1.5 }, ..w };
+        assert!(bad.validate().unwrap_err().to_string().contains("index.fields.title.b"));
+    }
+
     #[test]
     fn galloping_seek_finds_the_first_row_at_or_after() {
-        let list: Vec<(u32, u16)> = [1, 3, 4, 9, 10, 20, 21, 40].iter().map(|&r| (r, 1)).collect();
+        let list: Vec<Posting> =
+            [1, 3, 4, 9, 10, 20, 21, 40].iter().map(|&r| (r, [1, 0, 0, 0])).collect();
         for from in 0..list.len() {
             for row in 0..45 {
                 let want = from + list[from..].partition_point(|p| p.0 < row);

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! 0   magic "OFLG"
-//! 4   u8  envelope version (2)
+//! 4   u8  envelope version (3; 2 still read)
 //! 5   i64 LE milliseconds since the Unix epoch at append (for lag)
 //! 13  u32 LE CRC32 of bytes 4..13 and the payload
 //! 17  postcard LogEntry, to the end
@@ -20,21 +20,26 @@
 //! offset and reason, counted and passed over alike by every replica; it
 //! never stops the stream. Version 1 envelopes (no checksum) of earlier
 //! builds are rejected with a reason that says so: reading them would let a
-//! corrupt version byte bypass the checksum.
+//! corrupt version byte bypass the checksum. Version 2 envelopes, the same
+//! layout around entries whose products had no text fields (brand, category
+//! names, attributes), are read and converted.
 
 use super::LogEntry;
 use crate::error::{Error, Result};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-/// The envelope version this build writes and reads.
-pub const ENTRY_VERSION: u8 = 2;
+/// The envelope version this build writes (it also reads version 2).
+pub const ENTRY_VERSION: u8 = 3;
+/// Version 2: the same envelope around entries whose products had no text
+/// fields.
+const ENTRY_V2: u8 = 2;
 /// The largest encoded entry a log accepts or a reader decodes (64 MiB).
 pub const MAX_ENTRY_BYTES: usize = 64 << 20;
 const MAGIC: &[u8; 4] = b"OFLG";
 /// Magic, version and append time: the header of every version.
 const HEADER_V1: usize = 13;
-/// Version 2 adds the checksum.
+/// Version 2 adds the checksum (version 3 keeps the layout).
 const HEADER: usize = 17;
 
 /// One decoded entry of the log.
@@ -149,9 +154,15 @@ pub fn decode_entry(bytes: &[u8]) -> std::result::Result<(i64, LogEntry), String
     }
     match bytes[4] {
         1 => return Err("entry version 1 (no checksum) of an earlier build; re-append it".into()),
-        ENTRY_VERSION if bytes.len() < HEADER => return Err("truncated envelope".into()),
-        ENTRY_VERSION => {}
-        v => return Err(format!("entry version {v}, this build reads version {ENTRY_VERSION}")),
+        ENTRY_V2 | ENTRY_VERSION if bytes.len() < HEADER => {
+            return Err("truncated envelope".into());
+        }
+        ENTRY_V2 | ENTRY_VERSION => {}
+        v => {
+            return Err(format!(
+                "entry version {v}, this build reads versions {ENTRY_V2} and {ENTRY_VERSION}"
+            ));
+        }
     }
     let mut stored = [0u8; 4];
     stored.copy_from_slice(&bytes[HEADER_V1..HEADER]);
@@ -161,7 +172,12 @@ pub fn decode_entry(bytes: &[u8]) -> std::result::Result<(i64, LogEntry), String
     }
     let mut ms = [0u8; 8];
     ms.copy_from_slice(&bytes[5..HEADER_V1]);
-    match postcard::take_from_bytes::<LogEntry>(&bytes[HEADER..]) {
+    let decoded = if bytes[4] == ENTRY_V2 {
+        postcard::take_from_bytes::<v2::LogEntry>(&bytes[HEADER..]).map(|(e, r)| (e.into(), r))
+    } else {
+        postcard::take_from_bytes::<LogEntry>(&bytes[HEADER..])
+    };
+    match decoded {
         Ok((entry, [])) => Ok((i64::from_le_bytes(ms), entry)),
         Ok((_, rest)) => Err(format!("{} trailing bytes after the entry", rest.len())),
         Err(e) => Err(format!("entry does not decode: {e}")),
@@ -284,6 +300,84 @@ impl EventLog for MemoryLog {
     }
 }
 
+/// Entries as envelope version 2 held them: products without text fields.
+/// postcard writes no field names, so the old records are read as they were
+/// laid out (variants in the same order) and converted.
+mod v2 {
+    use crate::catalog::{Content, Merchant};
+    use crate::ids::{CategoryId, ContentId, MerchantId, ProductId, Timestamp};
+    use crate::signals::Event;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) enum LogEntry {
+        Events(Vec<Event>),
+        Delta(Vec<CatalogDelta>),
+        Flag { product: ProductId, flagged: bool },
+        Suspend { merchant: MerchantId, suspended: bool },
+    }
+
+    #[derive(Deserialize)]
+    pub(super) enum CatalogDelta {
+        UpsertProduct { product: Product, embedding: Option<Vec<f32>> },
+        Delist { product: ProductId },
+        UpsertMerchant { merchant: Merchant },
+        UpsertContent { content: Content },
+        EndContent { content: ContentId, at: Timestamp },
+        Link { content: ContentId, product: ProductId },
+        Unlink { content: ContentId, product: ProductId },
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Product {
+        id: ProductId,
+        category: CategoryId,
+        price: f32,
+        merchant: MerchantId,
+        stock: u32,
+        listed_at: Timestamp,
+        title: Option<String>,
+    }
+
+    impl From<LogEntry> for super::LogEntry {
+        fn from(e: LogEntry) -> Self {
+            match e {
+                LogEntry::Events(v) => super::LogEntry::Events(v),
+                LogEntry::Delta(d) => super::LogEntry::Delta(d.into_iter().map(delta).collect()),
+                LogEntry::Flag { product, flagged } => super::LogEntry::Flag { product, flagged },
+                LogEntry::Suspend { merchant, suspended } => {
+                    super::LogEntry::Suspend { merchant, suspended }
+                }
+            }
+        }
+    }
+
+    fn delta(d: CatalogDelta) -> crate::catalog::CatalogDelta {
+        use crate::catalog::CatalogDelta as D;
+        match d {
+            CatalogDelta::UpsertProduct { product: p, embedding } => D::UpsertProduct {
+                product: crate::catalog::Product {
+                    id: p.id,
+                    category: p.category,
+                    price: p.price,
+                    merchant: p.merchant,
+                    stock: p.stock,
+                    listed_at: p.listed_at,
+                    title: p.title,
+                    ..crate::catalog::Product::default()
+                },
+                embedding,
+            },
+            CatalogDelta::Delist { product } => D::Delist { product },
+            CatalogDelta::UpsertMerchant { merchant } => D::UpsertMerchant { merchant },
+            CatalogDelta::UpsertContent { content } => D::UpsertContent { content },
+            CatalogDelta::EndContent { content, at } => D::EndContent { content, at },
+            CatalogDelta::Link { content, product } => D::Link { content, product },
+            CatalogDelta::Unlink { content, product } => D::Unlink { content, product },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,7 +398,7 @@ mod tests {
         }
         let mut future = bytes.clone();
         future[4] = ENTRY_VERSION + 1;
-        assert!(decode_entry(&future).unwrap_err().contains("version 3"));
+        assert!(decode_entry(&future).unwrap_err().contains("version 4"));
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(decode_entry(&trailing).unwrap_err().contains("checksum"));
@@ -315,6 +409,76 @@ mod tests {
         v1.extend_from_slice(&bytes[HEADER..]);
         assert!(decode_entry(&v1).unwrap_err().contains("version 1"));
         assert!(decode_entry(b"{\"flag\":1}").unwrap_err().contains("magic"));
+    }
+
+    /// A version 2 entry, written by a build whose products had no text
+    /// fields, still reads: as the same product with none.
+    #[test]
+    fn version_2_entries_read_as_products_without_fields() {
+        use crate::catalog::{CatalogDelta, Product};
+        use crate::ids::CategoryId;
+        #[derive(serde::Serialize)]
+        enum OldEntry {
+            _Events(Vec<()>),
+            Delta(Vec<OldDelta>),
+        }
+        #[derive(serde::Serialize)]
+        enum OldDelta {
+            UpsertProduct { product: OldProduct, embedding: Option<Vec<f32>> },
+            Delist { product: ProductId },
+        }
+        #[derive(serde::Serialize)]
+        struct OldProduct {
+            id: ProductId,
+            category: CategoryId,
+            price: f32,
+            merchant: MerchantId,
+            stock: u32,
+            listed_at: i64,
+            title: Option<String>,
+        }
+        let old = OldEntry::Delta(vec![
+            OldDelta::UpsertProduct {
+                product: OldProduct {
+                    id: ProductId(7),
+                    category: CategoryId(2),
+                    price: 3.5,
+                    merchant: MerchantId(1),
+                    stock: 4,
+                    listed_at: 9,
+                    title: Some("oak shelf".into()),
+                },
+                embedding: Some(vec![1.0, 0.0]),
+            },
+            OldDelta::Delist { product: ProductId(8) },
+        ]);
+        let mut bytes = b"OFLG".to_vec();
+        bytes.push(2);
+        bytes.extend_from_slice(&77i64.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        let mut bytes = postcard::to_extend(&old, bytes).unwrap();
+        let crc = checksum(&bytes);
+        bytes[HEADER_V1..HEADER].copy_from_slice(&crc.to_le_bytes());
+        let want = LogEntry::Delta(vec![
+            CatalogDelta::UpsertProduct {
+                product: Product {
+                    id: ProductId(7),
+                    category: CategoryId(2),
+                    price: 3.5,
+                    merchant: MerchantId(1),
+                    stock: 4,
+                    listed_at: 9,
+                    title: Some("oak shelf".into()),
+                    ..Product::default()
+                },
+                embedding: Some(vec![1.0, 0.0]),
+            },
+            CatalogDelta::Delist { product: ProductId(8) },
+        ]);
+        assert_eq!(decode_entry(&bytes), Ok((77, want)));
+        // Its checksum still guards it.
+        bytes[HEADER + 3] ^= 1;
+        assert!(decode_entry(&bytes).unwrap_err().contains("checksum"));
     }
 
     #[test]

@@ -364,11 +364,12 @@ impl ShopWriter {
                 let analyzer = self.analyzer.clone().unwrap_or_else(|| {
                     Arc::new(crate::index::TextAnalyzer::new(self.index_config.text))
                 });
-                ServingState::new_with(
+                ServingState::new_text(
                     Arc::clone(&self.catalog),
                     Arc::clone(&self.index),
                     signals,
                     analyzer,
+                    self.index_config.fields,
                 )?
             }
             Some(prev) if !self.catalog_changed && Arc::ptr_eq(&prev.index, &self.index) => {

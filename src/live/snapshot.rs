@@ -286,6 +286,12 @@ pub(super) fn save(
             "catalog".into(),
             postcard::to_allocvec(&catalog.to_record()).map_err(|e| pc("catalog", e))?.into(),
         ),
+        (
+            "catalog.fields".into(),
+            postcard::to_allocvec(&catalog.fields_record())
+                .map_err(|e| pc("catalog.fields", e))?
+                .into(),
+        ),
         ("store".into(), postcard::to_allocvec(&record).map_err(|e| pc("store", e))?.into()),
         (
             "profiles".into(),
@@ -588,6 +594,12 @@ impl<'a> SnapFile<'a> {
         Ok(bytes)
     }
 
+    /// True if the file has section `name` (for sections added after the
+    /// format's first files).
+    fn has(&self, name: &str) -> bool {
+        self.entries.iter().any(|e| e.name == name)
+    }
+
     fn postcard<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
         postcard::from_bytes(self.section(name)?).map_err(|e| bad(self.path, name, e.to_string()))
     }
@@ -628,10 +640,7 @@ type RawTable<'a> = (Cow<'a, [i64]>, Cow<'a, [f32]>);
 fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
     use rayon::prelude::*;
     let meta: Meta = f.postcard("meta")?;
-    let signal_config: SignalConfig = serde_json::from_str(&meta.signal_config)
-        .map_err(|e| bad(f.path, "meta", format!("signal config: {e}")))?;
-    let index_config: IndexConfig = serde_json::from_str(&meta.index_config)
-        .map_err(|e| bad(f.path, "meta", format!("index config: {e}")))?;
+    let (signal_config, index_config) = configs(f, &meta)?;
     let embeddings = || -> Result<Embeddings> {
         let (rows, dim) = (meta.rows as usize, meta.dim as usize);
         let (data, norms): (Vec<f32>, Vec<f32>) = (f.raw("embeddings")?, f.raw("raw_norms")?);
@@ -677,8 +686,7 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
             )
         },
     );
-    let catalog =
-        Arc::new(Catalog::from_record(record?, emb?).map_err(|r| bad(f.path, "catalog", r))?);
+    let catalog = Arc::new(with_fields(f, Catalog::from_record(record?, emb?))?);
     let (store, profiles, tables, index) = (store?, profiles?, tables?, index?);
     let (index, store) = rayon::join(
         || decode_index(f, &catalog, &index_config, index),
@@ -702,6 +710,30 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
     w.shop_id = f.identity.as_ref().and_then(|i| i.shop.clone());
     model_meta(&mut w, meta, f.path)?;
     Ok(w)
+}
+
+/// The signal and index configs the meta section holds, checked.
+fn configs(f: &SnapFile<'_>, meta: &Meta) -> Result<(SignalConfig, IndexConfig)> {
+    let signal_config: SignalConfig = serde_json::from_str(&meta.signal_config)
+        .map_err(|e| bad(f.path, "meta", format!("signal config: {e}")))?;
+    let index_config: IndexConfig = serde_json::from_str(&meta.index_config)
+        .map_err(|e| bad(f.path, "meta", format!("index config: {e}")))?;
+    index_config
+        .fields
+        .validate()
+        .map_err(|e| bad(f.path, "meta", format!("index config: {e}")))?;
+    Ok((signal_config, index_config))
+}
+
+/// The decoded catalog with its text fields: a section since products have
+/// fields; files saved before have none.
+fn with_fields(f: &SnapFile<'_>, catalog: std::result::Result<Catalog, String>) -> Result<Catalog> {
+    let mut catalog = catalog.map_err(|r| bad(f.path, "catalog", r))?;
+    if f.has("catalog.fields") {
+        let fields = f.postcard("catalog.fields")?;
+        catalog.set_fields_record(fields).map_err(|r| bad(f.path, "catalog.fields", r))?;
+    }
+    Ok(catalog)
 }
 
 /// Format 2: the decoded parts are the ones the identity names (a spliced

@@ -3,9 +3,85 @@
 use super::{Columns, RecordFormat, find_file, for_each_record, format_of};
 use crate::catalog::{Catalog, CatalogBuilder, Content, ContentKind, Merchant, Product};
 use crate::error::{Error, Result};
-use crate::ids::{ContentId, ItemIdx, ProductId, Timestamp, UserId};
+use crate::ids::{CategoryId, ContentId, ItemIdx, MerchantId, ProductId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// A product row as CSV holds it: [`Product`] with the category names and
+/// attributes as one `|`-separated column each (JSON Lines uses a
+/// [`Product`] record with arrays instead). The three text columns after
+/// `title` may be absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductRow {
+    /// External id.
+    pub id: ProductId,
+    /// The leaf category.
+    pub category: CategoryId,
+    /// Price.
+    pub price: f32,
+    /// The merchant.
+    pub merchant: MerchantId,
+    /// Units in stock.
+    pub stock: u32,
+    /// When listed (Unix seconds).
+    pub listed_at: Timestamp,
+    /// Title, empty for none.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Brand, empty for none.
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// Category names, root first, separated by `|`.
+    #[serde(default)]
+    pub category_names: Option<String>,
+    /// Attribute values separated by `|`.
+    #[serde(default)]
+    pub attributes: Option<String>,
+}
+
+impl ProductRow {
+    /// The record this row describes.
+    pub fn into_product(self) -> Product {
+        let list = |s: Option<String>| -> Vec<String> {
+            s.as_deref()
+                .unwrap_or("")
+                .split('|')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        Product {
+            id: self.id,
+            category: self.category,
+            price: self.price,
+            merchant: self.merchant,
+            stock: self.stock,
+            listed_at: self.listed_at,
+            title: self.title,
+            brand: self.brand.filter(|b| !b.trim().is_empty()),
+            category_names: list(self.category_names),
+            attributes: list(self.attributes),
+        }
+    }
+
+    /// The row of `p` (a value holding `|` would split when read back).
+    pub fn from_product(p: Product) -> ProductRow {
+        let join = |v: Vec<String>| (!v.is_empty()).then(|| v.join("|"));
+        ProductRow {
+            id: p.id,
+            category: p.category,
+            price: p.price,
+            merchant: p.merchant,
+            stock: p.stock,
+            listed_at: p.listed_at,
+            title: p.title,
+            brand: p.brand,
+            category_names: join(p.category_names),
+            attributes: join(p.attributes),
+        }
+    }
+}
 
 /// A content row as CSV holds it: the linked products as one
 /// `|`-separated field (JSON Lines may use a [`Content`] record with an array
@@ -87,10 +163,20 @@ pub fn read_catalog_dir_with(
         Ok(())
     })?;
     let products = find_file(dir, "products").ok_or_else(|| missing(dir, "products"))?;
-    for_each_record(&products, (columns, &mut ignored), |p: Product, _| {
-        b.add_product(p);
-        Ok(())
-    })?;
+    match format_of(&products) {
+        RecordFormat::Csv => {
+            for_each_record(&products, (columns, &mut ignored), |p: ProductRow, _| {
+                b.add_product(p.into_product());
+                Ok(())
+            })?
+        }
+        RecordFormat::JsonLines => {
+            for_each_record(&products, (columns, &mut ignored), |p: Product, _| {
+                b.add_product(p);
+                Ok(())
+            })?
+        }
+    }
     if let Some(content) = find_file(dir, "content") {
         let policy = (columns, &mut ignored);
         match format_of(&content) {
@@ -129,7 +215,7 @@ pub fn write_catalog_dir(catalog: &Catalog, dir: &Path) -> Result<()> {
     w.flush().map_err(|e| Error::io(&path, e))?;
     let (mut w, path) = write(super::files::PRODUCTS)?;
     for row in 0..catalog.len() {
-        w.serialize(catalog.product(ItemIdx(row as u32)))
+        w.serialize(ProductRow::from_product(catalog.product(ItemIdx(row as u32))))
             .map_err(|e| super::csv_error(&path, e))?;
     }
     w.flush().map_err(|e| Error::io(&path, e))?;
@@ -157,7 +243,7 @@ mod tests {
             dir.join("products.jsonl"),
             concat!(
                 "{\"id\": 10, \"category\": 2, \"price\": 5.5, \"merchant\": 1, \"stock\": 0, \"listed_at\": 7, \"title\": \"tea\"}\n",
-                "{\"id\": 11, \"category\": 2, \"price\": 6, \"merchant\": 1, \"stock\": 4, \"listed_at\": 8}\n",
+                "{\"id\": 11, \"category\": 2, \"price\": 6, \"merchant\": 1, \"stock\": 4, \"listed_at\": 8, \"brand\": \"Oakley\", \"category_names\": [\"Tea\", \"Green\"], \"attributes\": [\"loose leaf\"]}\n",
             ),
         )
         .unwrap();
@@ -172,6 +258,11 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c.title(ItemIdx(0)), Some("tea"));
         assert_eq!(c.title(ItemIdx(1)), None);
+        assert_eq!(c.fields(ItemIdx(0)), None);
+        let f = c.fields(ItemIdx(1)).unwrap();
+        assert_eq!(f.brand.as_deref(), Some("Oakley"));
+        assert_eq!(f.category_names, ["Tea", "Green"]);
+        assert_eq!(f.attributes, ["loose leaf"]);
         assert_eq!(c.merchants()[0].status, crate::catalog::MerchantStatus::Suspended);
         assert_eq!(c.content(ContentId(3)).unwrap().products, vec![ProductId(11), ProductId(10)]);
 
@@ -181,7 +272,10 @@ mod tests {
         let mut b = read_catalog_dir(&out).unwrap();
         b.add_embedding(ProductId(10), &[1.0]).add_embedding(ProductId(11), &[2.0]);
         let back = b.build().unwrap();
+        assert_eq!(back.product(ItemIdx(0)), c.product(ItemIdx(0)));
         assert_eq!(back.product(ItemIdx(1)), c.product(ItemIdx(1)));
+        let csv = std::fs::read_to_string(out.join("products.csv")).unwrap();
+        assert!(csv.contains(",Oakley,Tea|Green,loose leaf"), "{csv}");
         assert_eq!(back.content(ContentId(3)), c.content(ContentId(3)));
         std::fs::remove_dir_all(&dir).ok();
     }

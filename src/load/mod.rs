@@ -19,7 +19,9 @@ mod catalog;
 mod logs;
 mod npy;
 
-pub use catalog::{ContentRow, read_catalog_dir, read_catalog_dir_with, write_catalog_dir};
+pub use catalog::{
+    ContentRow, ProductRow, read_catalog_dir, read_catalog_dir_with, write_catalog_dir,
+};
 pub use logs::{
     LogOptions, LogReport, MOVIELENS_GENRES, Movie, OutOfPeriod, TaobaoLog, read_events,
     read_movielens, read_movielens_movies, read_taobao, write_events,

@@ -19,6 +19,7 @@ fn product(id: u64) -> Product {
         stock: 3,
         listed_at: 0,
         title: None,
+        ..Product::default()
     }
 }
 

@@ -74,6 +74,7 @@ fn taobao_catalog(items: &[(omnifeed::ProductId, omnifeed::CategoryId)]) -> omni
             stock: 1,
             listed_at: 0,
             title: None,
+            ..Product::default()
         });
         let v: Vec<f32> =
             (0..16).map(|i| hash(u64::from(cat.0), i) + 0.1 * hash(id.0, i + 100)).collect();

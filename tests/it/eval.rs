@@ -303,6 +303,7 @@ fn world_catalog(ids: &[u64]) -> omnifeed::Catalog {
             stock: 1,
             listed_at: 0,
             title: None,
+            ..Product::default()
         });
         b.add_embedding(ProductId(id), &[1.0, id as f32]);
     }

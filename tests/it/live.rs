@@ -58,6 +58,7 @@ pub fn product(id: ProductId, category: u32, merchant: u64, title: &str) -> Prod
         stock: 5,
         listed_at: 0,
         title: Some(title.into()),
+        ..Product::default()
     }
 }
 

@@ -41,6 +41,7 @@ fn shop(config: RecommenderConfig) -> Recommender {
             stock: 5,
             listed_at: 0,
             title: Some(t.to_string()),
+            ..Product::default()
         });
         let a = i as f32 * 0.5;
         b.add_embedding(id, &[a.cos(), a.sin()]);
@@ -206,6 +207,7 @@ fn the_query_plan_beats_plain_stemmed_bm25_on_real_queries() {
             stock: 1,
             listed_at: 0,
             title: Some(rec[1].to_string()),
+            ..Product::default()
         });
         b.add_embedding(id, &[1.0, 0.0]);
     }
@@ -303,4 +305,71 @@ fn a_vector_only_search_is_ordered_by_its_cosine() {
         let feed = rec.recommend(&req).unwrap();
         assert_eq!(feed.items[0].product, ProductId(100 + target), "{:?}", feed.items);
     }
+}
+
+/// Brand, category names and attributes are searched (BM25F) with the
+/// index config's weights, follow catalog deltas, and survive a snapshot.
+#[test]
+fn text_fields_are_searched_follow_deltas_and_survive_snapshots() {
+    use omnifeed::catalog::CatalogDelta;
+    use omnifeed::index::{FieldWeight, FieldWeights, IndexConfig, IndexKind};
+    use omnifeed::live::{LogEntry, ShopWriter};
+    let rec = shop(RecommenderConfig::default());
+    let catalog = rec.state().catalog().clone();
+    // Product 0 (a drill) gets a brand no title has, product 5 (a faucet)
+    // category names, product 7 (a toilet seat) an attribute.
+    let mut drill = catalog.product(omnifeed::ItemIdx(0));
+    drill.brand = Some("Ryobi".into());
+    let mut faucet = catalog.product(omnifeed::ItemIdx(5));
+    faucet.category_names = vec!["Plumbing".into(), "Kitchen Faucets".into()];
+    let mut seat = catalog.product(omnifeed::ItemIdx(7));
+    seat.attributes = vec!["soft close".into(), "slow-close hinge".into()];
+    let fields =
+        FieldWeights { attributes: FieldWeight { weight: 0.0, b: 0.75 }, ..Default::default() };
+    let config = IndexConfig { kind: IndexKind::Exact, fields, ..IndexConfig::default() };
+    let mut w = ShopWriter::new(catalog, SignalConfig::default(), config).unwrap();
+    let delta = vec![
+        CatalogDelta::UpsertProduct { product: drill.clone(), embedding: None },
+        CatalogDelta::UpsertProduct { product: faucet, embedding: None },
+        CatalogDelta::UpsertProduct { product: seat, embedding: None },
+    ];
+    w.apply(1, &LogEntry::Delta(delta)).unwrap();
+    let ids = |state: &ServingState, text: &str| -> Vec<u64> {
+        let rec =
+            Recommender::builder().clock(Clock::Fixed(0)).state(state.clone()).build().unwrap();
+        search(&rec, text, 5)
+    };
+    let state = w.publish().unwrap();
+    assert_eq!(ids(&state, "ryobi"), [0], "the brand is searched");
+    assert_eq!(ids(&state, "plumbing")[..1], [5], "category names are searched");
+    assert!(ids(&state, "hinge").is_empty(), "attributes weigh 0 here: left out");
+    // The brand moves to another product: the index follows.
+    drill.brand = None;
+    let mut kit = state.catalog().product(omnifeed::ItemIdx(1));
+    kit.brand = Some("Ryobi".into());
+    let delta = vec![
+        CatalogDelta::UpsertProduct { product: drill, embedding: None },
+        CatalogDelta::UpsertProduct { product: kit, embedding: None },
+    ];
+    w.apply(2, &LogEntry::Delta(delta)).unwrap();
+    let state = w.publish().unwrap();
+    assert_eq!(ids(&state, "ryobi"), [1]);
+    // Saved and loaded: the fields and the weights are kept.
+    let dir = std::env::temp_dir().join(format!("omnifeed-fields-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    w.save(&dir).unwrap();
+    let mut back = ShopWriter::load(&dir).unwrap();
+    let loaded = back.publish().unwrap();
+    for r in 0..TITLES.len() as u32 {
+        let row = omnifeed::ItemIdx(r);
+        assert_eq!(loaded.catalog().product(row), state.catalog().product(row));
+    }
+    assert_eq!(loaded.lexical().field_weights(), fields);
+    for q in ["ryobi", "plumbing faucet", "hinge", "drill"] {
+        assert_eq!(ids(&loaded, q), ids(&state, q), "{q}");
+    }
+    // With the default weights the attributes are searched too.
+    let all_fields = loaded.with_fields(FieldWeights::default()).unwrap();
+    assert_eq!(ids(&all_fields, "hinge"), [7]);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -41,6 +41,7 @@ fn catalog() -> Arc<Catalog> {
             stock: 5,
             listed_at: 0,
             title: None,
+            ..Product::default()
         });
         b.add_embedding(ProductId(id), &e);
     }

@@ -92,14 +92,15 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     /// The title index updated in place equals one rebuilt from scratch,
-    /// for retitles, new products at the id bounds and delistings, with
-    /// titles up to past the `u16` token count.
+    /// for retitles, text fields set, changed and cleared, new products at
+    /// the id bounds and delistings, with titles up to past the `u16` token
+    /// count.
     #[test]
     fn the_title_index_updated_equals_a_rebuild(
-        edits in proptest::collection::vec((0u32..60, 0usize..5), 1..20),
+        edits in proptest::collection::vec((0u32..60, 0usize..8), 1..20),
         new_ids in proptest::collection::vec(prop_oneof![Just(u64::MAX), Just(u64::MAX - 1), Just(0u64), 1u64..1_000_000], 0..4),
     ) {
-        use omnifeed::index::{LexicalIndex, tokenize};
+        use omnifeed::index::{LexicalIndex, query_terms};
         let base = &world().catalog;
         let titles = |kind: usize, i: u32| -> Option<String> {
             match kind {
@@ -114,7 +115,14 @@ proptest! {
             .iter()
             .map(|&(r, kind)| {
                 let mut p = base.product(ItemIdx(r));
-                p.title = titles(kind, r);
+                p.title = titles(kind.min(4), r);
+                // Text fields (BM25F): entering, changing, leaving.
+                if kind >= 5 {
+                    p.brand = (kind != 7).then(|| format!("acme{}", r % 3));
+                    p.category_names = vec!["Tools".into(), format!("kind{kind}")];
+                    p.attributes = if kind == 6 { vec!["mug rack".into(); 3] } else { vec![] };
+                    p.title = (kind == 5).then(|| format!("renamed {r} mug"));
+                }
                 CatalogDelta::UpsertProduct { product: p, embedding: None }
             })
             .collect();
@@ -135,8 +143,8 @@ proptest! {
         let rebuilt = LexicalIndex::build(&next);
         prop_assert_eq!(updated.terms(), rebuilt.terms());
         let (mut acc, mut a, mut b) = (Vec::new(), Vec::new(), Vec::new());
-        for q in ["renamed mug", "long tail3", "word unique7", "bound0", "mug", "tail59"] {
-            let terms = tokenize(q);
+        for q in ["renamed mug", "long tail3", "word unique7", "bound0", "mug", "tail59", "acme1 tools", "kind6 rack"] {
+            let terms = query_terms(q);
             updated.search(&terms, 30, &|_| true, &mut acc, &mut a);
             rebuilt.search(&terms, 30, &|_| true, &mut acc, &mut b);
             prop_assert_eq!(&a, &b, "{}", q);

@@ -154,6 +154,7 @@ pub fn product(i: u64, price: f32) -> Product {
         stock: 5,
         listed_at: 1_790_000_000,
         title: Some(format!("item {i} mug")),
+        ..Product::default()
     }
 }
 

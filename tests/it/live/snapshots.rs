@@ -222,6 +222,7 @@ fn a_snapshot_of_another_shop_is_refused() {
             stock: 1,
             listed_at: 0,
             title: None,
+            ..omnifeed::Product::default()
         });
         b.add_embedding(id, &[1.0, i as f32]);
     }
