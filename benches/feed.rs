@@ -76,6 +76,39 @@ fn feed(c: &mut Criterion) {
             })
         });
     }
+    // The exposure log's cost (issue 24): the same Feed requests with the
+    // recorder off; `feed` above records every request (the default).
+    let rec_off = Recommender::builder()
+        .clock(Clock::SignalsAsOf)
+        .state(rec.state().as_ref().clone())
+        .no_exposures()
+        .build()
+        .expect("recommender");
+    let tenth = omnifeed::exposure::ExposureConfig {
+        sample_rate: 0.1,
+        ..omnifeed::exposure::ExposureConfig::default()
+    };
+    let rec_tenth = Recommender::builder()
+        .clock(Clock::SignalsAsOf)
+        .state(rec.state().as_ref().clone())
+        .exposures(tenth, Arc::new(omnifeed::exposure::MemorySink::new(1024)))
+        .build()
+        .expect("recommender");
+    for (name, r) in [
+        ("feed_no_exposures", &rec_off),
+        ("feed_exposures_tenth", &rec_tenth),
+        ("feed_again", &rec),
+    ] {
+        let mut scratch = r.new_scratch();
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new(name, N), |b| {
+            b.iter(|| {
+                i = (i + 1) % feed_reqs.len();
+                let feed = r.recommend_with(&mut scratch, black_box(&feed_reqs[i])).expect("feed");
+                black_box(feed.items.len())
+            })
+        });
+    }
     // The query plan's cost (issue 23): the same searches with exact terms
     // only (no typos, splits, joins or prefixes), and searches whose first
     // word is misspelled (the typo path finds its alternatives).

@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
+use crate::exposure::{ExposureConfig, ExposureRecorder, ExposureSink, MemorySink};
 use crate::features::{col, source_slot};
 use crate::pipeline::{
     Arm, Attributes, Blocked, Bought, Exclusion, Governance, Pipeline, Scratch, Seen, Stock,
@@ -33,6 +34,11 @@ pub struct RecommenderBuilder {
     removed: Vec<&'static str>,
     filters: Vec<Arc<dyn Filter>>,
     effects: Vec<Arc<dyn SideEffect>>,
+    /// Exposure recording: off, or with this config into this sink (`None`:
+    /// a [`MemorySink`](crate::exposure::MemorySink) of 1,024 exposures).
+    exposures_off: bool,
+    exposure_config: ExposureConfig,
+    exposure_sink: Option<Arc<dyn ExposureSink>>,
     scorer: Option<Arc<dyn Scorer>>,
     reranker: Option<Arc<dyn Reranker>>,
     experiments: Vec<Experiment>,
@@ -55,6 +61,25 @@ impl RecommenderBuilder {
         self
     }
 
+    /// Records served feeds into `sink` as `config` says (see
+    /// [`exposure`](crate::exposure)). Without this call a recommender
+    /// records every request into a [`MemorySink`](crate::exposure::MemorySink)
+    /// holding the latest 1,024 exposures
+    /// ([`Recommender::exposures`](crate::recommender::Recommender::exposures)
+    /// reaches it).
+    pub fn exposures(mut self, config: ExposureConfig, sink: Arc<dyn ExposureSink>) -> Self {
+        self.exposures_off = false;
+        self.exposure_config = config;
+        self.exposure_sink = Some(sink);
+        self
+    }
+
+    /// Records no exposures.
+    pub fn no_exposures(mut self) -> Self {
+        self.exposures_off = true;
+        self
+    }
+
     /// Sets the config.
     pub fn config(mut self, config: RecommenderConfig) -> Self {
         self.config = config;
@@ -68,6 +93,7 @@ impl RecommenderBuilder {
         self.config = service.recommender.clone();
         self.experiments = service.experiments.clone();
         self.rules = service.rules.clone();
+        self.exposure_config = service.exposures;
         self
     }
 
@@ -173,11 +199,22 @@ impl RecommenderBuilder {
                 arms.push(Arm { experiment: e, variant: v, label, pipeline });
             }
         }
+        let exposures = if self.exposures_off {
+            None
+        } else {
+            let sink = self.exposure_sink.unwrap_or_else(|| Arc::new(MemorySink::new(1024)));
+            Some(Arc::new(ExposureRecorder::new(self.exposure_config, sink)?))
+        };
+        let mut effects = self.effects;
+        if let Some(e) = &exposures {
+            effects.push(Arc::clone(e) as Arc<dyn SideEffect>);
+        }
         Ok(Recommender {
             state: Arc::new(ArcSwap::from_pointee(state)),
             rules,
             pipeline: pipeline(self.config, custom, self.scorer, reranker)?,
-            effects: self.effects,
+            effects: crate::pipeline::Effects::new(effects),
+            exposures,
             experiments: self.experiments,
             arms,
             pool: Mutex::new(Vec::<Scratch>::new()),

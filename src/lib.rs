@@ -155,6 +155,7 @@ pub mod error;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod experiment;
+pub mod exposure;
 pub mod features;
 pub mod ids;
 pub mod index;

@@ -15,7 +15,7 @@ use crate::experiment::Experiment;
 use crate::features::FeatureMatrix;
 use crate::ids::ItemIdx;
 use crate::kernels::Scored;
-use crate::pipeline::{Arm, Pipeline, Scratch, Serving, SideEffect};
+use crate::pipeline::{Arm, Pipeline, Scratch, Serving};
 use crate::request::{Feed, FeedRequest};
 use crate::state::ServingState;
 use arc_swap::ArcSwap;
@@ -49,7 +49,9 @@ pub struct Recommender {
     pub(crate) rules: Arc<ArcSwap<RuleSet>>,
     /// The control's stages.
     pub(crate) pipeline: Pipeline,
-    pub(crate) effects: Vec<Arc<dyn SideEffect>>,
+    pub(crate) effects: crate::pipeline::Effects,
+    /// The exposure recorder, if on (also one of `effects`).
+    pub(crate) exposures: Option<Arc<crate::exposure::ExposureRecorder>>,
     /// The A/B experiments and one arm per variant.
     pub(crate) experiments: Vec<Experiment>,
     pub(crate) arms: Vec<Arm>,
@@ -135,6 +137,29 @@ impl Recommender {
             pool.push(scratch);
         }
         feed
+    }
+
+    /// Waits until the side effects of every request served before the
+    /// call have run (they run on the rayon pool after the response): for
+    /// a test, or before reading what an effect recorded.
+    pub fn flush_effects(&self) {
+        self.effects.wait();
+    }
+
+    /// Waits until every exposure of a request served before the call is
+    /// written to the sink (or dropped): [`flush_effects`](Self::flush_effects),
+    /// then the recorder's own buffer. A no-op with exposures off.
+    pub fn flush_exposures(&self) {
+        self.flush_effects();
+        if let Some(e) = &self.exposures {
+            e.flush();
+        }
+    }
+
+    /// The exposure recorder, if exposures are on (see
+    /// [`exposure`](crate::exposure)).
+    pub fn exposures(&self) -> Option<&Arc<crate::exposure::ExposureRecorder>> {
+        self.exposures.as_ref()
     }
 
     /// Ranks many requests in parallel (rayon), one result per request, in

@@ -110,6 +110,11 @@ pub struct FeedRequest {
     /// skipped. Default none.
     #[serde(default)]
     pub skip: Vec<String>,
+    /// The caller's id for this request, recorded with its exposure (see
+    /// [`exposure`](crate::exposure)) so clicks can be joined to it; `None`:
+    /// the recorder numbers it.
+    #[serde(default)]
+    pub id: Option<u64>,
 }
 
 impl FeedRequest {
@@ -125,7 +130,14 @@ impl FeedRequest {
             query: None,
             filters: RequestFilters::default(),
             skip: Vec::new(),
+            id: None,
         }
+    }
+
+    /// Sets the request's id (recorded with its exposure).
+    pub fn id(mut self, id: u64) -> Self {
+        self.id = Some(id);
+        self
     }
 
     /// Skips the source or filter `id` for this request.
@@ -409,6 +421,9 @@ pub struct Trace {
     /// The [`ServingState::version`](crate::state::ServingState::version) that
     /// served it: every product in the feed exists, listed, in that version.
     pub state_version: u64,
+    /// The time it was served for (the request's `at`, or the state's
+    /// time), Unix seconds.
+    pub at: Timestamp,
     /// Each candidate source, in order.
     pub sources: Vec<SourceTrace>,
     /// Distinct candidates after merging.

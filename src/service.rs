@@ -47,6 +47,9 @@ pub struct ServiceConfig {
     pub experiments: Vec<Experiment>,
     /// Pins, boosts and blocklists ([`BusinessRules`]).
     pub rules: BusinessRules,
+    /// Exposure sampling and buffering
+    /// ([`ExposureConfig`](crate::exposure::ExposureConfig)).
+    pub exposures: crate::exposure::ExposureConfig,
 }
 
 /// The tables other than `recommender`, as they are read.
@@ -57,6 +60,7 @@ struct Rest {
     index: IndexConfig,
     experiments: Vec<Experiment>,
     rules: BusinessRules,
+    exposures: crate::exposure::ExposureConfig,
 }
 
 impl ServiceConfig {
@@ -85,6 +89,7 @@ impl ServiceConfig {
             index: rest.index,
             experiments: rest.experiments,
             rules: rest.rules,
+            exposures: rest.exposures,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -102,6 +107,8 @@ impl ServiceConfig {
         self.recommender.validate()?;
         self.signals.validate()?;
         self.index.ivf.validate()?;
+        self.index.fields.validate()?;
+        self.exposures.validate()?;
         #[cfg(feature = "hnsw")]
         self.index.hnsw.validate()?;
         crate::experiment::validate_all(&self.experiments, &self.recommender)?;

@@ -300,6 +300,32 @@ impl EventLog for MemoryLog {
     }
 }
 
+/// An [`ExposureSink`](crate::exposure::ExposureSink) that appends each
+/// batch to an [`EventLog`] as one [`LogEntry::Exposures`]: the shop's own
+/// log, or (better, since replicas then need not read past them) a log of
+/// its own, such as a second Redis stream.
+#[derive(Debug)]
+pub struct LogSink {
+    log: std::sync::Arc<dyn EventLog>,
+}
+
+impl LogSink {
+    /// A sink appending to `log`.
+    pub fn new(log: std::sync::Arc<dyn EventLog>) -> LogSink {
+        LogSink { log }
+    }
+}
+
+impl crate::exposure::ExposureSink for LogSink {
+    fn id(&self) -> &str {
+        "log"
+    }
+
+    fn write(&self, batch: crate::exposure::ExposureBatch) -> Result<()> {
+        self.log.append(&[LogEntry::Exposures(batch)]).map(|_| ())
+    }
+}
+
 /// Entries as envelope version 2 held them: products without text fields.
 /// postcard writes no field names, so the old records are read as they were
 /// laid out (variants in the same order) and converted.

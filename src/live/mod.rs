@@ -27,7 +27,7 @@ mod replica;
 mod snapshot;
 
 pub use log::{
-    ENTRY_VERSION, EventLog, LogBatch, LogRecord, MAX_ENTRY_BYTES, MemoryLog, Rejected,
+    ENTRY_VERSION, EventLog, LogBatch, LogRecord, LogSink, MAX_ENTRY_BYTES, MemoryLog, Rejected,
     check_append, decode_batch, decode_entry, encode_entry, now_ms,
 };
 #[cfg(feature = "redis")]
@@ -68,6 +68,9 @@ pub enum LogEntry {
         /// Suspended or lifted.
         suspended: bool,
     },
+    /// Served feeds as ranked (see [`exposure`](crate::exposure)), appended
+    /// by a [`LogSink`]. Applying one changes no state: a writer counts it.
+    Exposures(crate::exposure::ExposureBatch),
 }
 
 /// What [`ShopWriter::apply`] did with one entry.
@@ -81,6 +84,8 @@ pub enum Applied {
     Delta(CatalogChanges),
     /// A flag or a suspension.
     Governance,
+    /// Exposures: how many (they change no state).
+    Exposures(usize),
 }
 
 /// The single writer of a living shop: applies the log, publishes states.
@@ -323,6 +328,7 @@ impl ShopWriter {
                 self.store.suspend_merchant(*merchant, *suspended)?;
                 Applied::Governance
             }
+            LogEntry::Exposures(batch) => Applied::Exposures(batch.exposures.len()),
         };
         self.offset = Some(offset);
         Ok(applied)

@@ -30,6 +30,7 @@
 
 mod buffers;
 mod effects;
+pub(crate) use effects::Effects;
 mod filter;
 mod filters;
 mod merge;
@@ -89,7 +90,7 @@ pub(crate) struct Serving<'a> {
     pub(crate) state: &'a ServingState,
     pub(crate) rules: &'a RuleSet,
     pub(crate) clock: Clock,
-    pub(crate) effects: &'a [Arc<dyn SideEffect>],
+    pub(crate) effects: &'a Effects,
 }
 
 impl Pipeline {
@@ -121,6 +122,7 @@ impl Pipeline {
             stale_excludes: r.stale,
             query_terms: input.plan.slots().len(),
             state_version: state.version,
+            at: ctx.at,
             variant,
             ..Trace::default()
         };

@@ -50,7 +50,7 @@ pub(crate) fn resolve(
     req: &FeedRequest,
 ) -> Result<Resolved> {
     req.validate()?;
-    check_skips(p, on.effects, req)?;
+    check_skips(p, &on.effects.list, req)?;
     let (state, clock) = (on.state, on.clock);
     let catalog = &*state.catalog;
     input.excluded.clear();

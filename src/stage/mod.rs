@@ -248,4 +248,13 @@ pub trait SideEffect: Send + Sync + std::fmt::Debug {
 
     /// Called with the request and the feed it got.
     fn run(&self, request: &FeedRequest, feed: &Feed);
+
+    /// True if it runs on the request's thread, right after the feed is
+    /// built, instead of on the rayon pool with a copy of the feed (default
+    /// false). Only for an effect that costs less than that copy and never
+    /// blocks, such as handing a record to a bounded buffer; a panic is
+    /// still contained.
+    fn inline(&self) -> bool {
+        false
+    }
 }

@@ -7,6 +7,7 @@ mod data;
 mod docs;
 mod eval;
 mod examples;
+mod exposure;
 mod feed;
 mod golden;
 mod live;
