@@ -66,15 +66,7 @@ fn feed(c: &mut Criterion) {
     let rec =
         Recommender::builder().clock(Clock::SignalsAsOf).state(state).build().expect("recommender");
     for (name, reqs) in [("feed", &feed_reqs), ("search", &search_reqs), ("omni", &omni_reqs)] {
-        let mut scratch = rec.new_scratch();
-        let mut i = 0;
-        group.bench_function(BenchmarkId::new(name, N), |b| {
-            b.iter(|| {
-                i = (i + 1) % reqs.len();
-                let feed = rec.recommend_with(&mut scratch, black_box(&reqs[i])).expect("feed");
-                black_box(feed.items.len())
-            })
-        });
+        bench_requests(&mut group, name, &rec, reqs);
     }
     // The exposure log's cost (issue 24): the same Feed requests with the
     // recorder off; `feed` above records every request (the default).
@@ -99,15 +91,7 @@ fn feed(c: &mut Criterion) {
         ("feed_exposures_tenth", &rec_tenth),
         ("feed_again", &rec),
     ] {
-        let mut scratch = r.new_scratch();
-        let mut i = 0;
-        group.bench_function(BenchmarkId::new(name, N), |b| {
-            b.iter(|| {
-                i = (i + 1) % feed_reqs.len();
-                let feed = r.recommend_with(&mut scratch, black_box(&feed_reqs[i])).expect("feed");
-                black_box(feed.items.len())
-            })
-        });
+        bench_requests(&mut group, name, r, &feed_reqs);
     }
     // The query plan's cost (issue 23): the same searches with exact terms
     // only (no typos, splits, joins or prefixes), and searches whose first
@@ -136,30 +120,32 @@ fn feed(c: &mut Criterion) {
     for (name, r, reqs) in
         [("search_exact_terms", &rec_exact, &search_reqs), ("search_typo", &rec, &typo_reqs)]
     {
-        let mut scratch = r.new_scratch();
-        let mut i = 0;
-        group.bench_function(BenchmarkId::new(name, N), |b| {
-            b.iter(|| {
-                i = (i + 1) % reqs.len();
-                let feed = r.recommend_with(&mut scratch, black_box(&reqs[i])).expect("feed");
-                black_box(feed.items.len())
-            })
-        });
+        bench_requests(&mut group, name, r, reqs);
     }
     let state = ServingState::new(Arc::clone(&catalog), exact, signals).expect("state");
     let rec =
         Recommender::builder().clock(Clock::SignalsAsOf).state(state).build().expect("recommender");
     group.sample_size(10).measurement_time(Duration::from_secs(10));
+    bench_requests(&mut group, "feed_exact", &rec, &feed_reqs);
+    group.finish();
+}
+
+/// Benches `rec` on `reqs` in turn under `name`.
+fn bench_requests(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    rec: &Recommender,
+    reqs: &[FeedRequest],
+) {
     let mut scratch = rec.new_scratch();
     let mut i = 0;
-    group.bench_function(BenchmarkId::new("feed_exact", N), |b| {
+    group.bench_function(BenchmarkId::new(name, N), |b| {
         b.iter(|| {
-            i = (i + 1) % feed_reqs.len();
-            let feed = rec.recommend_with(&mut scratch, black_box(&feed_reqs[i])).expect("feed");
+            i = (i + 1) % reqs.len();
+            let feed = rec.recommend_with(&mut scratch, black_box(&reqs[i])).expect("feed");
             black_box(feed.items.len())
         })
     });
-    group.finish();
 }
 
 criterion_group!(benches, feed);
