@@ -230,10 +230,14 @@ impl Recommender {
     }
 
     /// The feature rows the ranking stage would see for `products` in a
-    /// Feed request of `user` at `at` (no source found them, so the
-    /// source-score columns are 0): what an ML engineer builds training
-    /// data from. Rows are in the order of `products`; read them by
-    /// [`col`](crate::features::col).
+    /// Feed request of `user` at `at`, source columns included: every
+    /// source retrieves as for that request, and a product a source found
+    /// gets its score there (normalized by the source's best, as in a
+    /// served request), `n_sources` counting them; a product no source
+    /// finds has 0 there, as it would if it were ranked at all. What an ML
+    /// engineer builds training data from (served feeds already carry their
+    /// rows: see [`exposure`](crate::exposure)). Rows are in the order of
+    /// `products`; read them by [`col`](crate::features::col).
     ///
     /// Errors: a product the catalog does not know
     /// ([`ErrorKind::UnknownId`](crate::error::ErrorKind::UnknownId)), a time outside

@@ -289,14 +289,7 @@ pub(crate) fn rank_candidates<'s>(
         let max = buf.as_slice().iter().map(|h| h.score).fold(0.0f32, f32::max);
         for h in buf.as_slice() {
             let Ok(at) = given.binary_search(&h.row) else { continue };
-            let bit = 1u32 << i;
-            if candidates.masks[at] & bit == 0 {
-                candidates.masks[at] |= bit;
-                candidates.counts[at] += 1;
-            }
-            let v = if max > 0.0 && h.score.is_finite() { h.score / max } else { 0.0 };
-            let cell = &mut candidates.src_scores[at * SOURCE_SLOTS + p.slots[i]];
-            *cell = cell.max(v);
+            credit(p, candidates, at, i, h.score, max);
         }
     }
     rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
@@ -324,8 +317,41 @@ pub(crate) fn features_for(
     rows: &[ItemIdx],
 ) -> Result<FeatureMatrix> {
     let mut s = Scratch::default();
-    rank_given(p, &mut s, on, req, rows, "features_for")?;
-    Ok(s.ranked.features)
+    let Scratch { input, retrieved, candidates, ranked, .. } = &mut s;
+    let r = resolve(p, input, on, req)?;
+    check_rows(rows, on.state.catalog.len(), "features_for")?;
+    let ctx = context(req, on.state, on.rules, input, &r);
+    // Every source retrieves as for the request; a given row a source found
+    // gets its score there, normalized by that source's best as in a
+    // served request's merge.
+    super::retrieve::retrieve(p, &ctx, retrieved, &mut crate::request::Trace::default());
+    candidates.set_given(rows);
+    let mut by_row: Vec<(ItemIdx, usize)> = rows.iter().copied().zip(0..).collect();
+    by_row.sort_unstable();
+    for (i, buf) in retrieved.bufs.iter().enumerate() {
+        let max = retrieved.max.get(i).copied().unwrap_or(0.0);
+        for h in buf.as_slice() {
+            let from = by_row.partition_point(|&(r, _)| r < h.row);
+            for &(_, at) in by_row[from..].iter().take_while(|&&(r, _)| r == h.row) {
+                credit(p, candidates, at, i, h.score, max);
+            }
+        }
+    }
+    rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
+    Ok(std::mem::take(&mut ranked.features))
+}
+
+/// Credits candidate `at` with source `i`'s hit of score `score` (the
+/// source's best `max`): its bit, its count, its normalized score slot.
+fn credit(p: &Pipeline, candidates: &mut Candidates, at: usize, i: usize, score: f32, max: f32) {
+    let bit = 1u32 << i;
+    if candidates.masks[at] & bit == 0 {
+        candidates.masks[at] |= bit;
+        candidates.counts[at] += 1;
+    }
+    let v = if max > 0.0 && score.is_finite() { score / max } else { 0.0 };
+    let cell = &mut candidates.src_scores[at * SOURCE_SLOTS + p.slots[i]];
+    *cell = cell.max(v);
 }
 
 /// [`score_rows`] the plain way: a feature vector allocated per row

@@ -276,8 +276,18 @@ fn features_for_gives_the_ranking_rows() {
         let row = world().catalog.row(id).unwrap();
         let ctr = signals.rate(row, omnifeed::signals::Rate::Ctr);
         assert!((m.row(i)[col::CTR] - ctr).abs() < 1e-6);
-        assert_eq!(m.row(i)[col::N_SOURCES], 0.0);
     }
+    // The rows of a served feed's products are the rows it was ranked
+    // with, source columns included (issue 24: they were 0 before).
+    let feed = rec.recommend(&FeedRequest::new(user()).k(40).at(at)).unwrap();
+    let served: Vec<ProductId> = feed.items.iter().map(|i| i.product).collect();
+    let m = rec.features_for(user(), &served, at).unwrap();
+    for (i, item) in feed.items.iter().enumerate() {
+        let want: Vec<f32> = item.explanation.features.iter().map(|f| f.value).collect();
+        assert_eq!(m.row(i), &want[..], "{}", item.product);
+        assert_eq!(m.row(i)[col::N_SOURCES], item.explanation.sources.len() as f32);
+    }
+    assert!(feed.items.iter().all(|i| !i.explanation.sources.is_empty()));
     let e = rec.features_for(user(), &[ProductId(u64::MAX)], at).unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::UnknownId { .. }));
     // A matrix from rows scores like the one the engine built.
