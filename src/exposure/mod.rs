@@ -44,6 +44,9 @@
 //! # Ok::<(), omnifeed::Error>(())
 //! ```
 
+mod labels;
+pub use labels::{Label, LabelJoiner, LabelWindows, OUTCOMES, TrainingExample, write_examples_csv};
+
 use crate::error::{Error, Result};
 use crate::ids::{ContentId, ProductId, Timestamp, UserId};
 use crate::request::{Feed, FeedRequest, Surface};

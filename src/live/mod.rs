@@ -154,6 +154,8 @@ pub struct ShopWriter {
     /// A caller's analyzer for the title index (`None`: the built-in one
     /// `index_config.text` describes).
     analyzer: Option<Arc<dyn crate::index::Analyzer>>,
+    /// Joins the log's exposures with its later events, if on.
+    labels: Option<crate::exposure::LabelJoiner>,
 }
 
 impl ShopWriter {
@@ -191,7 +193,27 @@ impl ShopWriter {
             strict_events: false,
             shop_id: None,
             analyzer: None,
+            labels: None,
         }
+    }
+
+    /// Joins the exposures this writer applies (entries a
+    /// [`LogSink`] appended) with the same users' later events into
+    /// training examples, labelled within `windows` (see
+    /// [`LabelJoiner`](crate::exposure::LabelJoiner)); take them with
+    /// [`take_examples`](Self::take_examples). Pending examples live in
+    /// memory only: a writer loaded from a snapshot starts with none.
+    ///
+    /// Errors: an invalid window.
+    pub fn join_labels(&mut self, windows: crate::exposure::LabelWindows) -> Result<()> {
+        self.labels = Some(crate::exposure::LabelJoiner::new(windows)?);
+        Ok(())
+    }
+
+    /// The training examples emitted since the last call (none unless
+    /// [`join_labels`](Self::join_labels) is on).
+    pub fn take_examples(&mut self) -> Vec<crate::exposure::TrainingExample> {
+        self.labels.as_mut().map(|j| j.take()).unwrap_or_default()
     }
 
     /// Makes an events entry with any event the store would reject (too
@@ -317,6 +339,9 @@ impl ShopWriter {
                         return Err(Error::invalid_value("log entry events", at, r.to_string()));
                     }
                 }
+                if let Some(j) = &mut self.labels {
+                    j.add_events(events);
+                }
                 Applied::Events(self.store.ingest_batch(events))
             }
             LogEntry::Delta(deltas) => Applied::Delta(self.apply_delta(deltas)?),
@@ -328,7 +353,12 @@ impl ShopWriter {
                 self.store.suspend_merchant(*merchant, *suspended)?;
                 Applied::Governance
             }
-            LogEntry::Exposures(batch) => Applied::Exposures(batch.exposures.len()),
+            LogEntry::Exposures(batch) => {
+                if let Some(j) = &mut self.labels {
+                    j.add_exposures(batch);
+                }
+                Applied::Exposures(batch.exposures.len())
+            }
         };
         self.offset = Some(offset);
         Ok(applied)

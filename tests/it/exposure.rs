@@ -179,3 +179,225 @@ fn the_log_sink_appends_entries_a_writer_counts() {
     let after = w.publish().unwrap();
     assert_eq!(after.signals().as_of(), before.as_of(), "exposures change no state");
 }
+
+// ---- Labels with delayed feedback (issue 24, part 2) ----
+
+use omnifeed::exposure::{
+    Columns, ExposedItem, Exposure, Label, LabelJoiner, LabelWindows, TrainingExample,
+};
+use omnifeed::signals::{Event, EventKind, Target};
+use omnifeed::{ProductId, UserId};
+
+/// One exposure of `products` to `user` at `at`, request `id`, with one
+/// feature column holding the position.
+fn shown(id: u64, user: u64, at: i64, products: &[u64]) -> ExposureBatch {
+    let items = products
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| ExposedItem {
+            product: ProductId(p),
+            position: i as u32,
+            content: None,
+            score: 1.0,
+            propensity: 1.0,
+            sources: 0..0,
+        })
+        .collect();
+    ExposureBatch {
+        columns: vec![Columns { features: vec!["pos".into()], heads: vec!["pctr".into()] }],
+        exposures: vec![Exposure {
+            request_id: id,
+            user: UserId(user),
+            surface: Surface::Feed,
+            variant: None,
+            state_version: 3,
+            at,
+            columns: 0,
+            items,
+            source_names: vec![],
+            sources: vec![],
+            features: (0..products.len()).map(|i| i as f32).collect(),
+            heads: vec![0.5; products.len()],
+        }],
+    }
+}
+
+fn event(at: i64, user: u64, product: u64, kind: EventKind) -> Event {
+    Event::new(at, UserId(user), Target::Product(ProductId(product)), kind)
+}
+
+const W: LabelWindows = LabelWindows { click: 100, cart: 200, order: 300, refund: 400 };
+
+/// Hand-checked: a click inside its window, one outside, a late order that
+/// updates an emitted row, the last touch taking the credit, negatives only
+/// once a window closed, and one complete row per example at the end.
+#[test]
+fn labels_wait_for_their_windows_and_late_conversions_update_them() {
+    let mut j = LabelJoiner::new(W).unwrap();
+    j.add_exposures(&shown(1, 1, 1_000, &[10, 11, 12]));
+    j.add_events(&[
+        event(1_050, 1, 10, EventKind::Click),
+        event(1_060, 2, 11, EventKind::Click), // another user
+        event(1_120, 1, 11, EventKind::Click), // after the click window
+    ]);
+    // t = 1,120: the click window (until 1,100) closed; rows emitted.
+    let rows = j.take();
+    assert_eq!(rows.iter().map(|r| r.product.0).collect::<Vec<_>>(), [10, 11, 12]);
+    assert_eq!(
+        rows.iter().map(|r| r.labels[0]).collect::<Vec<_>>(),
+        [Label::Yes, Label::No, Label::No]
+    );
+    assert!(rows.iter().all(|r| r.labels[1..] == [Label::Open; 3] && !r.complete));
+    assert_eq!((rows[1].features.clone(), rows[1].state_version), (vec![1.0], 3));
+    // The same product shown again at 1,150: an order at 1,200 goes to the
+    // latest exposure (last touch), not to the first.
+    j.add_exposures(&shown(2, 1, 1_150, &[12]));
+    j.add_events(&[event(1_200, 1, 12, EventKind::Order { price: None })]);
+    assert!(j.take().is_empty(), "request 2's row is not emitted before its click window closes");
+    // A late order on request 1's product 10, inside the order window: the
+    // emitted row is updated.
+    j.add_events(&[event(1_290, 1, 10, EventKind::Order { price: Some(3.0) })]);
+    let update = j.take();
+    assert_eq!(update.len(), 2, "{update:?}"); // request 2's click row (window closed at 1,250) and the update
+    let r10 = update.iter().find(|r| r.request_id == 1).unwrap();
+    assert_eq!((r10.product.0, r10.labels[2]), (10, Label::Yes));
+    let r2 = update.iter().find(|r| r.request_id == 2).unwrap();
+    assert_eq!((r2.labels[0], r2.labels[2]), (Label::No, Label::Yes));
+    // Time passes every window: each example ends complete, exactly once.
+    j.advance(10_000);
+    let last = j.take();
+    assert_eq!(last.len(), 4);
+    assert!(last.iter().all(|r| r.complete && r.labels.iter().all(|&l| l != Label::Open)));
+    let l12 = last.iter().find(|r| r.request_id == 1 && r.product.0 == 12).unwrap();
+    assert_eq!(l12.labels, [Label::No; 4], "the order went to request 2");
+    assert_eq!(j.pending(), 0);
+    assert!(LabelJoiner::new(LabelWindows { click: 0, ..W }).is_err());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// The final labels equal a brute-force last-touch join: an outcome is
+    /// positive iff some event of that user, product and kind falls in the
+    /// window of this exposure and no later exposure of the same pair at or
+    /// before the event covers it.
+    #[test]
+    fn final_labels_equal_a_brute_force_join(
+        shows in proptest::collection::vec((0u64..3, 0i64..2_000, proptest::collection::vec(0u64..4, 1..4)), 1..12),
+        events in proptest::collection::vec((0u64..3, 0u64..4, 0i64..2_600, 0usize..5), 0..60),
+    ) {
+        let mut shows = shows;
+        shows.sort_by_key(|s| s.1);
+        let mut events: Vec<Event> = events
+            .iter()
+            .map(|&(u, p, t, k)| {
+                let kind = [EventKind::Click, EventKind::Cart, EventKind::Order { price: None }, EventKind::Refund, EventKind::Like][k].clone();
+                event(t, u, p, kind)
+            })
+            .collect();
+        events.sort_by_key(|e| e.at);
+        // Interleave in time order, exposures first at equal times.
+        let mut j = LabelJoiner::new(W).unwrap();
+        let mut rows: Vec<TrainingExample> = Vec::new();
+        let (mut si, mut ei) = (0, 0);
+        while si < shows.len() || ei < events.len() {
+            if si < shows.len() && (ei == events.len() || shows[si].1 <= events[ei].at) {
+                let (u, at, ref ps) = shows[si];
+                let mut ps = ps.clone();
+                ps.sort_unstable();
+                ps.dedup();
+                j.add_exposures(&shown(si as u64, u, at, &ps));
+                si += 1;
+            } else {
+                j.add_events(std::slice::from_ref(&events[ei]));
+                ei += 1;
+            }
+            rows.extend(j.take());
+        }
+        j.advance(i64::MAX / 2);
+        rows.extend(j.take());
+        let finals: Vec<&TrainingExample> = rows.iter().filter(|r| r.complete).collect();
+        let expected: usize = shows.iter().map(|s| { let mut p = s.2.clone(); p.sort_unstable(); p.dedup(); p.len() }).sum();
+        proptest::prop_assert_eq!(finals.len(), expected);
+        let windows = W.as_array();
+        for r in &finals {
+            for (k, &w) in windows.iter().enumerate() {
+                let kind_ok = |e: &Event| matches!((k, &e.kind), (0, EventKind::Click) | (1, EventKind::Cart) | (2, EventKind::Order { .. }) | (3, EventKind::Refund));
+                let want = events.iter().any(|e| {
+                    e.user == r.user && e.target == Target::Product(r.product) && kind_ok(e)
+                        && r.at <= e.at && e.at <= r.at + w
+                        // no later exposure of the pair at or before the event covers it
+                        && !shows.iter().enumerate().any(|(i, s)| {
+                            UserId(s.0) == r.user && s.2.contains(&r.product.0)
+                                && (s.1 > r.at || (s.1 == r.at && i as u64 > r.request_id))
+                                && s.1 <= e.at && e.at <= s.1 + w
+                        })
+                });
+                let got = r.labels[k] == Label::Yes;
+                proptest::prop_assert_eq!(got, want, "request {} product {} outcome {}", r.request_id, r.product.0, k);
+            }
+        }
+    }
+}
+
+/// End to end: feeds served into a log, the users' clicks appended after,
+/// a writer joining them; the examples carry the features as served and
+/// export as CSV that reads back.
+#[test]
+fn the_writer_joins_served_feeds_with_later_clicks_into_csv() {
+    let log = Arc::new(MemoryLog::default());
+    let config = ExposureConfig { sample_rate: 1.0, batch: 4, ..ExposureConfig::default() };
+    let sink = Arc::new(LogSink::new(log.clone()));
+    let rec = Recommender::builder().state(state()).exposures(config, sink).build().unwrap();
+    let at = rec.state().signals().as_of();
+    let users: Vec<_> = world().users.iter().take(6).map(|u| u.id).collect();
+    let mut clicked = Vec::new();
+    let mut served = Vec::new();
+    for (i, &u) in users.iter().enumerate() {
+        let feed = rec.recommend(&FeedRequest::new(u).k(8).at(at).id(i as u64)).unwrap();
+        // Each user clicks the item at position i % 8, 30 s later.
+        let item = &feed.items[i % feed.items.len()];
+        clicked.push((i as u64, item.product));
+        served.push(feed);
+    }
+    rec.flush_exposures();
+    let clicks: Vec<Event> = clicked
+        .iter()
+        .map(|&(i, p)| Event::new(at + 30, users[i as usize], Target::Product(p), EventKind::Click))
+        .collect();
+    log.append(&[LogEntry::Events(clicks)]).unwrap();
+    // A later event moves the log's time past every window.
+    let later =
+        Event::new(at + 8 * 86_400, users[0], Target::None, EventKind::Search(Box::default()));
+    log.append(&[LogEntry::Events(vec![later])]).unwrap();
+    let mut w = crate::it::live::world_writer(omnifeed::index::IndexKind::Exact).1;
+    w.join_labels(LabelWindows::default()).unwrap();
+    for r in &log.read(0, 1_000, std::time::Duration::ZERO).unwrap().records {
+        w.apply(2_000_000 + r.offset, &r.entry).unwrap();
+    }
+    let examples = w.take_examples();
+    let complete: Vec<&TrainingExample> = examples.iter().filter(|e| e.complete).collect();
+    assert_eq!(complete.len(), served.iter().map(|f| f.items.len()).sum::<usize>());
+    for e in &complete {
+        let feed = &served[e.request_id as usize];
+        let item = &feed.items[e.position as usize];
+        assert_eq!(e.product, item.product);
+        let want: Vec<f32> = item.explanation.features.iter().map(|f| f.value).collect();
+        assert_eq!(e.features, want, "the features as served");
+        let was_clicked = clicked.contains(&(e.request_id, e.product));
+        assert_eq!(e.labels[0], if was_clicked { Label::Yes } else { Label::No });
+        assert_eq!(e.labels[2], Label::No, "no order in the window");
+    }
+    // The CSV export reads back: a header, one row per example.
+    let mut bytes = Vec::new();
+    omnifeed::exposure::write_examples_csv(&mut bytes, &examples).unwrap();
+    let mut r = csv::Reader::from_reader(&bytes[..]);
+    let header = r.headers().unwrap().clone();
+    assert_eq!(&header[10], "click");
+    let first_feature = &served[0].items[0].explanation.features[0];
+    assert_eq!(&header[15], format!("f_{}", first_feature.name));
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert_eq!(rows.len(), examples.len());
+    let ones = rows.iter().filter(|row| &row[10] == "1" && &row[14] == "1").count();
+    assert_eq!(ones, clicked.len(), "one complete clicked row per user");
+}
