@@ -532,8 +532,83 @@ pub fn train_ranker(
             "no labelled product event to learn from",
         ));
     }
-    let Examples { x, bounds, y, negatives_seen, negatives_kept } =
-        collect_examples(rec, &users, &best, at, cfg)?;
+    let examples = collect_examples(rec, &users, &best, at, cfg)?;
+    fit_heads(examples, users.len(), cfg)
+}
+
+/// Learns the ranker's heads from served exposures joined with what users
+/// did next ([`TrainingExample`](crate::exposure::TrainingExample)s from
+/// [`ShopWriter::take_examples`](crate::live::ShopWriter::take_examples) or
+/// a [`LabelJoiner`](crate::exposure::LabelJoiner)): the features as they
+/// were served, one list per request. Production's path to the same fit as
+/// [`train_ranker`]'s: pCTR learns "clicked, carted or ordered", engagement
+/// "carted or ordered", pCVR "ordered and not refunded". Only complete
+/// examples (every window closed) are used; of rows repeated for one
+/// `(request_id, position)` the last counts.
+///
+/// Errors: an invalid config; no complete example; examples whose feature
+/// columns are not this build's schema (a model trained on another
+/// schema's columns would read the wrong ones).
+pub fn train_from_examples(
+    examples: &[crate::exposure::TrainingExample],
+    cfg: &RankerTrainConfig,
+) -> Result<RankerTraining> {
+    use crate::exposure::Label;
+    cfg.validate()?;
+    let mut last: HashMap<(u64, u32), &crate::exposure::TrainingExample> = HashMap::new();
+    for e in examples.iter().filter(|e| e.complete) {
+        last.insert((e.request_id, e.position), e);
+    }
+    let mut rows: Vec<&crate::exposure::TrainingExample> = last.into_values().collect();
+    if rows.is_empty() {
+        return Err(Error::invalid_value(
+            "examples",
+            "train_from_examples",
+            "no complete example (every label window closed) to learn from",
+        ));
+    }
+    if let Some(bad) = rows
+        .iter()
+        .find(|e| !e.columns.features.iter().map(String::as_str).eq(crate::features::FEATURE_NAMES))
+    {
+        return Err(Error::invalid_value(
+            "examples",
+            format!("request {}", bad.request_id),
+            "its feature columns are not this build's schema",
+        ));
+    }
+    rows.sort_by_key(|e| (e.request_id, e.position));
+    let mut ex = Examples {
+        x: Vec::with_capacity(rows.len() * F),
+        bounds: vec![0],
+        y: std::array::from_fn(|_| Vec::with_capacity(rows.len())),
+        negatives_seen: 0,
+        negatives_kept: 0,
+    };
+    let yes = |l: Label| l == Label::Yes;
+    for (i, e) in rows.iter().enumerate() {
+        if i > 0 && rows[i - 1].request_id != e.request_id {
+            ex.bounds.push(ex.x.len() / F);
+        }
+        ex.x.extend_from_slice(&e.features);
+        let [click, cart, order, refund] = e.labels.map(yes);
+        ex.y[0].push(f32::from(u8::from(click || cart || order)));
+        ex.y[1].push(f32::from(u8::from(order && !refund)));
+        ex.y[2].push(f32::from(u8::from(cart || order)));
+    }
+    ex.bounds.push(ex.x.len() / F);
+    let requests = ex.bounds.len() - 1;
+    fit_heads(ex, requests, cfg)
+}
+
+/// Fits each head with enough positives on `examples` (the others keep
+/// the prior), and the MLP if asked.
+fn fit_heads(
+    examples: Examples,
+    requests: usize,
+    cfg: &RankerTrainConfig,
+) -> Result<RankerTraining> {
+    let Examples { x, bounds, y, negatives_seen, negatives_kept } = examples;
     // Negatives were subsampled at rate r: the fitted log-odds are too high
     // by -ln r; the bias is corrected so the heads stay calibrated.
     let bias_shift = if negatives_kept > 0 && negatives_seen > negatives_kept {
@@ -572,7 +647,7 @@ pub fn train_ranker(
     Ok(RankerTraining {
         mlp,
         scorer: LogisticScorer::from_matrix(w)?,
-        requests: users.len(),
+        requests,
         examples,
         positives,
         fitted,
