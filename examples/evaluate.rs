@@ -337,6 +337,8 @@ fn run_record(
         "ivf": omnifeed::index::IvfParams::default(),
         "als": { "factors": cfg.als.factors, "iterations": cfg.als.iterations, "seed": cfg.als.seed },
         "ranker": cfg.ranker.as_ref().map(|r| serde_json::json!(r)),
+        "ranker_chosen": exp.guard.as_ref().map_or(if cfg.ranker.is_some() { "learned" } else { "default" }, |g| g.chosen),
+        "ranker_guard": exp.guard.as_ref().map(|g| serde_json::json!(g)),
         "weights_in": args.weights_in.as_ref().map(|p| p.display().to_string()),
         "model": if exp.mlp.is_some() { "mlp" } else { "logistic" },
         "mlp_layers": exp.mlp.as_ref().map(|m| m.layers().iter().map(|l| [l.0, l.1]).collect::<Vec<_>>()),
@@ -632,6 +634,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "ranker: {} requests, {} examples, positives {:?} (pCTR, pCVR, engagement), fitted {:?}, l2 {:?}",
             r.requests, r.examples, r.positives, r.fitted, r.l2
+        );
+    }
+    if let Some(g) = &exp.guard {
+        println!(
+            "ranker guard: {} ({}; {} label events held out; log loss learned/default {:?})",
+            g.chosen, g.reason, g.held_out, g.log_loss
         );
     }
     for (h, head) in ["pCTR", "pCVR", "engagement"].iter().enumerate() {

@@ -154,8 +154,39 @@ pub struct Experiment {
     pub mlp: Option<crate::rank::MlpScorer>,
     /// How the ranker was learned, if it was.
     pub ranker: Option<RankerTraining>,
+    /// The held-out check that chose between the learned heads and the
+    /// defaults, if the ranker was learned.
+    pub guard: Option<RankerGuard>,
     /// Seconds per phase.
     pub timings: Vec<(&'static str, f64)>,
+}
+
+/// The check that decides whether learned heads replace the defaults:
+/// training holds out the latest quarter of its label events; on them each
+/// learned head must have a lower log loss than the default head (else the
+/// default is kept for that head), and the resulting ranker a pipeline
+/// NDCG@10 no lower than the defaults' by more than the standard error of
+/// their paired per-request difference (else the defaults are kept whole:
+/// within the noise the heads' log loss decides). A ranker that passes is
+/// refitted on every label event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RankerGuard {
+    /// `learned`, `partly learned` (some heads kept the default) or
+    /// `default`.
+    pub chosen: &'static str,
+    /// Why.
+    pub reason: String,
+    /// Label events held out (the latest quarter of the labels by time).
+    pub held_out: usize,
+    /// Pipeline NDCG@10 on the held-out slice: learned, default.
+    pub ndcg10: (f64, f64),
+    /// The standard error of their per-request difference.
+    pub ndcg10_se: f64,
+    /// Per head (pCTR, pCVR, engagement), log loss on the held-out slice:
+    /// learned, default.
+    pub log_loss: [(f64, f64); 3],
+    /// Per head, whether the learned head was kept.
+    pub heads_kept: [bool; 3],
 }
 
 /// The scorer a pipeline runs with.
@@ -172,6 +203,161 @@ impl Model {
             Model::Mlp(m) => Box::new(m.clone()),
         }
     }
+}
+
+/// Trains the heads on all but the latest quarter of `inner`'s labels,
+/// checks them there against `default` ([`RankerGuard`]), and refits on
+/// every label if they pass. Returns the training (of the refit, or of the
+/// held-out fit) and the guard's report.
+#[allow(clippy::too_many_arguments)]
+fn guarded_training(
+    catalog: &Arc<Catalog>,
+    index: &Arc<dyn VectorIndex>,
+    inner: &SplitLog,
+    at: Timestamp,
+    p: &Pipeline,
+    default: &LogisticScorer,
+    cfg: &ExperimentConfig,
+    rcfg: &RankerTrainConfig,
+) -> Result<(RankerTraining, RankerGuard)> {
+    let cut = inner.test.len() - inner.test.len() / 4;
+    let (fit_labels, held) = inner.test.split_at(cut);
+    // The held-out fit sees three quarters of the labels: it asks for three
+    // quarters of the positives, so a head the full fit would learn is
+    // judged rather than left at the default.
+    let share = fit_labels.len() as f64 / inner.test.len().max(1) as f64;
+    let min_positives = (rcfg.min_positives as f64 * share).ceil() as usize;
+    let first_cfg = RankerTrainConfig { min_positives, ..rcfg.clone() };
+    let first = train_ranker(p.recommender(), fit_labels, at, &first_cfg)?;
+    let losses =
+        crate::train::head_log_loss(p.recommender(), held, at, rcfg, &[&first.scorer, default])?;
+    let heads_kept = heads_to_keep(first.fitted, losses[0], losses[1]);
+    let mixed = mix_heads(&first.scorer, default, heads_kept)?;
+    let held_split = SplitLog { train: inner.train.clone(), test: held.to_vec(), at: inner.at };
+    let any = heads_kept.iter().any(|&k| k);
+    let (learned, base, se) = if any {
+        paired_ndcg(catalog, index, &held_split, cfg, [&mixed, default])?
+    } else {
+        (0.0, 0.0, 0.0)
+    };
+    let log_loss = std::array::from_fn(|h| (losses[0][h], losses[1][h]));
+    let mut g = RankerGuard {
+        chosen: "default",
+        reason: String::new(),
+        held_out: held.len(),
+        ndcg10: (learned, base),
+        ndcg10_se: se,
+        log_loss,
+        heads_kept,
+    };
+    let (chosen, reason) = verdict(heads_kept, learned, base, se);
+    g.reason = reason;
+    if chosen == "default" {
+        g.heads_kept = [false; 3];
+        return Ok((first, g));
+    }
+    // Passed: refit on every label, keeping the heads that passed.
+    let mut all = train_ranker(p.recommender(), &inner.test, at, rcfg)?;
+    all.scorer = mix_heads(&all.scorer, default, heads_kept)?;
+    if !heads_kept.iter().all(|&k| k) {
+        // An MLP is all heads at once: only a ranker that passed whole uses it.
+        all.mlp = None;
+    }
+    g.chosen = chosen;
+    Ok((all, g))
+}
+
+/// The heads of `learned` where `kept`, of `default` elsewhere.
+fn mix_heads(
+    learned: &LogisticScorer,
+    default: &LogisticScorer,
+    kept: [bool; 3],
+) -> Result<LogisticScorer> {
+    let mut w = Vec::with_capacity(default.matrix().len());
+    for (h, &k) in kept.iter().enumerate() {
+        w.extend_from_slice(if k { learned.head(h) } else { default.head(h) });
+    }
+    LogisticScorer::from_matrix(w)
+}
+
+/// The learned heads worth keeping: fitted, with a lower held-out log loss
+/// than the default head.
+fn heads_to_keep(fitted: [bool; 3], learned: [f64; 3], default: [f64; 3]) -> [bool; 3] {
+    std::array::from_fn(|h| fitted[h] && learned[h] < default[h])
+}
+
+/// `learned`, `partly learned` or `default`, and why: the defaults stay if
+/// no head is kept, or if the held-out NDCG@10 with the kept heads is
+/// below the defaults' by more than the paired standard error `se` (within
+/// it the two tie, and the heads' log loss has decided).
+fn verdict(kept: [bool; 3], learned: f64, base: f64, se: f64) -> (&'static str, String) {
+    if !kept.iter().any(|&k| k) {
+        return (
+            "default",
+            "no learned head had a lower held-out log loss than the default".into(),
+        );
+    }
+    if learned < base - se {
+        let why = format!(
+            "held-out NDCG@10 {learned:.4} below the defaults' {base:.4} by more than the paired \
+             standard error {se:.4}"
+        );
+        return ("default", why);
+    }
+    let chosen = if kept.iter().all(|&k| k) { "learned" } else { "partly learned" };
+    let why = format!(
+        "held-out NDCG@10 {learned:.4} against the defaults' {base:.4} (paired standard error \
+         {se:.4}); heads kept {kept:?} (lower held-out log loss)"
+    );
+    (chosen, why)
+}
+
+/// NDCG@10 of the pipeline with each of `models` on `split` (one replay
+/// step, the same requests), and the standard error of the per-request
+/// difference of the first and the second.
+fn paired_ndcg(
+    catalog: &Arc<Catalog>,
+    index: &Arc<dyn VectorIndex>,
+    split: &SplitLog,
+    cfg: &ExperimentConfig,
+    models: [&LogisticScorer; 2],
+) -> Result<(f64, f64, f64)> {
+    let eval = EvalConfig { replay_steps: 1, progress: false, ..cfg.eval.clone() };
+    let mut fit = |history: &[Event], _at: Timestamp| -> Result<Vec<Box<dyn Method>>> {
+        let mut out: Vec<Box<dyn Method>> = Vec::new();
+        for (i, m) in models.iter().enumerate() {
+            let p = build_pipeline(catalog, index, history, cfg, &Model::Logistic((*m).clone()))?;
+            out.push(Box::new(p.named(format!("model{i}"))));
+        }
+        Ok(out)
+    };
+    let run = evaluate(catalog, split, &eval, &mut fit)?;
+    let mut relevant: HashMap<(crate::ids::UserId, Timestamp), Vec<ProductId>> = HashMap::new();
+    for (lo, hi, at, _) in super::replay::replay_windows(split, &eval) {
+        let history = &split.train;
+        for r in super::replay::requests_for(catalog, history, &split.test[lo..hi], at, &eval) {
+            relevant.insert((r.user, r.at), r.relevant);
+        }
+    }
+    let per_request = |m: usize| -> Vec<f64> {
+        run.lists.get(m).map_or_else(Vec::new, |l| {
+            l.lists
+                .iter()
+                .map(|(u, at, list)| {
+                    relevant
+                        .get(&(*u, *at))
+                        .map_or(0.0, |rel| super::metrics::ndcg_at(list, rel, 10))
+                })
+                .collect()
+        })
+    };
+    let (a, b) = (per_request(0), per_request(1));
+    let n = a.len().min(b.len()).max(1) as f64;
+    let diffs: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / n;
+    let d = mean(&diffs);
+    let var = diffs.iter().map(|x| (x - d).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    Ok((mean(&a), mean(&b), (var / n).sqrt()))
 }
 
 fn build_catalog(
@@ -265,6 +451,7 @@ pub fn run_experiment(
         None => LogisticScorer::from_weights(&cfg.recommender.scorer)?,
     };
     let mut ranker = None;
+    let mut guard = None;
     let mut mlp = cfg.mlp.clone();
     if let Some(rcfg) = &cfg.ranker {
         // The inner split mirrors the outer one, so the heads learn the
@@ -281,15 +468,14 @@ pub fn run_experiment(
         let index = build_index(&catalog, cfg.index)?;
         let p =
             build_pipeline(&catalog, &index, &inner.train, cfg, &Model::Logistic(scorer.clone()))?;
-        let trained = train_ranker(
-            p.recommender(),
-            &inner.test,
-            at,
-            &RankerTrainConfig { relevance, surface: cfg.surface, ..rcfg.clone() },
-        )?;
-        scorer = trained.scorer.clone();
-        mlp = trained.mlp.clone();
+        let rcfg = RankerTrainConfig { relevance, surface: cfg.surface, ..rcfg.clone() };
+        let (trained, g) = guarded_training(&catalog, &index, &inner, at, &p, &scorer, cfg, &rcfg)?;
+        if g.chosen != "default" {
+            scorer = trained.scorer.clone();
+            mlp = trained.mlp.clone();
+        }
         ranker = Some(trained);
+        guard = Some(g);
         lap("train ranker", &mut timings);
     }
 
@@ -319,5 +505,26 @@ pub fn run_experiment(
     };
     let run = evaluate(&catalog, split, &cfg.eval, &mut fit)?;
     lap("replay", &mut timings);
-    Ok(Experiment { run, scorer, mlp, ranker, timings })
+    Ok(Experiment { run, scorer, mlp, ranker, guard, timings })
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn a_head_is_kept_only_if_fitted_and_better_on_the_held_out_slice() {
+        let kept = heads_to_keep([true, true, false], [0.3, 0.5, 0.1], [0.4, 0.5, 0.9]);
+        assert_eq!(kept, [true, false, false], "pCVR ties, engagement was never fitted");
+    }
+
+    #[test]
+    fn the_defaults_stay_unless_the_learned_ranker_holds_up() {
+        let all = [true; 3];
+        assert_eq!(verdict([false; 3], 0.5, 0.1, 0.0).0, "default");
+        assert_eq!(verdict(all, 0.20, 0.25, 0.01).0, "default", "worse by 5 standard errors");
+        assert_eq!(verdict(all, 0.249, 0.25, 0.01).0, "learned", "a tie: log loss decided");
+        assert_eq!(verdict([true, false, true], 0.3, 0.25, 0.01).0, "partly learned");
+        assert!(verdict(all, 0.20, 0.25, 0.01).1.contains("0.2000 below the defaults' 0.2500"));
+    }
 }

@@ -38,7 +38,9 @@ mod score;
 mod split;
 
 pub use baselines::{ItemKnn, MfMethod, Popularity, RecentPopularity};
-pub use experiment::{CatalogSource, Experiment, ExperimentConfig, IndexKind, run_experiment};
+pub use experiment::{
+    CatalogSource, Experiment, ExperimentConfig, IndexKind, RankerGuard, run_experiment,
+};
 pub use pipeline::{ColdItems, Pipeline, catalog_from_log, catalog_with_factors};
 pub use plot::ndcg_chart_svg;
 pub use replay::{FitMethods, evaluate};

@@ -222,7 +222,7 @@ fn run_window(
 
 /// The replay windows: (first test event of the window, end, request
 /// time, fit time).
-fn replay_windows(
+pub(crate) fn replay_windows(
     split: &SplitLog,
     cfg: &EvalConfig,
 ) -> Vec<(usize, usize, Option<Timestamp>, Timestamp)> {

@@ -513,15 +513,7 @@ pub fn train_ranker(
     cfg: &RankerTrainConfig,
 ) -> Result<RankerTraining> {
     cfg.validate()?;
-    let mut best: HashMap<(UserId, ProductId), Level> = HashMap::new();
-    for e in labels {
-        if let (crate::signals::Target::Product(p), Some(level)) =
-            (e.target, cfg.relevance.level(&e.kind))
-        {
-            let l = best.entry((e.user, p)).or_insert(level);
-            *l = (*l).max(level);
-        }
-    }
+    let best = best_levels(labels, cfg);
     let mut users: Vec<UserId> = best.keys().map(|k| k.0).collect();
     users.sort_unstable();
     users.dedup();
@@ -534,6 +526,59 @@ pub fn train_ranker(
     }
     let examples = collect_examples(rec, &users, &best, at, cfg)?;
     fit_heads(examples, users.len(), cfg)
+}
+
+/// Each head's mean log loss under `scorer` on the examples `labels` make
+/// (collected as [`train_ranker`] collects them: the same requests,
+/// candidates and sampled negatives), so two scorers compare on one set.
+///
+/// Errors: as [`train_ranker`].
+pub fn head_log_loss(
+    rec: &Recommender,
+    labels: &[Event],
+    at: Timestamp,
+    cfg: &RankerTrainConfig,
+    scorers: &[&LogisticScorer],
+) -> Result<Vec<[f64; HEADS]>> {
+    cfg.validate()?;
+    let best = best_levels(labels, cfg);
+    let mut users: Vec<UserId> = best.keys().map(|k| k.0).collect();
+    users.sort_unstable();
+    users.dedup();
+    let ex = collect_examples(rec, &users, &best, at, cfg)?;
+    let n = ex.y[0].len().max(1) as f64;
+    Ok(scorers
+        .iter()
+        .map(|s| {
+            std::array::from_fn(|h| {
+                let w = s.head(h);
+                let total: f64 =
+                    ex.x.chunks_exact(F)
+                        .zip(&ex.y[h])
+                        .map(|(row, &y)| {
+                            let z = w[F] + row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
+                            let p = (1.0 / (1.0 + (-f64::from(z)).exp())).clamp(1e-7, 1.0 - 1e-7);
+                            if y > 0.5 { -p.ln() } else { -(1.0 - p).ln() }
+                        })
+                        .sum();
+                total / n
+            })
+        })
+        .collect())
+}
+
+/// Each (user, product)'s strongest labelled event level.
+fn best_levels(labels: &[Event], cfg: &RankerTrainConfig) -> HashMap<(UserId, ProductId), Level> {
+    let mut best: HashMap<(UserId, ProductId), Level> = HashMap::new();
+    for e in labels {
+        if let (crate::signals::Target::Product(p), Some(level)) =
+            (e.target, cfg.relevance.level(&e.kind))
+        {
+            let l = best.entry((e.user, p)).or_insert(level);
+            *l = (*l).max(level);
+        }
+    }
+    best
 }
 
 /// Learns the ranker's heads from served exposures joined with what users

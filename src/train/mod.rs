@@ -18,7 +18,7 @@ mod mlp;
 pub use als::{AlsConfig, Factors, MAX_FACTORS, MAX_ITERATIONS, fit_als};
 pub use listwise::{fit_listwise, fit_listwise_selected};
 pub use logreg::{
-    Objective, RankerTrainConfig, RankerTraining, fit_logistic, sample_examples,
+    Objective, RankerTrainConfig, RankerTraining, fit_logistic, head_log_loss, sample_examples,
     train_from_examples, train_ranker,
 };
 pub use mlp::{MlpTrainConfig, fit_mlp};

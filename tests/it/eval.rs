@@ -48,6 +48,17 @@ fn taobao_slice_pipeline_beats_baselines() {
     assert!(report.requests > 400, "{}", report.requests);
     let r = exp.ranker.as_ref().unwrap();
     assert!(r.fitted[0] && r.examples > 10_000, "{r:?}");
+    // The guard held out the latest labels and says what it chose; a head
+    // it did not keep is the default's.
+    let g = exp.guard.as_ref().unwrap();
+    assert!(g.held_out > 0 && !g.reason.is_empty(), "{g:?}");
+    assert_eq!(g.chosen == "default", !g.heads_kept.iter().any(|&k| k));
+    let default = omnifeed::rank::LogisticScorer::from_weights(&cfg.recommender.scorer).unwrap();
+    for h in 0..3 {
+        if !g.heads_kept[h] {
+            assert_eq!(exp.scorer.head(h), default.head(h), "head {h}");
+        }
+    }
     beats(report, "ndcg@10", &["popularity", "item_knn"]);
     beats(report, "recall@20", &["popularity", "item_knn"]);
 }
