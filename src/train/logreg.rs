@@ -355,6 +355,15 @@ pub struct RankerTrainConfig {
     /// can learn interactions of features the logistic heads cannot.
     /// Default none.
     pub mlp: Option<crate::train::MlpTrainConfig>,
+    /// Position bias, for examples of served feeds
+    /// ([`train_from_examples`]): the item's position enters the fit as one
+    /// more column, `ln(1 + position)`, and is held at the top (0) when
+    /// serving, so its weight is dropped from the heads. Users click what
+    /// they see first; without the column a head learns the features that
+    /// put items on top (the old ranker's) as if they were what users want.
+    /// Default true. [`train_ranker`]'s replayed candidates have no served
+    /// position and ignore it.
+    pub position_feature: bool,
 }
 
 impl Default for RankerTrainConfig {
@@ -373,6 +382,7 @@ impl Default for RankerTrainConfig {
             chunk: 256,
             objective: Objective::Listwise,
             mlp: None,
+            position_feature: true,
         }
     }
 }
@@ -418,6 +428,8 @@ struct Examples {
     y: [Vec<f32>; HEADS],
     negatives_seen: usize,
     negatives_kept: usize,
+    /// Columns after the `F` features in each row of `x` (the position).
+    extra: usize,
 }
 
 /// Ranks each user's candidates and keeps the sampled ones as examples.
@@ -470,7 +482,7 @@ fn collect_examples(
             }
         }
     }
-    Ok(Examples { x, bounds, y, negatives_seen, negatives_kept })
+    Ok(Examples { x, bounds, y, negatives_seen, negatives_kept, extra: 0 })
 }
 
 /// One head's weights (and bias) by `cfg.objective`, with the penalty it
@@ -479,15 +491,16 @@ fn fit_head(
     x: &[f32],
     y: &[f32],
     bounds: &[usize],
+    dim: usize,
     cfg: &RankerTrainConfig,
 ) -> Result<(Vec<f32>, f32)> {
     match cfg.objective {
-        Objective::Pointwise => Ok((fit_logistic(x, y, F, cfg.l2, cfg.iterations)?, cfg.l2)),
+        Objective::Pointwise => Ok((fit_logistic(x, y, dim, cfg.l2, cfg.iterations)?, cfg.l2)),
         Objective::Listwise if cfg.l2_grid.is_empty() => {
-            Ok((crate::train::fit_listwise(x, y, bounds, F, cfg.l2, cfg.iterations)?, cfg.l2))
+            Ok((crate::train::fit_listwise(x, y, bounds, dim, cfg.l2, cfg.iterations)?, cfg.l2))
         }
         Objective::Listwise => {
-            crate::train::fit_listwise_selected(x, y, bounds, F, &cfg.l2_grid, cfg.iterations)
+            crate::train::fit_listwise_selected(x, y, bounds, dim, &cfg.l2_grid, cfg.iterations)
         }
     }
 }
@@ -587,7 +600,9 @@ fn best_levels(labels: &[Event], cfg: &RankerTrainConfig) -> HashMap<(UserId, Pr
 /// a [`LabelJoiner`](crate::exposure::LabelJoiner)): the features as they
 /// were served, one list per request. Production's path to the same fit as
 /// [`train_ranker`]'s: pCTR learns "clicked, carted or ordered", engagement
-/// "carted or ordered", pCVR "ordered and not refunded". Only complete
+/// "carted or ordered", pCVR "ordered and not refunded". The position an
+/// item was served at is a training column held at the top when serving
+/// ([`RankerTrainConfig::position_feature`]). Only complete
 /// examples (every window closed) are used; of rows repeated for one
 /// `(request_id, position)` the last counts.
 ///
@@ -623,25 +638,30 @@ pub fn train_from_examples(
         ));
     }
     rows.sort_by_key(|e| (e.request_id, e.position));
+    let extra = usize::from(cfg.position_feature);
     let mut ex = Examples {
-        x: Vec::with_capacity(rows.len() * F),
+        x: Vec::with_capacity(rows.len() * (F + extra)),
         bounds: vec![0],
         y: std::array::from_fn(|_| Vec::with_capacity(rows.len())),
         negatives_seen: 0,
         negatives_kept: 0,
+        extra,
     };
     let yes = |l: Label| l == Label::Yes;
     for (i, e) in rows.iter().enumerate() {
         if i > 0 && rows[i - 1].request_id != e.request_id {
-            ex.bounds.push(ex.x.len() / F);
+            ex.bounds.push(i);
         }
         ex.x.extend_from_slice(&e.features);
+        if extra > 0 {
+            ex.x.push((1.0 + e.position as f32).ln());
+        }
         let [click, cart, order, refund] = e.labels.map(yes);
         ex.y[0].push(f32::from(u8::from(click || cart || order)));
         ex.y[1].push(f32::from(u8::from(order && !refund)));
         ex.y[2].push(f32::from(u8::from(cart || order)));
     }
-    ex.bounds.push(ex.x.len() / F);
+    ex.bounds.push(rows.len());
     let requests = ex.bounds.len() - 1;
     fit_heads(ex, requests, cfg)
 }
@@ -653,7 +673,8 @@ fn fit_heads(
     requests: usize,
     cfg: &RankerTrainConfig,
 ) -> Result<RankerTraining> {
-    let Examples { x, bounds, y, negatives_seen, negatives_kept } = examples;
+    let Examples { x, bounds, y, negatives_seen, negatives_kept, extra } = examples;
+    let dim = F + extra;
     // Negatives were subsampled at rate r: the fitted log-odds are too high
     // by -ln r; the bias is corrected so the heads stay calibrated.
     let bias_shift = if negatives_kept > 0 && negatives_seen > negatives_kept {
@@ -670,7 +691,10 @@ fn fit_heads(
     for h in 0..HEADS {
         positives[h] = y[h].iter().filter(|&&v| v > 0.0).count();
         if examples > 0 && positives[h] >= cfg.min_positives && positives[h] < examples {
-            let (mut head, penalty) = fit_head(&x, &y[h], &bounds, cfg)?;
+            let (mut head, penalty) = fit_head(&x, &y[h], &bounds, dim, cfg)?;
+            // Columns past the features (the position) are held at 0 when
+            // serving: their weights go.
+            head.drain(F..dim);
             l2[h] = penalty;
             if let Some(b) = head.last_mut() {
                 *b += bias_shift;
@@ -683,7 +707,12 @@ fn fit_heads(
     }
     let mlp = match &cfg.mlp {
         Some(mcfg) if examples > 0 => {
-            let mut m = crate::train::fit_mlp(&x, &y, mcfg)?;
+            let features: Vec<f32> = if extra == 0 {
+                x
+            } else {
+                x.chunks_exact(dim).flat_map(|r| r[..F].iter().copied()).collect()
+            };
+            let mut m = crate::train::fit_mlp(&features, &y, mcfg)?;
             m.shift_output_bias(bias_shift);
             Some(m)
         }

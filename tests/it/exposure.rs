@@ -483,3 +483,92 @@ fn heads_learn_from_joined_exposures() {
     let open: Vec<TrainingExample> = examples.iter().filter(|e| !e.complete).cloned().collect();
     assert!(train_from_examples(&open, &cfg).is_err());
 }
+
+/// Position bias (issue 24, part 5): these users look at the top six of
+/// 24 items only, and click those whose price band is in the top half of
+/// their feed; an item further down is never clicked however well it fits. Fitted with
+/// the position column (held at the top when serving), the pCTR head
+/// orders each whole feed by what users want better than fitted without.
+#[test]
+fn the_position_column_undoes_position_bias() {
+    use omnifeed::features::col;
+    use omnifeed::train::{RankerTrainConfig, train_from_examples};
+    let log = Arc::new(MemoryLog::default());
+    let config = ExposureConfig { sample_rate: 1.0, ..ExposureConfig::default() };
+    let rec = Recommender::builder()
+        .state(state())
+        .exposures(config, Arc::new(LogSink::new(log.clone())))
+        .build()
+        .unwrap();
+    let at = rec.state().signals().as_of();
+    let mut clicks = Vec::new();
+    let mut wanted: std::collections::HashMap<(u64, ProductId), bool> = Default::default();
+    for (i, u) in world().users.iter().enumerate() {
+        let feed = rec.recommend(&FeedRequest::new(u.id).k(24).at(at).id(i as u64)).unwrap();
+        let band: Vec<f32> =
+            feed.items.iter().map(|it| it.explanation.features[col::PRICE_BAND].value).collect();
+        let mut sorted = band.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let median = sorted[sorted.len() / 2];
+        for (pos, it) in feed.items.iter().enumerate() {
+            let want = band[pos] > median;
+            wanted.insert((i as u64, it.product), want);
+            if want && pos < 6 {
+                clicks.push(Event::new(
+                    at + 10,
+                    u.id,
+                    Target::Product(it.product),
+                    EventKind::Click,
+                ));
+            }
+        }
+    }
+    rec.flush_exposures();
+    log.append(&[LogEntry::Events(clicks)]).unwrap();
+    let end = Event::new(
+        at + 30 * 86_400,
+        world().users[0].id,
+        Target::None,
+        EventKind::Search(Box::default()),
+    );
+    log.append(&[LogEntry::Events(vec![end])]).unwrap();
+    let mut w = crate::it::live::world_writer(omnifeed::index::IndexKind::Exact).1;
+    w.join_labels(LabelWindows::default()).unwrap();
+    for r in &log.read(0, 10_000, std::time::Duration::ZERO).unwrap().records {
+        w.apply(4_000_000 + r.offset, &r.entry).unwrap();
+    }
+    let examples: Vec<TrainingExample> =
+        w.take_examples().into_iter().filter(|e| e.complete).collect();
+    // Pairwise accuracy against what users want, over every pair of a feed.
+    let accuracy = |head: &[f32]| {
+        let score = |x: &[f32]| head[..x.len()].iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
+        let (mut right, mut pairs) = (0usize, 0usize);
+        for a in &examples {
+            for b in &examples {
+                if a.request_id == b.request_id
+                    && wanted[&(a.request_id, a.product)]
+                    && !wanted[&(b.request_id, b.product)]
+                {
+                    pairs += 1;
+                    right += usize::from(score(&a.features) > score(&b.features));
+                }
+            }
+        }
+        right as f64 / pairs.max(1) as f64
+    };
+    let fit = |position_feature: bool| {
+        let cfg = RankerTrainConfig {
+            min_positives: 5,
+            position_feature,
+            ..RankerTrainConfig::default()
+        };
+        let t = train_from_examples(&examples, &cfg).unwrap();
+        assert!(t.fitted[0]);
+        accuracy(t.scorer.head(0))
+    };
+    let (with, without) = (fit(true), fit(false));
+    eprintln!(
+        "pairwise accuracy against what users want: with position {with:.3}, without {without:.3}"
+    );
+    assert!(with > without + 0.05, "with {with:.3} without {without:.3}");
+}
