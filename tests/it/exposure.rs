@@ -402,15 +402,13 @@ fn the_writer_joins_served_feeds_with_later_clicks_into_csv() {
     assert_eq!(ones, clicked.len(), "one complete clicked row per user");
 }
 
-/// Production's training path: served feeds, clicks joined by the writer,
-/// heads fitted on the features as served. Users here click the items
-/// whose `sim_interest` is highest in their feed; the fitted pCTR head
-/// orders each feed's clicked items above the others better than the
-/// untrained default does.
-#[test]
-fn heads_learn_from_joined_exposures() {
-    use omnifeed::features::col;
-    use omnifeed::train::{RankerTrainConfig, train_from_examples};
+/// Every user of the world served a feed of `k` (request id = the user's
+/// index) into a log, the clicks `clicks` picks from each feed appended 10 s
+/// later, a writer joining it all: the complete examples.
+fn served_clicked_joined(
+    k: usize,
+    mut clicks: impl FnMut(usize, &omnifeed::Feed) -> Vec<ProductId>,
+) -> Vec<TrainingExample> {
     let log = Arc::new(MemoryLog::default());
     let config = ExposureConfig { sample_rate: 1.0, ..ExposureConfig::default() };
     let rec = Recommender::builder()
@@ -419,21 +417,15 @@ fn heads_learn_from_joined_exposures() {
         .build()
         .unwrap();
     let at = rec.state().signals().as_of();
-    let mut clicks = Vec::new();
+    let mut events = Vec::new();
     for (i, u) in world().users.iter().enumerate() {
-        let feed = rec.recommend(&FeedRequest::new(u.id).k(12).at(at).id(i as u64)).unwrap();
-        let mut by_sim: Vec<(f32, ProductId)> = feed
-            .items
-            .iter()
-            .map(|it| (it.explanation.features[col::SIM_INTEREST].value, it.product))
-            .collect();
-        by_sim.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for &(_, p) in by_sim.iter().take(2) {
-            clicks.push(Event::new(at + 10, u.id, Target::Product(p), EventKind::Click));
+        let feed = rec.recommend(&FeedRequest::new(u.id).k(k).at(at).id(i as u64)).unwrap();
+        for p in clicks(i, &feed) {
+            events.push(Event::new(at + 10, u.id, Target::Product(p), EventKind::Click));
         }
     }
     rec.flush_exposures();
-    log.append(&[LogEntry::Events(clicks)]).unwrap();
+    log.append(&[LogEntry::Events(events)]).unwrap();
     let end = Event::new(
         at + 30 * 86_400,
         world().users[0].id,
@@ -446,7 +438,27 @@ fn heads_learn_from_joined_exposures() {
     for r in &log.read(0, 10_000, std::time::Duration::ZERO).unwrap().records {
         w.apply(3_000_000 + r.offset, &r.entry).unwrap();
     }
-    let examples = w.take_examples();
+    w.take_examples().into_iter().filter(|e| e.complete).collect()
+}
+
+/// Production's training path: served feeds, clicks joined by the writer,
+/// heads fitted on the features as served. Users here click the items
+/// whose `sim_interest` is highest in their feed; the fitted pCTR head
+/// orders each feed's clicked items above the others better than the
+/// untrained default does.
+#[test]
+fn heads_learn_from_joined_exposures() {
+    use omnifeed::features::col;
+    use omnifeed::train::{RankerTrainConfig, train_from_examples};
+    let examples = served_clicked_joined(12, |_, feed| {
+        let mut by_sim: Vec<(f32, ProductId)> = feed
+            .items
+            .iter()
+            .map(|it| (it.explanation.features[col::SIM_INTEREST].value, it.product))
+            .collect();
+        by_sim.sort_by(|a, b| b.0.total_cmp(&a.0));
+        by_sim.iter().take(2).map(|x| x.1).collect()
+    });
     let cfg = RankerTrainConfig { min_positives: 5, ..RankerTrainConfig::default() };
     let trained = train_from_examples(&examples, &cfg).unwrap();
     assert!(trained.fitted[0], "{:?}", trained.positives);
@@ -480,65 +492,38 @@ fn heads_learn_from_joined_exposures() {
         e.columns = Arc::new(c);
     }
     assert!(train_from_examples(&other, &cfg).unwrap_err().to_string().contains("schema"));
-    let open: Vec<TrainingExample> = examples.iter().filter(|e| !e.complete).cloned().collect();
-    assert!(train_from_examples(&open, &cfg).is_err());
+    let open: Vec<TrainingExample> =
+        examples.iter().cloned().map(|e| TrainingExample { complete: false, ..e }).collect();
+    assert!(train_from_examples(&open, &cfg).unwrap_err().to_string().contains("complete"));
 }
 
 /// Position bias (issue 24, part 5): these users look at the top six of
 /// 24 items only, and click those whose price band is in the top half of
-/// their feed; an item further down is never clicked however well it fits. Fitted with
-/// the position column (held at the top when serving), the pCTR head
-/// orders each whole feed by what users want better than fitted without.
+/// their feed; an item further down is never clicked however well it fits.
+/// Fitted with the position column (held at the top when serving), the
+/// pCTR head orders each whole feed by what users want better than fitted
+/// without.
 #[test]
 fn the_position_column_undoes_position_bias() {
     use omnifeed::features::col;
     use omnifeed::train::{RankerTrainConfig, train_from_examples};
-    let log = Arc::new(MemoryLog::default());
-    let config = ExposureConfig { sample_rate: 1.0, ..ExposureConfig::default() };
-    let rec = Recommender::builder()
-        .state(state())
-        .exposures(config, Arc::new(LogSink::new(log.clone())))
-        .build()
-        .unwrap();
-    let at = rec.state().signals().as_of();
-    let mut clicks = Vec::new();
     let mut wanted: std::collections::HashMap<(u64, ProductId), bool> = Default::default();
-    for (i, u) in world().users.iter().enumerate() {
-        let feed = rec.recommend(&FeedRequest::new(u.id).k(24).at(at).id(i as u64)).unwrap();
+    let examples = served_clicked_joined(24, |i, feed| {
         let band: Vec<f32> =
             feed.items.iter().map(|it| it.explanation.features[col::PRICE_BAND].value).collect();
         let mut sorted = band.clone();
         sorted.sort_by(|a, b| a.total_cmp(b));
         let median = sorted[sorted.len() / 2];
+        let mut clicked = Vec::new();
         for (pos, it) in feed.items.iter().enumerate() {
             let want = band[pos] > median;
             wanted.insert((i as u64, it.product), want);
             if want && pos < 6 {
-                clicks.push(Event::new(
-                    at + 10,
-                    u.id,
-                    Target::Product(it.product),
-                    EventKind::Click,
-                ));
+                clicked.push(it.product);
             }
         }
-    }
-    rec.flush_exposures();
-    log.append(&[LogEntry::Events(clicks)]).unwrap();
-    let end = Event::new(
-        at + 30 * 86_400,
-        world().users[0].id,
-        Target::None,
-        EventKind::Search(Box::default()),
-    );
-    log.append(&[LogEntry::Events(vec![end])]).unwrap();
-    let mut w = crate::it::live::world_writer(omnifeed::index::IndexKind::Exact).1;
-    w.join_labels(LabelWindows::default()).unwrap();
-    for r in &log.read(0, 10_000, std::time::Duration::ZERO).unwrap().records {
-        w.apply(4_000_000 + r.offset, &r.entry).unwrap();
-    }
-    let examples: Vec<TrainingExample> =
-        w.take_examples().into_iter().filter(|e| e.complete).collect();
+        clicked
+    });
     // Pairwise accuracy against what users want, over every pair of a feed.
     let accuracy = |head: &[f32]| {
         let score = |x: &[f32]| head[..x.len()].iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
