@@ -16,6 +16,7 @@ mod signals;
 mod stages;
 mod structure;
 mod surfaces;
+mod trees;
 
 use std::path::{Path, PathBuf};
 

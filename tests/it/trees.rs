@@ -1,0 +1,66 @@
+//! Boosted trees trained elsewhere (issue 24, part 4): a LightGBM text
+//! dump and an XGBoost JSON dump, trained by `scripts/train_tree_models.py`
+//! on synthetic rows (some values 0 or missing), score every row as the
+//! library itself predicted it.
+
+use omnifeed::rank::TreeEnsemble;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/trees").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The rows and each library's raw-margin predictions.
+fn rows_and_predictions() -> (Vec<Vec<f32>>, Vec<(f64, f64)>) {
+    let rows = fixture("rows.csv")
+        .lines()
+        .map(|l| l.split(',').map(|v| v.parse::<f32>().unwrap()).collect())
+        .collect();
+    let preds = fixture("predictions.csv")
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (a, b) = l.split_once(',').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    (rows, preds)
+}
+
+#[test]
+fn lightgbm_and_xgboost_dumps_score_as_the_libraries_do() {
+    let (rows, preds) = rows_and_predictions();
+    assert_eq!(rows.len(), preds.len());
+    assert!(rows.iter().any(|r| r.iter().any(|v| v.is_nan())), "the rows exercise missing values");
+    let lgb = TreeEnsemble::from_lightgbm_text(&fixture("lightgbm.txt")).unwrap();
+    let base: f64 = fixture("xgboost.base").trim().parse().unwrap();
+    let xgb = TreeEnsemble::from_xgboost_json(&fixture("xgboost.json"), base).unwrap();
+    assert_eq!((lgb.trees(), xgb.trees()), (30, 30));
+    assert!(lgb.features() <= 27 && xgb.features() <= 27);
+    for (i, (row, &(want_lgb, want_xgb))) in rows.iter().zip(&preds).enumerate() {
+        let (got_lgb, got_xgb) = (lgb.predict(row).unwrap(), xgb.predict(row).unwrap());
+        // LightGBM sums in f64; XGBoost in f32 (its margin is an f32).
+        assert!((got_lgb - want_lgb).abs() < 1e-9, "row {i}: lightgbm {got_lgb} vs {want_lgb}");
+        assert!((got_xgb - want_xgb).abs() < 1e-5, "row {i}: xgboost {got_xgb} vs {want_xgb}");
+    }
+}
+
+#[test]
+fn malformed_dumps_are_typed_errors() {
+    assert!(TreeEnsemble::from_lightgbm_text("not a model").is_err());
+    let lgb = fixture("lightgbm.txt");
+    // A child pointing past the tree.
+    let broken = lgb.replacen("left_child=", "left_child=999 ", 1);
+    assert!(TreeEnsemble::from_lightgbm_text(&broken).is_err());
+    // A categorical split.
+    let categorical = lgb.replacen("decision_type=2", "decision_type=1", 1);
+    let e = TreeEnsemble::from_lightgbm_text(&categorical).unwrap_err();
+    assert!(e.to_string().contains("categorical"), "{e}");
+    assert!(TreeEnsemble::from_xgboost_json("[]", 0.0).is_err());
+    assert!(TreeEnsemble::from_xgboost_json("{", 0.0).is_err());
+    let cycle = r#"[{"nodeid":0,"split":"f1","split_condition":0.5,"yes":0,"no":1,"missing":1,"children":[{"nodeid":1,"leaf":0.5}]}]"#;
+    assert!(TreeEnsemble::from_xgboost_json(cycle, 0.0).is_err());
+    let xgb = TreeEnsemble::from_xgboost_json(&fixture("xgboost.json"), 0.0).unwrap();
+    assert!(xgb.predict(&[0.5; 3]).is_err(), "a short row is an error");
+}
