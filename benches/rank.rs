@@ -71,6 +71,39 @@ fn rank(c: &mut Criterion) {
             })
         });
     }
+    // Tree heads (issue 24): the LightGBM model `scripts/train_tree_models.py`
+    // trains (30 trees of 15 leaves, depth up to 6), one per head, ranking
+    // the same 1,000 rows as `score_fuse_topk/1000`.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/trees/lightgbm.txt");
+    let model = std::fs::read_to_string(path).expect("tests/data/trees/lightgbm.txt");
+    let trees = omnifeed::rank::TreeEnsemble::from_lightgbm_text(&model).expect("trees");
+    let fallback = omnifeed::rank::LogisticScorer::from_weights(&Default::default()).expect("w");
+    let scorer = omnifeed::rank::TreeScorer::new(
+        [Some(trees.clone()), Some(trees.clone()), Some(trees)],
+        fallback,
+    )
+    .expect("tree scorer");
+    let rec_trees = Recommender::builder()
+        .clock(Clock::SignalsAsOf)
+        .state(rec.state().as_ref().clone())
+        .scorer(Box::new(scorer))
+        .build()
+        .expect("recommender");
+    let n = 1000;
+    let step = catalog.len() / n;
+    let rows: Vec<ItemIdx> = (0..n).map(|i| ItemIdx((i * step + i % 7) as u32)).collect();
+    group.throughput(Throughput::Elements(n as u64));
+    for (name, r) in [("score_fuse_topk_again", &rec), ("gbdt_topk", &rec_trees)] {
+        let mut scratch = r.new_scratch();
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new(name, n), |b| {
+            b.iter(|| {
+                i = (i + 1) % users.len();
+                let top = r.score_rows(&mut scratch, &users[i], black_box(&rows)).expect("rank");
+                black_box(top.len())
+            })
+        });
+    }
     group.finish();
 }
 

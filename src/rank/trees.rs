@@ -11,6 +11,8 @@
 //! scores here against the libraries' own.
 
 use crate::error::{Error, Result};
+use crate::features::{F, FeatureMatrix, HEADS};
+use crate::rank::scorer::LogisticScorer;
 
 /// How a node compares: LightGBM sends `x <= t` left, XGBoost `x < t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,17 +33,20 @@ enum Missing {
     Nan,
 }
 
-/// One node; a leaf has `feature == u32::MAX`.
+/// One node; a leaf has `feature == u32::MAX`. 20 bytes: the walk reads
+/// nodes only, a leaf's value sits in its own array.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Node {
     feature: u32,
-    threshold: f64,
+    /// In `f32`, rounded so that `x <= threshold` (`x < threshold` for
+    /// XGBoost) decides as the library's own comparison of an `f32` row
+    /// value does.
+    threshold: f32,
     /// Indices in the tree's node run.
     left: u32,
     right: u32,
     default_left: bool,
     missing: Missing,
-    value: f64,
 }
 
 const LEAF: u32 = u32::MAX;
@@ -50,6 +55,8 @@ const LEAF: u32 = u32::MAX;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TreeEnsemble {
     nodes: Vec<Node>,
+    /// Per node, its value if a leaf.
+    values: Vec<f64>,
     /// Where each tree's nodes start in `nodes`.
     roots: Vec<u32>,
     compare: Compare,
@@ -77,7 +84,13 @@ impl TreeEnsemble {
         if row.len() < self.features {
             return Err(Error::dimension("tree ensemble row", self.features, row.len()));
         }
-        Ok(self.roots.iter().map(|&r| self.leaf(r as usize, row)).sum::<f64>() + self.base)
+        Ok(self.margin(row))
+    }
+
+    /// [`predict`](Self::predict) of a row known to be long enough.
+    #[inline]
+    fn margin(&self, row: &[f32]) -> f64 {
+        self.roots.iter().map(|&r| self.leaf(r as usize, row)).sum::<f64>() + self.base
     }
 
     /// The leaf value `row` reaches in the tree whose root is at `root`.
@@ -88,7 +101,7 @@ impl TreeEnsemble {
         for _ in 0..self.nodes.len() {
             let n = &self.nodes[i];
             if n.feature == LEAF {
-                return n.value;
+                return self.values[i];
             }
             let x = row[n.feature as usize];
             let left = match self.compare {
@@ -96,12 +109,11 @@ impl TreeEnsemble {
                     if x.is_nan() {
                         n.default_left
                     } else {
-                        // XGBoost compares in f32.
-                        x < n.threshold as f32
+                        x < n.threshold
                     }
                 }
                 Compare::LessEqual => {
-                    let mut v = f64::from(x);
+                    let mut v = x;
                     if v.is_nan() && n.missing != Missing::Nan {
                         v = 0.0;
                     }
@@ -129,6 +141,7 @@ impl TreeEnsemble {
     pub fn from_lightgbm_text(text: &str) -> Result<TreeEnsemble> {
         let mut e = TreeEnsemble {
             nodes: Vec::new(),
+            values: Vec::new(),
             roots: Vec::new(),
             compare: Compare::LessEqual,
             base: 0.0,
@@ -153,7 +166,8 @@ impl TreeEnsemble {
             e.roots.push(root);
             let inner = leaves - 1;
             if inner == 0 {
-                e.nodes.push(leaf_node(leaf_value[0]));
+                e.nodes.push(leaf_node());
+                e.values.push(leaf_value[0]);
                 continue;
             }
             let feature: Vec<u32> = parse_list(field("split_feature"), &at, "split_feature")?;
@@ -187,15 +201,16 @@ impl TreeEnsemble {
                 e.features = e.features.max(feature[k] as usize + 1);
                 e.nodes.push(Node {
                     feature: feature[k],
-                    threshold: threshold[k],
+                    threshold: at_most(threshold[k]),
                     left: child(left[k])?,
                     right: child(right[k])?,
                     default_left: decision[k] & 2 != 0,
                     missing,
-                    value: 0.0,
                 });
+                e.values.push(0.0);
             }
-            e.nodes.extend(leaf_value.iter().map(|&v| leaf_node(v)));
+            e.nodes.extend(leaf_value.iter().map(|_| leaf_node()));
+            e.values.extend_from_slice(&leaf_value);
             check_acyclic(&e.nodes[root as usize..], &at)?;
         }
         Ok(e)
@@ -218,6 +233,7 @@ impl TreeEnsemble {
         }
         let mut e = TreeEnsemble {
             nodes: Vec::new(),
+            values: Vec::new(),
             roots: Vec::new(),
             compare: Compare::Less,
             base: base_margin,
@@ -225,21 +241,11 @@ impl TreeEnsemble {
         };
         for (t, tree) in trees.iter().enumerate() {
             let at = format!("xgboost tree {t}");
-            // Flatten: node ids index the run (ids are dense per tree).
-            let mut flat: Vec<&serde_json::Value> = Vec::new();
-            let mut stack = vec![tree];
-            while let Some(n) = stack.pop() {
-                flat.push(n);
-                if let Some(children) = n.get("children").and_then(|c| c.as_array()) {
-                    stack.extend(children.iter());
-                }
-                if flat.len() > 1 << 20 {
-                    return Err(bad(&at, "more than a million nodes"));
-                }
-            }
+            let flat = flatten(tree, &at)?;
             let id = |n: &serde_json::Value| n.get("nodeid").and_then(|v| v.as_u64());
             let count = flat.len();
-            let mut nodes = vec![leaf_node(0.0); count];
+            let mut nodes = vec![leaf_node(); count];
+            let mut values = vec![0.0f64; count];
             let mut seen = vec![false; count];
             for n in &flat {
                 let i = id(n)
@@ -250,7 +256,7 @@ impl TreeEnsemble {
                     return Err(bad(&at, &format!("node id {i} appears twice")));
                 }
                 if let Some(v) = n.get("leaf").and_then(|v| v.as_f64()) {
-                    nodes[i] = leaf_node(v);
+                    values[i] = v;
                     continue;
                 }
                 let get = |k: &str| n.get(k).and_then(|v| v.as_u64());
@@ -273,24 +279,42 @@ impl TreeEnsemble {
                 }
                 e.features = e.features.max(feature as usize + 1);
                 nodes[i] = Node {
+                    // XGBoost's split values are f32: the dump prints them.
+                    threshold: threshold as f32,
                     feature,
-                    threshold,
                     left: yes as u32,
                     right: no as u32,
                     default_left: missing == yes,
                     missing: Missing::Nan,
-                    value: 0.0,
                 };
             }
             check_acyclic(&nodes, &at)?;
             e.roots.push(e.nodes.len() as u32);
             e.nodes.extend(nodes);
+            e.values.extend(values);
         }
         Ok(e)
     }
 }
 
-fn leaf_node(value: f64) -> Node {
+/// The nodes of an XGBoost tree, parents before children (node ids index
+/// the tree's run: they are dense per tree).
+fn flatten<'a>(tree: &'a serde_json::Value, at: &str) -> Result<Vec<&'a serde_json::Value>> {
+    let mut flat: Vec<&serde_json::Value> = Vec::new();
+    let mut stack = vec![tree];
+    while let Some(n) = stack.pop() {
+        flat.push(n);
+        if let Some(children) = n.get("children").and_then(|c| c.as_array()) {
+            stack.extend(children.iter());
+        }
+        if flat.len() > 1 << 20 {
+            return Err(bad(at, "more than a million nodes"));
+        }
+    }
+    Ok(flat)
+}
+
+fn leaf_node() -> Node {
     Node {
         feature: LEAF,
         threshold: 0.0,
@@ -298,7 +322,27 @@ fn leaf_node(value: f64) -> Node {
         right: 0,
         default_left: false,
         missing: Missing::None,
-        value,
+    }
+}
+
+/// The largest `f32` at most `t`: for an `f32` value `x`, `x <= t` (in
+/// `f64`, as LightGBM compares) exactly when `x <= at_most(t)`.
+fn at_most(t: f64) -> f32 {
+    let r = t as f32;
+    if f64::from(r) > t { next_down(r) } else { r }
+}
+
+/// The largest `f32` below `r` (`f32::next_down`, newer than this crate's
+/// minimum Rust).
+fn next_down(r: f32) -> f32 {
+    if r.is_nan() || r == f32::NEG_INFINITY {
+        r
+    } else if r == 0.0 {
+        -f32::from_bits(1)
+    } else if r > 0.0 {
+        f32::from_bits(r.to_bits() - 1)
+    } else {
+        f32::from_bits(r.to_bits() + 1)
     }
 }
 
@@ -336,4 +380,78 @@ fn parse_list<T: std::str::FromStr>(field: Option<&str>, at: &str, name: &str) -
 fn parse_one<T: std::str::FromStr>(field: Option<&str>, at: &str, name: &str) -> Result<T> {
     let v = field.ok_or_else(|| bad(at, &format!("no `{name}`")))?.trim();
     v.parse::<T>().map_err(|_| bad(at, &format!("`{name}` value {v:?}")))
+}
+
+/// A [`Scorer`](crate::stage::Scorer) whose heads are tree ensembles over
+/// the ranking features (a head without one is the fallback logistic
+/// head): each head is the sigmoid of its ensemble's margin.
+#[derive(Debug, Clone)]
+pub struct TreeScorer {
+    heads: [Option<TreeEnsemble>; HEADS],
+    fallback: LogisticScorer,
+}
+
+impl TreeScorer {
+    /// Heads in [`HEAD_NAMES`](crate::features::HEAD_NAMES) order (pCTR,
+    /// pCVR, engagement); `None` keeps `fallback`'s head.
+    ///
+    /// Errors: an ensemble that reads a feature past the schema's `F`
+    /// ([`ErrorKind::DimensionMismatch`](crate::error::ErrorKind::DimensionMismatch)).
+    pub fn new(heads: [Option<TreeEnsemble>; HEADS], fallback: LogisticScorer) -> Result<Self> {
+        if let Some(t) = heads.iter().flatten().find(|t| t.features() > F) {
+            return Err(Error::dimension("tree scorer features", F, t.features()));
+        }
+        Ok(TreeScorer { heads, fallback })
+    }
+}
+
+impl crate::stage::Scorer for TreeScorer {
+    fn id(&self) -> &'static str {
+        "trees"
+    }
+
+    fn score(&self, features: &FeatureMatrix, out: &mut [f32]) {
+        // The fallback fills every head first; trees overwrite theirs.
+        if self.heads.iter().any(Option::is_none) {
+            self.fallback.score(features, out);
+        }
+        // Tree by tree over all rows: one tree's nodes stay in cache while
+        // every row walks it.
+        let rows = features.as_slice();
+        let mut margin = vec![0.0f64; rows.len() / F];
+        for (h, t) in self.heads.iter().enumerate() {
+            let Some(t) = t else { continue };
+            margin.iter_mut().for_each(|m| *m = t.base);
+            for &root in &t.roots {
+                for (m, x) in margin.iter_mut().zip(rows.chunks_exact(F)) {
+                    *m += t.leaf(root as usize, x);
+                }
+            }
+            for (o, m) in out.chunks_exact_mut(HEADS).zip(&margin) {
+                o[h] = (1.0 / (1.0 + (-m).exp())) as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `x <= t` in f64 decides as `x <= at_most(t)` for every f32 `x` near
+    /// `t`, whatever side the nearest f32 rounds to.
+    #[test]
+    fn rounded_thresholds_keep_the_comparison() {
+        for t in [0.1f64, -0.1, 0.48358255624771124, 1e-40, -1e-40, 0.0, 3.0, 1e300, -1e300] {
+            let r = at_most(t);
+            assert!(f64::from(r) <= t, "{t}");
+            let mut x = next_down(next_down(r));
+            for _ in 0..5 {
+                assert_eq!(f64::from(x) <= t, x <= r, "t {t} x {x}");
+                x = -next_down(-x);
+            }
+        }
+        assert_eq!(next_down(1.0), f32::from_bits(1.0f32.to_bits() - 1));
+        assert!(next_down(0.0) < 0.0 && next_down(-1.0) < -1.0);
+    }
 }

@@ -64,3 +64,35 @@ fn malformed_dumps_are_typed_errors() {
     let xgb = TreeEnsemble::from_xgboost_json(&fixture("xgboost.json"), 0.0).unwrap();
     assert!(xgb.predict(&[0.5; 3]).is_err(), "a short row is an error");
 }
+
+/// As a scorer, a head with trees is the sigmoid of their margin and a
+/// head without is the fallback's; the recommender ranks with it.
+#[test]
+fn a_tree_scorer_ranks_a_feed() {
+    use omnifeed::rank::{FeatureMatrix, HEADS, LogisticScorer, Scorer, TreeScorer};
+    let lgb = TreeEnsemble::from_lightgbm_text(&fixture("lightgbm.txt")).unwrap();
+    let fallback = LogisticScorer::from_weights(&Default::default()).unwrap();
+    let scorer = TreeScorer::new([Some(lgb.clone()), None, None], fallback.clone()).unwrap();
+    let (rows, _) = rows_and_predictions();
+    let finite: Vec<f32> =
+        rows.iter().take(20).flatten().map(|v| if v.is_nan() { 0.0 } else { *v }).collect();
+    let m = FeatureMatrix::from_rows(&finite).unwrap();
+    let (mut got, mut want) = (vec![0.0; 20 * HEADS], vec![0.0; 20 * HEADS]);
+    scorer.score(&m, &mut got);
+    fallback.score(&m, &mut want);
+    for r in 0..20 {
+        let p = 1.0 / (1.0 + (-lgb.predict(m.row(r)).unwrap()).exp());
+        assert!((f64::from(got[r * HEADS]) - p).abs() < 1e-6);
+        assert_eq!(got[r * HEADS + 1..(r + 1) * HEADS], want[r * HEADS + 1..(r + 1) * HEADS]);
+    }
+    let rec = crate::it::adversarial::recommender();
+    let with_trees = omnifeed::Recommender::builder()
+        .state((*rec.state()).clone())
+        .scorer(Box::new(scorer))
+        .build()
+        .unwrap();
+    let user = crate::it::adversarial::user();
+    let feed = with_trees.recommend(&omnifeed::FeedRequest::new(user).k(10)).unwrap();
+    assert_eq!(feed.items.len(), 10);
+    assert!(feed.items.iter().all(|i| i.explanation.heads.iter().all(|h| h.value.is_finite())));
+}
