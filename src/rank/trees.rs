@@ -428,7 +428,7 @@ impl crate::stage::Scorer for TreeScorer {
                 }
             }
             for (o, m) in out.chunks_exact_mut(HEADS).zip(&margin) {
-                o[h] = (1.0 / (1.0 + (-m).exp())) as f32;
+                o[h] = crate::rank::scorer::sigmoid(*m as f32);
             }
         }
     }

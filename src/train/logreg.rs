@@ -560,24 +560,25 @@ pub fn head_log_loss(
     users.dedup();
     let ex = collect_examples(rec, &users, &best, at, cfg)?;
     let n = ex.y[0].len().max(1) as f64;
-    Ok(scorers
-        .iter()
-        .map(|s| {
-            std::array::from_fn(|h| {
-                let w = s.head(h);
-                let total: f64 =
-                    ex.x.chunks_exact(F)
-                        .zip(&ex.y[h])
-                        .map(|(row, &y)| {
-                            let z = w[F] + row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
-                            let p = (1.0 / (1.0 + (-f64::from(z)).exp())).clamp(1e-7, 1.0 - 1e-7);
-                            if y > 0.5 { -p.ln() } else { -(1.0 - p).ln() }
-                        })
-                        .sum();
-                total / n
-            })
-        })
-        .collect())
+    let rows = crate::features::FeatureMatrix::from_rows(&ex.x)?;
+    let mut p = vec![0.0f32; ex.y[0].len() * HEADS];
+    let mut out = Vec::with_capacity(scorers.len());
+    for s in scorers {
+        // The heads as serving computes them.
+        crate::stage::Scorer::score(*s, &rows, &mut p);
+        out.push(std::array::from_fn(|h| {
+            let total: f64 = p
+                .chunks_exact(HEADS)
+                .zip(&ex.y[h])
+                .map(|(ps, &y)| {
+                    let p = f64::from(ps[h]).clamp(1e-7, 1.0 - 1e-7);
+                    if y > 0.5 { -p.ln() } else { -(1.0 - p).ln() }
+                })
+                .sum();
+            total / n
+        }));
+    }
+    Ok(out)
 }
 
 /// Each (user, product)'s strongest labelled event level.

@@ -272,6 +272,10 @@ fn labels_wait_for_their_windows_and_late_conversions_update_them() {
     assert_eq!(l12.labels, [Label::No; 4], "the order went to request 2");
     assert_eq!(j.pending(), 0);
     assert!(LabelJoiner::new(LabelWindows { click: 0, ..W }).is_err());
+    // Windows up to a year; one second past is refused.
+    assert!(LabelJoiner::new(LabelWindows { refund: 366 * 86_400, ..W }).is_ok());
+    let e = LabelJoiner::new(LabelWindows { refund: 366 * 86_400 + 1, ..W }).unwrap_err();
+    assert!(e.to_string().contains("labels.refund"), "{e}");
 }
 
 proptest::proptest! {
