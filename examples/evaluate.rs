@@ -12,8 +12,10 @@
 //!     [--weights-out heads.npy] [--no-train-ranker] [--cold skip|category-mean] [--l2 1 (no selection)]
 //!     [--weights-in heads.npy|heads.safetensors]  evaluate heads trained elsewhere (no training)
 //!     [--objective listwise|pointwise]   the logistic heads' loss (default listwise)
-//!     [--ranker logistic|mlp] [--mlp-out DIR] [--scorer layer0.npy,layer1.npy]
-//!                                       learn an MLP ranker (and write it), or evaluate one
+//!     [--ranker logistic|mlp|trees] [--mlp-out DIR] [--scorer layer0.npy,layer1.npy]
+//!                                       learn an MLP ranker (and write it), or evaluate one;
+//!                                       trees: also learn LambdaMART heads, kept if they win
+//!                                       on the held-out slice
 //!     [--embeddings given|als]           omnifeed format: the catalog's own or ALS factors
 //! ```
 //!
@@ -69,6 +71,7 @@ struct Args {
     scorer: Option<Vec<PathBuf>>,
     /// Learn an MLP ranker and score with it.
     mlp: bool,
+    trees: bool,
     /// The logistic heads' training objective.
     objective: Option<omnifeed::train::Objective>,
     /// Where to write the learned MLP's layers.
@@ -217,6 +220,7 @@ enum ObjectiveArg {
 enum RankerArg {
     Logistic,
     Mlp,
+    Trees,
 }
 
 /// The parsed command line as the run reads it.
@@ -242,6 +246,7 @@ fn parse_args() -> Result<Args, String> {
         weights_in: c.weights_in,
         scorer: c.scorer,
         mlp: matches!(c.ranker, RankerArg::Mlp),
+        trees: matches!(c.ranker, RankerArg::Trees),
         objective: Some(match c.objective {
             ObjectiveArg::Listwise => omnifeed::train::Objective::Listwise,
             ObjectiveArg::Pointwise => omnifeed::train::Objective::Pointwise,
@@ -340,7 +345,7 @@ fn run_record(
         "ranker_chosen": exp.guard.as_ref().map_or(if cfg.ranker.is_some() { "learned" } else { "default" }, |g| g.chosen),
         "ranker_guard": exp.guard.as_ref().map(|g| serde_json::json!(g)),
         "weights_in": args.weights_in.as_ref().map(|p| p.display().to_string()),
-        "model": if exp.mlp.is_some() { "mlp" } else { "logistic" },
+        "model": if exp.trees.is_some() { "trees" } else if exp.mlp.is_some() { "mlp" } else { "logistic" },
         "mlp_layers": exp.mlp.as_ref().map(|m| m.layers().iter().map(|l| [l.0, l.1]).collect::<Vec<_>>()),
         "recommender": cfg.recommender,
         "signals": cfg.signals,
@@ -614,6 +619,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.mlp = Some(omnifeed::train::MlpTrainConfig::default());
         }
     }
+    if args.trees {
+        if let Some(r) = &mut cfg.ranker {
+            r.trees = Some(omnifeed::train::GbdtConfig::default());
+        }
+    }
     if let Some(paths) = &args.scorer {
         cfg.ranker = None;
         cfg.mlp = Some(omnifeed::rank::MlpScorer::from_npy(paths)?);
@@ -641,6 +651,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "ranker guard: {} ({}; {} label events held out; log loss learned/default {:?})",
             g.chosen, g.reason, g.held_out, g.log_loss
         );
+        if let Some(t) = &g.trees {
+            println!(
+                "trees guard: {} ({}; tree log loss {:?}, heads kept {:?})",
+                if t.chosen { "kept" } else { "dropped" },
+                t.reason,
+                t.log_loss,
+                t.heads_kept
+            );
+        }
     }
     for (h, head) in ["pCTR", "pCVR", "engagement"].iter().enumerate() {
         let w = exp.scorer.head(h);

@@ -152,6 +152,9 @@ pub struct Experiment {
     pub scorer: LogisticScorer,
     /// The MLP the pipeline ran with instead, if one was learned or given.
     pub mlp: Option<crate::rank::MlpScorer>,
+    /// The trees the pipeline ran with instead (over the logistic heads),
+    /// if they were learned and passed the guard.
+    pub trees: Option<crate::rank::TreeScorer>,
     /// How the ranker was learned, if it was.
     pub ranker: Option<RankerTraining>,
     /// The held-out check that chose between the learned heads and the
@@ -171,8 +174,8 @@ pub struct Experiment {
 /// refitted on every label event.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RankerGuard {
-    /// `learned`, `partly learned` (some heads kept the default) or
-    /// `default`.
+    /// `learned`, `partly learned` (some heads kept the default),
+    /// `default`, or `trees` (learned trees passed their check, [`TreesGuard`]).
     pub chosen: &'static str,
     /// Why.
     pub reason: String,
@@ -187,6 +190,32 @@ pub struct RankerGuard {
     pub log_loss: [(f64, f64); 3],
     /// Per head, whether the learned head was kept.
     pub heads_kept: [bool; 3],
+    /// The trees' check, if trees were learned
+    /// ([`RankerTrainConfig::trees`]).
+    pub trees: Option<TreesGuard>,
+}
+
+/// The check that decides whether learned trees replace the logistic
+/// heads the [`RankerGuard`] chose (learned or default): on the same
+/// held-out slice a tree head is kept only if its log loss is lower than
+/// the default head's, and the trees replace the heads only if their
+/// pipeline NDCG@10 is higher (a more complex model has to win, not tie).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TreesGuard {
+    /// Whether the trees were chosen.
+    pub chosen: bool,
+    /// Why.
+    pub reason: String,
+    /// Pipeline NDCG@10 on the held-out slice: trees, the heads chosen
+    /// without them.
+    pub ndcg10: (f64, f64),
+    /// The standard error of their per-request difference.
+    pub ndcg10_se: f64,
+    /// Per head, the trees' held-out log loss (NaN where no tree was
+    /// fitted).
+    pub log_loss: [f64; 3],
+    /// Per head, whether its tree was kept.
+    pub heads_kept: [bool; 3],
 }
 
 /// The scorer a pipeline runs with.
@@ -194,6 +223,7 @@ pub struct RankerGuard {
 enum Model {
     Logistic(LogisticScorer),
     Mlp(crate::rank::MlpScorer),
+    Trees(Box<crate::rank::TreeScorer>),
 }
 
 impl Model {
@@ -201,6 +231,7 @@ impl Model {
         match self {
             Model::Logistic(s) => Box::new(s.clone()),
             Model::Mlp(m) => Box::new(m.clone()),
+            Model::Trees(t) => Box::new((**t).clone()),
         }
     }
 }
@@ -229,14 +260,18 @@ fn guarded_training(
     let min_positives = (rcfg.min_positives as f64 * share).ceil() as usize;
     let first_cfg = RankerTrainConfig { min_positives, ..rcfg.clone() };
     let first = train_ranker(p.recommender(), fit_labels, at, &first_cfg)?;
-    let losses =
-        crate::train::head_log_loss(p.recommender(), held, at, rcfg, &[&first.scorer, default])?;
+    let mut judged: Vec<&dyn crate::stage::Scorer> = vec![&first.scorer, default];
+    if let Some(t) = &first.trees {
+        judged.push(t);
+    }
+    let losses = crate::train::head_log_loss(p.recommender(), held, at, rcfg, &judged)?;
     let heads_kept = heads_to_keep(first.fitted, losses[0], losses[1]);
     let mixed = mix_heads(&first.scorer, default, heads_kept)?;
     let held_split = SplitLog { train: inner.train.clone(), test: held.to_vec(), at: inner.at };
     let any = heads_kept.iter().any(|&k| k);
     let (learned, base, se) = if any {
-        paired_ndcg(catalog, index, &held_split, cfg, [&mixed, default])?
+        let (a, b) = (Model::Logistic(mixed.clone()), Model::Logistic(default.clone()));
+        paired_ndcg(catalog, index, &held_split, cfg, [&a, &b])?
     } else {
         (0.0, 0.0, 0.0)
     };
@@ -249,22 +284,109 @@ fn guarded_training(
         ndcg10_se: se,
         log_loss,
         heads_kept,
+        trees: None,
     };
     let (chosen, reason) = verdict(heads_kept, learned, base, se);
     g.reason = reason;
     if chosen == "default" {
         g.heads_kept = [false; 3];
+    } else {
+        g.chosen = chosen;
+    }
+    let heads = if chosen == "default" { default.clone() } else { mixed };
+    let mut trees_kept = [false; 3];
+    if let Some(t) = &first.trees {
+        let held = Held { catalog, index, split: &held_split, cfg };
+        let tg = check_trees(&held, t, &heads, [losses[1], losses[2]])?;
+        if tg.chosen {
+            trees_kept = tg.heads_kept;
+        }
+        g.trees = Some(tg);
+    }
+    if chosen == "default" && !trees_kept.iter().any(|&k| k) {
+        let mut first = first;
+        first.trees = None;
         return Ok((first, g));
     }
     // Passed: refit on every label, keeping the heads that passed.
-    let mut all = train_ranker(p.recommender(), &inner.test, at, rcfg)?;
-    all.scorer = mix_heads(&all.scorer, default, heads_kept)?;
-    if !heads_kept.iter().all(|&k| k) {
+    let all = train_ranker(p.recommender(), &inner.test, at, rcfg)?;
+    let kept = if chosen == "default" { None } else { Some(heads_kept) };
+    let all = keep_passed(all, default, kept, trees_kept)?;
+    if all.trees.is_some() {
+        g.chosen = "trees";
+    }
+    Ok((all, g))
+}
+
+/// A refit with only what passed the guard: the logistic heads `kept`
+/// (`None`: the defaults), the MLP if every head passed, the trees of the
+/// heads `trees_kept`.
+fn keep_passed(
+    mut all: RankerTraining,
+    default: &LogisticScorer,
+    kept: Option<[bool; 3]>,
+    trees_kept: [bool; 3],
+) -> Result<RankerTraining> {
+    all.scorer = match kept {
+        None => default.clone(),
+        Some(k) => mix_heads(&all.scorer, default, k)?,
+    };
+    if kept != Some([true; 3]) {
         // An MLP is all heads at once: only a ranker that passed whole uses it.
         all.mlp = None;
     }
-    g.chosen = chosen;
-    Ok((all, g))
+    all.trees = match all.trees.take() {
+        Some(t) if trees_kept.iter().any(|&k| k) => {
+            Some(t.keeping(trees_kept, all.scorer.clone())?)
+        }
+        _ => None,
+    };
+    Ok(all)
+}
+
+/// The held-out slice the guard judges on, and what a pipeline is built of.
+struct Held<'a> {
+    catalog: &'a Arc<Catalog>,
+    index: &'a Arc<dyn VectorIndex>,
+    split: &'a SplitLog,
+    cfg: &'a ExperimentConfig,
+}
+
+/// The trees' check ([`TreesGuard`]): `losses` are the default heads' and
+/// the trees' held-out log loss; `heads` the logistic heads chosen without
+/// trees, which the trees must beat in NDCG@10.
+fn check_trees(
+    held: &Held<'_>,
+    t: &crate::rank::TreeScorer,
+    heads: &LogisticScorer,
+    losses: [[f64; 3]; 2],
+) -> Result<TreesGuard> {
+    let tree_loss: [f64; 3] =
+        std::array::from_fn(|h| if t.has_tree(h) { losses[1][h] } else { f64::NAN });
+    let kept: [bool; 3] = std::array::from_fn(|h| t.has_tree(h) && tree_loss[h] < losses[0][h]);
+    let mut tg = TreesGuard {
+        chosen: false,
+        reason: "no tree head had a lower held-out log loss than the default".into(),
+        ndcg10: (0.0, 0.0),
+        ndcg10_se: 0.0,
+        log_loss: tree_loss,
+        heads_kept: kept,
+    };
+    if kept.iter().any(|&k| k) {
+        let candidate = Model::Trees(Box::new(t.keeping(kept, heads.clone())?));
+        let current = Model::Logistic(heads.clone());
+        let (tn, cn, tse) =
+            paired_ndcg(held.catalog, held.index, held.split, held.cfg, [&candidate, &current])?;
+        tg.ndcg10 = (tn, cn);
+        tg.ndcg10_se = tse;
+        tg.chosen = tn > cn;
+        tg.reason = format!(
+            "held-out NDCG@10 {tn:.4} with trees against {cn:.4} without (paired standard \
+             error {tse:.4}): {}",
+            if tg.chosen { "higher, trees kept" } else { "not higher, trees dropped" }
+        );
+    }
+    Ok(tg)
 }
 
 /// The heads of `learned` where `kept`, of `default` elsewhere.
@@ -320,13 +442,13 @@ fn paired_ndcg(
     index: &Arc<dyn VectorIndex>,
     split: &SplitLog,
     cfg: &ExperimentConfig,
-    models: [&LogisticScorer; 2],
+    models: [&Model; 2],
 ) -> Result<(f64, f64, f64)> {
     let eval = EvalConfig { replay_steps: 1, progress: false, ..cfg.eval.clone() };
     let mut fit = |history: &[Event], _at: Timestamp| -> Result<Vec<Box<dyn Method>>> {
         let mut out: Vec<Box<dyn Method>> = Vec::new();
         for (i, m) in models.iter().enumerate() {
-            let p = build_pipeline(catalog, index, history, cfg, &Model::Logistic((*m).clone()))?;
+            let p = build_pipeline(catalog, index, history, cfg, m)?;
             out.push(Box::new(p.named(format!("model{i}"))));
         }
         Ok(out)
@@ -453,6 +575,7 @@ pub fn run_experiment(
     let mut ranker = None;
     let mut guard = None;
     let mut mlp = cfg.mlp.clone();
+    let mut trees = None;
     if let Some(rcfg) = &cfg.ranker {
         // The inner split mirrors the outer one, so the heads learn the
         // task they are evaluated on.
@@ -473,6 +596,7 @@ pub fn run_experiment(
         if g.chosen != "default" {
             scorer = trained.scorer.clone();
             mlp = trained.mlp.clone();
+            trees = trained.trees.clone();
         }
         ranker = Some(trained);
         guard = Some(g);
@@ -485,9 +609,10 @@ pub fn run_experiment(
     let index = build_index(&catalog, cfg.index)?;
     lap("catalog and index", &mut timings);
 
-    let model = match &mlp {
-        Some(m) => Model::Mlp(m.clone()),
-        None => Model::Logistic(scorer.clone()),
+    let model = match (&trees, &mlp) {
+        (Some(t), _) => Model::Trees(Box::new(t.clone())),
+        (None, Some(m)) => Model::Mlp(m.clone()),
+        (None, None) => Model::Logistic(scorer.clone()),
     };
     let mut fit = |history: &[Event], at: Timestamp| -> Result<Vec<Box<dyn Method>>> {
         let popular = Popularity::fit(history, &relevance);
@@ -505,7 +630,7 @@ pub fn run_experiment(
     };
     let run = evaluate(&catalog, split, &cfg.eval, &mut fit)?;
     lap("replay", &mut timings);
-    Ok(Experiment { run, scorer, mlp, ranker, guard, timings })
+    Ok(Experiment { run, scorer, mlp, trees, ranker, guard, timings })
 }
 
 #[cfg(test)]

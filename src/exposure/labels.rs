@@ -28,6 +28,9 @@ use std::sync::Arc;
 /// The outcomes labelled, in label order.
 pub const OUTCOMES: [&str; 4] = ["click", "cart", "order", "refund"];
 
+/// The longest label window: 100 years of seconds.
+pub const MAX_WINDOW: i64 = 100 * 366 * 86_400;
+
 /// How long after an exposure each outcome counts for it, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,17 +57,25 @@ impl LabelWindows {
         [self.click, self.cart, self.order, self.refund]
     }
 
-    /// Checks every window is at least one second and at most a year.
+    /// Every outcome counted for `seconds` after its exposure: a replay of
+    /// a historical log labels its exposures with the whole label period.
+    pub fn all(seconds: i64) -> LabelWindows {
+        LabelWindows { click: seconds, cart: seconds, order: seconds, refund: seconds }
+    }
+
+    /// Checks every window is at least one second and at most 100 years
+    /// (a replay of a long log labels over all of it,
+    /// [`all`](Self::all)).
     ///
     /// Errors: the first that is not
     /// ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)).
     pub fn validate(&self) -> Result<()> {
         for (name, w) in OUTCOMES.iter().zip(self.as_array()) {
-            if !(1..=366 * 86_400).contains(&w) {
+            if !(1..=MAX_WINDOW).contains(&w) {
                 return Err(Error::invalid_config_at(
                     "labels",
                     format!("labels.{name}"),
-                    format!("{w} s is not between 1 s and a year"),
+                    format!("{w} s is not between 1 s and 100 years"),
                 ));
             }
         }
@@ -268,6 +279,32 @@ impl LabelJoiner {
             };
             let Target::Product(product) = ev.target else { continue };
             self.label(ev.user, product, ev.at, outcome);
+        }
+        if let Some(t) = events.iter().map(|e| e.at).max() {
+            self.advance(t);
+        }
+    }
+
+    /// Labels pending examples with events read through `relevance`, for
+    /// logs whose events are not the four outcomes (ratings, favourites):
+    /// an event of [`Level::Click`](crate::signals::Level::Click) or above
+    /// is a click, of [`Level::Engage`](crate::signals::Level::Engage) or
+    /// above a cart too, of [`Level::Order`](crate::signals::Level::Order)
+    /// an order too (a positive rating is an order); events without a level
+    /// pass. Then moves time to the newest.
+    pub fn add_levels(&mut self, events: &[Event], relevance: &crate::signals::Relevance) {
+        use crate::signals::Level;
+        for ev in events {
+            let (Target::Product(product), Some(level)) = (ev.target, relevance.level(&ev.kind))
+            else {
+                continue;
+            };
+            let reached = [Level::Click, Level::Engage, Level::Order];
+            for (outcome, l) in reached.into_iter().enumerate() {
+                if level >= l {
+                    self.label(ev.user, product, ev.at, outcome);
+                }
+            }
         }
         if let Some(t) = events.iter().map(|e| e.at).max() {
             self.advance(t);

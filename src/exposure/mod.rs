@@ -45,7 +45,9 @@
 //! ```
 
 mod labels;
-pub use labels::{Label, LabelJoiner, LabelWindows, OUTCOMES, TrainingExample, write_examples_csv};
+pub use labels::{
+    Label, LabelJoiner, LabelWindows, MAX_WINDOW, OUTCOMES, TrainingExample, write_examples_csv,
+};
 
 use crate::error::{Error, Result};
 use crate::ids::{ContentId, ProductId, Timestamp, UserId};
@@ -217,6 +219,14 @@ impl ExposureBatch {
     /// The columns of `e` (one of this batch's exposures).
     pub fn columns_of(&self, e: &Exposure) -> Option<&Columns> {
         self.columns.get(e.columns as usize)
+    }
+
+    /// Adds the exposure of `feed`, served for `request`, as request
+    /// `request_id`: what a recorder would have written of it. An offline
+    /// replay logs its feeds with this, so that training reads them as it
+    /// reads production's ([`train_ranker`](crate::train::train_ranker)).
+    pub fn add_feed(&mut self, request_id: u64, request: &FeedRequest, feed: &Feed) {
+        self.push(recorded(request_id, request, feed));
     }
 
     /// Adds a recorded exposure, its column names written once.
@@ -467,62 +477,67 @@ impl ExposureRecorder {
         (mix(key) >> 11) as f64 / (1u64 << 53) as f64 <= rate
     }
 
-    /// The exposure of `feed`, served for `request`: a few flat vectors,
-    /// whatever the number of items.
+    /// The exposure of `feed`, served for `request`.
     fn record(&self, request: &FeedRequest, feed: &Feed) -> Recorded {
         let request_id = request.id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed));
-        let first = feed.items.first().map(|i| &i.explanation);
-        let features = first.map_or_else(Vec::new, |e| e.features.iter().map(|f| f.name).collect());
-        let heads = first.map_or_else(Vec::new, |e| e.heads.iter().map(|h| h.name).collect());
-        let n = feed.items.len();
-        let mut exposure = Exposure {
-            request_id,
-            user: request.user,
-            surface: feed.trace.surface,
-            variant: feed.trace.variant.clone(),
-            state_version: feed.trace.state_version,
-            at: feed.trace.at,
-            columns: 0,
-            items: Vec::with_capacity(n),
-            source_names: Vec::new(),
-            sources: Vec::with_capacity(n * 2),
-            features: Vec::with_capacity(n * features.len()),
-            heads: Vec::with_capacity(n * heads.len()),
-        };
-        let mut names: Vec<&'static str> = Vec::new();
-        for (pos, item) in feed.items.iter().enumerate() {
-            let e = &item.explanation;
-            let start = exposure.sources.len() as u32;
-            for hit in &e.sources {
-                let source = match names.iter().position(|&s| s == hit.source) {
-                    Some(k) => k,
-                    None => {
-                        names.push(hit.source);
-                        names.len() - 1
-                    }
-                };
-                let source = source.min(usize::from(u8::MAX)) as u8;
-                exposure.sources.push(SourceRank { source, rank: hit.rank, score: hit.score });
-            }
-            // Every row has the first item's columns (one schema per feed).
-            let row = |vals: &mut Vec<f32>, w: usize, it: &mut dyn Iterator<Item = f32>| {
-                let before = vals.len();
-                vals.extend(it.take(w));
-                vals.resize(before + w, 0.0);
-            };
-            row(&mut exposure.features, features.len(), &mut e.features.iter().map(|f| f.value));
-            row(&mut exposure.heads, heads.len(), &mut e.heads.iter().map(|h| h.value));
-            exposure.items.push(ExposedItem {
-                product: item.product,
-                position: pos as u32,
-                content: item.content.map(|c| (c, item.live)),
-                score: item.score,
-                propensity: 1.0,
-                sources: start..exposure.sources.len() as u32,
-            });
-        }
-        Recorded { exposure, features, heads, sources: names }
+        recorded(request_id, request, feed)
     }
+}
+
+/// The exposure of `feed`, served for `request` as request `request_id`: a
+/// few flat vectors, whatever the number of items.
+fn recorded(request_id: u64, request: &FeedRequest, feed: &Feed) -> Recorded {
+    let first = feed.items.first().map(|i| &i.explanation);
+    let features = first.map_or_else(Vec::new, |e| e.features.iter().map(|f| f.name).collect());
+    let heads = first.map_or_else(Vec::new, |e| e.heads.iter().map(|h| h.name).collect());
+    let n = feed.items.len();
+    let mut exposure = Exposure {
+        request_id,
+        user: request.user,
+        surface: feed.trace.surface,
+        variant: feed.trace.variant.clone(),
+        state_version: feed.trace.state_version,
+        at: feed.trace.at,
+        columns: 0,
+        items: Vec::with_capacity(n),
+        source_names: Vec::new(),
+        sources: Vec::with_capacity(n * 2),
+        features: Vec::with_capacity(n * features.len()),
+        heads: Vec::with_capacity(n * heads.len()),
+    };
+    let mut names: Vec<&'static str> = Vec::new();
+    for (pos, item) in feed.items.iter().enumerate() {
+        let e = &item.explanation;
+        let start = exposure.sources.len() as u32;
+        for hit in &e.sources {
+            let source = match names.iter().position(|&s| s == hit.source) {
+                Some(k) => k,
+                None => {
+                    names.push(hit.source);
+                    names.len() - 1
+                }
+            };
+            let source = source.min(usize::from(u8::MAX)) as u8;
+            exposure.sources.push(SourceRank { source, rank: hit.rank, score: hit.score });
+        }
+        // Every row has the first item's columns (one schema per feed).
+        let row = |vals: &mut Vec<f32>, w: usize, it: &mut dyn Iterator<Item = f32>| {
+            let before = vals.len();
+            vals.extend(it.take(w));
+            vals.resize(before + w, 0.0);
+        };
+        row(&mut exposure.features, features.len(), &mut e.features.iter().map(|f| f.value));
+        row(&mut exposure.heads, heads.len(), &mut e.heads.iter().map(|h| h.value));
+        exposure.items.push(ExposedItem {
+            product: item.product,
+            position: pos as u32,
+            content: item.content.map(|c| (c, item.live)),
+            score: item.score,
+            propensity: 1.0,
+            sources: start..exposure.sources.len() as u32,
+        });
+    }
+    Recorded { exposure, features, heads, sources: names }
 }
 
 impl SideEffect for ExposureRecorder {

@@ -146,6 +146,9 @@ pub struct ShopWriter {
     /// Saved with snapshots for the ranking side.
     pub(crate) recommender_config: Option<crate::config::RecommenderConfig>,
     pub(crate) scorer: Option<Vec<f32>>,
+    /// Saved with snapshots: boosted trees the ranking side scores with
+    /// instead of `scorer`.
+    pub(crate) trees: Option<crate::rank::TreeScorer>,
     /// An events entry with any event ingest would reject is an error.
     strict_events: bool,
     /// The shop this writer's snapshots belong to (see
@@ -189,6 +192,7 @@ impl ShopWriter {
             offset,
             recommender_config: None,
             scorer: None,
+            trees: None,
             first_version: 0,
             strict_events: false,
             shop_id: None,
@@ -290,6 +294,21 @@ impl ShopWriter {
     /// The scorer saved with (or loaded from) snapshots.
     pub fn scorer(&self) -> Option<crate::rank::scorer::LogisticScorer> {
         self.scorer.clone().and_then(|w| crate::rank::scorer::LogisticScorer::from_matrix(w).ok())
+    }
+
+    /// Keeps a tree ranker (learned by
+    /// [`train_ranker`](crate::train::train_ranker) with
+    /// [`trees`](crate::train::RankerTrainConfig::trees), or loaded from
+    /// LightGBM or XGBoost) in the writer's snapshots; replicas started
+    /// from them score with it. `None` drops it (the logistic
+    /// [`scorer`](Self::scorer) serves again).
+    pub fn set_trees(&mut self, trees: Option<crate::rank::TreeScorer>) {
+        self.trees = trees;
+    }
+
+    /// The tree ranker saved with (or loaded from) snapshots.
+    pub fn trees(&self) -> Option<&crate::rank::TreeScorer> {
+        self.trees.as_ref()
     }
 
     /// The offset of the last applied entry (`None` before the first).

@@ -213,7 +213,9 @@ impl Replica {
         if let Some(c) = writer.recommender_config() {
             builder = builder.config(c.clone());
         }
-        if let Some(s) = writer.scorer() {
+        if let Some(t) = writer.trees() {
+            builder = builder.scorer(Box::new(t.clone()));
+        } else if let Some(s) = writer.scorer() {
             builder = builder.scorer(Box::new(s));
         }
         let recommender = Arc::new(builder.build()?);

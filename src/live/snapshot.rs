@@ -33,7 +33,9 @@
 //! identity. Format 1 (no identity; plain CRC32 per section, the manifest a
 //! bare list) is still read; its writer has no shop id.
 //!
-//! Sections: `meta`, `catalog`, `store`, `profiles` and `index` are postcard;
+//! Sections: `meta`, `catalog`, `store`, `profiles` and `index` are postcard,
+//! as are the optional `catalog.fields` (products' text fields) and
+//! `ranker.trees` (a tree ranker, [`ShopWriter::set_trees`]);
 //! `embeddings`, `raw_norms`, `ivf.*` and `counters.*` are raw little-endian
 //! blocks (`f32`, `u32`, `i64`, `u8`) read through a memory map and cast
 //! with bytemuck. Every length is checked against the file before anything
@@ -309,6 +311,10 @@ pub(super) fn save(
     sections.push(("co.offsets".into(), raw_bytes(&co.offsets)));
     sections.push(("co.rows".into(), raw_bytes(&co.rows)));
     sections.push(("co.weights".into(), raw_bytes(&co.weights)));
+    if let Some(t) = &w.trees {
+        let bytes = postcard::to_allocvec(&t.to_record()).map_err(|e| pc("ranker.trees", e))?;
+        sections.push(("ranker.trees".into(), bytes.into()));
+    }
     let (index_record, blocks) = index_parts(&**index);
     let index_bytes = postcard::to_allocvec(&index_record).map_err(|e| pc("index", e))?;
     sections.push(("index".into(), index_bytes.into()));
@@ -709,6 +715,12 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
     w.first_version = meta.next_version;
     w.shop_id = f.identity.as_ref().and_then(|i| i.shop.clone());
     model_meta(&mut w, meta, f.path)?;
+    if f.has("ranker.trees") {
+        let record: crate::rank::TreeScorerRecord = f.postcard("ranker.trees")?;
+        let trees = crate::rank::TreeScorer::from_record(record)
+            .map_err(|e| bad(f.path, "ranker.trees", e.to_string()))?;
+        w.trees = Some(trees);
+    }
     Ok(w)
 }
 

@@ -13,4 +13,5 @@ pub use crate::features::{F, FEATURE_NAMES, FeatureMatrix, HEAD_NAMES, HEADS, co
 pub use crate::features::{MAX_RELEVANCE_WEIGHT, RelevanceInputs, RelevanceWeights};
 pub use crate::stage::Scorer;
 pub use scorer::{Fusion, HeadWeights, LogisticScorer, MlpScorer};
+pub(crate) use trees::{Split, TrainedTree, TreeScorerRecord};
 pub use trees::{TreeEnsemble, TreeScorer};

@@ -262,6 +262,9 @@ impl RankerTrainConfig {
         if self.l2_grid.len() > 64 {
             return Err(Error::invalid_config("ranker.l2_grid", "at most 64 values"));
         }
+        if let Some(t) = &self.trees {
+            t.validate()?;
+        }
         crate::signals::config::non_negative("ranker.l2", self.l2)
     }
 }
@@ -355,6 +358,11 @@ pub struct RankerTrainConfig {
     /// can learn interactions of features the logistic heads cannot.
     /// Default none.
     pub mlp: Option<crate::train::MlpTrainConfig>,
+    /// Also learn boosted trees (LambdaMART, [`fit_lambdamart`](crate::train::fit_lambdamart))
+    /// for each head with enough positives, on the same examples: each
+    /// head's trees rank the request's rows by that head's label, and are
+    /// Platt-calibrated to its chance. Default none.
+    pub trees: Option<crate::train::GbdtConfig>,
     /// Position bias, for examples of served feeds
     /// ([`train_from_examples`]): the item's position enters the fit as one
     /// more column, `ln(1 + position)`, and is held at the top (0) when
@@ -382,6 +390,7 @@ impl Default for RankerTrainConfig {
             chunk: 256,
             objective: Objective::Listwise,
             mlp: None,
+            trees: None,
             position_feature: true,
         }
     }
@@ -417,6 +426,9 @@ pub struct RankerTraining {
     pub l2: [f32; HEADS],
     /// The MLP, if [`RankerTrainConfig::mlp`] asked for one.
     pub mlp: Option<crate::rank::MlpScorer>,
+    /// The trees, if [`RankerTrainConfig::trees`] asked for them: a head
+    /// without enough positives is the learned logistic head.
+    pub trees: Option<crate::rank::TreeScorer>,
 }
 
 /// Sampled training examples: `x` is `rows × F`, `y` one label column
@@ -432,57 +444,71 @@ struct Examples {
     extra: usize,
 }
 
-/// Ranks each user's candidates and keeps the sampled ones as examples.
+/// Ranks each user's candidates, logs them as exposures, joins them with
+/// `labels`, and keeps the sampled ones as examples: the path production's
+/// exposures take ([`train_from_examples`]), with a replay's exposures.
+///
+/// A replay shows each user its candidates once, as if at the start of the
+/// label period, and every label event after counts
+/// ([`LabelWindows::all`](crate::exposure::LabelWindows::all) over the
+/// period, outcomes by level: [`LabelJoiner::add_levels`](crate::exposure::LabelJoiner::add_levels)).
 fn collect_examples(
     rec: &Recommender,
     users: &[UserId],
-    best: &HashMap<(UserId, ProductId), Level>,
+    labels: &[Event],
     at: Timestamp,
     cfg: &RankerTrainConfig,
 ) -> Result<Examples> {
-    // Ranked a chunk of users at a time, sampled as they come: memory is
-    // the kept examples plus one chunk of feeds.
-    let mut x: Vec<f32> = Vec::new();
-    let mut y: [Vec<f32>; HEADS] = [Vec::new(), Vec::new(), Vec::new()];
-    let (mut negatives_seen, mut negatives_kept) = (0usize, 0usize);
-    let mut bounds = vec![0usize];
+    use crate::exposure::{ExposureBatch, LabelJoiner, LabelWindows, TrainingExample};
+    let first = labels.iter().map(|e| e.at).min().unwrap_or(at);
+    let last = labels.iter().map(|e| e.at).max().unwrap_or(at);
+    let windows =
+        LabelWindows::all((last - first).saturating_add(1).clamp(1, crate::exposure::MAX_WINDOW));
+    // Each user's label events, in time order.
+    let mut by_user: HashMap<UserId, Vec<Event>> = HashMap::new();
+    for e in labels {
+        by_user.entry(e.user).or_default().push(e.clone());
+    }
+    by_user.values_mut().for_each(|v| v.sort_by_key(|e| e.at));
+    // Ranked, logged and joined a chunk of users at a time, sampled as they
+    // come: memory is the kept examples plus one chunk of feeds.
+    let mut ex = Examples {
+        x: Vec::new(),
+        bounds: vec![0],
+        y: [Vec::new(), Vec::new(), Vec::new()],
+        negatives_seen: 0,
+        negatives_kept: 0,
+        extra: 0,
+    };
+    let mut request_id = 0u64;
     for chunk in users.chunks(cfg.chunk) {
         let reqs: Vec<FeedRequest> = chunk
             .iter()
             .map(|&u| FeedRequest::new(u).k(cfg.candidates).at(at).surface(cfg.surface))
             .collect();
-        for (&user, feed) in chunk.iter().zip(rec.recommend_batch(&reqs)) {
-            let feed = feed?;
-            let levels: Vec<Option<Level>> =
-                feed.items.iter().map(|i| best.get(&(user, i.product)).copied()).collect();
-            let positive: Vec<bool> = levels.iter().map(|l| l.is_some()).collect();
-            let kept = sample_examples(
-                &positive,
-                cfg.negatives_per_positive,
-                cfg.negatives_without_positive,
-                cfg.hard_share,
-            );
-            negatives_seen += positive.iter().filter(|p| !**p).count();
-            negatives_kept += kept.iter().filter(|&&i| !positive[i]).count();
-            for i in kept {
-                let mut row = [0.0f32; F];
-                for nv in &feed.items[i].explanation.features {
-                    if let Some(c) = feature_index(nv.name) {
-                        row[c] = nv.value;
-                    }
-                }
-                x.extend_from_slice(&row);
-                let at_least = |l: Level| if levels[i].is_some_and(|v| v >= l) { 1.0 } else { 0.0 };
-                y[0].push(at_least(Level::Click));
-                y[1].push(at_least(Level::Order));
-                y[2].push(at_least(Level::Engage));
-            }
-            if y[0].len() > bounds[bounds.len() - 1] {
-                bounds.push(y[0].len());
-            }
+        let mut batch = ExposureBatch::default();
+        for (req, feed) in reqs.iter().zip(rec.recommend_batch(&reqs)) {
+            batch.add_feed(request_id, req, &feed?);
+            request_id += 1;
+        }
+        for e in &mut batch.exposures {
+            e.at = first;
+        }
+        let mut joiner = LabelJoiner::new(windows)?;
+        joiner.add_exposures(&batch);
+        let mut events: Vec<Event> =
+            chunk.iter().filter_map(|u| by_user.get(u)).flatten().cloned().collect();
+        events.sort_by_key(|e| e.at);
+        joiner.add_levels(&events, &cfg.relevance);
+        joiner.advance(first.saturating_add(windows.click).saturating_add(1));
+        let mut rows: Vec<TrainingExample> =
+            joiner.take().into_iter().filter(|e| e.complete).collect();
+        rows.sort_by_key(|e| (e.request_id, e.position));
+        for list in rows.chunk_by(|a, b| a.request_id == b.request_id) {
+            keep_sampled(list, cfg, &mut ex);
         }
     }
-    Ok(Examples { x, bounds, y, negatives_seen, negatives_kept, extra: 0 })
+    Ok(ex)
 }
 
 /// One head's weights (and bias) by `cfg.objective`, with the penalty it
@@ -537,7 +563,7 @@ pub fn train_ranker(
             "no labelled product event to learn from",
         ));
     }
-    let examples = collect_examples(rec, &users, &best, at, cfg)?;
+    let examples = collect_examples(rec, &users, labels, at, cfg)?;
     fit_heads(examples, users.len(), cfg)
 }
 
@@ -551,21 +577,21 @@ pub fn head_log_loss(
     labels: &[Event],
     at: Timestamp,
     cfg: &RankerTrainConfig,
-    scorers: &[&LogisticScorer],
+    scorers: &[&dyn crate::stage::Scorer],
 ) -> Result<Vec<[f64; HEADS]>> {
     cfg.validate()?;
     let best = best_levels(labels, cfg);
     let mut users: Vec<UserId> = best.keys().map(|k| k.0).collect();
     users.sort_unstable();
     users.dedup();
-    let ex = collect_examples(rec, &users, &best, at, cfg)?;
+    let ex = collect_examples(rec, &users, labels, at, cfg)?;
     let n = ex.y[0].len().max(1) as f64;
     let rows = crate::features::FeatureMatrix::from_rows(&ex.x)?;
     let mut p = vec![0.0f32; ex.y[0].len() * HEADS];
     let mut out = Vec::with_capacity(scorers.len());
     for s in scorers {
         // The heads as serving computes them.
-        crate::stage::Scorer::score(*s, &rows, &mut p);
+        s.score(&rows, &mut p);
         out.push(std::array::from_fn(|h| {
             let total: f64 = p
                 .chunks_exact(HEADS)
@@ -689,10 +715,14 @@ fn fit_heads(
     let mut positives = [0; HEADS];
     let mut fitted = [false; HEADS];
     let mut l2 = [0.0f32; HEADS];
+    let mut full_heads: [Vec<f32>; HEADS] = Default::default();
     for h in 0..HEADS {
         positives[h] = y[h].iter().filter(|&&v| v > 0.0).count();
         if examples > 0 && positives[h] >= cfg.min_positives && positives[h] < examples {
             let (mut head, penalty) = fit_head(&x, &y[h], &bounds, dim, cfg)?;
+            if cfg.trees.is_some() {
+                full_heads[h] = head.clone();
+            }
             // Columns past the features (the position) are held at 0 when
             // serving: their weights go.
             head.drain(F..dim);
@@ -706,6 +736,7 @@ fn fit_heads(
             w.extend_from_slice(prior.head(h));
         }
     }
+    let x_trees = if cfg.trees.is_some() { x.clone() } else { Vec::new() };
     let mlp = match &cfg.mlp {
         Some(mcfg) if examples > 0 => {
             let features: Vec<f32> = if extra == 0 {
@@ -719,15 +750,111 @@ fn fit_heads(
         }
         _ => None,
     };
-    Ok(RankerTraining {
-        mlp,
-        scorer: LogisticScorer::from_matrix(w)?,
-        requests,
-        examples,
-        positives,
-        fitted,
-        l2,
-    })
+    let scorer = LogisticScorer::from_matrix(w)?;
+    let trees = match &cfg.trees {
+        Some(tcfg) if fitted.iter().any(|&f| f) => {
+            let fit = TreeFit { x: &x_trees, y: &y, bounds: &bounds, dim, extra, bias_shift };
+            Some(fit_tree_heads(&fit, fitted, &full_heads, &scorer, tcfg)?)
+        }
+        _ => None,
+    };
+    Ok(RankerTraining { mlp, trees, scorer, requests, examples, positives, fitted, l2 })
+}
+
+/// The examples trees are fitted on (see [`fit_tree_heads`]).
+struct TreeFit<'a> {
+    x: &'a [f32],
+    y: &'a [Vec<f32>; HEADS],
+    bounds: &'a [usize],
+    dim: usize,
+    /// Columns past the features (the position, held at 0 when serving).
+    extra: usize,
+    /// The sampling correction of the margins.
+    bias_shift: f32,
+}
+
+/// LambdaMART trees for each fitted head, boosted from its logistic head
+/// (`full_heads[h]`, before its position weight was dropped and its bias
+/// shifted) if `tcfg` says so, over `scorer` for the rest.
+fn fit_tree_heads(
+    fit: &TreeFit<'_>,
+    fitted: [bool; HEADS],
+    full_heads: &[Vec<f32>; HEADS],
+    scorer: &LogisticScorer,
+    tcfg: &crate::train::GbdtConfig,
+) -> Result<crate::rank::TreeScorer> {
+    let dim = fit.dim;
+    // The position column, if any, is held at the top (ln 1 = 0).
+    let hold = (fit.extra > 0).then_some((F, 0.0));
+    let mut heads: [Option<crate::rank::TreeEnsemble>; HEADS] = [None, None, None];
+    let mut over = [0.0f32; HEADS];
+    for h in (0..HEADS).filter(|&h| fitted[h]) {
+        // The head's margin on the training rows (the position's weight
+        // included), before the sampling shift.
+        let init: Option<Vec<f64>> = tcfg.boost_from_heads.then(|| {
+            let w = &full_heads[h];
+            fit.x
+                .chunks_exact(dim)
+                .map(|r| {
+                    let dot: f32 = r.iter().zip(w).map(|(a, b)| a * b).sum();
+                    f64::from(dot + w[dim])
+                })
+                .collect()
+        });
+        let y = &fit.y[h];
+        let (mut t, a) =
+            crate::train::fit_holding(fit.x, y, fit.bounds, dim, hold, init.as_deref(), tcfg)?;
+        // Serving: a · (head margin + trees) + b + shift, where the served
+        // head's margin already holds the shift.
+        let scale = if init.is_some() { a } else { 0.0 };
+        t.rescale(1.0, f64::from(fit.bias_shift) * (1.0 - scale));
+        over[h] = scale as f32;
+        heads[h] = Some(t);
+    }
+    crate::rank::TreeScorer::boosted(heads, over, scorer.clone())
+}
+
+/// Keeps the sampled rows of one request's joined examples (in position
+/// order) in `ex`.
+fn keep_sampled(
+    list: &[crate::exposure::TrainingExample],
+    cfg: &RankerTrainConfig,
+    ex: &mut Examples,
+) {
+    use crate::exposure::{Label, TrainingExample};
+    let yes = |e: &TrainingExample, o: usize| e.labels[o] == Label::Yes;
+    let positive: Vec<bool> = list.iter().map(|e| yes(e, 0)).collect();
+    let kept = sample_examples(
+        &positive,
+        cfg.negatives_per_positive,
+        cfg.negatives_without_positive,
+        cfg.hard_share,
+    );
+    ex.negatives_seen += positive.iter().filter(|p| !**p).count();
+    ex.negatives_kept += kept.iter().filter(|&&i| !positive[i]).count();
+    for i in kept {
+        let e = &list[i];
+        if e.columns.features.iter().map(String::as_str).eq(crate::features::FEATURE_NAMES) {
+            ex.x.extend_from_slice(&e.features);
+        } else {
+            // A feed whose columns are not the schema's (a custom stage's):
+            // each value where its name says.
+            let mut row = [0.0f32; F];
+            for (name, v) in e.columns.features.iter().zip(&e.features) {
+                if let Some(c) = feature_index(name) {
+                    row[c] = *v;
+                }
+            }
+            ex.x.extend_from_slice(&row);
+        }
+        // pCTR: any level; pCVR: an order; engagement: a cart or more.
+        ex.y[0].push(f32::from(u8::from(yes(e, 0))));
+        ex.y[1].push(f32::from(u8::from(yes(e, 2))));
+        ex.y[2].push(f32::from(u8::from(yes(e, 1))));
+    }
+    if ex.y[0].len() > ex.bounds[ex.bounds.len() - 1] {
+        ex.bounds.push(ex.y[0].len());
+    }
 }
 
 #[cfg(test)]

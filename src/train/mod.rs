@@ -11,11 +11,14 @@
 //! loads.
 
 mod als;
+mod gbdt;
 mod listwise;
 mod logreg;
 mod mlp;
 
 pub use als::{AlsConfig, Factors, MAX_FACTORS, MAX_ITERATIONS, fit_als};
+pub(crate) use gbdt::fit_holding;
+pub use gbdt::{GbdtConfig, fit_lambdamart};
 pub use listwise::{fit_listwise, fit_listwise_selected};
 pub use logreg::{
     Objective, RankerTrainConfig, RankerTraining, fit_logistic, head_log_loss, sample_examples,

@@ -63,6 +63,16 @@ fn an_exposure_is_the_feed_as_ranked() {
     }
     // The column names are written once per batch, not per exposure.
     assert!(batches.iter().all(|b| b.columns.len() <= 2), "{:?}", batches[0].columns.len());
+    // A replay logs its feeds as the recorder does (`add_feed`).
+    let mut replayed = ExposureBatch::default();
+    for (req, feed) in &feeds {
+        replayed.add_feed(req.id.unwrap(), req, feed);
+    }
+    for e in &replayed.exposures {
+        let (batch, recorded) = got.iter().find(|(_, r)| r.request_id == e.request_id).unwrap();
+        assert_eq!(e, *recorded);
+        assert_eq!(replayed.columns_of(e), batch.columns_of(recorded));
+    }
     let stats = rec.exposures().unwrap().stats();
     assert_eq!((stats.sampled, stats.written, stats.dropped), (12, 12, 0));
 }
@@ -272,10 +282,44 @@ fn labels_wait_for_their_windows_and_late_conversions_update_them() {
     assert_eq!(l12.labels, [Label::No; 4], "the order went to request 2");
     assert_eq!(j.pending(), 0);
     assert!(LabelJoiner::new(LabelWindows { click: 0, ..W }).is_err());
-    // Windows up to a year; one second past is refused.
-    assert!(LabelJoiner::new(LabelWindows { refund: 366 * 86_400, ..W }).is_ok());
-    let e = LabelJoiner::new(LabelWindows { refund: 366 * 86_400 + 1, ..W }).unwrap_err();
+    // Windows up to 100 years (a replay's label period); one second past
+    // is refused.
+    let max = omnifeed::exposure::MAX_WINDOW;
+    assert!(LabelJoiner::new(LabelWindows { refund: max, ..W }).is_ok());
+    let e = LabelJoiner::new(LabelWindows { refund: max + 1, ..W }).unwrap_err();
     assert!(e.to_string().contains("labels.refund"), "{e}");
+}
+
+/// A log whose events are not the four outcomes (ratings, favourites,
+/// views) labels through a `Relevance`: a view is a click, a favourite a
+/// cart too, a positive rating an order too; a low rating is a click.
+#[test]
+fn levels_label_logs_of_other_event_kinds() {
+    use omnifeed::signals::Relevance;
+    let batch = shown(1, 1, 100, &[10, 11, 12, 13, 14]);
+    let mut j = LabelJoiner::new(LabelWindows::all(1_000)).unwrap();
+    j.add_exposures(&batch);
+    let ev =
+        |p: u64, kind: EventKind| Event::new(150, UserId(1), Target::Product(ProductId(p)), kind);
+    j.add_levels(
+        &[
+            ev(10, EventKind::View { watch_secs: 3.0 }),
+            ev(11, EventKind::Favorite),
+            ev(12, EventKind::Rating { value: 4.5 }),
+            ev(13, EventKind::Rating { value: 2.0 }),
+            ev(14, EventKind::Refund),
+        ],
+        &Relevance::default(),
+    );
+    j.advance(100 + 1_001);
+    let rows: Vec<TrainingExample> = j.take().into_iter().filter(|e| e.complete).collect();
+    let labels = |p: u64| rows.iter().find(|e| e.product == ProductId(p)).unwrap().labels;
+    let (y, n) = (Label::Yes, Label::No);
+    assert_eq!(labels(10), [y, n, n, n]);
+    assert_eq!(labels(11), [y, y, n, n]);
+    assert_eq!(labels(12), [y, y, y, n]);
+    assert_eq!(labels(13), [y, n, n, n]);
+    assert_eq!(labels(14), [n; 4], "a refund has no level");
 }
 
 proptest::proptest! {
@@ -501,6 +545,59 @@ fn heads_learn_from_joined_exposures() {
     assert!(train_from_examples(&open, &cfg).unwrap_err().to_string().contains("complete"));
 }
 
+/// What each user wanted, by (request id, product).
+type Wanted = std::collections::HashMap<(u64, ProductId), bool>;
+
+/// Feeds of 24 served to every user (request id = the user's index), who
+/// want the items whose price band `wants(band, the feed's bands sorted)`
+/// and click those of them in the top `looks` positions: the joined
+/// examples, and what each user wanted.
+fn price_band_clicks(
+    looks: usize,
+    wants: impl Fn(f32, &[f32]) -> bool,
+) -> (Vec<TrainingExample>, Wanted) {
+    use omnifeed::features::col;
+    let mut wanted = Wanted::default();
+    let examples = served_clicked_joined(24, |i, feed| {
+        let band: Vec<f32> =
+            feed.items.iter().map(|it| it.explanation.features[col::PRICE_BAND].value).collect();
+        let mut sorted = band.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let mut clicked = Vec::new();
+        for (pos, it) in feed.items.iter().enumerate() {
+            let want = wants(band[pos], &sorted);
+            wanted.insert((i as u64, it.product), want);
+            if want && pos < looks {
+                clicked.push(it.product);
+            }
+        }
+        clicked
+    });
+    (examples, wanted)
+}
+
+/// The share of (wanted, unwanted) pairs of one feed that `score` (of an
+/// example's index) orders right.
+fn pairwise_accuracy(
+    examples: &[TrainingExample],
+    wanted: &Wanted,
+    score: impl Fn(usize) -> f32,
+) -> f64 {
+    let (mut right, mut pairs) = (0usize, 0usize);
+    for (i, a) in examples.iter().enumerate() {
+        for (j, b) in examples.iter().enumerate() {
+            if a.request_id == b.request_id
+                && wanted[&(a.request_id, a.product)]
+                && !wanted[&(b.request_id, b.product)]
+            {
+                pairs += 1;
+                right += usize::from(score(i) > score(j));
+            }
+        }
+    }
+    right as f64 / pairs.max(1) as f64
+}
+
 /// Position bias (issue 24, part 5): these users look at the top six of
 /// 24 items only, and click those whose price band is in the top half of
 /// their feed; an item further down is never clicked however well it fits.
@@ -509,41 +606,11 @@ fn heads_learn_from_joined_exposures() {
 /// without.
 #[test]
 fn the_position_column_undoes_position_bias() {
-    use omnifeed::features::col;
     use omnifeed::train::{RankerTrainConfig, train_from_examples};
-    let mut wanted: std::collections::HashMap<(u64, ProductId), bool> = Default::default();
-    let examples = served_clicked_joined(24, |i, feed| {
-        let band: Vec<f32> =
-            feed.items.iter().map(|it| it.explanation.features[col::PRICE_BAND].value).collect();
-        let mut sorted = band.clone();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        let median = sorted[sorted.len() / 2];
-        let mut clicked = Vec::new();
-        for (pos, it) in feed.items.iter().enumerate() {
-            let want = band[pos] > median;
-            wanted.insert((i as u64, it.product), want);
-            if want && pos < 6 {
-                clicked.push(it.product);
-            }
-        }
-        clicked
-    });
-    // Pairwise accuracy against what users want, over every pair of a feed.
+    let (examples, wanted) = price_band_clicks(6, |band, sorted| band > sorted[sorted.len() / 2]);
     let accuracy = |head: &[f32]| {
         let score = |x: &[f32]| head[..x.len()].iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
-        let (mut right, mut pairs) = (0usize, 0usize);
-        for a in &examples {
-            for b in &examples {
-                if a.request_id == b.request_id
-                    && wanted[&(a.request_id, a.product)]
-                    && !wanted[&(b.request_id, b.product)]
-                {
-                    pairs += 1;
-                    right += usize::from(score(&a.features) > score(&b.features));
-                }
-            }
-        }
-        right as f64 / pairs.max(1) as f64
+        pairwise_accuracy(&examples, &wanted, |i| score(&examples[i].features))
     };
     let fit = |position_feature: bool| {
         let cfg = RankerTrainConfig {
@@ -560,4 +627,41 @@ fn the_position_column_undoes_position_bias() {
         "pairwise accuracy against what users want: with position {with:.3}, without {without:.3}"
     );
     assert!(with > without + 0.05, "with {with:.3} without {without:.3}");
+}
+
+/// Trees (issue 24, part 4): users click the items whose price band is in
+/// the middle third of their feed, neither the cheapest nor the dearest,
+/// which no logistic head can order (it is not monotone in any feature).
+/// LambdaMART heads boosted from the logistic head, trained on the same
+/// joined exposures, order each feed's wanted items above the others far
+/// better.
+#[test]
+fn trees_learn_what_a_logistic_head_cannot() {
+    use omnifeed::features::{F, FeatureMatrix, HEADS};
+    use omnifeed::stage::Scorer;
+    use omnifeed::train::{GbdtConfig, RankerTrainConfig, train_from_examples};
+    let (examples, wanted) = price_band_clicks(24, |band, sorted| {
+        band >= sorted[sorted.len() / 3] && band < sorted[2 * sorted.len() / 3]
+    });
+    let accuracy = |scorer: &dyn Scorer| {
+        let x: Vec<f32> = examples.iter().flat_map(|e| e.features.iter().copied()).collect();
+        let mut out = vec![0.0f32; examples.len() * HEADS];
+        scorer.score(&FeatureMatrix::from_rows(&x).unwrap(), &mut out);
+        pairwise_accuracy(&examples, &wanted, |i| out[i * HEADS])
+    };
+    assert_eq!(examples[0].features.len(), F);
+    let cfg = RankerTrainConfig {
+        min_positives: 5,
+        trees: Some(GbdtConfig { min_in_leaf: 5, ..GbdtConfig::default() }),
+        ..RankerTrainConfig::default()
+    };
+    let t = train_from_examples(&examples, &cfg).unwrap();
+    let trees = t.trees.as_ref().expect("trees were asked for");
+    assert!(trees.has_tree(0) && t.fitted[0]);
+    let (with_trees, logistic) = (accuracy(trees), accuracy(&t.scorer));
+    eprintln!("pairwise accuracy: trees {with_trees:.3}, logistic {logistic:.3}");
+    assert!(
+        with_trees > logistic + 0.1 && with_trees > 0.85,
+        "trees {with_trees:.3} logistic {logistic:.3}"
+    );
 }

@@ -96,3 +96,53 @@ fn a_tree_scorer_ranks_a_feed() {
     assert_eq!(feed.items.len(), 10);
     assert!(feed.items.iter().all(|i| i.explanation.heads.iter().all(|h| h.value.is_finite())));
 }
+
+/// A tree ranker travels with the writer's snapshots (issue 24, part 4):
+/// loaded back it is the same scorer, and a replica started from the
+/// snapshot serves its heads; a writer without one saves none.
+#[test]
+fn a_tree_ranker_travels_with_snapshots_to_replicas() {
+    use omnifeed::features::{F, FeatureMatrix, HEADS};
+    use omnifeed::live::{MemoryLog, Replica, ReplicaConfig, ShopWriter, SnapshotStore};
+    use omnifeed::rank::{LogisticScorer, Scorer, TreeScorer};
+    use std::sync::Arc;
+    let lgb = TreeEnsemble::from_lightgbm_text(&fixture("lightgbm.txt")).unwrap();
+    let fallback = LogisticScorer::from_weights(&Default::default()).unwrap();
+    // pCTR trees alone, engagement trees over 0.5 × the logistic margin.
+    let scorer =
+        TreeScorer::boosted([Some(lgb.clone()), None, Some(lgb)], [0.0, 0.0, 0.5], fallback)
+            .unwrap();
+    let (world, mut w) = crate::it::live::world_writer(omnifeed::index::IndexKind::Exact);
+    let dir = crate::it::live::snapshots::temp_dir("trees");
+    w.save(&dir).unwrap();
+    assert!(ShopWriter::load(&dir).unwrap().trees().is_none());
+    w.set_trees(Some(scorer.clone()));
+    let store = SnapshotStore::new(&dir);
+    store.save(&mut w, None, omnifeed::live::Retention::default()).unwrap();
+    let back = ShopWriter::load(store.dir(None)).unwrap();
+    assert_eq!(back.trees(), Some(&scorer));
+
+    let log: Arc<dyn omnifeed::live::EventLog> = Arc::new(MemoryLog::default());
+    // The log the snapshot's writer applied (its head at the snapshot's offset).
+    log.append(&[omnifeed::live::LogEntry::Events(Vec::new())]).unwrap();
+    let config = ReplicaConfig { wait: std::time::Duration::ZERO, ..ReplicaConfig::default() };
+    let replica =
+        Replica::start(log, store, config, || unreachable!("loads the snapshot")).unwrap();
+    let user = world.users[0].id;
+    let at = replica.recommender().state().signals().as_of();
+    let feed =
+        replica.recommender().recommend(&omnifeed::FeedRequest::new(user).k(10).at(at)).unwrap();
+    assert_eq!(feed.items.len(), 10);
+    let rows: Vec<f32> =
+        feed.items.iter().flat_map(|i| i.explanation.features.iter().map(|nv| nv.value)).collect();
+    assert_eq!(rows.len(), 10 * F);
+    let mut want = vec![0.0f32; 10 * HEADS];
+    scorer.score(&FeatureMatrix::from_rows(&rows).unwrap(), &mut want);
+    for (item, want) in feed.items.iter().zip(want.chunks_exact(HEADS)) {
+        let got: Vec<f32> = item.explanation.heads.iter().map(|h| h.value).collect();
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "served heads {got:?}, the trees' {want:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
