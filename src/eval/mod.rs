@@ -39,7 +39,7 @@ mod split;
 
 pub use baselines::{ItemKnn, MfMethod, Popularity, RecentPopularity};
 pub use experiment::{
-    CatalogSource, Experiment, ExperimentConfig, IndexKind, RankerGuard, run_experiment,
+    CatalogSource, Experiment, ExperimentConfig, IndexKind, RankerGuard, TreesGuard, run_experiment,
 };
 pub use pipeline::{ColdItems, Pipeline, catalog_from_log, catalog_with_factors};
 pub use plot::ndcg_chart_svg;
