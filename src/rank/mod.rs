@@ -13,5 +13,7 @@ pub use crate::features::{F, FEATURE_NAMES, FeatureMatrix, HEAD_NAMES, HEADS, co
 pub use crate::features::{MAX_RELEVANCE_WEIGHT, RelevanceInputs, RelevanceWeights};
 pub use crate::stage::Scorer;
 pub use scorer::{Fusion, HeadWeights, LogisticScorer, MlpScorer};
-pub(crate) use trees::{Split, TrainedTree, TreeScorerRecord};
+pub(crate) use trees::TreeScorerRecord;
+#[cfg(feature = "train")]
+pub(crate) use trees::{Split, TrainedTree};
 pub use trees::{TreeEnsemble, TreeScorer};

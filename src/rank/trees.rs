@@ -65,6 +65,7 @@ pub(crate) struct Split {
     missing: Missing,
 }
 
+#[cfg_attr(not(feature = "train"), allow(dead_code))]
 impl Split {
     /// A split of a tree trained here: NaN is read as 0, no default way.
     pub(crate) fn new(feature: u32, threshold: f32, left: i64, right: i64) -> Split {
@@ -75,6 +76,7 @@ impl Split {
 /// A tree in LightGBM's arrays: `splits[0]` the root (none for a single
 /// leaf), one more leaf value than splits.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(not(feature = "train"), allow(dead_code))]
 pub(crate) struct TrainedTree {
     pub(crate) splits: Vec<Split>,
     pub(crate) leaf_value: Vec<f64>,
@@ -159,6 +161,7 @@ impl TreeEnsemble {
     /// An ensemble of trees built here ([`fit_lambdamart`](crate::train::fit_lambdamart)):
     /// LightGBM's layout and comparison (`x <= threshold` goes left, NaN
     /// read as 0), `base` added to every row.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn from_trained(trees: &[TrainedTree], base: f64, features: usize) -> Result<Self> {
         let mut e = TreeEnsemble {
             nodes: Vec::new(),
@@ -214,6 +217,7 @@ impl TreeEnsemble {
     /// Every leaf times `scale`, then `shift` added to the base: the
     /// margin becomes `scale * margin + shift` (a Platt calibration, a
     /// sampling correction).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn rescale(&mut self, scale: f64, shift: f64) {
         self.values.iter_mut().for_each(|v| *v *= scale);
         self.base = self.base * scale + shift;
