@@ -86,10 +86,31 @@ fn feed(c: &mut Criterion) {
         .exposures(tenth, Arc::new(omnifeed::exposure::MemorySink::new(1024)))
         .build()
         .expect("recommender");
+    // Stochastic placement's cost (issue 25): Plackett–Luce over the first
+    // 8 and over the first 12 (the most: exact marginals cost 2^n · n), and
+    // two exploration slots.
+    let stochastic = |s: omnifeed::rerank::Stochastic| {
+        let mut config = omnifeed::RecommenderConfig::default();
+        config.rerank.feed.stochastic = s;
+        Recommender::builder()
+            .clock(Clock::SignalsAsOf)
+            .config(config)
+            .state(rec.state().as_ref().clone())
+            .build()
+            .expect("recommender")
+    };
+    use omnifeed::rerank::Stochastic;
+    let rec_pl8 = stochastic(Stochastic::PlackettLuce { top_n: 8, temperature: 1.0 });
+    let rec_pl12 = stochastic(Stochastic::PlackettLuce { top_n: 12, temperature: 1.0 });
+    let rec_slots = stochastic(Stochastic::Slots { positions: vec![3, 9], pool: 20 });
     for (name, r) in [
         ("feed_no_exposures", &rec_off),
         ("feed_exposures_tenth", &rec_tenth),
         ("feed_again", &rec),
+        ("feed_plackett_luce_8", &rec_pl8),
+        ("feed_plackett_luce_12", &rec_pl12),
+        ("feed_exploration_slots", &rec_slots),
+        ("feed_deterministic_again", &rec),
     ] {
         bench_requests(&mut group, name, r, &feed_reqs);
     }

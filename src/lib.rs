@@ -123,6 +123,8 @@
 //! - `cargo run --release --features redis --example replicas`: replicas on Redis Streams.
 //! - `cargo run --release --example search_eval -- --judgments ../shared/data/home-depot-search/judgments.csv`:
 //!   Search on real queries with human relevance grades, beside its ablations.
+//! - `cargo run --release --example off_policy`: off-policy estimates of other policies from a
+//!   stochastic feed's log, checked against running them; the Open Bandit Dataset beside.
 //! - `cargo run --release --example signals_scale`, `gen_data`.
 //!
 //! # Performance

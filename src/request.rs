@@ -278,6 +278,10 @@ pub struct FeedItem {
     pub content: Option<ContentId>,
     /// True if `content` is a live stream on air.
     pub live: bool,
+    /// The probability that the policy placed it at this position: 1 for
+    /// the deterministic feed, less under a stochastic placement
+    /// ([`Stochastic`](crate::rerank::Stochastic)).
+    pub propensity: f32,
     /// Why it is here.
     pub explanation: Explanation,
 }

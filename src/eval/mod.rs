@@ -30,6 +30,7 @@
 pub mod baselines;
 mod experiment;
 pub mod metrics;
+pub mod ope;
 mod pipeline;
 mod plot;
 mod replay;

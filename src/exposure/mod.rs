@@ -533,7 +533,7 @@ fn recorded(request_id: u64, request: &FeedRequest, feed: &Feed) -> Recorded {
             position: pos as u32,
             content: item.content.map(|c| (c, item.live)),
             score: item.score,
-            propensity: 1.0,
+            propensity: item.propensity,
             sources: start..exposure.sources.len() as u32,
         });
     }

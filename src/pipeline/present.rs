@@ -34,7 +34,8 @@ pub(crate) fn present(
     placement
         .placed
         .iter()
-        .map(|pl| {
+        .enumerate()
+        .map(|(j, pl)| {
             let cand = placement.pool[pl.index];
             let i = placement.scored[pl.index].row.index();
             let (content, live) = content_card(catalog, signals, cand.row, ctx.at);
@@ -50,6 +51,7 @@ pub(crate) fn present(
                 score: cand.value,
                 content,
                 live,
+                propensity: placement.propensity.get(j).copied().unwrap_or(1.0),
                 explanation: Explanation {
                     sources: provenance(p, retrieved, &ranks, c.masks[i], cand.row),
                     features: named(&FEATURE_NAMES, frow),

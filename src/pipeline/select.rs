@@ -9,7 +9,10 @@ use crate::features::col;
 use crate::ids::{ItemIdx, elapsed};
 use crate::kernels::{Scored, top_k_in_place};
 use crate::request::Surface;
-use crate::rerank::{Candidate, Placed, RerankInput, RerankScratch, rules};
+use crate::rerank::{
+    Candidate, Placed, RerankInput, RerankScratch, Stochastic, plackett_luce_draw,
+    plackett_luce_marginals, plackett_luce_weights, rules, stream,
+};
 use crate::stage::{DefaultReranker, RequestContext, Reranker};
 
 /// What selection decided: the pool (`scored[i].row` indexes
@@ -32,6 +35,9 @@ pub(crate) struct Placement {
     pins: Vec<(usize, usize)>,
     /// The placement with the pins in their positions.
     merged: Vec<Placed>,
+    /// Per placed item, the probability that the policy put it there (1
+    /// unless the surface's placement is stochastic).
+    pub(crate) propensity: Vec<f32>,
     rerank: RerankScratch,
 }
 
@@ -66,6 +72,66 @@ pub(crate) fn select(
     out.placed.retain(|pl| pl.index < n && !std::mem::replace(&mut taken[pl.index], true));
     out.placed.truncate(req.k);
     place_pins(ctx, out);
+    let seed = crate::ids::finalize64(
+        req.seed
+            ^ req.user.0.rotate_left(17)
+            ^ req.id.unwrap_or(0).rotate_left(31)
+            ^ (ctx.at as u64).rotate_left(47),
+    );
+    stochastic(&p.config.rerank.get(req.surface).stochastic, seed, req.k, out);
+}
+
+/// The surface's stochastic placement ([`Stochastic`]), each placed
+/// item's probability in `out.propensity`.
+fn stochastic(cfg: &Stochastic, seed: u64, k: usize, out: &mut Placement) {
+    out.propensity.clear();
+    out.propensity.resize(out.placed.len(), 1.0);
+    match cfg {
+        Stochastic::Off => {}
+        Stochastic::PlackettLuce { top_n, temperature } => {
+            // Pins keep their positions; the other first `top_n` are drawn.
+            let top = (*top_n).min(out.placed.len());
+            let free: Vec<usize> =
+                (0..top).filter(|&j| out.placed[j].rules & rules::PIN == 0).collect();
+            if free.len() < 2 {
+                return;
+            }
+            let items: Vec<Placed> = free.iter().map(|&j| out.placed[j]).collect();
+            let values: Vec<f32> = items.iter().map(|pl| out.pool[pl.index].value).collect();
+            let w = plackett_luce_weights(&values, *temperature);
+            let m = plackett_luce_marginals(&w);
+            let n = free.len();
+            for (pos, i) in plackett_luce_draw(&w, stream(seed)).into_iter().enumerate() {
+                out.placed[free[pos]] = items[i];
+                out.propensity[free[pos]] = m[i * n + pos] as f32;
+            }
+        }
+        Stochastic::Slots { positions, pool } => {
+            out.taken.clear();
+            out.taken.resize(out.pool.len(), false);
+            for pl in &out.placed {
+                out.taken[pl.index] = true;
+            }
+            // The next `pool` candidates below the feed, best value first.
+            let mut left: Vec<usize> =
+                (0..out.pool.len()).filter(|&i| !out.taken[i]).take(*pool).collect();
+            let m = left.len();
+            let mut next = stream(seed);
+            let mut at: Vec<usize> = positions.iter().copied().filter(|&p| p < k).collect();
+            at.sort_unstable();
+            at.dedup();
+            for p in at {
+                if left.is_empty() || p > out.placed.len() {
+                    break;
+                }
+                let pick = left.swap_remove((next() % left.len() as u64) as usize);
+                out.placed.insert(p, Placed { index: pick, rules: rules::EXPLORATION });
+                out.propensity.insert(p, 1.0 / m as f32);
+            }
+            out.placed.truncate(k);
+            out.propensity.truncate(k);
+        }
+    }
 }
 
 /// The rerank pool: the top `rerank_pool` (at least `k`) by value plus

@@ -21,6 +21,14 @@
 //! each product gets one content card at presentation), so no card can
 //! repeat a product.
 
+mod explore;
+
+pub(crate) use explore::stream;
+pub use explore::{
+    MAX_PLACKETT_LUCE, Stochastic, plackett_luce_draw, plackett_luce_marginals,
+    plackett_luce_weights,
+};
+
 use crate::catalog::Embeddings;
 use crate::error::{Error, Result};
 use crate::ids::{CategoryId, ItemIdx};
@@ -93,6 +101,9 @@ pub struct RerankConfig {
     pub live_every: usize,
     /// Per-source quotas. Default none.
     pub quotas: Vec<Quota>,
+    /// Stochastic placement with known probabilities, after the rerank
+    /// ([`Stochastic`]). Default off (a deterministic feed).
+    pub stochastic: Stochastic,
 }
 
 impl Default for RerankConfig {
@@ -106,6 +117,7 @@ impl Default for RerankConfig {
             exploration_every: 10,
             live_every: 0,
             quotas: Vec::new(),
+            stochastic: Stochastic::Off,
         }
     }
 }
@@ -132,6 +144,7 @@ impl RerankConfig {
         if self.exploration_every == 0 {
             return bad("exploration_every must be >= 1".into());
         }
+        self.stochastic.validate(field)?;
         let mut min_total = 0.0;
         for q in &self.quotas {
             if !(0.0..=1.0).contains(&q.min_share)

@@ -25,6 +25,7 @@ fn names() -> Vec<&'static str> {
         "ann_recall",
         "evaluate",
         "search_eval",
+        "off_policy",
     ];
     if cfg!(feature = "redis") {
         names.push("replicas");

@@ -11,6 +11,7 @@ mod exposure;
 mod feed;
 mod golden;
 mod live;
+mod ope;
 mod search;
 mod signals;
 mod stages;
