@@ -25,6 +25,11 @@ pub struct ServingState {
     pub(crate) rank_rows: Arc<Vec<RankRow>>,
     pub(crate) price_bands: Arc<Vec<f32>>,
     pub(crate) version: u64,
+    /// Heads learned online by the writer
+    /// ([`ShopWriter::learn_online`](crate::live::ShopWriter::learn_online)),
+    /// published with the state: a recommender with the default scorer
+    /// scores with them.
+    pub(crate) online: Option<Arc<crate::rank::LogisticScorer>>,
 }
 
 impl ServingState {
@@ -74,7 +79,16 @@ impl ServingState {
         let lexical = Arc::new(LexicalIndex::build_fields(&catalog, analyzer, fields));
         let price_bands = Arc::new(price_bands(&catalog));
         let rank_rows = Arc::new(rank_rows(&catalog, &signals, &price_bands));
-        Ok(ServingState { catalog, index, signals, lexical, rank_rows, price_bands, version: 0 })
+        Ok(ServingState {
+            catalog,
+            index,
+            signals,
+            lexical,
+            rank_rows,
+            price_bands,
+            version: 0,
+            online: None,
+        })
     }
 
     /// The next version with new signals over the same catalog: the index,
@@ -130,6 +144,7 @@ impl ServingState {
             rank_rows,
             price_bands,
             version: self.version + 1,
+            ..self.clone()
         })
     }
 
@@ -175,6 +190,20 @@ impl ServingState {
     /// adds one. Reported in [`Trace::state_version`](crate::request::Trace::state_version).
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The heads learned online that this state carries, if any.
+    pub fn online_heads(&self) -> Option<&crate::rank::LogisticScorer> {
+        self.online.as_deref()
+    }
+
+    /// The same state carrying `heads` (learned online) or none: a
+    /// recommender with the default scorer scores with them; one given its
+    /// own scorer ([`RecommenderBuilder::scorer`](crate::RecommenderBuilder::scorer))
+    /// keeps it.
+    pub fn with_online_heads(mut self, heads: Option<Arc<crate::rank::LogisticScorer>>) -> Self {
+        self.online = heads;
+        self
     }
 
     /// The same state under another version number (a writer restoring

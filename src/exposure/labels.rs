@@ -142,6 +142,82 @@ pub struct TrainingExample {
     pub columns: Arc<Columns>,
 }
 
+/// A [`TrainingExample`] in a snapshot: its columns an index into the
+/// joiner's list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ExampleRecord {
+    request_id: u64,
+    position: u32,
+    user: UserId,
+    product: ProductId,
+    surface: Surface,
+    variant: Option<String>,
+    state_version: u64,
+    at: Timestamp,
+    propensity: f32,
+    score: f32,
+    labels: [Label; 4],
+    complete: bool,
+    features: Vec<f32>,
+    heads: Vec<f32>,
+    columns: u32,
+}
+
+impl ExampleRecord {
+    fn of(e: &TrainingExample, columns: &[Arc<Columns>]) -> ExampleRecord {
+        let at = columns.iter().position(|c| Arc::ptr_eq(c, &e.columns) || **c == *e.columns);
+        ExampleRecord {
+            request_id: e.request_id,
+            position: e.position,
+            user: e.user,
+            product: e.product,
+            surface: e.surface,
+            variant: e.variant.clone(),
+            state_version: e.state_version,
+            at: e.at,
+            propensity: e.propensity,
+            score: e.score,
+            labels: e.labels,
+            complete: e.complete,
+            features: e.features.clone(),
+            heads: e.heads.clone(),
+            columns: at.unwrap_or(usize::MAX) as u32,
+        }
+    }
+
+    fn into_example(self, columns: Arc<Columns>) -> TrainingExample {
+        TrainingExample {
+            request_id: self.request_id,
+            position: self.position,
+            user: self.user,
+            product: self.product,
+            surface: self.surface,
+            variant: self.variant,
+            state_version: self.state_version,
+            at: self.at,
+            propensity: self.propensity,
+            score: self.score,
+            labels: self.labels,
+            complete: self.complete,
+            features: self.features,
+            heads: self.heads,
+            columns,
+        }
+    }
+}
+
+/// What a snapshot keeps of a [`LabelJoiner`] (see `to_record`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct JoinerRecord {
+    windows: [i64; 4],
+    columns: Vec<Columns>,
+    slots: Vec<Option<(ExampleRecord, bool)>>,
+    free: Vec<usize>,
+    by_key: Vec<((UserId, ProductId), Vec<usize>)>,
+    now: Timestamp,
+    out: Vec<ExampleRecord>,
+}
+
 /// A pending example and whether it was emitted yet.
 #[derive(Debug)]
 struct Pending {
@@ -375,6 +451,79 @@ impl LabelJoiner {
             }
         }
         self.free.push(slot);
+    }
+
+    /// What a snapshot keeps of the joiner: every pending example in its
+    /// slot, the free slots, each key's slots in order, the time, the
+    /// examples emitted and not taken. The closing windows are rebuilt.
+    pub(crate) fn to_record(&self) -> JoinerRecord {
+        let columns: Vec<Columns> = self.columns.iter().map(|c| (**c).clone()).collect();
+        let record = |e: &TrainingExample| ExampleRecord::of(e, &self.columns);
+        let mut by_key: Vec<((UserId, ProductId), Vec<usize>)> =
+            self.by_key.iter().map(|(k, v)| (*k, v.clone())).collect();
+        by_key.sort_unstable_by_key(|(k, _)| (k.0.0, k.1.0));
+        JoinerRecord {
+            windows: self.windows,
+            columns,
+            slots: self
+                .slots
+                .iter()
+                .map(|s| s.as_ref().map(|p| (record(&p.example), p.emitted)))
+                .collect(),
+            free: self.free.clone(),
+            by_key,
+            now: self.now,
+            out: self.out.iter().map(record).collect(),
+        }
+    }
+
+    /// A joiner from a decoded record, every index checked.
+    ///
+    /// Errors: a window out of range, a column list or slot index out of
+    /// range, a free slot in use or a key's slot empty (as
+    /// [`ErrorKind::InvalidValue`](crate::error::ErrorKind::InvalidValue)).
+    pub(crate) fn from_record(r: JoinerRecord) -> Result<LabelJoiner> {
+        let [click, cart, order, refund] = r.windows;
+        let mut j = LabelJoiner::new(LabelWindows { click, cart, order, refund })?;
+        let bad = |why: &str| Error::invalid_value("label joiner", "snapshot", why.to_string());
+        j.columns = r.columns.into_iter().map(Arc::new).collect();
+        let example = |e: ExampleRecord, cols: &[Arc<Columns>]| -> Result<TrainingExample> {
+            let c = cols
+                .get(e.columns as usize)
+                .ok_or_else(|| bad("a column list index is out of range"))?;
+            Ok(e.into_example(Arc::clone(c)))
+        };
+        for s in r.slots {
+            j.slots.push(match s {
+                Some((e, emitted)) => Some(Pending { example: example(e, &j.columns)?, emitted }),
+                None => None,
+            });
+        }
+        if r.free.iter().any(|&f| j.slots.get(f).is_none_or(Option::is_some)) {
+            return Err(bad("a free slot is out of range or in use"));
+        }
+        j.free = r.free;
+        for (key, list) in r.by_key {
+            if list.iter().any(|&s| j.slots.get(s).is_none_or(Option::is_none)) {
+                return Err(bad("a key names an empty slot"));
+            }
+            j.by_key.insert(key, list);
+        }
+        j.now = r.now;
+        j.out = r.out.into_iter().map(|e| example(e, &j.columns)).collect::<Result<_>>()?;
+        // The windows still to close: those not past `now` (the rest closed).
+        let mut closing = Vec::new();
+        for (slot, p) in j.slots.iter().enumerate() {
+            let Some(p) = p else { continue };
+            for (k, w) in j.windows.iter().chain([&j.longest]).enumerate() {
+                let when = p.example.at.saturating_add(*w);
+                if when >= j.now {
+                    closing.push(Reverse((when, slot, k as u8)));
+                }
+            }
+        }
+        j.closing.extend(closing);
+        Ok(j)
     }
 
     fn intern(&mut self, c: &Columns) -> Arc<Columns> {

@@ -45,9 +45,12 @@
 //! ```
 
 mod labels;
+mod online;
+pub(crate) use labels::JoinerRecord;
 pub use labels::{
     Label, LabelJoiner, LabelWindows, MAX_WINDOW, OUTCOMES, TrainingExample, write_examples_csv,
 };
+pub use online::{OnlineConfig, OnlineLearner};
 
 use crate::error::{Error, Result};
 use crate::ids::{ContentId, ProductId, Timestamp, UserId};

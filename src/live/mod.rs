@@ -158,7 +158,11 @@ pub struct ShopWriter {
     /// `index_config.text` describes).
     analyzer: Option<Arc<dyn crate::index::Analyzer>>,
     /// Joins the log's exposures with its later events, if on.
-    labels: Option<crate::exposure::LabelJoiner>,
+    pub(crate) labels: Option<crate::exposure::LabelJoiner>,
+    /// Examples joined and not taken yet.
+    examples: Vec<crate::exposure::TrainingExample>,
+    /// Learns the heads online from the joined examples, if on.
+    pub(crate) online: Option<crate::exposure::OnlineLearner>,
 }
 
 impl ShopWriter {
@@ -198,6 +202,8 @@ impl ShopWriter {
             shop_id: None,
             analyzer: None,
             labels: None,
+            examples: Vec::new(),
+            online: None,
         }
     }
 
@@ -205,8 +211,8 @@ impl ShopWriter {
     /// [`LogSink`] appended) with the same users' later events into
     /// training examples, labelled within `windows` (see
     /// [`LabelJoiner`](crate::exposure::LabelJoiner)); take them with
-    /// [`take_examples`](Self::take_examples). Pending examples live in
-    /// memory only: a writer loaded from a snapshot starts with none.
+    /// [`take_examples`](Self::take_examples). Pending examples are saved
+    /// with snapshots (a writer loaded from one goes on joining them).
     ///
     /// Errors: an invalid window.
     pub fn join_labels(&mut self, windows: crate::exposure::LabelWindows) -> Result<()> {
@@ -217,7 +223,45 @@ impl ShopWriter {
     /// The training examples emitted since the last call (none unless
     /// [`join_labels`](Self::join_labels) is on).
     pub fn take_examples(&mut self) -> Vec<crate::exposure::TrainingExample> {
-        self.labels.as_mut().map(|j| j.take()).unwrap_or_default()
+        std::mem::take(&mut self.examples)
+    }
+
+    /// Learns the ranker's logistic heads online from the joined examples
+    /// as their labels mature (FTRL-Proximal from `base`, the offline heads:
+    /// [`OnlineLearner`](crate::exposure::OnlineLearner)); every
+    /// [`publish`](Self::publish) carries the current heads in the state
+    /// ([`ServingState::online_heads`]), and snapshots keep the learner.
+    ///
+    /// Errors: labels are not joined ([`join_labels`](Self::join_labels)
+    /// first), an invalid config or base.
+    pub fn learn_online(
+        &mut self,
+        base: &crate::rank::LogisticScorer,
+        config: crate::exposure::OnlineConfig,
+    ) -> Result<()> {
+        if self.labels.is_none() {
+            return Err(Error::invalid_config("online", "learning online needs join_labels first"));
+        }
+        self.online = Some(crate::exposure::OnlineLearner::new(base.matrix(), config)?);
+        Ok(())
+    }
+
+    /// The online learner, if on.
+    pub fn online(&self) -> Option<&crate::exposure::OnlineLearner> {
+        self.online.as_ref()
+    }
+
+    /// Moves what the joiner emitted into the examples to take, the
+    /// complete ones through the online learner first, in order.
+    fn collect_joined(&mut self) {
+        let Some(j) = &mut self.labels else { return };
+        let new = j.take();
+        if let Some(l) = &mut self.online {
+            for e in new.iter().filter(|e| e.complete) {
+                l.update(e);
+            }
+        }
+        self.examples.extend(new);
     }
 
     /// Makes an events entry with any event the store would reject (too
@@ -361,6 +405,7 @@ impl ShopWriter {
                 if let Some(j) = &mut self.labels {
                     j.add_events(events);
                 }
+                self.collect_joined();
                 Applied::Events(self.store.ingest_batch(events))
             }
             LogEntry::Delta(deltas) => Applied::Delta(self.apply_delta(deltas)?),
@@ -376,6 +421,7 @@ impl ShopWriter {
                 if let Some(j) = &mut self.labels {
                     j.add_exposures(batch);
                 }
+                self.collect_joined();
                 Applied::Exposures(batch.exposures.len())
             }
         };
@@ -443,6 +489,11 @@ impl ShopWriter {
                 )?
             }
         };
+        let online = match &self.online {
+            Some(l) => Some(Arc::new(crate::rank::LogisticScorer::from_matrix(l.weights())?)),
+            None => None,
+        };
+        let state = state.with_online_heads(online);
         self.catalog_changed = false;
         self.published = Some(state.clone());
         Ok(state)

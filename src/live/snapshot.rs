@@ -35,7 +35,9 @@
 //!
 //! Sections: `meta`, `catalog`, `store`, `profiles` and `index` are postcard,
 //! as are the optional `catalog.fields` (products' text fields) and
-//! `ranker.trees` (a tree ranker, [`ShopWriter::set_trees`]);
+//! `ranker.trees` (a tree ranker, [`ShopWriter::set_trees`]),
+//! `exposure.joiner` (the pending label joins) and `ranker.online` (the
+//! online learner's state);
 //! `embeddings`, `raw_norms`, `ivf.*` and `counters.*` are raw little-endian
 //! blocks (`f32`, `u32`, `i64`, `u8`) read through a memory map and cast
 //! with bytemuck. Every length is checked against the file before anything
@@ -314,6 +316,14 @@ pub(super) fn save(
     if let Some(t) = &w.trees {
         let bytes = postcard::to_allocvec(&t.to_record()).map_err(|e| pc("ranker.trees", e))?;
         sections.push(("ranker.trees".into(), bytes.into()));
+    }
+    if let Some(j) = &w.labels {
+        let bytes = postcard::to_allocvec(&j.to_record()).map_err(|e| pc("exposure.joiner", e))?;
+        sections.push(("exposure.joiner".into(), bytes.into()));
+    }
+    if let Some(l) = &w.online {
+        let bytes = postcard::to_allocvec(l).map_err(|e| pc("ranker.online", e))?;
+        sections.push(("ranker.online".into(), bytes.into()));
     }
     let (index_record, blocks) = index_parts(&**index);
     let index_bytes = postcard::to_allocvec(&index_record).map_err(|e| pc("index", e))?;
@@ -715,13 +725,31 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
     w.first_version = meta.next_version;
     w.shop_id = f.identity.as_ref().and_then(|i| i.shop.clone());
     model_meta(&mut w, meta, f.path)?;
+    learning_sections(f, &mut w)?;
+    Ok(w)
+}
+
+/// The optional sections of the learning side: a tree ranker, the pending
+/// label joins, the online learner.
+fn learning_sections(f: &SnapFile<'_>, w: &mut ShopWriter) -> Result<()> {
     if f.has("ranker.trees") {
         let record: crate::rank::TreeScorerRecord = f.postcard("ranker.trees")?;
         let trees = crate::rank::TreeScorer::from_record(record)
             .map_err(|e| bad(f.path, "ranker.trees", e.to_string()))?;
         w.trees = Some(trees);
     }
-    Ok(w)
+    if f.has("exposure.joiner") {
+        let record: crate::exposure::JoinerRecord = f.postcard("exposure.joiner")?;
+        let joiner = crate::exposure::LabelJoiner::from_record(record)
+            .map_err(|e| bad(f.path, "exposure.joiner", e.to_string()))?;
+        w.labels = Some(joiner);
+    }
+    if f.has("ranker.online") {
+        let learner: crate::exposure::OnlineLearner = f.postcard("ranker.online")?;
+        learner.validate().map_err(|e| bad(f.path, "ranker.online", e.to_string()))?;
+        w.online = Some(learner);
+    }
+    Ok(())
 }
 
 /// The signal and index configs the meta section holds, checked.

@@ -131,10 +131,8 @@ impl Pipeline {
         trace.candidates = candidates.rows.len();
         stage!("filter", filter::filter(self, &ctx, candidates, &mut trace));
         trace.scored = candidates.rows.len();
-        let ranking = stage!(
-            "rank",
-            rank::rank(self, &ctx, &state.rank_rows, r.has_query, candidates, ranked)
-        );
+        let ranking =
+            stage!("rank", rank::rank(self, &ctx, state, r.has_query, candidates, ranked));
         trace.repaired = ranking.repaired;
         stage!("boost", rank::boost(&ctx, candidates, ranked));
         stage!("select", select::select(self, &ctx, candidates, ranked, placement));
@@ -157,9 +155,21 @@ impl Pipeline {
     }
 
     /// The scorer of this request: the pipeline's, or the config's logistic
-    /// heads when it is not enabled for it.
-    pub(crate) fn scorer_for(&self, ctx: &RequestContext<'_>) -> &dyn Scorer {
-        if self.scorer.enabled(ctx) { &*self.scorer } else { &*self.default_scorer }
+    /// heads when it is not enabled for it; `online` (the state's heads
+    /// learned online) in place of the default heads.
+    pub(crate) fn scorer_for<'s>(
+        &'s self,
+        ctx: &RequestContext<'_>,
+        online: Option<&'s crate::rank::LogisticScorer>,
+    ) -> &'s dyn Scorer {
+        if !self.scorer.enabled(ctx) {
+            return &*self.default_scorer;
+        }
+        // Heads learned online replace the default logistic heads only.
+        match online {
+            Some(heads) if Arc::ptr_eq(&self.scorer, &self.default_scorer) => heads,
+            _ => &*self.scorer,
+        }
     }
 
     /// True if stage `id` runs for `req`: not disabled for its surface in

@@ -42,7 +42,7 @@ pub(crate) struct Ranking {
 pub(crate) fn rank(
     p: &Pipeline,
     ctx: &RequestContext<'_>,
-    rank_rows: &[RankRow],
+    state: &crate::state::ServingState,
     has_query: bool,
     c: &Candidates,
     out: &mut Ranked,
@@ -53,14 +53,22 @@ pub(crate) fn rank(
     // The relevance model needs the query's text; a vector-only query is
     // ordered by its cosine (and the search source's score), as before.
     let has_text = !ctx.plan.slots().is_empty();
+    let rank_rows = &state.rank_rows[..];
     let fctx = feature_context(p, ctx, rank_rows, &intents, &out.lists, has_text);
     compute_features(&fctx, &c.rows, &c.src_scores, &c.counts, &mut out.features);
     let repaired = out.features.repair_non_finite();
     let searched = c.masks.iter().any(|&m| m & p.search_mask != 0);
     let relevance = RelevanceFrom::of(has_text, has_query || !intents.is_empty() || searched);
     let fusion = p.config.fusion.get(ctx.surface());
-    let repaired =
-        repaired + score_and_fuse(p.scorer_for(ctx), rank_rows, fusion, relevance, c, out);
+    let repaired = repaired
+        + score_and_fuse(
+            p.scorer_for(ctx, state.online.as_deref()),
+            rank_rows,
+            fusion,
+            relevance,
+            c,
+            out,
+        );
     Ranking { relevance, repaired }
 }
 
@@ -224,7 +232,7 @@ fn rank_given(
     check_rows(rows, on.state.catalog.len(), what)?;
     let ctx = context(req, on.state, on.rules, input, &r);
     candidates.set_given(rows);
-    rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
+    rank(p, &ctx, on.state, r.has_query, candidates, ranked);
     Ok(())
 }
 
@@ -292,7 +300,7 @@ pub(crate) fn rank_candidates<'s>(
             credit(p, candidates, at, i, h.score, max);
         }
     }
-    rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
+    rank(p, &ctx, on.state, r.has_query, candidates, ranked);
     Ok(best_values(candidates, ranked, &mut placement.scored, given.len()))
 }
 
@@ -337,7 +345,7 @@ pub(crate) fn features_for(
             }
         }
     }
-    rank(p, &ctx, &on.state.rank_rows, r.has_query, candidates, ranked);
+    rank(p, &ctx, on.state, r.has_query, candidates, ranked);
     Ok(std::mem::take(&mut ranked.features))
 }
 
@@ -376,7 +384,7 @@ pub(crate) fn score_rows_naive(
     let fctx = feature_context(p, &ctx, &on.state.rank_rows, &intents, &lists, has_text);
     let fusion = p.config.fusion.get(req.surface);
     let relevance = RelevanceFrom::of(has_text, r.has_query || !intents.is_empty());
-    let scorer = p.scorer_for(&ctx);
+    let scorer = p.scorer_for(&ctx, on.state.online.as_deref());
     let mut out: Vec<Scored> = rows
         .iter()
         .map(|&row| {

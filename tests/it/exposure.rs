@@ -450,6 +450,32 @@ fn the_writer_joins_served_feeds_with_later_clicks_into_csv() {
     assert_eq!(ones, clicked.len(), "one complete clicked row per user");
 }
 
+/// A recommender recording every request's exposure (none dropped) into
+/// the in-memory log returned.
+fn logging_recommender() -> (Arc<MemoryLog>, Recommender) {
+    let log = Arc::new(MemoryLog::default());
+    let config = ExposureConfig { sample_rate: 1.0, buffer: 100_000, ..ExposureConfig::default() };
+    let rec = Recommender::builder()
+        .state(state())
+        .exposures(config, Arc::new(LogSink::new(log.clone())))
+        .build()
+        .unwrap();
+    (log, rec)
+}
+
+/// The `n` products of `feed` whose `sim_interest` is highest.
+fn top_by_interest(feed: &omnifeed::Feed, n: usize) -> Vec<ProductId> {
+    let mut by_sim: Vec<(f32, ProductId)> = feed
+        .items
+        .iter()
+        .map(|it| {
+            (it.explanation.features[omnifeed::features::col::SIM_INTEREST].value, it.product)
+        })
+        .collect();
+    by_sim.sort_by(|a, b| b.0.total_cmp(&a.0));
+    by_sim.iter().take(n).map(|x| x.1).collect()
+}
+
 /// Every user of the world served a feed of `k` (request id = the user's
 /// index) into a log, the clicks `clicks` picks from each feed appended 10 s
 /// later, a writer joining it all: the complete examples.
@@ -457,13 +483,7 @@ fn served_clicked_joined(
     k: usize,
     mut clicks: impl FnMut(usize, &omnifeed::Feed) -> Vec<ProductId>,
 ) -> Vec<TrainingExample> {
-    let log = Arc::new(MemoryLog::default());
-    let config = ExposureConfig { sample_rate: 1.0, ..ExposureConfig::default() };
-    let rec = Recommender::builder()
-        .state(state())
-        .exposures(config, Arc::new(LogSink::new(log.clone())))
-        .build()
-        .unwrap();
+    let (log, rec) = logging_recommender();
     let at = rec.state().signals().as_of();
     let mut events = Vec::new();
     for (i, u) in world().users.iter().enumerate() {
@@ -496,17 +516,8 @@ fn served_clicked_joined(
 /// untrained default does.
 #[test]
 fn heads_learn_from_joined_exposures() {
-    use omnifeed::features::col;
     use omnifeed::train::{RankerTrainConfig, train_from_examples};
-    let examples = served_clicked_joined(12, |_, feed| {
-        let mut by_sim: Vec<(f32, ProductId)> = feed
-            .items
-            .iter()
-            .map(|it| (it.explanation.features[col::SIM_INTEREST].value, it.product))
-            .collect();
-        by_sim.sort_by(|a, b| b.0.total_cmp(&a.0));
-        by_sim.iter().take(2).map(|x| x.1).collect()
-    });
+    let examples = served_clicked_joined(12, |_, feed| top_by_interest(feed, 2));
     let cfg = RankerTrainConfig { min_positives: 5, ..RankerTrainConfig::default() };
     let trained = train_from_examples(&examples, &cfg).unwrap();
     assert!(trained.fitted[0], "{:?}", trained.positives);
@@ -664,4 +675,103 @@ fn trees_learn_what_a_logistic_head_cannot() {
         with_trees > logistic + 0.1 && with_trees > 0.85,
         "trees {with_trees:.3} logistic {logistic:.3}"
     );
+}
+
+/// Online learning (issue 25, part 4): a writer learns the heads from the
+/// joined exposures as their labels mature and publishes them with the
+/// state; a recommender with the default scorer serves them. A restart
+/// from a snapshot in the middle (exposures pending, the learner half
+/// way), then the rest of the log, ends with the same learner, the same
+/// pending joins and the same heads as never restarting.
+#[test]
+fn online_learning_resumes_exactly_after_a_restart() {
+    use omnifeed::exposure::{OnlineConfig, OnlineLearner};
+    use omnifeed::live::ShopWriter;
+    let (log, rec) = logging_recommender();
+    let t0 = rec.state().signals().as_of();
+    // Six rounds 100 s apart: every user served 12 items, clicking the two
+    // whose sim_interest is highest 10 s later.
+    for round in 0..6i64 {
+        let at = t0 + 100 * round;
+        let mut events = Vec::new();
+        for (i, u) in world().users.iter().enumerate() {
+            let id = (round as u64) * 10_000 + i as u64;
+            let feed = rec.recommend(&FeedRequest::new(u.id).k(12).at(at).id(id)).unwrap();
+            for p in top_by_interest(&feed, 2) {
+                events.push(Event::new(at + 10, u.id, Target::Product(p), EventKind::Click));
+            }
+        }
+        rec.flush_exposures();
+        log.append(&[LogEntry::Events(events)]).unwrap();
+    }
+    let records = log.read(0, 10_000, std::time::Duration::ZERO).unwrap().records;
+    let windows = LabelWindows { click: 60, cart: 150, order: 150, refund: 150 };
+    let base = omnifeed::rank::LogisticScorer::from_weights(&Default::default()).unwrap();
+    let learning = || {
+        let mut w = crate::it::live::world_writer(omnifeed::index::IndexKind::Exact).1;
+        w.join_labels(windows).unwrap();
+        w.learn_online(&base, OnlineConfig::default()).unwrap();
+        w
+    };
+    let apply = |w: &mut ShopWriter, rs: &[omnifeed::live::LogRecord]| {
+        for r in rs {
+            w.apply(3_000_000 + r.offset, &r.entry).unwrap();
+        }
+    };
+    let mut never = learning();
+    apply(&mut never, &records);
+    let cut = records.len() / 2;
+    let mut first = learning();
+    apply(&mut first, &records[..cut]);
+    let halfway = first.online().unwrap().updates();
+    assert!(halfway > 0 && halfway < never.online().unwrap().updates(), "{halfway}");
+    let dir = crate::it::live::snapshots::temp_dir("online");
+    first.save(&dir).unwrap();
+    let mut restarted = ShopWriter::load(&dir).unwrap();
+    assert_eq!(restarted.online(), first.online());
+    apply(&mut restarted, &records[cut..]);
+    let (a, b): (&OnlineLearner, &OnlineLearner) =
+        (never.online().unwrap(), restarted.online().unwrap());
+    assert_eq!(a, b, "the restarted learner is the one that never restarted");
+    let (sa, sb) = (never.publish().unwrap(), restarted.publish().unwrap());
+    let heads = sa.online_heads().expect("published with the state");
+    assert_eq!(Some(heads), sb.online_heads());
+    assert_ne!(heads.matrix(), base.matrix(), "it learned");
+    // What it learned: users click the items with the highest
+    // sim_interest, and the learned pCTR head orders the clicked items of
+    // each served feed above the others more often than the offline head.
+    let examples: Vec<TrainingExample> =
+        never.take_examples().into_iter().filter(|e| e.complete).collect();
+    let accuracy = |head: &[f32]| {
+        let score = |x: &[f32]| head[..x.len()].iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
+        let clicked = |e: &TrainingExample| e.labels[0] == Label::Yes;
+        let (mut right, mut pairs) = (0usize, 0usize);
+        for a in examples.iter().filter(|e| clicked(e)) {
+            for b in examples.iter().filter(|b| b.request_id == a.request_id && !clicked(b)) {
+                pairs += 1;
+                right += usize::from(score(&a.features) > score(&b.features));
+            }
+        }
+        right as f64 / pairs.max(1) as f64
+    };
+    let (learned, offline) = (accuracy(heads.head(0)), accuracy(base.head(0)));
+    eprintln!("pairwise accuracy of pCTR: online {learned:.3}, offline {offline:.3}");
+    assert!(learned > offline + 0.02, "online {learned:.3} offline {offline:.3}");
+    // Served: a recommender with the default scorer on that state scores
+    // with the learned heads.
+    let served = Recommender::builder().state(sa.clone()).build().unwrap();
+    let user = world().users[0].id;
+    let feed = served.recommend(&FeedRequest::new(user).k(5).at(t0)).unwrap();
+    let rows: Vec<f32> =
+        feed.items.iter().flat_map(|i| i.explanation.features.iter().map(|f| f.value)).collect();
+    let mut want = vec![0.0f32; 5 * omnifeed::features::HEADS];
+    omnifeed::stage::Scorer::score(
+        heads,
+        &omnifeed::features::FeatureMatrix::from_rows(&rows).unwrap(),
+        &mut want,
+    );
+    let got: Vec<f32> =
+        feed.items.iter().flat_map(|i| i.explanation.heads.iter().map(|h| h.value)).collect();
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(&dir);
 }
