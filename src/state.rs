@@ -30,6 +30,9 @@ pub struct ServingState {
     /// published with the state: a recommender with the default scorer
     /// scores with them.
     pub(crate) online: Option<Arc<crate::rank::LogisticScorer>>,
+    /// The share of requests the online heads leave to the default ones
+    /// ([`held_back`](crate::exposure::held_back)).
+    pub(crate) online_holdback: f64,
 }
 
 impl ServingState {
@@ -88,6 +91,7 @@ impl ServingState {
             price_bands,
             version: 0,
             online: None,
+            online_holdback: 0.0,
         })
     }
 
@@ -198,11 +202,18 @@ impl ServingState {
     }
 
     /// The same state carrying `heads` (learned online) or none: a
-    /// recommender with the default scorer scores with them; one given its
-    /// own scorer ([`RecommenderBuilder::scorer`](crate::RecommenderBuilder::scorer))
+    /// recommender with the default scorer scores with them, but for the
+    /// `holdback` share of requests ([`held_back`](crate::exposure::held_back)),
+    /// which keep the default heads; one given its own scorer
+    /// ([`RecommenderBuilder::scorer`](crate::RecommenderBuilder::scorer))
     /// keeps it.
-    pub fn with_online_heads(mut self, heads: Option<Arc<crate::rank::LogisticScorer>>) -> Self {
+    pub fn with_online_heads(
+        mut self,
+        heads: Option<Arc<crate::rank::LogisticScorer>>,
+        holdback: f64,
+    ) -> Self {
         self.online = heads;
+        self.online_holdback = holdback;
         self
     }
 

@@ -50,7 +50,7 @@ pub(crate) use labels::JoinerRecord;
 pub use labels::{
     Label, LabelJoiner, LabelWindows, MAX_WINDOW, OUTCOMES, TrainingExample, write_examples_csv,
 };
-pub use online::{OnlineConfig, OnlineLearner};
+pub use online::{ArmStats, OnlineConfig, OnlineGuard, OnlineLearner, OnlineReport, held_back};
 
 use crate::error::{Error, Result};
 use crate::ids::{ContentId, ProductId, Timestamp, UserId};

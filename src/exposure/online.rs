@@ -42,12 +42,96 @@ pub struct OnlineConfig {
     /// Fit the served position as a coordinate held at 0 when serving.
     /// Default true.
     pub position_feature: bool,
+    /// The comparison with the frozen offline heads that can roll the
+    /// learning back ([`OnlineGuard`]).
+    pub guard: OnlineGuard,
 }
 
 impl Default for OnlineConfig {
     fn default() -> Self {
-        OnlineConfig { alpha: 0.05, beta: 1.0, l1: 0.0, l2: 1.0, position_feature: true }
+        OnlineConfig {
+            alpha: 0.05,
+            beta: 1.0,
+            l1: 0.0,
+            l2: 1.0,
+            position_feature: true,
+            guard: OnlineGuard::default(),
+        }
     }
+}
+
+/// The guard of online learning: a held-back share of the requests is
+/// served by the frozen offline heads ([`held_back`] decides, by user and
+/// time, the same way on the serving side and in the writer), and the
+/// click rate of the items each arm showed is compared over the latest
+/// `window` complete examples per arm. When the online arm's rate is below
+/// the frozen arm's by more than `max_drop` of it and by more than two
+/// standard errors of the difference, the learner rolls back: it stops
+/// learning, the writer publishes no online heads (the frozen ones serve
+/// everyone), emits a `tracing` warning and the metric
+/// `omnifeed_online_rollbacks_total`, and the report says why.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnlineGuard {
+    /// The share of requests served by the frozen heads, in `[0, 0.5]`
+    /// (0: no guard). Default 0.1.
+    pub holdback: f64,
+    /// The largest drop of the online arm's click rate tolerated, as a
+    /// share of the frozen arm's, in `[0, 1]`. Default 0.1.
+    pub max_drop: f64,
+    /// Complete examples each arm needs before the guard judges. Default
+    /// 2,000.
+    pub min_items: u64,
+    /// The examples per arm judged: the counts halve past this. Default
+    /// 20,000.
+    pub window: u64,
+}
+
+impl Default for OnlineGuard {
+    fn default() -> Self {
+        OnlineGuard { holdback: 0.1, max_drop: 0.1, min_items: 2_000, window: 20_000 }
+    }
+}
+
+/// Whether the request of `user` at `at` is in the held-back share
+/// `share` (served by the frozen heads): a hash of the two, uniform.
+pub fn held_back(user: crate::ids::UserId, at: crate::ids::Timestamp, share: f64) -> bool {
+    if share <= 0.0 {
+        return false;
+    }
+    let h = crate::ids::finalize64(user.0 ^ (at as u64).rotate_left(29) ^ 0x6F6E_6C69_6E65);
+    ((h >> 11) as f64 / (1u64 << 53) as f64) < share
+}
+
+/// Items shown and clicked by one arm (the counts halve past the window).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArmStats {
+    /// Complete examples counted.
+    pub items: f64,
+    /// Of them clicked (or carted or ordered).
+    pub clicks: f64,
+}
+
+impl ArmStats {
+    /// Clicks per item.
+    pub fn rate(&self) -> f64 {
+        if self.items > 0.0 { self.clicks / self.items } else { 0.0 }
+    }
+}
+
+/// What an [`OnlineLearner`] has done and where its guard stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OnlineReport {
+    /// Examples learned from.
+    pub updates: u64,
+    /// Examples passed over (open, another schema, after a rollback).
+    pub skipped: u64,
+    /// The online arm.
+    pub online: ArmStats,
+    /// The held-back arm (the frozen heads).
+    pub frozen: ArmStats,
+    /// Why it rolled back, if it did.
+    pub rolled_back: Option<String>,
 }
 
 impl OnlineConfig {
@@ -59,6 +143,15 @@ impl OnlineConfig {
             Ok(())
         } else {
             Err(Error::invalid_config("online", "alpha > 0; beta, l1, l2 >= 0 and finite"))
+        }?;
+        let g = &self.guard;
+        if (0.0..=0.5).contains(&g.holdback) && (0.0..=1.0).contains(&g.max_drop) && g.window >= 1 {
+            Ok(())
+        } else {
+            Err(Error::invalid_config(
+                "online.guard",
+                "holdback in [0, 0.5], max_drop in [0, 1], window >= 1",
+            ))
         }
     }
 }
@@ -78,6 +171,10 @@ pub struct OnlineLearner {
     updates: u64,
     /// Examples passed over (open, or another schema's columns).
     skipped: u64,
+    /// Per arm: online, frozen.
+    arms: [ArmStats; 2],
+    /// Why the guard rolled the learning back, if it did.
+    rolled_back: Option<String>,
 }
 
 impl OnlineLearner {
@@ -106,7 +203,56 @@ impl OnlineLearner {
             n: vec![0.0; HEADS * D],
             updates: 0,
             skipped: 0,
+            arms: [ArmStats::default(); 2],
+            rolled_back: None,
         })
+    }
+
+    /// Why the guard rolled the learning back, if it did (the writer then
+    /// publishes no online heads).
+    pub fn rolled_back(&self) -> Option<&str> {
+        self.rolled_back.as_deref()
+    }
+
+    /// The counts and the guard's state.
+    pub fn report(&self) -> OnlineReport {
+        OnlineReport {
+            updates: self.updates,
+            skipped: self.skipped,
+            online: self.arms[0],
+            frozen: self.arms[1],
+            rolled_back: self.rolled_back.clone(),
+        }
+    }
+
+    /// Counts a complete example in its arm and judges (see [`OnlineGuard`]).
+    fn guard(&mut self, e: &TrainingExample, clicked: bool) {
+        let g = self.config.guard;
+        if g.holdback <= 0.0 || self.rolled_back.is_some() {
+            return;
+        }
+        let arm = &mut self.arms[usize::from(held_back(e.user, e.at, g.holdback))];
+        arm.items += 1.0;
+        arm.clicks += f64::from(u8::from(clicked));
+        if arm.items > g.window as f64 {
+            arm.items /= 2.0;
+            arm.clicks /= 2.0;
+        }
+        let [on, off] = self.arms;
+        if on.items < g.min_items as f64 || off.items < g.min_items as f64 {
+            return;
+        }
+        let (ro, rf) = (on.rate(), off.rate());
+        let se = (ro * (1.0 - ro) / on.items + rf * (1.0 - rf) / off.items).sqrt();
+        if ro < rf * (1.0 - g.max_drop) && rf - ro > 2.0 * se {
+            self.rolled_back = Some(format!(
+                "the online heads' click rate {ro:.4} fell below the frozen heads' {rf:.4} by \
+                 more than {:.0}% and two standard errors ({se:.4}), over {:.0} and {:.0} items",
+                100.0 * g.max_drop,
+                on.items,
+                off.items
+            ));
+        }
     }
 
     /// Checks a decoded learner (a snapshot's): its config, the shapes,
@@ -114,6 +260,7 @@ impl OnlineLearner {
     pub(crate) fn validate(&self) -> Result<()> {
         self.config.validate()?;
         let finite = self.base.iter().all(|v| v.is_finite())
+            && self.arms.iter().all(|a| a.items.is_finite() && a.clicks.is_finite())
             && self.z.iter().all(|v| v.is_finite())
             && self.n.iter().all(|v| v.is_finite() && *v >= 0.0);
         if self.base.len() != HEADS * (F + 1)
@@ -160,13 +307,17 @@ impl OnlineLearner {
     /// schema (else counts it skipped).
     pub fn update(&mut self, e: &TrainingExample) {
         let schema = e.columns.features.iter().map(String::as_str).eq(FEATURE_NAMES);
-        if !e.complete || !schema || e.features.len() != F {
+        if !e.complete || !schema || e.features.len() != F || self.rolled_back.is_some() {
             self.skipped += 1;
             return;
         }
         let yes = |k: usize| e.labels[k] == Label::Yes;
         let (click, cart, order, refund) = (yes(0), yes(1), yes(2), yes(3));
         let y = [click || cart || order, order && !refund, cart || order];
+        self.guard(e, y[0]);
+        if self.rolled_back.is_some() {
+            return;
+        }
         let pos = if self.config.position_feature { (1.0 + e.position as f64).ln() } else { 0.0 };
         let x = |j: usize| -> f64 {
             match j {

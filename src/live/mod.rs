@@ -257,8 +257,14 @@ impl ShopWriter {
         let Some(j) = &mut self.labels else { return };
         let new = j.take();
         if let Some(l) = &mut self.online {
+            let before = l.rolled_back().is_some();
             for e in new.iter().filter(|e| e.complete) {
                 l.update(e);
+            }
+            if let (false, Some(why)) = (before, l.rolled_back()) {
+                tracing::warn!(reason = why, "online learning rolled back to the frozen heads");
+                #[cfg(feature = "metrics")]
+                metrics::counter!("omnifeed_online_rollbacks_total").increment(1);
             }
         }
         self.examples.extend(new);
@@ -489,11 +495,16 @@ impl ShopWriter {
                 )?
             }
         };
-        let online = match &self.online {
-            Some(l) => Some(Arc::new(crate::rank::LogisticScorer::from_matrix(l.weights())?)),
-            None => None,
+        // A learner its guard rolled back publishes nothing: the frozen
+        // heads serve everyone.
+        let (online, holdback) = match &self.online {
+            Some(l) if l.rolled_back().is_none() => (
+                Some(Arc::new(crate::rank::LogisticScorer::from_matrix(l.weights())?)),
+                l.config().guard.holdback,
+            ),
+            _ => (None, 0.0),
         };
-        let state = state.with_online_heads(online);
+        let state = state.with_online_heads(online, holdback);
         self.catalog_changed = false;
         self.published = Some(state.clone());
         Ok(state)

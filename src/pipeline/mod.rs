@@ -155,19 +155,29 @@ impl Pipeline {
     }
 
     /// The scorer of this request: the pipeline's, or the config's logistic
-    /// heads when it is not enabled for it; `online` (the state's heads
-    /// learned online) in place of the default heads.
+    /// heads when it is not enabled for it; the state's heads learned
+    /// online in place of the default heads, but for the held-back share.
     pub(crate) fn scorer_for<'s>(
         &'s self,
         ctx: &RequestContext<'_>,
-        online: Option<&'s crate::rank::LogisticScorer>,
+        state: &'s ServingState,
     ) -> &'s dyn Scorer {
         if !self.scorer.enabled(ctx) {
             return &*self.default_scorer;
         }
-        // Heads learned online replace the default logistic heads only.
-        match online {
-            Some(heads) if Arc::ptr_eq(&self.scorer, &self.default_scorer) => heads,
+        // Heads learned online replace the default logistic heads only, and
+        // not for the held-back share of requests (the guard's).
+        match state.online.as_deref() {
+            Some(heads)
+                if Arc::ptr_eq(&self.scorer, &self.default_scorer)
+                    && !crate::exposure::held_back(
+                        ctx.request.user,
+                        ctx.at,
+                        state.online_holdback,
+                    ) =>
+            {
+                heads
+            }
             _ => &*self.scorer,
         }
     }

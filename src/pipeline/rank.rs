@@ -60,15 +60,8 @@ pub(crate) fn rank(
     let searched = c.masks.iter().any(|&m| m & p.search_mask != 0);
     let relevance = RelevanceFrom::of(has_text, has_query || !intents.is_empty() || searched);
     let fusion = p.config.fusion.get(ctx.surface());
-    let repaired = repaired
-        + score_and_fuse(
-            p.scorer_for(ctx, state.online.as_deref()),
-            rank_rows,
-            fusion,
-            relevance,
-            c,
-            out,
-        );
+    let repaired =
+        repaired + score_and_fuse(p.scorer_for(ctx, state), rank_rows, fusion, relevance, c, out);
     Ranking { relevance, repaired }
 }
 
@@ -384,7 +377,7 @@ pub(crate) fn score_rows_naive(
     let fctx = feature_context(p, &ctx, &on.state.rank_rows, &intents, &lists, has_text);
     let fusion = p.config.fusion.get(req.surface);
     let relevance = RelevanceFrom::of(has_text, r.has_query || !intents.is_empty());
-    let scorer = p.scorer_for(&ctx, on.state.online.as_deref());
+    let scorer = p.scorer_for(&ctx, on.state);
     let mut out: Vec<Scored> = rows
         .iter()
         .map(|&row| {

@@ -687,24 +687,9 @@ fn trees_learn_what_a_logistic_head_cannot() {
 fn online_learning_resumes_exactly_after_a_restart() {
     use omnifeed::exposure::{OnlineConfig, OnlineLearner};
     use omnifeed::live::ShopWriter;
-    let (log, rec) = logging_recommender();
-    let t0 = rec.state().signals().as_of();
     // Six rounds 100 s apart: every user served 12 items, clicking the two
     // whose sim_interest is highest 10 s later.
-    for round in 0..6i64 {
-        let at = t0 + 100 * round;
-        let mut events = Vec::new();
-        for (i, u) in world().users.iter().enumerate() {
-            let id = (round as u64) * 10_000 + i as u64;
-            let feed = rec.recommend(&FeedRequest::new(u.id).k(12).at(at).id(id)).unwrap();
-            for p in top_by_interest(&feed, 2) {
-                events.push(Event::new(at + 10, u.id, Target::Product(p), EventKind::Click));
-            }
-        }
-        rec.flush_exposures();
-        log.append(&[LogEntry::Events(events)]).unwrap();
-    }
-    let records = log.read(0, 10_000, std::time::Duration::ZERO).unwrap().records;
+    let (records, t0) = rounds_log(6, |_, _| true);
     let windows = LabelWindows { click: 60, cart: 150, order: 150, refund: 150 };
     let base = omnifeed::rank::LogisticScorer::from_weights(&Default::default()).unwrap();
     let learning = || {
@@ -761,17 +746,105 @@ fn online_learning_resumes_exactly_after_a_restart() {
     // with the learned heads.
     let served = Recommender::builder().state(sa.clone()).build().unwrap();
     let user = world().users[0].id;
+    assert!(!omnifeed::exposure::held_back(user, t0, 0.1), "this request is in the online arm");
     let feed = served.recommend(&FeedRequest::new(user).k(5).at(t0)).unwrap();
+    assert_served_by(&feed, heads);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every item of `feed` carries the heads `scorer` gives its features.
+fn assert_served_by(feed: &omnifeed::Feed, scorer: &dyn omnifeed::stage::Scorer) {
     let rows: Vec<f32> =
         feed.items.iter().flat_map(|i| i.explanation.features.iter().map(|f| f.value)).collect();
-    let mut want = vec![0.0f32; 5 * omnifeed::features::HEADS];
-    omnifeed::stage::Scorer::score(
-        heads,
-        &omnifeed::features::FeatureMatrix::from_rows(&rows).unwrap(),
-        &mut want,
-    );
+    let mut want = vec![0.0f32; feed.items.len() * omnifeed::features::HEADS];
+    scorer.score(&omnifeed::features::FeatureMatrix::from_rows(&rows).unwrap(), &mut want);
     let got: Vec<f32> =
         feed.items.iter().flat_map(|i| i.explanation.heads.iter().map(|h| h.value)).collect();
     assert_eq!(got, want);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The log of `rounds` rounds 100 s apart from the signals' time: every
+/// user served 12 items (exposures logged), and 10 s later clicking the two
+/// with the highest `sim_interest` where `clicks(user, at)` says so. Its
+/// records, and the first round's time.
+fn rounds_log(
+    rounds: i64,
+    clicks: impl Fn(omnifeed::UserId, i64) -> bool,
+) -> (Vec<omnifeed::live::LogRecord>, i64) {
+    let (log, rec) = logging_recommender();
+    let t0 = rec.state().signals().as_of();
+    for round in 0..rounds {
+        let at = t0 + 100 * round;
+        let mut events = Vec::new();
+        for (i, u) in world().users.iter().enumerate() {
+            let id = (round as u64) * 10_000 + i as u64;
+            let feed = rec.recommend(&FeedRequest::new(u.id).k(12).at(at).id(id)).unwrap();
+            if clicks(u.id, at) {
+                for p in top_by_interest(&feed, 2) {
+                    events.push(Event::new(at + 10, u.id, Target::Product(p), EventKind::Click));
+                }
+            }
+        }
+        rec.flush_exposures();
+        log.append(&[LogEntry::Events(events)]).unwrap();
+    }
+    (log.read(0, 10_000, std::time::Duration::ZERO).unwrap().records, t0)
+}
+
+/// A writer that joins and learns online under `guard`, applied to the
+/// whole of [`rounds_log`].
+fn guarded_writer(
+    rounds: i64,
+    guard: omnifeed::exposure::OnlineGuard,
+    clicks: impl Fn(omnifeed::UserId, i64) -> bool,
+) -> omnifeed::live::ShopWriter {
+    use omnifeed::exposure::OnlineConfig;
+    let (records, _) = rounds_log(rounds, clicks);
+    let mut w = crate::it::live::world_writer(omnifeed::index::IndexKind::Exact).1;
+    w.join_labels(LabelWindows { click: 60, cart: 150, order: 150, refund: 150 }).unwrap();
+    let base = omnifeed::rank::LogisticScorer::from_weights(&Default::default()).unwrap();
+    w.learn_online(&base, OnlineConfig { guard, ..OnlineConfig::default() }).unwrap();
+    for r in &records {
+        w.apply(3_000_000 + r.offset, &r.entry).unwrap();
+    }
+    w
+}
+
+/// The guard (issue 25, part 5): a held-back share of requests keeps the
+/// frozen heads. When users of the online arm stop clicking (a poisoned
+/// model) while the held-back arm clicks as before, the learner rolls
+/// back: it says why, stops learning, and the writer publishes no online
+/// heads. When both arms click alike it keeps learning and publishing.
+#[test]
+fn the_guard_rolls_back_when_the_online_heads_lose() {
+    use omnifeed::exposure::{OnlineGuard, held_back};
+    let guard = OnlineGuard { holdback: 0.3, min_items: 300, ..OnlineGuard::default() };
+    let mut alike = guarded_writer(12, guard, |_, _| true);
+    let report = alike.online().unwrap().report();
+    assert!(report.rolled_back.is_none(), "{report:?}");
+    assert!(report.frozen.items >= 300.0 && report.online.items >= 300.0, "{report:?}");
+    let state = alike.publish().unwrap();
+    let online = state.online_heads().expect("published").clone();
+    // Served: the held-back share of requests scores with the frozen heads,
+    // the rest with the online ones.
+    let served = Recommender::builder().state(state.clone()).build().unwrap();
+    let frozen = omnifeed::rank::LogisticScorer::from_weights(&Default::default()).unwrap();
+    let at = state.signals().as_of();
+    let (mut saw_frozen, mut saw_online) = (false, false);
+    for u in world().users.iter().take(40) {
+        let feed = served.recommend(&FeedRequest::new(u.id).k(3).at(at)).unwrap();
+        assert_served_by(&feed, if held_back(u.id, at, 0.3) { &frozen } else { &online });
+        saw_frozen |= held_back(u.id, at, 0.3);
+        saw_online |= !held_back(u.id, at, 0.3);
+    }
+    assert!(saw_frozen && saw_online);
+
+    let mut poisoned = guarded_writer(12, guard, |u, at| held_back(u, at, 0.3));
+    let report = poisoned.online().unwrap().report();
+    let why = report.rolled_back.as_deref().expect("rolled back");
+    assert!(why.contains("fell below the frozen heads'"), "{why}");
+    assert!(report.online.rate() < report.frozen.rate());
+    let learned = poisoned.online().unwrap().updates();
+    assert!(learned < alike.online().unwrap().updates(), "learning stopped at the rollback");
+    assert!(poisoned.publish().unwrap().online_heads().is_none(), "the frozen heads serve");
 }
