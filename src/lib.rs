@@ -125,6 +125,8 @@
 //!   Search on real queries with human relevance grades, beside its ablations.
 //! - `cargo run --release --example off_policy`: off-policy estimates of other policies from a
 //!   stochastic feed's log, checked against running them; the Open Bandit Dataset beside.
+//! - `cargo run --release --example online_learning`: frozen, online and oracle heads through an
+//!   interest shift in a simulated shop, and the guard rolling back heads poisoned by click fraud.
 //! - `cargo run --release --example signals_scale`, `gen_data`.
 //!
 //! # Performance

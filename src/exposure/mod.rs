@@ -50,7 +50,9 @@ pub(crate) use labels::JoinerRecord;
 pub use labels::{
     Label, LabelJoiner, LabelWindows, MAX_WINDOW, OUTCOMES, TrainingExample, write_examples_csv,
 };
-pub use online::{ArmStats, OnlineConfig, OnlineGuard, OnlineLearner, OnlineReport, held_back};
+pub use online::{
+    ArmStats, GuardMetric, OnlineConfig, OnlineGuard, OnlineLearner, OnlineReport, held_back,
+};
 
 use crate::error::{Error, Result};
 use crate::ids::{ContentId, ProductId, Timestamp, UserId};

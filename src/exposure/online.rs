@@ -25,7 +25,9 @@
 use super::{Label, TrainingExample};
 use crate::error::{Error, Result};
 use crate::features::{F, FEATURE_NAMES, HEADS};
+use crate::ids::{Timestamp, UserId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Settings of [`OnlineLearner`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -42,6 +44,12 @@ pub struct OnlineConfig {
     /// Fit the served position as a coordinate held at 0 when serving.
     /// Default true.
     pub position_feature: bool,
+    /// Positive labels a head must have seen before it learns (as
+    /// [`RankerTrainConfig::min_positives`](crate::train) offline): a head
+    /// whose label never occurs (no orders logged, say) would otherwise
+    /// learn from negatives alone, pushing down the items whose features
+    /// are largest, and with them the feed. Default 200.
+    pub min_positives: u64,
     /// The comparison with the frozen offline heads that can roll the
     /// learning back ([`OnlineGuard`]).
     pub guard: OnlineGuard,
@@ -55,6 +63,7 @@ impl Default for OnlineConfig {
             l1: 0.0,
             l2: 1.0,
             position_feature: true,
+            min_positives: 200,
             guard: OnlineGuard::default(),
         }
     }
@@ -62,14 +71,21 @@ impl Default for OnlineConfig {
 
 /// The guard of online learning: a held-back share of the requests is
 /// served by the frozen offline heads ([`held_back`] decides, by user and
-/// time, the same way on the serving side and in the writer), and the
-/// click rate of the items each arm showed is compared over the latest
-/// `window` complete examples per arm. When the online arm's rate is below
-/// the frozen arm's by more than `max_drop` of it and by more than two
-/// standard errors of the difference, the learner rolls back: it stops
+/// time, the same way on the serving side and in the writer), and each
+/// arm's engagement, the share of its requests where an item shown was
+/// clicked, carted or ordered (or ordered: [`GuardMetric`]), is compared over the latest requests whose
+/// examples are complete (about `window` of the held-back arm). When the online arm's
+/// share is below the frozen arm's by more than `max_drop` of it and by
+/// more than two standard errors of the difference, the learner rolls
+/// back: it stops
 /// learning, the writer publishes no online heads (the frozen ones serve
 /// everyone), emits a `tracing` warning and the metric
 /// `omnifeed_online_rollbacks_total`, and the report says why.
+///
+/// The unit is the request, not the item: items of one feed share a user
+/// and a moment, so counting them as independent draws understates the
+/// error, and a few accounts clicking many items of every feed (click
+/// fraud) would weigh as many users.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OnlineGuard {
@@ -79,23 +95,49 @@ pub struct OnlineGuard {
     /// The largest drop of the online arm's click rate tolerated, as a
     /// share of the frozen arm's, in `[0, 1]`. Default 0.1.
     pub max_drop: f64,
-    /// Complete examples each arm needs before the guard judges. Default
-    /// 2,000.
-    pub min_items: u64,
-    /// The examples per arm judged: the counts halve past this. Default
-    /// 20,000.
+    /// Requests each arm needs before the guard judges. Default 500.
+    pub min_requests: u64,
+    /// What a request must have led to, to count as engaged. Default
+    /// [`GuardMetric::Engagement`].
+    pub metric: GuardMetric,
+    /// The held-back arm's requests judged: when it passes this, both
+    /// arms' counts halve (so they cover the same time). Default 2,000.
     pub window: u64,
 }
 
 impl Default for OnlineGuard {
     fn default() -> Self {
-        OnlineGuard { holdback: 0.1, max_drop: 0.1, min_items: 2_000, window: 20_000 }
+        OnlineGuard {
+            holdback: 0.1,
+            max_drop: 0.1,
+            min_requests: 500,
+            metric: GuardMetric::Engagement,
+            window: 2_000,
+        }
     }
+}
+
+/// What the guard counts as an engaged request.
+///
+/// Clicks are what click fraud fakes, and the arms show fraudulent
+/// accounts different items: a ring clicking its products wherever they
+/// are shown engages more in whichever arm shows them more, so an
+/// engagement guard can be moved by the fraud itself, either way. Orders
+/// cost money to fake; judge on them where fraud is a concern (they are
+/// rarer, so the guard needs more requests to see the same drop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardMetric {
+    /// An item shown was clicked, carted or ordered.
+    #[default]
+    Engagement,
+    /// An item shown was ordered and not refunded.
+    Orders,
 }
 
 /// Whether the request of `user` at `at` is in the held-back share
 /// `share` (served by the frozen heads): a hash of the two, uniform.
-pub fn held_back(user: crate::ids::UserId, at: crate::ids::Timestamp, share: f64) -> bool {
+pub fn held_back(user: UserId, at: Timestamp, share: f64) -> bool {
     if share <= 0.0 {
         return false;
     }
@@ -103,19 +145,20 @@ pub fn held_back(user: crate::ids::UserId, at: crate::ids::Timestamp, share: f64
     ((h >> 11) as f64 / (1u64 << 53) as f64) < share
 }
 
-/// Items shown and clicked by one arm (the counts halve past the window).
+/// Requests served by one arm and those engaged (the counts halve past
+/// the window).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ArmStats {
-    /// Complete examples counted.
-    pub items: f64,
-    /// Of them clicked (or carted or ordered).
-    pub clicks: f64,
+    /// Requests counted (their examples complete).
+    pub requests: f64,
+    /// Of them, those where an item was clicked, carted or ordered.
+    pub engaged: f64,
 }
 
 impl ArmStats {
-    /// Clicks per item.
+    /// The share of requests engaged.
     pub fn rate(&self) -> f64 {
-        if self.items > 0.0 { self.clicks / self.items } else { 0.0 }
+        if self.requests > 0.0 { self.engaged / self.requests } else { 0.0 }
     }
 }
 
@@ -145,12 +188,15 @@ impl OnlineConfig {
             Err(Error::invalid_config("online", "alpha > 0; beta, l1, l2 >= 0 and finite"))
         }?;
         let g = &self.guard;
-        if (0.0..=0.5).contains(&g.holdback) && (0.0..=1.0).contains(&g.max_drop) && g.window >= 1 {
+        if (0.0..=0.5).contains(&g.holdback)
+            && (0.0..=1.0).contains(&g.max_drop)
+            && g.window >= g.min_requests.max(1)
+        {
             Ok(())
         } else {
             Err(Error::invalid_config(
                 "online.guard",
-                "holdback in [0, 0.5], max_drop in [0, 1], window >= 1",
+                "holdback in [0, 0.5], max_drop in [0, 1], window >= min_requests and >= 1",
             ))
         }
     }
@@ -171,6 +217,9 @@ pub struct OnlineLearner {
     updates: u64,
     /// Examples passed over (open, or another schema's columns).
     skipped: u64,
+    /// Positive labels seen per head.
+    #[serde(default)]
+    positives: [u64; HEADS],
     /// Per arm: online, frozen.
     arms: [ArmStats; 2],
     /// Why the guard rolled the learning back, if it did.
@@ -203,6 +252,7 @@ impl OnlineLearner {
             n: vec![0.0; HEADS * D],
             updates: 0,
             skipped: 0,
+            positives: [0; HEADS],
             arms: [ArmStats::default(); 2],
             rolled_back: None,
         })
@@ -225,32 +275,43 @@ impl OnlineLearner {
         }
     }
 
-    /// Counts a complete example in its arm and judges (see [`OnlineGuard`]).
-    fn guard(&mut self, e: &TrainingExample, clicked: bool) {
+    /// Counts each request of a batch in its arm (engaged if any of its
+    /// examples is), then judges (see [`OnlineGuard`]).
+    fn guard(&mut self, requests: &BTreeMap<(Timestamp, UserId, u64), bool>) {
         let g = self.config.guard;
-        if g.holdback <= 0.0 || self.rolled_back.is_some() {
+        if g.holdback <= 0.0 || self.rolled_back.is_some() || requests.is_empty() {
             return;
         }
-        let arm = &mut self.arms[usize::from(held_back(e.user, e.at, g.holdback))];
-        arm.items += 1.0;
-        arm.clicks += f64::from(u8::from(clicked));
-        if arm.items > g.window as f64 {
-            arm.items /= 2.0;
-            arm.clicks /= 2.0;
+        for (&(at, user, _), &engaged) in requests {
+            let arm = &mut self.arms[usize::from(held_back(user, at, g.holdback))];
+            arm.requests += 1.0;
+            arm.engaged += f64::from(u8::from(engaged));
+        }
+        // Both arms halve together, so they cover the same time.
+        while self.arms[1].requests > g.window as f64 {
+            for arm in &mut self.arms {
+                arm.requests /= 2.0;
+                arm.engaged /= 2.0;
+            }
         }
         let [on, off] = self.arms;
-        if on.items < g.min_items as f64 || off.items < g.min_items as f64 {
+        if on.requests < g.min_requests as f64 || off.requests < g.min_requests as f64 {
             return;
         }
         let (ro, rf) = (on.rate(), off.rate());
-        let se = (ro * (1.0 - ro) / on.items + rf * (1.0 - rf) / off.items).sqrt();
+        let se = (ro * (1.0 - ro) / on.requests + rf * (1.0 - rf) / off.requests).sqrt();
         if ro < rf * (1.0 - g.max_drop) && rf - ro > 2.0 * se {
             self.rolled_back = Some(format!(
-                "the online heads' click rate {ro:.4} fell below the frozen heads' {rf:.4} by \
-                 more than {:.0}% and two standard errors ({se:.4}), over {:.0} and {:.0} items",
+                "the online heads' {} {ro:.4} fell below the frozen \
+                 heads' {rf:.4} by more than {:.0}% and two standard errors ({se:.4}), over \
+                 {:.0} and {:.0} requests",
+                match g.metric {
+                    GuardMetric::Engagement => "share of requests engaged",
+                    GuardMetric::Orders => "share of requests with an order",
+                },
                 100.0 * g.max_drop,
-                on.items,
-                off.items
+                on.requests,
+                off.requests
             ));
         }
     }
@@ -260,7 +321,7 @@ impl OnlineLearner {
     pub(crate) fn validate(&self) -> Result<()> {
         self.config.validate()?;
         let finite = self.base.iter().all(|v| v.is_finite())
-            && self.arms.iter().all(|a| a.items.is_finite() && a.clicks.is_finite())
+            && self.arms.iter().all(|a| a.requests.is_finite() && a.engaged.is_finite())
             && self.z.iter().all(|v| v.is_finite())
             && self.n.iter().all(|v| v.is_finite() && *v >= 0.0);
         if self.base.len() != HEADS * (F + 1)
@@ -303,21 +364,34 @@ impl OnlineLearner {
         }
     }
 
-    /// Learns from one example if it is complete and of this build's
-    /// schema (else counts it skipped).
-    pub fn update(&mut self, e: &TrainingExample) {
-        let schema = e.columns.features.iter().map(String::as_str).eq(FEATURE_NAMES);
-        if !e.complete || !schema || e.features.len() != F || self.rolled_back.is_some() {
-            self.skipped += 1;
-            return;
+    /// Learns from a batch of examples, in order: each complete one of
+    /// this build's schema teaches the heads (others are counted skipped);
+    /// then the guard counts the batch's requests and judges. The writer
+    /// passes what each applied entry completed, so a request's examples
+    /// (which complete together) are judged together.
+    pub fn learn(&mut self, examples: &[TrainingExample]) {
+        let mut requests = BTreeMap::new();
+        for e in examples {
+            let schema = e.columns.features.iter().map(String::as_str).eq(FEATURE_NAMES);
+            if !e.complete || !schema || e.features.len() != F || self.rolled_back.is_some() {
+                self.skipped += 1;
+                continue;
+            }
+            let yes = |k: usize| e.labels[k] == Label::Yes;
+            let (click, cart, order, refund) = (yes(0), yes(1), yes(2), yes(3));
+            let y = [click || cart || order, order && !refund, cart || order];
+            let engaged = match self.config.guard.metric {
+                GuardMetric::Engagement => y[0],
+                GuardMetric::Orders => y[1],
+            };
+            *requests.entry((e.at, e.user, e.request_id)).or_insert(false) |= engaged;
+            self.fit(e, y);
         }
-        let yes = |k: usize| e.labels[k] == Label::Yes;
-        let (click, cart, order, refund) = (yes(0), yes(1), yes(2), yes(3));
-        let y = [click || cart || order, order && !refund, cart || order];
-        self.guard(e, y[0]);
-        if self.rolled_back.is_some() {
-            return;
-        }
+        self.guard(&requests);
+    }
+
+    /// One FTRL step per head on a complete example with labels `y`.
+    fn fit(&mut self, e: &TrainingExample, y: [bool; HEADS]) {
         let pos = if self.config.position_feature { (1.0 + e.position as f64).ln() } else { 0.0 };
         let x = |j: usize| -> f64 {
             match j {
@@ -327,6 +401,10 @@ impl OnlineLearner {
             }
         };
         for (h, &label) in y.iter().enumerate() {
+            self.positives[h] += u64::from(label);
+            if self.positives[h] < self.config.min_positives {
+                continue;
+            }
             let w: Vec<f64> = (0..D).map(|j| self.w(h, j)).collect();
             let b = &self.base[h * (F + 1)..(h + 1) * (F + 1)];
             let mut margin = f64::from(b[F]) + w[D - 1];
@@ -365,7 +443,7 @@ impl OnlineLearner {
 mod tests {
     use super::*;
     use crate::exposure::Columns;
-    use crate::ids::{ProductId, UserId};
+    use crate::ids::ProductId;
     use std::sync::Arc;
 
     fn example(x0: f32, clicked: bool, complete: bool, columns: &Arc<Columns>) -> TrainingExample {
@@ -402,18 +480,22 @@ mod tests {
         });
         let base = vec![0.0f32; HEADS * (F + 1)];
         let mut l = OnlineLearner::new(&base, OnlineConfig::default()).unwrap();
-        l.update(&example(1.0, true, false, &columns));
+        l.learn(&[example(1.0, true, false, &columns)]);
         assert_eq!((l.updates(), l.skipped()), (0, 1));
         assert_eq!(l.weights(), base);
         for i in 0..2_000 {
             let x0 = (i % 2) as f32;
-            l.update(&example(x0, i % 2 == 1, true, &columns));
+            l.learn(&[example(x0, i % 2 == 1, true, &columns)]);
         }
         assert_eq!(l.updates(), 2_000);
         let w = l.weights();
         assert!(w[0] > 1.0, "pCTR weight on the feature that decides: {}", w[0]);
+        // No order was seen: the pCVR and engagement heads, below
+        // min_positives, stay the offline ones (learning from negatives
+        // alone would push them down along every feature).
+        assert_eq!(&w[F + 1..], &base[F + 1..]);
         let other = Arc::new(Columns { features: vec!["x".into()], heads: Vec::new() });
-        l.update(&example(1.0, true, true, &other));
+        l.learn(&[example(1.0, true, true, &other)]);
         assert_eq!(l.skipped(), 2);
         assert!(OnlineLearner::new(&base[1..], OnlineConfig::default()).is_err());
         let bad = OnlineConfig { alpha: 0.0, ..OnlineConfig::default() };
@@ -421,5 +503,47 @@ mod tests {
         let mut broken = l.clone();
         broken.n[0] = -1.0;
         assert!(broken.validate().is_err() && l.validate().is_ok());
+    }
+
+    /// The guard counts requests, not items, on its metric: every request
+    /// has one of three items clicked, and only the held-back arm's are
+    /// ordered. Judged on engagement the arms are equal; on orders the
+    /// online arm falls behind and the learner rolls back.
+    #[test]
+    fn the_guard_judges_requests_on_its_metric() {
+        let columns = Arc::new(Columns {
+            features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+            heads: Vec::new(),
+        });
+        let base = vec![0.0f32; HEADS * (F + 1)];
+        let guard = OnlineGuard { holdback: 0.5, min_requests: 50, ..OnlineGuard::default() };
+        for (metric, rolls) in [(GuardMetric::Engagement, false), (GuardMetric::Orders, true)] {
+            let config = OnlineConfig {
+                guard: OnlineGuard { metric, ..guard },
+                min_positives: u64::MAX,
+                ..OnlineConfig::default()
+            };
+            let mut l = OnlineLearner::new(&base, config).unwrap();
+            for r in 0..400u64 {
+                let (user, at) = (UserId(r), r as i64);
+                let batch: Vec<TrainingExample> = (0..3)
+                    .map(|pos| {
+                        let mut e = example(0.0, pos == 0, true, &columns);
+                        (e.user, e.at, e.request_id, e.position) = (user, at, r, pos);
+                        if pos == 0 && held_back(user, at, 0.5) {
+                            e.labels[2] = Label::Yes;
+                        }
+                        e
+                    })
+                    .collect();
+                l.learn(&batch);
+            }
+            let report = l.report();
+            assert_eq!(report.rolled_back.is_some(), rolls, "{metric:?}: {report:?}");
+            if !rolls {
+                assert_eq!(report.online.requests + report.frozen.requests, 400.0, "{report:?}");
+                assert_eq!((report.online.rate(), report.frozen.rate()), (1.0, 1.0));
+            }
+        }
     }
 }

@@ -258,9 +258,7 @@ impl ShopWriter {
         let new = j.take();
         if let Some(l) = &mut self.online {
             let before = l.rolled_back().is_some();
-            for e in new.iter().filter(|e| e.complete) {
-                l.update(e);
-            }
+            l.learn(&new);
             if let (false, Some(why)) = (before, l.rolled_back()) {
                 tracing::warn!(reason = why, "online learning rolled back to the frozen heads");
                 #[cfg(feature = "metrics")]

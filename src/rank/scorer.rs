@@ -216,6 +216,35 @@ impl LogisticScorer {
     pub fn head(&self, h: usize) -> &[f32] {
         &self.w[h * (F + 1)..(h + 1) * (F + 1)]
     }
+
+    /// The weights by name, the config's form ([`HeadWeights`], the
+    /// `[scorer]` table): every weight not 0, and `bias`. Heads trained
+    /// offline or online become the recommender's default heads (which
+    /// online learning starts from) this way;
+    /// [`from_weights`](Self::from_weights) of the result gives this scorer
+    /// back.
+    ///
+    /// ```
+    /// use omnifeed::rank::{HeadWeights, LogisticScorer};
+    /// let s = LogisticScorer::from_weights(&HeadWeights::default())?;
+    /// let back = LogisticScorer::from_weights(&s.to_weights())?;
+    /// assert_eq!(back.matrix(), s.matrix());
+    /// # Ok::<(), omnifeed::Error>(())
+    /// ```
+    pub fn to_weights(&self) -> HeadWeights {
+        let named = |h: usize| {
+            let head = self.head(h);
+            let mut m: BTreeMap<String, f32> = FEATURE_NAMES
+                .iter()
+                .zip(head)
+                .filter(|(_, w)| **w != 0.0)
+                .map(|(n, w)| ((*n).to_string(), *w))
+                .collect();
+            m.insert("bias".into(), head[F]);
+            m
+        };
+        HeadWeights { pctr: named(0), pcvr: named(1), engagement: named(2) }
+    }
 }
 
 impl Scorer for LogisticScorer {

@@ -203,7 +203,9 @@ fn every_example_is_named_and_every_named_example_exists() {
     let mut examples: Vec<String> = std::fs::read_dir(root().join("examples"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() || p.extension().is_some_and(|x| x == "rs"))
+        // Cargo's examples: `name.rs`, or `name/main.rs` (a folder without
+        // `main.rs`, as `support/`, holds shared modules).
+        .filter(|p| p.join("main.rs").is_file() || p.extension().is_some_and(|x| x == "rs"))
         .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
         .collect();
     examples.sort();

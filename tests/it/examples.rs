@@ -26,6 +26,7 @@ fn names() -> Vec<&'static str> {
         "evaluate",
         "search_eval",
         "off_policy",
+        "online_learning",
     ];
     if cfg!(feature = "redis") {
         names.push("replicas");

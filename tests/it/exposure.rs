@@ -818,11 +818,11 @@ fn guarded_writer(
 #[test]
 fn the_guard_rolls_back_when_the_online_heads_lose() {
     use omnifeed::exposure::{OnlineGuard, held_back};
-    let guard = OnlineGuard { holdback: 0.3, min_items: 300, ..OnlineGuard::default() };
+    let guard = OnlineGuard { holdback: 0.3, min_requests: 250, ..OnlineGuard::default() };
     let mut alike = guarded_writer(12, guard, |_, _| true);
     let report = alike.online().unwrap().report();
     assert!(report.rolled_back.is_none(), "{report:?}");
-    assert!(report.frozen.items >= 300.0 && report.online.items >= 300.0, "{report:?}");
+    assert!(report.frozen.requests >= 250.0 && report.online.requests >= 250.0, "{report:?}");
     let state = alike.publish().unwrap();
     let online = state.online_heads().expect("published").clone();
     // Served: the held-back share of requests scores with the frozen heads,
