@@ -17,7 +17,20 @@
 //!                                       trees: also learn LambdaMART heads, kept if they win
 //!                                       on the held-out slice
 //!     [--embeddings given|als]           omnifeed format: the catalog's own or ALS factors
+//!     [--off-policy examples.csv [--config new.toml | --weights-in heads.npy]
+//!      [--logged-config old.toml] [--surface feed|search|omni] [--bootstrap 1000]]
+//!                                       off-policy: the new ranking's clicks, orders and GMV
+//!                                       per request, estimated from joined exposures
 //! ```
+//!
+//! With `--off-policy` it reads joined exposures (`write_examples_csv`'s
+//! file: what a writer with `join_labels` emits) and estimates what the new
+//! policy (`--config`'s heads, fusion and placement, or `--weights-in`'s
+//! heads) would earn on the logged feeds against what the logging policy
+//! (`--logged-config`, default: the defaults) earned: IPS, SNIPS and DR
+//! with intervals (`eval::ope::evaluate_reranking`, whose docs say what a
+//! log can and cannot evaluate), printed as one JSON line. GMV needs
+//! prices: `--data` (omnifeed format) gives them. Nothing else runs.
 //!
 //! Without `--data` it runs on the shipped `data/` sample (omnifeed format).
 //! It trains (ALS embeddings where the log has none, the ranker's logistic
@@ -93,6 +106,10 @@ struct Args {
     cold: ColdItems,
     l2: Option<f32>,
     als_embeddings: bool,
+    off_policy: Option<PathBuf>,
+    logged_config: Option<PathBuf>,
+    surface: omnifeed::Surface,
+    bootstrap: usize,
 }
 
 /// The command line (`--help` lists every flag with its default).
@@ -190,6 +207,28 @@ struct Cli {
     /// Keep the heads' priors (train no ranker).
     #[arg(long)]
     no_train_ranker: bool,
+    /// Off-policy evaluation from joined exposures (write_examples_csv's
+    /// CSV) of the policy --config (or --weights-in) gives; nothing else
+    /// runs [default: none].
+    #[arg(long, value_name = "examples.csv")]
+    off_policy: Option<PathBuf>,
+    /// With --off-policy: the config the log was served with [default:
+    /// none: the defaults].
+    #[arg(long, value_name = "old.toml", requires = "off_policy")]
+    logged_config: Option<PathBuf>,
+    /// With --off-policy: the surface whose requests are evaluated.
+    #[arg(long, value_enum, default_value = "feed")]
+    surface: SurfaceArg,
+    /// With --off-policy: bootstrap resamples per interval.
+    #[arg(long, default_value_t = 1_000)]
+    bootstrap: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SurfaceArg {
+    Feed,
+    Search,
+    Omni,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -275,6 +314,14 @@ fn parse_args() -> Result<Args, String> {
         },
         l2: c.l2,
         als_embeddings: matches!(c.embeddings, EmbeddingsArg::Als),
+        off_policy: c.off_policy,
+        logged_config: c.logged_config,
+        surface: match c.surface {
+            SurfaceArg::Feed => omnifeed::Surface::Feed,
+            SurfaceArg::Search => omnifeed::Surface::Search,
+            SurfaceArg::Omni => omnifeed::Surface::Omni,
+        },
+        bootstrap: c.bootstrap,
     })
 }
 
@@ -516,8 +563,85 @@ fn merge_sources(a: CatalogSource, b: CatalogSource) -> CatalogSource {
     }
 }
 
+/// Heads from a `.npy` or `.safetensors` file.
+fn read_heads(path: &Path) -> Result<omnifeed::rank::LogisticScorer, omnifeed::Error> {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "safetensors" => omnifeed::rank::LogisticScorer::from_safetensors(path),
+        _ => omnifeed::rank::LogisticScorer::from_npy(path),
+    }
+}
+
+/// `--off-policy`: the new policy's estimates from joined exposures, one
+/// JSON line (and `--json`).
+fn off_policy(path: &Path, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    use omnifeed::eval::ope::{OpeConfig, Reranking, evaluate_reranking};
+    let config = |p: &Option<PathBuf>| -> Result<RecommenderConfig, Box<dyn std::error::Error>> {
+        Ok(match p {
+            Some(p) => RecommenderConfig::from_toml_str(&std::fs::read_to_string(p)?)?,
+            None => RecommenderConfig::default(),
+        })
+    };
+    let (new, logged) = (config(&args.config)?, config(&args.logged_config)?);
+    let scorer = match &args.weights_in {
+        Some(p) => read_heads(p)?,
+        None => omnifeed::rank::LogisticScorer::from_weights(&new.scorer)?,
+    };
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let all = omnifeed::exposure::read_examples_csv(
+        std::io::BufReader::new(file),
+        &path.display().to_string(),
+    )?;
+    let surface = args.surface;
+    let examples: Vec<_> = all.into_iter().filter(|e| e.surface == surface).collect();
+    // Prices for GMV, from an omnifeed-format catalog when --data names one.
+    let prices: HashMap<ProductId, f32> = match &args.data {
+        Some(dir) if args.format.unwrap_or(Format::Omnifeed) == Format::Omnifeed => {
+            let c = omnifeed::load::read_dataset(dir)?.catalog;
+            (0..c.len()).map(|r| (c.product_ids()[r], c.prices()[r])).collect()
+        }
+        _ => HashMap::new(),
+    };
+    let policy = Reranking {
+        scorer: &scorer,
+        fusion: *new.fusion.get(surface),
+        logged_fusion: *logged.fusion.get(surface),
+        stochastic: &new.rerank.get(surface).stochastic,
+    };
+    let cfg = OpeConfig { bootstrap: args.bootstrap, ..OpeConfig::default() };
+    let report = evaluate_reranking(&examples, &policy, &|p| prices.get(&p).copied(), &cfg)?;
+    let change = |o: &omnifeed::eval::ope::Outcome| {
+        serde_json::json!({
+            "logging": o.logging,
+            "snips": o.snips.value,
+            "dr": o.dr.value,
+            "snips_over_logging": o.snips.value / o.logging,
+        })
+    };
+    let mut out = serde_json::json!({
+        "off_policy": path.display().to_string(),
+        "surface": surface.name(),
+        "config": args.config.as_ref().map(|p| p.display().to_string()),
+        "weights_in": args.weights_in.as_ref().map(|p| p.display().to_string()),
+        "logged_config": args.logged_config.as_ref().map(|p| p.display().to_string()),
+        "summary": {
+            "clicks": change(&report.clicks),
+            "orders": change(&report.orders),
+            "gmv": report.gmv.as_ref().map(change),
+        },
+    });
+    out["report"] = serde_json::to_value(&report)?;
+    if let Some(json) = &args.json {
+        std::fs::write(json, serde_json::to_string_pretty(&out)?)?;
+    }
+    println!("{out}");
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args().map_err(|e| format!("evaluate: {e}"))?;
+    if let Some(path) = &args.off_policy {
+        return off_policy(path, &args);
+    }
     let default_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     let format = args.format.unwrap_or(Format::Omnifeed);
     let data = args.data.clone().unwrap_or(default_dir);
@@ -604,11 +728,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     if let Some(path) = &args.weights_in {
         // A model trained elsewhere: evaluated as given, nothing learned here.
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let scorer = match ext {
-            "safetensors" => omnifeed::rank::LogisticScorer::from_safetensors(path)?,
-            _ => omnifeed::rank::LogisticScorer::from_npy(path)?,
-        };
+        let scorer = read_heads(path)?;
         cfg.ranker = None;
         cfg.scorer = Some(scorer);
         println!("ranker: weights from {}", path.display());

@@ -35,6 +35,7 @@ mod pipeline;
 mod plot;
 mod replay;
 mod report;
+mod rerank_ope;
 mod score;
 mod split;
 

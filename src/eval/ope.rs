@@ -34,6 +34,8 @@
 use crate::error::{Error, Result};
 use serde::Serialize;
 
+pub use super::rerank_ope::{OffPolicyReport, Outcome, Reranking, evaluate_reranking};
+
 /// One slot of a logged request.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Slot {

@@ -601,3 +601,93 @@ pub fn write_examples_csv<W: std::io::Write>(out: W, examples: &[TrainingExample
     }
     w.flush().map_err(|e| io(e.into()))
 }
+
+/// Reads what [`write_examples_csv`] wrote: every row as a
+/// [`TrainingExample`], in file order (several rows of one request and
+/// position are kept; readers count the last). `source` names the input in
+/// errors (a path).
+///
+/// Errors: a header without the fixed columns, a row that does not parse
+/// (naming its line and column)
+/// ([`ErrorKind::Parse`](crate::error::ErrorKind::Parse)), or the reader's.
+///
+/// ```
+/// use omnifeed::exposure::{read_examples_csv, write_examples_csv};
+/// let mut bytes = Vec::new();
+/// write_examples_csv(&mut bytes, &[])?;
+/// assert!(read_examples_csv(&bytes[..], "empty.csv")?.is_empty());
+/// # Ok::<(), omnifeed::Error>(())
+/// ```
+pub fn read_examples_csv<R: std::io::Read>(input: R, source: &str) -> Result<Vec<TrainingExample>> {
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(input);
+    let mut records = r.records();
+    let Some(header) = records.next() else { return Ok(Vec::new()) };
+    let bad = |line: u64, why: String| Error::parse(source, Some(line), why);
+    let header = header.map_err(|e| bad(1, e.to_string()))?;
+    const FIXED: usize = 15;
+    let names: Vec<&str> = header.iter().collect();
+    if names.len() < FIXED || names[8] != "propensity" || names[14] != "complete" {
+        return Err(bad(1, "not a training examples header (write_examples_csv's)".into()));
+    }
+    let columns = Arc::new(Columns {
+        features: names[FIXED..]
+            .iter()
+            .filter_map(|n| n.strip_prefix("f_"))
+            .map(String::from)
+            .collect(),
+        heads: names[FIXED..]
+            .iter()
+            .filter_map(|n| n.strip_prefix("h_"))
+            .map(String::from)
+            .collect(),
+    });
+    let nf = columns.features.len();
+    let mut out = Vec::new();
+    for (i, row) in records.enumerate() {
+        let line = i as u64 + 2;
+        let row = row.map_err(|e| bad(line, e.to_string()))?;
+        if row.len() != names.len() {
+            return Err(bad(line, format!("{} fields, the header has {}", row.len(), names.len())));
+        }
+        let field = |k: usize| &row[k];
+        fn num<T: std::str::FromStr>(s: &str, name: &str) -> std::result::Result<T, String> {
+            s.parse().map_err(|_| format!("{name} {s:?} does not parse"))
+        }
+        let parsed = (|| -> std::result::Result<TrainingExample, String> {
+            let label = |k: usize| match field(k) {
+                "" => Ok(Label::Open),
+                "1" => Ok(Label::Yes),
+                "0" => Ok(Label::No),
+                s => Err(format!("label {} is {s:?}", names[k])),
+            };
+            let surface = Surface::ALL
+                .into_iter()
+                .find(|s| s.name() == field(4))
+                .ok_or_else(|| format!("surface {:?} is unknown", field(4)))?;
+            let values = |range: std::ops::Range<usize>| {
+                range
+                    .map(|k| num::<f32>(field(k), names[k]))
+                    .collect::<std::result::Result<Vec<f32>, String>>()
+            };
+            Ok(TrainingExample {
+                request_id: num(field(0), "request_id")?,
+                position: num(field(1), "position")?,
+                user: UserId(num(field(2), "user")?),
+                product: ProductId(num(field(3), "product")?),
+                surface,
+                variant: Some(field(5).to_string()).filter(|v| !v.is_empty()),
+                state_version: num(field(6), "state_version")?,
+                at: num(field(7), "at")?,
+                propensity: num(field(8), "propensity")?,
+                score: num(field(9), "score")?,
+                labels: [label(10)?, label(11)?, label(12)?, label(13)?],
+                complete: field(14) == "1",
+                features: values(FIXED..FIXED + nf)?,
+                heads: values(FIXED + nf..names.len())?,
+                columns: Arc::clone(&columns),
+            })
+        })();
+        out.push(parsed.map_err(|why| bad(line, why))?);
+    }
+    Ok(out)
+}

@@ -48,7 +48,8 @@ mod labels;
 mod online;
 pub(crate) use labels::JoinerRecord;
 pub use labels::{
-    Label, LabelJoiner, LabelWindows, MAX_WINDOW, OUTCOMES, TrainingExample, write_examples_csv,
+    Label, LabelJoiner, LabelWindows, MAX_WINDOW, OUTCOMES, TrainingExample, read_examples_csv,
+    write_examples_csv,
 };
 pub use online::{
     ArmStats, GuardMetric, OnlineConfig, OnlineGuard, OnlineLearner, OnlineReport, held_back,

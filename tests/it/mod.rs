@@ -6,7 +6,7 @@ mod coengage;
 mod data;
 mod docs;
 mod eval;
-mod examples;
+pub mod examples;
 mod exposure;
 mod feed;
 mod golden;
