@@ -734,15 +734,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("ranker: weights from {}", path.display());
     }
 
-    if args.mlp {
-        if let Some(r) = &mut cfg.ranker {
-            r.mlp = Some(omnifeed::train::MlpTrainConfig::default());
-        }
+    if args.mlp
+        && let Some(r) = &mut cfg.ranker
+    {
+        r.mlp = Some(omnifeed::train::MlpTrainConfig::default());
     }
-    if args.trees {
-        if let Some(r) = &mut cfg.ranker {
-            r.trees = Some(omnifeed::train::GbdtConfig::default());
-        }
+    if args.trees
+        && let Some(r) = &mut cfg.ranker
+    {
+        r.trees = Some(omnifeed::train::GbdtConfig::default());
     }
     if let Some(paths) = &args.scorer {
         cfg.ranker = None;

@@ -225,32 +225,32 @@ impl FeedRequest {
             ("request.filters.min_price", self.filters.min_price),
             ("request.filters.max_price", self.filters.max_price),
         ] {
-            if let Some(v) = v {
-                if !v.is_finite() || v < 0.0 {
-                    return Err(Error::invalid_value(
-                        field,
-                        "request",
-                        format!("expected a finite price >= 0, got {v}"),
-                    ));
-                }
-            }
-        }
-        if let (Some(lo), Some(hi)) = (self.filters.min_price, self.filters.max_price) {
-            if lo > hi {
+            if let Some(v) = v
+                && (!v.is_finite() || v < 0.0)
+            {
                 return Err(Error::invalid_value(
-                    "request.filters",
+                    field,
                     "request",
-                    format!("min_price {lo} is above max_price {hi}"),
+                    format!("expected a finite price >= 0, got {v}"),
                 ));
             }
         }
-        if let Some(e) = self.query.as_ref().and_then(|q| q.embedding.as_ref()) {
-            if let Some(i) = e.iter().position(|x| !x.is_finite()) {
-                return Err(Error::new(ErrorKind::NonFinite {
-                    what: "request.query.embedding",
-                    index: i,
-                }));
-            }
+        if let (Some(lo), Some(hi)) = (self.filters.min_price, self.filters.max_price)
+            && lo > hi
+        {
+            return Err(Error::invalid_value(
+                "request.filters",
+                "request",
+                format!("min_price {lo} is above max_price {hi}"),
+            ));
+        }
+        if let Some(e) = self.query.as_ref().and_then(|q| q.embedding.as_ref())
+            && let Some(i) = e.iter().position(|x| !x.is_finite())
+        {
+            return Err(Error::new(ErrorKind::NonFinite {
+                what: "request.query.embedding",
+                index: i,
+            }));
         }
         Ok(())
     }

@@ -29,7 +29,7 @@ impl Embeddings {
         if dim == 0 {
             return Err(Error::invalid_config("embedding.dim", "must be at least 1, got 0"));
         }
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(Error::dimension(what, dim, data.len() % dim));
         }
         let mut raw_norms = Vec::with_capacity(data.len() / dim);

@@ -181,10 +181,10 @@ impl Logged {
         if cfg.clip.is_some_and(|c| !positive(c)) || !(cfg.level > 0.0 && cfg.level < 1.0) {
             return Err(Error::invalid_config("ope", "clip > 0, level in (0, 1)"));
         }
-        if let Estimator::SwitchDr { tau } = est {
-            if !positive(tau) {
-                return Err(Error::invalid_config("ope", "switch tau > 0"));
-            }
+        if let Estimator::SwitchDr { tau } = est
+            && !positive(tau)
+        {
+            return Err(Error::invalid_config("ope", "switch tau > 0"));
         }
         let prob = |p: f64| p.is_finite() && p > 0.0 && p <= 1.0 + 1e-9;
         let target = |p: f64| p.is_finite() && (0.0..=1.0 + 1e-9).contains(&p);

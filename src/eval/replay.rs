@@ -39,22 +39,22 @@ pub(crate) fn requests_for(
     for e in window {
         if let (EventKind::Order { price }, crate::signals::Target::Product(p)) =
             (&e.kind, &e.target)
+            && let Some(r) = by_user.get_mut(&e.user)
         {
-            if let Some(r) = by_user.get_mut(&e.user) {
-                let v = price.map(f64::from).or_else(|| {
-                    catalog.row(*p).map(|row| f64::from(catalog.prices()[row.index()]))
-                });
-                r.order_value.push((*p, v.unwrap_or(0.0)));
-            }
+            let v = price
+                .map(f64::from)
+                .or_else(|| catalog.row(*p).map(|row| f64::from(catalog.prices()[row.index()])));
+            r.order_value.push((*p, v.unwrap_or(0.0)));
         }
     }
     if cfg.exclude_known {
         let relevance = Relevance { min_level: Level::Click, ..cfg.relevance };
         for e in history {
-            if let (Some(p), Some(r)) = (relevance.relevant_product(e), by_user.get_mut(&e.user)) {
-                if e.at < r.at && catalog.row(p).is_some() {
-                    r.exclude.push(p);
-                }
+            if let (Some(p), Some(r)) = (relevance.relevant_product(e), by_user.get_mut(&e.user))
+                && e.at < r.at
+                && catalog.row(p).is_some()
+            {
+                r.exclude.push(p);
             }
         }
     }

@@ -34,7 +34,7 @@ impl FeatureMatrix {
     /// a NaN or infinite value ([`ErrorKind::NonFinite`](crate::error::ErrorKind::NonFinite),
     /// naming the row).
     pub fn from_rows(values: &[f32]) -> crate::error::Result<Self> {
-        if values.len() % F != 0 {
+        if !values.len().is_multiple_of(F) {
             return Err(crate::error::Error::dimension("feature rows", F, values.len() % F));
         }
         if let Some(i) = values.iter().position(|x| !x.is_finite()) {

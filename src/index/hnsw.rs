@@ -343,7 +343,7 @@ mod tests {
         let emb = Arc::new(Embeddings::from_rows("t", 2, data).unwrap());
         let idx = HnswIndex::build(emb, HnswParams::default()).unwrap();
         let mut out = Vec::new();
-        let even = |r: ItemIdx| r.0 % 2 == 0;
+        let even = |r: ItemIdx| r.0.is_multiple_of(2);
         idx.search(&[1.0, 0.0], 20, Some(&even), &mut out).unwrap();
         assert!(!out.is_empty());
         assert!(out.iter().all(|n| n.row.0 % 2 == 0));

@@ -651,11 +651,11 @@ impl LexicalIndex {
         let mut top = crate::kernels::TopK::new(&mut best, k.min(self.doc_len.len()));
         while let Some(row) = m.next_candidate() {
             let norm = self.row_norm(row);
-            if let Some(score) = m.score(row, &norm, top.threshold()) {
-                if keep(ItemIdx(row)) {
-                    top.push(ItemIdx(row), score);
-                    m.raise(top.threshold());
-                }
+            if let Some(score) = m.score(row, &norm, top.threshold())
+                && keep(ItemIdx(row))
+            {
+                top.push(ItemIdx(row), score);
+                m.raise(top.threshold());
             }
         }
         top.finish();
@@ -768,13 +768,13 @@ impl<'a> MaxScore<'a> {
         let mut partial = 0.0f32;
         for &i in &self.order[self.essential..] {
             let (pos, idf) = &mut self.cursors[i];
-            if let Some(&(r, tf)) = self.lists[i].get(*pos as usize) {
-                if r == row {
-                    let c = term_score(*idf, tf, norm);
-                    self.contrib[i] = Some(c);
-                    partial += c;
-                    *pos += 1;
-                }
+            if let Some(&(r, tf)) = self.lists[i].get(*pos as usize)
+                && r == row
+            {
+                let c = term_score(*idf, tf, norm);
+                self.contrib[i] = Some(c);
+                partial += c;
+                *pos += 1;
             }
         }
         for j in (0..self.essential).rev() {
@@ -785,12 +785,12 @@ impl<'a> MaxScore<'a> {
             let list = self.lists[i];
             let (pos, idf) = &mut self.cursors[i];
             *pos = seek(list, *pos as usize, row) as u32;
-            if let Some(&(r, tf)) = list.get(*pos as usize) {
-                if r == row {
-                    let c = term_score(*idf, tf, norm);
-                    self.contrib[i] = Some(c);
-                    partial += c;
-                }
+            if let Some(&(r, tf)) = list.get(*pos as usize)
+                && r == row
+            {
+                let c = term_score(*idf, tf, norm);
+                self.contrib[i] = Some(c);
+                partial += c;
             }
         }
         Some(self.plan.sum(&self.contrib))

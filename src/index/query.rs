@@ -232,13 +232,13 @@ pub(crate) fn plan(
             slots.push(slot);
             continue;
         }
-        if config.split_words {
-            if let Some((a, b)) = split(analyzer, vocab, w) {
-                slot_of.push(Some(slots.len()));
-                slots.push(vec![alt(&a, 1.0, MatchKind::Split)]);
-                slots.push(vec![alt(&b, 1.0, MatchKind::Split)]);
-                continue;
-            }
+        if config.split_words
+            && let Some((a, b)) = split(analyzer, vocab, w)
+        {
+            slot_of.push(Some(slots.len()));
+            slots.push(vec![alt(&a, 1.0, MatchKind::Split)]);
+            slots.push(vec![alt(&b, 1.0, MatchKind::Split)]);
+            continue;
         }
         let mut slot = if config.typos { fuzzy(vocab, config, w, &term) } else { Vec::new() };
         if slot.is_empty() && last && config.prefix_last {

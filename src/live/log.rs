@@ -104,6 +104,19 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// The offset of the newest entry (0 when the log is empty).
     fn head(&self) -> Result<u64>;
 
+    /// Drops entries before `offset` where the backend can, so the log
+    /// does not grow forever: whole segments of a [`FileLog`](super::FileLog),
+    /// a Redis stream's older entries (`XTRIM MINID`). Call it with the
+    /// oldest snapshot kept: a reader behind the trimmed part gets an
+    /// error that says to load a newer snapshot. Returns how many entries
+    /// went; the default keeps everything (0).
+    ///
+    /// Errors: the log unreachable.
+    fn trim_before(&self, offset: u64) -> Result<u64> {
+        let _ = offset;
+        Ok(0)
+    }
+
     /// Encodes and appends `entries` as one atomic run (see
     /// [`append_encoded`](Self::append_encoded)); returns the first offset.
     fn append(&self, entries: &[LogEntry]) -> Result<u64> {
@@ -410,7 +423,7 @@ mod tests {
     use crate::ids::{MerchantId, ProductId};
 
     fn flag(p: u64) -> LogEntry {
-        LogEntry::Flag { product: ProductId(p), flagged: p % 2 == 0 }
+        LogEntry::Flag { product: ProductId(p), flagged: p.is_multiple_of(2) }
     }
 
     #[test]

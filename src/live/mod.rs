@@ -20,12 +20,16 @@
 //! order and skips any at or below the last applied one, so a log replayed
 //! from a snapshot's offset, or delivered twice, applies each entry once.
 
+#[cfg(unix)]
+mod file_log;
 mod log;
 #[cfg(feature = "redis")]
 mod redis_log;
 mod replica;
 mod snapshot;
 
+#[cfg(unix)]
+pub use file_log::{FileLog, FileLogConfig, Fsync, OpenReport};
 pub use log::{
     ENTRY_VERSION, EventLog, LogBatch, LogRecord, LogSink, MAX_ENTRY_BYTES, MemoryLog, Rejected,
     check_append, decode_batch, decode_entry, encode_entry, now_ms,
@@ -400,11 +404,11 @@ impl ShopWriter {
         }
         let applied = match entry {
             LogEntry::Events(events) => {
-                if self.strict_events {
-                    if let Some((i, r)) = self.store.first_rejection(events) {
-                        let at = format_args!("event {i} of the entry at offset {offset}");
-                        return Err(Error::invalid_value("log entry events", at, r.to_string()));
-                    }
+                if self.strict_events
+                    && let Some((i, r)) = self.store.first_rejection(events)
+                {
+                    let at = format_args!("event {i} of the entry at offset {offset}");
+                    return Err(Error::invalid_value("log entry events", at, r.to_string()));
                 }
                 if let Some(j) = &mut self.labels {
                     j.add_events(events);

@@ -279,6 +279,17 @@ impl EventLog for RedisLog {
         decode_batch(&self.id(), after, entries)
     }
 
+    /// `XTRIM MINID`: entries before `offset` go, never the newest (the
+    /// script numbers appends from it).
+    fn trim_before(&self, offset: u64) -> Result<u64> {
+        let keep = offset.min(self.head()?);
+        if keep <= 1 {
+            return Ok(0);
+        }
+        let (key, min) = (&self.config.stream, format!("0-{keep}"));
+        self.call("XTRIM", |c| redis::cmd("XTRIM").arg(key).arg("MINID").arg(&min).query(c))
+    }
+
     fn head(&self) -> Result<u64> {
         let key = &self.config.stream;
         let top: Vec<RawEntry> = self.call("XREVRANGE", |c| {

@@ -54,6 +54,30 @@ impl SnapshotStore {
         super::snapshot::load_newest(&self.dir(shard))
     }
 
+    /// The oldest log offset any snapshot of any layout under the root
+    /// holds (`None`: no snapshot yet): a log may drop the entries up to it
+    /// ([`EventLog::trim_before`] that offset + 1) and every layout still
+    /// restarts.
+    ///
+    /// Errors: the root or a layout's directory unreadable.
+    pub fn oldest_offset(&self) -> Result<Option<u64>> {
+        let layouts = match std::fs::read_dir(&self.root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&self.root, e)),
+        };
+        let mut oldest: Option<u64> = None;
+        for layout in layouts.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+            let path = layout.path();
+            let offsets =
+                super::snapshot::snapshot_offsets(&path).map_err(|e| Error::io(&path, e))?;
+            if let Some(&first) = offsets.iter().min() {
+                oldest = Some(oldest.map_or(first, |o| o.min(first)));
+            }
+        }
+        Ok(oldest)
+    }
+
     /// Saves `writer` as the layout's newest snapshot.
     ///
     /// Errors: as [`ShopWriter::save_with`].
@@ -91,6 +115,12 @@ pub struct ReplicaConfig {
     pub snapshot_every: u64,
     /// Snapshots kept per layout. Default 3.
     pub retention: Retention,
+    /// After each snapshot this replica writes, drop the log's entries
+    /// older than the oldest snapshot any layout keeps
+    /// ([`EventLog::trim_before`]; a [`FileLog`](super::FileLog) deletes
+    /// segments, Redis runs `XTRIM`). Opt in: a log other processes read
+    /// from further back must not be trimmed. Default false.
+    pub trim_log: bool,
     /// Entries per read. Default 512.
     pub read_batch: usize,
     /// How long a read waits for new entries. Default 20 ms.
@@ -111,6 +141,7 @@ impl Default for ReplicaConfig {
             publish_every: Duration::from_millis(100),
             snapshot_every: 0,
             retention: Retention::default(),
+            trim_log: false,
             read_batch: 512,
             wait: Duration::from_millis(20),
             shop: None,
@@ -133,6 +164,8 @@ pub struct ReplicaStats {
     pub publishes: u64,
     /// Snapshots written.
     pub snapshots: u64,
+    /// Log entries dropped after snapshots ([`ReplicaConfig::trim_log`]).
+    pub trimmed: u64,
     /// The longest time from an entry's append to the publish that made it
     /// visible, in milliseconds.
     pub max_visible_delay_ms: i64,
@@ -401,6 +434,15 @@ impl Replica {
         let info = self.store.save(&mut self.writer, self.config.shard, self.config.retention)?;
         self.since_snapshot = 0;
         self.stats.snapshots += 1;
+        if self.config.trim_log
+            && let Some(oldest) = self.store.oldest_offset()?
+        {
+            let dropped = self.log.trim_before(oldest + 1)?;
+            self.stats.trimmed += dropped;
+            if dropped > 0 {
+                tracing::info!(log = %self.log.id(), before = oldest + 1, dropped, "log trimmed");
+            }
+        }
         Ok(info)
     }
 

@@ -435,10 +435,10 @@ fn write_snapshot(
         // The rename may have happened before the failure (an fsync of the
         // root after it): put the previous pointer back, so that a failed
         // save leaves CURRENT as it found it.
-        if let Some(prev) = &previous {
-            if std::fs::read(&pointer).ok().as_ref() != Some(prev) {
-                let _ = point(prev);
-            }
+        if let Some(prev) = &previous
+            && std::fs::read(&pointer).ok().as_ref() != Some(prev)
+        {
+            let _ = point(prev);
         }
         return Err(Error::io(pointer, e));
     }
@@ -498,6 +498,20 @@ fn snapshot_names(root: &Path) -> std::io::Result<Vec<String>> {
         .collect();
     names.sort_unstable();
     Ok(names)
+}
+
+/// The log offsets of the snapshots under `root` (one layout), oldest
+/// first; none where `root` does not exist.
+pub(crate) fn snapshot_offsets(root: &Path) -> std::io::Result<Vec<u64>> {
+    let names = match snapshot_names(root) {
+        Ok(names) => names,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(names
+        .iter()
+        .filter_map(|n| n.strip_prefix(PREFIX)?.split('-').next()?.parse().ok())
+        .collect())
 }
 
 /// Loads the newest snapshot under `root` that loads: every snapshot

@@ -59,13 +59,13 @@ impl LogOptions {
     /// Errors: [`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)
     /// naming `log.period`.
     pub fn validate(&self) -> Result<()> {
-        if let Some((start, end)) = self.period {
-            if start >= end {
-                return Err(Error::invalid_config(
-                    "log.period",
-                    format!("expected start < end, got [{start}, {end})"),
-                ));
-            }
+        if let Some((start, end)) = self.period
+            && start >= end
+        {
+            return Err(Error::invalid_config(
+                "log.period",
+                format!("expected start < end, got [{start}, {end})"),
+            ));
         }
         Ok(())
     }
@@ -338,10 +338,10 @@ pub fn read_events(path: impl AsRef<Path>, opts: &LogOptions) -> Result<(Vec<Eve
             "none" => Target::None,
             other => return Err(bad(format!("unknown target {other:?}"))),
         };
-        if let Some(v) = r.value {
-            if !v.is_finite() || v < 0.0 {
-                return Err(bad(format!("value {v} is not a finite number >= 0")));
-            }
+        if let Some(v) = r.value
+            && (!v.is_finite() || v < 0.0)
+        {
+            return Err(bad(format!("value {v} is not a finite number >= 0")));
         }
         let mut kind = EventKind::from_name(&r.kind, r.value)
             .ok_or_else(|| bad(format!("unknown kind {:?} or missing value", r.kind)))?;

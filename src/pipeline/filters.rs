@@ -63,10 +63,10 @@ impl Filter for Governance {
         removed: &mut [Option<RemovalReason>],
     ) {
         for (&r, slot) in rows.iter().zip(removed) {
-            if slot.is_none() {
-                if let Some(gate) = ctx.signals.gate(r) {
-                    *slot = Some(RemovalReason::Gated(gate));
-                }
+            if slot.is_none()
+                && let Some(gate) = ctx.signals.gate(r)
+            {
+                *slot = Some(RemovalReason::Gated(gate));
             }
         }
     }

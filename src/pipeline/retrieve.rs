@@ -35,14 +35,14 @@ pub(crate) fn retrieve(
         }
         searched |= p.search_mask & (1 << i) != 0;
         let mut outcome = source.retrieve(ctx, buf);
-        if outcome.is_ok() {
-            if let Some(bad) = buf.as_slice().iter().find(|h| h.row.index() >= n) {
-                outcome = Err(Error::invalid_value(
-                    "candidate row",
-                    format_args!("source {}", source.id()),
-                    format!("row {} is outside the catalog of {n}", bad.row.0),
-                ));
-            }
+        if outcome.is_ok()
+            && let Some(bad) = buf.as_slice().iter().find(|h| h.row.index() >= n)
+        {
+            outcome = Err(Error::invalid_value(
+                "candidate row",
+                format_args!("source {}", source.id()),
+                format!("row {} is outside the catalog of {n}", bad.row.0),
+            ));
         }
         if outcome.is_err() {
             buf.clear();

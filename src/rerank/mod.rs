@@ -371,13 +371,16 @@ fn fixed_or_exploration(
     let n = cands.len();
     let mut rule = 0u16;
     let mut pick = None;
-    if cfg.live_every > 0 && (p + 1) % cfg.live_every == 0 {
+    if cfg.live_every > 0 && (p + 1).is_multiple_of(cfg.live_every) {
         pick = (0..n).find(|&i| {
             !s.taken[i] && cands[i].live && !over_max(&cands[i], quotas, &s.quota_counts, k)
         });
         rule = rules::FIXED_POSITION;
     }
-    if pick.is_none() && *explored < cfg.exploration_slots && (p + 1) % cfg.exploration_every == 0 {
+    if pick.is_none()
+        && *explored < cfg.exploration_slots
+        && (p + 1).is_multiple_of(cfg.exploration_every)
+    {
         // Draw among the best few eligible not already placed.
         let mut eligible = [usize::MAX; 4];
         let open = (0..n).filter(|&i| {

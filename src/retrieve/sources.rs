@@ -482,10 +482,11 @@ fn interleave(
     let mut depth = 0;
     while out.len() < k && lists.iter().any(|l| depth < l.len()) {
         for l in lists {
-            if let Some(&r) = l.get(depth) {
-                if out.len() < k && ctx.admits(r) {
-                    out.push(r, score(r));
-                }
+            if let Some(&r) = l.get(depth)
+                && out.len() < k
+                && ctx.admits(r)
+            {
+                out.push(r, score(r));
             }
         }
         depth += 1;
@@ -575,10 +576,10 @@ impl CandidateSource for Pins {
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
         for pin in ctx.rules.pins(ctx.surface(), ctx.at) {
-            if let Some(row) = ctx.catalog.row(pin.product) {
-                if !ctx.is_excluded(row) {
-                    out.push(row, 1.0);
-                }
+            if let Some(row) = ctx.catalog.row(pin.product)
+                && !ctx.is_excluded(row)
+            {
+                out.push(row, 1.0);
             }
         }
         Ok(())

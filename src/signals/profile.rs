@@ -255,10 +255,9 @@ impl UserProfile {
             None => {
                 // Full: the weakest category gives way if the new one is stronger.
                 if let Some(weakest) = self.affinities.iter_mut().min_by(|a, b| a.1.total_cmp(&b.1))
+                    && weakest.1 < add
                 {
-                    if weakest.1 < add {
-                        *weakest = (category, add);
-                    }
+                    *weakest = (category, add);
                 }
             }
         }

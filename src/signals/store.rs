@@ -407,11 +407,11 @@ impl SignalStore {
                 let rows = catalog.content_product_rows(crow);
                 let share = 1.0 / rows.len().max(1) as f32;
                 credit.extend(rows.iter().map(|&r| (ItemIdx(r), share)));
-                if let EventKind::View { .. } = e.kind {
-                    if catalog.content_on_air(crow, at) {
-                        tables.live.add(crow as usize, 0, 1.0, at);
-                        report.counter_updates += 1;
-                    }
+                if let EventKind::View { .. } = e.kind
+                    && catalog.content_on_air(crow, at)
+                {
+                    tables.live.add(crow as usize, 0, 1.0, at);
+                    report.counter_updates += 1;
                 }
             }
             Resolved::Merchant { mrow } => {
@@ -868,7 +868,7 @@ fn warn_rejected(r: &Rejection, n: u64) {
 
 /// True for `1, 10, 100, ...`: the counts a warning is logged at.
 fn power_of_ten(mut n: u64) -> bool {
-    while n >= 10 && n % 10 == 0 {
+    while n >= 10 && n.is_multiple_of(10) {
         n /= 10;
     }
     n == 1

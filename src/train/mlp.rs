@@ -126,7 +126,7 @@ fn fold_standardization(w1: &mut [f32], b1: &mut [f32], mu: &[f32; F], inv: &[f3
 pub fn fit_mlp(x: &[f32], y: &[Vec<f32>; HEADS], cfg: &MlpTrainConfig) -> Result<MlpScorer> {
     cfg.validate()?;
     let n = x.len() / F;
-    if n == 0 || x.len() % F != 0 || y.iter().any(|c| c.len() != n) {
+    if n == 0 || !x.len().is_multiple_of(F) || y.iter().any(|c| c.len() != n) {
         return Err(Error::invalid_value(
             "mlp examples",
             "fit_mlp",

@@ -2,6 +2,8 @@
 //! following them, cheap publishes, snapshots and restart from snapshot +
 //! tail.
 
+#[cfg(unix)]
+mod durable_log;
 mod file_log;
 #[cfg(feature = "redis")]
 mod redis;

@@ -123,11 +123,10 @@ proptest! {
         let a = Arc::new(small_catalog(n, emb_a));
         let other = small_catalog(n, |i| {
             let mut v = emb_a(i);
-            if let Some((j, d)) = change {
-                if j == i && d != 0.0 {
+            if let Some((j, d)) = change
+                && j == i && d != 0.0 {
                     v[0] += d;
                 }
-            }
             v
         });
         let same = a.embeddings().as_slice() == other.embeddings().as_slice();

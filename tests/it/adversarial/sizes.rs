@@ -42,7 +42,7 @@ fn check_list(out: &[Neighbor], at_most: usize, what: &str) {
 #[test]
 fn huge_k_returns_at_most_len_rows_on_every_index() {
     let q = [0.3, -0.2, 0.5, 1.0];
-    let keep_even = |r: ItemIdx| r.0 % 2 == 0;
+    let keep_even = |r: ItemIdx| r.0.is_multiple_of(2);
     for index in indexes() {
         let len = index.len();
         for k in [usize::MAX, usize::MAX / 2 + 1, 1 << 40, len + 1, len] {

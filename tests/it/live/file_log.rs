@@ -3,12 +3,9 @@
 //! in the same state as one over the in-memory log, and a foreign entry is
 //! rejected the same way.
 
-use super::replicas::{bootstrap, world_log};
+use super::replicas::{caught_up, world_log};
 use super::snapshots::{assert_same_state, temp_dir};
-use omnifeed::live::{
-    EventLog, LogBatch, MemoryLog, Replica, ReplicaConfig, SnapshotStore, check_append,
-    decode_batch,
-};
+use omnifeed::live::{EventLog, LogBatch, MemoryLog, ReplicaConfig, check_append, decode_batch};
 use omnifeed::synth::{SynthConfig, generate};
 use omnifeed::{Error, ErrorKind, Result, UserId};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -108,13 +105,8 @@ fn a_log_backend_from_outside_the_crate_serves_a_replica() {
     }
     assert_eq!(file.head().unwrap(), memory.head().unwrap());
     let quick = ReplicaConfig { wait: Duration::ZERO, read_batch: 2, ..ReplicaConfig::default() };
-    let start = |log: &Arc<dyn EventLog>, name: &str| {
-        let store = SnapshotStore::new(dir.join(name));
-        let mut r =
-            Replica::start(Arc::clone(log), store, quick.clone(), bootstrap(&world)).unwrap();
-        r.catch_up(Duration::from_secs(60)).unwrap();
-        r
-    };
+    let start =
+        |log: &Arc<dyn EventLog>, name: &str| caught_up(&world, log, &dir.join(name), &quick);
     let (a, b) = (start(&file, "a"), start(&memory, "b"));
     assert_eq!(a.offset(), file.head().unwrap());
     assert_eq!((a.stats().rejected, a.stats().applied), (1, entries.len() as u64));

@@ -59,6 +59,30 @@ fn redis_log_keeps_order_and_counts_malformed_entries() {
     assert!(log.read(5, 10, Duration::ZERO).is_err());
 }
 
+/// Retention on Redis (`XTRIM MINID`, opt in through `trim_before`): the
+/// entries before the offset go, a reader behind them gets an error that
+/// says so, the newest entry always stays, and appends number on.
+#[test]
+fn trimming_a_redis_log_keeps_its_offsets() {
+    let Some(srv) = server("trimming_a_redis_log_keeps_its_offsets") else { return };
+    let log = open(&srv.url());
+    let flag = |p| LogEntry::Flag { product: omnifeed::ProductId(p), flagged: true };
+    let entries: Vec<LogEntry> = (1..=10).map(flag).collect();
+    assert_eq!(log.append(&entries).unwrap(), 1);
+    assert_eq!(log.trim_before(6).unwrap(), 5);
+    let e = log.read(0, 100, Duration::ZERO).unwrap_err();
+    assert!(e.to_string().contains("trimmed"), "{e}");
+    let b = log.read(5, 100, Duration::ZERO).unwrap();
+    assert_eq!(
+        b.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (6..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(log.trim_before(1_000).unwrap(), 4);
+    assert_eq!(log.head().unwrap(), 10);
+    assert_eq!(log.append(&[flag(11)]).unwrap(), 11);
+    assert_eq!(log.read(9, 10, Duration::ZERO).unwrap().records[0].offset, 10);
+}
+
 #[test]
 fn replicas_lose_and_double_nothing_across_a_redis_crash() {
     let Some(mut srv) = server("replicas_lose_and_double_nothing_across_a_redis_crash") else {

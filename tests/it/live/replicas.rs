@@ -29,6 +29,20 @@ fn logged(world: &World) -> (Arc<dyn EventLog>, Vec<LogEntry>) {
     (log, entries)
 }
 
+/// A replica of `world` over `log` with snapshots in `store`, started and
+/// caught up to the log's head.
+pub fn caught_up(
+    world: &World,
+    log: &Arc<dyn EventLog>,
+    store: &std::path::Path,
+    config: &ReplicaConfig,
+) -> Replica {
+    let store = SnapshotStore::new(store);
+    let mut r = Replica::start(Arc::clone(log), store, config.clone(), bootstrap(world)).unwrap();
+    r.catch_up(Duration::from_secs(60)).unwrap();
+    r
+}
+
 pub fn bootstrap(world: &World) -> impl FnOnce() -> omnifeed::Result<ShopWriter> + '_ {
     move || ShopWriter::new(world.catalog.clone(), SignalConfig::default(), IndexConfig::default())
 }
