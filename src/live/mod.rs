@@ -416,7 +416,15 @@ impl ShopWriter {
                 self.collect_joined();
                 Applied::Events(self.store.ingest_batch(events))
             }
-            LogEntry::Delta(deltas) => Applied::Delta(self.apply_delta(deltas)?),
+            LogEntry::Delta(deltas) => match self.apply_delta(deltas) {
+                Ok(changes) => Applied::Delta(changes),
+                Err(e) => {
+                    tracing::warn!(offset, deltas = deltas.len(), error = %e, "catalog delta refused");
+                    #[cfg(feature = "metrics")]
+                    metrics::counter!("omnifeed_deltas_refused_total").increment(1);
+                    return Err(e);
+                }
+            },
             LogEntry::Flag { product, flagged } => {
                 self.store.flag_product(*product, *flagged)?;
                 Applied::Governance
@@ -467,6 +475,8 @@ impl ShopWriter {
     /// Errors: none in practice (the parts are kept consistent); the
     /// checks of [`ServingState::new`] still run.
     pub fn publish(&mut self) -> Result<ServingState> {
+        let started = std::time::Instant::now();
+        let catalog_changed = self.catalog_changed;
         let signals = Arc::new(self.store.publish());
         let state = match &self.published {
             None => {
@@ -509,6 +519,19 @@ impl ShopWriter {
         let state = state.with_online_heads(online, holdback);
         self.catalog_changed = false;
         self.published = Some(state.clone());
+        let took = started.elapsed();
+        tracing::debug!(
+            version = state.version(),
+            offset = self.offset,
+            catalog_changed,
+            ms = took.as_secs_f64() * 1e3,
+            "state published"
+        );
+        #[cfg(feature = "metrics")]
+        {
+            metrics::histogram!("omnifeed_publish_seconds").record(took.as_secs_f64());
+            metrics::gauge!("omnifeed_state_version").set(state.version() as f64);
+        }
         Ok(state)
     }
 

@@ -301,8 +301,9 @@ impl Replica {
         &self.skipped_snapshots
     }
 
-    /// How far behind the log this replica is (asks the log for its head).
-    /// With the `metrics` feature it also sets the gauges
+    /// How far behind the log this replica is (asks the log for its head),
+    /// also as a `tracing` debug event. With the `metrics` feature it sets
+    /// the gauges
     /// `omnifeed_replica_lag_entries` and `omnifeed_replica_lag_seconds`,
     /// which [`poll`](Self::poll) keeps current.
     ///
@@ -313,6 +314,7 @@ impl Replica {
         let entries = head - self.offset();
         let ms = if entries == 0 { 0 } else { (now_ms() - self.newest_applied_ms).max(0) };
         let lag = Lag { entries, ms };
+        tracing::debug!(offset = self.offset(), entries, ms, "replica lag");
         #[cfg(feature = "metrics")]
         record_lag(lag);
         Ok(lag)

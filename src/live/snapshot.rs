@@ -252,8 +252,38 @@ fn index_parts(index: &dyn VectorIndex) -> (IndexRecord, Option<IvfBlocks>) {
     }
 }
 
-/// Saves `w` under `root` (see the module docs).
+/// Saves `w` under `root` (see the module docs), with its `tracing`
+/// event and metrics.
 pub(super) fn save(
+    w: &ShopWriter,
+    root: &Path,
+    io: &dyn SnapshotIo,
+    retention: Retention,
+) -> Result<SnapshotInfo> {
+    let started = std::time::Instant::now();
+    let saved = save_snapshot(w, root, io, retention);
+    let took = started.elapsed().as_secs_f64();
+    match &saved {
+        Ok(info) => {
+            tracing::info!(
+                dir = %info.dir.display(),
+                offset = info.offset,
+                bytes = info.bytes,
+                ms = took * 1e3,
+                "snapshot saved"
+            );
+            #[cfg(feature = "metrics")]
+            {
+                metrics::histogram!("omnifeed_snapshot_save_seconds").record(took);
+                metrics::gauge!("omnifeed_snapshot_bytes").set(info.bytes as f64);
+            }
+        }
+        Err(e) => tracing::warn!(root = %root.display(), error = %e, "snapshot save failed"),
+    }
+    saved
+}
+
+fn save_snapshot(
     w: &ShopWriter,
     root: &Path,
     io: &dyn SnapshotIo,
@@ -538,8 +568,23 @@ pub(crate) fn load_newest(root: &Path) -> Result<Option<super::Loaded>> {
     skipped.pop().map_or(Ok(None), |(_, e)| Err(e))
 }
 
-/// Loads one snapshot directory.
+/// Loads one snapshot directory, with its `tracing` event and metrics.
 pub(crate) fn load_dir(dir: &Path) -> Result<ShopWriter> {
+    let started = std::time::Instant::now();
+    let loaded = load_snapshot(dir);
+    let took = started.elapsed().as_secs_f64();
+    match &loaded {
+        Ok(w) => {
+            tracing::info!(dir = %dir.display(), offset = w.offset(), ms = took * 1e3, "snapshot loaded");
+            #[cfg(feature = "metrics")]
+            metrics::histogram!("omnifeed_snapshot_load_seconds").record(took);
+        }
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "snapshot did not load"),
+    }
+    loaded
+}
+
+fn load_snapshot(dir: &Path) -> Result<ShopWriter> {
     let path = dir.join(FILE);
     let file = std::fs::File::open(&path).map_err(io_err(&path))?;
     // SAFETY: a snapshot file is immutable once written (it is never

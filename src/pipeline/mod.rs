@@ -103,14 +103,16 @@ impl Pipeline {
         req: &FeedRequest,
         variant: Option<String>,
     ) -> Result<Feed> {
+        let state = on.state;
         let _span = tracing::debug_span!(
             "recommend",
             user = req.user.0,
             surface = req.surface.name(),
-            k = req.k
+            k = req.k,
+            variant = variant.as_deref().unwrap_or("control"),
+            state_version = state.version,
         )
         .entered();
-        let state = on.state;
         if let Some(shard) = state.signals.user_shard() {
             shard.check(req.user)?;
         }

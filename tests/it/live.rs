@@ -475,3 +475,70 @@ fn a_request_without_time_is_served_at_the_wall_clock() {
         asof.recommend(&FeedRequest::new(user).k(10).at(at)).unwrap()
     );
 }
+
+/// Operations signals (issue 26): a publish (version, duration), a refused
+/// catalog delta, a snapshot saved (offset, bytes) and loaded each emit a
+/// `tracing` event; a request's span carries its variant and the state's
+/// version.
+#[test]
+fn operations_emit_tracing_events() {
+    let dir = snapshots::temp_dir("ops-signals");
+    let ((), text) = crate::it::traced(tracing::Level::DEBUG, || {
+        let (world, mut w) = world_writer(IndexKind::Exact);
+        let state = w.publish().unwrap();
+        let unknown = CatalogDelta::Delist { product: ProductId(u64::MAX) };
+        assert!(w.apply(2, &LogEntry::Delta(vec![unknown])).is_err());
+        w.save(&dir).unwrap();
+        ShopWriter::load(&dir).unwrap();
+        let rec = Recommender::builder().state(state.clone()).build().unwrap();
+        let at = world.events.last().unwrap().at;
+        rec.recommend(&FeedRequest::new(world.users[0].id).k(5).at(at)).unwrap();
+    });
+    let line = |what: &str| {
+        text.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what:?} in:\n{text}"))
+    };
+    assert!(line("state published").contains("version="), "{text}");
+    assert!(line("catalog delta refused").contains("offset=2"), "{text}");
+    assert!(line("snapshot saved").contains("bytes="), "{text}");
+    assert!(line("snapshot loaded").contains("offset=1"), "{text}");
+    let span = line("recommend{");
+    assert!(span.contains("variant=\"control\"") && span.contains("state_version="), "{span}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same operations through the `metrics` facade: publish time and the
+/// state's version, refused deltas, snapshot save and load times and size.
+#[cfg(feature = "metrics")]
+#[test]
+fn live_metrics_reach_the_recorder() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let dir = snapshots::temp_dir("ops-metrics");
+    metrics::with_local_recorder(&recorder, || {
+        let (_, mut w) = world_writer(IndexKind::Exact);
+        w.publish().unwrap();
+        let unknown = CatalogDelta::Delist { product: ProductId(u64::MAX) };
+        assert!(w.apply(2, &LogEntry::Delta(vec![unknown])).is_err());
+        w.save(&dir).unwrap();
+        ShopWriter::load(&dir).unwrap();
+    });
+    let snap = snapshotter.snapshot().into_vec();
+    let value = |name: &str| {
+        snap.iter()
+            .find(|(k, _, _, _)| k.key().name() == name)
+            .map(|(_, _, _, v)| v)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    for h in [
+        "omnifeed_publish_seconds",
+        "omnifeed_snapshot_save_seconds",
+        "omnifeed_snapshot_load_seconds",
+    ] {
+        assert!(matches!(value(h), DebugValue::Histogram(v) if v.len() == 1), "{h}");
+    }
+    assert!(matches!(value("omnifeed_deltas_refused_total"), DebugValue::Counter(1)));
+    assert!(matches!(value("omnifeed_snapshot_bytes"), DebugValue::Gauge(g) if g.0 > 0.0));
+    assert!(matches!(value("omnifeed_state_version"), DebugValue::Gauge(_)));
+    let _ = std::fs::remove_dir_all(&dir);
+}

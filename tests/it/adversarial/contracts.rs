@@ -366,24 +366,6 @@ fn rejected_events_are_visible_and_a_strict_writer_refuses_them() {
 
 #[test]
 fn rejections_are_warned_about_sparingly() {
-    use std::sync::Mutex;
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::WARN)
-        .finish();
     let mut store =
         omnifeed::SignalStore::new(Arc::new(world().catalog.clone()), SignalConfig::default())
             .unwrap();
@@ -397,8 +379,7 @@ fn rejections_are_warned_about_sparingly() {
             )
         })
         .collect();
-    tracing::subscriber::with_default(subscriber, || store.ingest_batch(&unknown));
-    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let (_, text) = crate::it::traced(tracing::Level::WARN, || store.ingest_batch(&unknown));
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("unknown_product")).collect();
     assert_eq!(lines.len(), 4, "warned at the 1st, 10th, 100th and 1000th: {text}");
     assert!(lines[3].contains("1000 of this kind"), "{}", lines[3]);
