@@ -180,10 +180,18 @@ struct Cli {
     /// Events per second the producer sends (0: unpaced).
     #[arg(long, value_name = "EVENTS_PER_S", default_value_t = 40_000.0)]
     rate: f64,
+    /// Products in the synthetic shop (its snapshots grow with it).
+    #[arg(long, default_value_t = SynthConfig::default().products)]
+    products: usize,
+    /// Save the snapshotter's snapshots on its poll thread, as before
+    /// background saves (for comparison).
+    #[arg(long)]
+    sync_snapshots: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rate = <Cli as clap::Parser>::parse().rate;
+    let cli = <Cli as clap::Parser>::parse();
+    let rate = cli.rate;
     // Redis: REDIS_URL, else a server of our own on a free loopback port.
     let mut own_server = None;
     let url = match std::env::var("REDIS_URL") {
@@ -195,7 +203,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             own_server.insert(redis_server::RedisServer::start(&bin)?).url()
         }
     };
-    let world = generate(&SynthConfig::default())?;
+    let world = generate(&SynthConfig { products: cli.products, ..SynthConfig::default() })?;
     let entries = entries(&world, 40)?;
     let events = events_in(&entries);
     eprintln!("{} log entries, {events} events, {} products", entries.len(), world.catalog.len());
@@ -215,7 +223,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop_b = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicU64::new(0));
-    let snapshotter = ReplicaConfig { snapshot_every: 20, ..ReplicaConfig::default() };
+    let snapshotter = ReplicaConfig {
+        snapshot_every: 20,
+        background_snapshots: !cli.sync_snapshots,
+        ..ReplicaConfig::default()
+    };
     let shard = |s| ReplicaConfig { shard: Some(s), ..ReplicaConfig::default() };
     let a = spawn(&log, &world, &store, snapshotter, (&stop, &ready));
     let b = spawn(&log, &world, &store, ReplicaConfig::default(), (&stop_b, &ready));

@@ -210,9 +210,19 @@ impl FileLog {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io(&lock_path, e))?;
-        lock.try_lock().map_err(|_| {
-            Error::log(dir.display().to_string(), "another process has this log open")
-        })?;
+        // A lock held briefly by a child process between its fork and exec
+        // (the descriptor is inherited until exec closes it) passes: wait
+        // up to two seconds before deciding another process has the log.
+        let started = Instant::now();
+        while lock.try_lock().is_err() {
+            if started.elapsed() > Duration::from_secs(2) {
+                return Err(Error::log(
+                    dir.display().to_string(),
+                    "another process has this log open",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let (segments, cut_bytes) = Self::read_segments(&dir)?;
         let report = OpenReport {
             segments: segments.len(),

@@ -690,6 +690,43 @@ impl ShopWriter {
     pub(crate) fn parts(&self) -> (&Arc<Catalog>, &Arc<dyn VectorIndex>, &SignalStore) {
         (&self.catalog, &self.index, &self.store)
     }
+
+    /// A copy of what a snapshot saves, cheap to make: the catalog and the
+    /// index are shared, the signal store's tables are copy-on-write, and
+    /// the pending label joins are copied. A save can then run on another
+    /// thread while this writer goes on applying entries
+    /// ([`Replica`] saves that way). The copy saves the snapshot this writer
+    /// would save now; it is not for applying entries (it has no published
+    /// state, and the examples not taken stay here).
+    ///
+    /// Errors: none in practice (the pending joins are re-checked).
+    pub fn snapshot_copy(&self) -> Result<ShopWriter> {
+        let labels = match &self.labels {
+            Some(j) => Some(crate::exposure::LabelJoiner::from_record(j.to_record())?),
+            None => None,
+        };
+        Ok(ShopWriter {
+            catalog: Arc::clone(&self.catalog),
+            index: Arc::clone(&self.index),
+            index_config: self.index_config.clone(),
+            store: self.store.clone(),
+            published: None,
+            retitled: Vec::new(),
+            catalog_changed: self.catalog_changed,
+            since_rebuild: None,
+            offset: self.offset,
+            first_version: self.next_version(),
+            recommender_config: self.recommender_config.clone(),
+            scorer: self.scorer.clone(),
+            trees: self.trees.clone(),
+            strict_events: self.strict_events,
+            shop_id: self.shop_id.clone(),
+            analyzer: self.analyzer.clone(),
+            labels,
+            examples: Vec::new(),
+            online: self.online.clone(),
+        })
+    }
 }
 
 /// The longest shop id [`ShopWriter::set_shop_id`] takes, in bytes.

@@ -115,6 +115,10 @@ pub struct ReplicaConfig {
     pub snapshot_every: u64,
     /// Snapshots kept per layout. Default 3.
     pub retention: Retention,
+    /// Save the due snapshots on their own thread, from a copy of the
+    /// writer, while this one goes on applying and publishing (false: on
+    /// the poll thread, which then stops for the save). Default true.
+    pub background_snapshots: bool,
     /// After each snapshot this replica writes, drop the log's entries
     /// older than the oldest snapshot any layout keeps
     /// ([`EventLog::trim_before`]; a [`FileLog`](super::FileLog) deletes
@@ -141,6 +145,7 @@ impl Default for ReplicaConfig {
             publish_every: Duration::from_millis(100),
             snapshot_every: 0,
             retention: Retention::default(),
+            background_snapshots: true,
             trim_log: false,
             read_batch: 512,
             wait: Duration::from_millis(20),
@@ -206,6 +211,8 @@ pub struct Replica {
     unpublished_since_ms: Option<i64>,
     newest_applied_ms: i64,
     since_snapshot: u64,
+    /// A snapshot being saved on its own thread, from a copy of the writer.
+    saving: Option<std::thread::JoinHandle<Result<SnapshotInfo>>>,
     stats: ReplicaStats,
     loaded_from: Option<PathBuf>,
     skipped_snapshots: Vec<(PathBuf, crate::error::Error)>,
@@ -262,6 +269,7 @@ impl Replica {
             unpublished_since_ms: None,
             newest_applied_ms: 0,
             since_snapshot: 0,
+            saving: None,
             stats: ReplicaStats::default(),
             loaded_from,
             skipped_snapshots,
@@ -343,8 +351,16 @@ impl Replica {
         if published {
             self.publish()?;
         }
-        if self.config.snapshot_every > 0 && self.since_snapshot >= self.config.snapshot_every {
-            self.snapshot()?;
+        self.reap_snapshot(false)?;
+        if self.config.snapshot_every > 0
+            && self.since_snapshot >= self.config.snapshot_every
+            && self.saving.is_none()
+        {
+            if self.config.background_snapshots {
+                self.start_snapshot()?;
+            } else {
+                self.snapshot()?;
+            }
         }
         // The lag gauges follow every poll: a short batch means caught up;
         // after a full one the log's head is asked (one round trip).
@@ -429,12 +445,60 @@ impl Replica {
         Ok(())
     }
 
-    /// Writes a snapshot of the current state into the layout's directory.
+    /// Writes a snapshot of the current state into the layout's directory,
+    /// now, on this thread (after any save in flight). The saves
+    /// [`poll`](Self::poll) starts every `snapshot_every` entries run on
+    /// their own thread instead, from a copy of the writer
+    /// ([`ShopWriter::snapshot_copy`]), so applying and publishing go on
+    /// meanwhile.
     ///
     /// Errors: as [`SnapshotStore::save`].
     pub fn snapshot(&mut self) -> Result<SnapshotInfo> {
+        self.reap_snapshot(true)?;
         let info = self.store.save(&mut self.writer, self.config.shard, self.config.retention)?;
         self.since_snapshot = 0;
+        self.saved()?;
+        Ok(info)
+    }
+
+    /// Starts a save of the current state on its own thread.
+    fn start_snapshot(&mut self) -> Result<()> {
+        let mut copy = self.writer.snapshot_copy()?;
+        let (store, shard, retention) =
+            (self.store.clone(), self.config.shard, self.config.retention);
+        let handle = std::thread::Builder::new()
+            .name("omnifeed-snapshot".into())
+            .spawn(move || store.save(&mut copy, shard, retention))
+            .map_err(|e| Error::io(self.store.dir(self.config.shard), e))?;
+        self.saving = Some(handle);
+        self.since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Collects the save in flight if it finished (or waits for it when
+    /// `wait`). A failed save is returned as the error, and the next poll
+    /// tries again.
+    fn reap_snapshot(&mut self, wait: bool) -> Result<()> {
+        match &self.saving {
+            Some(h) if wait || h.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let Some(handle) = self.saving.take() else { return Ok(()) };
+        let saved = handle
+            .join()
+            .unwrap_or_else(|_| Err(Error::log(self.log.id(), "the snapshot thread panicked")));
+        match saved {
+            Ok(_) => self.saved(),
+            Err(e) => {
+                self.since_snapshot = self.since_snapshot.max(self.config.snapshot_every);
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts a snapshot written and trims the log behind the oldest one
+    /// kept, when asked to.
+    fn saved(&mut self) -> Result<()> {
         self.stats.snapshots += 1;
         if self.config.trim_log
             && let Some(oldest) = self.store.oldest_offset()?
@@ -445,11 +509,12 @@ impl Replica {
                 tracing::info!(log = %self.log.id(), before = oldest + 1, dropped, "log trimmed");
             }
         }
-        Ok(info)
+        Ok(())
     }
 
     /// Polls until the offset reaches the log's head as of the call (or
-    /// `timeout` passes), then publishes. Returns the offset reached.
+    /// `timeout` passes), then publishes and waits for a snapshot being
+    /// saved. Returns the offset reached.
     ///
     /// Errors: as [`poll`](Self::poll), and the log's head unreachable.
     pub fn catch_up(&mut self, timeout: Duration) -> Result<u64> {
@@ -462,10 +527,12 @@ impl Replica {
         if self.unpublished_since_ms.is_some() {
             self.publish()?;
         }
+        self.reap_snapshot(true)?;
         Ok(self.offset())
     }
 
-    /// Polls until `stop` is set, then publishes what was applied.
+    /// Polls until `stop` is set, then publishes what was applied and waits
+    /// for a snapshot being saved.
     ///
     /// Errors: the first error of [`poll`](Self::poll) (the log stayed
     /// unreachable past its retries).
@@ -476,7 +543,17 @@ impl Replica {
         if self.unpublished_since_ms.is_some() {
             self.publish()?;
         }
-        Ok(())
+        self.reap_snapshot(true)
+    }
+}
+
+impl Drop for Replica {
+    /// Lets a save in flight finish (a process killed outright leaves a
+    /// partial snapshot, which the next start passes over).
+    fn drop(&mut self) {
+        if let Some(h) = self.saving.take() {
+            let _ = h.join();
+        }
     }
 }
 

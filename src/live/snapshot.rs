@@ -283,6 +283,24 @@ pub(super) fn save(
     saved
 }
 
+/// The optional sections of what the writer learned: boosted trees, the
+/// pending label joins, the online learner (those it has).
+fn learned_sections(
+    w: &ShopWriter,
+) -> Vec<(&'static str, std::result::Result<Vec<u8>, postcard::Error>)> {
+    let mut out = Vec::new();
+    if let Some(t) = &w.trees {
+        out.push(("ranker.trees", postcard::to_allocvec(&t.to_record())));
+    }
+    if let Some(j) = &w.labels {
+        out.push(("exposure.joiner", postcard::to_allocvec(&j.to_record())));
+    }
+    if let Some(l) = &w.online {
+        out.push(("ranker.online", postcard::to_allocvec(l)));
+    }
+    out
+}
+
 fn save_snapshot(
     w: &ShopWriter,
     root: &Path,
@@ -343,17 +361,8 @@ fn save_snapshot(
     sections.push(("co.offsets".into(), raw_bytes(&co.offsets)));
     sections.push(("co.rows".into(), raw_bytes(&co.rows)));
     sections.push(("co.weights".into(), raw_bytes(&co.weights)));
-    if let Some(t) = &w.trees {
-        let bytes = postcard::to_allocvec(&t.to_record()).map_err(|e| pc("ranker.trees", e))?;
-        sections.push(("ranker.trees".into(), bytes.into()));
-    }
-    if let Some(j) = &w.labels {
-        let bytes = postcard::to_allocvec(&j.to_record()).map_err(|e| pc("exposure.joiner", e))?;
-        sections.push(("exposure.joiner".into(), bytes.into()));
-    }
-    if let Some(l) = &w.online {
-        let bytes = postcard::to_allocvec(l).map_err(|e| pc("ranker.online", e))?;
-        sections.push(("ranker.online".into(), bytes.into()));
+    for (name, bytes) in learned_sections(w) {
+        sections.push((name.into(), bytes.map_err(|e| pc(name, e))?.into()));
     }
     let (index_record, blocks) = index_parts(&**index);
     let index_bytes = postcard::to_allocvec(&index_record).map_err(|e| pc("index", e))?;
@@ -363,16 +372,20 @@ fn save_snapshot(
         sections.push(("ivf.rows".into(), raw_bytes(rows)));
         sections.push(("ivf.codes".into(), raw_bytes(codes)));
     }
-    let identity = Identity {
+    write_snapshot(root, io, retention, &identity_of(w), &sections)
+}
+
+/// The identity a snapshot of `w` carries, saved now.
+fn identity_of(w: &ShopWriter) -> Identity {
+    Identity {
         shop: w.shop_id.clone(),
-        catalog_fingerprint: catalog.fingerprint(),
+        catalog_fingerprint: w.parts().0.fingerprint(),
         offset: w.offset,
         next_version: w.next_version(),
         saved_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
-    };
-    write_snapshot(root, io, retention, &identity, &sections)
+    }
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {

@@ -483,7 +483,7 @@ fn a_request_without_time_is_served_at_the_wall_clock() {
 #[test]
 fn operations_emit_tracing_events() {
     let dir = snapshots::temp_dir("ops-signals");
-    let ((), text) = crate::it::traced(tracing::Level::DEBUG, || {
+    let ((), text) = crate::it::traced(|| {
         let (world, mut w) = world_writer(IndexKind::Exact);
         let state = w.publish().unwrap();
         let unknown = CatalogDelta::Delist { product: ProductId(u64::MAX) };

@@ -51,10 +51,12 @@ pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Runs `f` under a `tracing` subscriber at `level` that also writes each
+/// Runs `f` under a `tracing` subscriber at DEBUG that also writes each
 /// span as it is created (with its fields); returns `f`'s result and the
-/// text written.
-pub fn traced<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, String) {
+/// text written. One level for every caller: tracing keeps one global
+/// maximum level over the subscribers alive, so tests on other threads
+/// with a lower one could filter this one's events.
+pub fn traced<T>(f: impl FnOnce() -> T) -> (T, String) {
     use std::sync::{Arc, Mutex};
     #[derive(Clone, Default)]
     struct Sink(Arc<Mutex<Vec<u8>>>);
@@ -71,7 +73,7 @@ pub fn traced<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, String) {
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
-        .with_max_level(level)
+        .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
         .finish();

@@ -379,7 +379,7 @@ fn rejections_are_warned_about_sparingly() {
             )
         })
         .collect();
-    let (_, text) = crate::it::traced(tracing::Level::WARN, || store.ingest_batch(&unknown));
+    let (_, text) = crate::it::traced(|| store.ingest_batch(&unknown));
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("unknown_product")).collect();
     assert_eq!(lines.len(), 4, "warned at the 1st, 10th, 100th and 1000th: {text}");
     assert!(lines[3].contains("1000 of this kind"), "{}", lines[3]);
