@@ -14,11 +14,10 @@
 //! The last line is one JSON object with the figures and two checked
 //! booleans: `delta_visible_next_request` and `state_equal_after_restart`.
 
-use omnifeed::index::IndexConfig;
 use omnifeed::live::{LogEntry, ShopWriter};
 use omnifeed::synth::{ShopSim, SynthConfig, World, generate};
 use omnifeed::{
-    CatalogDelta, Clock, FeedRequest, ItemIdx, ProductId, Recommender, ServingState, SignalConfig,
+    CatalogDelta, Clock, FeedRequest, ItemIdx, ProductId, Recommender, ServiceConfig, ServingState,
     Surface, UserId,
 };
 use std::time::Instant;
@@ -36,6 +35,11 @@ struct Args {
     /// Where snapshots go [default: a new temporary directory].
     #[arg(long, value_name = "DIR")]
     dir: Option<std::path::PathBuf>,
+    /// The service config (examples/omnifeed.toml documents every key):
+    /// the writer's signals and index, the recommender, experiments and
+    /// rules all come from it [default: none: the defaults].
+    #[arg(long, value_name = "omnifeed.toml")]
+    config: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -49,9 +53,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The whole state built from raw records, as a service without deltas
 /// and snapshots had to: catalog, index, replay of the log, first publish.
-fn rebuild_from_raw(world: &World, index: &IndexConfig) -> omnifeed::Result<ShopWriter> {
+fn rebuild_from_raw(world: &World, service: &ServiceConfig) -> omnifeed::Result<ShopWriter> {
     let catalog = world.catalog.to_builder().build()?;
-    let mut w = ShopWriter::new(catalog, SignalConfig::default(), index.clone())?;
+    let mut w = service.writer(catalog)?;
     w.apply(1, &LogEntry::Events(world.events.clone()))?;
     w.publish()?;
     Ok(w)
@@ -98,7 +102,12 @@ fn delta_visible(
 }
 
 /// Same signals for every row, same profiles and feeds for `users`.
-fn same_state(a: &ServingState, b: &ServingState, users: &[UserId]) -> omnifeed::Result<bool> {
+fn same_state(
+    service: &ServiceConfig,
+    a: &ServingState,
+    b: &ServingState,
+    users: &[UserId],
+) -> omnifeed::Result<bool> {
     use omnifeed::signals::Rate;
     let (sa, sb) = (a.signals(), b.signals());
     let mut same = a.catalog().fingerprint() == b.catalog().fingerprint()
@@ -111,8 +120,8 @@ fn same_state(a: &ServingState, b: &ServingState, users: &[UserId]) -> omnifeed:
             && sa.gate(row) == sb.gate(row);
     }
     let at = sa.as_of();
-    let ra = Recommender::builder().clock(Clock::Fixed(at)).state(a.clone()).build()?;
-    let rb = Recommender::builder().clock(Clock::Fixed(at)).state(b.clone()).build()?;
+    let ra = service.recommender(a.clone()).clock(Clock::Fixed(at)).build()?;
+    let rb = service.recommender(b.clone()).clock(Clock::Fixed(at)).build()?;
     for &u in users {
         same &= sa.profile(u) == sb.profile(u);
         same &= ra.recommend(&FeedRequest::new(u).k(20))?.items
@@ -127,10 +136,13 @@ fn main() -> omnifeed::Result<()> {
     let t = Instant::now();
     let world = generate(&SynthConfig::catalog_only(n, 64))?;
     eprintln!("world of {n} products, {} events: {:.1?}", world.events.len(), t.elapsed());
-    let index = IndexConfig::default();
+    let service = match &args.config {
+        Some(path) => ServiceConfig::from_file(path)?,
+        None => ServiceConfig::default(),
+    };
 
     let t = Instant::now();
-    let mut w = rebuild_from_raw(&world, &index)?;
+    let mut w = rebuild_from_raw(&world, &service)?;
     let rebuild_s = t.elapsed().as_secs_f64();
     eprintln!("rebuild from raw records: {rebuild_s:.2} s");
     let dir = args.dir.clone().unwrap_or_else(|| {
@@ -140,7 +152,7 @@ fn main() -> omnifeed::Result<()> {
 
     let mut sim = ShopSim::new(&world, 17);
     let first = w.publish()?;
-    let rec = Recommender::builder().clock(Clock::Fixed(sim.now())).state(first).build()?;
+    let rec = service.recommender(first).clock(Clock::Fixed(sim.now())).build()?;
     let users: Vec<UserId> = world.users.iter().take(50).map(|u| u.id).collect();
     let (mut publish_ms, mut delta_ms, mut save_s) = (Vec::new(), Vec::new(), Vec::new());
     let mut log: Vec<(u64, LogEntry)> = Vec::new();
@@ -213,11 +225,11 @@ fn main() -> omnifeed::Result<()> {
         restarted.apply(*o, entry)?;
     }
     let state = restarted.publish()?;
-    let rec = Recommender::builder().clock(Clock::Fixed(sim.now())).state(state.clone()).build()?;
+    let rec = service.recommender(state.clone()).clock(Clock::Fixed(sim.now())).build()?;
     rec.recommend(&FeedRequest::new(users[0]).k(20))?;
     let restart_s = t.elapsed().as_secs_f64();
     assert_eq!(restarted.offset(), final_offset);
-    let equal = same_state(&live_state, &state, &users)?;
+    let equal = same_state(&service, &live_state, &state, &users)?;
     assert!(equal, "the restarted state differs from the one that never restarted");
     let _ = std::fs::remove_dir_all(&dir);
 

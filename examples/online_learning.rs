@@ -59,14 +59,13 @@ mod ope_sim;
 
 use omnifeed::exposure::{ExposureConfig, LabelWindows, OnlineConfig, TrainingExample};
 use omnifeed::features::col;
-use omnifeed::index::IndexConfig;
 use omnifeed::live::{EventLog, LogEntry, LogRecord, LogSink, MemoryLog, ShopWriter};
 use omnifeed::rank::LogisticScorer;
 use omnifeed::signals::{Event, EventKind, Target};
 use omnifeed::synth::{SynthConfig, World, generate};
 use omnifeed::train::{RankerTrainConfig, train_from_examples};
 use omnifeed::{
-    FeedRequest, ProductId, Recommender, RecommenderConfig, ServingState, SignalConfig, UserId,
+    FeedRequest, ProductId, Recommender, RecommenderConfig, ServiceConfig, ServingState, UserId,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -239,26 +238,27 @@ struct Run {
     requests: f64,
 }
 
+/// The shop's service config, with `heads` as the default heads.
+fn with_heads(heads: &LogisticScorer) -> ServiceConfig {
+    let recommender =
+        RecommenderConfig { scorer: heads.to_weights(), ..RecommenderConfig::default() };
+    ServiceConfig { recommender, ..ServiceConfig::default() }
+}
+
 impl Run {
     /// A writer on the world's history, joining labels; a recommender with
     /// `heads` as its default heads, logging every exposure.
     fn new(shop: &Shop, heads: &LogisticScorer) -> Result<Run, Box<dyn std::error::Error>> {
-        let mut writer = ShopWriter::new(
-            shop.world.catalog.clone(),
-            SignalConfig::default(),
-            IndexConfig::default(),
-        )?;
+        let service = with_heads(heads);
+        let mut writer = service.writer(shop.world.catalog.clone())?;
         writer.apply(1, &LogEntry::Events(shop.world.events.clone()))?;
         let t0 = shop.world.events.last().map_or(0, |e| e.at);
         writer.join_labels(LabelWindows::all(WINDOW))?;
         let log = Arc::new(MemoryLog::default());
-        let config =
-            RecommenderConfig { scorer: heads.to_weights(), ..RecommenderConfig::default() };
         let exposures =
             ExposureConfig { sample_rate: 1.0, buffer: 1 << 20, ..ExposureConfig::default() };
-        let rec = Recommender::builder()
-            .config(config)
-            .state(writer.publish()?)
+        let rec = service
+            .recommender(writer.publish()?)
             .exposures(exposures, Arc::new(LogSink::new(log.clone())))
             .build()?;
         Ok(Run { log, writer, rec, applied: 0, t0, clicks: 0.0, orders: 0.0, requests: 0.0 })
@@ -370,8 +370,7 @@ fn judge(
     heads: &LogisticScorer,
     shifted: bool,
 ) -> Result<[f64; 2], Box<dyn std::error::Error>> {
-    let config = RecommenderConfig { scorer: heads.to_weights(), ..RecommenderConfig::default() };
-    let rec = Recommender::builder().config(config).state(state.clone()).build()?;
+    let rec = with_heads(heads).recommender(state.clone()).build()?;
     let at = state.signals().as_of();
     let users = &shop.world.users;
     let mut total = [0.0; 2];

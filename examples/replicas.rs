@@ -21,13 +21,12 @@
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 
-use omnifeed::index::IndexConfig;
 use omnifeed::live::{
     EventLog, LogEntry, RedisLog, RedisLogConfig, Replica, ReplicaConfig, ShopWriter, SnapshotStore,
 };
 use omnifeed::signals::UserShard;
 use omnifeed::synth::{ShopSim, SynthConfig, World, generate};
-use omnifeed::{FeedRequest, Recommender, SignalConfig, UserId};
+use omnifeed::{FeedRequest, Recommender, ServiceConfig, UserId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -52,8 +51,25 @@ fn events_in(entries: &[LogEntry]) -> usize {
     entries.iter().map(|e| if let LogEntry::Events(v) = e { v.len() } else { 0 }).sum()
 }
 
+/// The shop's service config: every part (writers, replicas,
+/// recommenders) is built through it. The defaults here; a service reads
+/// its file (`ServiceConfig::from_file`).
+fn service() -> ServiceConfig {
+    ServiceConfig::default()
+}
+
 fn bootstrap(world: &World) -> impl FnOnce() -> omnifeed::Result<ShopWriter> + '_ {
-    move || ShopWriter::new(world.catalog.clone(), SignalConfig::default(), IndexConfig::default())
+    move || service().writer(world.catalog.clone())
+}
+
+/// A replica of the shop over `log`, bootstrapped from the world's catalog.
+fn replica(
+    log: Arc<dyn EventLog>,
+    store: SnapshotStore,
+    config: ReplicaConfig,
+    world: &World,
+) -> omnifeed::Result<Replica> {
+    service().replica(log, store, config, || Ok(world.catalog.clone()))
 }
 
 /// A writer that applied `entries` at offsets 1, 2, … in this process.
@@ -104,7 +120,7 @@ fn spawn(
     let progress = Arc::new(AtomicU64::new(0));
     let offset = Arc::clone(&progress);
     let thread = std::thread::spawn(move || {
-        let mut r = Replica::start(log.open()?, store, config, bootstrap(&world))?;
+        let mut r = replica(log.open()?, store, config, &world)?;
         ready.fetch_add(1, Ordering::SeqCst);
         while !stop.load(Ordering::Relaxed) {
             r.poll()?;
@@ -144,7 +160,7 @@ fn same_feeds(a: &Recommender, b: &Recommender, users: &[UserId], at: i64) -> bo
 }
 
 fn served(state: omnifeed::ServingState) -> omnifeed::Result<Recommender> {
-    Recommender::builder().state(state).build()
+    service().recommender(state).build()
 }
 
 /// Holds a producer to `rate` events per second (0: no limit).
@@ -257,8 +273,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let head = producer.head()?;
     let t = Instant::now();
-    let mut b =
-        Replica::start(log.open()?, store.clone(), ReplicaConfig::default(), bootstrap(&world))?;
+    let mut b = replica(log.open()?, store.clone(), ReplicaConfig::default(), &world)?;
     let resumed_from = b.offset();
     b.catch_up(Duration::from_secs(600))?;
     let restart_catch_up_s = t.elapsed().as_secs_f64();
@@ -280,11 +295,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Throughput of one replica through Redis: a fresh one from offset 0.
     let t = Instant::now();
-    let mut fresh = Replica::start(
+    let mut fresh = replica(
         log.open()?,
         SnapshotStore::new(root.join("fresh")),
         ReplicaConfig::default(),
-        bootstrap(&world),
+        &world,
     )?;
     fresh.catch_up(Duration::from_secs(600))?;
     let through_redis = events as f64 / t.elapsed().as_secs_f64();

@@ -72,7 +72,7 @@
 //! | [`features`], [`kernels`] | the feature schema and matrix; dot products and top-k |
 //! | [`business`] | pins, boosts and blocklists, changed at runtime |
 //! | [`experiment`] | A/B experiments with deterministic bucketing |
-//! | [`ServiceConfig`] | one TOML file: recommender, signals, index, experiments, rules |
+//! | [`ServiceConfig`] | one TOML file: recommender, signals, index, experiments, rules; builds the writer, the recommender and replicas together |
 //! | [`limits`] | the bounds on every input |
 //! | [`load`] | streaming readers: catalog CSV/JSONL, `.npy`, Taobao, MovieLens |
 //! | `synth` | a seeded synthetic world for tests, examples and benches (feature `synth`) |

@@ -1,6 +1,8 @@
 //! One service config: the recommender, the signals, the index, the A/B
 //! experiments and the business rules in one TOML file, every table
-//! checked for unknown keys (errors name the key path).
+//! checked for unknown keys (errors name the key path). It builds the
+//! parts of a service together: [`ServiceConfig::writer`],
+//! [`ServiceConfig::recommender`], [`ServiceConfig::replica`].
 //! `examples/omnifeed.toml` documents every key; `quickstart --config`
 //! loads it.
 //!
@@ -100,6 +102,42 @@ impl ServiceConfig {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_toml_str(&text)
+    }
+
+    /// The shop's writer over `catalog`, with this config's signals and
+    /// index; it keeps the recommender config, so its snapshots carry it
+    /// and replicas started from them rank with it.
+    ///
+    /// Errors: an invalid signal or index config.
+    pub fn writer(&self, catalog: crate::catalog::Catalog) -> Result<crate::live::ShopWriter> {
+        let mut w =
+            crate::live::ShopWriter::new(catalog, self.signals.clone(), self.index.clone())?;
+        w.set_recommender_config(self.recommender.clone());
+        Ok(w)
+    }
+
+    /// A recommender builder serving `state` with this config's
+    /// recommender, experiments, business rules and exposure settings: add
+    /// custom stages, a clock or an exposure sink, then
+    /// [`build`](crate::RecommenderBuilder::build).
+    pub fn recommender(&self, state: crate::state::ServingState) -> crate::RecommenderBuilder {
+        crate::recommender::Recommender::builder().service(self).state(state)
+    }
+
+    /// Starts a replica of this shop (see [`Replica::start`](crate::live::Replica::start)):
+    /// the newest snapshot of its layout, or [`writer`](Self::writer) over
+    /// `catalog()` when there is none yet.
+    ///
+    /// Errors: as [`Replica::start`](crate::live::Replica::start), and
+    /// `catalog`'s.
+    pub fn replica(
+        &self,
+        log: std::sync::Arc<dyn crate::live::EventLog>,
+        store: crate::live::SnapshotStore,
+        config: crate::live::ReplicaConfig,
+        catalog: impl FnOnce() -> Result<crate::catalog::Catalog>,
+    ) -> Result<crate::live::Replica> {
+        crate::live::Replica::start(log, store, config, || self.writer(catalog()?))
     }
 
     /// Checks every table.

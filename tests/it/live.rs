@@ -542,3 +542,61 @@ fn live_metrics_reach_the_recorder() {
     assert!(matches!(value("omnifeed_state_version"), DebugValue::Gauge(_)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One config builds the parts of a service together (issue 26, part 1):
+/// the writer takes its signals and index settings, the recommender its
+/// recommender config and rules, and a replica (bootstrapped or restarted
+/// from the snapshot it wrote) serves with the same recommender config.
+#[test]
+fn a_service_config_builds_writer_recommender_and_replicas() {
+    use omnifeed::ServiceConfig;
+    use omnifeed::live::{EventLog, MemoryLog, ReplicaConfig, SnapshotStore};
+    let world = generate(&SynthConfig::tiny()).unwrap();
+    let blocked = world.catalog.merchant_of(ItemIdx(0)).id;
+    let cfg = ServiceConfig::from_toml_str(&format!(
+        "[recommender.sources]\ninterest = 123\n[signals]\nlateness = 777\n\
+         [index]\nkind = \"exact\"\n[rules.blocks]\nmerchants = [{}]\n",
+        blocked.0
+    ))
+    .unwrap();
+    let mut w = cfg.writer(world.catalog.clone()).unwrap();
+    assert_eq!((w.index().id(), w.index_config().kind), ("exact", IndexKind::Exact));
+    assert_eq!(w.store().config().lateness, 777);
+    w.apply(1, &LogEntry::Events(world.events.clone())).unwrap();
+    let state = w.publish().unwrap();
+    let rec = cfg.recommender(state).build().unwrap();
+    assert_eq!(rec.config().sources.interest, 123);
+    let at = world.events.last().unwrap().at;
+    let feed = rec.recommend(&FeedRequest::new(world.users[0].id).k(30).at(at)).unwrap();
+    assert!(!feed.items.is_empty());
+    let state = rec.state();
+    let catalog = state.catalog();
+    assert!(
+        feed.items
+            .iter()
+            .all(|i| { catalog.merchant_of(catalog.row(i.product).unwrap()).id != blocked })
+    );
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::default());
+    log.append(&[LogEntry::Events(world.events.clone())]).unwrap();
+    let dir = snapshots::temp_dir("service-replica");
+    let quick = ReplicaConfig { wait: std::time::Duration::ZERO, ..ReplicaConfig::default() };
+    let start = || {
+        let store = SnapshotStore::new(&dir);
+        let mut r =
+            cfg.replica(Arc::clone(&log), store, quick.clone(), || Ok(world.catalog.clone()));
+        let r = r.as_mut().unwrap();
+        r.catch_up(std::time::Duration::from_secs(60)).unwrap();
+        assert_eq!(r.recommender().config().sources.interest, 123);
+        assert_eq!(r.writer().index().id(), "exact");
+    };
+    start();
+    {
+        let store = SnapshotStore::new(&dir);
+        let mut r = cfg
+            .replica(Arc::clone(&log), store, quick.clone(), || Ok(world.catalog.clone()))
+            .unwrap();
+        r.snapshot().unwrap();
+    }
+    start(); // from the snapshot
+    let _ = std::fs::remove_dir_all(&dir);
+}
