@@ -212,6 +212,7 @@ impl RecommenderBuilder {
         Ok(Recommender {
             state: Arc::new(ArcSwap::from_pointee(state)),
             rules,
+            rules_written: ArcSwap::from_pointee(self.rules),
             pipeline: pipeline(self.config, custom, self.scorer, reranker)?,
             effects: crate::pipeline::Effects::new(effects),
             exposures,

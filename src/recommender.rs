@@ -47,6 +47,8 @@ pub struct Recommender {
     /// Shared with the A/B arms: one swap serves them all.
     pub(crate) state: Arc<ArcSwap<ServingState>>,
     pub(crate) rules: Arc<ArcSwap<RuleSet>>,
+    /// The rules in force as written.
+    pub(crate) rules_written: ArcSwap<BusinessRules>,
     /// The control's stages.
     pub(crate) pipeline: Pipeline,
     pub(crate) effects: crate::pipeline::Effects,
@@ -98,12 +100,24 @@ impl Recommender {
         let compiled = rules.compile()?;
         rules.check_products(&self.state.load().catalog)?;
         self.rules.store(Arc::new(compiled));
+        self.rules_written.store(Arc::new(rules.clone()));
         Ok(())
     }
 
     /// The compiled rules in force.
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules.load_full()
+    }
+
+    /// The rules in force as they were written (the builder's, or the last
+    /// [`set_rules`](Self::set_rules)'): what a service shows or saves.
+    pub fn business_rules(&self) -> Arc<BusinessRules> {
+        self.rules_written.load_full()
+    }
+
+    /// The A/B experiments this recommender serves, as configured.
+    pub fn experiments(&self) -> &[Experiment] {
+        &self.experiments
     }
 
     /// Fresh working memory for [`recommend_with`](Self::recommend_with).

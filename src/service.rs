@@ -105,14 +105,17 @@ impl ServiceConfig {
     }
 
     /// The shop's writer over `catalog`, with this config's signals and
-    /// index; it keeps the recommender config, so its snapshots carry it
-    /// and replicas started from them rank with it.
+    /// index; it keeps the recommender config, the experiments and the
+    /// rules, so its snapshots carry them and replicas started from them
+    /// serve with them.
     ///
     /// Errors: an invalid signal or index config.
     pub fn writer(&self, catalog: crate::catalog::Catalog) -> Result<crate::live::ShopWriter> {
         let mut w =
             crate::live::ShopWriter::new(catalog, self.signals.clone(), self.index.clone())?;
         w.set_recommender_config(self.recommender.clone());
+        w.set_experiments(self.experiments.clone());
+        w.set_rules(self.rules.clone());
         Ok(w)
     }
 

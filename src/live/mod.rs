@@ -36,7 +36,9 @@ pub use log::{
 };
 #[cfg(feature = "redis")]
 pub use redis_log::{RedisLog, RedisLogConfig};
-pub use replica::{Lag, Loaded, Polled, Replica, ReplicaConfig, ReplicaStats, SnapshotStore};
+pub use replica::{
+    BuildHook, Lag, Loaded, Polled, Replica, ReplicaConfig, ReplicaStats, SnapshotStore,
+};
 pub use snapshot::{FORMAT_VERSION, Retention, SnapshotInfo, SnapshotIo, StdIo};
 
 use crate::catalog::{Catalog, CatalogChanges, CatalogDelta};
@@ -150,6 +152,10 @@ pub struct ShopWriter {
     /// Saved with snapshots for the ranking side.
     pub(crate) recommender_config: Option<crate::config::RecommenderConfig>,
     pub(crate) scorer: Option<Vec<f32>>,
+    /// Saved with snapshots: the A/B experiments and business rules a
+    /// replica started from them serves with.
+    pub(crate) experiments: Option<Vec<crate::experiment::Experiment>>,
+    pub(crate) rules: Option<crate::business::BusinessRules>,
     /// Saved with snapshots: boosted trees the ranking side scores with
     /// instead of `scorer`.
     pub(crate) trees: Option<crate::rank::TreeScorer>,
@@ -199,6 +205,8 @@ impl ShopWriter {
             since_rebuild: None,
             offset,
             recommender_config: None,
+            experiments: None,
+            rules: None,
             scorer: None,
             trees: None,
             first_version: 0,
@@ -336,6 +344,30 @@ impl ShopWriter {
     /// The recommender config saved with (or loaded from) snapshots.
     pub fn recommender_config(&self) -> Option<&crate::config::RecommenderConfig> {
         self.recommender_config.as_ref()
+    }
+
+    /// Keeps the A/B experiments in the writer's snapshots: a replica
+    /// started from one serves them (the same user, the same variant).
+    pub fn set_experiments(&mut self, experiments: Vec<crate::experiment::Experiment>) {
+        self.experiments = Some(experiments);
+    }
+
+    /// The experiments saved with (or loaded from) snapshots.
+    pub fn experiments(&self) -> Option<&[crate::experiment::Experiment]> {
+        self.experiments.as_deref()
+    }
+
+    /// Keeps the business rules, as written, in the writer's snapshots: a
+    /// replica started from one serves them. A service that changes its
+    /// rules while serving ([`Recommender::set_rules`]) sets them here too,
+    /// so the next snapshot carries them.
+    pub fn set_rules(&mut self, rules: crate::business::BusinessRules) {
+        self.rules = Some(rules);
+    }
+
+    /// The business rules saved with (or loaded from) snapshots.
+    pub fn rules(&self) -> Option<&crate::business::BusinessRules> {
+        self.rules.as_ref()
     }
 
     /// Keeps the ranking model's weights in the writer's snapshots.
@@ -717,6 +749,8 @@ impl ShopWriter {
             offset: self.offset,
             first_version: self.next_version(),
             recommender_config: self.recommender_config.clone(),
+            experiments: self.experiments.clone(),
+            rules: self.rules.clone(),
             scorer: self.scorer.clone(),
             trees: self.trees.clone(),
             strict_events: self.strict_events,

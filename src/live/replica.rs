@@ -115,6 +115,10 @@ pub struct ReplicaConfig {
     pub snapshot_every: u64,
     /// Snapshots kept per layout. Default 3.
     pub retention: Retention,
+    /// Finishes the recommender a replica builds at start, after the
+    /// snapshot's config, scorer, experiments and rules: custom sources,
+    /// filters, scorers, side effects, a clock. Default none.
+    pub build: Option<BuildHook>,
     /// Save the due snapshots on their own thread, from a copy of the
     /// writer, while this one goes on applying and publishing (false: on
     /// the poll thread, which then stops for the save). Default true.
@@ -145,12 +149,52 @@ impl Default for ReplicaConfig {
             publish_every: Duration::from_millis(100),
             snapshot_every: 0,
             retention: Retention::default(),
+            build: None,
             background_snapshots: true,
             trim_log: false,
             read_batch: 512,
             wait: Duration::from_millis(20),
             shop: None,
         }
+    }
+}
+
+/// A replica's hook on its recommender builder (see
+/// [`ReplicaConfig::build`]): what a service adds to every recommender it
+/// builds, restarted replicas included.
+///
+/// ```
+/// use omnifeed::live::{BuildHook, ReplicaConfig};
+/// let config = ReplicaConfig {
+///     build: Some(BuildHook::new(|b| b.clock(omnifeed::Clock::SignalsAsOf))),
+///     ..ReplicaConfig::default()
+/// };
+/// # let _ = config;
+/// ```
+#[derive(Clone)]
+pub struct BuildHook(
+    pub  std::sync::Arc<
+        dyn Fn(crate::builder::RecommenderBuilder) -> crate::builder::RecommenderBuilder
+            + Send
+            + Sync,
+    >,
+);
+
+impl BuildHook {
+    /// A hook from a function.
+    pub fn new(
+        f: impl Fn(crate::builder::RecommenderBuilder) -> crate::builder::RecommenderBuilder
+        + Send
+        + Sync
+        + 'static,
+    ) -> BuildHook {
+        BuildHook(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for BuildHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BuildHook")
     }
 }
 
@@ -257,6 +301,15 @@ impl Replica {
             builder = builder.scorer(Box::new(t.clone()));
         } else if let Some(s) = writer.scorer() {
             builder = builder.scorer(Box::new(s));
+        }
+        if let Some(e) = writer.experiments() {
+            builder = builder.experiments(e.to_vec());
+        }
+        if let Some(r) = writer.rules() {
+            builder = builder.rules(r.clone());
+        }
+        if let Some(hook) = &config.build {
+            builder = (hook.0)(builder);
         }
         let recommender = Arc::new(builder.build()?);
         let replica = Replica {

@@ -37,7 +37,9 @@
 //! as are the optional `catalog.fields` (products' text fields) and
 //! `ranker.trees` (a tree ranker, [`ShopWriter::set_trees`]),
 //! `exposure.joiner` (the pending label joins) and `ranker.online` (the
-//! online learner's state);
+//! online learner's state); the optional `service.experiments` and
+//! `service.rules` ([`ShopWriter::set_experiments`], [`ShopWriter::set_rules`])
+//! are JSON, checked on load as a config file's are;
 //! `embeddings`, `raw_norms`, `ivf.*` and `counters.*` are raw little-endian
 //! blocks (`f32`, `u32`, `i64`, `u8`) read through a memory map and cast
 //! with bytemuck. Every length is checked against the file before anything
@@ -301,6 +303,20 @@ fn learned_sections(
     out
 }
 
+/// The optional sections of the serving side, as JSON (the types keep
+/// their serde defaults and checks): the experiments and the business
+/// rules.
+fn service_sections(w: &ShopWriter) -> Vec<(&'static str, serde_json::Result<Vec<u8>>)> {
+    let mut out = Vec::new();
+    if let Some(e) = &w.experiments {
+        out.push(("service.experiments", serde_json::to_vec(e)));
+    }
+    if let Some(r) = &w.rules {
+        out.push(("service.rules", serde_json::to_vec(r)));
+    }
+    out
+}
+
 fn save_snapshot(
     w: &ShopWriter,
     root: &Path,
@@ -363,6 +379,10 @@ fn save_snapshot(
     sections.push(("co.weights".into(), raw_bytes(&co.weights)));
     for (name, bytes) in learned_sections(w) {
         sections.push((name.into(), bytes.map_err(|e| pc(name, e))?.into()));
+    }
+    for (name, bytes) in service_sections(w) {
+        let bytes = bytes.map_err(|e| bad(root, name, format!("encoding failed: {e}")))?;
+        sections.push((name.into(), bytes.into()));
     }
     let (index_record, blocks) = index_parts(&**index);
     let index_bytes = postcard::to_allocvec(&index_record).map_err(|e| pc("index", e))?;
@@ -820,6 +840,28 @@ fn learning_sections(f: &SnapFile<'_>, w: &mut ShopWriter) -> Result<()> {
         let learner: crate::exposure::OnlineLearner = f.postcard("ranker.online")?;
         learner.validate().map_err(|e| bad(f.path, "ranker.online", e.to_string()))?;
         w.online = Some(learner);
+    }
+    service_from(f, w)
+}
+
+/// The experiments and rules a snapshot carries, checked as a config file's
+/// are (the experiments against the snapshot's recommender config).
+fn service_from(f: &SnapFile<'_>, w: &mut ShopWriter) -> Result<()> {
+    if f.has("service.experiments") {
+        let name = "service.experiments";
+        let e: Vec<crate::experiment::Experiment> =
+            serde_json::from_slice(&f.slice::<u8>(name)?)
+                .map_err(|e| bad(f.path, name, e.to_string()))?;
+        let base = w.recommender_config.clone().unwrap_or_default();
+        crate::experiment::validate_all(&e, &base).map_err(|e| bad(f.path, name, e.to_string()))?;
+        w.experiments = Some(e);
+    }
+    if f.has("service.rules") {
+        let name = "service.rules";
+        let r: crate::business::BusinessRules = serde_json::from_slice(&f.slice::<u8>(name)?)
+            .map_err(|e| bad(f.path, name, e.to_string()))?;
+        r.compile().map_err(|e| bad(f.path, name, e.to_string()))?;
+        w.rules = Some(r);
     }
     Ok(())
 }
