@@ -9,7 +9,8 @@ use crate::experiment::Experiment;
 use crate::exposure::{ExposureConfig, ExposureRecorder, ExposureSink, MemorySink};
 use crate::features::{col, source_slot};
 use crate::pipeline::{
-    Arm, Attributes, Blocked, Bought, Exclusion, Governance, Pipeline, Scratch, Seen, Stock,
+    Arm, Assemble, Attributes, Blocked, Bought, Exclusion, Governance, Pipeline, Scratch, Seen,
+    Stages, Stock,
 };
 use crate::rank::LogisticScorer;
 use crate::recommender::Recommender;
@@ -86,14 +87,10 @@ impl RecommenderBuilder {
         self
     }
 
-    /// Takes the recommender config, the experiments and the business rules
-    /// of a service config (the signals and index settings are for building
-    /// the [`ServingState`]).
-    pub fn service(mut self, service: &crate::service::ServiceConfig) -> Self {
-        self.config = service.recommender.clone();
-        self.experiments = service.experiments.clone();
-        self.rules = service.rules.clone();
-        self.exposure_config = service.exposures;
+    /// Sets the exposure settings, keeping the sink (see
+    /// [`exposures`](Self::exposures)).
+    pub(crate) fn exposure_config(mut self, config: ExposureConfig) -> Self {
+        self.exposure_config = config;
         self
     }
 
@@ -183,22 +180,15 @@ impl RecommenderBuilder {
         crate::experiment::validate_all(&self.experiments, &self.config)?;
         let rules = Arc::new(ArcSwap::from_pointee(self.rules.compile()?));
         self.rules.check_products(&state.catalog)?;
-        let reranker: Arc<dyn Reranker> =
-            self.reranker.clone().unwrap_or_else(|| Arc::new(DefaultReranker));
-        let custom: Custom<'_> =
-            (&self.replaced[..], &self.removed[..], &self.sources[..], &self.filters[..]);
-        let mut arms = Vec::new();
-        for (e, exp) in self.experiments.iter().enumerate() {
-            for (v, variant) in exp.variants.iter().enumerate() {
-                let config = variant.apply(&self.config)?;
-                // A variant that sets its own weights scores with them.
-                let scorer =
-                    if config.scorer == self.config.scorer { self.scorer.clone() } else { None };
-                let pipeline = pipeline(config, custom, scorer, Arc::clone(&reranker))?;
-                let label = format!("{}/{}", exp.name, variant.name);
-                arms.push(Arm { experiment: e, variant: v, label, pipeline });
-            }
-        }
+        let recipe = Recipe {
+            sources: self.sources,
+            replaced: self.replaced,
+            removed: self.removed,
+            filters: self.filters,
+            scorer: self.scorer,
+            reranker: self.reranker.unwrap_or_else(|| Arc::new(DefaultReranker)),
+        };
+        let stages = recipe.assemble(self.config, self.experiments)?;
         let exposures = if self.exposures_off {
             None
         } else {
@@ -213,14 +203,57 @@ impl RecommenderBuilder {
             state: Arc::new(ArcSwap::from_pointee(state)),
             rules,
             rules_written: ArcSwap::from_pointee(self.rules),
-            pipeline: pipeline(self.config, custom, self.scorer, reranker)?,
+            stages: ArcSwap::from_pointee(stages),
+            recipe: Mutex::new(Box::new(recipe)),
             effects: crate::pipeline::Effects::new(effects),
             exposures,
-            experiments: self.experiments,
-            arms,
             pool: Mutex::new(Vec::<Scratch>::new()),
             clock: self.clock,
         })
+    }
+}
+
+/// How a recommender's stages are assembled: the custom parts, kept so a
+/// swap of the config, the experiments or the scorer rebuilds the
+/// pipelines around the same ones.
+struct Recipe {
+    sources: Vec<Arc<dyn CandidateSource>>,
+    replaced: Vec<Arc<dyn CandidateSource>>,
+    removed: Vec<&'static str>,
+    filters: Vec<Arc<dyn Filter>>,
+    scorer: Option<Arc<dyn Scorer>>,
+    reranker: Arc<dyn Reranker>,
+}
+
+impl Assemble for Recipe {
+    /// The control's pipeline under `config`, and one per variant of
+    /// `experiments`.
+    ///
+    /// Errors: an invalid config, experiments it does not accept, or a
+    /// stage id clash.
+    fn assemble(&self, config: RecommenderConfig, experiments: Vec<Experiment>) -> Result<Stages> {
+        config.validate()?;
+        crate::experiment::validate_all(&experiments, &config)?;
+        let custom: Custom<'_> =
+            (&self.replaced[..], &self.removed[..], &self.sources[..], &self.filters[..]);
+        let mut arms = Vec::new();
+        for (e, exp) in experiments.iter().enumerate() {
+            for (v, variant) in exp.variants.iter().enumerate() {
+                let arm_config = variant.apply(&config)?;
+                // A variant that sets its own weights scores with them.
+                let scorer =
+                    if arm_config.scorer == config.scorer { self.scorer.clone() } else { None };
+                let pipeline = pipeline(arm_config, custom, scorer, Arc::clone(&self.reranker))?;
+                let label = format!("{}/{}", exp.name, variant.name);
+                arms.push(Arm { experiment: e, variant: v, label, pipeline });
+            }
+        }
+        let pipeline = pipeline(config, custom, self.scorer.clone(), Arc::clone(&self.reranker))?;
+        Ok(Stages { pipeline, experiments, arms })
+    }
+
+    fn replace_scorer(&mut self, scorer: Option<Arc<dyn Scorer>>) -> Option<Arc<dyn Scorer>> {
+        std::mem::replace(&mut self.scorer, scorer)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::experiment::Experiment;
 use crate::features::FeatureMatrix;
 use crate::ids::ItemIdx;
 use crate::kernels::Scored;
-use crate::pipeline::{Arm, Pipeline, Scratch, Serving};
+use crate::pipeline::{Arm, Assemble, Scratch, Serving, Stages};
 use crate::request::{Feed, FeedRequest};
 use crate::state::ServingState;
 use arc_swap::ArcSwap;
@@ -49,14 +49,14 @@ pub struct Recommender {
     pub(crate) rules: Arc<ArcSwap<RuleSet>>,
     /// The rules in force as written.
     pub(crate) rules_written: ArcSwap<BusinessRules>,
-    /// The control's stages.
-    pub(crate) pipeline: Pipeline,
+    /// The control's pipeline, the A/B experiments and one arm per
+    /// variant, swapped as one.
+    pub(crate) stages: ArcSwap<Stages>,
+    /// How the stages are assembled (for swaps; requests never lock it).
+    pub(crate) recipe: Mutex<Box<dyn Assemble>>,
     pub(crate) effects: crate::pipeline::Effects,
     /// The exposure recorder, if on (also one of `effects`).
     pub(crate) exposures: Option<Arc<crate::exposure::ExposureRecorder>>,
-    /// The A/B experiments and one arm per variant.
-    pub(crate) experiments: Vec<Experiment>,
-    pub(crate) arms: Vec<Arm>,
     pub(crate) pool: Mutex<Vec<Scratch>>,
     /// The time of a request without `at`.
     pub(crate) clock: Clock,
@@ -67,15 +67,71 @@ impl std::fmt::Debug for Recommender {
         f.debug_struct("Recommender")
             .field("sources", &self.source_ids())
             .field("filters", &self.filter_ids())
-            .field("scorer", &self.pipeline.scorer.id())
+            .field("scorer", &self.stages.load().pipeline.scorer.id())
             .finish()
     }
 }
 
 impl Recommender {
-    /// The config.
-    pub fn config(&self) -> &RecommenderConfig {
-        &self.pipeline.config
+    /// The config in force (a copy: [`set_config`](Self::set_config) may
+    /// swap it).
+    pub fn config(&self) -> RecommenderConfig {
+        self.stages.load().pipeline.config.clone()
+    }
+
+    /// Swaps in `config`: the pipelines are rebuilt around the same custom
+    /// stages, scorer and experiments, checked, and swapped in as one.
+    /// Requests already running finish on the old stages, later ones use
+    /// the new.
+    ///
+    /// Errors: as [`RecommenderBuilder::build`](crate::RecommenderBuilder::build)
+    /// for a config (an invalid value, experiments it does not accept, an
+    /// id no stage has); the config in force stays.
+    pub fn set_config(&self, config: RecommenderConfig) -> Result<()> {
+        let recipe = self.recipe.lock().unwrap_or_else(|p| p.into_inner());
+        let experiments = self.stages.load().experiments.clone();
+        self.stages.store(Arc::new(recipe.assemble(config, experiments)?));
+        Ok(())
+    }
+
+    /// Swaps in the A/B `experiments` (an empty list ends them), as
+    /// [`set_config`](Self::set_config) swaps a config.
+    ///
+    /// Errors: an invalid experiment or variant; the experiments in force
+    /// stay.
+    pub fn set_experiments(&self, experiments: Vec<Experiment>) -> Result<()> {
+        let recipe = self.recipe.lock().unwrap_or_else(|p| p.into_inner());
+        let config = self.stages.load().pipeline.config.clone();
+        self.stages.store(Arc::new(recipe.assemble(config, experiments)?));
+        Ok(())
+    }
+
+    /// Swaps in `scorer` (any [`Scorer`](crate::stage::Scorer): logistic,
+    /// MLP, trees, a custom one) for the control and the variants that keep
+    /// the config's weights, as [`set_config`](Self::set_config) swaps a
+    /// config. [`scorer_id`](Self::scorer_id) reads back which is in force.
+    ///
+    /// Errors: none in practice (the pipelines are rebuilt and checked);
+    /// the scorer in force stays on an error.
+    pub fn set_scorer(&self, scorer: Arc<dyn crate::stage::Scorer>) -> Result<()> {
+        let mut recipe = self.recipe.lock().unwrap_or_else(|p| p.into_inner());
+        let before = recipe.replace_scorer(Some(scorer));
+        let stages = self.stages.load();
+        match recipe.assemble(stages.pipeline.config.clone(), stages.experiments.clone()) {
+            Ok(next) => {
+                self.stages.store(Arc::new(next));
+                Ok(())
+            }
+            Err(e) => {
+                recipe.replace_scorer(before);
+                Err(e)
+            }
+        }
+    }
+
+    /// The id of the control's scorer in force.
+    pub fn scorer_id(&self) -> &'static str {
+        self.stages.load().pipeline.scorer.id()
     }
 
     /// The current serving state.
@@ -115,9 +171,10 @@ impl Recommender {
         self.rules_written.load_full()
     }
 
-    /// The A/B experiments this recommender serves, as configured.
-    pub fn experiments(&self) -> &[Experiment] {
-        &self.experiments
+    /// The A/B experiments this recommender serves, as configured (a copy:
+    /// [`set_experiments`](Self::set_experiments) may swap them).
+    pub fn experiments(&self) -> Vec<Experiment> {
+        self.stages.load().experiments.clone()
     }
 
     /// Fresh working memory for [`recommend_with`](Self::recommend_with).
@@ -127,12 +184,12 @@ impl Recommender {
 
     /// The ids of the sources, in the order they run.
     pub fn source_ids(&self) -> Vec<&'static str> {
-        self.pipeline.sources.iter().map(|s| s.id()).collect()
+        self.stages.load().pipeline.sources.iter().map(|s| s.id()).collect()
     }
 
     /// The ids of the filters, in the order they run.
     pub fn filter_ids(&self) -> Vec<&'static str> {
-        self.pipeline.filters.iter().map(|f| f.id()).collect()
+        self.stages.load().pipeline.filters.iter().map(|f| f.id()).collect()
     }
 
     /// Ranks a feed for one request.
@@ -189,9 +246,10 @@ impl Recommender {
     /// retrieve, merge, filter, rank, select, present), then the side
     /// effects.
     pub fn recommend_with(&self, s: &mut Scratch, req: &FeedRequest) -> Result<Feed> {
-        let (pipeline, label) = match self.arm_of(req.user) {
+        let stages = self.stages.load();
+        let (pipeline, label) = match arm_of(&stages, req.user) {
             Some(arm) => (&arm.pipeline, Some(arm.label.clone())),
-            None => (&self.pipeline, None),
+            None => (&stages.pipeline, None),
         };
         let state = self.state.load_full();
         let rules = self.rules.load_full();
@@ -214,7 +272,7 @@ impl Recommender {
     ) -> Result<&'s [Scored]> {
         let (state, rules) = (self.state(), self.rules());
         let on = self.serving(&state, &rules);
-        crate::pipeline::score_rows(&self.pipeline, s, on, req, rows)
+        crate::pipeline::score_rows(&self.stages.load().pipeline, s, on, req, rows)
     }
 
     /// Ranks `products` (a caller's candidate list: a shelf, a category
@@ -239,7 +297,8 @@ impl Recommender {
             .collect::<Result<Vec<_>>>()?;
         let on = self.serving(&state, &rules);
         let mut s = Scratch::default();
-        let scored = crate::pipeline::rank_candidates(&self.pipeline, &mut s, on, req, &rows)?;
+        let scored =
+            crate::pipeline::rank_candidates(&self.stages.load().pipeline, &mut s, on, req, &rows)?;
         Ok(scored.iter().map(|x| (state.catalog.product_id(x.row), x.score)).collect())
     }
 
@@ -268,7 +327,12 @@ impl Recommender {
             .map(|&p| state.catalog.require_row(p, "features_for"))
             .collect::<Result<Vec<_>>>()?;
         let on = self.serving(&state, &rules);
-        crate::pipeline::features_for(&self.pipeline, on, &FeedRequest::new(user).at(at), &rows)
+        crate::pipeline::features_for(
+            &self.stages.load().pipeline,
+            on,
+            &FeedRequest::new(user).at(at),
+            &rows,
+        )
     }
 
     /// [`score_rows`](Self::score_rows) the plain way: a feature vector
@@ -277,7 +341,7 @@ impl Recommender {
     pub fn score_rows_naive(&self, req: &FeedRequest, rows: &[ItemIdx]) -> Result<Vec<Scored>> {
         let (state, rules) = (self.state(), self.rules());
         let on = self.serving(&state, &rules);
-        crate::pipeline::score_rows_naive(&self.pipeline, on, req, rows)
+        crate::pipeline::score_rows_naive(&self.stages.load().pipeline, on, req, rows)
     }
 
     /// What a request runs against, from the state and rules it loaded.
@@ -285,18 +349,18 @@ impl Recommender {
         Serving { state, rules, clock: self.clock, effects: &self.effects }
     }
 
-    /// The A/B arm `user` is in: the first experiment (in order) whose
-    /// buckets hold the user decides; `None` is the control.
-    pub(crate) fn arm_of(&self, user: crate::ids::UserId) -> Option<&Arm> {
-        self.experiments.iter().enumerate().find_map(|(e, exp)| {
-            let v = exp.variant_of(user)?;
-            self.arms.iter().find(|a| a.experiment == e && a.variant == v)
-        })
-    }
-
     /// The variant `user` is served, as `experiment/variant`; `None` for
     /// the control.
-    pub fn variant_of(&self, user: crate::ids::UserId) -> Option<&str> {
-        self.arm_of(user).map(|a| a.label.as_str())
+    pub fn variant_of(&self, user: crate::ids::UserId) -> Option<String> {
+        arm_of(&self.stages.load(), user).map(|a| a.label.clone())
     }
+}
+
+/// The arm serving `user`: the first experiment that assigns them a
+/// variant.
+fn arm_of(stages: &Stages, user: crate::ids::UserId) -> Option<&Arm> {
+    stages.experiments.iter().enumerate().find_map(|(e, exp)| {
+        let v = exp.variant_of(user)?;
+        stages.arms.iter().find(|a| a.experiment == e && a.variant == v)
+    })
 }

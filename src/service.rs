@@ -28,6 +28,7 @@
 //! # Ok::<(), omnifeed::Error>(())
 //! ```
 
+use crate::builder::RecommenderBuilder;
 use crate::business::BusinessRules;
 use crate::config::RecommenderConfig;
 use crate::error::{Error, Result};
@@ -52,6 +53,19 @@ pub struct ServiceConfig {
     /// Exposure sampling and buffering
     /// ([`ExposureConfig`](crate::exposure::ExposureConfig)).
     pub exposures: crate::exposure::ExposureConfig,
+}
+
+impl RecommenderBuilder {
+    /// Takes the recommender config, the experiments, the business rules and
+    /// the exposure settings of a service config (the signals and index
+    /// settings are for building the state:
+    /// [`ServiceConfig::writer`]).
+    pub fn service(self, service: &ServiceConfig) -> Self {
+        self.config(service.recommender.clone())
+            .experiments(service.experiments.clone())
+            .rules(service.rules.clone())
+            .exposure_config(service.exposures)
+    }
 }
 
 /// The tables other than `recommender`, as they are read.
@@ -122,8 +136,8 @@ impl ServiceConfig {
     /// A recommender builder serving `state` with this config's
     /// recommender, experiments, business rules and exposure settings: add
     /// custom stages, a clock or an exposure sink, then
-    /// [`build`](crate::RecommenderBuilder::build).
-    pub fn recommender(&self, state: crate::state::ServingState) -> crate::RecommenderBuilder {
+    /// [`build`](RecommenderBuilder::build).
+    pub fn recommender(&self, state: crate::state::ServingState) -> RecommenderBuilder {
         crate::recommender::Recommender::builder().service(self).state(state)
     }
 

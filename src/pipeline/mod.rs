@@ -201,3 +201,29 @@ pub(crate) struct Arm {
     pub(crate) label: String,
     pub(crate) pipeline: Pipeline,
 }
+
+/// What a recommender serves with, swapped as one: the control's pipeline,
+/// the experiments and one pipeline per variant.
+pub(crate) struct Stages {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) experiments: Vec<crate::experiment::Experiment>,
+    pub(crate) arms: Vec<Arm>,
+}
+
+/// Builds a recommender's [`Stages`] again around the same custom stages:
+/// what a swap of the config, the experiments or the scorer runs (the
+/// builder's recipe implements it).
+pub(crate) trait Assemble: Send {
+    /// The stages under `config` and `experiments`.
+    fn assemble(
+        &self,
+        config: RecommenderConfig,
+        experiments: Vec<crate::experiment::Experiment>,
+    ) -> Result<Stages>;
+
+    /// Replaces the scorer the next assembly uses; returns the one before.
+    fn replace_scorer(
+        &mut self,
+        scorer: Option<Arc<dyn crate::stage::Scorer>>,
+    ) -> Option<Arc<dyn crate::stage::Scorer>>;
+}

@@ -310,7 +310,7 @@ fn the_documented_service_config_loads_and_serves() {
     let mut variant = 0;
     for u in &world().users {
         let feed = rec.recommend(&FeedRequest::new(u.id).k(5)).unwrap();
-        assert_eq!(feed.trace.variant.as_deref(), rec.variant_of(u.id));
+        assert_eq!(feed.trace.variant.as_deref(), rec.variant_of(u.id).as_deref());
         if let Some(v) = feed.trace.variant {
             assert_eq!(v, "bigger_pool/pool300_mmr07");
             assert!(feed.trace.rerank_pool <= 300);
@@ -440,4 +440,85 @@ fn a_custom_reranker_replaces_the_select_stage() {
     assert!(feed.items.windows(2).all(|w| w[0].score <= w[1].score), "ascending value");
     let ids: std::collections::HashSet<_> = feed.items.iter().map(|i| i.product).collect();
     assert_eq!(ids.len(), 10, "the repeat was dropped");
+}
+
+/// Lifecycle swaps (issue 26, part 2): the scorer, the config and the
+/// experiments of a running recommender swap atomically. While four
+/// threads serve feeds, another swaps the scorer back and forth between
+/// the config's logistic heads and one whose heads are all 0.25: every
+/// feed is wholly one or the other, never torn. Read back: the scorer's
+/// id, the config and the experiments in force.
+#[test]
+fn swaps_under_load_give_no_torn_response() {
+    use omnifeed::features::FeatureMatrix;
+    use omnifeed::stage::Scorer;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    #[derive(Debug)]
+    struct Flat;
+    impl Scorer for Flat {
+        fn id(&self) -> &'static str {
+            "flat"
+        }
+        fn score(&self, _: &FeatureMatrix, out: &mut [f32]) {
+            out.fill(0.25);
+        }
+    }
+    let rec = Arc::new(Recommender::builder().state(state()).build().unwrap());
+    let logistic: Arc<dyn Scorer> =
+        Arc::new(omnifeed::rank::LogisticScorer::from_weights(&rec.config().scorer).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let servers: Vec<_> = (0..4)
+        .map(|t| {
+            let (rec, stop) = (Arc::clone(&rec), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let (mut flat, mut other) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let feed = rec.recommend(&FeedRequest::new(user()).k(10).id(t)).unwrap();
+                    let heads: Vec<f32> = feed
+                        .items
+                        .iter()
+                        .flat_map(|i| i.explanation.heads.iter().map(|h| h.value))
+                        .collect();
+                    let quarter = heads.iter().filter(|&&h| h == 0.25).count();
+                    assert!(quarter == 0 || quarter == heads.len(), "a torn feed: {heads:?}");
+                    if quarter == 0 { other += 1 } else { flat += 1 }
+                }
+                (flat, other)
+            })
+        })
+        .collect();
+    for i in 0..200 {
+        let next: Arc<dyn Scorer> = if i % 2 == 0 { Arc::new(Flat) } else { Arc::clone(&logistic) };
+        rec.set_scorer(next).unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut flat, mut other) = (0, 0);
+    for s in servers {
+        let (f, o) = s.join().unwrap();
+        (flat, other) = (flat + f, other + o);
+    }
+    assert!(flat > 0 && other > 0, "both scorers served: {flat} flat, {other} logistic");
+    assert_eq!(rec.scorer_id(), logistic.id());
+    // The config and the experiments swap and read back the same way.
+    let mut config = rec.config();
+    config.sources.interest = 77;
+    rec.set_config(config.clone()).unwrap();
+    assert_eq!(rec.config(), config);
+    let mut bad = config.clone();
+    bad.rerank_pool = 0;
+    assert!(rec.set_config(bad).is_err());
+    assert_eq!(rec.config(), config, "a refused config leaves the one in force");
+    let exp = omnifeed::ServiceConfig::from_toml_str(
+        "[[experiments]]\nname = \"e\"\n[[experiments.variants]]\nname = \"v\"\nshare = 1.0\nconfig = { rerank_pool = 50 }\n",
+    )
+    .unwrap()
+    .experiments;
+    rec.set_experiments(exp.clone()).unwrap();
+    assert_eq!(rec.experiments(), exp);
+    assert_eq!(rec.variant_of(user()).as_deref(), Some("e/v"));
+    let feed = rec.recommend(&FeedRequest::new(user()).k(5)).unwrap();
+    assert_eq!(feed.trace.variant.as_deref(), Some("e/v"));
+    rec.set_experiments(Vec::new()).unwrap();
+    assert_eq!(rec.variant_of(user()), None);
 }

@@ -50,7 +50,8 @@ fn check_feed(rec: &Recommender, req: &FeedRequest) -> Result<(), TestCaseError>
     prop_assert_eq!(items.len(), req.k.min(feed.trace.scored));
     let at = req.at.unwrap_or(signals.as_of());
     let profile = signals.profile(req.user);
-    let cfg = rec.config().rerank.get(req.surface);
+    let config = rec.config();
+    let cfg = config.rerank.get(req.surface);
     // A pin takes its position whatever the caps, and moving it may bring
     // neighbours into one window: caps are checked on feeds without pins.
     let pinned = items.iter().any(|i| i.explanation.rules.contains(&"pin"));
