@@ -7,13 +7,11 @@
 //! cargo run --release --example custom_filter
 //! ```
 
-use omnifeed::index::{IvfIndex, IvfParams};
 use omnifeed::load::read_dataset;
 use omnifeed::stage::Filter;
 use omnifeed::stage::RequestContext;
 use omnifeed::{
-    CategoryId, FeedRequest, ItemIdx, Recommender, RemovalReason, ServingState, SignalConfig,
-    Signals, UserId,
+    CategoryId, FeedRequest, ItemIdx, RemovalReason, ServiceConfig, ServingState, Signals, UserId,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -65,14 +63,15 @@ fn main() -> Result<(), omnifeed::Error> {
     let cli = <Cli as clap::Parser>::parse();
     let data = read_dataset(&cli.data)?;
     let catalog = Arc::new(data.catalog);
-    let (signals, _) =
-        Signals::from_events(Arc::clone(&catalog), &data.events, &SignalConfig::default())?;
-    let index = IvfIndex::build(catalog.shared_embeddings(), IvfParams::default())?;
-    let state = ServingState::new(Arc::clone(&catalog), Arc::new(index), Arc::new(signals))?;
+    // Every part from the service config (the defaults here; a service
+    // reads its file: `ServiceConfig::from_file`).
+    let service = ServiceConfig::default();
+    let (signals, _) = Signals::from_events(Arc::clone(&catalog), &data.events, &service.signals)?;
+    let index = service.index.build(catalog.shared_embeddings())?;
+    let state = ServingState::new(Arc::clone(&catalog), index, Arc::new(signals))?;
     let user = data.events.iter().map(|e| e.user).min().expect("events");
 
-    let plain =
-        Recommender::builder().clock(omnifeed::Clock::SignalsAsOf).state(state.clone()).build()?;
+    let plain = service.recommender(state.clone()).clock(omnifeed::Clock::SignalsAsOf).build()?;
     let before = plain.recommend(&FeedRequest::new(user).k(20))?;
     // Restrict the two categories this user's feed shows most.
     let mut counts: Vec<(CategoryId, usize)> = Vec::new();
@@ -85,9 +84,9 @@ fn main() -> Result<(), omnifeed::Error> {
     }
     counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     let restricted: HashSet<CategoryId> = counts.iter().take(2).map(|c| c.0).collect();
-    let rec = Recommender::builder()
+    let rec = service
+        .recommender(state)
         .clock(omnifeed::Clock::SignalsAsOf)
-        .state(state)
         .filter(Box::new(AgeRestricted {
             categories: restricted.clone(),
             minors: HashSet::from([user]),

@@ -7,10 +7,9 @@
 //! cargo run --release --example custom_scorer
 //! ```
 
-use omnifeed::index::{IvfIndex, IvfParams};
 use omnifeed::load::read_dataset;
 use omnifeed::rank::{F, FeatureMatrix, Scorer, col};
-use omnifeed::{FeedRequest, Recommender, ServingState, SignalConfig, Signals};
+use omnifeed::{FeedRequest, ServiceConfig, ServingState, Signals};
 use std::sync::Arc;
 
 /// Three heads from a few interactions a linear model cannot express:
@@ -70,15 +69,16 @@ fn main() -> Result<(), omnifeed::Error> {
 
     let data = read_dataset(&cli.data)?;
     let catalog = Arc::new(data.catalog);
-    let (signals, _) =
-        Signals::from_events(Arc::clone(&catalog), &data.events, &SignalConfig::default())?;
-    let index = IvfIndex::build(catalog.shared_embeddings(), IvfParams::default())?;
-    let state = ServingState::new(catalog, Arc::new(index), Arc::new(signals))?;
-    let default =
-        Recommender::builder().clock(omnifeed::Clock::SignalsAsOf).state(state.clone()).build()?;
-    let custom = Recommender::builder()
+    // Every part from the service config (the defaults here; a service
+    // reads its file: `ServiceConfig::from_file`).
+    let service = ServiceConfig::default();
+    let (signals, _) = Signals::from_events(Arc::clone(&catalog), &data.events, &service.signals)?;
+    let index = service.index.build(catalog.shared_embeddings())?;
+    let state = ServingState::new(catalog, index, Arc::new(signals))?;
+    let default = service.recommender(state.clone()).clock(omnifeed::Clock::SignalsAsOf).build()?;
+    let custom = service
+        .recommender(state)
         .clock(omnifeed::Clock::SignalsAsOf)
-        .state(state)
         .scorer(Box::new(InterestTimesConversion))
         .build()?;
     let user = data.events.iter().map(|e| e.user).min().expect("events");

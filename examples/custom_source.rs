@@ -7,13 +7,10 @@
 //! cargo run --release --example custom_source
 //! ```
 
-use omnifeed::index::{IvfIndex, IvfParams};
 use omnifeed::load::read_dataset;
 use omnifeed::rank::col;
 use omnifeed::stage::{CandidateBuf, CandidateSource, RequestContext};
-use omnifeed::{
-    FeedRequest, ItemIdx, MerchantId, Recommender, ServingState, SignalConfig, Signals, UserId,
-};
+use omnifeed::{FeedRequest, ItemIdx, MerchantId, ServiceConfig, ServingState, Signals, UserId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -64,10 +61,12 @@ fn main() -> Result<(), omnifeed::Error> {
     let cli = <Cli as clap::Parser>::parse();
     let data = read_dataset(&cli.data)?;
     let catalog = Arc::new(data.catalog);
-    let (signals, _) =
-        Signals::from_events(Arc::clone(&catalog), &data.events, &SignalConfig::default())?;
-    let index = IvfIndex::build(catalog.shared_embeddings(), IvfParams::default())?;
-    let state = ServingState::new(Arc::clone(&catalog), Arc::new(index), Arc::new(signals))?;
+    // Every part from the service config (the defaults here; a service
+    // reads its file: `ServiceConfig::from_file`).
+    let service = ServiceConfig::default();
+    let (signals, _) = Signals::from_events(Arc::clone(&catalog), &data.events, &service.signals)?;
+    let index = service.index.build(catalog.shared_embeddings())?;
+    let state = ServingState::new(Arc::clone(&catalog), index, Arc::new(signals))?;
 
     // Every user follows the three shops of the products they clicked most
     // recently (a stand-in for the service's follow table).
@@ -84,9 +83,9 @@ fn main() -> Result<(), omnifeed::Error> {
     }
     let user = *follows.keys().min().expect("a user with history");
     let shops = follows[&user].clone();
-    let rec = Recommender::builder()
+    let rec = service
+        .recommender(state)
         .clock(omnifeed::Clock::SignalsAsOf)
-        .state(state)
         .source(Box::new(FollowedMerchants { follows, per_merchant: 10 }))
         .build()?;
 
