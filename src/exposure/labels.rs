@@ -219,7 +219,7 @@ pub(crate) struct JoinerRecord {
 }
 
 /// A pending example and whether it was emitted yet.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pending {
     example: TrainingExample,
     emitted: bool,
@@ -250,7 +250,7 @@ struct Pending {
 /// assert_eq!(rows[0].labels[2], Label::Open); // the order window is still open
 /// # Ok::<(), omnifeed::Error>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LabelJoiner {
     windows: [i64; 4],
     longest: i64,

@@ -104,6 +104,18 @@ struct State {
     broken: Option<String>,
 }
 
+impl State {
+    /// The offset the next append gets.
+    fn next(&self) -> u64 {
+        self.segments.last().map_or(1, Segment::end)
+    }
+
+    /// The newest offset (0: empty).
+    fn head(&self) -> u64 {
+        self.next() - 1
+    }
+}
+
 /// Frames of one segment to read: from offset `first`, each frame's
 /// `(start, end)` bytes.
 struct ReadPlan {
@@ -162,6 +174,24 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.log"))
 }
 
+/// Opens a segment file for reading and appending, created where absent
+/// (and emptied when `truncate`).
+fn open_segment(path: &Path, truncate: bool) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(truncate)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io(path, e))
+}
+
+/// A frame's header: the payload's length and its CRC32.
+fn frame_header(frame: &[u8]) -> (usize, u32) {
+    let word = |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
+    (word(0) as usize, word(4))
+}
+
 /// Syncs a directory, so a file created or removed in it is durable.
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(dir, e))
@@ -172,9 +202,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 fn scan(bytes: &[u8]) -> (Vec<u64>, u64) {
     let (mut starts, mut at) = (Vec::new(), 0usize);
     while bytes.len() - at >= FRAME as usize {
-        let word =
-            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        let (len, crc) = (word(at) as usize, word(at + 4));
+        let (len, crc) = frame_header(&bytes[at..]);
         let body = at + FRAME as usize;
         if len > super::MAX_ENTRY_BYTES
             || bytes.len() - body < len
@@ -282,13 +310,7 @@ impl FileLog {
         let (mut segments, mut cut) = (Vec::with_capacity(firsts.len()), 0);
         for (i, &first) in firsts.iter().enumerate() {
             let path = segment_path(dir, first);
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| io(&path, e))?;
+            let file = open_segment(&path, false)?;
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| io(&path, e))?;
             let (starts, end) = scan(&bytes);
@@ -361,13 +383,7 @@ impl FileLog {
         }
         let first = last.end();
         let path = segment_path(&self.dir, first);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
+        let file = open_segment(&path, true)?;
         sync_dir(&self.dir)?;
         state.segments.push(Segment {
             first,
@@ -400,7 +416,7 @@ impl EventLog for FileLog {
         if let Some(why) = &state.broken {
             return Err(Error::log(id, format!("{why}: open the log again")));
         }
-        let first = state.segments.last().map_or(1, Segment::end);
+        let first = state.next();
         self.write_frames(&mut state, &frames, &sizes)?;
         self.roll(&mut state)?;
         drop(state);
@@ -410,15 +426,18 @@ impl EventLog for FileLog {
 
     fn read(&self, after: u64, max: usize, wait: Duration) -> Result<LogBatch> {
         let mut state = self.lock();
-        let head = |s: &State| s.segments.last().map_or(0, |g| g.end() - 1);
-        if head(&state) <= after && !wait.is_zero() {
+        if state.head() <= after && !wait.is_zero() {
             state = self
                 .appended
-                .wait_timeout_while(state, wait, |s| head(s) <= after)
+                .wait_timeout_while(state, wait, |s| s.head() <= after)
                 .map_or_else(|p| p.into_inner().0, |(s, _)| s);
         }
         let oldest = state.segments.first().map_or(1, |s| s.first);
-        if after + 1 < oldest {
+        // `after` is the caller's: at u64::MAX there is nothing after it.
+        let Some(first_wanted) = after.checked_add(1) else {
+            return decode_batch(&self.id(), after, Vec::new());
+        };
+        if first_wanted < oldest {
             return Err(Error::log(
                 self.id(),
                 format!(
@@ -431,7 +450,7 @@ impl EventLog for FileLog {
         // What to read, located under the lock; read after it (a trimmed
         // segment's open handle still reads).
         let mut plan: Vec<ReadPlan> = Vec::new();
-        let (mut next, mut left) = (after + 1, max.max(1));
+        let (mut next, mut left) = (first_wanted, max.max(1));
         for seg in &state.segments {
             if seg.end() <= next {
                 continue;
@@ -463,7 +482,7 @@ impl EventLog for FileLog {
                 let frame = &bytes[(a - start) as usize..(b - start) as usize];
                 // Checked again: the disk may have changed since the open.
                 let payload = &frame[FRAME as usize..];
-                let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+                let (_, crc) = frame_header(frame);
                 let payload =
                     if crc32fast::hash(payload) == crc { payload.to_vec() } else { Vec::new() };
                 raw.push((first + i as u64, payload));
@@ -473,7 +492,7 @@ impl EventLog for FileLog {
     }
 
     fn head(&self) -> Result<u64> {
-        Ok(self.lock().segments.last().map_or(0, |s| s.end() - 1))
+        Ok(self.lock().head())
     }
 
     fn trim_before(&self, offset: u64) -> Result<u64> {

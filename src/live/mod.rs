@@ -730,14 +730,8 @@ impl ShopWriter {
     /// ([`Replica`] saves that way). The copy saves the snapshot this writer
     /// would save now; it is not for applying entries (it has no published
     /// state, and the examples not taken stay here).
-    ///
-    /// Errors: none in practice (the pending joins are re-checked).
-    pub fn snapshot_copy(&self) -> Result<ShopWriter> {
-        let labels = match &self.labels {
-            Some(j) => Some(crate::exposure::LabelJoiner::from_record(j.to_record())?),
-            None => None,
-        };
-        Ok(ShopWriter {
+    pub fn snapshot_copy(&self) -> ShopWriter {
+        ShopWriter {
             catalog: Arc::clone(&self.catalog),
             index: Arc::clone(&self.index),
             index_config: self.index_config.clone(),
@@ -756,10 +750,10 @@ impl ShopWriter {
             strict_events: self.strict_events,
             shop_id: self.shop_id.clone(),
             analyzer: self.analyzer.clone(),
-            labels,
+            labels: self.labels.clone(),
             examples: Vec::new(),
             online: self.online.clone(),
-        })
+        }
     }
 }
 

@@ -516,7 +516,7 @@ impl Replica {
 
     /// Starts a save of the current state on its own thread.
     fn start_snapshot(&mut self) -> Result<()> {
-        let mut copy = self.writer.snapshot_copy()?;
+        let mut copy = self.writer.snapshot_copy();
         let (store, shard, retention) =
             (self.store.clone(), self.config.shard, self.config.retention);
         let handle = std::thread::Builder::new()
@@ -532,11 +532,9 @@ impl Replica {
     /// `wait`). A failed save is returned as the error, and the next poll
     /// tries again.
     fn reap_snapshot(&mut self, wait: bool) -> Result<()> {
-        match &self.saving {
-            Some(h) if wait || h.is_finished() => {}
-            _ => return Ok(()),
-        }
-        let Some(handle) = self.saving.take() else { return Ok(()) };
+        let Some(handle) = self.saving.take_if(|h| wait || h.is_finished()) else {
+            return Ok(());
+        };
         let saved = handle
             .join()
             .unwrap_or_else(|_| Err(Error::log(self.log.id(), "the snapshot thread panicked")));
@@ -556,10 +554,12 @@ impl Replica {
         if self.config.trim_log
             && let Some(oldest) = self.store.oldest_offset()?
         {
-            let dropped = self.log.trim_before(oldest + 1)?;
+            // The offset comes from a directory name: it must not wrap.
+            let before = oldest.saturating_add(1);
+            let dropped = self.log.trim_before(before)?;
             self.stats.trimmed += dropped;
             if dropped > 0 {
-                tracing::info!(log = %self.log.id(), before = oldest + 1, dropped, "log trimmed");
+                tracing::info!(log = %self.log.id(), before, dropped, "log trimmed");
             }
         }
         Ok(())

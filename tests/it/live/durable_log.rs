@@ -67,6 +67,13 @@ fn fill(log: &FileLog, to: u64) {
     }
 }
 
+/// Flips the bits of byte `at` of the file at `path`.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0xFF;
+    std::fs::write(path, &bytes).unwrap();
+}
+
 fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -92,6 +99,9 @@ fn entries_and_offsets_survive_restarts_and_segment_rolls() {
     assert_eq!(check_all(&log), 200);
     fill(&log, 260);
     assert_eq!(check_all(&log), 260);
+    // A reader at the largest offset gets nothing, not a wrap.
+    let end = log.read(u64::MAX, 10, Duration::ZERO).unwrap();
+    assert!(end.records.is_empty() && end.last == u64::MAX);
     // A read waits for the next append.
     let log = Arc::new(log);
     let writer = {
@@ -129,19 +139,14 @@ fn a_torn_tail_is_cut_and_a_corrupt_closed_segment_refused() {
     // A frame whose checksum fails at the tail: cut, the entries before
     // it kept.
     let newest = segments(&dir).pop().unwrap();
-    let mut bytes = std::fs::read(&newest).unwrap();
-    let end = bytes.len();
-    bytes[end - 1] ^= 0xFF;
-    std::fs::write(&newest, &bytes).unwrap();
+    let end = std::fs::metadata(&newest).unwrap().len() as usize;
+    flip(&newest, end - 1);
     let log = FileLog::open(&dir, small(Fsync::Never)).unwrap();
     assert!(log.open_report().cut_bytes > 0);
     assert_eq!(check_all(&log), 100);
     drop(log);
     // The same in a closed segment is corruption.
-    let first = segments(&dir).remove(0);
-    let mut bytes = std::fs::read(&first).unwrap();
-    bytes[12] ^= 0xFF;
-    std::fs::write(&first, &bytes).unwrap();
+    flip(&segments(&dir).remove(0), 12);
     let e = FileLog::open(&dir, small(Fsync::Never)).unwrap_err();
     assert!(e.to_string().contains("corrupt"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
