@@ -30,7 +30,7 @@
 use super::ope::{Estimate, Estimator, Logged, OpeConfig, Slot, estimate};
 use crate::error::{Error, Result};
 use crate::exposure::{Label, TrainingExample};
-use crate::features::{F, FEATURE_NAMES, FeatureMatrix, HEADS, col};
+use crate::features::{F, FeatureMatrix, HEADS, col};
 use crate::ids::ProductId;
 use crate::rank::Fusion;
 use crate::rerank::{Stochastic, plackett_luce_marginals, plackett_luce_weights};
@@ -87,11 +87,37 @@ pub struct OffPolicyReport {
 }
 
 /// One logged request: its examples by position, and the new policy's
-/// heads and `P(item i at position k)` (`n × n`).
+/// heads and placement: its order (`order[k]` the item at `k`, `rank` the
+/// inverse), the first `drawn` positions drawn by Plackett–Luce with the
+/// marginals `m` (`drawn × drawn`, by rank among them), the rest fixed.
 struct Request<'e> {
     items: Vec<&'e TrainingExample>,
     heads: Vec<f32>,
-    target: Vec<f64>,
+    order: Vec<usize>,
+    rank: Vec<usize>,
+    drawn: usize,
+    m: Vec<f64>,
+}
+
+impl Request<'_> {
+    /// The new policy's probability of item `i` at position `k`.
+    fn target(&self, i: usize, k: usize) -> f64 {
+        let r = self.rank[i];
+        if r < self.drawn && k < self.drawn {
+            self.m[r * self.drawn + k]
+        } else {
+            f64::from(u8::from(r == k))
+        }
+    }
+
+    /// `Σ_j P(item j at k) · q(j)`: the expectation of `q` at position `k`.
+    fn expected_at(&self, k: usize, q: impl Fn(usize) -> f64) -> f64 {
+        if k < self.drawn {
+            (0..self.drawn).map(|a| self.m[a * self.drawn + k] * q(self.order[a])).sum()
+        } else {
+            q(self.order[k])
+        }
+    }
 }
 
 /// Estimates what `policy` would earn on the logged feeds of `examples`
@@ -192,8 +218,7 @@ fn group(examples: &[TrainingExample]) -> Result<(Vec<Vec<&TrainingExample>>, us
     let mut by: BTreeMap<(i64, u64, u64), BTreeMap<u32, &TrainingExample>> = BTreeMap::new();
     let mut open = std::collections::BTreeSet::new();
     for (i, e) in examples.iter().enumerate() {
-        let schema = e.columns.features.iter().map(String::as_str).eq(FEATURE_NAMES);
-        if !schema || e.features.len() != F || e.heads.len() != HEADS {
+        if !e.columns.is_current_schema() || e.features.len() != F || e.heads.len() != HEADS {
             return Err(Error::invalid_value(
                 "off-policy examples",
                 format!("example {i}"),
@@ -208,6 +233,17 @@ fn group(examples: &[TrainingExample]) -> Result<(Vec<Vec<&TrainingExample>>, us
                 "off-policy examples",
                 format!("example {i}"),
                 format!("propensity {} is not in (0, 1]", e.propensity),
+            ));
+        }
+        if e.position as usize >= crate::limits::MAX_K {
+            return Err(Error::invalid_value(
+                "off-policy examples",
+                format!("example {i}"),
+                format!(
+                    "position {} is past the longest feed ({})",
+                    e.position,
+                    crate::limits::MAX_K
+                ),
             ));
         }
         let key = (e.at, e.user.0, e.request_id);
@@ -249,27 +285,21 @@ fn rerank<'e>(items: Vec<&'e TrainingExample>, policy: &Reranking<'_>) -> Result
     // The new order: by value, ties by the logged position.
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| log_value[b].total_cmp(&log_value[a]).then(a.cmp(&b)));
-    let mut target = vec![0.0f64; n * n];
-    let drawn = match *policy.stochastic {
+    let mut rank = vec![0; n];
+    for (k, &i) in order.iter().enumerate() {
+        rank[i] = k;
+    }
+    let (drawn, m) = match *policy.stochastic {
         Stochastic::PlackettLuce { top_n, temperature } => {
             let top = top_n.min(n);
             let peak = log_value[order[0]];
             let values: Vec<f32> =
                 order[..top].iter().map(|&i| ((log_value[i] - peak).exp()) as f32).collect();
-            let m = plackett_luce_marginals(&plackett_luce_weights(&values, temperature));
-            for (a, &i) in order[..top].iter().enumerate() {
-                for k in 0..top {
-                    target[i * n + k] = m[a * top + k];
-                }
-            }
-            top
+            (top, plackett_luce_marginals(&plackett_luce_weights(&values, temperature)))
         }
-        _ => 0,
+        _ => (0, Vec::new()),
     };
-    for (k, &i) in order.iter().enumerate().skip(drawn) {
-        target[i * n + k] = 1.0;
-    }
-    Ok(Request { items, heads, target })
+    Ok(Request { items, heads, order, rank, drawn, m })
 }
 
 /// One reward's logging value and estimates.
@@ -298,14 +328,12 @@ fn outcome(
     let mut log = Logged::new();
     let mut slots = Vec::new();
     for r in requests {
-        let n = r.items.len();
         slots.clear();
         for (k, e) in r.items.iter().enumerate() {
             let q = |i: usize| scale * h(r, i) * rate[k];
-            let expected: f64 = (0..n).map(|j| r.target[j * n + k] * q(j)).sum();
             slots.push(Slot {
-                model: Some((q(k), expected)),
-                ..Slot::new(k, reward(e), f64::from(e.propensity), r.target[k * n + k])
+                model: Some((q(k), r.expected_at(k, q))),
+                ..Slot::new(k, reward(e), f64::from(e.propensity), r.target(k, k))
             });
         }
         log.push(&slots);
@@ -322,6 +350,7 @@ fn outcome(
 mod tests {
     use super::*;
     use crate::exposure::Columns;
+    use crate::features::FEATURE_NAMES;
     use crate::ids::UserId;
     use crate::rank::{HeadWeights, LogisticScorer};
     use std::sync::Arc;
@@ -388,5 +417,15 @@ mod tests {
         let mut wrong = log.to_vec();
         wrong[0].propensity = 0.0;
         assert!(evaluate_reranking(&wrong, &policy, &|_| None, &cfg).is_err());
+        // Positions are bounded by the longest feed: the last one passes
+        // (its request lacks the ones above it, so it is skipped), the next
+        // is refused before anything is sized by it.
+        let mut far = log.to_vec();
+        far[3].position = (crate::limits::MAX_K - 1) as u32;
+        let r = evaluate_reranking(&far, &policy, &|_| None, &cfg).unwrap();
+        assert_eq!((r.requests, r.skipped), (1, 2));
+        far[3].position = crate::limits::MAX_K as u32;
+        let e = evaluate_reranking(&far, &policy, &|_| None, &cfg).unwrap_err();
+        assert!(e.to_string().contains("longest feed"), "{e}");
     }
 }

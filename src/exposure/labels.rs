@@ -28,6 +28,21 @@ use std::sync::Arc;
 /// The outcomes labelled, in label order.
 pub const OUTCOMES: [&str; 4] = ["click", "cart", "order", "refund"];
 
+/// The first columns of [`write_examples_csv`]'s file, before the
+/// outcomes and `complete`.
+const EXAMPLE_IDENTITY: [&str; 10] = [
+    "request_id",
+    "position",
+    "user",
+    "product",
+    "surface",
+    "variant",
+    "state_version",
+    "at",
+    "propensity",
+    "score",
+];
+
 /// The longest label window: 100 years of seconds.
 pub const MAX_WINDOW: i64 = 100 * 366 * 86_400;
 
@@ -552,23 +567,12 @@ pub fn write_examples_csv<W: std::io::Write>(out: W, examples: &[TrainingExample
     let mut w = csv::Writer::from_writer(out);
     let Some(first) = examples.first() else { return w.flush().map_err(|e| io(e.into())) };
     let columns = &first.columns;
-    let mut header: Vec<String> = [
-        "request_id",
-        "position",
-        "user",
-        "product",
-        "surface",
-        "variant",
-        "state_version",
-        "at",
-        "propensity",
-        "score",
-    ]
-    .iter()
-    .chain(OUTCOMES.iter())
-    .chain(["complete"].iter())
-    .map(|s| s.to_string())
-    .collect();
+    let mut header: Vec<String> = EXAMPLE_IDENTITY
+        .iter()
+        .chain(OUTCOMES.iter())
+        .chain(["complete"].iter())
+        .map(|s| s.to_string())
+        .collect();
     header.extend(columns.features.iter().map(|f| format!("f_{f}")));
     header.extend(columns.heads.iter().map(|h| format!("h_{h}")));
     w.write_record(&header).map_err(io)?;
@@ -624,24 +628,26 @@ pub fn read_examples_csv<R: std::io::Read>(input: R, source: &str) -> Result<Vec
     let Some(header) = records.next() else { return Ok(Vec::new()) };
     let bad = |line: u64, why: String| Error::parse(source, Some(line), why);
     let header = header.map_err(|e| bad(1, e.to_string()))?;
-    const FIXED: usize = 15;
     let names: Vec<&str> = header.iter().collect();
-    if names.len() < FIXED || names[8] != "propensity" || names[14] != "complete" {
+    let fixed = EXAMPLE_IDENTITY.len() + OUTCOMES.len() + 1;
+    let named = |from: usize, want: &[&str]| names.get(from..from + want.len()) == Some(want);
+    if !named(0, &EXAMPLE_IDENTITY)
+        || !named(EXAMPLE_IDENTITY.len(), &OUTCOMES)
+        || !named(fixed - 1, &["complete"])
+    {
         return Err(bad(1, "not a training examples header (write_examples_csv's)".into()));
     }
-    let columns = Arc::new(Columns {
-        features: names[FIXED..]
-            .iter()
-            .filter_map(|n| n.strip_prefix("f_"))
-            .map(String::from)
-            .collect(),
-        heads: names[FIXED..]
-            .iter()
-            .filter_map(|n| n.strip_prefix("h_"))
-            .map(String::from)
-            .collect(),
-    });
+    let tail = &names[fixed..];
+    let prefixed = |p: &str| -> Vec<String> {
+        tail.iter().filter_map(|n| n.strip_prefix(p)).map(String::from).collect()
+    };
+    let columns = Arc::new(Columns { features: prefixed("f_"), heads: prefixed("h_") });
     let nf = columns.features.len();
+    if tail.iter().take(nf).any(|n| !n.starts_with("f_"))
+        || tail.iter().skip(nf).any(|n| !n.starts_with("h_"))
+    {
+        return Err(bad(1, "the columns after `complete` are not f_* then h_*".into()));
+    }
     let mut out = Vec::new();
     for (i, row) in records.enumerate() {
         let line = i as u64 + 2;
@@ -649,45 +655,54 @@ pub fn read_examples_csv<R: std::io::Read>(input: R, source: &str) -> Result<Vec
         if row.len() != names.len() {
             return Err(bad(line, format!("{} fields, the header has {}", row.len(), names.len())));
         }
-        let field = |k: usize| &row[k];
-        fn num<T: std::str::FromStr>(s: &str, name: &str) -> std::result::Result<T, String> {
-            s.parse().map_err(|_| format!("{name} {s:?} does not parse"))
-        }
-        let parsed = (|| -> std::result::Result<TrainingExample, String> {
-            let label = |k: usize| match field(k) {
-                "" => Ok(Label::Open),
-                "1" => Ok(Label::Yes),
-                "0" => Ok(Label::No),
-                s => Err(format!("label {} is {s:?}", names[k])),
-            };
-            let surface = Surface::ALL
-                .into_iter()
-                .find(|s| s.name() == field(4))
-                .ok_or_else(|| format!("surface {:?} is unknown", field(4)))?;
-            let values = |range: std::ops::Range<usize>| {
-                range
-                    .map(|k| num::<f32>(field(k), names[k]))
-                    .collect::<std::result::Result<Vec<f32>, String>>()
-            };
-            Ok(TrainingExample {
-                request_id: num(field(0), "request_id")?,
-                position: num(field(1), "position")?,
-                user: UserId(num(field(2), "user")?),
-                product: ProductId(num(field(3), "product")?),
-                surface,
-                variant: Some(field(5).to_string()).filter(|v| !v.is_empty()),
-                state_version: num(field(6), "state_version")?,
-                at: num(field(7), "at")?,
-                propensity: num(field(8), "propensity")?,
-                score: num(field(9), "score")?,
-                labels: [label(10)?, label(11)?, label(12)?, label(13)?],
-                complete: field(14) == "1",
-                features: values(FIXED..FIXED + nf)?,
-                heads: values(FIXED + nf..names.len())?,
-                columns: Arc::clone(&columns),
-            })
-        })();
-        out.push(parsed.map_err(|why| bad(line, why))?);
+        out.push(example_of(&row, &names, &columns).map_err(|why| bad(line, why))?);
     }
     Ok(out)
+}
+
+/// `s` parsed, or why not, naming the column `name`.
+fn num<T: std::str::FromStr>(s: &str, name: &str) -> std::result::Result<T, String> {
+    s.parse().map_err(|_| format!("{name} {s:?} does not parse"))
+}
+
+/// One row of [`write_examples_csv`]'s file (its header `names`, of
+/// `columns`) as an example, or why not.
+fn example_of(
+    row: &csv::StringRecord,
+    names: &[&str],
+    columns: &Arc<Columns>,
+) -> std::result::Result<TrainingExample, String> {
+    let field = |k: usize| &row[k];
+    let label = |k: usize| match field(k) {
+        "" => Ok(Label::Open),
+        "1" => Ok(Label::Yes),
+        "0" => Ok(Label::No),
+        s => Err(format!("label {} is {s:?}", names[k])),
+    };
+    let surface = Surface::ALL
+        .into_iter()
+        .find(|s| s.name() == field(4))
+        .ok_or_else(|| format!("surface {:?} is unknown", field(4)))?;
+    let values = |range: std::ops::Range<usize>| {
+        range.map(|k| num::<f32>(field(k), names[k])).collect::<std::result::Result<Vec<_>, _>>()
+    };
+    let fixed = names.len() - columns.features.len() - columns.heads.len();
+    let nf = columns.features.len();
+    Ok(TrainingExample {
+        request_id: num(field(0), "request_id")?,
+        position: num(field(1), "position")?,
+        user: UserId(num(field(2), "user")?),
+        product: ProductId(num(field(3), "product")?),
+        surface,
+        variant: Some(field(5).to_string()).filter(|v| !v.is_empty()),
+        state_version: num(field(6), "state_version")?,
+        at: num(field(7), "at")?,
+        propensity: num(field(8), "propensity")?,
+        score: num(field(9), "score")?,
+        labels: [label(10)?, label(11)?, label(12)?, label(13)?],
+        complete: field(14) == "1",
+        features: values(fixed..fixed + nf)?,
+        heads: values(fixed + nf..names.len())?,
+        columns: Arc::clone(columns),
+    })
 }

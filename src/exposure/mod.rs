@@ -119,6 +119,15 @@ pub struct Columns {
     pub heads: Vec<String>,
 }
 
+impl Columns {
+    /// True if the feature columns are this build's ranking features
+    /// ([`FEATURE_NAMES`](crate::features::FEATURE_NAMES), in order): rows
+    /// a scorer of this build reads as they are.
+    pub fn is_current_schema(&self) -> bool {
+        self.features.iter().map(String::as_str).eq(crate::features::FEATURE_NAMES)
+    }
+}
+
 /// One served feed as it was ranked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exposure {

@@ -24,7 +24,7 @@
 
 use super::{Label, TrainingExample};
 use crate::error::{Error, Result};
-use crate::features::{F, FEATURE_NAMES, HEADS};
+use crate::features::{F, HEADS};
 use crate::ids::{Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -372,8 +372,11 @@ impl OnlineLearner {
     pub fn learn(&mut self, examples: &[TrainingExample]) {
         let mut requests = BTreeMap::new();
         for e in examples {
-            let schema = e.columns.features.iter().map(String::as_str).eq(FEATURE_NAMES);
-            if !e.complete || !schema || e.features.len() != F || self.rolled_back.is_some() {
+            if !e.complete
+                || !e.columns.is_current_schema()
+                || e.features.len() != F
+                || self.rolled_back.is_some()
+            {
                 self.skipped += 1;
                 continue;
             }
@@ -469,15 +472,18 @@ mod tests {
         }
     }
 
+    /// This build's feature columns, no heads.
+    fn schema_columns() -> Arc<Columns> {
+        let features = crate::features::FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
+        Arc::new(Columns { features, heads: Vec::new() })
+    }
+
     /// Clicks follow feature 0: the pCTR head's weight on it grows from
     /// the base's 0; an open example teaches nothing; another schema's is
     /// skipped; bad settings and shapes are errors.
     #[test]
     fn learns_from_complete_examples_only() {
-        let columns = Arc::new(Columns {
-            features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-            heads: Vec::new(),
-        });
+        let columns = schema_columns();
         let base = vec![0.0f32; HEADS * (F + 1)];
         let mut l = OnlineLearner::new(&base, OnlineConfig::default()).unwrap();
         l.learn(&[example(1.0, true, false, &columns)]);
@@ -511,10 +517,7 @@ mod tests {
     /// online arm falls behind and the learner rolls back.
     #[test]
     fn the_guard_judges_requests_on_its_metric() {
-        let columns = Arc::new(Columns {
-            features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-            heads: Vec::new(),
-        });
+        let columns = schema_columns();
         let base = vec![0.0f32; HEADS * (F + 1)];
         let guard = OnlineGuard { holdback: 0.5, min_requests: 50, ..OnlineGuard::default() };
         for (metric, rolls) in [(GuardMetric::Engagement, false), (GuardMetric::Orders, true)] {

@@ -654,10 +654,7 @@ pub fn train_from_examples(
             "no complete example (every label window closed) to learn from",
         ));
     }
-    if let Some(bad) = rows
-        .iter()
-        .find(|e| !e.columns.features.iter().map(String::as_str).eq(crate::features::FEATURE_NAMES))
-    {
+    if let Some(bad) = rows.iter().find(|e| !e.columns.is_current_schema()) {
         return Err(Error::invalid_value(
             "examples",
             format!("request {}", bad.request_id),
@@ -834,7 +831,7 @@ fn keep_sampled(
     ex.negatives_kept += kept.iter().filter(|&&i| !positive[i]).count();
     for i in kept {
         let e = &list[i];
-        if e.columns.features.iter().map(String::as_str).eq(crate::features::FEATURE_NAMES) {
+        if e.columns.is_current_schema() {
             ex.x.extend_from_slice(&e.features);
         } else {
             // A feed whose columns are not the schema's (a custom stage's):

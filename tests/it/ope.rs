@@ -224,6 +224,13 @@ fn a_new_ranking_is_estimated_from_joined_exposures() {
     write_examples_csv(&mut bytes, &joined).unwrap();
     let examples = read_examples_csv(&bytes[..], "examples.csv").unwrap();
     assert_eq!(examples, joined, "the CSV reads back as written");
+    // Another file's header, or columns after `complete` that are not
+    // features then heads, are parse errors naming line 1.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    for bad in [text.replacen("propensity", "p", 1), text.replacen(",f_", ",x_", 1)] {
+        let e = read_examples_csv(bad.as_bytes(), "bad.csv").unwrap_err();
+        assert!(e.to_string().contains("bad.csv") && e.to_string().contains('1'), "{e}");
+    }
     let (truth, clicks) = (truth / n, clicks / n);
 
     let config = omnifeed::RecommenderConfig::default();
