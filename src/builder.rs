@@ -177,9 +177,6 @@ impl RecommenderBuilder {
     pub fn build(self) -> Result<Recommender> {
         self.config.validate()?;
         let state = self.state.ok_or_else(|| Error::invalid_config("state", "no serving state"))?;
-        crate::experiment::validate_all(&self.experiments, &self.config)?;
-        let rules = Arc::new(ArcSwap::from_pointee(self.rules.compile()?));
-        self.rules.check_products(&state.catalog)?;
         let recipe = Recipe {
             sources: self.sources,
             replaced: self.replaced,
@@ -188,7 +185,11 @@ impl RecommenderBuilder {
             scorer: self.scorer,
             reranker: self.reranker.unwrap_or_else(|| Arc::new(DefaultReranker)),
         };
+        // The stages (config, experiments, stage ids) are checked before the
+        // rules.
         let stages = recipe.assemble(self.config, self.experiments)?;
+        let rules = Arc::new(ArcSwap::from_pointee(self.rules.compile()?));
+        self.rules.check_products(&state.catalog)?;
         let exposures = if self.exposures_off {
             None
         } else {
@@ -226,13 +227,11 @@ struct Recipe {
 }
 
 impl Assemble for Recipe {
-    /// The control's pipeline under `config`, and one per variant of
-    /// `experiments`.
+    /// The control's pipeline under `config` (already validated), and one
+    /// per variant of `experiments`.
     ///
-    /// Errors: an invalid config, experiments it does not accept, or a
-    /// stage id clash.
+    /// Errors: experiments the config does not accept, or a stage id clash.
     fn assemble(&self, config: RecommenderConfig, experiments: Vec<Experiment>) -> Result<Stages> {
-        config.validate()?;
         crate::experiment::validate_all(&experiments, &config)?;
         let custom: Custom<'_> =
             (&self.replaced[..], &self.removed[..], &self.sources[..], &self.filters[..]);

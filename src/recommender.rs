@@ -88,10 +88,8 @@ impl Recommender {
     /// for a config (an invalid value, experiments it does not accept, an
     /// id no stage has); the config in force stays.
     pub fn set_config(&self, config: RecommenderConfig) -> Result<()> {
-        let recipe = self.recipe.lock().unwrap_or_else(|p| p.into_inner());
-        let experiments = self.stages.load().experiments.clone();
-        self.stages.store(Arc::new(recipe.assemble(config, experiments)?));
-        Ok(())
+        config.validate()?;
+        self.reassemble(&**self.recipe(), Some(config), None)
     }
 
     /// Swaps in the A/B `experiments` (an empty list ends them), as
@@ -100,10 +98,7 @@ impl Recommender {
     /// Errors: an invalid experiment or variant; the experiments in force
     /// stay.
     pub fn set_experiments(&self, experiments: Vec<Experiment>) -> Result<()> {
-        let recipe = self.recipe.lock().unwrap_or_else(|p| p.into_inner());
-        let config = self.stages.load().pipeline.config.clone();
-        self.stages.store(Arc::new(recipe.assemble(config, experiments)?));
-        Ok(())
+        self.reassemble(&**self.recipe(), None, Some(experiments))
     }
 
     /// Swaps in `scorer` (any [`Scorer`](crate::stage::Scorer): logistic,
@@ -114,19 +109,32 @@ impl Recommender {
     /// Errors: none in practice (the pipelines are rebuilt and checked);
     /// the scorer in force stays on an error.
     pub fn set_scorer(&self, scorer: Arc<dyn crate::stage::Scorer>) -> Result<()> {
-        let mut recipe = self.recipe.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recipe = self.recipe();
         let before = recipe.replace_scorer(Some(scorer));
-        let stages = self.stages.load();
-        match recipe.assemble(stages.pipeline.config.clone(), stages.experiments.clone()) {
-            Ok(next) => {
-                self.stages.store(Arc::new(next));
-                Ok(())
-            }
-            Err(e) => {
-                recipe.replace_scorer(before);
-                Err(e)
-            }
-        }
+        self.reassemble(&**recipe, None, None).inspect_err(|_| {
+            recipe.replace_scorer(before);
+        })
+    }
+
+    /// The recipe, locked: swaps run one at a time.
+    fn recipe(&self) -> std::sync::MutexGuard<'_, Box<dyn Assemble>> {
+        self.recipe.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Assembles the stages from `recipe` with `config` and `experiments`
+    /// (those in force where `None`) and swaps them in; on an error what
+    /// is in force stays.
+    fn reassemble(
+        &self,
+        recipe: &dyn Assemble,
+        config: Option<RecommenderConfig>,
+        experiments: Option<Vec<Experiment>>,
+    ) -> Result<()> {
+        let now = self.stages.load();
+        let config = config.unwrap_or_else(|| now.pipeline.config.clone());
+        let experiments = experiments.unwrap_or_else(|| now.experiments.clone());
+        self.stages.store(Arc::new(recipe.assemble(config, experiments)?));
+        Ok(())
     }
 
     /// The id of the control's scorer in force.
