@@ -818,6 +818,7 @@ fn decode(f: &SnapFile<'_>) -> Result<ShopWriter> {
     w.shop_id = f.identity.as_ref().and_then(|i| i.shop.clone());
     model_meta(&mut w, meta, f.path)?;
     learning_sections(f, &mut w)?;
+    service_from(f, &mut w)?;
     Ok(w)
 }
 
@@ -841,7 +842,7 @@ fn learning_sections(f: &SnapFile<'_>, w: &mut ShopWriter) -> Result<()> {
         learner.validate().map_err(|e| bad(f.path, "ranker.online", e.to_string()))?;
         w.online = Some(learner);
     }
-    service_from(f, w)
+    Ok(())
 }
 
 /// The experiments and rules a snapshot carries, checked as a config file's
