@@ -77,6 +77,34 @@ pub enum LogEntry {
     /// Served feeds as ranked (see [`exposure`](crate::exposure)), appended
     /// by a [`LogSink`]. Applying one changes no state: a writer counts it.
     Exposures(crate::exposure::ExposureBatch),
+    /// Business rules put in force on every replica that applies the entry
+    /// ([`Recommender::set_rules`]) and carried by later snapshots: a
+    /// runtime rule change that survives restarts and reaches every
+    /// process. Held in the log as the rules' JSON text.
+    Rules(#[serde(with = "json_text")] crate::business::BusinessRules),
+    /// A/B experiments put in force (an empty list ends them), as
+    /// [`Recommender::set_experiments`], on every replica and in later
+    /// snapshots. Held in the log as JSON text.
+    Experiments(#[serde(with = "json_text")] Vec<crate::experiment::Experiment>),
+}
+
+/// A field kept as its JSON text inside a log entry: the rules' and
+/// experiments' serde forms are the config file's (a variant's `config` is
+/// an open table), which the log's positional encoding cannot hold.
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwned};
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(v).map_err(serde::ser::Error::custom)?;
+        text.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What [`ShopWriter::apply`] did with one entry.
@@ -92,6 +120,10 @@ pub enum Applied {
     Governance,
     /// Exposures: how many (they change no state).
     Exposures(usize),
+    /// Business rules, now the writer's ([`rules`](ShopWriter::rules)).
+    Rules,
+    /// Experiments, now the writer's ([`experiments`](ShopWriter::experiments)).
+    Experiments,
 }
 
 /// The single writer of a living shop: applies the log, publishes states.
@@ -427,7 +459,9 @@ impl ShopWriter {
     ///
     /// Errors (the entry is not applied and the offset does not move, so
     /// it can be fixed and resent): a delta [`Catalog::apply`] rejects, a
-    /// flag or suspension of an unknown id, and with
+    /// flag or suspension of an unknown id, rules that do not compile or
+    /// name an unknown or delisted product, experiments the writer's
+    /// recommender config does not accept, and with
     /// [`set_strict_events`](Self::set_strict_events) an events entry with an
     /// event the store would reject.
     pub fn apply(&mut self, offset: u64, entry: &LogEntry) -> Result<Applied> {
@@ -471,6 +505,18 @@ impl ShopWriter {
                 }
                 self.collect_joined();
                 Applied::Exposures(batch.exposures.len())
+            }
+            LogEntry::Rules(rules) => {
+                rules.compile()?;
+                rules.check_products(&self.catalog)?;
+                self.rules = Some(rules.clone());
+                Applied::Rules
+            }
+            LogEntry::Experiments(experiments) => {
+                let base = self.recommender_config.clone().unwrap_or_default();
+                crate::experiment::validate_all(experiments, &base)?;
+                self.experiments = Some(experiments.clone());
+                Applied::Experiments
             }
         };
         self.offset = Some(offset);

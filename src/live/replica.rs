@@ -469,8 +469,11 @@ impl Replica {
             Ok(Applied::Duplicate) => return,
             Ok(applied) => {
                 self.stats.applied += 1;
-                if let Applied::Events(report) = applied {
-                    self.stats.events += report.events;
+                match applied {
+                    Applied::Events(report) => self.stats.events += report.events,
+                    Applied::Rules => self.serve_service_change(r.offset, true),
+                    Applied::Experiments => self.serve_service_change(r.offset, false),
+                    _ => {}
                 }
             }
             Err(e) => {
@@ -482,6 +485,28 @@ impl Replica {
         self.since_snapshot += 1;
         self.newest_applied_ms = r.appended_ms;
         self.unpublished_since_ms.get_or_insert(r.appended_ms);
+    }
+
+    /// Puts the writer's rules and experiments in force on the recommender
+    /// after a [`LogEntry::Rules`](super::LogEntry::Rules) (`rules`) or
+    /// [`LogEntry::Experiments`](super::LogEntry::Experiments) entry. The
+    /// state is published first, so rules that name a product a delta
+    /// before them listed find it. One the recommender refuses (an id no
+    /// stage of this replica has) is counted as failed and warned about;
+    /// what was in force stays.
+    fn serve_service_change(&mut self, offset: u64, rules: bool) {
+        let mut done = self.publish();
+        if done.is_ok() {
+            done = match (rules, self.writer.rules(), self.writer.experiments()) {
+                (true, Some(r), _) => self.recommender.set_rules(r),
+                (false, _, Some(e)) => self.recommender.set_experiments(e.to_vec()),
+                _ => Ok(()),
+            };
+        }
+        if let Err(e) = done {
+            tracing::warn!(offset, error = %e, "rules or experiments refused by the recommender");
+            self.stats.failed += 1;
+        }
     }
 
     /// Publishes what was applied into the recommender now.

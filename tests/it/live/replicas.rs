@@ -298,3 +298,67 @@ impl EventLog for Swappable {
         log.head()
     }
 }
+
+#[test]
+fn rules_and_experiments_in_the_log_reach_every_replica_and_survive_a_restart() {
+    use omnifeed::business::{BusinessRules, Pin};
+    use omnifeed::experiment::{Experiment, Variant};
+    let world = generate(&SynthConfig::tiny()).unwrap();
+    let (log, _) = logged(&world);
+    let root = temp_dir("service-entries");
+    // A snapshot from before the changes: a restart replays them from the log.
+    let mut before = caught_up(&world, &log, &root, &quick(None));
+    before.snapshot().unwrap();
+    let pinned = world.catalog.product_ids()[7];
+    let rules = BusinessRules {
+        pins: vec![Pin {
+            product: pinned,
+            surface: omnifeed::Surface::Feed,
+            position: 0,
+            window: None,
+        }],
+        ..BusinessRules::default()
+    };
+    let config: toml::Table = toml::from_str("rerank_pool = 200").unwrap();
+    let experiments = vec![Experiment {
+        name: "pool".into(),
+        salt: None,
+        variants: vec![Variant { name: "pool200".into(), share: 1.0, config }],
+    }];
+    // A pin of an unknown product is refused by every reader alike.
+    let unknown = BusinessRules {
+        pins: vec![Pin { product: omnifeed::ProductId(u64::MAX), ..rules.pins[0] }],
+        ..BusinessRules::default()
+    };
+    log.append(&[
+        LogEntry::Rules(rules.clone()),
+        LogEntry::Experiments(experiments.clone()),
+        LogEntry::Rules(unknown),
+    ])
+    .unwrap();
+    let user = world.users[0].id;
+    let check = |r: &Replica| {
+        assert_eq!(*r.recommender().business_rules(), rules);
+        assert_eq!(r.recommender().experiments(), experiments);
+        assert_eq!(r.recommender().variant_of(user).as_deref(), Some("pool/pool200"));
+        let feed = r.recommender().recommend(&FeedRequest::new(user).k(10)).unwrap();
+        assert_eq!(feed.items[0].product, pinned);
+    };
+    before.catch_up(Duration::from_secs(60)).unwrap();
+    assert_eq!(before.stats().failed, 1, "the unknown pin is refused");
+    check(&before);
+    let replayed = Replica::start(Arc::clone(&log), SnapshotStore::new(&root), quick(None), || {
+        panic!("a snapshot exists: no bootstrap")
+    });
+    let mut replayed = replayed.unwrap();
+    replayed.catch_up(Duration::from_secs(60)).unwrap();
+    check(&replayed);
+    // A snapshot taken after them carries them.
+    replayed.snapshot().unwrap();
+    let restarted = Replica::start(log, SnapshotStore::new(&root), quick(None), || {
+        panic!("a snapshot exists: no bootstrap")
+    })
+    .unwrap();
+    assert_eq!(restarted.offset(), replayed.offset());
+    check(&restarted);
+}
