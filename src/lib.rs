@@ -121,6 +121,9 @@
 //! - `cargo run --release --example live_shop`: a simulated shop day on a living catalog,
 //!   then a restart from snapshot + log tail.
 //! - `cargo run --release --features redis --example replicas`: replicas on Redis Streams.
+//! - `cargo run --release --example server`: the reference HTTP/JSON service over a durable
+//!   log (feeds, search, omni, events, deltas, rules, experiments, health, readiness, metrics);
+//!   `cargo run --release --example fault_drill`: load, SIGKILL and restarts against it.
 //! - `cargo run --release --example search_eval -- --judgments ../shared/data/home-depot-search/judgments.csv`:
 //!   Search on real queries with human relevance grades, beside its ablations.
 //! - `cargo run --release --example off_policy`: off-policy estimates of other policies from a

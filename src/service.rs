@@ -53,6 +53,12 @@ pub struct ServiceConfig {
     /// Exposure sampling and buffering
     /// ([`ExposureConfig`](crate::exposure::ExposureConfig)).
     pub exposures: crate::exposure::ExposureConfig,
+    /// The `[server]` table, kept as written for the process that serves
+    /// this config (the reference HTTP server, `examples/server`, reads its
+    /// listen address, data directory and readiness bound from it). The
+    /// library reads none of it, so one file configures the library and
+    /// the service around it.
+    pub server: toml::Table,
 }
 
 impl RecommenderBuilder {
@@ -77,6 +83,7 @@ struct Rest {
     experiments: Vec<Experiment>,
     rules: BusinessRules,
     exposures: crate::exposure::ExposureConfig,
+    server: toml::Table,
 }
 
 impl ServiceConfig {
@@ -106,6 +113,7 @@ impl ServiceConfig {
             experiments: rest.experiments,
             rules: rest.rules,
             exposures: rest.exposures,
+            server: rest.server,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -28,6 +28,8 @@ fn names() -> Vec<&'static str> {
         "search_eval",
         "off_policy",
         "online_learning",
+        "server",
+        "fault_drill",
     ];
     if cfg!(feature = "redis") {
         names.push("replicas");

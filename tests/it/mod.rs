@@ -13,6 +13,7 @@ mod golden;
 mod live;
 mod ope;
 mod search;
+mod server;
 mod signals;
 mod stages;
 mod structure;

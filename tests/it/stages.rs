@@ -301,8 +301,11 @@ fn the_documented_service_config_loads_and_serves() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/omnifeed.toml");
     let cfg = omnifeed::ServiceConfig::from_file(&path).unwrap();
     // Every documented key equals its default, apart from the example arm.
-    let expected =
-        omnifeed::ServiceConfig { experiments: cfg.experiments.clone(), ..Default::default() };
+    let expected = omnifeed::ServiceConfig {
+        experiments: cfg.experiments.clone(),
+        server: cfg.server.clone(),
+        ..Default::default()
+    };
     assert_eq!(cfg, expected, "examples/omnifeed.toml drifted from the defaults");
     assert_eq!(cfg.experiments[0].variants[0].name, "pool300_mmr07");
     let rec = Recommender::builder().service(&cfg).state(state()).build().unwrap();
