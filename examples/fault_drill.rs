@@ -109,13 +109,21 @@ struct Workload {
 impl Workload {
     fn ask(&self, rng: &mut impl rand::Rng, search: bool) -> (Surface, Ask) {
         let user = self.users[rng.random_range(0..self.users.len())];
-        let mut ask: Ask = serde_json::from_value(serde_json::json!({ "user": user, "k": 20 }))
-            .unwrap_or_else(|_| unreachable!("a fixed request parses"));
-        if search {
-            ask.query = Some(self.queries[rng.random_range(0..self.queries.len())].clone());
-            return (Surface::Search, ask);
-        }
-        (Surface::Feed, ask)
+        let query = search.then(|| self.queries[rng.random_range(0..self.queries.len())].clone());
+        let ask = Ask {
+            user,
+            k: 20,
+            at: None,
+            exclude: Vec::new(),
+            seed: 0,
+            query,
+            embedding: None,
+            filters: omnifeed::RequestFilters::default(),
+            skip: Vec::new(),
+            id: None,
+            explain: false,
+        };
+        (if search { Surface::Search } else { Surface::Feed }, ask)
     }
 
     fn events(&self, rng: &mut impl rand::Rng, t: Timestamp) -> Vec<Event> {

@@ -112,8 +112,12 @@ pub struct Status {
     pub snapshots: u64,
     /// The serving state's version.
     pub state_version: u64,
-    /// The first error that stopped the replica, if any.
+    /// The last poll's error, until a poll succeeds again (the last
+    /// published state goes on serving).
     pub error: Option<String>,
+    /// Why the replica thread stopped (it could not start): the process
+    /// is unhealthy.
+    pub stopped: Option<String>,
 }
 
 /// What every request handler shares.
@@ -159,10 +163,14 @@ impl App {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Ready: a state is loaded, the replica caught up with the log's head
-    /// as of its start, and it is within `ready_lag` entries of the head.
+    /// Ready: the replica runs, a state is loaded, the replica caught up
+    /// with the log's head as of its start, and it is within `ready_lag`
+    /// entries of the head.
     pub fn ready(s: &Status, ready_lag: u64) -> bool {
-        s.phase.is_empty() && s.caught_up && s.head.saturating_sub(s.offset) <= ready_lag
+        s.stopped.is_none()
+            && s.phase.is_empty()
+            && s.caught_up
+            && s.head.saturating_sub(s.offset) <= ready_lag
     }
 
     fn set(&self, f: impl FnOnce(&mut Status)) {
@@ -219,7 +227,7 @@ fn seed(app: &App, config: &ServerConfig, store: &SnapshotStore) -> omnifeed::Re
 pub fn follow(app: Arc<App>, service: ServiceConfig, config: ServerConfig) {
     let failed = |app: &App, e: omnifeed::Error| {
         tracing::error!(error = %e, "the replica stopped");
-        app.set(|s| s.error = Some(e.to_string()));
+        app.set(|s| s.stopped = Some(e.to_string()));
     };
     let store = SnapshotStore::new(config.data_dir.join("snapshots"));
     app.set(|s| s.phase = "seeding the log".into());
@@ -292,33 +300,55 @@ fn start(
 }
 
 /// Polls until stopped; the status follows every poll and the log's head
-/// is asked at most every 50 ms, or after a poll that read entries.
+/// is asked at most every 50 ms, or after a poll that read entries. A
+/// failed poll (the log unreachable past its retries, a failed snapshot
+/// save) is reported in the status and `tracing`, and tried again a second
+/// later: the last published state goes on serving meanwhile.
 fn run(app: &App, replica: &mut Replica) -> omnifeed::Result<()> {
-    let mut asked = Instant::now();
-    let mut head = app.log.head()?;
+    let mut head: Option<(u64, Instant)> = None;
     while !app.stop.load(Ordering::Relaxed) {
-        let polled = replica.poll()?;
-        if asked.elapsed() >= Duration::from_millis(50) || polled.read > 0 {
-            head = app.log.head()?;
-            asked = Instant::now();
-        }
-        let (offset, stats) = (replica.offset(), replica.stats());
-        let version = replica.recommender().state().version();
-        let (ready_lag, started) = (app.ready_lag, app.started);
-        app.set(|s| {
-            s.phase.clear();
-            s.offset = offset;
-            s.head = head.max(offset);
-            if s.ready_after_s.is_none() && App::ready(s, ready_lag) {
-                s.ready_after_s = Some(started.elapsed().as_secs_f64());
+        match step(app, replica, &mut head) {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "replica poll failed; retrying in 1 s");
+                metrics::counter!("omnifeed_server_poll_errors_total").increment(1);
+                app.set(|s| s.error = Some(e.to_string()));
+                std::thread::sleep(Duration::from_secs(1));
             }
-            (s.applied, s.events, s.rejected, s.failed, s.snapshots) =
-                (stats.applied, stats.events, stats.rejected, stats.failed, stats.snapshots);
-            s.state_version = version;
-        });
-        record(app, offset, head);
+        }
     }
     replica.publish()
+}
+
+/// One poll, and the status after it.
+fn step(
+    app: &App,
+    replica: &mut Replica,
+    head: &mut Option<(u64, Instant)>,
+) -> omnifeed::Result<()> {
+    let polled = replica.poll()?;
+    let stale = head.is_none_or(|(_, at)| at.elapsed() >= Duration::from_millis(50));
+    if stale || polled.read > 0 {
+        *head = Some((app.log.head()?, Instant::now()));
+    }
+    let head = head.map_or(0, |(h, _)| h);
+    let (offset, stats) = (replica.offset(), replica.stats());
+    let version = replica.recommender().state().version();
+    let (ready_lag, started) = (app.ready_lag, app.started);
+    app.set(|s| {
+        s.phase.clear();
+        s.error = None;
+        s.offset = offset;
+        s.head = head.max(offset);
+        if s.ready_after_s.is_none() && App::ready(s, ready_lag) {
+            s.ready_after_s = Some(started.elapsed().as_secs_f64());
+        }
+        (s.applied, s.events, s.rejected, s.failed, s.snapshots) =
+            (stats.applied, stats.events, stats.rejected, stats.failed, stats.snapshots);
+        s.state_version = version;
+    });
+    record(app, offset, head);
+    Ok(())
 }
 
 /// The server's own gauges, beside the library's.

@@ -394,7 +394,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    match app.status().error {
+    match app.status().stopped {
         None => (StatusCode::OK, "ok").into_response(),
         Some(e) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("replica stopped: {e}")).into_response()
