@@ -139,7 +139,7 @@ impl RequestLists {
         self.live.clear();
         if let Some(p) = profile {
             self.affinity.extend(p.top_categories());
-            self.due.extend(signals.due_purchases(p, at));
+            signals.due_purchases_into(p, at, &mut self.due);
             self.bought.extend(p.purchases().map(|b| b.row));
             self.bought.sort_unstable();
             self.bought.dedup();
@@ -240,11 +240,46 @@ pub(crate) fn compute_features(
 /// (cold minus hot, alternated runs on a 1M-product catalog).
 const AHEAD: usize = 16;
 
+/// What the oracle computes once per request, the plain way: the user's
+/// co-engagement scores and every title's text score for the query, each
+/// in a hash map (the fast path keeps sorted lists of the candidates
+/// only). Computing them per row made the oracle quadratic: each row
+/// walked every posting of the query and every seed's neighbours.
+#[derive(Debug, Default)]
+pub(crate) struct NaiveRequest {
+    co: std::collections::HashMap<ItemIdx, f32>,
+    text: std::collections::HashMap<ItemIdx, f32>,
+    bound: f32,
+}
+
+impl NaiveRequest {
+    /// The request's lists, from the public accessors.
+    pub(crate) fn new(ctx: &FeatureContext<'_>) -> NaiveRequest {
+        let mut once = NaiveRequest::default();
+        if let Some(p) = ctx.profile {
+            let (mut co, mut scratch) = (Vec::new(), Vec::new());
+            ctx.signals.co_scores(p, ctx.at, CO_SEEDS, &mut co, &mut scratch);
+            once.co = co.into_iter().collect();
+        }
+        if !ctx.plan.is_empty() {
+            once.bound = ctx.lexical.score_bound_plan(ctx.plan);
+            let (mut acc, mut hits) = (Vec::new(), Vec::new());
+            let all = ctx.catalog.len();
+            ctx.lexical.search_plan(ctx.plan, all, &|_| true, &mut acc, &mut hits);
+            once.text = hits.into_iter().collect();
+        }
+        once
+    }
+}
+
 /// The features of one row computed the plain way, through the public
-/// signal accessors (no packed rows, no per-request lists): the oracle
-/// [`compute_features`] is tested against.
+/// signal accessors (no packed rows, no per-request sorted lists): the
+/// oracle [`compute_features`] is tested against. `once` holds what it
+/// computes per request ([`NaiveRequest::new`]), so the oracle is linear in
+/// rows × features.
 pub(crate) fn features_naive(
     ctx: &FeatureContext<'_>,
+    once: &NaiveRequest,
     row: ItemIdx,
     source_scores: &[f32],
     source_count: u8,
@@ -261,18 +296,13 @@ pub(crate) fn features_naive(
             f[DUE] = score;
         }
         f[BOUGHT] = if p.bought_at(row).is_some() { 1.0 } else { 0.0 };
-        let (mut co, mut scratch) = (Vec::new(), Vec::new());
-        s.co_scores(p, ctx.at, CO_SEEDS, &mut co, &mut scratch);
-        f[CO_ENGAGED] = co.iter().find(|c| c.0 == row).map_or(0.0, |c| c.1);
+        f[CO_ENGAGED] = once.co.get(&row).copied().unwrap_or(0.0);
     }
     f[RELEVANCE] = ctx.queries.iter().map(|q| dot(q, e)).fold(0.0, f32::max);
     let (mut text, mut coverage) = (0.0, 0.0);
     if !ctx.plan.is_empty() {
-        let bound = ctx.lexical.score_bound_plan(ctx.plan);
-        let (mut acc, mut hit) = (Vec::new(), Vec::new());
-        ctx.lexical.search_plan(ctx.plan, 1, &|r| r == row, &mut acc, &mut hit);
-        if let Some(&(_, score)) = hit.first().filter(|_| bound > 0.0) {
-            text = (score / bound).clamp(0.0, 1.0);
+        if let Some(&score) = once.text.get(&row).filter(|_| once.bound > 0.0) {
+            text = (score / once.bound).clamp(0.0, 1.0);
             let matched = ctx
                 .plan
                 .slots()
@@ -371,9 +401,10 @@ mod tests {
             };
             let mut fast = FeatureMatrix::new();
             compute_features(&ctx, &rows, &src, &counts, &mut fast);
+            let once = NaiveRequest::new(&ctx);
             for (i, &r) in rows.iter().enumerate() {
-                let slow =
-                    features_naive(&ctx, r, &src[i * SOURCE_SLOTS..][..SOURCE_SLOTS], counts[i]);
+                let src = &src[i * SOURCE_SLOTS..][..SOURCE_SLOTS];
+                let slow = features_naive(&ctx, &once, r, src, counts[i]);
                 for (c, (&a, &b)) in fast.row(i).iter().zip(&slow).enumerate() {
                     assert!(
                         (a - b).abs() <= 1e-5 * b.abs().max(1.0),

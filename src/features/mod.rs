@@ -10,7 +10,8 @@ mod relevance;
 pub mod schema;
 
 pub(crate) use compute::{
-    CO_SEEDS, FeatureContext, RankRow, RequestLists, compute_features, features_naive, rank_rows,
+    CO_SEEDS, FeatureContext, NaiveRequest, RankRow, RequestLists, compute_features,
+    features_naive, rank_rows,
 };
 pub use matrix::FeatureMatrix;
 pub use relevance::{MAX_RELEVANCE_WEIGHT, RelevanceInputs, RelevanceWeights};

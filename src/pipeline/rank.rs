@@ -8,7 +8,7 @@ use super::resolve::{RequestInput, context, resolve};
 use super::{Pipeline, Scratch, Serving};
 use crate::error::{Error, Result};
 use crate::features::{
-    FeatureContext, FeatureMatrix, HEADS, RankRow, RequestLists, SOURCE_SLOTS, col,
+    FeatureContext, FeatureMatrix, HEADS, NaiveRequest, RankRow, RequestLists, SOURCE_SLOTS, col,
     compute_features, features_naive,
 };
 use crate::ids::ItemIdx;
@@ -378,10 +378,11 @@ pub(crate) fn score_rows_naive(
     let fusion = p.config.fusion.get(req.surface);
     let relevance = RelevanceFrom::of(has_text, r.has_query || !intents.is_empty());
     let scorer = p.scorer_for(&ctx, on.state);
+    let once = NaiveRequest::new(&fctx);
     let mut out: Vec<Scored> = rows
         .iter()
         .map(|&row| {
-            let f = features_naive(&fctx, row, &[0.0; SOURCE_SLOTS], 0);
+            let f = features_naive(&fctx, &once, row, &[0.0; SOURCE_SLOTS], 0);
             let heads = naive_heads(scorer, &f);
             // The oracle reads the public accessors, not the packed rows.
             let relevance = relevance.term(&f);

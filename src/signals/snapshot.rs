@@ -11,6 +11,10 @@ use crate::signals::report::IngestReport;
 use crate::signals::tables::{CycleStats, Shard, Shared, Tables, profile_bytes, shard_of};
 use crate::signals::{Counter, RATES, Rate, SignalConfig};
 use std::collections::HashSet;
+
+/// The most seeds [`Signals::co_scores`] reads (`seeds` is capped here):
+/// its picked list lives on the stack.
+pub(crate) const MAX_CO_SEEDS: usize = 64;
 use std::sync::Arc;
 
 /// A user's purchase relation to a product.
@@ -161,7 +165,8 @@ impl Signals {
     /// `seeds` distinct engagements (weighted by engagement and recency
     /// rank) and of their last five purchases, summed per product and
     /// scaled so the best is 1. Sorted by row, into `out` (cleared first);
-    /// `scratch` is working memory.
+    /// `scratch` is working memory. At most 64 seeds (recent and bought
+    /// together) are read.
     pub fn co_scores(
         &self,
         profile: &UserProfile,
@@ -171,18 +176,21 @@ impl Signals {
         scratch: &mut Vec<(ItemIdx, f32)>,
     ) {
         out.clear();
-        let mut picked: Vec<ItemIdx> = Vec::with_capacity(seeds + 5);
+        // The seeds picked so far, on the stack (at most `MAX_CO_SEEDS`).
+        let mut picked = [ItemIdx(0); MAX_CO_SEEDS];
+        let (mut n, cap) = (0, (seeds + 5).min(MAX_CO_SEEDS));
         let recent = profile.recent().rev().map(|e| (e.row, e.weight));
         let bought = profile.purchases().rev().take(5).map(|p| (p.row, 1.0));
         for (row, w) in recent.chain(bought) {
-            if picked.contains(&row) {
+            if picked[..n].contains(&row) {
                 continue;
             }
-            if picked.len() >= seeds + 5 {
+            if n >= cap {
                 break;
             }
-            let rank_weight = w / (1.0 + 0.2 * picked.len() as f32);
-            picked.push(row);
+            let rank_weight = w / (1.0 + 0.2 * n as f32);
+            picked[n] = row;
+            n += 1;
             self.tables.co.neighbours(row, at, scratch);
             out.extend(scratch.iter().map(|&(r, s)| (r, s * rank_weight)));
         }
@@ -496,17 +504,30 @@ impl Signals {
     /// The user's purchases that are due again at `at`, most due first:
     /// what a repurchase source proposes.
     pub fn due_purchases(&self, profile: &UserProfile, at: Timestamp) -> Vec<(ItemIdx, f32)> {
-        let mut due: Vec<(ItemIdx, f32)> = Vec::new();
+        let mut due = Vec::new();
+        self.due_purchases_into(profile, at, &mut due);
+        due
+    }
+
+    /// [`due_purchases`](Self::due_purchases) appended to `due` (a caller's
+    /// reused buffer; what it held is kept before them).
+    pub fn due_purchases_into(
+        &self,
+        profile: &UserProfile,
+        at: Timestamp,
+        out: &mut Vec<(ItemIdx, f32)>,
+    ) {
+        let start = out.len();
         for p in profile.purchases() {
+            let due = &out[start..];
             if due.iter().any(|d| d.0 == p.row) || profile.bought_at(p.row) != Some(p.at) {
                 continue;
             }
             if let Some(score) = self.due_score(p.category, p.at, at) {
-                due.push((p.row, score));
+                out.push((p.row, score));
             }
         }
-        due.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        due
+        out[start..].sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     }
 
     fn due_score(&self, category: CategoryId, bought: Timestamp, at: Timestamp) -> Option<f32> {
