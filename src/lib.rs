@@ -130,6 +130,8 @@
 //!   stochastic feed's log, checked against running them; the Open Bandit Dataset beside.
 //! - `cargo run --release --example online_learning`: frozen, online and oracle heads through an
 //!   interest shift in a simulated shop, and the guard rolling back heads poisoned by click fraud.
+//! - `cargo run --release --example alloc_count`: heap allocations per request, with and
+//!   without explanations.
 //! - `cargo run --release --example signals_scale`, `gen_data`.
 //!
 //! # Performance

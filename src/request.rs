@@ -115,6 +115,17 @@ pub struct FeedRequest {
     /// the recorder numbers it.
     #[serde(default)]
     pub id: Option<u64>,
+    /// Build each item's [`Explanation`] (sources with ranks, features,
+    /// heads, fusion parts, rules). Default true. `false` leaves them empty,
+    /// which spares most of a request's allocations
+    /// (`examples/alloc_count.rs`); a recommender with a side effect on for
+    /// the request (the exposure recorder reads them) builds them anyway.
+    #[serde(default = "explain_default")]
+    pub explain: bool,
+}
+
+fn explain_default() -> bool {
+    true
 }
 
 impl FeedRequest {
@@ -131,7 +142,15 @@ impl FeedRequest {
             filters: RequestFilters::default(),
             skip: Vec::new(),
             id: None,
+            explain: true,
         }
+    }
+
+    /// Builds the items' explanations (`true`, the default) or leaves them
+    /// empty (see [`FeedRequest::explain`](#structfield.explain)).
+    pub fn explain(mut self, explain: bool) -> Self {
+        self.explain = explain;
+        self
     }
 
     /// Sets the request's id (recorded with its exposure).

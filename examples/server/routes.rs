@@ -108,6 +108,7 @@ impl Ask {
         req.filters = self.filters.clone();
         req.skip = self.skip.clone();
         req.id = self.id;
+        req.explain = self.explain;
         if self.query.is_some() || self.embedding.is_some() {
             req.query =
                 Some(SearchQuery { text: self.query.clone(), embedding: self.embedding.clone() });

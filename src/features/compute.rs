@@ -300,17 +300,16 @@ pub(crate) fn features_naive(
     }
     f[RELEVANCE] = ctx.queries.iter().map(|q| dot(q, e)).fold(0.0, f32::max);
     let (mut text, mut coverage) = (0.0, 0.0);
-    if !ctx.plan.is_empty() {
-        if let Some(&score) = once.text.get(&row).filter(|_| once.bound > 0.0) {
-            text = (score / once.bound).clamp(0.0, 1.0);
-            let matched = ctx
-                .plan
-                .slots()
-                .iter()
-                .filter(|slot| slot.iter().any(|a| ctx.lexical.title_has(&a.term, row)))
-                .count();
-            coverage = (matched as f32 / ctx.plan.slots().len().max(1) as f32).min(1.0);
-        }
+    // `once.text` is empty without a query plan.
+    if let Some(&score) = once.text.get(&row).filter(|_| once.bound > 0.0) {
+        text = (score / once.bound).clamp(0.0, 1.0);
+        let matched = ctx
+            .plan
+            .slots()
+            .iter()
+            .filter(|slot| slot.iter().any(|a| ctx.lexical.title_has(&a.term, row)))
+            .count();
+        coverage = (matched as f32 / ctx.plan.slots().len().max(1) as f32).min(1.0);
     }
     f[RELEVANCE] = match ctx.relevance {
         Some(w) => {

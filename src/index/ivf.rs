@@ -335,9 +335,25 @@ impl IvfIndex {
     }
 
     /// The body of [`search_probes`](Self::search_probes) for a checked unit
-    /// query.
+    /// query, with this thread's scratch buffers (a fresh set if they are
+    /// in use further up this thread's stack).
     fn scan(
         &self,
+        query: &[f32],
+        k: usize,
+        probes: usize,
+        filter: Option<RowFilter<'_>>,
+        out: &mut Vec<Neighbor>,
+    ) {
+        SCAN.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.scan_with(&mut scratch, query, k, probes, filter, out),
+            Err(_) => self.scan_with(&mut ScanScratch::default(), query, k, probes, filter, out),
+        })
+    }
+
+    fn scan_with(
+        &self,
+        scratch: &mut ScanScratch,
         query: &[f32],
         k: usize,
         probes: usize,
@@ -347,10 +363,10 @@ impl IvfIndex {
         let lists = self.lists();
         let probes = probes.clamp(1, lists);
         let keep = live_only(&self.dead, filter);
+        let ScanScratch { near, qs, qi, scores } = scratch;
         // The closest `probes` centroids.
-        let mut near: Vec<Neighbor> = Vec::with_capacity(probes * 2);
         {
-            let mut top = TopK::new(&mut near, probes);
+            let mut top = TopK::new(near, probes);
             for (l, c) in self.centroids.chunks_exact(self.dim).enumerate() {
                 top.push(ItemIdx(l as u32), dot(c, query));
             }
@@ -360,18 +376,19 @@ impl IvfIndex {
         let bias: f32 = query.iter().zip(self.lo.iter()).map(|(q, l)| q * l).sum();
         // The step-weighted query in i16 (relative error ≤ 2⁻¹⁶ of its largest
         // entry), scored against whole lists at a time by `scan::scores`.
-        let qs: Vec<f32> = query.iter().zip(self.step.iter()).map(|(q, s)| q * s).collect();
+        qs.clear();
+        qs.extend(query.iter().zip(self.step.iter()).map(|(q, s)| q * s));
         let max = qs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let scale = if max > 0.0 { scan::query_scale_max(self.dim) / max } else { 1.0 };
-        let qi: Vec<i16> = qs.iter().map(|v| (v * scale).round() as i16).collect();
+        qi.clear();
+        qi.extend(qs.iter().map(|v| (v * scale).round() as i16));
         let inv = 1.0 / scale;
-        let mut scores = Vec::new();
         {
             let mut top = TopK::new(out, k.saturating_add(32).min(self.len));
-            for l in &near {
+            for l in near.iter() {
                 let list = &self.lists[l.row.index()];
-                scan::scores(&qi, &list.codes, &mut scores);
-                for (&r, &s) in list.rows.iter().zip(&scores) {
+                scan::scores(qi, &list.codes, scores);
+                for (&r, &s) in list.rows.iter().zip(scores.iter()) {
                     let idx = ItemIdx(r);
                     if keep.as_ref().is_none_or(|keep| keep(idx)) {
                         top.push(idx, bias + s as f32 * inv);
@@ -391,6 +408,22 @@ impl IvfIndex {
         }
         crate::kernels::top_k_in_place(out, k);
     }
+}
+
+/// One thread's buffers for [`IvfIndex`] searches: the centroid shortlist,
+/// the step-weighted query in f32 and i16, one list's approximate scores.
+/// Reused, so a search allocates nothing once a thread has run one as
+/// large (`examples/alloc_count.rs`).
+#[derive(Debug, Default)]
+struct ScanScratch {
+    near: Vec<Neighbor>,
+    qs: Vec<f32>,
+    qi: Vec<i16>,
+    scores: Vec<i32>,
+}
+
+thread_local! {
+    static SCAN: std::cell::RefCell<ScanScratch> = std::cell::RefCell::new(ScanScratch::default());
 }
 
 impl VectorIndex for IvfIndex {

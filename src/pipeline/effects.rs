@@ -52,6 +52,12 @@ impl Drop for InFlight {
     }
 }
 
+/// True if an effect of `effects` is on for `ctx` (it will read the feed,
+/// explanations included).
+pub(crate) fn any_on(p: &Pipeline, effects: &Effects, ctx: &RequestContext<'_>) -> bool {
+    effects.list.iter().any(|e| e.enabled(ctx) && p.stage_on(e.id(), ctx.request))
+}
+
 /// Spawns the effects of `effects` that are enabled for `ctx` and not
 /// switched off by `p`'s config or the request.
 pub(crate) fn spawn(p: &Pipeline, effects: &Effects, ctx: &RequestContext<'_>, feed: &Feed) {

@@ -18,6 +18,7 @@ pub(crate) fn filter(
     c.removed.clear();
     c.removed.resize(c.rows.len(), None);
     let mut left = c.rows.len();
+    trace.filters.reserve_exact(p.filters.len());
     for f in &p.filters {
         if !f.enabled(ctx) || !p.stage_on(f.id(), ctx.request) {
             continue;

@@ -139,6 +139,7 @@ impl Pipeline {
         stage!("boost", rank::boost(&ctx, candidates, ranked));
         stage!("select", select::select(self, &ctx, candidates, ranked, placement));
         trace.rerank_pool = placement.pool.len();
+        let explain = req.explain || effects::any_on(self, on.effects, &ctx);
         let items = stage!(
             "present",
             present::present(
@@ -146,7 +147,8 @@ impl Pipeline {
                 &ctx,
                 state,
                 (retrieved, candidates, ranked, placement),
-                ranking
+                ranking,
+                explain
             )
         );
         #[cfg(feature = "metrics")]

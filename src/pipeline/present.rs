@@ -20,17 +20,19 @@ use crate::state::ServingState;
 /// The stage buffers present reads.
 pub(crate) type Stages<'a> = (&'a Retrieved, &'a Candidates, &'a Ranked, &'a Placement);
 
-/// The feed items of the placement, in order.
+/// The feed items of the placement, in order; with their explanations
+/// when `explain` (else those are left empty, allocating nothing).
 pub(crate) fn present(
     p: &Pipeline,
     ctx: &RequestContext<'_>,
     state: &ServingState,
     (retrieved, c, ranked, placement): Stages<'_>,
     ranking: Ranking,
+    explain: bool,
 ) -> Vec<FeedItem> {
     let (catalog, signals) = (ctx.catalog, ctx.signals);
     let fusion = p.config.fusion.get(ctx.surface());
-    let ranks = SourceRanks::new(retrieved, placement.placed.len());
+    let ranks = SourceRanks::new(retrieved, if explain { placement.placed.len() } else { 0 });
     placement
         .placed
         .iter()
@@ -39,6 +41,17 @@ pub(crate) fn present(
             let cand = placement.pool[pl.index];
             let i = placement.scored[pl.index].row.index();
             let (content, live) = content_card(catalog, signals, cand.row, ctx.at);
+            let mut item = FeedItem {
+                product: catalog.product_id(cand.row),
+                score: cand.value,
+                content,
+                live,
+                propensity: placement.propensity.get(j).copied().unwrap_or(1.0),
+                explanation: Explanation::default(),
+            };
+            if !explain {
+                return item;
+            }
             let factor = boost_factor(ctx, cand.row);
             let bits = pl.rules | if factor != 1.0 { rules::BOOST } else { 0 };
             let heads = &ranked.heads[i * HEADS..(i + 1) * HEADS];
@@ -46,32 +59,26 @@ pub(crate) fn present(
             let rr = &state.rank_rows[cand.row.index()];
             let terms = fusion_terms(heads, frow, rr, ranking.relevance);
             let parts = FUSION_TERMS.iter().zip(terms).zip(fusion.exponents());
-            FeedItem {
-                product: catalog.product_id(cand.row),
-                score: cand.value,
-                content,
-                live,
-                propensity: placement.propensity.get(j).copied().unwrap_or(1.0),
-                explanation: Explanation {
-                    sources: provenance(p, retrieved, &ranks, c.masks[i], cand.row),
-                    features: named(&FEATURE_NAMES, frow),
-                    heads: named(&HEAD_NAMES, heads),
-                    parts: parts
-                        .map(|((&name, value), weight)| ScorePart { name, value, weight })
-                        .chain((factor != 1.0).then_some(ScorePart {
-                            name: "boost",
-                            value: factor,
-                            weight: 1.0,
-                        }))
-                        .collect(),
-                    pre_rank: pl.index as u32,
-                    rules: rules::NAMES
-                        .iter()
-                        .filter(|(bit, _)| bits & bit != 0)
-                        .map(|&(_, name)| name)
-                        .collect(),
-                },
-            }
+            item.explanation = Explanation {
+                sources: provenance(p, retrieved, &ranks, c.masks[i], cand.row),
+                features: named(&FEATURE_NAMES, frow),
+                heads: named(&HEAD_NAMES, heads),
+                parts: parts
+                    .map(|((&name, value), weight)| ScorePart { name, value, weight })
+                    .chain((factor != 1.0).then_some(ScorePart {
+                        name: "boost",
+                        value: factor,
+                        weight: 1.0,
+                    }))
+                    .collect(),
+                pre_rank: pl.index as u32,
+                rules: rules::NAMES
+                    .iter()
+                    .filter(|(bit, _)| bits & bit != 0)
+                    .map(|&(_, name)| name)
+                    .collect(),
+            };
+            item
         })
         .collect()
 }

@@ -27,6 +27,8 @@ pub(crate) fn retrieve(
     out.max.clear();
     let n = ctx.catalog.len();
     let mut searched = false;
+    // One allocation for the trace's list, not one per doubling.
+    trace.sources.reserve_exact(p.sources.len());
     for (i, (source, buf)) in p.sources.iter().zip(&mut out.bufs).enumerate() {
         buf.clear();
         if !source.enabled(ctx) || !p.stage_on(source.id(), ctx.request) {

@@ -447,28 +447,53 @@ impl CandidateSource for CartPull {
 /// The categories a list source draws from: the request's category filter,
 /// else the user's top categories, else the categories of the global
 /// trending list (cold start).
-fn source_categories(ctx: &RequestContext<'_>, n: usize) -> Vec<CategoryId> {
+fn source_categories<'a>(ctx: &RequestContext<'a>) -> Cats<'a> {
     if !ctx.request.filters.categories.is_empty() {
-        return ctx.request.filters.categories.clone();
+        return Cats::Filter(&ctx.request.filters.categories);
     }
+    let mut top = [CategoryId(0); TOP_CATS];
+    let mut n = 0;
     if let Some(p) = ctx.profile {
-        let top: Vec<CategoryId> = p.top_categories().iter().take(n).map(|c| c.0).collect();
-        if !top.is_empty() {
-            return top;
+        for (slot, c) in top.iter_mut().zip(p.top_categories()) {
+            *slot = c.0;
+            n += 1;
+        }
+        if n > 0 {
+            return Cats::Top(top, n);
         }
     }
     let cats = ctx.catalog.categories();
-    let mut out: Vec<CategoryId> = Vec::with_capacity(n);
     for r in ctx.signals.trending() {
         let c = cats[r.index()];
-        if !out.contains(&c) {
-            out.push(c);
-            if out.len() == n {
+        if !top[..n].contains(&c) {
+            top[n] = c;
+            n += 1;
+            if n == TOP_CATS {
                 break;
             }
         }
     }
-    out
+    Cats::Top(top, n)
+}
+
+/// Categories the category sources read per request.
+const TOP_CATS: usize = 4;
+
+/// The categories of [`source_categories`]: the request's filter
+/// (borrowed) or up to [`TOP_CATS`] of the user's or the trending ones (on
+/// the stack): no allocation either way.
+enum Cats<'a> {
+    Filter(&'a [CategoryId]),
+    Top([CategoryId; TOP_CATS], usize),
+}
+
+impl Cats<'_> {
+    fn as_slice(&self) -> &[CategoryId] {
+        match self {
+            Cats::Filter(c) => c,
+            Cats::Top(c, n) => &c[..*n],
+        }
+    }
 }
 
 /// Takes from several ranked lists in turn (round robin), `k` in all.
@@ -520,12 +545,22 @@ impl CandidateSource for Popular {
             interleave(ctx, &[s.trending(), s.recent_trending()], score, self.k, out);
             return Ok(());
         }
-        let cats = source_categories(ctx, 4);
-        let mut lists: Vec<&[ItemIdx]> = cats.iter().map(|&c| s.category_trending(c)).collect();
-        if ctx.request.filters.categories.is_empty() {
-            lists.push(s.recent_trending());
+        let cats = source_categories(ctx);
+        let cats = cats.as_slice();
+        let recent = ctx.request.filters.categories.is_empty().then(|| s.recent_trending());
+        let lists = cats.iter().map(|&c| s.category_trending(c)).chain(recent);
+        if cats.len() <= TOP_CATS {
+            // The usual case on the stack; a long category filter collects.
+            let mut on_stack: [&[ItemIdx]; TOP_CATS + 1] = [&[]; TOP_CATS + 1];
+            let mut n = 0;
+            for (slot, l) in on_stack.iter_mut().zip(lists) {
+                *slot = l;
+                n += 1;
+            }
+            interleave(ctx, &on_stack[..n], score, self.k, out);
+        } else {
+            interleave(ctx, &lists.collect::<Vec<_>>(), score, self.k, out);
         }
-        interleave(ctx, &lists, score, self.k, out);
         Ok(())
     }
 }
@@ -547,10 +582,10 @@ impl CandidateSource for Fresh {
     }
 
     fn retrieve(&self, ctx: &RequestContext<'_>, out: &mut CandidateBuf) -> Result<()> {
-        let cats = source_categories(ctx, 4);
+        let cats = source_categories(ctx);
         let rate = ctx.signals.rate_scores();
         let listed = ctx.catalog.listed_at();
-        for &c in &cats {
+        for &c in cats.as_slice() {
             for &r in ctx.signals.category_fresh(c) {
                 if listed[r.index()] <= ctx.at && ctx.admits(r) {
                     out.push(r, rate[r.index()]);

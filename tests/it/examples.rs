@@ -30,6 +30,7 @@ fn names() -> Vec<&'static str> {
         "online_learning",
         "server",
         "fault_drill",
+        "alloc_count",
     ];
     if cfg!(feature = "redis") {
         names.push("replicas");

@@ -101,3 +101,44 @@ fn same_request_same_feed_and_swaps_are_atomic() {
         }
     });
 }
+
+#[test]
+fn a_request_without_explanations_gets_the_same_feed_with_empty_explanations() {
+    let world = generate(&SynthConfig::tiny()).unwrap();
+    let st = state(&world, &world.events);
+    let bare = Recommender::builder().state(st.clone()).no_exposures().build().unwrap();
+    let sink = Arc::new(omnifeed::exposure::MemorySink::new(1024));
+    let config = omnifeed::exposure::ExposureConfig::default();
+    let recorded =
+        Recommender::builder().state(st).exposures(config, sink.clone()).build().unwrap();
+    let mut nonempty = 0;
+    for user in world.users.iter().take(40) {
+        for surface in [omnifeed::Surface::Feed, omnifeed::Surface::Omni] {
+            let req = FeedRequest::new(user.id).surface(surface).k(15);
+            let full = bare.recommend(&req).unwrap();
+            let plain = bare.recommend(&req.clone().explain(false)).unwrap();
+            let pairs = full.items.iter().zip(&plain.items);
+            assert_eq!(full.items.len(), plain.items.len());
+            for (a, b) in pairs {
+                assert_eq!(
+                    (a.product, a.score, a.content, a.propensity),
+                    (b.product, b.score, b.content, b.propensity)
+                );
+                assert_eq!(b.explanation, omnifeed::Explanation::default());
+                nonempty += usize::from(!a.explanation.features.is_empty());
+            }
+            // The exposure recorder reads explanations: they are built for it,
+            // and the recorded exposure has every item's features.
+            let kept = recorded.recommend(&req.clone().explain(false)).unwrap();
+            assert_eq!(kept.items, full.items);
+        }
+    }
+    assert!(nonempty > 0);
+    recorded.exposures().unwrap().flush();
+    let batches = sink.take();
+    let e = batches.iter().flat_map(|b| &b.exposures).last().unwrap();
+    assert_eq!(e.items.len(), 15);
+    for i in 0..e.items.len() {
+        assert_eq!(e.features_of(i).len(), omnifeed::rank::FEATURE_NAMES.len());
+    }
+}
