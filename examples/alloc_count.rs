@@ -10,9 +10,10 @@
 //! Requests run one at a time on this thread, so the counts are this
 //! thread's (the recommender has no side effect that would run elsewhere).
 //! The last line is JSON: `feed`, `search`, `omni` (allocations per request
-//! without explanations or exposure recording), the same `_explained`, and
+//! without explanations or exposure recording), the same `_explained`,
 //! `_exposures_recorded` (the default recorder on: it reads every item's
-//! explanation, so they are built).
+//! explanation, so they are built), and `search_new_queries` (every query
+//! text new, so none is in the index's plan cache).
 
 #![allow(unsafe_code)] // the counting allocator: GlobalAlloc is an unsafe trait
 
@@ -68,6 +69,9 @@ struct Args {
     /// The catalog directory.
     #[arg(long, value_name = "DIR", default_value = "data")]
     data: String,
+    /// Count one surface only (feed, search or omni) [default: all three].
+    #[arg(long, value_name = "SURFACE")]
+    surface: Option<String>,
 }
 
 /// The requests of one surface: users in turn, search with a query.
@@ -133,6 +137,9 @@ fn main() -> Result<(), omnifeed::Error> {
     for (name, surface) in
         [("feed", Surface::Feed), ("search", Surface::Search), ("omni", Surface::Omni)]
     {
+        if args.surface.as_deref().is_some_and(|s| s != name) {
+            continue;
+        }
         let reqs = requests(surface, &users, &queries, args.k);
         let bare = count(&rec, &reqs, false, args.requests);
         let explained = count(&rec, &reqs, true, args.requests);
@@ -141,6 +148,32 @@ fn main() -> Result<(), omnifeed::Error> {
         out.insert(name.into(), bare.into());
         out.insert(format!("{name}_explained"), explained.into());
         out.insert(format!("{name}_exposures_recorded"), with_exposures.into());
+    }
+    // Search with a query text never seen before: planning runs (the index
+    // keeps the plans of recent texts, which the rows above reuse).
+    if args.surface.as_deref().is_none_or(|s| s == "search") {
+        let fresh = |from: usize| -> Vec<FeedRequest> {
+            (0..args.requests)
+                .map(|i| {
+                    let text = format!("{} {}", queries[i % queries.len()], from + i);
+                    let user = users[i % users.len()];
+                    FeedRequest::new(user).surface(Surface::Search).k(args.k).search_text(&text)
+                })
+                .map(|r| r.explain(false))
+                .collect()
+        };
+        for r in &fresh(0) {
+            let _ = rec.recommend(r);
+        }
+        let measured = fresh(args.requests);
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for r in &measured {
+            std::hint::black_box(&rec.recommend(r));
+        }
+        let n = measured.len().max(1);
+        let new_queries = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / n as f64;
+        println!("search, each query text new: {new_queries:.1}");
+        out.insert("search_new_queries".into(), new_queries.into());
     }
     println!("{}", serde_json::Value::Object(out));
     Ok(())

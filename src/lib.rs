@@ -132,6 +132,7 @@
 //!   interest shift in a simulated shop, and the guard rolling back heads poisoned by click fraud.
 //! - `cargo run --release --example alloc_count`: heap allocations per request, with and
 //!   without explanations.
+//! - `cargo run --release --example scaling`: speed-up of the batch paths with threads.
 //! - `cargo run --release --example signals_scale`, `gen_data`.
 //!
 //! # Performance

@@ -182,7 +182,38 @@ pub struct LexicalIndex {
     /// Per field: its weight, `1 − b` and `b / avg`, so a row's factor is
     /// `weight / (1 − b + b/avg · len)`.
     norm: [[f32; 3]; FIELDS],
+    /// Plans of recent query texts against this index (a clone, which
+    /// every changed index starts from, begins empty).
+    plans: PlanCache,
 }
+
+/// A query's plan and its exact terms, as [`LexicalIndex::plan_cached`]
+/// keeps them.
+#[derive(Debug, Default, PartialEq)]
+pub struct PlannedQuery {
+    /// The plan ([`LexicalIndex::plan`]).
+    pub plan: QueryPlan,
+    /// Its exact terms ([`QueryPlan::exact_terms`]).
+    pub terms: Vec<String>,
+}
+
+/// Query texts planned against one index, by text, then by query config.
+/// Cleared when it reaches [`PLAN_CACHE`] texts.
+#[derive(Debug, Default)]
+struct PlanCache(std::sync::RwLock<Plans>);
+
+/// Plans by query text, then by query config.
+type Plans = HashMap<Box<str>, Vec<(QueryConfig, Arc<PlannedQuery>)>>;
+
+impl Clone for PlanCache {
+    /// Empty: a plan is only valid for the vocabulary it was made against.
+    fn clone(&self) -> Self {
+        PlanCache::default()
+    }
+}
+
+/// Most query texts a [`LexicalIndex`] keeps plans of.
+pub const PLAN_CACHE: usize = 4096;
 
 impl Default for LexicalIndex {
     fn default() -> Self {
@@ -197,6 +228,7 @@ impl Default for LexicalIndex {
             with_field: [0; FIELDS],
             avg_len: [1.0; FIELDS],
             norm: [[0.0; 3]; FIELDS],
+            plans: PlanCache::default(),
         }
     }
 }
@@ -471,6 +503,36 @@ impl LexicalIndex {
         super::query::plan(&*self.analyzer, self, config, text)
     }
 
+    /// [`plan`](Self::plan) with its exact terms, kept for the next request
+    /// with the same text and config: planning (analysis, stemming, typo
+    /// and prefix lookups in the vocabulary) allocates, and shop queries
+    /// repeat. At most [`PLAN_CACHE`] texts are kept (then the cache starts
+    /// over); an index changed by a catalog delta or built with another
+    /// analyzer starts empty.
+    pub fn plan_cached(&self, text: &str, config: &QueryConfig) -> Arc<PlannedQuery> {
+        // Planning reads the text cut to the query bounds: so does the key.
+        let key = crate::limits::cut_query(text);
+        let hit = |map: &Plans| {
+            map.get(key).and_then(|v| v.iter().find(|(c, _)| c == config)).map(|e| Arc::clone(&e.1))
+        };
+        if let Some(found) = self.plans.0.read().ok().and_then(|m| hit(&m)) {
+            return found;
+        }
+        let plan = self.plan(key, config);
+        let terms = plan.exact_terms();
+        let planned = Arc::new(PlannedQuery { plan, terms });
+        if let Ok(mut map) = self.plans.0.write() {
+            if map.len() >= PLAN_CACHE {
+                map.clear();
+            }
+            let entry = map.entry(key.into()).or_default();
+            if !entry.iter().any(|(c, _)| c == config) {
+                entry.push((*config, Arc::clone(&planned)));
+            }
+        }
+        planned
+    }
+
     /// The most BM25 any title can score for `plan`: per slot, its best
     /// alternative's `weight · idf · (k1 + 1)`, summed. Dividing by it puts
     /// a title's match on `[0, 1]` whatever the catalog.
@@ -494,8 +556,16 @@ impl LexicalIndex {
 
     /// The posting lists of `plan`'s alternatives that the vocabulary has,
     /// with their weight times idf and their slot.
-    fn plan_lists<'s>(&'s self, plan: &QueryPlan) -> PlanLists<'s> {
-        let mut lists = PlanLists::default();
+    /// The posting lists of `plan`'s alternatives the index has, in the
+    /// buffers of `scratch` (hand them back with [`LexScratch::give_back`]).
+    fn plan_lists_in<'s>(&'s self, plan: &QueryPlan, scratch: &mut LexScratch) -> PlanLists<'s> {
+        let mut lists = PlanLists {
+            lists: recycle(std::mem::take(&mut scratch.lists)),
+            weights: std::mem::take(&mut scratch.weights),
+            slots: std::mem::take(&mut scratch.slots),
+        };
+        lists.weights.clear();
+        lists.slots.clear();
         for (s, slot) in plan.slots.iter().enumerate() {
             for a in slot {
                 if let Some(l) = self.postings.get(&*a.term) {
@@ -548,11 +618,26 @@ impl LexicalIndex {
     /// order.
     pub fn match_rows(&self, plan: &QueryPlan, rows: &[ItemIdx], out: &mut Vec<TextMatch>) {
         out.clear();
-        let lists = self.plan_lists(plan);
+        with_scratch(|s| {
+            let lists = self.plan_lists_in(plan, s);
+            let contrib = &mut s.contrib;
+            contrib.clear();
+            contrib.resize(lists.lists.len(), None);
+            self.match_rows_with(&lists, rows, contrib, out);
+            s.give_back(lists);
+        });
+    }
+
+    fn match_rows_with(
+        &self,
+        lists: &PlanLists<'_>,
+        rows: &[ItemIdx],
+        contrib: &mut [Option<f32>],
+        out: &mut Vec<TextMatch>,
+    ) {
         if lists.lists.is_empty() {
             return;
         }
-        let mut contrib = vec![None; lists.lists.len()];
         for &r in rows {
             let norm = self.row_norm(r.0);
             let mut hit = false;
@@ -564,7 +649,7 @@ impl LexicalIndex {
                 hit |= contrib[i].is_some();
             }
             if hit {
-                let (score, matched, slots) = lists.sum_and_count(&contrib);
+                let (score, matched, slots) = lists.sum_and_count(contrib);
                 out.push(TextMatch { row: r, score, matched, slots });
             }
         }
@@ -643,23 +728,26 @@ impl LexicalIndex {
         if k == 0 || plan.slots.is_empty() {
             return;
         }
-        let lists = self.plan_lists(plan);
-        // Cursors as (position, weight · idf), in `lists` order.
-        acc.extend(lists.weights.iter().map(|&w| (0, w)));
-        let mut m = MaxScore::new(&lists, acc);
-        let mut best: Vec<crate::kernels::Scored> = Vec::new();
-        let mut top = crate::kernels::TopK::new(&mut best, k.min(self.doc_len.len()));
-        while let Some(row) = m.next_candidate() {
-            let norm = self.row_norm(row);
-            if let Some(score) = m.score(row, &norm, top.threshold())
-                && keep(ItemIdx(row))
-            {
-                top.push(ItemIdx(row), score);
-                m.raise(top.threshold());
+        with_scratch(|s| {
+            let lists = self.plan_lists_in(plan, s);
+            // Cursors as (position, weight · idf), in `lists` order.
+            acc.extend(lists.weights.iter().map(|&w| (0, w)));
+            let LexScratch { order, prefix, contrib, best, .. } = s;
+            let mut m = MaxScore::new(&lists, acc, order, prefix, contrib);
+            let mut top = crate::kernels::TopK::new(best, k.min(self.doc_len.len()));
+            while let Some(row) = m.next_candidate() {
+                let norm = self.row_norm(row);
+                if let Some(score) = m.score(row, &norm, top.threshold())
+                    && keep(ItemIdx(row))
+                {
+                    top.push(ItemIdx(row), score);
+                    m.raise(top.threshold());
+                }
             }
-        }
-        top.finish();
-        out.extend(best.iter().map(|s| (s.row, s.score)));
+            top.finish();
+            out.extend(best.iter().map(|s| (s.row, s.score)));
+            s.give_back(lists);
+        });
     }
 }
 
@@ -718,38 +806,89 @@ impl PlanLists<'_> {
 }
 
 /// The cursors of a MaxScore walk over a query's posting lists.
+/// One thread's buffers for the lexical search ([`LexicalIndex::search_plan`],
+/// [`LexicalIndex::match_rows`]): reused, so a search allocates nothing
+/// once the thread has run one as large.
+#[derive(Debug, Default)]
+struct LexScratch {
+    lists: Vec<&'static [Posting]>,
+    weights: Vec<f32>,
+    slots: Vec<u32>,
+    order: Vec<usize>,
+    prefix: Vec<f32>,
+    contrib: Vec<Option<f32>>,
+    best: Vec<crate::kernels::Scored>,
+}
+
+impl LexScratch {
+    /// Takes back the buffers [`LexicalIndex::plan_lists_in`] lent out.
+    fn give_back(&mut self, lists: PlanLists<'_>) {
+        self.lists = recycle(lists.lists);
+        self.weights = lists.weights;
+        self.slots = lists.slots;
+    }
+}
+
+thread_local! {
+    static LEX: std::cell::RefCell<LexScratch> = std::cell::RefCell::new(LexScratch::default());
+}
+
+/// Runs `f` with this thread's lexical scratch (a fresh one if it is in
+/// use further up the stack).
+fn with_scratch<R>(f: impl FnOnce(&mut LexScratch) -> R) -> R {
+    LEX.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut LexScratch::default()),
+    })
+}
+
+/// An emptied vector of references, its allocation kept, for references of
+/// another lifetime (the in-place collect reuses the buffer).
+#[allow(clippy::unnecessary_filter_map)] // the map changes the lifetime: a filter would not
+fn recycle<'b, T: ?Sized>(mut v: Vec<&T>) -> Vec<&'b T> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
 struct MaxScore<'a> {
     plan: &'a PlanLists<'a>,
     lists: &'a [&'a [Posting]],
     /// (position, idf) per list.
     cursors: &'a mut [(u32, f32)],
     /// List indices by upper bound, weakest first.
-    order: Vec<usize>,
+    order: &'a mut Vec<usize>,
     /// `prefix[j]`: the summed bounds of `order[..=j]`.
-    prefix: Vec<f32>,
+    prefix: &'a mut Vec<f32>,
     /// `order[..essential]` are walked only by lookup.
     essential: usize,
     /// Each list's contribution to the candidate being scored (`None`: no
     /// match), combined per slot as an exhaustive scoring would.
-    contrib: Vec<Option<f32>>,
+    contrib: &'a mut Vec<Option<f32>>,
 }
 
 impl<'a> MaxScore<'a> {
-    fn new(plan: &'a PlanLists<'a>, cursors: &'a mut [(u32, f32)]) -> MaxScore<'a> {
+    /// The walk over `plan`'s lists, in the caller's reused buffers.
+    fn new(
+        plan: &'a PlanLists<'a>,
+        cursors: &'a mut [(u32, f32)],
+        order: &'a mut Vec<usize>,
+        prefix: &'a mut Vec<f32>,
+        contrib: &'a mut Vec<Option<f32>>,
+    ) -> MaxScore<'a> {
         let lists = &plan.lists[..];
         // Bounds a hair above idf·(k1+1), so float rounding in the sums
         // can never prune a title that would tie the threshold.
         let bound = |i: usize| cursors[i].1.max(0.0) * (K1 + 1.0) * 1.0001;
-        let mut order: Vec<usize> = (0..lists.len()).collect();
+        order.clear();
+        order.extend(0..lists.len());
         order.sort_by(|&a, &b| bound(a).total_cmp(&bound(b)));
-        let prefix = order
-            .iter()
-            .scan(0.0f32, |sum, &i| {
-                *sum += bound(i);
-                Some(*sum)
-            })
-            .collect();
-        let contrib = vec![None; lists.len()];
+        prefix.clear();
+        prefix.extend(order.iter().scan(0.0f32, |sum, &i| {
+            *sum += bound(i);
+            Some(*sum)
+        }));
+        contrib.clear();
+        contrib.resize(lists.len(), None);
         MaxScore { plan, lists, cursors, order, prefix, essential: 0, contrib }
     }
 
@@ -793,7 +932,7 @@ impl<'a> MaxScore<'a> {
                 partial += c;
             }
         }
-        Some(self.plan.sum(&self.contrib))
+        Some(self.plan.sum(self.contrib))
     }
 
     /// Moves terms whose summed bounds stay below `threshold` out of the
@@ -1047,5 +1186,39 @@ mod tests {
         assert_eq!(scored, vec![by_row[1]]);
         idx.score_rows(&tokenize("teapot"), &all, &mut scored);
         assert!(scored.is_empty());
+    }
+
+    #[test]
+    fn cached_plans_equal_fresh_ones_and_a_changed_index_starts_over() {
+        let titles: Vec<String> =
+            ["red cotton scarf", "blue wool scarf", "green tea", "paint brush set", "deck paint"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let idx = index_of(&titles);
+        let strict = QueryConfig { typos: false, ..QueryConfig::default() };
+        for text in ["scraf", "paintbrush", "deckpaint", "red scarf", "gren te", "", "zzz"] {
+            for config in [QueryConfig::default(), strict] {
+                let cached = idx.plan_cached(text, &config);
+                let plan = idx.plan(text, &config);
+                assert_eq!(cached.plan, plan, "{text:?}");
+                assert_eq!(cached.terms, plan.exact_terms());
+                // The second ask is the same entry; another config is not.
+                assert!(Arc::ptr_eq(&cached, &idx.plan_cached(text, &config)));
+            }
+            let (a, b) =
+                (idx.plan_cached(text, &QueryConfig::default()), idx.plan_cached(text, &strict));
+            assert!(!Arc::ptr_eq(&a, &b));
+        }
+        // A clone (what every changed index starts from) plans again.
+        let again = idx.clone();
+        let before = idx.plan_cached("red scarf", &strict);
+        assert!(!Arc::ptr_eq(&before, &again.plan_cached("red scarf", &strict)));
+        // Past the bound the cache starts over and stays right.
+        for i in 0..PLAN_CACHE + 10 {
+            let text = format!("scarf {i}");
+            assert_eq!(idx.plan_cached(&text, &strict).plan, idx.plan(&text, &strict));
+        }
+        assert!(idx.plans.0.read().map(|m| m.len()).unwrap_or(0) <= PLAN_CACHE);
     }
 }

@@ -32,7 +32,10 @@ pub use ivf::{
     AUTO_TRAIN_SAMPLE_MAX, IvfIndex, IvfParams, MAX_ITERATIONS as IVF_MAX_ITERATIONS, MAX_LISTS,
     MAX_TRAIN_SAMPLE,
 };
-pub use lexical::{FieldWeight, FieldWeights, LexicalIndex, TextMatch, query_terms, tokenize};
+pub use lexical::{
+    FieldWeight, FieldWeights, LexicalIndex, PLAN_CACHE, PlannedQuery, TextMatch, query_terms,
+    tokenize,
+};
 pub use query::{
     Alternative, MAX_EXPANSIONS, MAX_FUZZY_BYTES, MAX_PREFIX_SCAN, MatchKind, PREFIX_WEIGHT,
     QueryConfig, QueryPlan, TYPO_FREQUENCY_RATIO, TYPO_WEIGHT,

@@ -143,6 +143,9 @@ pub struct QueryPlan {
 }
 
 impl QueryPlan {
+    /// The plan with no slot (a request without query text).
+    pub const EMPTY: QueryPlan = QueryPlan { slots: Vec::new() };
+
     /// A plan of exact terms, one slot each (repeats count once).
     pub fn exact(terms: &[String]) -> QueryPlan {
         let mut distinct: Vec<&String> = Vec::new();

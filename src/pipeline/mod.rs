@@ -122,7 +122,7 @@ impl Pipeline {
         let mut trace = Trace {
             surface: req.surface,
             stale_excludes: r.stale,
-            query_terms: input.plan.slots().len(),
+            query_terms: input.plan().slots().len(),
             state_version: state.version,
             at: ctx.at,
             variant,

@@ -21,15 +21,25 @@ pub(crate) struct RequestInput {
     pub(crate) excluded: Vec<ItemIdx>,
     /// The query embedding, unit length, or empty.
     pub(crate) query: Vec<f32>,
-    /// The query terms the vocabulary has verbatim (bounded, distinct).
-    pub(crate) terms: Vec<String>,
-    /// The query text's plan against the title index.
-    pub(crate) plan: crate::index::QueryPlan,
+    /// The query text's plan against the title index and its terms the
+    /// vocabulary has verbatim (bounded, distinct), shared with the index's
+    /// plan cache; `None` without query text.
+    pub(crate) planned: Option<Arc<crate::index::PlannedQuery>>,
     /// The user's co-engagement scores, sorted by row: computed once, read
     /// by the `coengaged` source and the `co_engaged` feature.
     pub(crate) co: Vec<(ItemIdx, f32)>,
     co_scratch: Vec<(ItemIdx, f32)>,
 }
+
+impl RequestInput {
+    /// The query text's plan (the empty plan without text).
+    pub(crate) fn plan(&self) -> &crate::index::QueryPlan {
+        self.planned.as_ref().map_or(&EMPTY_PLAN, |p| &p.plan)
+    }
+}
+
+/// The plan of a request without query text.
+static EMPTY_PLAN: crate::index::QueryPlan = crate::index::QueryPlan::EMPTY;
 
 /// The scalars a request resolves to.
 #[derive(Debug, Clone, Copy)]
@@ -64,12 +74,10 @@ pub(crate) fn resolve(
     input.excluded.sort_unstable();
     input.excluded.dedup();
     input.query.clear();
-    input.terms.clear();
-    input.plan = crate::index::QueryPlan::default();
+    input.planned = None;
     if let Some(q) = &req.query {
         if let Some(t) = &q.text {
-            input.plan = state.lexical.plan(t, &p.config.sources.query);
-            input.terms = input.plan.exact_terms();
+            input.planned = Some(state.lexical.plan_cached(t, &p.config.sources.query));
         }
         if let Some(e) = &q.embedding {
             if e.len() != catalog.dim() {
@@ -78,7 +86,7 @@ pub(crate) fn resolve(
             // A zero vector beside text falls back to the text; alone it
             // is an error (there is nothing to search with).
             let zero = e.iter().all(|&x| x == 0.0);
-            if !zero || input.plan.slots().is_empty() {
+            if !zero || input.plan().slots().is_empty() {
                 unit_into("request.query.embedding", e, &mut input.query)?;
             }
         }
@@ -97,7 +105,7 @@ pub(crate) fn resolve(
     if let Some(profile) = signals.profile(req.user) {
         signals.co_scores(profile, at, CO_SEEDS, &mut input.co, &mut input.co_scratch);
     }
-    let has_query = !input.query.is_empty() || !input.plan.slots().is_empty();
+    let has_query = !input.query.is_empty() || !input.plan().slots().is_empty();
     Ok(Resolved { at, stale, has_query })
 }
 
@@ -120,8 +128,8 @@ pub(crate) fn context<'a>(
         excluded: &input.excluded,
         at: r.at,
         query: (!input.query.is_empty()).then_some(&input.query[..]),
-        terms: &input.terms,
-        plan: &input.plan,
+        terms: input.planned.as_ref().map_or(&[][..], |p| &p.terms),
+        plan: input.plan(),
         co_engaged: &input.co,
         rules,
     }

@@ -305,38 +305,10 @@ impl CandidateSource for SearchSource {
         };
         let push_down = !ctx.request.filters.is_open() || !ctx.excluded.is_empty();
         let filter: Option<RowFilter<'_>> = if push_down { Some(&pushed) } else { None };
-        let mut semantic: Vec<Neighbor> = Vec::new();
-        let mut part: Vec<Neighbor> = Vec::new();
-        let mut lexical: Vec<(ItemIdx, f32)> = Vec::new();
-        let mut acc = Vec::new();
-        // A search asks for as many as the request shows (up to MAX_K),
-        // never fewer than the configured depth.
-        let k = self.k.max(ctx.request.k);
-        if ctx.query.is_some() || !ctx.plan.slots().is_empty() {
-            if let Some(q) = ctx.query {
-                ctx.index.search(q, k, filter, &mut semantic)?;
-            }
-            ctx.lexical.search_plan(ctx.plan, k, &pushed, &mut acc, &mut lexical);
-        } else if ctx.surface() == Surface::Omni {
-            let Some(p) = ctx.profile else { return Ok(()) };
-            let n = p.searches().len();
-            let mut plan = crate::index::QueryPlan::default();
-            for s in p.searches().skip(n.saturating_sub(self.intents)) {
-                if let Some(v) = &s.vector {
-                    ctx.index.search(v, self.k, filter, &mut part)?;
-                    semantic.extend_from_slice(&part);
-                }
-                if let Some(t) = &s.text {
-                    plan.append(ctx.lexical.plan(t, &self.query));
-                }
-            }
-            // Several intents may find the same row: keep its best score
-            // (a score sort leaves a row's copies apart, so dedup by row).
-            crate::stage::best_per_row(&mut semantic, usize::MAX);
-            ctx.lexical.search_plan(&plan, self.k, &pushed, &mut acc, &mut lexical);
-        }
-        self.fusion.fuse(&semantic, &lexical, k, out);
-        Ok(())
+        SEARCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => self.retrieve_with(ctx, &pushed, filter, &mut s, out),
+            Err(_) => self.retrieve_with(ctx, &pushed, filter, &mut SearchScratch::default(), out),
+        })
     }
 
     /// The given rows as this search would score them: each row's cosine
@@ -361,6 +333,50 @@ impl CandidateSource for SearchSource {
         ctx.lexical.score_rows_plan(ctx.plan, rows, &mut lexical);
         lexical.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         self.fusion.fuse(&semantic, &lexical, rows.len(), out);
+        Ok(())
+    }
+}
+
+impl SearchSource {
+    /// [`retrieve`](CandidateSource::retrieve) with this thread's buffers.
+    fn retrieve_with(
+        &self,
+        ctx: &RequestContext<'_>,
+        pushed: &dyn Fn(ItemIdx) -> bool,
+        filter: Option<RowFilter<'_>>,
+        scratch: &mut SearchScratch,
+        out: &mut CandidateBuf,
+    ) -> Result<()> {
+        let SearchScratch { semantic, part, lexical, acc } = scratch;
+        semantic.clear();
+        lexical.clear();
+        // A search asks for as many as the request shows (up to MAX_K),
+        // never fewer than the configured depth.
+        let k = self.k.max(ctx.request.k);
+        if ctx.query.is_some() || !ctx.plan.slots().is_empty() {
+            if let Some(q) = ctx.query {
+                ctx.index.search(q, k, filter, semantic)?;
+            }
+            ctx.lexical.search_plan(ctx.plan, k, pushed, acc, lexical);
+        } else if ctx.surface() == Surface::Omni {
+            let Some(p) = ctx.profile else { return Ok(()) };
+            let n = p.searches().len();
+            let mut plan = crate::index::QueryPlan::default();
+            for s in p.searches().skip(n.saturating_sub(self.intents)) {
+                if let Some(v) = &s.vector {
+                    ctx.index.search(v, self.k, filter, part)?;
+                    semantic.extend_from_slice(part);
+                }
+                if let Some(t) = &s.text {
+                    plan.append(ctx.lexical.plan(t, &self.query));
+                }
+            }
+            // Several intents may find the same row: keep its best score
+            // (a score sort leaves a row's copies apart, so dedup by row).
+            crate::stage::best_per_row(semantic, usize::MAX);
+            ctx.lexical.search_plan(&plan, self.k, pushed, acc, lexical);
+        }
+        self.fusion.fuse(semantic, lexical, k, out);
         Ok(())
     }
 }
@@ -619,4 +635,20 @@ impl CandidateSource for Pins {
         }
         Ok(())
     }
+}
+
+/// One thread's buffers for [`SearchSource`]: the semantic hits (and one
+/// intent's), the lexical hits and the lexical search's cursors. Reused,
+/// so a search allocates none of them once the thread has run one.
+#[derive(Debug, Default)]
+struct SearchScratch {
+    semantic: Vec<Neighbor>,
+    part: Vec<Neighbor>,
+    lexical: Vec<(ItemIdx, f32)>,
+    acc: Vec<(u32, f32)>,
+}
+
+thread_local! {
+    static SEARCH: std::cell::RefCell<SearchScratch> =
+        std::cell::RefCell::new(SearchScratch::default());
 }

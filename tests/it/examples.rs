@@ -31,6 +31,7 @@ fn names() -> Vec<&'static str> {
         "server",
         "fault_drill",
         "alloc_count",
+        "scaling",
     ];
     if cfg!(feature = "redis") {
         names.push("replicas");
