@@ -255,42 +255,40 @@ async fn append(app: &Arc<App>, entry: LogEntry) -> Result<u64, ApiError> {
         .map_err(ApiError::from)
 }
 
-fn batch_size(what: &str, n: usize) -> Result<(), ApiError> {
-    if n == 0 || n > MAX_BATCH {
-        let why = format!("{what}: {n} in the request; send 1 to {MAX_BATCH}");
-        return Err(ApiError(StatusCode::BAD_REQUEST, why));
-    }
-    Ok(())
+/// Appends a batch of 1 to [`MAX_BATCH`] items as one log entry (`what`
+/// names them in errors and metrics) and acknowledges its offset.
+async fn append_batch<T>(
+    app: &Arc<App>,
+    what: &'static str,
+    body: Result<Json<Vec<T>>, JsonRejection>,
+    entry: fn(Vec<T>) -> LogEntry,
+) -> Response {
+    let t = Instant::now();
+    let reply = async {
+        let Json(items) = body?;
+        let count = items.len();
+        if count == 0 || count > MAX_BATCH {
+            let why = format!("{what}: {count} in the request; send 1 to {MAX_BATCH}");
+            return Err(ApiError(StatusCode::BAD_REQUEST, why));
+        }
+        let offset = append(app, entry(items)).await?;
+        Ok(Json(Appended { offset, count }))
+    };
+    observe(what, t, reply.await).into_response()
 }
 
 async fn events(
     State(app): State<Arc<App>>,
     body: Result<Json<Vec<Event>>, JsonRejection>,
 ) -> Response {
-    let t = Instant::now();
-    let reply = async {
-        let Json(events) = body?;
-        batch_size("events", events.len())?;
-        let count = events.len();
-        let offset = append(&app, LogEntry::Events(events)).await?;
-        Ok(Json(Appended { offset, count }))
-    };
-    observe("events", t, reply.await).into_response()
+    append_batch(&app, "events", body, LogEntry::Events).await
 }
 
 async fn deltas(
     State(app): State<Arc<App>>,
     body: Result<Json<Vec<CatalogDelta>>, JsonRejection>,
 ) -> Response {
-    let t = Instant::now();
-    let reply = async {
-        let Json(deltas) = body?;
-        batch_size("deltas", deltas.len())?;
-        let count = deltas.len();
-        let offset = append(&app, LogEntry::Delta(deltas)).await?;
-        Ok(Json(Appended { offset, count }))
-    };
-    observe("deltas", t, reply.await).into_response()
+    append_batch(&app, "deltas", body, LogEntry::Delta).await
 }
 
 /// Waits until this server's replica applied `offset`.
