@@ -1,4 +1,5 @@
 //! Multi-core scaling of the batch paths: `Recommender::recommend_batch`,
+//! the offline evaluation's replay (item-kNN lists for every test user),
 //! implicit ALS training and the signal store's ingest, at 1, 2, 4, 8 and
 //! 16 threads (each a rayon pool of that size; counts above this machine's
 //! cores are skipped). Speed-up is against one thread, in the same run.
@@ -11,6 +12,7 @@
 //! The last line is JSON: per path, the seconds and speed-up at each
 //! thread count, and `cores`.
 
+use omnifeed::eval::Method;
 use omnifeed::synth::{SynthConfig, generate};
 use omnifeed::train::{AlsConfig, fit_als};
 use omnifeed::{FeedRequest, Recommender, ServiceConfig, Surface};
@@ -75,6 +77,9 @@ fn main() -> Result<(), omnifeed::Error> {
         })
         .collect();
     let als = AlsConfig { iterations: 4, ..AlsConfig::default() };
+    let relevance = omnifeed::eval::Relevance::default();
+    let split = omnifeed::eval::Split::Fraction(0.8).apply(&world.events, &relevance)?;
+    let knn = omnifeed::eval::ItemKnn::fit(&split.train, &relevance, 50);
     let catalog = std::sync::Arc::new(world.catalog.clone());
     let paths: Vec<Path<'_>> = vec![
         (
@@ -82,6 +87,18 @@ fn main() -> Result<(), omnifeed::Error> {
             Box::new(|| {
                 let feeds = rec.recommend_batch(&reqs);
                 assert!(feeds.iter().all(|f| f.is_ok()), "a request failed");
+            }),
+        ),
+        (
+            "eval_replay",
+            Box::new(|| {
+                let mut fit =
+                    |_: &[omnifeed::Event], _: i64| -> omnifeed::Result<Vec<Box<dyn Method>>> {
+                        Ok(vec![Box::new(knn.clone())])
+                    };
+                let cfg = omnifeed::eval::EvalConfig::default();
+                let run = omnifeed::eval::evaluate(&world.catalog, &split, &cfg, &mut fit);
+                assert!(run.is_ok(), "the replay failed");
             }),
         ),
         (
