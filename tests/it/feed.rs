@@ -106,6 +106,9 @@ fn same_request_same_feed_and_swaps_are_atomic() {
 fn a_request_without_explanations_gets_the_same_feed_with_empty_explanations() {
     let world = generate(&SynthConfig::tiny()).unwrap();
     let st = state(&world, &world.events);
+    // One request time for every call (the default clock is the wall
+    // clock, and decayed scores move with it).
+    let at = st.signals().as_of();
     let bare = Recommender::builder().state(st.clone()).no_exposures().build().unwrap();
     let sink = Arc::new(omnifeed::exposure::MemorySink::new(1024));
     let config = omnifeed::exposure::ExposureConfig::default();
@@ -114,7 +117,7 @@ fn a_request_without_explanations_gets_the_same_feed_with_empty_explanations() {
     let mut nonempty = 0;
     for user in world.users.iter().take(40) {
         for surface in [omnifeed::Surface::Feed, omnifeed::Surface::Omni] {
-            let req = FeedRequest::new(user.id).surface(surface).k(15);
+            let req = FeedRequest::new(user.id).surface(surface).k(15).at(at);
             let full = bare.recommend(&req).unwrap();
             let plain = bare.recommend(&req.clone().explain(false)).unwrap();
             let pairs = full.items.iter().zip(&plain.items);
