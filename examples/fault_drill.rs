@@ -393,7 +393,12 @@ fn calibrate(
     n: usize,
 ) -> Result<(f64, f64, usize), BoxError> {
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
-    let asks: Vec<(Surface, Ask)> = (0..n).map(|i| work.ask(&mut rng, i % 3 == 2)).collect();
+    // At the signals' time: both sides then rank at the same instant,
+    // whatever the wall clock does between the two calls.
+    let asks: Vec<(Surface, Ask)> = (0..n)
+        .map(|i| work.ask(&mut rng, i % 3 == 2))
+        .map(|(surface, ask)| (surface, Ask { at: Some(work.as_of), ..ask }))
+        .collect();
     let agent = agent();
     let (mut http, mut local, mut differ) = (Vec::new(), Vec::new(), 0);
     for (surface, ask) in &asks {

@@ -108,13 +108,18 @@ fn applied(base: &str, offset: u64) {
     std::thread::sleep(Duration::from_millis(250));
 }
 
+/// One request time for the feeds this test compares (the server's clock is
+/// the wall clock, and decayed scores move with it): just after the shipped
+/// events and the one this test posts.
+const AT: i64 = 1_793_402_600;
+
 #[test]
 fn the_server_serves_every_route_and_keeps_what_it_acknowledged_across_a_kill() {
     let dir = temp_dir("server");
     let mut s = Server::start(&dir);
     let b = s.base.clone();
     assert_eq!(get(&b, "/healthz").0, 200);
-    let (code, feed) = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10 }));
+    let (code, feed) = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10, "at": AT }));
     assert_eq!(code, 200, "{feed}");
     assert_eq!(products(&feed).len(), 10);
     let (code, found) =
@@ -130,8 +135,7 @@ fn the_server_serves_every_route_and_keeps_what_it_acknowledged_across_a_kill() 
     assert_eq!(send(&b, "POST", "/v1/feed", json!({ "usr": 1 })).0, 422);
     assert_eq!(send(&b, "POST", "/v1/events", json!([])).0, 400);
     // An event, acknowledged with its offset.
-    let at = 1_793_402_600;
-    let click = json!([{ "at": at, "user": 1, "target": { "product": products(&feed)[0] }, "kind": "click" }]);
+    let click = json!([{ "at": AT, "user": 1, "target": { "product": products(&feed)[0] }, "kind": "click" }]);
     let (code, ack) = send(&b, "POST", "/v1/events", click);
     assert_eq!(code, 200, "{ack}");
     // A delta: the product leaves the feed.
@@ -139,13 +143,13 @@ fn the_server_serves_every_route_and_keeps_what_it_acknowledged_across_a_kill() 
     let (code, ack) = send(&b, "POST", "/v1/deltas", json!([{ "delist": { "product": gone } }]));
     assert_eq!(code, 200, "{ack}");
     applied(&b, ack["offset"].as_u64().unwrap());
-    let feed = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10 })).1;
+    let feed = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10, "at": AT })).1;
     assert!(!products(&feed).contains(&gone));
     // Rules: a pin in force at once; an unknown product refused.
     let pinned = products(&feed)[7];
     let rules = json!({ "pins": [{ "product": pinned, "surface": "feed", "position": 0 }] });
     assert_eq!(send(&b, "PUT", "/v1/rules", rules).0, 200);
-    let feed = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10 })).1;
+    let feed = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10, "at": AT })).1;
     assert_eq!(products(&feed)[0], pinned);
     let unknown = json!({ "pins": [{ "product": 1, "surface": "feed", "position": 0 }] });
     let (code, e) = send(&b, "PUT", "/v1/rules", unknown);
@@ -158,7 +162,7 @@ fn the_server_serves_every_route_and_keeps_what_it_acknowledged_across_a_kill() 
     let (code, e) = send(&b, "PUT", "/v1/experiments", bad);
     assert_eq!(code, 400);
     assert!(e["error"].as_str().unwrap().contains("rerank_pol"), "{e}");
-    let feed = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10 })).1;
+    let feed = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10, "at": AT })).1;
     assert_eq!(feed["variant"], "e/v");
     let metrics =
         agent().get(&format!("{b}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
@@ -175,7 +179,7 @@ fn the_server_serves_every_route_and_keeps_what_it_acknowledged_across_a_kill() 
     assert_eq!(after["ready"], true);
     assert_eq!(get(&b, "/v1/experiments").1, arm_as_served(&arm));
     assert_eq!(get(&b, "/v1/rules").1["pins"][0]["product"], pinned);
-    let again = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10 })).1;
+    let again = send(&b, "POST", "/v1/feed", json!({ "user": 1, "k": 10, "at": AT })).1;
     assert_eq!(products(&again), products(&feed));
     assert_eq!(again["variant"], "e/v");
 }
