@@ -52,22 +52,30 @@ impl Drop for InFlight {
     }
 }
 
-/// True if an effect of `effects` is on for `ctx` (it will read the feed,
-/// explanations included).
-pub(crate) fn any_on(p: &Pipeline, effects: &Effects, ctx: &RequestContext<'_>) -> bool {
-    effects.list.iter().any(|e| e.enabled(ctx) && p.stage_on(e.id(), ctx.request))
+/// The effects of `effects` that are enabled for `ctx` and not switched
+/// off by `p`'s config or the request, asked once per request (an effect's
+/// `enabled` may count or sample: the exposure recorder's does). Empty, and
+/// so no allocation, when none is on.
+pub(crate) fn on_for<'e>(
+    p: &Pipeline,
+    effects: &'e Effects,
+    ctx: &RequestContext<'_>,
+) -> Vec<&'e Arc<dyn SideEffect>> {
+    effects.list.iter().filter(|e| e.enabled(ctx) && p.stage_on(e.id(), ctx.request)).collect()
 }
 
-/// Spawns the effects of `effects` that are enabled for `ctx` and not
-/// switched off by `p`'s config or the request.
-pub(crate) fn spawn(p: &Pipeline, effects: &Effects, ctx: &RequestContext<'_>, feed: &Feed) {
+/// Runs the effects `on` ([`on_for`] of `effects`) with the feed: inline
+/// ones here, the others on the rayon pool.
+pub(crate) fn spawn(
+    effects: &Effects,
+    on: &[&Arc<dyn SideEffect>],
+    ctx: &RequestContext<'_>,
+    feed: &Feed,
+) {
     // The copy of the request and feed the spawned effects share, made
     // only if one is on.
     let mut shared: Option<Arc<(crate::request::FeedRequest, Feed)>> = None;
-    for effect in &effects.list {
-        if !(effect.enabled(ctx) && p.stage_on(effect.id(), ctx.request)) {
-            continue;
-        }
+    for &effect in on {
         if effect.inline() {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 effect.run(ctx.request, feed)

@@ -139,7 +139,10 @@ impl Pipeline {
         stage!("boost", rank::boost(&ctx, candidates, ranked));
         stage!("select", select::select(self, &ctx, candidates, ranked, placement));
         trace.rerank_pool = placement.pool.len();
-        let explain = req.explain || effects::any_on(self, on.effects, &ctx);
+        // Side effects read the feed, explanations included: they are built
+        // for them whatever the request asks.
+        let effects_on = effects::on_for(self, on.effects, &ctx);
+        let explain = req.explain || !effects_on.is_empty();
         let items = stage!(
             "present",
             present::present(
@@ -154,7 +157,7 @@ impl Pipeline {
         #[cfg(feature = "metrics")]
         record_metrics(&trace);
         let feed = Feed { items, trace };
-        effects::spawn(self, on.effects, &ctx, &feed);
+        effects::spawn(on.effects, &effects_on, &ctx, &feed);
         Ok(feed)
     }
 

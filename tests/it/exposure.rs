@@ -80,14 +80,14 @@ fn an_exposure_is_the_feed_as_ranked() {
 /// A request is kept or not by its id, at the configured rate; off is off.
 #[test]
 fn sampling_keeps_the_configured_share_by_request_id() {
-    let run = |rate: f64| -> (ExposureStats, Vec<u64>) {
+    let run_with = |rate: f64, explain: bool| -> (ExposureStats, Vec<u64>) {
         let sink = Arc::new(MemorySink::new(100_000));
         let config = ExposureConfig { sample_rate: rate, ..ExposureConfig::default() };
         let rec = Recommender::builder().state(state()).exposures(config, sink.clone());
         let rec = rec.build().unwrap();
         let u = world().users[0].id;
         for id in 0..2_000u64 {
-            rec.recommend(&FeedRequest::new(u).k(3).id(id)).unwrap();
+            rec.recommend(&FeedRequest::new(u).k(3).id(id).explain(explain)).unwrap();
         }
         rec.flush_exposures();
         let mut ids: Vec<u64> =
@@ -95,6 +95,7 @@ fn sampling_keeps_the_configured_share_by_request_id() {
         ids.sort_unstable();
         (rec.exposures().unwrap().stats(), ids)
     };
+    let run = |rate: f64| run_with(rate, true);
     let (stats, ids) = run(0.25);
     // 2,000 draws at 0.25: 500 ± 19 (one standard deviation).
     assert!((420..=580).contains(&ids.len()), "{} kept", ids.len());
@@ -109,6 +110,11 @@ fn sampling_keeps_the_configured_share_by_request_id() {
     let bad = ExposureConfig { sample_rate: 1.5, ..ExposureConfig::default() };
     let err = Recommender::builder().state(state()).exposures(bad, Arc::new(MemorySink::new(1)));
     assert!(err.build().unwrap_err().to_string().contains("sample_rate"));
+    // A request without explanations asks the sampler once too: the same
+    // ids kept, each request counted once.
+    let (bare, bare_ids) = run_with(0.25, false);
+    assert_eq!(bare_ids, ids);
+    assert_eq!(bare.sampled + bare.skipped, 2_000);
 }
 
 /// A sink that waits until it is released: a stalled log.
