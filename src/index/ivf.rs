@@ -345,10 +345,7 @@ impl IvfIndex {
         filter: Option<RowFilter<'_>>,
         out: &mut Vec<Neighbor>,
     ) {
-        SCAN.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => self.scan_with(&mut scratch, query, k, probes, filter, out),
-            Err(_) => self.scan_with(&mut ScanScratch::default(), query, k, probes, filter, out),
-        })
+        crate::kernels::with_scratch(&SCAN, |s| self.scan_with(s, query, k, probes, filter, out))
     }
 
     fn scan_with(

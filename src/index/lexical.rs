@@ -555,9 +555,8 @@ impl LexicalIndex {
     }
 
     /// The posting lists of `plan`'s alternatives that the vocabulary has,
-    /// with their weight times idf and their slot.
-    /// The posting lists of `plan`'s alternatives the index has, in the
-    /// buffers of `scratch` (hand them back with [`LexScratch::give_back`]).
+    /// with their weight times idf and their slot, in the buffers of
+    /// `scratch` (hand them back with [`LexScratch::give_back`]).
     fn plan_lists_in<'s>(&'s self, plan: &QueryPlan, scratch: &mut LexScratch) -> PlanLists<'s> {
         let mut lists = PlanLists {
             lists: recycle(std::mem::take(&mut scratch.lists)),
@@ -618,7 +617,7 @@ impl LexicalIndex {
     /// order.
     pub fn match_rows(&self, plan: &QueryPlan, rows: &[ItemIdx], out: &mut Vec<TextMatch>) {
         out.clear();
-        with_scratch(|s| {
+        crate::kernels::with_scratch(&LEX, |s| {
             let lists = self.plan_lists_in(plan, s);
             let contrib = &mut s.contrib;
             contrib.clear();
@@ -728,7 +727,7 @@ impl LexicalIndex {
         if k == 0 || plan.slots.is_empty() {
             return;
         }
-        with_scratch(|s| {
+        crate::kernels::with_scratch(&LEX, |s| {
             let lists = self.plan_lists_in(plan, s);
             // Cursors as (position, weight · idf), in `lists` order.
             acc.extend(lists.weights.iter().map(|&w| (0, w)));
@@ -805,7 +804,6 @@ impl PlanLists<'_> {
     }
 }
 
-/// The cursors of a MaxScore walk over a query's posting lists.
 /// One thread's buffers for the lexical search ([`LexicalIndex::search_plan`],
 /// [`LexicalIndex::match_rows`]): reused, so a search allocates nothing
 /// once the thread has run one as large.
@@ -833,15 +831,6 @@ thread_local! {
     static LEX: std::cell::RefCell<LexScratch> = std::cell::RefCell::new(LexScratch::default());
 }
 
-/// Runs `f` with this thread's lexical scratch (a fresh one if it is in
-/// use further up the stack).
-fn with_scratch<R>(f: impl FnOnce(&mut LexScratch) -> R) -> R {
-    LEX.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut s) => f(&mut s),
-        Err(_) => f(&mut LexScratch::default()),
-    })
-}
-
 /// An emptied vector of references, its allocation kept, for references of
 /// another lifetime (the in-place collect reuses the buffer).
 #[allow(clippy::unnecessary_filter_map)] // the map changes the lifetime: a filter would not
@@ -850,6 +839,7 @@ fn recycle<'b, T: ?Sized>(mut v: Vec<&T>) -> Vec<&'b T> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
+/// The cursors of a MaxScore walk over a query's posting lists.
 struct MaxScore<'a> {
     plan: &'a PlanLists<'a>,
     lists: &'a [&'a [Posting]],

@@ -61,6 +61,20 @@ pub fn gather_dot(matrix: &[f32], query: &[f32], rows: &[ItemIdx], out: &mut [f3
     }
 }
 
+/// Runs `f` with this thread's buffers in `key` (a fresh set if they are in
+/// use further up this thread's stack): the scratch that the IVF scan, the
+/// lexical search and the search source reuse across requests, so a
+/// search allocates nothing once its thread has run one as large.
+pub(crate) fn with_scratch<T: Default, R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<T>>,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut T::default()),
+    })
+}
+
 /// A row and its score; the unit of every top-k buffer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {

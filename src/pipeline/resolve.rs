@@ -36,6 +36,11 @@ impl RequestInput {
     pub(crate) fn plan(&self) -> &crate::index::QueryPlan {
         self.planned.as_ref().map_or(&EMPTY_PLAN, |p| &p.plan)
     }
+
+    /// The query terms the vocabulary has verbatim (none without text).
+    pub(crate) fn terms(&self) -> &[String] {
+        self.planned.as_ref().map_or(&[], |p| &p.terms)
+    }
 }
 
 /// The plan of a request without query text.
@@ -128,7 +133,7 @@ pub(crate) fn context<'a>(
         excluded: &input.excluded,
         at: r.at,
         query: (!input.query.is_empty()).then_some(&input.query[..]),
-        terms: input.planned.as_ref().map_or(&[][..], |p| &p.terms),
+        terms: input.terms(),
         plan: input.plan(),
         co_engaged: &input.co,
         rules,

@@ -305,10 +305,7 @@ impl CandidateSource for SearchSource {
         };
         let push_down = !ctx.request.filters.is_open() || !ctx.excluded.is_empty();
         let filter: Option<RowFilter<'_>> = if push_down { Some(&pushed) } else { None };
-        SEARCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut s) => self.retrieve_with(ctx, &pushed, filter, &mut s, out),
-            Err(_) => self.retrieve_with(ctx, &pushed, filter, &mut SearchScratch::default(), out),
-        })
+        crate::kernels::with_scratch(&SEARCH, |s| self.retrieve_with(ctx, &pushed, filter, s, out))
     }
 
     /// The given rows as this search would score them: each row's cosine

@@ -11,11 +11,11 @@ use crate::signals::report::IngestReport;
 use crate::signals::tables::{CycleStats, Shard, Shared, Tables, profile_bytes, shard_of};
 use crate::signals::{Counter, RATES, Rate, SignalConfig};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// The most seeds [`Signals::co_scores`] reads (`seeds` is capped here):
 /// its picked list lives on the stack.
 pub(crate) const MAX_CO_SEEDS: usize = 64;
-use std::sync::Arc;
 
 /// A user's purchase relation to a product.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -178,7 +178,7 @@ impl Signals {
         out.clear();
         // The seeds picked so far, on the stack (at most `MAX_CO_SEEDS`).
         let mut picked = [ItemIdx(0); MAX_CO_SEEDS];
-        let (mut n, cap) = (0, (seeds + 5).min(MAX_CO_SEEDS));
+        let (mut n, cap) = (0, seeds.saturating_add(5).min(MAX_CO_SEEDS));
         let recent = profile.recent().rev().map(|e| (e.row, e.weight));
         let bought = profile.purchases().rev().take(5).map(|p| (p.row, 1.0));
         for (row, w) in recent.chain(bought) {
