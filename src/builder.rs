@@ -188,8 +188,7 @@ impl RecommenderBuilder {
         // The stages (config, experiments, stage ids) are checked before the
         // rules.
         let stages = recipe.assemble(self.config, self.experiments)?;
-        let rules = Arc::new(ArcSwap::from_pointee(self.rules.compile()?));
-        self.rules.check_products(&state.catalog)?;
+        let rules = Arc::new(ArcSwap::from_pointee(self.rules.compile_for(&state.catalog)?));
         let exposures = if self.exposures_off {
             None
         } else {

@@ -178,6 +178,18 @@ impl BusinessRules {
         Ok(())
     }
 
+    /// [`compile`](Self::compile) and [`check_products`](Self::check_products)
+    /// against the catalog that will serve the rules, in that order: what
+    /// the builder, [`Recommender::set_rules`](crate::recommender::Recommender::set_rules)
+    /// and a writer applying a rules entry each check.
+    ///
+    /// Errors: as those two.
+    pub fn compile_for(&self, catalog: &Catalog) -> Result<RuleSet> {
+        let compiled = self.compile()?;
+        self.check_products(catalog)?;
+        Ok(compiled)
+    }
+
     /// Checks every rule and compiles the lookups.
     ///
     /// Errors ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)):

@@ -110,7 +110,11 @@ pub fn bucket(user: UserId, salt: &str) -> f64 {
 /// Names are unique, and so are salts (a salt defaults to the name): two
 /// experiments with one salt would put every user in the same buckets of
 /// both, so their arms would not be independent.
-pub(crate) fn validate_all(exps: &[Experiment], base: &RecommenderConfig) -> Result<()> {
+///
+/// Errors ([`ErrorKind::InvalidConfig`](crate::error::ErrorKind::InvalidConfig)):
+/// an empty or repeated name or salt, an experiment without variants, a
+/// share outside `(0, 1]` or shares over 1, a variant config with an unknown key or an invalid value.
+pub fn validate_all(exps: &[Experiment], base: &RecommenderConfig) -> Result<()> {
     let bad = |why: String| Err(Error::invalid_config("experiments", why));
     let (mut names, mut salts) = (HashSet::new(), HashSet::new());
     for e in exps {

@@ -161,8 +161,7 @@ impl Recommender {
     /// product the serving catalog does not know or has delisted
     /// ([`BusinessRules::check_products`]); the rules in force stay.
     pub fn set_rules(&self, rules: &BusinessRules) -> Result<()> {
-        let compiled = rules.compile()?;
-        rules.check_products(&self.state.load().catalog)?;
+        let compiled = rules.compile_for(&self.state.load().catalog)?;
         self.rules.store(Arc::new(compiled));
         self.rules_written.store(Arc::new(rules.clone()));
         Ok(())

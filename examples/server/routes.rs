@@ -329,8 +329,7 @@ async fn put_rules(
     let reply = async {
         let Json(rules) = body?;
         let rec = Arc::clone(recommender(&app)?);
-        rules.compile()?;
-        rules.check_products(rec.state().catalog())?;
+        rules.compile_for(rec.state().catalog())?;
         let sent = rules.clone();
         change(&app, LogEntry::Rules(rules), || *rec.business_rules() == sent).await
     };
@@ -350,12 +349,7 @@ async fn put_experiments(
     let reply = async {
         let Json(experiments) = body?;
         let rec = Arc::clone(recommender(&app)?);
-        let check = omnifeed::ServiceConfig {
-            recommender: rec.config(),
-            experiments: experiments.clone(),
-            ..Default::default()
-        };
-        check.validate()?;
+        omnifeed::experiment::validate_all(&experiments, &rec.config())?;
         let sent = experiments.clone();
         change(&app, LogEntry::Experiments(experiments), || rec.experiments() == sent).await
     };

@@ -507,8 +507,7 @@ impl ShopWriter {
                 Applied::Exposures(batch.exposures.len())
             }
             LogEntry::Rules(rules) => {
-                rules.compile()?;
-                rules.check_products(&self.catalog)?;
+                rules.compile_for(&self.catalog)?;
                 self.rules = Some(rules.clone());
                 Applied::Rules
             }
