@@ -349,10 +349,9 @@ fn in_process(args: &Args) -> Result<(omnifeed::Recommender, Workload), BoxError
     let service = omnifeed::ServiceConfig::from_file(&args.config)?;
     let data = omnifeed::load::read_dataset(&args.catalog)?;
     let mut events = data.events.clone();
-    omnifeed::load::sort_by_time(&mut events);
     let mut writer = service.writer(data.catalog.clone())?;
-    for (i, chunk) in events.chunks(5000).enumerate() {
-        writer.apply(i as u64 + 1, &LogEntry::Events(chunk.to_vec()))?;
+    for (i, entry) in app::seed_entries(&mut events).iter().enumerate() {
+        writer.apply(i as u64 + 1, entry)?;
     }
     let rec = service.recommender(writer.publish()?).build()?;
     let mut users: Vec<UserId> = events.iter().map(|e| e.user).collect();

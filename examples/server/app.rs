@@ -99,8 +99,7 @@ pub struct Status {
     pub ready_after_s: Option<f64>,
     /// The snapshot the replica started from (`None`: bootstrapped).
     pub loaded_from: Option<String>,
-    /// Entries applied, events in them, entries rejected or refused,
-    /// snapshots written.
+    /// Entries applied.
     pub applied: u64,
     /// Behaviour events applied.
     pub events: u64,
@@ -202,7 +201,7 @@ pub fn open_log(config: &ServerConfig, redis: Option<&str>) -> Result<Arc<dyn Ev
 }
 
 /// Appends the catalog directory's events to an empty log with no
-/// snapshot, in time order, 5,000 to an entry. Returns how many.
+/// snapshot ([`seed_entries`]). Returns how many.
 fn seed(app: &App, config: &ServerConfig, store: &SnapshotStore) -> omnifeed::Result<usize> {
     let path = config.catalog.join("events.csv");
     if !config.seed_events || app.log.head()? > 0 || store.oldest_offset()?.is_some() {
@@ -212,13 +211,19 @@ fn seed(app: &App, config: &ServerConfig, store: &SnapshotStore) -> omnifeed::Re
         return Ok(0);
     }
     let (mut events, _) = omnifeed::load::read_events(&path, &Default::default())?;
-    omnifeed::load::sort_by_time(&mut events);
-    let entries: Vec<LogEntry> =
-        events.chunks(5000).map(|c| LogEntry::Events(c.to_vec())).collect();
+    let entries = seed_entries(&mut events);
     if !entries.is_empty() {
         app.log.append(&entries)?;
     }
     Ok(events.len())
+}
+
+/// The entries a first start seeds the log with: `events` sorted by time
+/// (in place), 5,000 to an entry. `fault_drill` applies the same entries to
+/// its in-process twin of the server.
+pub fn seed_entries(events: &mut [omnifeed::Event]) -> Vec<LogEntry> {
+    omnifeed::load::sort_by_time(events);
+    events.chunks(5000).map(|c| LogEntry::Events(c.to_vec())).collect()
 }
 
 /// The replica's thread: seed a new log, start from the newest snapshot (or
@@ -335,6 +340,7 @@ fn step(
     let (offset, stats) = (replica.offset(), replica.stats());
     let version = replica.recommender().state().version();
     let (ready_lag, started) = (app.ready_lag, app.started);
+    let mut ready = false;
     app.set(|s| {
         s.phase.clear();
         s.error = None;
@@ -346,16 +352,16 @@ fn step(
         (s.applied, s.events, s.rejected, s.failed, s.snapshots) =
             (stats.applied, stats.events, stats.rejected, stats.failed, stats.snapshots);
         s.state_version = version;
+        ready = App::ready(s, ready_lag);
     });
-    record(app, offset, head);
+    record(offset, head, ready);
     Ok(())
 }
 
 /// The server's own gauges, beside the library's.
-fn record(app: &App, offset: u64, head: u64) {
+fn record(offset: u64, head: u64, ready: bool) {
     metrics::gauge!("omnifeed_server_offset").set(offset as f64);
     metrics::gauge!("omnifeed_server_log_head").set(head as f64);
-    let ready = App::ready(&app.status(), app.ready_lag);
     metrics::gauge!("omnifeed_server_ready").set(f64::from(u8::from(ready)));
 }
 
