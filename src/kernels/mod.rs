@@ -43,6 +43,35 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     s0 + s1 + tail
 }
 
+/// [`dot`] of three equal-length slices with one more, in one pass: each
+/// result is bit for bit `dot(w[h], x)` (the same lanes, the same order of
+/// sums), but `x` is loaded once and the three chains overlap.
+#[inline]
+pub(crate) fn dot3(w: [&[f32]; 3], x: &[f32]) -> [f32; 3] {
+    let n = x.len().min(w[0].len()).min(w[1].len()).min(w[2].len());
+    let mut acc = [[0.0f32; LANES]; 3];
+    let split = n - n % LANES;
+    for c in (0..split).step_by(LANES) {
+        let xs = &x[c..c + LANES];
+        for (a, wh) in acc.iter_mut().zip(&w) {
+            let ws = &wh[c..c + LANES];
+            for i in 0..LANES {
+                a[i] += ws[i] * xs[i];
+            }
+        }
+    }
+    std::array::from_fn(|h| {
+        let a = &acc[h];
+        let mut tail = 0.0;
+        for (p, q) in w[h][split..n].iter().zip(&x[split..n]) {
+            tail += p * q;
+        }
+        let s0 = (a[0] + a[4]) + (a[1] + a[5]);
+        let s1 = (a[2] + a[6]) + (a[3] + a[7]);
+        s0 + s1 + tail
+    })
+}
+
 /// The plain scalar inner product: the oracle [`dot`] is tested against.
 #[inline]
 pub fn dot_naive(a: &[f32], b: &[f32]) -> f32 {
@@ -83,6 +112,43 @@ pub struct Scored {
     /// Its score; higher is better.
     pub score: f32,
 }
+
+/// Whether this CPU runs AVX2 and FMA, so that a loop compiled for them
+/// (see [`on_avx2`]) may run. Asked once per process by the standard
+/// library's cached detection.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Defines `fn $name(args) -> R` that runs `$body(args)` compiled for
+/// AVX2 and FMA when the CPU has them, else as it is. The same source
+/// either way, so the same results bit for bit: Rust never contracts
+/// `a * b + c` into a fused multiply-add on its own, only the vector width
+/// changes. `$body` should be `#[inline(always)]` so that its loops are
+/// compiled inside the wide copy.
+macro_rules! avx2_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn wide($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if $crate::kernels::has_avx2_fma() {
+                    // SAFETY: the CPU was just found to have AVX2 and FMA.
+                    #[allow(unsafe_code)]
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use avx2_dispatch;
 
 /// Asks the CPU to start fetching the cache lines of `data` (a hint: no
 /// result, no fault, nothing waits for it), so that a loop can fetch rows
@@ -218,6 +284,25 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn dot3_is_three_dots_bit_for_bit(
+            v in proptest::collection::vec((-10.0f32..10.0, -10.0f32..10.0, -10.0f32..10.0, -10.0f32..10.0), 0..70)
+        ) {
+            let (w0, w1, w2, x): (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) = v.into_iter().fold(
+                Default::default(),
+                |mut acc, (a, b, c, d)| {
+                    acc.0.push(a);
+                    acc.1.push(b);
+                    acc.2.push(c);
+                    acc.3.push(d);
+                    acc
+                },
+            );
+            let three = dot3([&w0, &w1, &w2], &x);
+            let one = [dot(&w0, &x), dot(&w1, &x), dot(&w2, &x)];
+            prop_assert_eq!(three.map(f32::to_bits), one.map(f32::to_bits));
+        }
 
         #[test]
         fn dot_matches_naive(v in proptest::collection::vec((-10.0f32..10.0, -10.0f32..10.0), 0..70)) {

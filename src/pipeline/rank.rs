@@ -14,6 +14,7 @@ use crate::features::{
 use crate::ids::ItemIdx;
 use crate::kernels::{Scored, top_k_in_place};
 use crate::rank::Fusion;
+use crate::rank::{floor_term, price_term, relevance_term};
 use crate::request::{FeedRequest, Surface};
 use crate::signals::Rate;
 use crate::stage::{RequestContext, Scorer};
@@ -167,12 +168,16 @@ fn score_and_fuse(
         };
     }
     out.values.clear();
+    out.values.resize(n, 0.0);
     let (heads, features) = (&out.heads, &out.features);
-    out.values.extend((0..n).map(|i| {
-        let rr = &rank_rows[c.rows[i].index()];
-        let h = &heads[i * HEADS..(i + 1) * HEADS];
-        fusion.value(&fusion_terms(h, features.row(i), rr, relevance))
-    }));
+    // Term by term over all candidates, each as `fusion_terms` computes it.
+    fusion.values_into(&mut out.values, |k, i| match k {
+        0..=2 => floor_term(heads[i * HEADS + k]),
+        3 => price_term(rank_rows[c.rows[i].index()].price_band),
+        4 => floor_term(rank_rows[c.rows[i].index()].quality),
+        5 => relevance_term(relevance.term(features.row(i))),
+        _ => floor_term(1.0 - rank_rows[c.rows[i].index()].refund),
+    });
     repaired
 }
 
