@@ -175,6 +175,7 @@ fn features_pass(
     source_scores: &[f32],
     source_counts: &[u8],
     out: &mut FeatureMatrix,
+    simd: impl crate::kernels::Simd,
 ) {
     let n = rows.len();
     out.reset(n);
@@ -204,18 +205,18 @@ fn features_pass(
         }
         let e = emb.row(r);
         let rr = &ctx.rank_rows[r.index()];
-        row[SIM_LONG] = long.map_or(0.0, |v| dot(v, e));
-        row[SIM_SHORT] = short.map_or(0.0, |v| dot(v, e));
+        row[SIM_LONG] = long.map_or(0.0, |v| simd.dot(v, e));
+        row[SIM_SHORT] = short.map_or(0.0, |v| simd.dot(v, e));
         if ctx.profile.is_some() {
             let mut best = 0.0f32;
             for v in interests.chunks_exact(dim) {
-                best = best.max(dot(v, e));
+                best = best.max(simd.dot(v, e));
             }
             row[SIM_INTEREST] = best;
         }
         let mut rel = 0.0f32;
         for q in ctx.queries {
-            rel = rel.max(dot(q, e));
+            rel = rel.max(simd.dot(q, e));
         }
         let (text, coverage) = text_at.find(r).map_or((0.0, 0.0), |t| (t.1, t.2));
         row[RELEVANCE] = match ctx.relevance {
@@ -505,7 +506,7 @@ mod tests {
             // The copy built for AVX2 (where this CPU has it) and the plain
             // build of the same loop agree bit for bit.
             let mut plain = FeatureMatrix::new();
-            features_pass(&ctx, &rows, &src, &counts, &mut plain);
+            features_pass(&ctx, &rows, &src, &counts, &mut plain, crate::kernels::Plain);
             let bits =
                 |m: &FeatureMatrix| m.as_slice().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&fast), bits(&plain), "user {}", user.id);

@@ -46,7 +46,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// [`dot`] of three equal-length slices with one more, in one pass: each
 /// result is bit for bit `dot(w[h], x)` (the same lanes, the same order of
 /// sums), but `x` is loaded once and the three chains overlap.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot3(w: [&[f32]; 3], x: &[f32]) -> [f32; 3] {
     let n = x.len().min(w[0].len()).min(w[1].len()).min(w[2].len());
     let mut acc = [[0.0f32; LANES]; 3];
@@ -113,21 +113,13 @@ pub struct Scored {
     pub score: f32,
 }
 
-/// Whether this CPU runs AVX2 and FMA, so that a loop compiled for them
-/// (see [`on_avx2`]) may run. Asked once per process by the standard
-/// library's cached detection.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-pub(crate) fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
-
-/// Defines `fn $name(args) -> R` that runs `$body(args)` compiled for
-/// AVX2 and FMA when the CPU has them, else as it is. The same source
-/// either way, so the same results bit for bit: Rust never contracts
-/// `a * b + c` into a fused multiply-add on its own, only the vector width
-/// changes. `$body` should be `#[inline(always)]` so that its loops are
-/// compiled inside the wide copy.
+/// Defines `fn $name(args) -> R` that runs `$body(args, simd)` compiled
+/// for AVX2 and FMA with [`Avx`] kernels when the CPU has them, else as it
+/// is with [`Plain`] ones. The same source and kernels that agree bit for
+/// bit, so the same results either way: Rust never contracts `a * b + c`
+/// into a fused multiply-add on its own, only the vector width changes.
+/// `$body` should be `#[inline(always)]` so that its loops are compiled
+/// inside the wide copy.
 macro_rules! avx2_dispatch {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
         $(#[$m])*
@@ -135,20 +127,152 @@ macro_rules! avx2_dispatch {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                fn wide($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                fn wide($($arg: $ty),*, simd: $crate::kernels::Avx) $(-> $ret)? {
+                    $body($($arg),*, simd)
                 }
-                if $crate::kernels::has_avx2_fma() {
-                    // SAFETY: the CPU was just found to have AVX2 and FMA.
+                if let Some(simd) = $crate::kernels::Avx::detect() {
+                    // SAFETY: `detect` found AVX2 and FMA on this CPU.
                     #[allow(unsafe_code)]
-                    return unsafe { wide($($arg),*) };
+                    return unsafe { wide($($arg),*, simd) };
                 }
             }
-            $body($($arg),*)
+            $body($($arg),*, $crate::kernels::Plain)
         }
     };
 }
 pub(crate) use avx2_dispatch;
+
+/// The inner products a loop built by [`avx2_dispatch!`] uses: every
+/// implementation returns what [`dot`] and [`dot3`] return, bit for bit.
+pub(crate) trait Simd: Copy {
+    /// [`dot`].
+    fn dot(self, a: &[f32], b: &[f32]) -> f32;
+    /// [`dot3`].
+    fn dot3(self, w: [&[f32]; 3], x: &[f32]) -> [f32; 3];
+}
+
+/// The portable kernels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plain;
+
+impl Simd for Plain {
+    #[inline(always)]
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b)
+    }
+
+    #[inline(always)]
+    fn dot3(self, w: [&[f32]; 3], x: &[f32]) -> [f32; 3] {
+        dot3(w, x)
+    }
+}
+
+/// AVX kernels: [`dot`]'s eight lanes in one 256-bit register, the same
+/// products, sums and order. Only [`Avx::detect`] makes one, so holding
+/// one proves the CPU runs AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Avx(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx {
+    /// `Some` where this CPU runs AVX2 and FMA (the standard library's
+    /// cached detection).
+    #[inline]
+    pub(crate) fn detect() -> Option<Avx> {
+        (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+            .then_some(Avx(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+impl Simd for Avx {
+    #[inline(always)]
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: an `Avx` exists only where AVX2 and FMA were detected.
+        unsafe { avx::dot(a, b) }
+    }
+
+    #[inline(always)]
+    fn dot3(self, w: [&[f32]; 3], x: &[f32]) -> [f32; 3] {
+        // SAFETY: as above.
+        unsafe { avx::dot3(w, x) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    /// `dot`'s final sums of eight lanes and a tail:
+    /// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn finish(acc: __m256, tail: f32) -> f32 {
+        let t = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+        let mut l = [0.0f32; 4];
+        // SAFETY: `l` holds four floats.
+        unsafe { _mm_storeu_ps(l.as_mut_ptr(), t) };
+        (l[0] + l[1]) + (l[2] + l[3]) + tail
+    }
+
+    /// Eight lanes of `a` from `at` (`at + 8 <= a.len()`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load(a: &[f32], at: usize) -> __m256 {
+        debug_assert!(at + LANES <= a.len());
+        // SAFETY: the callers keep `at + 8 <= a.len()`.
+        unsafe { _mm256_loadu_ps(a.as_ptr().add(at)) }
+    }
+
+    /// [`super::dot`], bit for bit.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let split = n - n % LANES;
+        let mut acc = _mm256_setzero_ps();
+        let mut at = 0;
+        while at < split {
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(load(a, at), load(b, at)));
+            at += LANES;
+        }
+        let mut tail = 0.0;
+        for (x, y) in a[split..n].iter().zip(&b[split..n]) {
+            tail += x * y;
+        }
+        finish(acc, tail)
+    }
+
+    /// [`super::dot3`], bit for bit.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot3(w: [&[f32]; 3], x: &[f32]) -> [f32; 3] {
+        let n = x.len().min(w[0].len()).min(w[1].len()).min(w[2].len());
+        let split = n - n % LANES;
+        let mut acc = [_mm256_setzero_ps(); 3];
+        let mut at = 0;
+        while at < split {
+            let xs = load(x, at);
+            for h in 0..3 {
+                acc[h] = _mm256_add_ps(acc[h], _mm256_mul_ps(load(w[h], at), xs));
+            }
+            at += LANES;
+        }
+        let mut out = [0.0f32; 3];
+        for h in 0..3 {
+            let mut tail = 0.0;
+            for (p, q) in w[h][split..n].iter().zip(&x[split..n]) {
+                tail += p * q;
+            }
+            out[h] = finish(acc[h], tail);
+        }
+        out
+    }
+}
 
 /// Asks the CPU to start fetching the cache lines of `data` (a hint: no
 /// result, no fault, nothing waits for it), so that a loop can fetch rows
@@ -302,6 +426,14 @@ mod tests {
             let three = dot3([&w0, &w1, &w2], &x);
             let one = [dot(&w0, &x), dot(&w1, &x), dot(&w2, &x)];
             prop_assert_eq!(three.map(f32::to_bits), one.map(f32::to_bits));
+            // The AVX kernels, where this CPU has them, agree bit for bit.
+            #[cfg(target_arch = "x86_64")]
+            if let Some(avx) = Avx::detect() {
+                prop_assert_eq!(avx.dot3([&w0, &w1, &w2], &x).map(f32::to_bits), one.map(f32::to_bits));
+                for w in [&w0, &w1, &w2] {
+                    prop_assert_eq!(avx.dot(w, &x).to_bits(), dot(w, &x).to_bits());
+                }
+            }
         }
 
         #[test]

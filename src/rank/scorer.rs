@@ -267,11 +267,11 @@ const _: () = assert!(HEADS == 3, "logistic_pass reads three heads");
 /// [`logistic_heads`]' loop: the three heads' dot products in one pass
 /// over each row, each as [`dot`](crate::kernels::dot) computes it.
 #[inline(always)]
-fn logistic_pass(w: &[f32], x: &[f32], out: &mut [f32]) {
+fn logistic_pass(w: &[f32], x: &[f32], out: &mut [f32], simd: impl crate::kernels::Simd) {
     let head = |h: usize| &w[h * (F + 1)..h * (F + 1) + F];
     let (w3, bias) = ([head(0), head(1), head(2)], [w[F], w[2 * F + 1], w[3 * F + 2]]);
     for (x, o) in x.chunks_exact(F).zip(out.chunks_exact_mut(HEADS)) {
-        let z = crate::kernels::dot3(w3, x);
+        let z = simd.dot3(w3, x);
         for h in 0..HEADS {
             o[h] = sigmoid(bias[h] + z[h]);
         }
@@ -292,7 +292,7 @@ mod tests {
         let mut wide = vec![0.0f32; 57 * HEADS];
         let mut plain = wide.clone();
         logistic_heads(&w, &x, &mut wide);
-        logistic_pass(&w, &x, &mut plain);
+        logistic_pass(&w, &x, &mut plain, crate::kernels::Plain);
         for (i, row) in x.chunks_exact(F).enumerate() {
             for h in 0..HEADS {
                 let wh = &w[h * (F + 1)..(h + 1) * (F + 1)];

@@ -88,6 +88,15 @@ impl CoTable {
         self.chunks.get(row / CHUNK)?.get(row % CHUNK)
     }
 
+    /// Starts fetching `row`'s list head (a hint; nothing for a row out of
+    /// range).
+    #[inline]
+    pub(crate) fn prefetch(&self, row: usize) {
+        if let Some(list) = self.list(row) {
+            crate::kernels::prefetch(std::slice::from_ref(list));
+        }
+    }
+
     fn decay(&self, dt: i64) -> f32 {
         (-(dt.max(0) as f64) * self.rate).exp() as f32
     }
@@ -134,6 +143,11 @@ impl CoTable {
         let Some(list) = self.list(row.index()) else { return };
         if list.total <= 0.0 {
             return;
+        }
+        // Every neighbour's list is read below, scattered over the table:
+        // their fetches are started together rather than one miss at a time.
+        for &r in &list.rows {
+            self.prefetch(r as usize);
         }
         let f = self.decay(elapsed(at, list.t));
         let total = list.total * f;

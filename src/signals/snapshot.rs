@@ -176,21 +176,27 @@ impl Signals {
         scratch: &mut Vec<(ItemIdx, f32)>,
     ) {
         out.clear();
-        // The seeds picked so far, on the stack (at most `MAX_CO_SEEDS`).
-        let mut picked = [ItemIdx(0); MAX_CO_SEEDS];
+        // The seeds and their rank weights, on the stack (at most
+        // `MAX_CO_SEEDS`), picked before any list is read so that all
+        // their lists are fetched at once.
+        let mut picked = [(ItemIdx(0), 0.0f32); MAX_CO_SEEDS];
         let (mut n, cap) = (0, seeds.saturating_add(5).min(MAX_CO_SEEDS));
         let recent = profile.recent().rev().map(|e| (e.row, e.weight));
         let bought = profile.purchases().rev().take(5).map(|p| (p.row, 1.0));
         for (row, w) in recent.chain(bought) {
-            if picked[..n].contains(&row) {
+            if picked[..n].iter().any(|p| p.0 == row) {
                 continue;
             }
             if n >= cap {
                 break;
             }
-            let rank_weight = w / (1.0 + 0.2 * n as f32);
-            picked[n] = row;
+            picked[n] = (row, w / (1.0 + 0.2 * n as f32));
             n += 1;
+        }
+        for &(row, _) in &picked[..n] {
+            self.tables.co.prefetch(row.index());
+        }
+        for &(row, rank_weight) in &picked[..n] {
             self.tables.co.neighbours(row, at, scratch);
             out.extend(scratch.iter().map(|&(r, s)| (r, s * rank_weight)));
         }
