@@ -230,22 +230,28 @@ fn features_pass(
         row[N_SOURCES] = f32::from(source_counts[i]);
         row[SRC0..SRC0 + SOURCE_SLOTS]
             .copy_from_slice(&source_scores[i * SOURCE_SLOTS..(i + 1) * SOURCE_SLOTS]);
-        row[CTR] = rr.ctr;
-        row[CVR] = rr.cvr;
-        row[CART] = rr.cart;
-        row[CONTENT_WATCH] = rr.content_watch;
-        row[CONTENT_CTR] = rr.content_ctr;
-        row[FRESHNESS] = (-(elapsed(ctx.at, rr.listed_at).max(0) as f32) * inv_scale).exp();
-        row[PRICE_BAND] = rr.price_band;
-        row[MERCHANT] = rr.quality;
-        row[TRENDING] = rr.trending;
-        row[TRENDING_RECENT] = rr.trending_recent;
+        packed_columns(rr, ctx.at, inv_scale, row);
         row[LIVE] = if live_at.find(r).is_some() { 1.0 } else { 0.0 };
         row[AFFINITY] = lists.affinity.iter().find(|a| a.0 == rr.category).map_or(0.0, |a| a.1);
         row[DUE] = lists.due.iter().find(|d| d.0 == r).map_or(0.0, |d| d.1);
         row[BOUGHT] = if bought_at.find(r).is_some() { 1.0 } else { 0.0 };
         row[CO_ENGAGED] = co_at.find(r).map_or(0.0, |c| c.1);
     }
+}
+
+/// The columns copied from a product's packed row, and its freshness.
+#[inline(always)]
+fn packed_columns(rr: &RankRow, at: Timestamp, inv_scale: f32, row: &mut [f32]) {
+    row[CTR] = rr.ctr;
+    row[CVR] = rr.cvr;
+    row[CART] = rr.cart;
+    row[CONTENT_WATCH] = rr.content_watch;
+    row[CONTENT_CTR] = rr.content_ctr;
+    row[FRESHNESS] = (-(elapsed(at, rr.listed_at).max(0) as f32) * inv_scale).exp();
+    row[PRICE_BAND] = rr.price_band;
+    row[MERCHANT] = rr.quality;
+    row[TRENDING] = rr.trending;
+    row[TRENDING_RECENT] = rr.trending_recent;
 }
 
 /// An entry of a list sorted by row.
