@@ -114,8 +114,10 @@ pub(crate) struct RequestLists {
 pub(crate) const CO_SEEDS: usize = 20;
 
 impl RequestLists {
-    /// The title match of each of `rows` (sorted) with `terms`, as BM25
-    /// divided by [`LexicalIndex::score_bound`](crate::index::LexicalIndex::score_bound).
+    /// The title match of each of `rows` with `terms`, as BM25 divided by
+    /// [`LexicalIndex::score_bound`](crate::index::LexicalIndex::score_bound),
+    /// sorted by row. Merged candidates come sorted; a caller's given rows
+    /// may not, and the feature pass looks matches up by row.
     pub(crate) fn prepare_text(
         &mut self,
         lexical: &crate::index::LexicalIndex,
@@ -123,6 +125,9 @@ impl RequestLists {
         rows: &[ItemIdx],
     ) {
         lexical.text_inputs(plan, rows, &mut self.matches, &mut self.text);
+        if !self.text.is_sorted_by_key(|t| t.0) {
+            self.text.sort_unstable_by_key(|t| t.0);
+        }
     }
 
     /// Fills the lists for one request.
