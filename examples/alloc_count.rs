@@ -11,9 +11,10 @@
 //! thread's (the recommender has no side effect that would run elsewhere).
 //! The last line is JSON: `feed`, `search`, `omni` (allocations per request
 //! without explanations or exposure recording), the same `_explained`,
-//! `_exposures_recorded` (the default recorder on: it reads every item's
-//! explanation, so they are built), and `search_new_queries` (every query
-//! text new, so none is in the index's plan cache).
+//! `_exposures_recorded` (without explanations, the default recorder on: it
+//! reads the ranked rows, and the counter is global, so its writer thread's
+//! allocations count too), and `search_new_queries` (every query text new,
+//! so none is in the index's plan cache).
 
 #![allow(unsafe_code)] // the counting allocator: GlobalAlloc is an unsafe trait
 
@@ -110,9 +111,9 @@ fn main() -> Result<(), omnifeed::Error> {
     omnifeed::load::sort_by_time(&mut events);
     writer.apply(1, &omnifeed::live::LogEntry::Events(events.clone()))?;
     let state = writer.publish()?;
-    // Serving without exposure recording (its recorder reads every item's
-    // explanation, so it builds them whatever the request asks), and with
-    // the default recorder (the latest 1,024 exposures in memory).
+    // Serving without exposure recording, and with the default recorder
+    // (the latest 1,024 exposures in memory; it reads the ranked rows, so a
+    // request without explanations builds none for it).
     let rec = service.recommender(state.clone()).no_exposures().build()?;
     let recorded = service.recommender(state).build()?;
     let mut users: Vec<UserId> = events.iter().map(|e| e.user).collect();

@@ -118,8 +118,9 @@ pub struct FeedRequest {
     /// Build each item's [`Explanation`] (sources with ranks, features,
     /// heads, fusion parts, rules). Default true. `false` leaves them empty,
     /// which spares most of a request's allocations
-    /// (`examples/alloc_count.rs`); a recommender with a side effect on for
-    /// the request (the exposure recorder reads them) builds them anyway.
+    /// (`examples/alloc_count.rs`). A side effect on for the request that
+    /// reads explanations gets them anyway; the exposure recorder reads the
+    /// ranked rows instead ([`SideEffect::reads_explanations`](crate::stage::SideEffect::reads_explanations)).
     #[serde(default = "explain_default")]
     pub explain: bool,
 }

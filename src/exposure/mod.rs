@@ -56,10 +56,13 @@ pub use online::{
 };
 
 use crate::error::{Error, Result};
+use crate::features::{FEATURE_NAMES, HEAD_NAMES};
 use crate::ids::{ContentId, ProductId, Timestamp, UserId};
+use crate::request::SourceHit;
 use crate::request::{Feed, FeedRequest, Surface};
-use crate::stage::{RequestContext, SideEffect};
+use crate::stage::{RankedRows, RequestContext, SideEffect};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -121,8 +124,8 @@ pub struct Columns {
 
 impl Columns {
     /// True if the feature columns are this build's ranking features
-    /// ([`FEATURE_NAMES`](crate::features::FEATURE_NAMES), in order): rows
-    /// a scorer of this build reads as they are.
+    /// ([`FEATURE_NAMES`], in order): rows a scorer of this build reads as
+    /// they are.
     pub fn is_current_schema(&self) -> bool {
         self.features.iter().map(String::as_str).eq(crate::features::FEATURE_NAMES)
     }
@@ -241,7 +244,7 @@ impl ExposureBatch {
     /// replay logs its feeds with this, so that training reads them as it
     /// reads production's ([`train_ranker`](crate::train::train_ranker)).
     pub fn add_feed(&mut self, request_id: u64, request: &FeedRequest, feed: &Feed) {
-        self.push(recorded(request_id, request, feed));
+        self.push(recorded(request_id, request, feed, None));
     }
 
     /// Adds a recorded exposure, its column names written once.
@@ -363,8 +366,10 @@ struct Counters {
 /// A recorded exposure with its column names, on the way to a batch.
 struct Recorded {
     exposure: Exposure,
-    features: Vec<&'static str>,
-    heads: Vec<&'static str>,
+    /// The column names: the schema's own (no copy) when read from ranked
+    /// rows, collected from the explanations otherwise.
+    features: Cow<'static, [&'static str]>,
+    heads: Cow<'static, [&'static str]>,
     sources: Vec<&'static str>,
 }
 
@@ -492,19 +497,58 @@ impl ExposureRecorder {
         (mix(key) >> 11) as f64 / (1u64 << 53) as f64 <= rate
     }
 
-    /// The exposure of `feed`, served for `request`.
-    fn record(&self, request: &FeedRequest, feed: &Feed) -> Recorded {
+    /// The exposure of `feed`, served for `request`, read from the items'
+    /// `rows`, or from their explanations without them.
+    fn record(
+        &self,
+        request: &FeedRequest,
+        feed: &Feed,
+        rows: Option<&dyn RankedRows>,
+    ) -> Recorded {
         let request_id = request.id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed));
-        recorded(request_id, request, feed)
+        recorded(request_id, request, feed, rows)
+    }
+
+    /// Hands `record` to the writer, or counts it dropped when the buffer
+    /// is full or closed.
+    fn hand_over(&self, record: Recorded) {
+        let full = {
+            let mut p = self.buffer.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.records.len() >= self.config.buffer || p.closed {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            p.records.push(record);
+            p.records.len() == self.config.batch
+        };
+        // Wake the writer once per full batch; otherwise it comes by
+        // itself every `linger_ms`.
+        if full {
+            self.buffer.wake.notify_one();
+        }
     }
 }
 
 /// The exposure of `feed`, served for `request` as request `request_id`: a
-/// few flat vectors, whatever the number of items.
-fn recorded(request_id: u64, request: &FeedRequest, feed: &Feed) -> Recorded {
+/// few flat vectors, whatever the number of items. Sources, features and
+/// heads come from the items' ranked `rows` when given (what the
+/// recommender's recorder reads, so that no explanation is built for it),
+/// else from the items' explanations; the two hold the same values.
+fn recorded(
+    request_id: u64,
+    request: &FeedRequest,
+    feed: &Feed,
+    rows: Option<&dyn RankedRows>,
+) -> Recorded {
     let first = feed.items.first().map(|i| &i.explanation);
-    let features = first.map_or_else(Vec::new, |e| e.features.iter().map(|f| f.name).collect());
-    let heads = first.map_or_else(Vec::new, |e| e.heads.iter().map(|h| h.name).collect());
+    type Names = Cow<'static, [&'static str]>;
+    let (features, heads): (Names, Names) = match (rows, first) {
+        (_, None) => (Cow::Borrowed(&[]), Cow::Borrowed(&[])),
+        (Some(_), Some(_)) => (Cow::Borrowed(&FEATURE_NAMES), Cow::Borrowed(&HEAD_NAMES)),
+        (None, Some(e)) => {
+            (e.features.iter().map(|f| f.name).collect(), e.heads.iter().map(|h| h.name).collect())
+        }
+    };
     let n = feed.items.len();
     let mut exposure = Exposure {
         request_id,
@@ -524,7 +568,7 @@ fn recorded(request_id: u64, request: &FeedRequest, feed: &Feed) -> Recorded {
     for (pos, item) in feed.items.iter().enumerate() {
         let e = &item.explanation;
         let start = exposure.sources.len() as u32;
-        for hit in &e.sources {
+        let mut add = |hit: SourceHit| {
             let source = match names.iter().position(|&s| s == hit.source) {
                 Some(k) => k,
                 None => {
@@ -534,6 +578,10 @@ fn recorded(request_id: u64, request: &FeedRequest, feed: &Feed) -> Recorded {
             };
             let source = source.min(usize::from(u8::MAX)) as u8;
             exposure.sources.push(SourceRank { source, rank: hit.rank, score: hit.score });
+        };
+        match rows {
+            Some(r) => r.sources(pos, &mut add),
+            None => e.sources.iter().for_each(|&h| add(h)),
         }
         // Every row has the first item's columns (one schema per feed).
         let row = |vals: &mut Vec<f32>, w: usize, it: &mut dyn Iterator<Item = f32>| {
@@ -541,8 +589,17 @@ fn recorded(request_id: u64, request: &FeedRequest, feed: &Feed) -> Recorded {
             vals.extend(it.take(w));
             vals.resize(before + w, 0.0);
         };
-        row(&mut exposure.features, features.len(), &mut e.features.iter().map(|f| f.value));
-        row(&mut exposure.heads, heads.len(), &mut e.heads.iter().map(|h| h.value));
+        let (fw, hw) = (features.len(), heads.len());
+        match rows {
+            Some(r) => {
+                row(&mut exposure.features, fw, &mut r.features(pos).iter().copied());
+                row(&mut exposure.heads, hw, &mut r.heads(pos).iter().copied());
+            }
+            None => {
+                row(&mut exposure.features, fw, &mut e.features.iter().map(|f| f.value));
+                row(&mut exposure.heads, hw, &mut e.heads.iter().map(|h| h.value));
+            }
+        }
         exposure.items.push(ExposedItem {
             product: item.product,
             position: pos as u32,
@@ -575,22 +632,21 @@ impl SideEffect for ExposureRecorder {
         true
     }
 
+    /// Records from the items' explanations (a caller's own feed).
     fn run(&self, request: &FeedRequest, feed: &Feed) {
-        let record = self.record(request, feed);
-        let full = {
-            let mut p = self.buffer.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if p.records.len() >= self.config.buffer || p.closed {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            p.records.push(record);
-            p.records.len() == self.config.batch
-        };
-        // Wake the writer once per full batch; otherwise it comes by
-        // itself every `linger_ms`.
-        if full {
-            self.buffer.wake.notify_one();
-        }
+        self.hand_over(self.record(request, feed, None));
+    }
+
+    /// It reads the ranked rows, so a request that asks for no
+    /// explanations builds none for it.
+    fn reads_explanations(&self) -> bool {
+        false
+    }
+
+    /// Records from the items' ranked rows, the values their explanations
+    /// would hold.
+    fn run_ranked(&self, request: &FeedRequest, feed: &Feed, rows: &dyn RankedRows) {
+        self.hand_over(self.record(request, feed, Some(rows)));
     }
 }
 

@@ -64,13 +64,20 @@ pub(crate) fn on_for<'e>(
     effects.list.iter().filter(|e| e.enabled(ctx) && p.stage_on(e.id(), ctx.request)).collect()
 }
 
+/// Whether `effect` needs the items' explanations: every effect on the
+/// rayon pool, and an inline one that says it reads them.
+pub(crate) fn reads_explanations(effect: &Arc<dyn SideEffect>) -> bool {
+    !effect.inline() || effect.reads_explanations()
+}
+
 /// Runs the effects `on` ([`on_for`] of `effects`) with the feed: inline
-/// ones here, the others on the rayon pool.
+/// ones here (with the items' ranked `rows`), the others on the rayon pool.
 pub(crate) fn spawn(
     effects: &Effects,
     on: &[&Arc<dyn SideEffect>],
     ctx: &RequestContext<'_>,
     feed: &Feed,
+    rows: &dyn crate::stage::RankedRows,
 ) {
     // The copy of the request and feed the spawned effects share, made
     // only if one is on.
@@ -78,7 +85,7 @@ pub(crate) fn spawn(
     for &effect in on {
         if effect.inline() {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                effect.run(ctx.request, feed)
+                effect.run_ranked(ctx.request, feed, rows)
             }));
             continue;
         }

@@ -139,10 +139,10 @@ impl Pipeline {
         stage!("boost", rank::boost(&ctx, candidates, ranked));
         stage!("select", select::select(self, &ctx, candidates, ranked, placement));
         trace.rerank_pool = placement.pool.len();
-        // Side effects read the feed, explanations included: they are built
-        // for them whatever the request asks.
+        // Side effects that read explanations get them whatever the request
+        // asks; an inline one that does not reads the ranked rows.
         let effects_on = effects::on_for(self, on.effects, &ctx);
-        let explain = req.explain || !effects_on.is_empty();
+        let explain = req.explain || effects_on.iter().any(|e| effects::reads_explanations(e));
         let items = stage!(
             "present",
             present::present(
@@ -157,7 +157,10 @@ impl Pipeline {
         #[cfg(feature = "metrics")]
         record_metrics(&trace);
         let feed = Feed { items, trace };
-        effects::spawn(on.effects, &effects_on, &ctx, &feed);
+        if !effects_on.is_empty() {
+            let rows = present::PlacedRows::new(self, (retrieved, candidates, ranked, placement));
+            effects::spawn(on.effects, &effects_on, &ctx, &feed, &rows);
+        }
         Ok(feed)
     }
 

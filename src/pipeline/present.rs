@@ -135,20 +135,68 @@ fn provenance(
     mask: u32,
     row: ItemIdx,
 ) -> Vec<SourceHit> {
-    p.sources
-        .iter()
-        .zip(&retrieved.bufs)
-        .enumerate()
-        .filter(|(i, _)| mask & (1 << i) != 0)
-        .filter_map(|(i, (src, buf))| {
-            let rank = ranks.rank(retrieved, i, row)?;
-            Some(SourceHit {
-                source: src.id(),
-                rank: rank as u32,
-                score: buf.as_slice()[rank].score,
-            })
-        })
-        .collect()
+    let mut hits = Vec::new();
+    each_source(p, retrieved, ranks, mask, row, &mut |h| hits.push(h));
+    hits
+}
+
+/// Calls `hit` for each source (in the sources' order) whose bit is in
+/// `mask`, with where it ranked `row`.
+fn each_source(
+    p: &Pipeline,
+    retrieved: &Retrieved,
+    ranks: &SourceRanks,
+    mask: u32,
+    row: ItemIdx,
+    hit: &mut dyn FnMut(SourceHit),
+) {
+    let found = p.sources.iter().zip(&retrieved.bufs).enumerate();
+    for (i, (src, buf)) in found.filter(|(i, _)| mask & (1 << i) != 0) {
+        if let Some(rank) = ranks.rank(retrieved, i, row) {
+            let score = buf.as_slice()[rank].score;
+            hit(SourceHit { source: src.id(), rank: rank as u32, score });
+        }
+    }
+}
+
+/// The placed items' ranked rows, borrowed from the stage buffers: what an
+/// inline side effect reads instead of explanations
+/// ([`RankedRows`](crate::stage::RankedRows)).
+pub(crate) struct PlacedRows<'a> {
+    p: &'a Pipeline,
+    stages: Stages<'a>,
+    ranks: SourceRanks,
+}
+
+impl<'a> PlacedRows<'a> {
+    pub(crate) fn new(p: &'a Pipeline, stages: Stages<'a>) -> PlacedRows<'a> {
+        let ranks = SourceRanks::new(stages.0, stages.3.placed.len());
+        PlacedRows { p, stages, ranks }
+    }
+
+    /// Item `item`'s candidate index and catalog row.
+    fn candidate(&self, item: usize) -> Option<(usize, ItemIdx)> {
+        let placement = self.stages.3;
+        let pl = placement.placed.get(item)?;
+        Some((placement.scored[pl.index].row.index(), placement.pool[pl.index].row))
+    }
+}
+
+impl crate::stage::RankedRows for PlacedRows<'_> {
+    fn features(&self, item: usize) -> &[f32] {
+        self.candidate(item).map_or(&[], |(i, _)| self.stages.2.features.row(i))
+    }
+
+    fn heads(&self, item: usize) -> &[f32] {
+        self.candidate(item).map_or(&[], |(i, _)| &self.stages.2.heads[i * HEADS..(i + 1) * HEADS])
+    }
+
+    fn sources(&self, item: usize, hit: &mut dyn FnMut(SourceHit)) {
+        if let Some((i, row)) = self.candidate(item) {
+            let (retrieved, c) = (self.stages.0, self.stages.1);
+            each_source(self.p, retrieved, &self.ranks, c.masks[i], row, hit);
+        }
+    }
 }
 
 /// The content to show `row` with: a live stream on air that carries it,

@@ -257,4 +257,41 @@ pub trait SideEffect: Send + Sync + std::fmt::Debug {
     fn inline(&self) -> bool {
         false
     }
+
+    /// True if it reads the items' explanations (default), so the request
+    /// builds them for it whatever [`FeedRequest::explain`] asks. An
+    /// [`inline`](Self::inline) effect that returns false is called through
+    /// [`run_ranked`](Self::run_ranked) with the items' ranked rows instead,
+    /// and a request that asks for no explanations builds none for it.
+    /// Effects on the rayon pool always get explanations.
+    fn reads_explanations(&self) -> bool {
+        true
+    }
+
+    /// What an [`inline`](Self::inline) effect runs: `rows` borrows the
+    /// feed items' sources, features and heads from the request's buffers,
+    /// so an effect that records them needs no explanations (see
+    /// [`reads_explanations`](Self::reads_explanations)). Default: [`run`](Self::run).
+    fn run_ranked(&self, request: &FeedRequest, feed: &Feed, rows: &dyn RankedRows) {
+        let _ = rows;
+        self.run(request, feed);
+    }
+}
+
+/// The ranked rows behind a feed's items, in item order, borrowed from the
+/// request that built it: what [`SideEffect::run_ranked`] reads instead of
+/// the items' explanations. Each is what the item's
+/// [`Explanation`](crate::request::Explanation) would hold.
+pub trait RankedRows {
+    /// Item `item`'s feature row, in [`FEATURE_NAMES`](crate::features::FEATURE_NAMES)
+    /// order (empty for an item out of range).
+    fn features(&self, item: usize) -> &[f32];
+
+    /// Item `item`'s heads, in [`HEAD_NAMES`](crate::features::HEAD_NAMES)
+    /// order (empty for an item out of range).
+    fn heads(&self, item: usize) -> &[f32];
+
+    /// Calls `hit` for each source that found item `item`, in the sources'
+    /// order, with its rank and score there.
+    fn sources(&self, item: usize, hit: &mut dyn FnMut(crate::request::SourceHit));
 }

@@ -77,6 +77,45 @@ fn an_exposure_is_the_feed_as_ranked() {
     assert_eq!((stats.sampled, stats.written, stats.dropped), (12, 12, 0));
 }
 
+/// The recorder reads the ranked rows, not the explanations: a request
+/// that asks for none gets none, and records what the same request with
+/// explanations records, value for value (Feed, Omni, and Search with
+/// text, at one request time).
+#[test]
+fn a_request_without_explanations_records_the_same_exposure() {
+    let sink = Arc::new(MemorySink::new(10_000));
+    let rec = Recommender::builder().state(state()).exposures(every_request(), sink.clone());
+    let rec = rec.build().unwrap();
+    let at = rec.state().signals().as_of();
+    let users: Vec<_> = world().users.iter().take(9).map(|u| u.id).collect();
+    for (i, &u) in users.iter().enumerate() {
+        let surface = [Surface::Feed, Surface::Omni, Surface::Search][i % 3];
+        let mut req = FeedRequest::new(u).surface(surface).k(40).at(at);
+        if surface == Surface::Search {
+            req = req.search_text("mug");
+        }
+        let with = rec.recommend(&req.clone().id(2 * i as u64)).unwrap();
+        let without = rec.recommend(&req.clone().id(2 * i as u64 + 1).explain(false)).unwrap();
+        assert!(with.items.iter().all(|it| !it.explanation.features.is_empty()));
+        assert!(without.items.iter().all(|it| it.explanation.features.is_empty()), "{surface:?}");
+    }
+    rec.flush_exposures();
+    let batches = sink.take();
+    let mut got: Vec<(omnifeed::exposure::Exposure, Option<omnifeed::exposure::Columns>)> = batches
+        .iter()
+        .flat_map(|b| b.exposures.iter().map(move |e| (e.clone(), b.columns_of(e).cloned())))
+        .collect();
+    got.sort_by_key(|(e, _)| e.request_id);
+    assert_eq!(got.len(), 2 * users.len());
+    for pair in got.chunks_exact(2) {
+        let (mut a, mut b) = (pair[0].clone(), pair[1].clone());
+        assert!(!a.0.items.is_empty());
+        (a.0.request_id, b.0.request_id) = (0, 0);
+        (a.0.columns, b.0.columns) = (0, 0);
+        assert_eq!(a, b);
+    }
+}
+
 /// A request is kept or not by its id, at the configured rate; off is off.
 #[test]
 fn sampling_keeps_the_configured_share_by_request_id() {
