@@ -58,8 +58,7 @@ pub use online::{
 use crate::error::{Error, Result};
 use crate::features::{FEATURE_NAMES, HEAD_NAMES};
 use crate::ids::{ContentId, ProductId, Timestamp, UserId};
-use crate::request::SourceHit;
-use crate::request::{Feed, FeedRequest, Surface};
+use crate::request::{Feed, FeedRequest, SourceHit, Surface};
 use crate::stage::{RankedRows, RequestContext, SideEffect};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;

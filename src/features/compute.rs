@@ -327,7 +327,10 @@ impl<'a, T: Keyed> Walk<'a, T> {
 /// How many rows ahead the feature loop prefetches. Against a warm pass
 /// over all rows first (a loop of independent loads), prefetching 16 rows
 /// ahead left ~105 µs of a cold 1,000-row ranking unhidden against ~150 µs
-/// (cold minus hot, alternated runs on a 1M-product catalog).
+/// (cold minus hot, alternated runs on a 1M-product catalog). On an AMD
+/// EPYC the cold bench then gave 317 µs with no prefetch, 190 at 4 rows,
+/// 185 at 10–12 and 226 at 16: too far ahead was worse than too near
+/// (BENCHMARKS.md, issue 27).
 const AHEAD: usize = 10;
 
 /// What the oracle computes once per request, the plain way: the user's

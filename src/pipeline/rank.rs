@@ -14,7 +14,6 @@ use crate::features::{
 use crate::ids::ItemIdx;
 use crate::kernels::{Scored, top_k_in_place};
 use crate::rank::Fusion;
-use crate::rank::{floor_term, price_term, relevance_term};
 use crate::request::{FeedRequest, Surface};
 use crate::signals::Rate;
 use crate::stage::{RequestContext, Scorer};
@@ -170,13 +169,15 @@ fn score_and_fuse(
     out.values.clear();
     out.values.resize(n, 0.0);
     let (heads, features) = (&out.heads, &out.features);
-    // Term by term over all candidates, each as `fusion_terms` computes it.
-    fusion.values_into(&mut out.values, |k, i| match k {
-        0..=2 => floor_term(heads[i * HEADS + k]),
-        3 => price_term(rank_rows[c.rows[i].index()].price_band),
-        4 => floor_term(rank_rows[c.rows[i].index()].quality),
-        5 => relevance_term(relevance.term(features.row(i))),
-        _ => floor_term(1.0 - rank_rows[c.rows[i].index()].refund),
+    // Term by term over all candidates, as `Fusion::terms` computes them;
+    // the feature row is read only for the relevance term.
+    fusion.values_into(&mut out.values, |k, i| {
+        let signals = || {
+            let rr = &rank_rows[c.rows[i].index()];
+            (rr.price_band, rr.quality, rr.refund)
+        };
+        let rel = || relevance.term(features.row(i));
+        Fusion::term(k, &heads[i * HEADS..], signals, rel)
     });
     repaired
 }

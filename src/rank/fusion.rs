@@ -51,21 +51,21 @@ pub const FUSION_TERMS: [&str; 7] =
 /// A head, quality or `1 − refund` term: floored at 10⁻⁴, and 10⁻⁴ when
 /// not finite.
 #[inline(always)]
-pub(crate) fn floor_term(x: f32) -> f32 {
+fn floor_term(x: f32) -> f32 {
     if x.is_finite() { x.max(1e-4) } else { 1e-4 }
 }
 
 /// The price term: `exp(price_band)` clamped to `[0.05, 20]`, 1 when the
 /// band is not finite.
 #[inline(always)]
-pub(crate) fn price_term(price_band: f32) -> f32 {
+fn price_term(price_band: f32) -> f32 {
     if price_band.is_finite() { price_band.exp().clamp(0.05, 20.0) } else { 1.0 }
 }
 
 /// The relevance term: `(1 + r) / 2` for `r` clamped to `[0, 1]`, 1 when
 /// there is nothing to be relevant to.
 #[inline(always)]
-pub(crate) fn relevance_term(relevance: Option<f32>) -> f32 {
+fn relevance_term(relevance: Option<f32>) -> f32 {
     relevance.map_or(1.0, |r| floor_term((1.0 + r.clamp(0.0, 1.0)) / 2.0))
 }
 
@@ -100,15 +100,29 @@ impl Fusion {
         relevance: Option<f32>,
         refund_rate: f32,
     ) -> [f32; 7] {
-        [
-            floor_term(heads[0]),
-            floor_term(heads[1]),
-            floor_term(heads[2]),
-            price_term(price_band),
-            floor_term(quality),
-            relevance_term(relevance),
-            floor_term(1.0 - refund_rate),
-        ]
+        let signals = || (price_band, quality, refund_rate);
+        std::array::from_fn(|k| Self::term(k, heads, signals, || relevance))
+    }
+
+    /// Term `k` of [`terms`](Self::terms) alone, from the three heads,
+    /// `signals` (price band, quality, refund rate) and `relevance`, each
+    /// asked only by the terms that read it: what a pass over many
+    /// candidates ([`values_into`](Self::values_into)) computes term by
+    /// term.
+    #[inline(always)]
+    pub(crate) fn term(
+        k: usize,
+        heads: &[f32],
+        signals: impl FnOnce() -> (f32, f32, f32),
+        relevance: impl FnOnce() -> Option<f32>,
+    ) -> f32 {
+        match k {
+            0..=2 => floor_term(heads[k]),
+            3 => price_term(signals().0),
+            4 => floor_term(signals().1),
+            5 => relevance_term(relevance()),
+            _ => floor_term(1.0 - signals().2),
+        }
     }
 
     /// [`value`](Self::value) of many candidates at once, term by term:

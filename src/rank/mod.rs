@@ -12,7 +12,6 @@ mod weights;
 pub use crate::features::{F, FEATURE_NAMES, FeatureMatrix, HEAD_NAMES, HEADS, col, feature_index};
 pub use crate::features::{MAX_RELEVANCE_WEIGHT, RelevanceInputs, RelevanceWeights};
 pub use crate::stage::Scorer;
-pub(crate) use fusion::{floor_term, price_term, relevance_term};
 pub use scorer::{Fusion, HeadWeights, LogisticScorer, MlpScorer};
 pub(crate) use trees::TreeScorerRecord;
 #[cfg(feature = "train")]
